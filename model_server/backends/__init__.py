@@ -1,0 +1,2 @@
+"""Backends: what answers an inference request. ``local`` runs a model in-process
+(torch, imported only there); ``providers`` calls an external service."""

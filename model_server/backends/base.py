@@ -1,0 +1,61 @@
+"""The contract between the HTTP API and whatever computes an answer.
+
+A backend is built from a validated ``InferenceEndpointConfig`` (secrets resolved) by
+the factory the catalog names. It knows nothing of HTTP: it takes an
+``InferenceRequest`` and returns the body Elasticsearch would return, or raises
+``ElasticsearchError``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+from ..catalog import InferenceEndpointConfig, TaskType
+from ..errors import status_exception
+
+
+@dataclass(frozen=True)
+class InferenceRequest:
+    task_type: TaskType
+    input: list[str]
+    query: str | None = None
+    # Elasticsearch's input_type: "ingest" / "search" (also "classification", "clustering").
+    input_type: str | None = None
+    # The endpoint's task_settings with the request's overrides merged over them.
+    task_settings: dict[str, Any] = field(default_factory=dict)
+    # Seconds the caller is willing to wait (Elasticsearch's ``timeout``, 30s by default).
+    timeout: float = 30.0
+
+
+class Backend(abc.ABC):
+    """Serves one inference endpoint."""
+
+    def __init__(self, config: InferenceEndpointConfig) -> None:
+        self.config = config
+
+    async def start(self) -> None:
+        """Load the model or open the client; called once before the first request."""
+
+    async def close(self) -> None:
+        """Release what ``start`` took."""
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    @abc.abstractmethod
+    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+        """Elasticsearch's response body, e.g. ``{"text_embedding": [{"embedding": [...]}]}``."""
+
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+        """Completion chunks, each ``{"completion": [{"delta": "..."}]}``."""
+        raise status_exception(
+            f"Streaming is not supported for the [{self.config.service}] service", 405
+        )
+        yield {}  # pragma: no cover - makes this an async generator
+
+    def describe(self) -> dict[str, Any]:
+        """What the endpoint knows of its model once started (``dimensions``, ``similarity``)."""
+        return {}

@@ -1,0 +1,1 @@
+"""Models run in-process with torch and transformers (imported only here)."""

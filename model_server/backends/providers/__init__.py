@@ -1,0 +1,1 @@
+"""Adapters for external inference providers, one module per service."""

@@ -1,0 +1,156 @@
+"""The building blocks every service module uses: task types, secret values,
+rate limits, the settings base model and the ``ServiceSpec`` record.
+
+This module knows no service by name; the service modules do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Annotated, Any, ClassVar, Union
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class TaskType(str, Enum):
+    TEXT_EMBEDDING = "text_embedding"
+    SPARSE_EMBEDDING = "sparse_embedding"
+    RERANK = "rerank"
+    COMPLETION = "completion"
+
+    def __str__(self) -> str:  # "text_embedding", as Elasticsearch prints it
+        return self.value
+
+
+class Similarity(str, Enum):
+    COSINE = "cosine"
+    DOT_PRODUCT = "dot_product"
+    L2_NORM = "l2_norm"
+
+
+class Settings(BaseModel):
+    """Base of every settings model: unknown keys are an error, as in Elasticsearch."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, use_enum_values=True)
+
+    # Names of fields that hold secrets; filled by ``__pydantic_init_subclass__``.
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.secret_fields = tuple(
+            name for name, f in cls.model_fields.items() if (f.json_schema_extra or {}).get("x-kubeinfer-secret")
+        )
+
+
+class SecretKeyName(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="Name of a Secret in the endpoint's namespace.")
+    key: str = Field(min_length=1, description="Key within the Secret.")
+
+
+class SecretKeyRef(BaseModel):
+    """A reference to a key of a Kubernetes Secret: the only form a CR may hold."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    secret_key_ref: SecretKeyName = Field(alias="secretKeyRef")
+
+
+# A secret-bearing setting: a plain string (HTTP API and local mode) or a reference.
+SecretValue = Union[SecretKeyRef, SecretStr]
+
+
+def SecretField(description: str, *, required: bool = True) -> Any:  # noqa: N802 - reads like a type
+    """A settings field that holds a secret; never logged, never returned by GET."""
+    extra = {"x-kubeinfer-secret": True}
+    if required:
+        return Field(description=description, json_schema_extra=extra)
+    return Field(default=None, description=description, json_schema_extra=extra)
+
+
+class RateLimit(Settings):
+    requests_per_minute: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="Requests per minute sent to the provider; the service's default when unset."
+    )
+
+
+class AdaptiveAllocations(Settings):
+    enabled: bool = False
+    min_number_of_allocations: Annotated[int, Field(ge=0)] | None = None
+    max_number_of_allocations: Annotated[int, Field(ge=1)] | None = None
+
+
+class ExternalServiceSettings(Settings):
+    """Settings every external provider accepts."""
+
+    url: str | None = Field(
+        default=None,
+        description="kubeinfer extension: replaces the provider's base URL (private endpoints, proxies, tests).",
+    )
+    rate_limit: RateLimit | None = None
+
+
+class EmbeddingSettings(Settings):
+    """Settings that describe the vectors an embedding endpoint returns."""
+
+    dimensions: Annotated[int, Field(gt=0)] | None = None
+    similarity: Similarity | None = None
+    max_input_tokens: Annotated[int, Field(gt=0)] | None = None
+
+
+class NoTaskSettings(Settings):
+    pass
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """Everything kubeinfer knows about one service of the create inference API."""
+
+    name: str
+    # Task type -> the service_settings model for that task.
+    service_settings: dict[TaskType, type[Settings]]
+    # Task type -> the task_settings model; NoTaskSettings where the service has none.
+    task_settings: dict[TaskType, type[Settings]] = field(default_factory=dict)
+    # Elasticsearch's default rate limit (requests per minute) per task type; None for
+    # services that run a model in-process.
+    default_rate_limit: dict[TaskType, int] | None = None
+    # "module:function" building the backend; imported lazily so that the catalog never
+    # pulls torch or a provider SDK.
+    backend: str = ""
+    description: str = ""
+
+    @property
+    def task_types(self) -> tuple[TaskType, ...]:
+        return tuple(self.service_settings)
+
+    @property
+    def external(self) -> bool:
+        return self.default_rate_limit is not None
+
+    def supports(self, task_type: TaskType | str) -> bool:
+        return TaskType(task_type) in self.service_settings
+
+    def service_settings_model(self, task_type: TaskType | str) -> type[Settings]:
+        return self.service_settings[TaskType(task_type)]
+
+    def task_settings_model(self, task_type: TaskType | str) -> type[Settings]:
+        return self.task_settings.get(TaskType(task_type), NoTaskSettings)
+
+    def rate_limit_for(self, task_type: TaskType | str) -> int | None:
+        if self.default_rate_limit is None:
+            return None
+        return self.default_rate_limit.get(TaskType(task_type))
+
+    def secret_fields(self, task_type: TaskType | str) -> tuple[str, ...]:
+        return self.service_settings_model(task_type).secret_fields
+
+
+def provider_backend(module: str) -> str:
+    return f"model_server.backends.providers.{module}:create_backend"
+
+
+LOCAL_BACKEND = "model_server.backends.local:create_backend"

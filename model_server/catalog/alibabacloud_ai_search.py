@@ -1,0 +1,57 @@
+"""AlibabaCloud AI Search: embeddings, sparse embeddings, rerank and text generation."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import Field
+
+from ._base import (
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
+    provider_backend,
+)
+
+
+class HttpSchema(str, Enum):
+    HTTPS = "https"
+    HTTP = "http"
+
+
+class AlibabaInputType(str, Enum):
+    INGEST = "ingest"
+    SEARCH = "search"
+
+
+class AlibabaCloudServiceSettings(ExternalServiceSettings, EmbeddingSettings):
+    api_key: SecretValue = SecretField("AlibabaCloud AI Search API key.")
+    service_id: str = Field(description="e.g. ops-text-embedding-001, ops-bge-reranker-larger, ops-qwen-turbo.")
+    host: str = Field(description="The host of the AI Search service, from its console.")
+    workspace: str
+    http_schema: HttpSchema = HttpSchema.HTTPS
+
+
+class AlibabaEmbeddingTaskSettings(Settings):
+    input_type: AlibabaInputType | None = None
+
+
+class AlibabaSparseTaskSettings(Settings):
+    input_type: AlibabaInputType | None = None
+    return_token: bool | None = None
+
+
+SPEC = ServiceSpec(
+    name="alibabacloud-ai-search",
+    service_settings={
+        TaskType.COMPLETION: AlibabaCloudServiceSettings,
+        TaskType.RERANK: AlibabaCloudServiceSettings,
+        TaskType.SPARSE_EMBEDDING: AlibabaCloudServiceSettings,
+        TaskType.TEXT_EMBEDDING: AlibabaCloudServiceSettings,
+    },
+    task_settings={
+        TaskType.SPARSE_EMBEDDING: AlibabaSparseTaskSettings,
+        TaskType.TEXT_EMBEDDING: AlibabaEmbeddingTaskSettings,
+    },
+    default_rate_limit={t: 1000 for t in TaskType},
+    backend=provider_backend("alibabacloud_ai_search"),
+    description="AlibabaCloud AI Search.",
+)

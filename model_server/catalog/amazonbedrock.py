@@ -1,0 +1,49 @@
+"""Amazon Bedrock: invoke/converse per model provider, signed with AWS Signature V4."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import Field
+
+from ._base import (
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
+    provider_backend,
+)
+
+
+class BedrockProvider(str, Enum):
+    AMAZONTITAN = "amazontitan"
+    ANTHROPIC = "anthropic"
+    AI21LABS = "ai21labs"
+    COHERE = "cohere"
+    META = "meta"
+    MISTRAL = "mistral"
+
+
+class AmazonBedrockServiceSettings(ExternalServiceSettings, EmbeddingSettings):
+    access_key: SecretValue = SecretField("AWS access key id.")
+    secret_key: SecretValue = SecretField("AWS secret access key.")
+    region: str = Field(description="The AWS region, e.g. us-east-1.")
+    provider: BedrockProvider
+    model: str = Field(description="The model id or inference profile, e.g. amazon.titan-embed-text-v2:0.")
+
+
+class AmazonBedrockCompletionTaskSettings(Settings):
+    max_new_tokens: int | None = Field(default=None, gt=0)
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+SPEC = ServiceSpec(
+    name="amazonbedrock",
+    service_settings={
+        TaskType.COMPLETION: AmazonBedrockServiceSettings,
+        TaskType.TEXT_EMBEDDING: AmazonBedrockServiceSettings,
+    },
+    task_settings={TaskType.COMPLETION: AmazonBedrockCompletionTaskSettings},
+    default_rate_limit={TaskType.TEXT_EMBEDDING: 240, TaskType.COMPLETION: 240},
+    backend=provider_backend("amazonbedrock"),
+    description="Amazon Bedrock (Titan, Cohere, Anthropic, AI21 Labs, Meta, Mistral).",
+)

@@ -1,0 +1,29 @@
+"""Anthropic: the messages API, for completion."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ._base import ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType, provider_backend
+
+
+class AnthropicServiceSettings(ExternalServiceSettings):
+    api_key: SecretValue = SecretField("Anthropic API key.")
+    model_id: str = Field(description="The model, e.g. claude-3-5-sonnet-latest.")
+
+
+class AnthropicTaskSettings(Settings):
+    max_tokens: int = Field(gt=0, description="Required by Anthropic's messages API.")
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: int | None = Field(default=None, gt=0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+SPEC = ServiceSpec(
+    name="anthropic",
+    service_settings={TaskType.COMPLETION: AnthropicServiceSettings},
+    task_settings={TaskType.COMPLETION: AnthropicTaskSettings},
+    default_rate_limit={TaskType.COMPLETION: 50},
+    backend=provider_backend("anthropic"),
+    description="Anthropic messages.",
+)

@@ -1,0 +1,60 @@
+"""Azure AI Studio: models deployed as token (pay-as-you-go) or realtime endpoints."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import Field
+
+from ._base import (
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings,
+    TaskType, provider_backend,
+)
+
+
+class AzureAIStudioProvider(str, Enum):
+    OPENAI = "openai"
+    MISTRAL = "mistral"
+    META = "meta"
+    MICROSOFT_PHI = "microsoft_phi"
+    COHERE = "cohere"
+    DATABRICKS = "databricks"
+
+
+class EndpointType(str, Enum):
+    TOKEN = "token"
+    REALTIME = "realtime"
+
+
+class AzureAIStudioServiceSettings(ExternalServiceSettings, EmbeddingSettings):
+    api_key: SecretValue = SecretField("Azure AI Studio key.")
+    target: str = Field(description="The target URL of the deployed model.")
+    provider: AzureAIStudioProvider
+    endpoint_type: EndpointType
+
+
+class AzureAIStudioEmbeddingTaskSettings(Settings):
+    user: str | None = None
+
+
+class AzureAIStudioCompletionTaskSettings(Settings):
+    do_sample: float | None = None
+    max_new_tokens: int | None = Field(default=None, gt=0)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=2.0)
+
+
+SPEC = ServiceSpec(
+    name="azureaistudio",
+    service_settings={
+        TaskType.COMPLETION: AzureAIStudioServiceSettings,
+        TaskType.TEXT_EMBEDDING: AzureAIStudioServiceSettings,
+    },
+    task_settings={
+        TaskType.COMPLETION: AzureAIStudioCompletionTaskSettings,
+        TaskType.TEXT_EMBEDDING: AzureAIStudioEmbeddingTaskSettings,
+    },
+    default_rate_limit={TaskType.TEXT_EMBEDDING: 240, TaskType.COMPLETION: 240},
+    backend=provider_backend("azureaistudio"),
+    description="Azure AI Studio deployments (OpenAI, Mistral, Meta, Microsoft Phi, Cohere, Databricks).",
+)

@@ -1,0 +1,72 @@
+"""Cohere: embed, rerank and chat."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import Field
+
+from ._base import (
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings,
+    TaskType, provider_backend,
+)
+
+
+class EmbeddingType(str, Enum):
+    FLOAT = "float"
+    BYTE = "byte"
+    INT8 = "int8"
+
+
+class InputType(str, Enum):
+    CLASSIFICATION = "classification"
+    CLUSTERING = "clustering"
+    INGEST = "ingest"
+    SEARCH = "search"
+
+
+class Truncate(str, Enum):
+    END = "END"
+    NONE = "NONE"
+    START = "START"
+
+
+class CohereServiceSettings(ExternalServiceSettings):
+    api_key: SecretValue = SecretField("Cohere API key.")
+    model_id: str | None = Field(default=None, description="The Cohere model; the provider's default when unset.")
+
+
+class CohereEmbeddingServiceSettings(CohereServiceSettings, EmbeddingSettings):
+    embedding_type: EmbeddingType = EmbeddingType.FLOAT
+
+
+class CohereEmbeddingTaskSettings(Settings):
+    input_type: InputType | None = None
+    truncate: Truncate | None = None
+
+
+class CohereRerankTaskSettings(Settings):
+    return_documents: bool | None = None
+    top_n: int | None = Field(default=None, gt=0)
+
+
+class CohereCompletionTaskSettings(Settings):
+    pass
+
+
+SPEC = ServiceSpec(
+    name="cohere",
+    service_settings={
+        TaskType.COMPLETION: CohereServiceSettings,
+        TaskType.RERANK: CohereServiceSettings,
+        TaskType.TEXT_EMBEDDING: CohereEmbeddingServiceSettings,
+    },
+    task_settings={
+        TaskType.COMPLETION: CohereCompletionTaskSettings,
+        TaskType.RERANK: CohereRerankTaskSettings,
+        TaskType.TEXT_EMBEDDING: CohereEmbeddingTaskSettings,
+    },
+    default_rate_limit={TaskType.TEXT_EMBEDDING: 10000, TaskType.RERANK: 10000, TaskType.COMPLETION: 10000},
+    backend=provider_backend("cohere"),
+    description="Cohere embed, rerank and chat.",
+)

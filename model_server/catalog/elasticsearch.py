@@ -1,0 +1,48 @@
+"""Models run in-process by the kubeinfer model server: built-in E5, ELSER and rerank
+models, and any Hugging Face model id or local path (what Eland uploads to Elasticsearch)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ._base import LOCAL_BACKEND, AdaptiveAllocations, ServiceSpec, Settings, TaskType
+
+# Elasticsearch's built-in model ids, and the open models kubeinfer serves for them.
+BUILTIN_MODELS: dict[str, str] = {
+    ".multilingual-e5-small": "intfloat/multilingual-e5-small",
+    # ELSER's weights are not public: an Apache-2.0 SPLADE model stands in for it.
+    ".elser_model_2": "naver/splade-v3-distilbert",
+    ".elser_model_2_linux-x86_64": "naver/splade-v3-distilbert",
+    ".rerank-v1": "cross-encoder/ms-marco-MiniLM-L-6-v2",
+}
+
+
+class LocalModelServiceSettings(Settings):
+    model_id: str = Field(description="A built-in id (.multilingual-e5-small, .elser_model_2, .rerank-v1), "
+                                      "a Hugging Face model id, or a local path.")
+    num_allocations: int | None = Field(default=None, ge=1, description="Replicas of the model server.")
+    num_threads: int = Field(default=1, ge=1, description="Inference threads per allocation (CPU cores).")
+    adaptive_allocations: AdaptiveAllocations | None = None
+    deployment_id: str | None = None
+
+
+class ElserServiceSettings(LocalModelServiceSettings):
+    model_id: str = ".elser_model_2"
+
+
+class RerankTaskSettings(Settings):
+    return_documents: bool | None = None
+    top_n: int | None = Field(default=None, gt=0)
+
+
+SPEC = ServiceSpec(
+    name="elasticsearch",
+    service_settings={
+        TaskType.RERANK: LocalModelServiceSettings,
+        TaskType.SPARSE_EMBEDDING: LocalModelServiceSettings,
+        TaskType.TEXT_EMBEDDING: LocalModelServiceSettings,
+    },
+    task_settings={TaskType.RERANK: RerankTaskSettings},
+    backend=LOCAL_BACKEND,
+    description="Built-in and Hugging Face models run by the kubeinfer model server.",
+)

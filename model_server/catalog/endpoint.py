@@ -1,0 +1,261 @@
+"""An inference endpoint's configuration, validated against the catalog.
+
+Two ways in: Elasticsearch's create body (``parse_endpoint``) and an InferenceEndpoint
+manifest (``from_manifest``). Two ways out: Elasticsearch's GET view, with secrets left
+out and defaults filled in (``InferenceEndpointConfig.es_view``), and a manifest
+(``InferenceEndpointConfig.to_manifest``). Validation failures raise
+``ElasticsearchError`` with the reason Elasticsearch gives.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Any, Callable, Mapping
+
+from pydantic import Field, SecretStr, ValidationError
+
+from ..errors import ElasticsearchError, status_exception, validation_exception
+from ._base import SecretKeyRef, ServiceSpec, Settings, TaskType
+from .registry import SERVICES
+
+API_VERSION = "kubeinfer.io/v1alpha1"
+KIND = "InferenceEndpoint"
+# Elasticsearch's rule for inference ids, which must also be a valid Kubernetes name here.
+INFERENCE_ID_PATTERN = r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$"
+
+
+class ChunkingStrategy(str, Enum):
+    WORD = "word"
+    SENTENCE = "sentence"
+    NONE = "none"
+
+
+class ChunkingSettings(Settings):
+    strategy: ChunkingStrategy = ChunkingStrategy.SENTENCE
+    max_chunk_size: int | None = Field(default=None, ge=10, le=300)
+    overlap: int | None = Field(default=None, ge=1)
+    sentence_overlap: int | None = Field(default=None, ge=0, le=1)
+
+
+def parse_task_type(value: str) -> TaskType:
+    try:
+        return TaskType(value)
+    except ValueError:
+        raise ElasticsearchError(400, "illegal_argument_exception", f"Unknown task_type [{value}]") from None
+
+
+def get_service(name: str, inference_id: str = "") -> ServiceSpec:
+    spec = SERVICES.get(name)
+    if spec is None:
+        raise status_exception(f"Unknown service [{name}] for model [{inference_id}]")
+    return spec
+
+
+def validate_inference_id(inference_id: str) -> None:
+    if not re.match(INFERENCE_ID_PATTERN, inference_id):
+        raise validation_exception(
+            f"Invalid inference_id; [{inference_id}] must be lowercase letters, digits, '-', '_' or '.', "
+            "start and end with a letter or digit, and be at most 253 characters"
+        )
+
+
+@dataclass(frozen=True)
+class InferenceEndpointConfig:
+    inference_id: str
+    task_type: TaskType
+    service: str
+    service_settings: Settings
+    task_settings: Settings
+    chunking_settings: ChunkingSettings | None = None
+
+    @property
+    def spec(self) -> ServiceSpec:
+        return SERVICES[self.service]
+
+    @property
+    def rate_limit(self) -> int | None:
+        """Requests per minute: the configured value, else the service's default."""
+        configured = getattr(self.service_settings, "rate_limit", None)
+        if configured is not None and configured.requests_per_minute is not None:
+            return configured.requests_per_minute
+        return self.spec.rate_limit_for(self.task_type)
+
+    # ---- secrets -------------------------------------------------------------------
+    def secret_values(self) -> dict[str, SecretKeyRef | SecretStr]:
+        out = {}
+        for name in self.service_settings.secret_fields:
+            value = getattr(self.service_settings, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    def secret_refs(self) -> dict[str, SecretKeyRef]:
+        return {k: v for k, v in self.secret_values().items() if isinstance(v, SecretKeyRef)}
+
+    def plain_secrets(self) -> dict[str, SecretStr]:
+        return {k: v for k, v in self.secret_values().items() if isinstance(v, SecretStr)}
+
+    def secret(self, name: str) -> str | None:
+        """The plain value of a secret setting; an error if it is still a reference."""
+        value = getattr(self.service_settings, name, None)
+        if value is None:
+            return None
+        if isinstance(value, SecretKeyRef):
+            raise status_exception(f"[service_settings] secret [{name}] has not been resolved", 500)
+        return value.get_secret_value()
+
+    def resolve_secrets(self, resolve: Callable[[str, SecretKeyRef], str]) -> "InferenceEndpointConfig":
+        """A copy with each ``secretKeyRef`` replaced by ``resolve(field_name, ref)``."""
+        refs = self.secret_refs()
+        if not refs:
+            return self
+        update = {name: SecretStr(resolve(name, ref)) for name, ref in refs.items()}
+        return replace(self, service_settings=self.service_settings.model_copy(update=update))
+
+    def with_secret_refs(self, refs: Mapping[str, SecretKeyRef]) -> "InferenceEndpointConfig":
+        return replace(self, service_settings=self.service_settings.model_copy(update=dict(refs)))
+
+    # ---- views ---------------------------------------------------------------------
+    def service_settings_view(self) -> dict[str, Any]:
+        """service_settings as Elasticsearch returns them: no secrets, defaults filled in."""
+        view = self.service_settings.model_dump(
+            mode="json", exclude=set(self.service_settings.secret_fields), exclude_none=True
+        )
+        if self.rate_limit is not None:
+            view["rate_limit"] = {"requests_per_minute": self.rate_limit}
+        return view
+
+    def es_view(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "inference_id": self.inference_id,
+            "task_type": self.task_type.value,
+            "service": self.service,
+            "service_settings": self.service_settings_view(),
+        }
+        task = self.task_settings.model_dump(mode="json", exclude_none=True)
+        if task or self.task_settings.model_fields:
+            body["task_settings"] = task
+        if self.chunking_settings is not None:
+            body["chunking_settings"] = self.chunking_settings.model_dump(mode="json", exclude_none=True)
+        return body
+
+    def to_manifest(self, *, name: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+        """An InferenceEndpoint manifest. Plain secrets are refused: give references."""
+        if self.plain_secrets():
+            fields = ", ".join(sorted(self.plain_secrets()))
+            raise validation_exception(f"[service_settings] secrets [{fields}] must be given as secretKeyRef")
+        settings = self.service_settings.model_dump(mode="json", by_alias=True, exclude_none=True)
+        spec: dict[str, Any] = {
+            "taskType": self.task_type.value,
+            "inferenceId": self.inference_id,
+            "service": self.service,
+            "serviceSettings": settings,
+        }
+        task = self.task_settings.model_dump(mode="json", exclude_none=True)
+        if task:
+            spec["taskSettings"] = task
+        if self.chunking_settings is not None:
+            spec["chunkingSettings"] = self.chunking_settings.model_dump(mode="json", exclude_none=True)
+        metadata: dict[str, Any] = {"name": name or self.inference_id}
+        if namespace:
+            metadata["namespace"] = namespace
+        return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
+
+
+def _java_map(values: Mapping[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}={v}" for k, v in values.items()) + "}"
+
+
+def _validate_settings(
+    model: type[Settings], raw: Any, scope: str, service: str
+) -> Settings:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise validation_exception(f"[{scope}] must be an object")
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as exc:
+        unknown = {}
+        problems = []
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"]]
+            if err["type"] == "extra_forbidden" and len(loc) == 1:
+                unknown[loc[0]] = raw.get(loc[0])
+            elif err["type"] == "missing":
+                path = f"{scope}.{'.'.join(loc[:-1])}" if len(loc) > 1 else scope
+                problems.append(f"[{path}] does not contain the required setting [{loc[-1]}]")
+            else:
+                field = ".".join(loc) or scope
+                msg = err["msg"].removeprefix("Value error, ")
+                problems.append(f"[{scope}] Invalid value for [{field}]: {msg}")
+        if unknown:
+            raise status_exception(
+                f"Model configuration contains settings [{_java_map(unknown)}] unknown to the [{service}] service"
+            ) from None
+        raise validation_exception(*problems) from None
+
+
+def parse_endpoint(inference_id: str, task_type: TaskType | str, body: Mapping[str, Any]) -> InferenceEndpointConfig:
+    """Validate Elasticsearch's create body for ``PUT /_inference/<task_type>/<inference_id>``."""
+    if not isinstance(body, Mapping):
+        raise ElasticsearchError(400, "parse_exception", "request body is required")
+    validate_inference_id(inference_id)
+    task = parse_task_type(task_type) if isinstance(task_type, str) else task_type
+    allowed = {"service", "service_settings", "task_settings", "chunking_settings", "task_type", "inference_id"}
+    extra = {k: v for k, v in body.items() if k not in allowed}
+    service_name = body.get("service")
+    if not service_name:
+        raise validation_exception("[service] is required")
+    spec = get_service(str(service_name), inference_id)
+    if extra:
+        raise status_exception(
+            f"Model configuration contains settings [{_java_map(extra)}] unknown to the [{spec.name}] service"
+        )
+    if not spec.supports(task):
+        raise status_exception(f"The [{spec.name}] service does not support task type [{task.value}]")
+    service_settings = _validate_settings(
+        spec.service_settings_model(task), body.get("service_settings"), "service_settings", spec.name
+    )
+    task_settings = _validate_settings(
+        spec.task_settings_model(task), body.get("task_settings"), "task_settings", spec.name
+    )
+    chunking = body.get("chunking_settings")
+    chunking_settings = (
+        _validate_settings(ChunkingSettings, chunking, "chunking_settings", spec.name) if chunking is not None else None
+    )
+    if chunking_settings is not None and task not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING):
+        raise validation_exception(f"[chunking_settings] are not supported for task type [{task.value}]")
+    return InferenceEndpointConfig(
+        inference_id=inference_id,
+        task_type=task,
+        service=spec.name,
+        service_settings=service_settings,
+        task_settings=task_settings,
+        chunking_settings=chunking_settings,  # type: ignore[arg-type]
+    )
+
+
+def from_manifest(manifest: Mapping[str, Any]) -> InferenceEndpointConfig:
+    """Validate an InferenceEndpoint manifest (its ``spec``) against the catalog."""
+    if manifest.get("apiVersion") != API_VERSION or manifest.get("kind") != KIND:
+        raise validation_exception(f"manifest must have apiVersion [{API_VERSION}] and kind [{KIND}]")
+    metadata = manifest.get("metadata") or {}
+    spec = manifest.get("spec")
+    if not isinstance(spec, Mapping):
+        raise validation_exception("[spec] is required")
+    inference_id = spec.get("inferenceId") or metadata.get("name")
+    if not inference_id:
+        raise validation_exception("[spec.inferenceId] or [metadata.name] is required")
+    if "taskType" not in spec:
+        raise validation_exception("[spec] does not contain the required setting [taskType]")
+    body = {
+        "service": spec.get("service"),
+        "service_settings": spec.get("serviceSettings"),
+        "task_settings": spec.get("taskSettings"),
+    }
+    if spec.get("chunkingSettings") is not None:
+        body["chunking_settings"] = spec["chunkingSettings"]
+    return parse_endpoint(str(inference_id), str(spec["taskType"]), body)

@@ -1,0 +1,26 @@
+"""Google AI Studio (Gemini API): batchEmbedContents and generateContent with an API key."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ._base import (
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, TaskType, provider_backend,
+)
+
+
+class GoogleAIStudioServiceSettings(ExternalServiceSettings, EmbeddingSettings):
+    api_key: SecretValue = SecretField("Google AI Studio API key.")
+    model_id: str = Field(description="The model, e.g. text-embedding-004 or gemini-1.5-flash.")
+
+
+SPEC = ServiceSpec(
+    name="googleaistudio",
+    service_settings={
+        TaskType.COMPLETION: GoogleAIStudioServiceSettings,
+        TaskType.TEXT_EMBEDDING: GoogleAIStudioServiceSettings,
+    },
+    default_rate_limit={TaskType.TEXT_EMBEDDING: 360, TaskType.COMPLETION: 360},
+    backend=provider_backend("googleaistudio"),
+    description="Google AI Studio (Gemini) embeddings and generation.",
+)

@@ -1,0 +1,45 @@
+"""Google Vertex AI: text embeddings (predict) and the ranking API, with a service account."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ._base import (
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
+    provider_backend,
+)
+
+
+class GoogleVertexAIServiceSettings(ExternalServiceSettings):
+    service_account_json: SecretValue = SecretField("The service account key, as JSON.")
+    model_id: str = Field(description="The model, e.g. text-embedding-004 or semantic-ranker-512@latest.")
+    project_id: str
+    location: str | None = Field(default=None, description="Region; required for text_embedding.")
+
+
+class GoogleVertexAIEmbeddingServiceSettings(GoogleVertexAIServiceSettings, EmbeddingSettings):
+    location: str = Field(description="The region of the model, e.g. us-central1.")
+
+
+class GoogleVertexAIEmbeddingTaskSettings(Settings):
+    auto_truncate: bool | None = None
+
+
+class GoogleVertexAIRerankTaskSettings(Settings):
+    top_n: int | None = Field(default=None, gt=0)
+
+
+SPEC = ServiceSpec(
+    name="googlevertexai",
+    service_settings={
+        TaskType.RERANK: GoogleVertexAIServiceSettings,
+        TaskType.TEXT_EMBEDDING: GoogleVertexAIEmbeddingServiceSettings,
+    },
+    task_settings={
+        TaskType.RERANK: GoogleVertexAIRerankTaskSettings,
+        TaskType.TEXT_EMBEDDING: GoogleVertexAIEmbeddingTaskSettings,
+    },
+    default_rate_limit={TaskType.TEXT_EMBEDDING: 30000, TaskType.RERANK: 300},
+    backend=provider_backend("googlevertexai"),
+    description="Google Vertex AI embeddings and ranking.",
+)

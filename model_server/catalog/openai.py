@@ -1,0 +1,30 @@
+"""OpenAI: text embeddings and chat completions (api.openai.com or a compatible ``url``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ._base import (
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings,
+    TaskType, provider_backend,
+)
+
+
+class OpenAIServiceSettings(ExternalServiceSettings, EmbeddingSettings):
+    api_key: SecretValue = SecretField("OpenAI API key.")
+    model_id: str = Field(description="The model, e.g. text-embedding-3-small or gpt-4o.")
+    organization_id: str | None = None
+
+
+class OpenAITaskSettings(Settings):
+    user: str | None = None
+
+
+SPEC = ServiceSpec(
+    name="openai",
+    service_settings={TaskType.COMPLETION: OpenAIServiceSettings, TaskType.TEXT_EMBEDDING: OpenAIServiceSettings},
+    task_settings={TaskType.COMPLETION: OpenAITaskSettings, TaskType.TEXT_EMBEDDING: OpenAITaskSettings},
+    default_rate_limit={TaskType.TEXT_EMBEDDING: 3000, TaskType.COMPLETION: 500},
+    backend=provider_backend("openai"),
+    description="OpenAI embeddings and chat completions.",
+)

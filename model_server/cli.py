@@ -1,0 +1,90 @@
+"""The ``kubeinfer`` command line: one entry point, one subcommand per role.
+
+Each subcommand imports its implementation only when run, so ``kubeinfer validate``
+never loads kopf and ``kubeinfer gateway`` never loads torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Callable, Sequence
+
+from .secrets import DEFAULT_SECRETS_DIR
+
+# subcommand -> "module:function"; the function takes the parsed arguments and returns
+# the process exit code.
+COMMANDS: dict[str, str] = {
+    "operator": "kubeinfer_operator.main:run",
+    "gateway": "model_server.gateway.main:run_gateway",
+    "serve": "model_server.api.serve:run",
+    "local": "model_server.gateway.local:run_local",
+    "crds": "kubeinfer_operator.crd:run",
+    "validate": "kubeinfer_operator.validate:run",
+    "render": "kubeinfer_operator.render:run",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubeinfer", description="The Elasticsearch inference API on Kubernetes."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("operator", help="run the operator that reconciles InferenceEndpoints")
+    p.add_argument("--namespace", "-n", action="append", default=[],
+                   help="namespace to watch (repeatable); all namespaces when omitted")
+    p.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
+    p.add_argument("--peering", default=None, help="kopf peering object name, for more than one replica")
+    p.add_argument("--verbose", action="store_true")
+
+    p = sub.add_parser("gateway", help="serve Elasticsearch's inference API for every endpoint in the cluster")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=9200)
+    p.add_argument("--namespace", "-n", default=None,
+                   help="namespace where endpoints are created (the pod's own by default)")
+    p.add_argument("--no-auth", action="store_true",
+                   help="skip the SubjectAccessReview check (development only)")
+
+    p = sub.add_parser("serve", help="serve one inference endpoint (what every endpoint pod runs)")
+    p.add_argument("--config", required=True, help="InferenceEndpoint manifest (YAML or JSON)")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--secrets-dir", default=DEFAULT_SECRETS_DIR,
+                   help="Secrets mounted as <dir>/<secret name>/<key>")
+    p.add_argument("--cache-dir", default=None, help="model cache directory")
+
+    p = sub.add_parser("local", help="run the whole API in one process, with no cluster")
+    p.add_argument("-f", "--file", action="append", default=[], dest="files",
+                   help="InferenceEndpoint manifest file or directory (repeatable)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9200)
+    p.add_argument("--state-dir", default=None, help="where endpoints created by PUT persist")
+    p.add_argument("--secrets-dir", default=None, help="Secrets as <dir>/<secret name>/<key>")
+    p.add_argument("--cache-dir", default=None, help="model cache directory")
+
+    sub.add_parser("crds", help="print the InferenceEndpoint CustomResourceDefinition as YAML")
+
+    p = sub.add_parser("validate", help="check InferenceEndpoint manifests offline")
+    p.add_argument("paths", nargs="+", metavar="FILE|DIR")
+
+    p = sub.add_parser("render", help="print the objects the operator would create for a manifest")
+    p.add_argument("path", metavar="FILE")
+    p.add_argument("--uid", default=None, help="the CR's uid for ownerReferences")
+    return parser
+
+
+def _load(target: str) -> Callable[[argparse.Namespace], int]:
+    module_name, _, func = target.partition(":")
+    return getattr(importlib.import_module(module_name), func)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code = _load(COMMANDS[args.command])(args)
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
