@@ -63,20 +63,26 @@ class LocalModelBackend(Backend):
         return self._batcher is not None
 
     async def start(self) -> None:
-        model = await asyncio.to_thread(self._load)
-        # Intra-op thread counts are per thread: set them on the thread that runs the model.
-        worker_init = None if model.runtime.on_gpu else functools.partial(_set_threads, self.num_threads)
-        batcher = DynamicBatcher(model.run, name=self.config.inference_id, options=self.batching, worker_init=worker_init)
+        # Load, warm up and run on the batcher's single worker thread: one thread for all torch work.
+        batcher = DynamicBatcher(
+            self._run_batch, name=self.config.inference_id, options=self.batching,
+            worker_init=functools.partial(_set_threads, self.num_threads),
+        )
         await batcher.start()
         try:
-            await batcher.run_alone(model.warmup_items())
+            model = await batcher.on_worker(self._load)
+            self._model, self._prefixes = model, self._input_type_prefixes(model)
+            await batcher.on_worker(model.run, model.warmup_items())
         except BaseException:
+            self._model = None
             await batcher.close()
             raise
-        self._model, self._prefixes = model, self._input_type_prefixes(model)
         self._batcher = batcher
         log.info("model [%s] ready on %s (%s), max length %d tokens", self.model_id, model.runtime.device,
                  str(model.runtime.dtype).removeprefix("torch."), model.max_length)
+
+    def _run_batch(self, items: list[Any]) -> list[Any]:
+        return self._model.run(items)
 
     async def close(self) -> None:
         batcher, self._batcher = self._batcher, None
@@ -178,4 +184,5 @@ def rank(documents: list[str], scores: list[float], task_settings: Mapping[str, 
 def _set_threads(count: int) -> None:
     import torch
 
-    torch.set_num_threads(count)
+    if not torch.cuda.is_available():
+        torch.set_num_threads(count)

@@ -166,10 +166,14 @@ class DynamicBatcher(Generic[Item]):
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
-    async def run_alone(self, items: list[Item]) -> list[Any]:
-        """Run one batch on the worker at once, outside the queue (the warm-up)."""
+    async def on_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` on the model's worker thread, outside the queue (loading, warm-up).
+
+        Torch work belongs on that one thread: a second thread running ops would start a
+        second pool of spinning OpenMP threads competing for the same cores.
+        """
         assert self._executor is not None, "start() first"
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.run_batch, items)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     # ---- callers -----------------------------------------------------------------------
     @property

@@ -21,6 +21,7 @@ Imports torch and transformers: only the local backend's loading path imports it
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,6 +32,14 @@ import torch.nn.functional as F
 from .runtime import Runtime
 
 _SANE_MAX_LENGTH = 1_000_000  # tokenizers without a limit report ~1e30
+# A batch runs as length-sorted slices of at least this many padded tokens, each padded
+# to at most this share: the fixed cost of a forward pass against the cost of padding.
+MIN_SLICE_TOKENS = 256
+MAX_SLICE_PADDING = 0.10
+
+# Tokenizing happens on the event loop, one request at a time: a pool of tokenizer threads
+# would only compete with the model's threads for the same cores.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @dataclass(frozen=True)
@@ -119,8 +128,15 @@ class LocalModel:
         return {k: v.to(self.runtime.device, non_blocking=True) for k, v in batch.items()}
 
     def run(self, items: Sequence[Encoded]) -> list[Any]:
+        """Outputs for ``items`` in their order, computed in length-sorted slices that pad little."""
+        order = sorted(range(len(items)), key=lambda i: len(items[i]))
+        outputs: list[Any] = [None] * len(items)
         with torch.inference_mode():
-            return self.forward(self.collate(items))
+            for piece in _length_slices([len(items[i]) for i in order]):
+                indices = [order[i] for i in piece]
+                for index, output in zip(indices, self.forward(self.collate([items[i] for i in indices]))):
+                    outputs[index] = output
+        return outputs
 
     def forward(self, batch: dict[str, torch.Tensor]) -> list[Any]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -231,6 +247,23 @@ class RerankModel(LocalModel):
 
     def warmup_items(self) -> list[Encoded]:
         return self.encode_pairs("warm-up", ["warm-up"])
+
+
+def _length_slices(lengths: list[int], min_tokens: int = MIN_SLICE_TOKENS,
+                   max_padding: float = MAX_SLICE_PADDING) -> list[range]:
+    """Split ascending ``lengths`` into consecutive slices: a slice closes once it holds
+    ``min_tokens`` padded tokens and the next item would raise its padding share above
+    ``max_padding``. Each forward pass costs a fixed overhead, so tiny slices are not worth it."""
+    slices, start, real = [], 0, 0
+    for i, length in enumerate(lengths):
+        width = length  # ascending: the newest item is the widest
+        padded = width * (i - start + 1)
+        if i > start and (width * (i - start)) >= min_tokens and 1 - (real + length) / padded > max_padding:
+            slices.append(range(start, i))
+            start, real = i, 0
+        real += length
+    slices.append(range(start, len(lengths)))
+    return slices
 
 
 def _pooling_modes(config: dict[str, Any]) -> list[str]:

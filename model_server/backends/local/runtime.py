@@ -3,6 +3,8 @@
 On a CUDA GPU: bfloat16 where the GPU supports it, float16 otherwise, and PyTorch's
 scaled-dot-product attention. On CPU: float32 with ``num_threads`` intra-op threads
 (Elasticsearch's ``num_threads``: threads buy latency, allocations buy throughput).
+``KUBEINFER_CPU_DTYPE=bfloat16`` trades exactness for speed on CPUs with bfloat16
+instructions (AVX512-BF16, AMX): about twice the throughput, vectors within ~1e-3.
 Imports torch: only the local backend's loading path imports this module.
 """
 
@@ -32,4 +34,6 @@ def select_runtime(num_threads: int = 1, device: str | None = None) -> Runtime:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return Runtime(torch.device(wanted), dtype)
     torch.set_num_threads(max(1, int(num_threads)))
-    return Runtime(torch.device("cpu"), torch.float32)
+    dtype = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16}.get(
+        os.environ.get("KUBEINFER_CPU_DTYPE", "").lower(), torch.float32)
+    return Runtime(torch.device("cpu"), dtype)
