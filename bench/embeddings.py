@@ -283,6 +283,12 @@ async def benchmark(args: argparse.Namespace) -> None:
             achieved = r["throughput"] * tokens * per_token
             print(f"| {kind} | {clients} | {r['throughput']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {ratio} | "
                   f"{achieved / 1e9:.2f} | {100 * achieved / peak:.1f}% |")
+    naive = [results[k] for k in results if k[0] == "naive"]
+    ours = results.get(("kubeinfer", max(levels)))
+    if naive and ours:
+        best = max(r["throughput"] for r in naive)
+        print(f"\nkubeinfer at {max(levels)} clients vs the naive server's best at any concurrency: "
+              f"{ours['throughput'] / best:.2f}x")
 
 
 def main() -> None:

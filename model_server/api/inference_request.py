@@ -61,6 +61,8 @@ def format_time_value(seconds: float) -> str:
     """Seconds as Elasticsearch prints a TimeValue: ``30s``, ``500ms``, ``1m``."""
     if math.isinf(seconds):
         return "-1"
+    if seconds == 0:
+        return "0s"
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
         if seconds >= size:
             amount = seconds / size

@@ -5,8 +5,9 @@ serving task forms batches and runs them on a single worker thread, so the event
 keeps accepting (and tokenizing) requests while the model computes: whatever arrives
 during a forward pass is the next batch. A batch is seeded with the oldest waiting item
 (nothing starves) and filled with the waiting items closest to it in length (little
-padding), under ``max_batch_size`` items and ``max_batch_tokens`` padded tokens. When
-the worker is idle, the first item waits at most ``max_wait`` for company.
+padding), under ``max_batch_size`` items and ``max_batch_tokens`` padded tokens. While
+fewer items wait than the last batch held, the batch waits up to ``max_wait`` for them:
+a lone client never waits, a crowd is not cut into small batches.
 
 The queue is bounded: past ``queue_capacity`` requests in flight, ``submit`` refuses at
 once with Elasticsearch's 429 instead of queueing without bound. A request whose
@@ -60,7 +61,10 @@ class BatchingOptions:
     max_batch_size: int = 64
     # Text Embeddings Inference's default budget.
     max_batch_tokens: int = 16384
-    max_wait: float = 0.002
+    # The longest a batch waits for company, and only while fewer items wait than the last
+    # batch held: a lone client never waits, and under load the requests that come back
+    # right after a large batch join the next one instead of trickling through in small ones.
+    max_wait: float = 0.005
     # Elasticsearch's default queue_capacity for model deployments.
     queue_capacity: int = 1024
 
@@ -206,16 +210,33 @@ class DynamicBatcher(Generic[Item]):
     async def _serve(self) -> None:
         assert self._wakeup is not None
         loop = asyncio.get_running_loop()
+        last_size = 0
         while True:
             await self._wakeup.wait()
-            if self.options.max_wait > 0 and len(self._waiting) < self.options.max_batch_size:
-                await asyncio.sleep(self.options.max_wait)
+            await self._gather_company(loop, min(last_size, self.options.max_batch_size))
             batch = self._take(loop.time())
             if not self._waiting:
                 self._wakeup.clear()
             self._metrics["depth"].set(len(self._waiting))
             if batch:
+                last_size = len(batch)
                 await self._run(loop, batch)
+
+    async def _gather_company(self, loop: asyncio.AbstractEventLoop, expected: int) -> None:
+        """Wait up to ``max_wait`` while fewer than ``expected`` items are waiting."""
+        assert self._wakeup is not None
+        deadline = loop.time() + self.options.max_wait
+        while len(self._waiting) < expected:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except asyncio.TimeoutError:
+                return
+            finally:
+                self._wakeup.set()
 
     def _take(self, now: float) -> list[_Waiting]:
         """The next batch: the oldest live item plus the live items nearest to it in length."""

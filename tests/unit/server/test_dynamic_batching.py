@@ -103,17 +103,41 @@ async def test_full_queue_answers_429_and_loses_nothing(tiny_models):
             assert body["error"]["reason"] == "inference process queue is full. Unable to execute command"
 
 
-async def test_request_past_its_timeout_answers_408_and_others_still_served(tiny_models):
-    config = endpoint(tiny_models["embedding"], "deadlines")
-    async with serving(config, batching={"max_wait": 0.3}) as (client, _):
-        late, fine = await asyncio.gather(
-            client.post("/_inference/deadlines?timeout=20ms", json={"input": "too late"}),
-            client.post("/_inference/deadlines", json={"input": "in time"}),
-        )
-    assert late.status_code == 408
-    assert late.json()["error"]["reason"] == "timeout [20ms] waiting for inference result"
+async def test_request_past_its_deadline_is_answered_408_and_never_reaches_the_model():
+    import time
+
+    seen: list[list[str]] = []
+
+    def slow_batch(items):
+        seen.append(list(items))
+        time.sleep(0.3)
+        return [len(item) for item in items]
+
+    batcher = DynamicBatcher(slow_batch, name="deadlines", options=BatchingOptions(max_wait=0))
+    await batcher.start()
+    try:
+        first = asyncio.create_task(batcher.submit([Item("first")]))
+        await asyncio.sleep(0.05)  # the first batch is running now
+        late = asyncio.create_task(batcher.submit([Item("late")], timeout=0.1))
+        fine = asyncio.create_task(batcher.submit([Item("patient")], timeout=5))
+        assert await first == [5]
+        with pytest.raises(ElasticsearchError) as caught:
+            await late
+        assert caught.value.status == 408
+        assert await fine == [7]
+    finally:
+        await batcher.close()
+    assert seen == [["first"], ["patient"]]
+
+
+async def test_http_timeout_parameter_bounds_the_wait_for_a_batch(tiny_models):
+    config = endpoint(tiny_models["embedding"], "deadlines-http")
+    async with serving(config) as (client, _):
+        r = await client.post("/_inference/deadlines-http?timeout=0s", json={"input": "no time at all"})
+        fine = await client.post("/_inference/deadlines-http?timeout=30s", json={"input": "in time"})
+    assert r.status_code == 408
+    assert r.json()["error"]["reason"] == "timeout [0s] waiting for inference result"
     assert fine.status_code == 200
-    assert len(fine.json()["text_embedding"]) == 1
 
 
 class Item(str):
