@@ -10,9 +10,12 @@ from ._base import LOCAL_BACKEND, AdaptiveAllocations, ServiceSpec, Settings, Ta
 # Elasticsearch's built-in model ids, and the open models kubeinfer serves for them.
 BUILTIN_MODELS: dict[str, str] = {
     ".multilingual-e5-small": "intfloat/multilingual-e5-small",
-    # ELSER's weights are not public: an Apache-2.0 SPLADE model stands in for it.
-    ".elser_model_2": "naver/splade-v3-distilbert",
-    ".elser_model_2_linux-x86_64": "naver/splade-v3-distilbert",
+    # ELSER's weights are not public. OpenSearch's SPLADE-style bi-encoder stands in: Apache-2.0
+    # (naver's SPLADE v3 checkpoints are CC BY-NC-SA, not for commercial use), a WordPiece
+    # vocabulary like ELSER's, one model for queries and documents as ELSER is, and the same
+    # log(1 + relu) max-pooled weights. Replace it with KUBEINFER_BUILTIN_MODEL_ELSER_MODEL_2.
+    ".elser_model_2": "opensearch-project/opensearch-neural-sparse-encoding-v2-distill",
+    ".elser_model_2_linux-x86_64": "opensearch-project/opensearch-neural-sparse-encoding-v2-distill",
     ".rerank-v1": "cross-encoder/ms-marco-MiniLM-L-6-v2",
 }
 

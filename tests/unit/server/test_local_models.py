@@ -153,3 +153,22 @@ async def test_minilm_matches_sentence_transformers_and_ranks_paraphrases_closer
         assert max(abs(a - float(b)) for a, b in zip(mine, theirs)) < 1e-4
         assert cosine(mine, theirs.tolist()) > 0.99999
     assert cosine(ours[0], ours[1]) > cosine(ours[0], ours[2]) + 0.3
+
+
+async def test_elser_builtin_model_can_be_replaced_per_deployment(tiny_models, monkeypatch):
+    monkeypatch.setenv("KUBEINFER_BUILTIN_MODEL_ELSER_MODEL_2", str(tiny_models["sparse"]))
+    config = parse_endpoint("my-elser", "sparse_embedding", {"service": "elser", "service_settings": {}})
+    async with serving(config) as (client, _):
+        r = await client.post("/_inference/sparse_embedding/my-elser", json={"input": "the cat sat"})
+    assert r.status_code == 200
+    assert r.json()["sparse_embedding"][0]["embedding"]
+
+
+async def test_builtin_model_not_in_the_offline_cache_names_the_model_it_maps_to():
+    from model_server.errors import ElasticsearchError
+
+    with pytest.raises(ElasticsearchError) as caught:
+        async with serving(endpoint("text_embedding", ".multilingual-e5-small")):
+            pass
+    assert caught.value.status == 404
+    assert "[intfloat/multilingual-e5-small] is not in the model cache" in caught.value.reason
