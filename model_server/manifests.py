@@ -65,6 +65,12 @@ def read_documents(path: str | Path) -> list[Document]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(str(path), f"cannot be read: {exc.__class__.__name__}") from None
+    return parse_documents(text, str(path))
+
+
+def parse_documents(text: str, source: str) -> list[Document]:
+    """Every non-empty document of a YAML (or JSON) text read from ``source``."""
+    path = source
     try:
         bodies = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:

@@ -3,6 +3,7 @@ problem, the exit status telling whether there was any."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -107,3 +108,17 @@ def test_secret_reference_must_name_secret_and_key(tmp_path, capsys):
     code, lines = validate(capsys, write(tmp_path / "e.yaml", obj))
     assert (code, lines) == (1, [f"{tmp_path / 'e.yaml'}: spec.serviceSettings.api_key.secretKeyRef: "
                                  "required field missing: key"])
+
+
+def test_standard_input_is_read_for_a_dash(monkeypatch, capsys):
+    good, bad = manifest("openai", "completion", name="good"), manifest("cohere", "rerank", name="bad")
+    bad["spec"]["taskSettings"] = {"top_n": 0}
+    monkeypatch.setattr("sys.stdin", io.StringIO(yaml.safe_dump_all([good, bad])))
+    code, lines = validate(capsys, "-")
+    assert (code, lines) == (1, ["<stdin>#2: spec.taskSettings.top_n: must be at least 1"])
+
+
+def test_an_inference_endpoint_of_another_version_is_a_problem(tmp_path, capsys):
+    obj = manifest("openai", "completion") | {"apiVersion": "kubeinfer.io/v1"}
+    code, lines = validate(capsys, write(tmp_path / "e.yaml", obj))
+    assert (code, lines) == (1, [f"{tmp_path / 'e.yaml'}: apiVersion: must be kubeinfer.io/v1alpha1"])
