@@ -215,6 +215,33 @@ def test_settings_unknown_to_a_pair_are_rejected_by_rules_and_catalog(service, t
         assert spec_rule_failures(obj["spec"], containing="accepts only") == [], name
 
 
+@pytest.mark.parametrize("service,task", PAIRS)
+def test_task_settings_unknown_to_a_pair_are_rejected_by_rules_and_catalog(service, task):
+    union = SPEC["properties"]["taskSettings"]["properties"]
+    known = set(type(from_manifest(manifest(service, task)).task_settings).model_fields)
+    for name in sorted(set(union) - known):
+        obj = manifest(service, task)
+        obj["spec"].setdefault("taskSettings", {})[name] = _value_for(union[name])
+        assert spec_rule_failures(obj["spec"], containing="accepts only") == [
+            f"[task_settings] of the [{service}] service for task type [{task}] accepts only "
+            f"[{', '.join(sorted(known)) or 'no settings'}]"], name
+        assert "unknown to the" in catalog_rejects(obj).reason, name
+    for name in sorted(known):
+        obj = manifest(service, task)
+        obj["spec"].setdefault("taskSettings", {})[name] = _value_for(union[name])
+        assert spec_rule_failures(obj["spec"], containing="accepts only") == [], name
+
+
+@pytest.mark.parametrize("service", SERVICES_BY_NAME)
+def test_rules_guarded_by_another_service_hold(service):
+    # kubeinfer validate (and spec_rule_failures above) skip them: this is why that is exact.
+    spec = manifest(*next(p for p in PAIRS if p[0] == service))["spec"]
+    spec["serviceSettings"] = {}  # even settings that break every rule of this service
+    others = [r["rule"] for r in SPEC["x-kubernetes-validations"]
+              if r["rule"].startswith("self.service != ") and not r["rule"].startswith(f"self.service != '{service}' ")]
+    assert others and all(cel(rule, spec) for rule in others)
+
+
 @pytest.mark.parametrize("service,task,setting", [(s, t, r) for (s, t), rs in REQUIRED.items() for r in rs])
 def test_rule_names_the_missing_required_setting_as_elasticsearch_does(service, task, setting):
     obj = manifest(service, task)
