@@ -70,19 +70,18 @@ def read_documents(path: str | Path) -> list[Document]:
 
 def parse_documents(text: str, source: str) -> list[Document]:
     """Every non-empty document of a YAML (or JSON) text read from ``source``."""
-    path = source
     try:
         bodies = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ManifestError(str(path), f"invalid YAML{where}: {problem}") from None
+        raise ManifestError(source, f"invalid YAML{where}: {problem}") from None
     present = [(i, body) for i, body in enumerate(bodies, start=1) if body is not None]
     if len(present) == 1:
-        return [Document(str(path), present[0][1])]
+        return [Document(source, present[0][1])]
     # Numbered by position in the file, empty documents included, so that #N can be found.
-    return [Document(f"{path}#{i}", body) for i, body in present]
+    return [Document(f"{source}#{i}", body) for i, body in present]
 
 
 def load_manifests(paths: Iterable[str | Path]) -> list[tuple[str, dict[str, Any]]]:

@@ -215,6 +215,33 @@ def test_settings_unknown_to_a_pair_are_rejected_by_rules_and_catalog(service, t
         assert spec_rule_failures(obj["spec"], containing="accepts only") == [], name
 
 
+@pytest.mark.parametrize("service,task", PAIRS)
+def test_task_settings_unknown_to_a_pair_are_rejected_by_rules_and_catalog(service, task):
+    union = SPEC["properties"]["taskSettings"]["properties"]
+    known = set(type(from_manifest(manifest(service, task)).task_settings).model_fields)
+    for name in sorted(set(union) - known):
+        obj = manifest(service, task)
+        obj["spec"].setdefault("taskSettings", {})[name] = _value_for(union[name])
+        assert spec_rule_failures(obj["spec"], containing="accepts only") == [
+            f"[task_settings] of the [{service}] service for task type [{task}] accepts only "
+            f"[{', '.join(sorted(known)) or 'no settings'}]"], name
+        assert "unknown to the" in catalog_rejects(obj).reason, name
+    for name in sorted(known):
+        obj = manifest(service, task)
+        obj["spec"].setdefault("taskSettings", {})[name] = _value_for(union[name])
+        assert spec_rule_failures(obj["spec"], containing="accepts only") == [], name
+
+
+@pytest.mark.parametrize("service", SERVICES_BY_NAME)
+def test_rules_guarded_by_another_service_hold(service):
+    # kubeinfer validate (and spec_rule_failures above) skip them: this is why that is exact.
+    spec = manifest(*next(p for p in PAIRS if p[0] == service))["spec"]
+    spec["serviceSettings"] = {}  # even settings that break every rule of this service
+    others = [r["rule"] for r in SPEC["x-kubernetes-validations"]
+              if r["rule"].startswith("self.service != ") and not r["rule"].startswith(f"self.service != '{service}' ")]
+    assert others and all(cel(rule, spec) for rule in others)
+
+
 @pytest.mark.parametrize("service,task,setting", [(s, t, r) for (s, t), rs in REQUIRED.items() for r in rs])
 def test_rule_names_the_missing_required_setting_as_elasticsearch_does(service, task, setting):
     obj = manifest(service, task)
@@ -261,6 +288,47 @@ def test_rules_reject_task_settings_of_another_service():
     obj = manifest("openai", "completion", taskSettings={"max_tokens": 5})
     assert any("[task_settings] of the [openai] service" in f for f in spec_rule_failures(obj["spec"]))
     assert catalog_rejects(obj) is not None
+
+
+CHUNKING = SPEC["properties"]["chunkingSettings"]
+
+
+def chunking_failures(settings: dict[str, Any]) -> list[str]:
+    failures = []
+    for rule in CHUNKING["x-kubernetes-validations"]:
+        if not cel(rule["rule"], settings):
+            failures.append(str(cel(rule["messageExpression"], settings)) if "messageExpression" in rule
+                            else rule["message"])
+    return failures
+
+
+@pytest.mark.parametrize("settings", [
+    {}, {"strategy": "none"}, {"strategy": "sentence", "max_chunk_size": 250},
+    {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 0},
+    {"strategy": "word", "max_chunk_size": 100, "overlap": 50},
+])
+def test_chunking_rules_accept_what_elasticsearch_accepts(settings):
+    assert chunking_failures(settings) == []
+    assert catalog_rejects(manifest("elser", "sparse_embedding", chunkingSettings=settings)) is None
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"max_chunk_size": 100}, "Can't generate Chunker without ChunkingStrategy provided"),
+    ({"strategy": "word", "max_chunk_size": 100}, "[chunking_settings] does not contain the required setting [overlap]"),
+    ({"strategy": "word", "overlap": 5}, "[chunking_settings] does not contain the required setting [max_chunk_size]"),
+    ({"strategy": "sentence", "max_chunk_size": 250, "overlap": 5},
+     "[sentence] chunking settings take only [strategy, max_chunk_size, sentence_overlap]"),
+    ({"strategy": "none", "max_chunk_size": 250}, "[none] chunking settings take only [strategy]"),
+    ({"strategy": "word", "max_chunk_size": 100, "overlap": 51},
+     "[chunking_settings] [overlap] must be a less than or equal to half of [max_chunk_size]"),
+    ({"strategy": "word", "max_chunk_size": 301, "overlap": 5},
+     "[chunking_settings] [max_chunk_size] must be a less than or equal to [300] for word chunking"),
+    ({"strategy": "sentence", "max_chunk_size": 19},
+     "[chunking_settings] [max_chunk_size] must be a greater than or equal to [20] for sentence chunking"),
+])
+def test_chunking_rules_reject_what_elasticsearch_rejects(settings, message):
+    assert chunking_failures(settings) == [message]
+    assert catalog_rejects(manifest("elser", "sparse_embedding", chunkingSettings=settings)) is not None
 
 
 def test_rule_rejects_chunking_settings_for_completion():

@@ -3,7 +3,6 @@ schema, for ``kubeinfer validate`` and for the catalog."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
