@@ -92,8 +92,13 @@ def observe_deployment(deployment: Mapping[str, Any] | None, *, url: str | None 
                            progressing_message="no replicas requested", ready_replicas=0, url=url)
     if rolling:
         message = f"rolling out: {updated} of {desired} replicas updated, {available} available"
-        # Ready while the old pods still serve: availability, not the rollout, decides.
-        is_ready = available >= desired and observed == generation
+        # Ready while the old pods still serve: the Deployment's minimum availability, not the
+        # rollout, decides (all replicas available when the controller says nothing).
+        availability = conditions.get("Available")
+        if availability is not None:
+            is_ready = availability.get("status") == "True" and available > 0
+        else:
+            is_ready = available >= desired
         return Observation(ready=is_ready, reason=AVAILABLE if is_ready else UNAVAILABLE,
                            message=message if not is_ready else f"{available} of {desired} replicas available",
                            progressing=True, progressing_reason=ROLLING_OUT, progressing_message=message,
