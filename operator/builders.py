@@ -46,7 +46,7 @@ MODEL_CACHE_DIR = "/models"
 HF_HOME = f"{MODEL_CACHE_DIR}/huggingface"
 SERVER_PORT = 8080
 SERVICE_PORT = 80
-RUN_AS_USER = 1000
+RUN_AS_USER = 10001  # the images' kubeinfer user
 # Defaults of the HorizontalPodAutoscaler built from adaptive_allocations.
 DEFAULT_MAX_ALLOCATIONS = 10
 TARGET_CPU_UTILIZATION = 70

@@ -112,6 +112,13 @@ async def delete(namespace: str, name: str, memo: kopf.Memo, logger: logging.Log
     logger.info("InferenceEndpoint deleted; its objects are garbage-collected with it")
 
 
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def endpoint_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    reconciler = getattr(memo, "reconciler", None)
+    if reconciler is not None and event.get("object"):
+        reconciler.seen(event["type"] or "ADDED", event["object"])
+
+
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
 async def deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     reconciler = getattr(memo, "reconciler", None)

@@ -50,12 +50,27 @@ class Reconciler:
     # Secret (namespace, name) -> endpoints that reference it.
     secret_users: dict[Key, set[Key]] = field(default_factory=dict)
     ready: set[Key] = field(default_factory=set)
+    # The endpoints as last seen on kopf's watch, and the status this process last wrote:
+    # reacting to an owned object's change then needs no extra read.
+    endpoints: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    written_status: dict[Key, dict[str, Any]] = field(default_factory=dict)
     _locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
 
     def lock(self, key: Key) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
+    def seen(self, event_type: str, body: Mapping[str, Any]) -> None:
+        """Keep the cache of endpoints in step with kopf's watch of them."""
+        meta = body.get("metadata") or {}
+        key: Key = (meta.get("namespace") or "default", meta.get("name", ""))
+        if event_type == "DELETED":
+            self.forget(key)
+        else:
+            self.endpoints[key] = dict(body)
+
     def forget(self, key: Key) -> None:
+        self.endpoints.pop(key, None)
+        self.written_status.pop(key, None)
         self._locks.pop(key, None)
         self.applied_generation.pop(key, None)
         self.hpa_known_absent.discard(key)
@@ -72,6 +87,8 @@ class Reconciler:
         started = time.monotonic()
         result = "ready"
         async with self.lock(key):
+            if trigger == "create":
+                self.hpa_known_absent.add(key)  # a new endpoint has no autoscaler yet
             try:
                 observation = await self._converge(cr, key)
                 if not observation.ready:
@@ -135,7 +152,7 @@ class Reconciler:
     async def write_status(self, cr: Mapping[str, Any], observation: Observation) -> dict[str, Any]:
         meta = cr.get("metadata") or {}
         key: Key = (meta.get("namespace") or "default", meta["name"])
-        previous = cr.get("status") or {}
+        previous = self.written_status.get(key) or cr.get("status") or {}
         status = endpoint_status(previous, observation, meta.get("generation"))
         if observation.ready:
             self.ready.add(key)
@@ -145,6 +162,7 @@ class Reconciler:
         if same_status(previous, status):
             return status
         await self.client.patch_status(ENDPOINT, key[0], key[1], status)
+        self.written_status[key] = status
         for cond in transitions(previous, status):
             kind = "Normal" if cond["status"] == "True" or cond["type"] != "Ready" else "Warning"
             kopf.event(dict(cr), type=kind, reason=cond["reason"], message=f"{cond['type']}={cond['status']}: "
@@ -153,6 +171,9 @@ class Reconciler:
 
     # ---- reacting to owned objects and Secrets -------------------------------------------------
     async def fetch(self, key: Key) -> dict[str, Any] | None:
+        cached = self.endpoints.get(key)
+        if cached is not None:
+            return cached
         return await self.client.get(ENDPOINT, *key)
 
     async def deployment_changed(self, event_type: str, deployment: Mapping[str, Any]) -> None:
