@@ -21,6 +21,7 @@ import copy
 import datetime
 import itertools
 import json
+import re
 import uuid
 from typing import Any, Callable, Iterable
 
@@ -362,6 +363,22 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 "status": status}
 
     # ---- HTTP -----------------------------------------------------------------------------
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # kmock reads "/api/v1/namespaces[/<name>]" as a namespace prefix with no resource:
+        # Namespaces, the cluster-scoped resource, are parsed here instead.
+        match = _NAMESPACES_PATH.fullmatch(raw_request.path)
+        if match is None:
+            return await super().__call__(raw_request)
+        body = await raw_request.read()
+        request = rendering.Request(
+            id=len(self._requests), raw_request=raw_request, url=raw_request.url, method=raw_request.method,
+            params=dict(raw_request.query), headers=dict(raw_request.headers), body=body,
+            text=body.decode(errors="replace"), resource=kmock.resource("", "v1", "namespaces"),
+            namespace=None, name=match.group(1), subresource=match.group(2),
+        )
+        self._requests.append(request)
+        return await self._handle(request)
+
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         res = request.resource
         if res is None or not res.plural or request.params.get("watch") not in (None, "true", "1", "false"):
@@ -496,6 +513,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
         finally:
             self.watchers.remove(watcher)
         return response
+
+
+_NAMESPACES_PATH = re.compile(r"/api/v1/namespaces(?:/([^/]+))?(?:/(status))?/?")
 
 
 def _parse_selector(text: str) -> list[tuple[str, str, str]]:
