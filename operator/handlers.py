@@ -89,18 +89,18 @@ def endpoints_ready(memo: kopf.Memo, **_: Any) -> int:
     return len(reconciler.ready) if reconciler else 0
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=10)
 async def resume(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if not body.metadata.get("deletionTimestamp"):
         await _runtime(memo).reconcile(dict(body), trigger="resume")
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL, backoff=10)
 async def create(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await _runtime(memo).reconcile(dict(body), trigger="create")
 
 
-@kopf.on.update(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, backoff=10)
 async def update(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await _runtime(memo).reconcile(dict(body), trigger="update")
 

@@ -10,6 +10,7 @@ do. Kubernetes Events are posted on each condition transition.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, Mapping
 
 import kopf
 
+from model_server.catalog import InferenceEndpointConfig
 from model_server.errors import ElasticsearchError
 
 from . import metrics
@@ -124,7 +126,7 @@ class Reconciler:
         state = desired_state(cr, self.settings, secret_versions=versions)
         deployment = await self._apply(state, key)
         url = endpoint_url(key[1], namespace, state.config, self.settings.cluster_domain)
-        return observe_deployment(deployment, url=url)
+        return with_vectors(observe_deployment(deployment, url=url), state.config)
 
     async def _apply(self, state: DesiredState, key: Key) -> dict[str, Any]:
         namespace = key[0]
@@ -197,7 +199,7 @@ class Reconciler:
                 except ElasticsearchError:
                     return
                 url = endpoint_url(key[1], key[0], config, self.settings.cluster_domain)
-                await self.write_status(cr, observe_deployment(deployment, url=url))
+                await self.write_status(cr, with_vectors(observe_deployment(deployment, url=url), config))
                 return
         self.logger.info("Deployment of %s/%s was %s: putting it back", *key,
                          "deleted" if event_type == "DELETED" else "changed")
@@ -222,6 +224,17 @@ class Reconciler:
             cr = await self.fetch(key)
             if cr is not None:
                 await self.reconcile(cr, trigger="secret")
+
+
+def with_vectors(observation: Observation, config: InferenceEndpointConfig) -> Observation:
+    """The observation with the vectors' dimensions and similarity the settings declare."""
+    settings = config.service_settings
+    similarity = getattr(settings, "similarity", None)
+    return dataclasses.replace(
+        observation,
+        dimensions=getattr(settings, "dimensions", None),
+        similarity=getattr(similarity, "value", similarity),
+    )
 
 
 def owner_key(obj: Mapping[str, Any]) -> Key | None:

@@ -42,6 +42,9 @@ class Observation:
     progressing_message: str = ""
     ready_replicas: int | None = None
     url: str | None = None
+    # Of an embedding endpoint, when its settings say (the model server reports the rest).
+    dimensions: int | None = None
+    similarity: str | None = None
 
 
 def invalid_spec(message: str) -> Observation:
@@ -143,6 +146,8 @@ def endpoint_status(previous: Mapping[str, Any] | None, observation: Observation
         "observedGeneration": generation,
         "url": observation.url,
         "readyReplicas": observation.ready_replicas,
+        "dimensions": observation.dimensions,
+        "similarity": observation.similarity,
     }
 
 

@@ -99,6 +99,18 @@ def test_spec_change_rolls_out_with_a_new_observed_generation(kube, env):
         assert ready["lastTransitionTime"] == first["lastTransitionTime"]  # Ready never went False
 
 
+def test_declared_vector_settings_are_reported_in_status(kube, env):
+    with operator(kube):
+        kube.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "openai", "namespace": NS},
+                              "data": {"key": "c2stdGVzdA=="}})
+        kube.create(INFERENCE_ENDPOINTS, endpoint("emb", service="openai", serviceSettings={
+            "model_id": "text-embedding-3-small", "dimensions": 256, "similarity": "dot_product",
+            "api_key": {"secretKeyRef": {"name": "openai", "key": "key"}}}))
+        wait_ready(kube, "emb")
+        st = status(kube, "emb")
+        assert (st["dimensions"], st["similarity"]) == (256, "dot_product")
+
+
 def test_adaptive_allocations_get_an_autoscaler(kube, env):
     with operator(kube):
         settings = {"model_id": ".elser_model_2", "num_threads": 1,
@@ -133,6 +145,7 @@ def test_missing_secret_waits_then_recovers_when_created(kube, env):
         kube.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "openai", "namespace": NS},
                               "data": {"key": "c2stdGVzdA=="}})
         wait_ready(kube, "chat")
+        assert status(kube, "chat")["url"] == "http://chat.ml.svc.cluster.local/_inference/completion/chat"
         deployment = kube.get(DEPLOYMENTS, NS, "chat")
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         env_var = next(e for e in container["env"] if e["name"] == "KUBEINFER_SECRET_API_KEY")
