@@ -108,6 +108,10 @@ def parse_spec(cr: Mapping[str, Any]) -> InferenceEndpointConfig:
     """The endpoint's configuration; raises ``ElasticsearchError`` with the catalog's reason."""
     manifest = {**cr, "apiVersion": cr.get("apiVersion") or API_VERSION, "kind": cr.get("kind") or KIND}
     config = from_manifest(manifest)
+    if config.plain_secrets():
+        # A CR never holds a secret in plain text: the value is not repeated in the error.
+        fields = ", ".join(sorted(config.plain_secrets()))
+        raise validation_exception(f"[serviceSettings] secrets [{fields}] must be given as secretKeyRef")
     overrides = (cr.get("spec") or {}).get("deployment")
     if overrides is not None:
         _check_overrides(overrides)

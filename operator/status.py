@@ -165,11 +165,4 @@ def transitions(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> l
 def same_status(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
     """Whether writing ``new`` would change nothing (saves an API call and a watch event)."""
     previous = previous or {}
-    for key, value in new.items():
-        if key == "conditions":
-            strip = lambda cs: [{k: v for k, v in c.items()} for c in cs or []]  # noqa: E731
-            if strip(previous.get("conditions")) != strip(value):
-                return False
-        elif previous.get(key) != value:
-            return False
-    return True
+    return all(previous.get(key) == value for key, value in new.items())
