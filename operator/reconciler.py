@@ -34,10 +34,6 @@ ENDPOINT = "InferenceEndpoint"
 Key = tuple[str, str]  # (namespace, name) of an InferenceEndpoint
 
 
-class SecretMissing(Exception):
-    """A Secret the endpoint references is absent: the endpoint waits for it."""
-
-
 @dataclass
 class Reconciler:
     settings: OperatorSettings
@@ -211,10 +207,11 @@ class Reconciler:
         if key is None:
             return
         meta = obj.get("metadata") or {}
-        known = self.applied_versions.get((obj.get("kind", ""), key[0], meta.get("name", "")))
-        if event_type != "DELETED" and (known is None or known == meta.get("resourceVersion")):
-            return
-        cr = await self.fetch(key)
+        async with self.lock(key):  # an apply in flight has recorded its resourceVersion by then
+            known = self.applied_versions.get((obj.get("kind", ""), key[0], meta.get("name", "")))
+            if event_type != "DELETED" and (known is None or known == meta.get("resourceVersion")):
+                return
+            cr = await self.fetch(key)
         if cr is not None and not (cr.get("metadata") or {}).get("deletionTimestamp"):
             self.logger.info("%s of %s/%s drifted: putting it back", obj.get("kind"), *key)
             await self.reconcile(cr, trigger="drift")
