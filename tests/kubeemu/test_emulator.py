@@ -8,7 +8,7 @@ import threading
 import httpx
 import pytest
 
-from kubeemu import DEPLOYMENTS, INFERENCE_ENDPOINTS, EmulatedCluster
+from kubeemu import DEPLOYMENTS, EmulatedCluster
 
 
 @pytest.fixture(scope="module")
