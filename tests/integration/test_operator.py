@@ -69,6 +69,11 @@ def test_create_builds_objects_and_becomes_ready_once_available(kube, env):
             assert kube.get(key, NS, "e5")["metadata"]["ownerReferences"][0]["uid"] == owner
         kube.wait_until(lambda: "Available" in [e.get("reason") for e in kube.list(EVENTS, NS)],
                         message="an Available event")
+        # the operator's own writes go with the credentials kopf logged in with, as server-side apply
+        applies = [r for r in kube.requests() if r.headers.get("User-Agent") == "kubeinfer-operator"
+                   and r.headers.get("Content-Type") == "application/apply-patch+yaml"]
+        assert applies and all(r.headers.get("Authorization") == "Bearer emulator-token" for r in applies)
+        assert all(r.params.get("fieldManager") == "kubeinfer-operator" for r in applies)
 
 
 def test_spec_change_rolls_out_with_a_new_observed_generation(kube, env):
