@@ -288,6 +288,12 @@ class ProviderBackend(Backend):
         except ParseErrors as exc:
             raise self.malformed(_describe(exc)) from None
 
+    def streaming_unsupported(self) -> ElasticsearchError:
+        return ElasticsearchError(
+            405, "status_exception",
+            f"Streaming is not supported for task type [{self.config.task_type}] of the [{self.service}] service",
+        )
+
     def unsupported(self, what: str) -> ElasticsearchError:
         return ElasticsearchError(
             400, "status_exception", f"The [{self.service}] service does not support {what}"
