@@ -9,9 +9,13 @@ each provider's documented wire format; the fake itself knows no provider.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import threading
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs
 
 import httpx
@@ -117,6 +121,26 @@ class FakeProvider:
         out_headers += [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
         await send({"type": "http.response.start", "status": reply.status, "headers": out_headers})
         await send({"type": "http.response.body", "body": payload})
+
+
+@contextlib.contextmanager
+def serve_over_tcp(app) -> Iterator[int]:
+    """Serve an ASGI app with uvicorn on a free local port (in a thread); yields the port."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(5)
 
 
 def endpoint(service: str, task: str, service_settings: dict, task_settings: dict | None = None, inference_id="ep"):

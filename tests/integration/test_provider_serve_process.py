@@ -9,15 +9,13 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 
-from fake_providers import FakeProvider, Reply
+from fake_providers import FakeProvider, Reply, serve_over_tcp
 
 KEY = "co-live-key-5b2f9c1e7a"
 
@@ -37,15 +35,8 @@ def fake_cohere():
             ({"index": i, "relevance_score": s} for i, s in enumerate(scores)), key=lambda r: -r["relevance_score"])})
 
     fake = FakeProvider().on("/v1/rerank", rerank)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(fake, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield fake, port
-    server.should_exit = True
-    thread.join(5)
+    with serve_over_tcp(fake) as port:
+        yield fake, port
 
 
 def test_serve_process_proxies_cohere_rerank(tmp_path, fake_cohere):

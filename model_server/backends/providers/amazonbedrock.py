@@ -47,6 +47,9 @@ def parse_converse(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 class AmazonBedrockBackend(ProviderBackend):
+    # The signature covers the escaped model id in the path: send it byte for byte.
+    exact_urls = True
+
     def __init__(self, config: InferenceEndpointConfig, **options: Any) -> None:
         super().__init__(config, **options)
         if config.task_type == TaskType.TEXT_EMBEDDING and self.setting("provider") not in EMBEDDING_PROVIDERS:

@@ -26,7 +26,7 @@ from ...catalog import InferenceEndpointConfig, TaskType
 from ...errors import ElasticsearchError
 from ..base import Backend, InferenceRequest
 from . import faults, retries
-from .client import new_client, shared_client
+from .client import hold_shared_client, new_client, release_shared_client
 from .ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ class ProviderBackend(Backend):
     """Base of the provider backends; subclasses implement ``infer`` (and ``stream``)."""
 
     default_similarity = "cosine"
+    # True where the request is signed over its exact URL (see ``client.shared_client``).
+    exact_urls = False
 
     def __init__(
         self,
@@ -57,6 +59,7 @@ class ProviderBackend(Backend):
         super().__init__(config)
         self._owns_client = client is None and transport is not None
         self._client = client if client is not None else (new_client(transport) if transport is not None else None)
+        self._holds_shared = False
         self.validate_at_start = validate_at_start
         self.rate_limiter = RateLimiter(config.rate_limit, inference_id=config.inference_id)
         self.redact = faults.Redactor(self._secret_values())
@@ -70,7 +73,8 @@ class ProviderBackend(Backend):
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = shared_client()
+            self._client = hold_shared_client(exact_urls=self.exact_urls)
+            self._holds_shared = True
         return self._client
 
     @property
@@ -92,6 +96,10 @@ class ProviderBackend(Backend):
                 await self._recheck
         if self._owns_client and self._client is not None:
             await self._client.aclose()
+        elif self._holds_shared and self._client is not None:
+            self._holds_shared = False
+            await release_shared_client(self._client)
+            self._client = None
 
     async def check(self) -> bool:
         """One small request to the provider; True when it answered well."""
@@ -246,9 +254,10 @@ class ProviderBackend(Backend):
             response: httpx.Response | None = None
             try:
                 response = await self.client.send(outgoing, stream=stream)
-            except httpx.TimeoutException:
-                raise TimeoutError from None
             except httpx.TransportError as exc:
+                if isinstance(exc, httpx.TimeoutException) and (deadline is None or loop.time() >= deadline - 0.01):
+                    raise TimeoutError from None
+                # A connection dropped or refused before the deadline: worth another try.
                 error = faults.unreachable(exc, self.service, self.redact)
             else:
                 if response.is_success:
