@@ -150,6 +150,21 @@ def endpoint(service: str, task: str, service_settings: dict, task_settings: dic
     return parse_endpoint(inference_id, task, body)
 
 
+async def post_through_server(backend, body: dict, *, stream: bool = False) -> httpx.Response:
+    """Start ``backend`` behind ``kubeinfer serve``'s app and POST an inference request to it."""
+    from model_server.api.serve import build_app
+
+    config = backend.config
+    app = build_app(config, backend)
+    await backend.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://serve") as http:
+            path = f"/_inference/{config.task_type.value}/{config.inference_id}" + ("/_stream" if stream else "")
+            return await http.post(path, json=body)
+    finally:
+        await backend.close()
+
+
 def backend_for(fake: FakeProvider, service: str, task: str, service_settings: dict, task_settings=None, **options):
     options.setdefault("validate_at_start", False)
     options.setdefault("transport", fake.transport)

@@ -10,7 +10,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from fake_providers import FakeProvider, Received, Reply, backend_for
+from fake_providers import FakeProvider, Received, Reply, backend_for, post_through_server
 from model_server.backends.base import InferenceRequest
 from model_server.catalog import TaskType
 from model_server.errors import ElasticsearchError
@@ -68,10 +68,9 @@ async def test_cohere_embeddings_on_bedrock_are_one_signed_batch():
     path = "/model/cohere.embed-english-v3/invoke"
     fake = FakeProvider().on(path, Reply(json={"id": "x", "embeddings": [[0.1], [0.2]], "texts": ["a", "b"]}))
     backend = backend_for(fake, "amazonbedrock", "text_embedding", settings("cohere", "cohere.embed-english-v3"))
-    await backend.start()
-    answer = await backend.infer(InferenceRequest(TaskType.TEXT_EMBEDDING, ["a", "b"], input_type="search", timeout=5))
-    await backend.close()
-    assert answer == {"text_embedding": [{"embedding": [0.1]}, {"embedding": [0.2]}]}
+    response = await post_through_server(backend, {"input": ["a", "b"], "input_type": "search"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"text_embedding": [{"embedding": [0.1]}, {"embedding": [0.2]}]}
     [call] = fake.to(path)
     assert call.json == {"texts": ["a", "b"], "input_type": "search_query"}
     assert_signed(call)
@@ -85,10 +84,9 @@ async def test_completion_uses_converse_with_inference_config():
         "stopReason": "end_turn", "usage": {"inputTokens": 1, "outputTokens": 2, "totalTokens": 3}}))
     task = {"max_new_tokens": 50, "temperature": 0.5, "top_p": 0.9}
     backend = backend_for(fake, "amazonbedrock", "completion", settings("anthropic", model), task)
-    await backend.start()
-    answer = await backend.infer(InferenceRequest(TaskType.COMPLETION, ["hi"], task_settings=task, timeout=5))
-    await backend.close()
-    assert answer == {"completion": [{"result": "bedrock says"}]}
+    response = await post_through_server(backend, {"input": "hi"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"completion": [{"result": "bedrock says"}]}
     [call] = fake.to(path)
     assert call.json == {"messages": [{"role": "user", "content": [{"text": "hi"}]}],
                          "inferenceConfig": {"maxTokens": 50, "temperature": 0.5, "topP": 0.9}}

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import jwt
 
-from fake_providers import FakeProvider, Received, Reply, backend_for
+from fake_providers import FakeProvider, Received, Reply, backend_for, post_through_server
 from model_server.backends.base import InferenceRequest
 from model_server.catalog import TaskType
 
@@ -64,21 +64,31 @@ async def test_embeddings_use_predict_with_a_minted_token(key_pair):
         {"embeddings": {"values": [0.3, 0.4], "statistics": {"token_count": 1, "truncated": False}}},
     ]}))
     backend = backend_for(fake, "googlevertexai", "text_embedding", embed_settings(account), {"auto_truncate": True})
-    await backend.start()
-    request = InferenceRequest(TaskType.TEXT_EMBEDDING, ["a", "b"], input_type="ingest",
-                               task_settings={"auto_truncate": True}, timeout=5)
-    answer = await backend.infer(request)
-    await backend.infer(request)
-    await backend.close()
-    assert answer == {"text_embedding": [{"embedding": [0.1, 0.2]}, {"embedding": [0.3, 0.4]}]}
-    calls = fake.to(EMBED_PATH)
-    assert calls[0].json == {
+    response = await post_through_server(backend, {"input": ["a", "b"], "input_type": "ingest"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"text_embedding": [{"embedding": [0.1, 0.2]}, {"embedding": [0.3, 0.4]}]}
+    [call] = fake.to(EMBED_PATH)
+    assert call.host == "us-central1-aiplatform.test"
+    assert call.headers["authorization"] == "Bearer ya29.token-1"
+    assert call.json == {
         "instances": [{"content": "a", "task_type": "RETRIEVAL_DOCUMENT"}, {"content": "b", "task_type": "RETRIEVAL_DOCUMENT"}],
         "parameters": {"autoTruncate": True},
     }
-    # One exchange, the token reused while it is far from expiry.
     assert issued == ["ya29.token-1"]
-    assert [c.headers["authorization"] for c in calls] == ["Bearer ya29.token-1"] * 2
+
+
+async def test_token_far_from_expiry_is_reused(key_pair):
+    account, public = key_pair
+    handle, issued = token_server(public, 3600)
+    fake = FakeProvider().on("/token", handle).on(
+        EMBED_PATH, Reply(json={"predictions": [{"embeddings": {"values": [1.0]}}]}))
+    backend = backend_for(fake, "googlevertexai", "text_embedding", embed_settings(account))
+    await backend.start()
+    for _ in range(3):
+        await backend.infer(InferenceRequest(TaskType.TEXT_EMBEDDING, ["a"], timeout=5))
+    await backend.close()
+    assert issued == ["ya29.token-1"]
+    assert [c.headers["authorization"] for c in fake.to(EMBED_PATH)] == ["Bearer ya29.token-1"] * 3
 
 
 async def test_token_close_to_expiry_is_refreshed_before_use(key_pair):
@@ -104,11 +114,9 @@ async def test_rerank_uses_the_ranking_api(key_pair):
     settings = {"service_account_json": account, "model_id": "semantic-ranker-512@latest", "project_id": "proj",
                 "url": "https://discoveryengine.test"}
     backend = backend_for(fake, "googlevertexai", "rerank", settings, {"top_n": 2})
-    await backend.start()
-    answer = await backend.infer(InferenceRequest(TaskType.RERANK, ["first", "second"], query="q",
-                                                  task_settings={"top_n": 2}, timeout=5))
-    await backend.close()
-    assert answer == {"rerank": [{"index": 1, "relevance_score": 0.8, "text": "second"},
+    response = await post_through_server(backend, {"input": ["first", "second"], "query": "q"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"rerank": [{"index": 1, "relevance_score": 0.8, "text": "second"},
                                  {"index": 0, "relevance_score": 0.3, "text": "first"}]}
     [call] = fake.to(RANK_PATH)
     assert call.host == "discoveryengine.test"

@@ -1,6 +1,6 @@
-"""Every external (service, task type) pair of the catalog against a fake provider that
-speaks the provider's wire format: the request the provider received (path, auth,
-body) and the Elasticsearch answer the caller got."""
+"""Every external (service, task type) pair of the catalog, served by ``kubeinfer serve``'s
+app in front of a fake provider that speaks the provider's wire format: the request the
+provider received (path, auth, body) and the Elasticsearch answer the HTTP client got."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from fake_providers import FakeProvider, Reply, backend_for
-from model_server.backends.base import InferenceRequest
-from model_server.catalog import SERVICES, TaskType, service_task_pairs
+from fake_providers import FakeProvider, Reply, backend_for, post_through_server
+from model_server.catalog import SERVICES, service_task_pairs
 
 KEY = "sk-test-0123456789abcdef"
 VEC = [0.1, -0.2, 0.3]
@@ -152,7 +151,7 @@ CASES: dict[tuple[str, str], Case] = {
         {"input": ["hello", "world"], "input_type": "query", "return_token": True},
         {"sparse_embedding": [{"is_truncated": False, "embedding": {"hello": 0.5}},
                               {"is_truncated": False, "embedding": {"world": 0.25}}]},
-        task_settings={"return_token": True}, input_type="search"),
+        task_settings={"return_token": True, "input_type": "search"}),
     ("alibabacloud-ai-search", "rerank"): Case(
         {"api_key": KEY, "service_id": "ops-bge-reranker-larger", "host": "ali.test", "workspace": "ws"},
         "/v3/openapi/workspaces/ws/ranker/ops-bge-reranker-larger",
@@ -190,15 +189,14 @@ async def test_pair_sends_provider_format_and_answers_elasticsearch_json(service
     case = CASES[(service, task)]
     fake = FakeProvider().on(case.path, Reply(json=case.reply))
     backend = backend_for(fake, service, task, case.service_settings, case.task_settings)
-    await backend.start()
-    try:
-        task_settings = backend.config.task_settings.model_dump(exclude_none=True)
-        answer = await backend.infer(InferenceRequest(
-            task_type=TaskType(task), input=case.input, query=case.query, input_type=case.input_type,
-            task_settings=task_settings, timeout=5.0))
-    finally:
-        await backend.close()
-    assert answer == case.expect_answer
+    body: dict[str, Any] = {"input": case.input}
+    if case.query is not None:
+        body["query"] = case.query
+    if case.input_type is not None:
+        body["input_type"] = case.input_type
+    response = await post_through_server(backend, body)
+    assert response.status_code == 200, response.text
+    assert response.json() == case.expect_answer
     [received] = fake.received
     assert received.method == "POST"
     assert received.path == case.path

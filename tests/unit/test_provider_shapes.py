@@ -124,3 +124,12 @@ def test_backoff_grows_with_jitter_and_obeys_retry_after():
     assert max(fourth) > retries.BASE_DELAY  # grows
     assert len(set(first)) > 1  # jitter
     assert retries.backoff(1, httpx.Response(503, headers={"retry-after": "2"})) == 2.0
+
+
+async def test_internal_input_types_count_as_their_public_ones():
+    fake = FakeProvider().on("/v1/embed", Reply(json={"embeddings": {"float": [[0.1]]}}))
+    backend = backend_for(fake, "cohere", "text_embedding", {"api_key": KEY, "url": "https://cohere.test"},
+                          {"input_type": "search"})
+    await run(backend, InferenceRequest(TaskType.TEXT_EMBEDDING, ["a"], input_type="internal_ingest",
+                                        task_settings={"input_type": "search"}, timeout=5))
+    assert fake.received[0].json["input_type"] == "search_document"

@@ -3,7 +3,7 @@ shortly before it expires."""
 
 from __future__ import annotations
 
-from fake_providers import FakeProvider, Received, Reply, backend_for
+from fake_providers import FakeProvider, Received, Reply, backend_for, post_through_server
 from model_server.backends.base import InferenceRequest
 from model_server.catalog import TaskType
 
@@ -29,6 +29,18 @@ def iam(expires_in: int):
 
 EMBEDDINGS = Reply(json={"model_id": "ibm/slate-30m-english-rtrvr", "input_token_count": 2,
                          "results": [{"embedding": [0.5, 0.25]}, {"embedding": [0.125, 1.0]}]})
+
+
+async def test_embeddings_through_the_server_with_an_iam_token():
+    handle, issued = iam(3600)
+    fake = FakeProvider().on("/identity/token", handle).on(PATH, EMBEDDINGS)
+    backend = backend_for(fake, "watsonxai", "text_embedding", SETTINGS, iam_url=IAM)
+    response = await post_through_server(backend, {"input": ["a", "b"]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"text_embedding": [{"embedding": [0.5, 0.25]}, {"embedding": [0.125, 1.0]}]}
+    [call] = fake.to(PATH)
+    assert call.headers["authorization"] == "Bearer iam-1"
+    assert issued == ["iam-1"]
 
 
 async def test_embeddings_with_a_cached_iam_token():

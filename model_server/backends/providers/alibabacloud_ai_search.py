@@ -71,7 +71,7 @@ class AlibabaCloudSearchBackend(ProviderBackend):
         settings = request.task_settings
         if task in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING):
             body: dict[str, Any] = {"input": list(request.input)}
-            input_type = INPUT_TYPES.get(request.input_type or settings.get("input_type") or "")
+            input_type = INPUT_TYPES.get(self.input_type(request) or "")
             if input_type:
                 body["input_type"] = input_type
             if task == TaskType.SPARSE_EMBEDDING:

@@ -81,7 +81,7 @@ class AmazonBedrockBackend(ProviderBackend):
                 return await self._titan(request)
             body: dict[str, Any] = {
                 "texts": list(request.input),
-                "input_type": COHERE_INPUT_TYPES.get(request.input_type or "", "search_document"),
+                "input_type": COHERE_INPUT_TYPES.get(self.input_type(request) or "", "search_document"),
             }
             answer = await self.call_json(self.url("invoke"), body, request)
             return self.translate(parse_cohere, answer, len(request.input))

@@ -78,7 +78,7 @@ class CohereBackend(ProviderBackend):
             }
             if self.setting("model_id"):
                 body["model"] = self.setting("model_id")
-            input_type = request.input_type or settings.get("input_type")
+            input_type = self.input_type(request)
             if input_type:
                 body["input_type"] = INPUT_TYPES.get(input_type, input_type)
             if settings.get("truncate"):

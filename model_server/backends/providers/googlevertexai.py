@@ -97,7 +97,7 @@ class GoogleVertexAIBackend(ProviderBackend):
             base = self.base_url(f"https://{location}-aiplatform.googleapis.com")
             url = (f"{base}/v1/projects/{project}/locations/{location}/publishers/google/models/"
                    f"{self.setting('model_id')}:predict")
-            task_type = TASK_TYPES.get(request.input_type or "")
+            task_type = TASK_TYPES.get(self.input_type(request) or "")
             instances = []
             for text in request.input:
                 instance = {"content": text}

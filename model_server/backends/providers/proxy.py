@@ -161,6 +161,15 @@ class ProviderBackend(Backend):
         """The catalog's ``url`` override, else the provider's own base URL (no trailing slash)."""
         return (self.setting("url") or default).rstrip("/")
 
+    @staticmethod
+    def input_type(request: InferenceRequest) -> str | None:
+        """The request's input type (``ingest``, ``search``...), else the endpoint's task setting.
+
+        Elasticsearch's internal variants (``internal_search``) count as their public ones.
+        """
+        value = request.input_type or request.task_settings.get("input_type")
+        return value.removeprefix("internal_") if isinstance(value, str) else None
+
     async def authorize(self, request: httpx.Request) -> None:
         """Add credentials that depend on the moment or on the body (tokens, signatures)."""
 
