@@ -10,6 +10,7 @@ One module per service (named as the service, ``-`` written ``_``), each exposin
 - ``streams``: Server-Sent Events and newline-delimited JSON readers;
 - ``tokens``: short-lived bearer tokens (Vertex AI, watsonx.ai) cached until near expiry;
 - ``proxy``: ``ProviderBackend``, which ties those together for the service modules;
+- ``answers``: Elasticsearch's response bodies and the checks on the values that fill them;
 - ``openai_shapes``: the OpenAI wire format, which several providers speak.
 
 Options every ``create_backend`` accepts (tests and benchmarks use them):

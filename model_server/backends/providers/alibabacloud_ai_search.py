@@ -11,7 +11,8 @@ from typing import Any
 
 from ...catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
-from .proxy import ProviderBackend, completions, expect_count, float_vector, rerank_results, text_embeddings
+from .answers import completions, expect_count, float_vector, rerank_results, text_embeddings
+from .proxy import ProviderBackend
 
 OPERATIONS = {
     TaskType.TEXT_EMBEDDING: "text-embedding",

@@ -18,7 +18,8 @@ from botocore.credentials import Credentials
 
 from ...catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
-from .proxy import ProviderBackend, completions, expect_count, float_vector, text_embeddings
+from .answers import completions, expect_count, float_vector, text_embeddings
+from .proxy import ProviderBackend
 
 SIGNING_NAME = "bedrock"
 EMBEDDING_PROVIDERS = ("amazontitan", "cohere")

@@ -12,7 +12,8 @@ from typing import Any, AsyncIterator
 from ...catalog import InferenceEndpointConfig
 from ...errors import ElasticsearchError
 from ..base import InferenceRequest
-from .proxy import ProviderBackend, completions, delta
+from .answers import completions, delta
+from .proxy import ProviderBackend
 from .streams import server_sent_events
 
 BASE_URL = "https://api.anthropic.com"
@@ -61,9 +62,8 @@ class AnthropicBackend(ProviderBackend):
                         yield delta(piece["text"])
                 elif event == "error":
                     error = json.loads(data).get("error") or {}
-                    raise ElasticsearchError(
-                        502, "status_exception", f"The provider's stream failed: {self.redact(str(error.get('message')))}"
-                    )
+                    message = self.redact(str(error.get("message")))
+                    raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: {message}")
                 elif event == "message_stop":
                     return
 

@@ -17,7 +17,8 @@ from typing import Any
 from ...catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
 from . import openai_shapes
-from .proxy import ProviderBackend, completions
+from .answers import completions
+from .proxy import ProviderBackend
 
 TOKEN_PATHS = {TaskType.TEXT_EMBEDDING: "/v1/embeddings", TaskType.COMPLETION: "/v1/chat/completions"}
 
@@ -65,9 +66,8 @@ class AzureAIStudioBackend(ProviderBackend):
             answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
             return self.translate(openai_shapes.parse_embeddings, answer, len(request.input))
         if self.realtime:
-            parameters = {
-                k: settings[k] for k in ("temperature", "top_p", "do_sample", "max_new_tokens") if settings.get(k) is not None
-            }
+            names = ("temperature", "top_p", "do_sample", "max_new_tokens")
+            parameters = {k: settings[k] for k in names if settings.get(k) is not None}
             body = {
                 "input_data": {
                     "input_string": [{"role": "user", "content": text} for text in request.input],

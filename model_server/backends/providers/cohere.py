@@ -12,9 +12,8 @@ from typing import Any, AsyncIterator
 from ...catalog import InferenceEndpointConfig, TaskType
 from ...errors import ElasticsearchError
 from ..base import InferenceRequest
-from .proxy import (
-    ProviderBackend, byte_vector, completions, delta, expect_count, float_vector, rerank_results, text_embeddings,
-)
+from .answers import byte_vector, completions, delta, expect_count, float_vector, rerank_results, text_embeddings
+from .proxy import ProviderBackend
 from .streams import json_lines
 
 BASE_URL = "https://api.cohere.com"

@@ -13,7 +13,8 @@ from typing import Any, AsyncIterator
 
 from ...catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
-from .proxy import ProviderBackend, completions, delta, expect_count, float_vector, text_embeddings
+from .answers import completions, delta, expect_count, float_vector, text_embeddings
+from .proxy import ProviderBackend
 from .streams import server_sent_events
 
 BASE_URL = "https://generativelanguage.googleapis.com/v1beta"

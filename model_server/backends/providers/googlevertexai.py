@@ -19,7 +19,8 @@ from google.auth import crypt, jwt
 from ...catalog import InferenceEndpointConfig, TaskType
 from ...errors import ElasticsearchError, status_exception
 from ..base import InferenceRequest
-from .proxy import ProviderBackend, expect_count, float_vector, rerank_results, text_embeddings
+from .answers import expect_count, float_vector, rerank_results, text_embeddings
+from .proxy import ProviderBackend
 from .tokens import TokenCache
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -68,10 +69,9 @@ class GoogleVertexAIBackend(ProviderBackend):
 
     async def _exchange(self) -> tuple[str, float]:
         now = int(time.time())
-        assertion = jwt.encode(
-            self._signer,
-            {"iss": self._client_email, "scope": SCOPE, "aud": self._token_uri, "iat": now, "exp": now + TOKEN_LIFETIME},
-        )
+        claims = {"iss": self._client_email, "scope": SCOPE, "aud": self._token_uri,
+                  "iat": now, "exp": now + TOKEN_LIFETIME}
+        assertion = jwt.encode(self._signer, claims)
         try:
             response = await self.client.post(
                 self._token_uri,

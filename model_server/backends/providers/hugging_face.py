@@ -8,7 +8,8 @@ from typing import Any
 
 from ...catalog import InferenceEndpointConfig
 from ..base import InferenceRequest
-from .proxy import ProviderBackend, expect_count, float_vector, text_embeddings
+from .answers import expect_count, float_vector, text_embeddings
+from .proxy import ProviderBackend
 
 
 def parse_features(answer: Any, count: int) -> dict[str, Any]:

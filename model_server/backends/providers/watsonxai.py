@@ -12,7 +12,8 @@ from typing import Any
 from ...catalog import InferenceEndpointConfig
 from ...errors import ElasticsearchError
 from ..base import InferenceRequest
-from .proxy import ProviderBackend, expect_count, float_vector, text_embeddings
+from .answers import expect_count, float_vector, text_embeddings
+from .proxy import ProviderBackend
 from .tokens import TokenCache
 
 IAM_URL = "https://iam.cloud.ibm.com/identity/token"
