@@ -165,8 +165,9 @@ async def post_through_server(backend, body: dict, *, stream: bool = False) -> h
         await backend.close()
 
 
-def backend_for(fake: FakeProvider, service: str, task: str, service_settings: dict, task_settings=None, **options):
+def backend_for(fake: FakeProvider, service: str, task: str, service_settings: dict, task_settings=None,
+                inference_id: str = "ep", **options):
     options.setdefault("validate_at_start", False)
     options.setdefault("transport", fake.transport)
-    config = endpoint(service, task, service_settings, task_settings)
+    config = endpoint(service, task, service_settings, task_settings, inference_id=inference_id)
     return create_backend(config, **options)

@@ -69,3 +69,32 @@ async def test_streaming_completion_through_http():
         ("message", "[DONE]"),
     ]
     assert fake.received[0].json["stream"] is True
+
+
+def metric(text: str, name: str, **labels) -> float | None:
+    """A sample's value from Prometheus text, by name and labels."""
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+async def test_provider_calls_retries_and_refusals_show_in_metrics():
+    busy = Reply(503, {"error": {"message": "busy"}}, headers={"Retry-After": "0"})
+    fake = FakeProvider().on("/v1/embeddings", busy, EMBEDDINGS)
+    settings = {**SETTINGS, "rate_limit": {"requests_per_minute": 1}}
+    backend = backend_for(fake, "openai", "text_embedding", settings, inference_id="metered")
+    app = build_app(backend.config, backend)
+    await backend.start()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://serve") as http:
+        assert (await http.post("/_inference/text_embedding/metered", json={"input": "a"})).status_code == 200
+        refused = await http.post("/_inference/text_embedding/metered?timeout=1s", json={"input": "b"})
+        text = (await http.get("/metrics")).text
+    await backend.close()
+    assert refused.status_code == 429
+    ids = {"inference_id": "metered", "service": "openai"}
+    assert metric(text, "kubeinfer_provider_calls_total", status="503", **ids) == 1.0
+    assert metric(text, "kubeinfer_provider_calls_total", status="200", **ids) == 1.0
+    assert metric(text, "kubeinfer_provider_retries_total", **ids) == 1.0
+    assert metric(text, "kubeinfer_provider_rate_limited_total", **ids) == 1.0
+    assert metric(text, "kubeinfer_provider_call_duration_seconds_count", **ids) == 2.0

@@ -9,6 +9,7 @@ One module per service (named as the service, ``-`` written ``_``), each exposin
 - ``retries``: backoff with jitter honouring ``Retry-After``, within the request's deadline;
 - ``streams``: Server-Sent Events and newline-delimited JSON readers;
 - ``tokens``: short-lived bearer tokens (Vertex AI, watsonx.ai) cached until near expiry;
+- ``metrics``: Prometheus counters of provider calls, retries and rate-limit refusals;
 - ``proxy``: ``ProviderBackend``, which ties those together for the service modules;
 - ``answers``: Elasticsearch's response bodies and the checks on the values that fill them;
 - ``openai_shapes``: the OpenAI wire format, which several providers speak.

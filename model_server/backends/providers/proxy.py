@@ -27,6 +27,7 @@ from ...errors import ElasticsearchError
 from ..base import Backend, InferenceRequest
 from . import faults, retries
 from .client import hold_shared_client, new_client, release_shared_client
+from .metrics import ProviderMetrics
 from .ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class ProviderBackend(Backend):
         self._holds_shared = False
         self.validate_at_start = validate_at_start
         self.rate_limiter = RateLimiter(config.rate_limit, inference_id=config.inference_id)
+        self.metrics = ProviderMetrics(config.inference_id, config.service)
         self.redact = faults.Redactor(self._secret_values())
         self.service = config.service
         self._ready = False
@@ -191,7 +193,7 @@ class ProviderBackend(Backend):
         loop = asyncio.get_running_loop()
         timeout = request.timeout
         deadline = _deadline(loop, timeout)
-        await self.rate_limiter.acquire(timeout)
+        await self._take_slot(timeout)
         try:
             async with asyncio.timeout_at(deadline):
                 response = await self._send(method, url, body, headers, params, deadline, stream=False)
@@ -219,7 +221,7 @@ class ProviderBackend(Backend):
         loop = asyncio.get_running_loop()
         timeout = request.timeout
         deadline = _deadline(loop, timeout)
-        await self.rate_limiter.acquire(timeout)
+        await self._take_slot(timeout)
         try:
             async with asyncio.timeout_at(deadline):
                 response = await self._send("POST", url, body, headers, params, deadline, stream=True)
@@ -235,6 +237,13 @@ class ProviderBackend(Backend):
             raise self.malformed(f"a streamed event could not be read: {_describe(exc)}") from None
         finally:
             await response.aclose()
+
+    async def _take_slot(self, timeout: float) -> None:
+        try:
+            await self.rate_limiter.acquire(timeout)
+        except ElasticsearchError:
+            self.metrics.rate_limited.inc()
+            raise
 
     async def _send(
         self,
@@ -261,14 +270,18 @@ class ProviderBackend(Backend):
             )
             await self.authorize(outgoing)
             response: httpx.Response | None = None
+            sent = loop.time()
             try:
                 response = await self.client.send(outgoing, stream=stream)
             except httpx.TransportError as exc:
+                self.metrics.call(None)
                 if isinstance(exc, httpx.TimeoutException) and (deadline is None or loop.time() >= deadline - 0.01):
                     raise TimeoutError from None
                 # A connection dropped or refused before the deadline: worth another try.
                 error = faults.unreachable(exc, self.service, self.redact)
             else:
+                self.metrics.call(response.status_code)
+                self.metrics.duration.observe(loop.time() - sent)
                 if response.is_success:
                     return response
                 if stream:
@@ -282,6 +295,7 @@ class ProviderBackend(Backend):
             delay = retries.backoff(attempt, response)
             if deadline is not None and loop.time() + delay >= deadline:
                 raise error
+            self.metrics.retries.inc()
             log.info(
                 "Retrying request of endpoint [%s] to the [%s] service in %.2fs (attempt %d): status [%s]",
                 self.config.inference_id, self.service, delay, attempt + 1,
