@@ -148,3 +148,25 @@ async def test_embedding_endpoints_do_not_stream():
         await collect(backend)
     assert info.value.status == 405
     assert not fake.received
+
+
+async def test_error_chunk_in_an_openai_stream_is_an_error():
+    events = openai_events("partial")[:2] + [(None, json.dumps({"error": {"message": f"server overloaded {KEY}"}}))]
+    fake = FakeProvider().on("/v1/chat/completions", Reply(events=events))
+    backend = backend_for(fake, "openai", "completion", {"api_key": KEY, "model_id": "gpt-4o",
+                                                          "url": "https://openai.test/v1"})
+    with pytest.raises(ElasticsearchError) as info:
+        await collect(backend)
+    assert info.value.status == 502
+    assert "server overloaded [redacted]" in info.value.reason
+
+
+async def test_unreadable_stream_event_is_a_502_that_says_so():
+    path = "/v1beta/models/gemini-1.5-flash:streamGenerateContent"
+    fake = FakeProvider().on(path, Reply(events=[(None, "{not json")]))
+    backend = backend_for(fake, "googleaistudio", "completion", {"api_key": KEY, "model_id": "gemini-1.5-flash",
+                                                                  "url": "https://gemini.test/v1beta"})
+    with pytest.raises(ElasticsearchError) as info:
+        await collect(backend)
+    assert info.value.status == 502
+    assert "streamed event could not be read" in info.value.reason

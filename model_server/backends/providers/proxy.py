@@ -229,6 +229,8 @@ class ProviderBackend(Backend):
             raise faults.timed_out(timeout, self.service) from None
         try:
             yield response
+        except ElasticsearchError as exc:  # an error event of the provider's stream may quote anything
+            raise ElasticsearchError(exc.status, exc.type, self.redact(exc.reason)) from None
         except httpx.TimeoutException:
             raise faults.timed_out(timeout, self.service) from None
         except httpx.TransportError as exc:
