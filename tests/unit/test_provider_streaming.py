@@ -120,7 +120,10 @@ async def test_google_ai_studio_stream():
         return (None, json.dumps({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}}]}))
 
     path = "/v1beta/models/gemini-1.5-flash:streamGenerateContent"
-    fake = FakeProvider().on(path, Reply(events=[chunk("Gem"), chunk("ini")]))
+    finish = (None, json.dumps({"candidates": [{"finishReason": "STOP", "index": 0}],
+                                "usageMetadata": {"promptTokenCount": 1, "totalTokenCount": 3}}))
+    usage = (None, json.dumps({"usageMetadata": {"promptTokenCount": 1, "totalTokenCount": 3}}))
+    fake = FakeProvider().on(path, Reply(events=[chunk("Gem"), chunk("ini"), finish, usage]))
     backend = backend_for(fake, "googleaistudio", "completion", {"api_key": KEY, "model_id": "gemini-1.5-flash",
                                                                   "url": "https://gemini.test/v1beta"})
     assert await collect(backend) == deltas("Gem", "ini")

@@ -80,7 +80,11 @@ class GoogleAIStudioBackend(ProviderBackend):
             params={"alt": "sse"},
         ) as response:
             async for _event, data in server_sent_events(response):
-                text = candidate_text(json.loads(data))
+                chunk = json.loads(data)
+                # The last chunks may carry only usage metadata or a finish reason.
+                if not chunk.get("candidates") or "content" not in chunk["candidates"][0]:
+                    continue
+                text = candidate_text(chunk)
                 if text:
                     yield delta(text)
 
