@@ -173,3 +173,23 @@ async def test_unreadable_stream_event_is_a_502_that_says_so():
         await collect(backend)
     assert info.value.status == 502
     assert "streamed event could not be read" in info.value.reason
+
+
+async def test_azure_ai_studio_token_endpoint_stream():
+    fake = FakeProvider().on("/v1/chat/completions", Reply(events=openai_events("Phi", "!")))
+    backend = backend_for(fake, "azureaistudio", "completion", {
+        "api_key": KEY, "target": "https://phi.studio.test", "provider": "microsoft_phi", "endpoint_type": "token"})
+    assert await collect(backend) == deltas("Phi", "!")
+    [call] = fake.received
+    assert call.headers["authorization"] == KEY
+    assert call.json == {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+
+async def test_azure_ai_studio_realtime_endpoint_does_not_stream():
+    fake = FakeProvider()
+    backend = backend_for(fake, "azureaistudio", "completion", {
+        "api_key": KEY, "target": "https://rt.studio.test/score", "provider": "meta", "endpoint_type": "realtime"})
+    with pytest.raises(ElasticsearchError) as info:
+        await collect(backend)
+    assert info.value.status == 405
+    assert not fake.received

@@ -7,12 +7,12 @@
 - realtime: ``target`` as is, ``Authorization: Bearer <key>``, completion body
   ``{"input_data": {"input_string": [...], "parameters": {...}}}`` answered ``{"output": ".."}``.
 
-``url`` replaces ``target``.
+Token completion endpoints also stream (OpenAI's event stream). ``url`` replaces ``target``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, AsyncIterator
 
 from ...catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
@@ -76,14 +76,27 @@ class AzureAIStudioBackend(ProviderBackend):
             }
             answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
             return self.translate(parse_realtime, answer)
-        body = openai_shapes.chat_body(
+        answer = await self.call_json(self.operation_url(), self.chat_body(request), request, headers=self.headers())
+        return self.translate(openai_shapes.parse_chat, answer)
+
+    def chat_body(self, request: InferenceRequest, stream: bool = False) -> dict[str, Any]:
+        settings = request.task_settings
+        return openai_shapes.chat_body(
             request.input,
+            stream=stream,
             temperature=settings.get("temperature"),
             top_p=settings.get("top_p"),
             max_tokens=settings.get("max_new_tokens"),
         )
-        answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
-        return self.translate(openai_shapes.parse_chat, answer)
+
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+        # Token endpoints stream as OpenAI's chat completions do; realtime ones do not stream.
+        if self.config.task_type != TaskType.COMPLETION or self.realtime:
+            raise self.streaming_unsupported()
+        body = self.chat_body(request, stream=True)
+        async with self.open_stream(self.operation_url(), body, request, headers=self.headers()) as response:
+            async for chunk in openai_shapes.chat_deltas(response):
+                yield chunk
 
 
 def create_backend(config: InferenceEndpointConfig, **options: Any) -> AzureAIStudioBackend:

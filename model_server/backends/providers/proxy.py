@@ -326,7 +326,7 @@ class ProviderBackend(Backend):
     def streaming_unsupported(self) -> ElasticsearchError:
         return ElasticsearchError(
             405, "status_exception",
-            f"Streaming is not supported for task type [{self.config.task_type}] of the [{self.service}] service",
+            f"Streaming is not supported for this [{self.config.task_type}] endpoint of the [{self.service}] service",
         )
 
     def unsupported(self, what: str) -> ElasticsearchError:
