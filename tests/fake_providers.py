@@ -52,8 +52,13 @@ class Reply:
     events: list[tuple[str | None, str]] | None = None
     lines: list[str] | None = None
     delay: float = 0.0
+    # A body given as bytes, with its content type (binary formats).
+    raw: bytes | None = None
+    content_type: str = "application/octet-stream"
 
     def encode(self) -> tuple[bytes, str]:
+        if self.raw is not None:
+            return self.raw, self.content_type
         if self.events is not None:
             out = []
             for name, data in self.events:

@@ -3,7 +3,10 @@ signature is checked by recomputing it with botocore from what the fake received
 
 from __future__ import annotations
 
+import binascii
+import json
 import re
+import struct
 
 import pytest
 from botocore.auth import SigV4Auth
@@ -109,3 +112,71 @@ def test_embeddings_with_a_chat_only_provider_are_refused():
     with pytest.raises(ElasticsearchError) as info:
         backend_for(FakeProvider(), "amazonbedrock", "text_embedding", settings("anthropic", "anthropic.claude"))
     assert info.value.status == 400
+
+
+def event_frame(headers: dict[str, str], payload: dict) -> bytes:
+    """One message of AWS's binary event stream: prelude, CRCs, string headers, payload."""
+    body = json.dumps(payload).encode()
+    encoded = b""
+    for name, value in headers.items():
+        encoded += struct.pack("B", len(name)) + name.encode() + b"\x07" + struct.pack(">H", len(value)) + value.encode()
+    prelude = struct.pack(">II", 12 + len(encoded) + len(body) + 4, len(encoded))
+    message = prelude + struct.pack(">I", binascii.crc32(prelude)) + encoded + body
+    return message + struct.pack(">I", binascii.crc32(message))
+
+
+def event(kind: str, payload: dict) -> bytes:
+    return event_frame({":event-type": kind, ":content-type": "application/json", ":message-type": "event"}, payload)
+
+
+STREAM_MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
+STREAM_PATH = f"/model/{STREAM_MODEL}/converse-stream"
+
+
+async def collect(backend):
+    await backend.start()
+    try:
+        request = InferenceRequest(TaskType.COMPLETION, ["hi"], timeout=5)
+        return [chunk async for chunk in backend.stream(request)]
+    finally:
+        await backend.close()
+
+
+async def test_converse_stream_yields_deltas_from_the_event_stream():
+    frames = b"".join([
+        event("messageStart", {"role": "assistant"}),
+        event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Bed"}}),
+        event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "rock"}}),
+        event("contentBlockStop", {"contentBlockIndex": 0}),
+        event("messageStop", {"stopReason": "end_turn"}),
+    ])
+    fake = FakeProvider().on(STREAM_PATH, Reply(raw=frames, content_type="application/vnd.amazon.eventstream"))
+    backend = backend_for(fake, "amazonbedrock", "completion", settings("anthropic", STREAM_MODEL))
+    assert await collect(backend) == [{"completion": [{"delta": "Bed"}]}, {"completion": [{"delta": "rock"}]}]
+    [call] = fake.to(STREAM_PATH)
+    assert call.json == {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}
+    assert_signed(call)
+
+
+async def test_exception_in_the_event_stream_is_an_error():
+    frames = event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "x"}}) + event_frame(
+        {":exception-type": "throttlingException", ":content-type": "application/json", ":message-type": "exception"},
+        {"message": "Too many tokens"},
+    )
+    fake = FakeProvider().on(STREAM_PATH, Reply(raw=frames, content_type="application/vnd.amazon.eventstream"))
+    backend = backend_for(fake, "amazonbedrock", "completion", settings("anthropic", STREAM_MODEL))
+    with pytest.raises(ElasticsearchError) as info:
+        await collect(backend)
+    assert info.value.status == 502
+    assert "throttlingException" in info.value.reason and "Too many tokens" in info.value.reason
+
+
+async def test_corrupt_event_stream_is_a_502():
+    frame = bytearray(event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "x"}}))
+    frame[-1] ^= 0xFF  # break the message checksum
+    fake = FakeProvider().on(STREAM_PATH, Reply(raw=bytes(frame), content_type="application/vnd.amazon.eventstream"))
+    backend = backend_for(fake, "amazonbedrock", "completion", settings("anthropic", STREAM_MODEL))
+    with pytest.raises(ElasticsearchError) as info:
+        await collect(backend)
+    assert info.value.status == 502
+    assert "event stream could not be decoded" in info.value.reason

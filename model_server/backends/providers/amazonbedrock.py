@@ -1,6 +1,7 @@
 """Amazon Bedrock runtime: ``InvokeModel`` for embeddings (Titan: one text per call;
-Cohere: a batch) and ``Converse`` for completion, signed with AWS Signature V4 by
-botocore's signer.
+Cohere: a batch), ``Converse`` for completion and ``ConverseStream`` for streaming it
+(AWS's binary event stream, read with botocore's decoder), signed with AWS Signature V4
+by botocore's signer.
 
 ``url`` replaces ``https://bedrock-runtime.<region>.amazonaws.com``.
 """
@@ -8,17 +9,20 @@ botocore's signer.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import json
+from typing import Any, AsyncIterator
 from urllib.parse import quote
 
 import httpx
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
 
 from ...catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
-from .answers import completions, expect_count, float_vector, text_embeddings
+from ...errors import ElasticsearchError
+from .answers import completions, delta, expect_count, float_vector, text_embeddings
 from .proxy import ProviderBackend
 
 SIGNING_NAME = "bedrock"
@@ -45,6 +49,15 @@ def parse_converse(answer: dict[str, Any]) -> dict[str, Any]:
     if not texts or not all(isinstance(t, str) for t in texts):
         raise ValueError("[output.message.content] holds no text")
     return completions(["".join(texts)])
+
+
+async def _event_stream_messages(response: httpx.Response) -> AsyncIterator[EventStreamMessage]:
+    """Messages of AWS's binary event stream (``application/vnd.amazon.eventstream``)."""
+    frames = EventStreamBuffer()
+    async for data in response.aiter_bytes():
+        frames.add_data(data)
+        for message in frames:
+            yield message
 
 
 class AmazonBedrockBackend(ProviderBackend):
@@ -86,8 +99,14 @@ class AmazonBedrockBackend(ProviderBackend):
             }
             answer = await self.call_json(self.url("invoke"), body, request)
             return self.translate(parse_cohere, answer, len(request.input))
+        answer = await self.call_json(self.url("converse"), self.converse_body(request), request)
+        return self.translate(parse_converse, answer)
+
+    def converse_body(self, request: InferenceRequest) -> dict[str, Any]:
         settings = request.task_settings
-        body = {"messages": [{"role": "user", "content": [{"text": text}]} for text in request.input]}
+        body: dict[str, Any] = {
+            "messages": [{"role": "user", "content": [{"text": text}]} for text in request.input]
+        }
         inference = {
             key: settings[name]
             for name, key in (("max_new_tokens", "maxTokens"), ("temperature", "temperature"), ("top_p", "topP"))
@@ -97,8 +116,29 @@ class AmazonBedrockBackend(ProviderBackend):
             body["inferenceConfig"] = inference
         if settings.get("top_k") is not None:
             body["additionalModelRequestFields"] = {"top_k": settings["top_k"]}
-        answer = await self.call_json(self.url("converse"), body, request)
-        return self.translate(parse_converse, answer)
+        return body
+
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+        if self.config.task_type != TaskType.COMPLETION:
+            raise self.streaming_unsupported()
+        async with self.open_stream(self.url("converse-stream"), self.converse_body(request), request) as response:
+            try:
+                async for message in _event_stream_messages(response):
+                    headers = message.headers
+                    if headers.get(":message-type") != "event":
+                        kind = headers.get(":exception-type") or headers.get(":error-code") or "error"
+                        detail = json.loads(message.payload or b"{}").get("message", "")
+                        raise ElasticsearchError(
+                            502, "status_exception", f"The provider's stream failed: [{kind}] {detail}"
+                        )
+                    if headers.get(":event-type") == "contentBlockDelta":
+                        text = json.loads(message.payload)["delta"].get("text")
+                        if text:
+                            yield delta(text)
+                    elif headers.get(":event-type") == "messageStop":
+                        return
+            except ParserError as exc:
+                raise self.malformed(f"the event stream could not be decoded: {type(exc).__name__}") from None
 
     async def _titan(self, request: InferenceRequest) -> dict[str, Any]:
         # Titan embeds one text per call: send them side by side.
