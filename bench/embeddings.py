@@ -186,7 +186,8 @@ def start_server(kind: str, model: Path, threads: int, port: int, workdir: Path)
         manifest.write_text(json.dumps({
             "apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": INFERENCE_ID},
             "spec": {"taskType": "text_embedding", "service": "elasticsearch",
-                     "serviceSettings": {"model_id": str(model), "num_threads": threads}},
+                     "serviceSettings": {"model_id": str(model), "num_allocations": 1,
+                                         "num_threads": threads}},
         }))
         command = [sys.executable, "-P", "-m", "model_server.cli", "serve", "--config", str(manifest),
                    "--host", "127.0.0.1", "--port", str(port)]

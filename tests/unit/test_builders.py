@@ -11,7 +11,7 @@ from kubeinfer_operator.builders import (
     CONFIG_HASH_ANNOTATION, UID_PLACEHOLDER, desired_state, endpoint_url, workload_name,
 )
 from kubeinfer_operator.settings import OperatorSettings
-from model_server.catalog import SERVICES, from_manifest
+from model_server.catalog import BUILTIN_MODELS, SERVICES, from_manifest
 from model_server.errors import ElasticsearchError
 from model_server.secrets import secret_env_var
 
@@ -101,7 +101,7 @@ def test_local_models_get_the_gpu_server_with_a_model_download(service, task):
     assert c["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     assert c["resources"]["requests"]["cpu"] == "1"
     init = pod(state)["initContainers"][0]
-    expected = "naver/splade-v3-distilbert" if service == "elser" else "BAAI/bge-small-en-v1.5"
+    expected = BUILTIN_MODELS[".elser_model_2"] if service == "elser" else "BAAI/bge-small-en-v1.5"
     assert init["command"][-1] == expected and "snapshot_download" in init["command"][2]
     assert {"name": "models", "mountPath": "/models"} in init["volumeMounts"]
     models = next(v for v in pod(state)["volumes"] if v["name"] == "models")

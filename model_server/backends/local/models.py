@@ -2,21 +2,25 @@
 
 ``model_id`` resolves in this order:
 
-1. Elasticsearch's built-in ids (``.multilingual-e5-small``, ``.elser_model_2``,
-   ``.rerank-v1``) map to the open models in ``catalog.BUILTIN_MODELS``. Each can be
-   replaced per deployment with an environment variable named by ``builtin_model_env``
-   (``KUBEINFER_BUILTIN_MODEL_ELSER_MODEL_2=/models/my-splade``), e.g. to serve a
-   SPLADE model of one's choice for ELSER, whose weights are not public.
+1. Aliases: ``KUBEINFER_MODEL_ALIASES`` (a JSON object, which the operator sets on
+   the pod from its own settings), then one variable per built-in id named by
+   ``builtin_model_env`` (``KUBEINFER_BUILTIN_MODEL_ELSER_MODEL_2=/models/my-splade``),
+   then ``catalog.BUILTIN_MODELS``: Elasticsearch's built-in ids
+   (``.multilingual-e5-small``, ``.elser_model_2``, ``.rerank-v1``) map to open models,
+   and a deployment can pick another, e.g. a SPLADE model of its choice for ELSER,
+   whose weights are not public.
 2. A directory that exists: an absolute path, a mounted volume, or a path relative to
    the current directory.
-3. Otherwise a Hugging Face Hub id, downloaded into ``cache_dir`` (Hugging Face's own
-   cache when unset); ``HF_HUB_OFFLINE=1`` restricts this to what is cached already.
+3. Otherwise a Hugging Face Hub id: first looked up in Hugging Face's own cache
+   (``HF_HOME``, where the operator's init container downloads it), then downloaded
+   into ``cache_dir``; ``HF_HUB_OFFLINE=1`` restricts this to what is cached already.
 
 This module does not import torch.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -36,8 +40,22 @@ def builtin_model_env(model_id: str) -> str:
     return _ENV_PREFIX + re.sub(r"[^A-Za-z0-9]+", "_", model_id).strip("_").upper()
 
 
+def _aliases() -> dict[str, str]:
+    raw = os.environ.get("KUBEINFER_MODEL_ALIASES")
+    if not raw:
+        return {}
+    try:
+        aliases = json.loads(raw)
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in aliases.items() if v} if isinstance(aliases, dict) else {}
+
+
 def resolve_model_name(model_id: str) -> str:
     """The Hugging Face id or path that serves ``model_id``."""
+    aliased = _aliases().get(model_id)
+    if aliased:
+        return aliased
     if model_id in BUILTIN_MODELS:
         return os.environ.get(builtin_model_env(model_id)) or BUILTIN_MODELS[model_id]
     return model_id
@@ -63,6 +81,11 @@ def locate_model(model_id: str, cache_dir: str | os.PathLike[str] | None = None)
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    if cache_dir is not None:
+        try:  # already in Hugging Face's own cache, e.g. downloaded there by an init container
+            return Path(snapshot_download(repo_id=name, local_files_only=True))
+        except (LocalEntryNotFoundError, OSError, ValueError):
+            pass
     try:
         return Path(snapshot_download(repo_id=name, cache_dir=cache_dir, allow_patterns=_ALLOW_PATTERNS))
     except LocalEntryNotFoundError:

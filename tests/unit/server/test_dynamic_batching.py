@@ -22,7 +22,7 @@ from tiny_bert import WORDS
 
 def endpoint(model_id, inference_id):
     return parse_endpoint(inference_id, "text_embedding",
-                          {"service": "elasticsearch", "service_settings": {"model_id": str(model_id)}})
+                          {"service": "elasticsearch", "service_settings": {"model_id": str(model_id), "num_allocations": 1, "num_threads": 1}})
 
 
 def metric(text: str, name: str, inference_id: str) -> float:

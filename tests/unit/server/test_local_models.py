@@ -13,7 +13,8 @@ from model_server.catalog import parse_endpoint
 
 
 def endpoint(task: str, model_id: str, inference_id: str = "local", **task_settings):
-    body = {"service": "elasticsearch", "service_settings": {"model_id": str(model_id), "num_threads": 1}}
+    body = {"service": "elasticsearch", "service_settings": {"model_id": str(model_id), "num_allocations": 1,
+                                                        "num_threads": 1}}
     if task_settings:
         body["task_settings"] = task_settings
     return parse_endpoint(inference_id, task, body)
@@ -157,7 +158,7 @@ async def test_minilm_matches_sentence_transformers_and_ranks_paraphrases_closer
 
 async def test_elser_builtin_model_can_be_replaced_per_deployment(tiny_models, monkeypatch):
     monkeypatch.setenv("KUBEINFER_BUILTIN_MODEL_ELSER_MODEL_2", str(tiny_models["sparse"]))
-    config = parse_endpoint("my-elser", "sparse_embedding", {"service": "elser", "service_settings": {}})
+    config = parse_endpoint("my-elser", "sparse_embedding", {"service": "elser", "service_settings": {"num_allocations": 1, "num_threads": 1}})
     async with serving(config) as (client, _):
         r = await client.post("/_inference/sparse_embedding/my-elser", json={"input": "the cat sat"})
     assert r.status_code == 200

@@ -44,12 +44,13 @@ class RecordingBackend(Backend):
 
 def embedding_config(inference_id: str = "my-e5"):
     return parse_endpoint(inference_id, "text_embedding",
-                          {"service": "elasticsearch", "service_settings": {"model_id": ".multilingual-e5-small"}})
+                          {"service": "elasticsearch", "service_settings": {
+                              "model_id": ".multilingual-e5-small", "num_allocations": 1, "num_threads": 1}})
 
 
 def rerank_config():
     return parse_endpoint("my-rerank", "rerank", {
-        "service": "elasticsearch", "service_settings": {"model_id": ".rerank-v1"},
+        "service": "elasticsearch", "service_settings": {"model_id": ".rerank-v1", "num_allocations": 1, "num_threads": 1},
         "task_settings": {"return_documents": False},
     })
 
@@ -218,7 +219,7 @@ async def test_get_returns_the_endpoint_config_without_secrets():
         wrong = await client.get("/_inference/rerank/my-e5")
     expected = {"endpoints": [{
         "inference_id": "my-e5", "task_type": "text_embedding", "service": "elasticsearch",
-        "service_settings": {"model_id": ".multilingual-e5-small", "num_threads": 1},
+        "service_settings": {"model_id": ".multilingual-e5-small", "num_allocations": 1, "num_threads": 1},
     }]}
     assert one.json() == expected
     assert typed.json() == expected

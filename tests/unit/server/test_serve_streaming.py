@@ -115,7 +115,7 @@ async def test_streaming_a_task_without_streaming_is_refused_with_405():
             raise AssertionError
 
     config = parse_endpoint("e5", "text_embedding", {
-        "service": "elasticsearch", "service_settings": {"model_id": ".multilingual-e5-small"}})
+        "service": "elasticsearch", "service_settings": {"model_id": ".multilingual-e5-small", "num_allocations": 1, "num_threads": 1}})
     async with client_for(EmbeddingOnly(config)) as client:
         r = await client.post("/_inference/text_embedding/e5/_stream", json={"input": "x"})
     assert r.status_code == 405
