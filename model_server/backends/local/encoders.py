@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -78,6 +79,7 @@ class LocalModel:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.uses_token_types = "token_type_ids" in getattr(self.tokenizer, "model_input_names", ())
         self.max_length = self._max_length()
+        self._tokenizer_lock = threading.Lock()
 
     def _max_length(self) -> int:
         limits = []
@@ -93,7 +95,17 @@ class LocalModel:
         return min(limits) if limits else 512
 
     # ---- caller's side -------------------------------------------------------------
+    # A fast tokenizer keeps its truncation settings in shared state: calls from two threads
+    # at once (the event loop, and a thread for large requests) must take turns.
     def encode_texts(self, texts: Sequence[str]) -> list[Encoded]:
+        with self._tokenizer_lock:
+            return self._encode_texts(texts)
+
+    def encode_pairs(self, query: str, documents: Sequence[str]) -> list[Encoded]:
+        with self._tokenizer_lock:
+            return self._encode_pairs(query, documents)
+
+    def _encode_texts(self, texts: Sequence[str]) -> list[Encoded]:
         full = self.tokenizer(list(texts), truncation=False, verbose=False)
         out = []
         for i, ids in enumerate(full["input_ids"]):
@@ -105,7 +117,7 @@ class LocalModel:
             out.append(Encoded(cut["input_ids"], cut.get("token_type_ids") if self.uses_token_types else None, True))
         return out
 
-    def encode_pairs(self, query: str, documents: Sequence[str]) -> list[Encoded]:
+    def _encode_pairs(self, query: str, documents: Sequence[str]) -> list[Encoded]:
         enc = self.tokenizer([query] * len(documents), list(documents), truncation=True, max_length=self.max_length)
         types = enc.get("token_type_ids") if self.uses_token_types else None
         return [Encoded(ids, types[i] if types is not None else None) for i, ids in enumerate(enc["input_ids"])]
