@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # Above this many inputs, tokenizing moves off the event loop.
 _TOKENIZE_INLINE_MAX = 16
+# Inputs one request may carry; larger requests are refused rather than hog the model.
+DEFAULT_MAX_INPUTS = 2048
 # A masked-LM head produces (tokens x vocabulary) logits: a smaller budget keeps that in memory.
 _SPARSE_MAX_BATCH_TOKENS = 4096
 
@@ -56,6 +58,7 @@ class LocalModelBackend(Backend):
         self._model: Any = None
         self._batcher: DynamicBatcher | None = None
         self._prefixes: dict[str, str] = {}
+        self.max_inputs = int(os.environ.get("KUBEINFER_MAX_INPUTS_PER_REQUEST") or DEFAULT_MAX_INPUTS)
 
     # ---- lifecycle ---------------------------------------------------------------------
     @property
@@ -145,6 +148,12 @@ class LocalModelBackend(Backend):
         model, batcher = self._model, self._batcher
         if model is None or batcher is None:
             raise status_exception(f"inference endpoint [{self.config.inference_id}] is not ready yet", 503)
+        if len(request.input) > self.max_inputs:
+            raise ElasticsearchError(
+                400, "action_request_validation_exception",
+                f"Validation Failed: 1: Field [input] has [{len(request.input)}] entries, more than the "
+                f"[{self.max_inputs}] one request to [{self.config.inference_id}] may carry;",
+            )
         task = self.config.task_type
         if task is TaskType.TEXT_EMBEDDING:
             prefix = self._prefixes.get(request.input_type or "", "")

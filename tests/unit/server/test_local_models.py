@@ -173,3 +173,14 @@ async def test_builtin_model_not_in_the_offline_cache_names_the_model_it_maps_to
             pass
     assert caught.value.status == 404
     assert "[intfloat/multilingual-e5-small] is not in the model cache" in caught.value.reason
+
+
+async def test_more_inputs_than_one_request_may_carry_is_a_400(tiny_models, monkeypatch):
+    monkeypatch.setenv("KUBEINFER_MAX_INPUTS_PER_REQUEST", "8")
+    async with serving(endpoint("text_embedding", tiny_models["embedding"])) as (client, _):
+        over = await client.post("/_inference/local", json={"input": ["rain"] * 9})
+        at = await client.post("/_inference/local", json={"input": ["rain"] * 8})
+    assert over.status_code == 400
+    assert over.json()["error"]["type"] == "action_request_validation_exception"
+    assert "[9] entries, more than the [8]" in over.json()["error"]["reason"]
+    assert len(at.json()["text_embedding"]) == 8
