@@ -1,0 +1,60 @@
+"""Operator settings come from the environment variables the Helm chart sets."""
+
+import pytest
+
+from kubeinfer_operator.settings import ENVIRONMENT, OperatorSettings, SettingsError
+
+
+def test_defaults_need_no_environment():
+    settings = OperatorSettings.from_env({})
+    assert settings.gpu_resource == "nvidia.com/gpu"
+    assert settings.gpus_per_endpoint == 1
+    assert settings.all_namespaces
+    assert settings.model_cache_pvc == ""
+    assert settings.resolve_model(".multilingual-e5-small") == "intfloat/multilingual-e5-small"
+    assert settings.resolve_model("BAAI/bge-small-en-v1.5") == "BAAI/bge-small-en-v1.5"
+
+
+def test_every_setting_is_read_from_its_variable():
+    env = {
+        "KUBEINFER_SERVER_IMAGE": "reg/server-cuda:1",
+        "KUBEINFER_SERVER_CPU_IMAGE": "reg/server:1",
+        "KUBEINFER_PROXY_IMAGE": "reg/proxy:1",
+        "KUBEINFER_IMAGE_PULL_POLICY": "Always",
+        "KUBEINFER_GPU_RESOURCE": "amd.com/gpu",
+        "KUBEINFER_GPUS_PER_ENDPOINT": "0",
+        "KUBEINFER_MODEL_CACHE_PVC": "models",
+        "KUBEINFER_MODEL_CACHE_SIZE": "50Gi",
+        "KUBEINFER_MODEL_ALIASES": '{".rerank-v1": "BAAI/bge-reranker-base"}',
+        "KUBEINFER_WATCH_NAMESPACES": " team-a, team-b ,",
+        "KUBEINFER_CLUSTER_DOMAIN": "corp.local",
+        "KUBEINFER_LOG_LEVEL": "debug",
+        "KUBEINFER_METRICS_PORT": "9100",
+    }
+    assert set(env) == set(ENVIRONMENT.values())
+    s = OperatorSettings.from_env(env)
+    assert (s.server_image, s.server_cpu_image, s.proxy_image) == ("reg/server-cuda:1", "reg/server:1", "reg/proxy:1")
+    assert s.image_pull_policy == "Always"
+    assert (s.gpu_resource, s.gpus_per_endpoint) == ("amd.com/gpu", 0)
+    assert (s.model_cache_pvc, s.model_cache_size) == ("models", "50Gi")
+    assert s.resolve_model(".rerank-v1") == "BAAI/bge-reranker-base"
+    # aliases not overridden keep the catalog's defaults
+    assert s.resolve_model(".multilingual-e5-small") == "intfloat/multilingual-e5-small"
+    assert s.watch_namespaces == ("team-a", "team-b") and not s.all_namespaces
+    assert (s.cluster_domain, s.log_level, s.metrics_port) == ("corp.local", "DEBUG", 9100)
+
+
+@pytest.mark.parametrize(
+    "var, value",
+    [
+        ("KUBEINFER_GPUS_PER_ENDPOINT", "two"),
+        ("KUBEINFER_GPUS_PER_ENDPOINT", "-1"),
+        ("KUBEINFER_MODEL_ALIASES", "{not json"),
+        ("KUBEINFER_MODEL_ALIASES", '["a"]'),
+        ("KUBEINFER_IMAGE_PULL_POLICY", "Sometimes"),
+        ("KUBEINFER_METRICS_PORT", "70000"),
+    ],
+)
+def test_bad_values_name_the_variable(var, value):
+    with pytest.raises(SettingsError, match=var):
+        OperatorSettings.from_env({var: value})
