@@ -162,7 +162,11 @@ def _bearer_token(scope: dict) -> str | None:
 
 async def _send_error(send: Any, error: ElasticsearchError) -> None:
     body = json.dumps(error.to_body()).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-elastic-product", b"Elasticsearch"),
+    ]
     if error.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="kubeinfer"'))
     await send({"type": "http.response.start", "status": error.status, "headers": headers})

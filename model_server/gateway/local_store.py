@@ -202,6 +202,14 @@ class LocalEndpointStore:
             raise status_exception(
                 f"Could not start inference endpoint [{config.inference_id}]: {type(exc).__name__}: {exc}"
             ) from None
+        if not backend.ready:
+            # Elasticsearch validates an endpoint by calling it before storing it.
+            reason = getattr(backend, "not_ready_reason", None) or "it did not become ready"
+            await _close_quietly(backend)
+            raise status_exception(
+                "Could not complete inference endpoint creation as validation call to service threw an "
+                f"exception: {reason}"
+            )
         return backend
 
 
