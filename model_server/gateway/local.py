@@ -70,7 +70,7 @@ def curl_commands(base_url: str, configs: list[InferenceEndpointConfig]) -> list
     lines.append(
         f"curl -s -X PUT {base_url}/_inference/text_embedding/my-e5 -H 'Content-Type: application/json' "
         """-d '{"service": "elasticsearch", "service_settings": {"model_id": ".multilingual-e5-small", """
-        """"num_threads": 1}}'"""
+        """"num_allocations": 1, "num_threads": 1}}'"""
     )
     return lines
 
