@@ -26,6 +26,7 @@ from ..manifests import ManifestError, load_manifests
 from ..secrets import SecretResolver
 from .app import create_gateway_app
 from .local_store import DEFAULT_STATE_DIR, EndpointState, LocalEndpointStore
+from .packaged_models import prefer_packaged_model
 
 log = logging.getLogger("kubeinfer.local")
 
@@ -40,6 +41,12 @@ EXAMPLE_BODIES: dict[TaskType, dict[str, Any]] = {
         "input": ["Foxes jump over lazy dogs.", "Kubernetes schedules pods.", "Dogs sleep in the sun."],
     },
     TaskType.COMPLETION: {"input": "Say hello in French"},
+}
+
+# A create call to try; served offline when the model's PyPI package is installed.
+EXAMPLE_CREATE_BODY = {
+    "service": "elasticsearch",
+    "service_settings": {"model_id": "sentence-transformers/all-MiniLM-L6-v2", "num_allocations": 1, "num_threads": 1},
 }
 
 
@@ -68,9 +75,8 @@ def curl_commands(base_url: str, configs: list[InferenceEndpointConfig]) -> list
         if config.task_type is TaskType.COMPLETION:
             lines.append(f"curl -s -N -X POST {path}/_stream -H 'Content-Type: application/json' -d '{body}'")
     lines.append(
-        f"curl -s -X PUT {base_url}/_inference/text_embedding/my-e5 -H 'Content-Type: application/json' "
-        """-d '{"service": "elasticsearch", "service_settings": {"model_id": ".multilingual-e5-small", """
-        """"num_allocations": 1, "num_threads": 1}}'"""
+        f"curl -s -X PUT {base_url}/_inference/text_embedding/my-embeddings -H 'Content-Type: application/json' "
+        f"-d '{json.dumps(EXAMPLE_CREATE_BODY)}'"
     )
     return lines
 
@@ -133,7 +139,7 @@ def run_local(args: argparse.Namespace) -> int:
     secrets = SecretResolver(Path(args.secrets_dir or DEFAULT_SECRETS_DIR).expanduser(), environ={})
     options = {"cache_dir": args.cache_dir} if getattr(args, "cache_dir", None) else {}
     store = LocalEndpointStore(
-        state, resolve=secrets.resolve, backend_factory=lambda config: create_backend(config, **options)
+        state, resolve=secrets.resolve, backend_factory=lambda config: create_backend(prefer_packaged_model(config), **options)
     )
     host = f"[{args.host}]" if ":" in args.host else args.host
     app = build_local_app(store, manifests, base_url=f"http://{host}:{args.port}")
