@@ -86,22 +86,22 @@ def openai_fake() -> FakeProvider:
     return fake
 
 
-class LocalMode:
-    """``kubeinfer local`` in a child process; ``client`` talks to it."""
+class KubeinferProcess:
+    """``kubeinfer <command>`` in a child process on a free port; ``client`` talks to it."""
 
-    def __init__(self, *args: str, state_dir: Path, env: dict[str, str] | None = None) -> None:
+    ready_path = "/"
+
+    def __init__(self, command: str, *args: str, env: dict[str, str] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.state_dir = state_dir
-        self.args = [sys.executable, "-P", "-m", "model_server.cli", "local", "--port", str(self.port),
-                     "--state-dir", str(state_dir), *args]
+        self.args = [sys.executable, "-P", "-m", "model_server.cli", command, "--port", str(self.port), *args]
         self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
                     **(env or {})}
         self.process: subprocess.Popen | None = None
-        self.output = ""
-        self.client = httpx.Client(base_url=self.url, timeout=60)
+        self.client = httpx.Client(base_url=self.url, timeout=60, headers=headers)
 
-    def start(self, timeout: float = 120) -> "LocalMode":
+    def start(self, timeout: float = 120) -> "KubeinferProcess":
         self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
         self._lines: list[str] = []
@@ -109,15 +109,15 @@ class LocalMode:
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"kubeinfer local exited with {self.process.returncode}:\n{self.text}")
+                raise RuntimeError(f"kubeinfer exited with {self.process.returncode}:\n{self.text}")
             try:
-                if self.client.get("/").status_code == 200:
+                if self.client.get(self.ready_path).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"kubeinfer local did not start in {timeout}s:\n{self.text}")
+                raise RuntimeError(f"kubeinfer did not start in {timeout}s:\n{self.text}")
             time.sleep(0.1)
 
     def _read(self) -> None:
@@ -142,7 +142,7 @@ class LocalMode:
             self.interrupt()
         self.client.close()
 
-    def __enter__(self) -> "LocalMode":
+    def __enter__(self) -> "KubeinferProcess":
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -150,3 +150,11 @@ class LocalMode:
             self.process.kill()
             self.process.wait(10)
         self.client.close()
+
+
+class LocalMode(KubeinferProcess):
+    """``kubeinfer local`` with its own state directory."""
+
+    def __init__(self, *args: str, state_dir: Path, env: dict[str, str] | None = None) -> None:
+        super().__init__("local", "--state-dir", str(state_dir), *args, env=env)
+        self.state_dir = state_dir

@@ -129,6 +129,7 @@ def run_local(args: argparse.Namespace) -> int:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     try:
         manifests = load_endpoint_manifests(list(args.files))
     except ManifestError as exc:

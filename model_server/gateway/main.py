@@ -48,6 +48,7 @@ def run_gateway(args: argparse.Namespace) -> int:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     try:
         connection = ClusterConnection.discover()
     except Exception as exc:  # no service account and no usable kubeconfig

@@ -18,7 +18,7 @@ import pytest
 
 from fake_providers import FakeProvider, Reply
 from kubeemu import INFERENCE_ENDPOINTS, SECRETS
-from local_mode import ServedFake
+from local_mode import KubeinferProcess, ServedFake
 from model_server.gateway.kube_api import ClusterConnection
 from model_server.gateway.main import build_gateway_app
 
@@ -259,3 +259,15 @@ async def test_rbac_decides_who_may_manage_and_who_may_only_use(gateway, cluster
     assert error_of(await gateway.delete("/_inference/gw-emb", headers=as_user(VIEWER)))[:2] == (403, "security_exception")
     assert error_of(await gateway.get("/_inference", headers=as_user(STRANGER)))[:2] == (403, "security_exception")
     assert cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb") is not None
+
+
+def test_kubeinfer_gateway_command_finds_the_cluster_through_kubeconfig(cluster, kubeconfig):
+    cluster.create(INFERENCE_ENDPOINTS, {
+        "apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": "cli-e5"},
+        "spec": {"taskType": "text_embedding", "service": "elasticsearch",
+                 "serviceSettings": {"model_id": ".multilingual-e5-small", "num_allocations": 1, "num_threads": 1}}})
+    with KubeinferProcess("gateway", "--host", "127.0.0.1", env={"KUBECONFIG": kubeconfig}) as gateway:
+        assert gateway.client.get("/_inference").status_code == 401
+        listed = gateway.client.get("/_inference", headers=as_user(VIEWER))
+        assert [e["inference_id"] for e in listed.json()["endpoints"]] == ["cli-e5"], gateway.text
+        assert gateway.interrupt() == 0
