@@ -93,11 +93,15 @@ class KubernetesEndpointStore:
     """InferenceEndpoints in one namespace of the cluster ``api`` talks to."""
 
     def __init__(self, api: KubeApi, namespace: str, *, http: httpx.AsyncClient | None = None,
-                 poll_interval: float = 0.5) -> None:
+                 poll_interval: float = 0.5, cache_seconds: float = 1.0) -> None:
         self.api = api
         self.namespace = namespace
         self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
         self.poll_interval = poll_interval
+        # Inference reads its endpoint twice per request (config, then backend): a short
+        # cache spares the API server; this replica's own changes drop their entry at once.
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, dict[str, Any], InferenceEndpointConfig]] = {}
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -116,7 +120,10 @@ class KubernetesEndpointStore:
         return f"{base}/{name}" if name else base
 
     # ---- reading -------------------------------------------------------------------
-    async def _read(self, inference_id: str) -> tuple[dict[str, Any], InferenceEndpointConfig]:
+    async def _read(self, inference_id: str, *, cached: bool = False) -> tuple[dict[str, Any], InferenceEndpointConfig]:
+        hit = self._cache.get(inference_id) if cached else None
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1], hit[2]
         try:
             obj = await self.api.get(self._cr_path(inference_id))
         except KubeApiError as exc:
@@ -124,6 +131,9 @@ class KubernetesEndpointStore:
         config = from_manifest(obj)
         if config.inference_id != inference_id:
             raise not_found(inference_id)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[inference_id] = (time.monotonic() + self.cache_seconds, obj, config)
         return obj, config
 
     async def list(self) -> list[InferenceEndpointConfig]:
@@ -140,10 +150,10 @@ class KubernetesEndpointStore:
         return configs
 
     async def get(self, inference_id: str) -> InferenceEndpointConfig:
-        return (await self._read(inference_id))[1]
+        return (await self._read(inference_id, cached=True))[1]
 
     async def backend(self, inference_id: str) -> Backend:
-        obj, config = await self._read(inference_id)
+        obj, config = await self._read(inference_id, cached=True)
         url = (obj.get("status") or {}).get("url")
         if not url or not is_ready(obj):
             condition = ready_condition(obj) or {}
@@ -153,6 +163,7 @@ class KubernetesEndpointStore:
 
     # ---- management ----------------------------------------------------------------
     async def create(self, config: InferenceEndpointConfig, *, timeout: float) -> InferenceEndpointConfig:
+        self._cache.pop(config.inference_id, None)
         stored = with_secret_references(config)
         manifest = stored.to_manifest(name=resource_name(config.inference_id), namespace=self.namespace)
         manifest["metadata"]["labels"] = dict(MANAGED_BY)
@@ -173,6 +184,7 @@ class KubernetesEndpointStore:
         return stored
 
     async def update(self, config: InferenceEndpointConfig, *, timeout: float) -> InferenceEndpointConfig:
+        self._cache.pop(config.inference_id, None)
         obj, _ = await self._read(config.inference_id)
         if config.plain_secrets():
             await self._write_secret(config, obj)
@@ -187,6 +199,7 @@ class KubernetesEndpointStore:
         return stored
 
     async def delete(self, inference_id: str) -> None:
+        self._cache.pop(inference_id, None)
         try:
             await self.api.delete(self._cr_path(inference_id))
         except KubeApiError as exc:

@@ -9,8 +9,10 @@ inference API, as an endpoint pod does, and records what it received.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import threading
 from typing import Any
 
 import httpx
@@ -271,3 +273,45 @@ def test_kubeinfer_gateway_command_finds_the_cluster_through_kubeconfig(cluster,
         listed = gateway.client.get("/_inference", headers=as_user(VIEWER))
         assert [e["inference_id"] for e in listed.json()["endpoints"]] == ["cli-e5"], gateway.text
         assert gateway.interrupt() == 0
+
+
+class HeldStream:
+    """An endpoint server that sends one completion event, then holds the stream open
+    until the test releases it: a relay that buffered would deliver nothing meanwhile."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "more_body": True,
+                    "body": b'event: message\ndata: {"completion":[{"delta":"first"}]}\n\n'})
+        for _ in range(3000):  # released by the test, or given up on after about 30 s
+            if self.release.is_set():
+                break
+            await asyncio.sleep(0.01)
+        await send({"type": "http.response.body", "more_body": True,
+                    "body": b'event: message\ndata: {"completion":[{"delta":"second"}]}\n\n'})
+        await send({"type": "http.response.body", "body": b"event: message\ndata: [DONE]\n\n"})
+
+
+def test_stream_is_relayed_before_the_endpoint_has_finished(cluster):
+    held = HeldStream()
+    with ServedFake(held) as endpoint:
+        cluster.call(lambda: setattr(cluster.operator, "url", endpoint.url))
+        app = build_gateway_app(ClusterConnection(cluster.url, token="gateway-sa-token"), NS, poll_interval=0.02)
+        with ServedFake(app) as gateway, httpx.Client(base_url=gateway.url, timeout=10) as client:
+            body = {"service": "openai", "service_settings": {"api_key": "k", "model_id": "gpt-4o-mini"}}
+            assert client.put("/_inference/completion/held", json=body, headers=as_user(ADMIN)).status_code == 200
+            with client.stream("POST", "/_inference/completion/held/_stream", json={"input": "hi"},
+                               headers=as_user(VIEWER)) as response:
+                lines = (line for line in response.iter_lines() if line.startswith("data: "))
+                # Read while the endpoint still holds its stream open (a buffering relay times out here).
+                assert next(lines) == 'data: {"completion":[{"delta":"first"}]}'
+                held.release.set()
+                assert list(lines) == ['data: {"completion":[{"delta":"second"}]}', "data: [DONE]"]

@@ -35,7 +35,9 @@ def provider():
     embeddings = fake._routes["/v1/embeddings"][0]
     fake.on("/v1/embeddings", lambda r: Reply(401, {"error": {
         "message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}})
-        if r.headers.get("authorization") == "Bearer sk-refused" else embeddings(r))
+        if r.headers.get("authorization") == "Bearer sk-refused"
+        else Reply(json=openai_embeddings([1.0]), delay=2.0) if r.headers.get("authorization") == "Bearer sk-slow"
+        else embeddings(r))
     with ServedFake(fake) as served:
         yield served
 
@@ -165,6 +167,14 @@ def test_create_that_the_provider_refuses_fails_and_leaves_nothing(local, provid
     assert response.status_code >= 400
     assert "error" in response.json() and "sk-refused" not in response.text
     assert local.client.get("/_inference/refused").status_code == 404
+
+
+def test_create_that_is_not_ready_within_the_timeout_fails_and_leaves_nothing(local, provider):
+    response = local.client.put("/_inference/text_embedding/slow?timeout=200ms",
+                                json=embedding_body(provider, api_key="sk-slow"))
+    assert error_of(response) == (
+        408, "status_exception", "Timed out after [0.2s] waiting for inference endpoint [slow] to start")
+    assert local.client.get("/_inference/slow").status_code == 404
 
 
 def test_duplicate_id_is_rejected_as_elasticsearch_does(local, provider):
