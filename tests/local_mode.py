@@ -17,8 +17,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-
-from fake_providers import FakeProvider, Reply
+from fake_providers import FakeProvider, Received, Reply
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "sk-local-test-0123456789"
@@ -78,9 +77,14 @@ def openai_chat_stream(*deltas: str) -> Reply:
 def openai_fake() -> FakeProvider:
     """Answers OpenAI's embeddings and (streamed or not) chat completions."""
     fake = FakeProvider()
-    fake.on("/v1/embeddings", lambda r: Reply(json=openai_embeddings(
-        *[[float(len(t)), 0.5, -0.25] for t in (r.json["input"] if isinstance(r.json["input"], list) else [r.json["input"]])]
-    )))
+
+    def embeddings(received: Received) -> Reply:
+        texts = received.json["input"]
+        texts = texts if isinstance(texts, list) else [texts]
+        # A vector that tells the inputs apart: its first number is the text's length.
+        return Reply(json=openai_embeddings(*[[float(len(t)), 0.5, -0.25] for t in texts]))
+
+    fake.on("/v1/embeddings", embeddings)
     fake.on("/v1/chat/completions", lambda r: openai_chat_stream("Bon", "jour", "!") if r.json.get("stream")
             else Reply(json=openai_chat("Bonjour!")))
     return fake

@@ -50,7 +50,9 @@ def required_privilege(method: str, path: str) -> Privilege | None:
 
 
 def unauthenticated(path: str) -> ElasticsearchError:
-    return ElasticsearchError(401, "security_exception", f"missing authentication credentials for REST request [{path}]")
+    return ElasticsearchError(
+        401, "security_exception", f"missing authentication credentials for REST request [{path}]"
+    )
 
 
 def unauthorized(privilege: Privilege, user: str) -> ElasticsearchError:
@@ -95,7 +97,9 @@ class SubjectAccessReviewer:
             status = review.get("status") or {}
             if not status.get("authenticated"):
                 return ElasticsearchError(
-                    401, "security_exception", f"unable to authenticate with provided credentials for REST request [{path}]"
+                    401,
+                    "security_exception",
+                    f"unable to authenticate with provided credentials for REST request [{path}]",
                 )
             user = status.get("user") or {}
             access = await self.api.create(
@@ -118,7 +122,8 @@ class SubjectAccessReviewer:
                 },
             )
         except KubeApiError as exc:
-            return ElasticsearchError(503, "status_exception", f"Authorization check failed: {exc.reason or exc.status}")
+            reason = exc.reason or exc.status
+            return ElasticsearchError(503, "status_exception", f"Authorization check failed: {reason}")
         if (access.get("status") or {}).get("allowed"):
             return None
         return unauthorized(privilege, user.get("username", "unknown"))

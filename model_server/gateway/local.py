@@ -20,6 +20,7 @@ from typing import Any, AsyncIterator, TextIO
 
 from fastapi import FastAPI
 
+from ..backends.base import Backend
 from ..catalog import InferenceEndpointConfig, TaskType, create_backend, from_manifest
 from ..errors import ElasticsearchError
 from ..manifests import ManifestError, load_manifests
@@ -139,9 +140,10 @@ def run_local(args: argparse.Namespace) -> int:
     # Secrets come from files only: one environment variable cannot serve many endpoints.
     secrets = SecretResolver(Path(args.secrets_dir or DEFAULT_SECRETS_DIR).expanduser(), environ={})
     options = {"cache_dir": args.cache_dir} if getattr(args, "cache_dir", None) else {}
-    store = LocalEndpointStore(
-        state, resolve=secrets.resolve, backend_factory=lambda config: create_backend(prefer_packaged_model(config), **options)
-    )
+    def backend_factory(config: InferenceEndpointConfig) -> Backend:
+        return create_backend(prefer_packaged_model(config), **options)
+
+    store = LocalEndpointStore(state, resolve=secrets.resolve, backend_factory=backend_factory)
     host = f"[{args.host}]" if ":" in args.host else args.host
     app = build_local_app(store, manifests, base_url=f"http://{host}:{args.port}")
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False))

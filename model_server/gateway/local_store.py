@@ -16,7 +16,7 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from ..backends.base import Backend
 from ..catalog import InferenceEndpointConfig, create_backend, parse_endpoint

@@ -14,8 +14,9 @@ from fastapi import APIRouter, Request
 from ..api.errors import read_json_body
 from ..api.inference_request import parse_time_value
 from ..catalog import parse_endpoint, parse_task_type
-from ..errors import ElasticsearchError
-from .store import ManagedEndpointStore, check_task_type, merge_update, resolve_task_type, cannot_update
+from ..errors import ElasticsearchError, status_exception
+from .store import ManagedEndpointStore, cannot_update, check_task_type, merge_update, resolve_task_type
+
 
 def management_router(store: ManagedEndpointStore) -> APIRouter:
     """The create, update, get and delete routes over ``store``."""
@@ -34,16 +35,15 @@ def management_router(store: ManagedEndpointStore) -> APIRouter:
     async def update_endpoint(request: Request, inference_id: str, task_type: str | None) -> dict[str, Any]:
         timeout = parse_time_value(request.query_params.get("timeout"))
         body = await read_json_body(request)
-        if task_type is not None:
-            parse_task_type(task_type)
+        requested = parse_task_type(task_type) if task_type is not None else None
         try:
             existing = await store.get(inference_id)
         except ElasticsearchError as exc:
             if exc.status == 404:
                 raise cannot_update(inference_id) from None
             raise
-        if task_type is not None and parse_task_type(task_type) != existing.task_type:
-            raise ElasticsearchError(400, "status_exception", "Task type must match the task type of the existing endpoint")
+        if requested is not None and requested != existing.task_type:
+            raise status_exception("Task type must match the task type of the existing endpoint")
         updated = await store.update(merge_update(existing, body), timeout=timeout)
         return updated.es_view()
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-
 # The Elasticsearch version whose inference API kubeinfer answers; 9.x clients accept it.
 COMPATIBLE_VERSION = "9.1.0"
 LUCENE_VERSION = "10.2.2"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from elasticsearch import BadRequestError, Elasticsearch, NotFoundError
-
 from local_mode import LocalMode, ServedFake, openai_fake
 
 

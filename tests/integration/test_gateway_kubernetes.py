@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-
 from fake_providers import FakeProvider, Reply
 from kubeemu import INFERENCE_ENDPOINTS, SECRETS
 from local_mode import KubeinferProcess, ServedFake
+
 from model_server.gateway.kube_api import ClusterConnection
 from model_server.gateway.main import build_gateway_app
 
@@ -234,7 +234,8 @@ async def test_put_waits_for_ready_and_times_out_as_elasticsearch_does(gateway, 
 ])
 async def test_requests_without_a_token_are_unauthenticated(gateway, cluster, method, path, body):
     response = await gateway.request(method, path, json=body)
-    assert error_of(response) == (401, "security_exception", f"missing authentication credentials for REST request [{path}]")
+    assert error_of(response) == (
+        401, "security_exception", f"missing authentication credentials for REST request [{path}]")
     assert response.headers["x-elastic-product"] == "Elasticsearch"
     assert response.headers["www-authenticate"].startswith("Bearer")
     bad = await gateway.request(method, path, json=body, headers=as_user("forged-token"))
@@ -258,7 +259,8 @@ async def test_rbac_decides_who_may_manage_and_who_may_only_use(gateway, cluster
                               headers=as_user(ADMIN))).status_code == 200
     assert (await gateway.get("/_inference/gw-emb", headers=as_user(VIEWER))).status_code == 200
     assert (await gateway.post("/_inference/gw-emb", json={"input": "x"}, headers=as_user(VIEWER))).status_code == 200
-    assert error_of(await gateway.delete("/_inference/gw-emb", headers=as_user(VIEWER)))[:2] == (403, "security_exception")
+    denied_delete = await gateway.delete("/_inference/gw-emb", headers=as_user(VIEWER))
+    assert error_of(denied_delete)[:2] == (403, "security_exception")
     assert error_of(await gateway.get("/_inference", headers=as_user(STRANGER)))[:2] == (403, "security_exception")
     assert cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb") is not None
 

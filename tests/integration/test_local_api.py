@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from fake_providers import Reply
-from local_mode import API_KEY, LocalMode, ServedFake, openai_fake, openai_embeddings
+from local_mode import API_KEY, LocalMode, ServedFake, openai_embeddings, openai_fake
 
 CHAT_MANIFEST = """\
 apiVersion: kubeinfer.io/v1alpha1
@@ -163,7 +162,8 @@ def test_create_with_an_unknown_task_type_is_rejected(local, provider):
 
 
 def test_create_that_the_provider_refuses_fails_and_leaves_nothing(local, provider):
-    response = local.client.put("/_inference/text_embedding/refused", json=embedding_body(provider, api_key="sk-refused"))
+    body = embedding_body(provider, api_key="sk-refused")
+    response = local.client.put("/_inference/text_embedding/refused", json=body)
     assert response.status_code >= 400
     assert "error" in response.json() and "sk-refused" not in response.text
     assert local.client.get("/_inference/refused").status_code == 404

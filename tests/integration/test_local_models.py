@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from local_mode import ROOT, LocalMode
 from tiny_bert import build_tiny_bert
 

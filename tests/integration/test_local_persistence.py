@@ -7,7 +7,6 @@ import json
 import stat
 
 import pytest
-
 from local_mode import LocalMode, ServedFake, openai_fake
 
 
