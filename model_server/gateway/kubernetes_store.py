@@ -112,8 +112,8 @@ class KubernetesEndpointStore:
     def _collection(self) -> str:
         return f"/apis/{GROUP_VERSION}/namespaces/{self.namespace}/{PLURAL}"
 
-    def _cr_path(self, inference_id: str) -> str:
-        return f"{self._collection}/{resource_name(inference_id)}"
+    def _cr_path(self, name: str) -> str:
+        return f"{self._collection}/{name}"
 
     def _secret_path(self, name: str | None = None) -> str:
         base = f"/api/v1/namespaces/{self.namespace}/secrets"
@@ -125,29 +125,41 @@ class KubernetesEndpointStore:
         if hit is not None and hit[0] > time.monotonic():
             return hit[1], hit[2]
         try:
-            obj = await self.api.get(self._cr_path(inference_id))
+            obj = await self.api.get(self._cr_path(resource_name(inference_id)))
         except KubeApiError as exc:
-            raise not_found(inference_id) if exc.status == 404 else _api_failure(exc) from None
-        config = from_manifest(obj)
-        if config.inference_id != inference_id:
-            raise not_found(inference_id)
+            if exc.status != 404:
+                raise _api_failure(exc) from None
+            obj = None
+        config = from_manifest(obj) if obj is not None else None
+        if config is None or config.inference_id != inference_id:
+            # A resource applied with kubectl may name itself apart from its inferenceId.
+            obj, config = await self._find(inference_id)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[inference_id] = (time.monotonic() + self.cache_seconds, obj, config)
         return obj, config
 
-    async def list(self) -> list[InferenceEndpointConfig]:
+    async def _find(self, inference_id: str) -> tuple[dict[str, Any], InferenceEndpointConfig]:
+        for obj, config in await self._resources():
+            if config.inference_id == inference_id:
+                return obj, config
+        raise not_found(inference_id)
+
+    async def _resources(self) -> list[tuple[dict[str, Any], InferenceEndpointConfig]]:
         try:
             items = (await self.api.get(self._collection)).get("items") or []
         except KubeApiError as exc:
             raise _api_failure(exc) from None
-        configs = []
+        found = []
         for obj in items:
             try:
-                configs.append(from_manifest(obj))
+                found.append((obj, from_manifest(obj)))
             except ElasticsearchError as exc:  # a CR the operator will also reject
                 log.warning("skipping InferenceEndpoint %s: %s", obj.get("metadata", {}).get("name"), exc.reason)
-        return configs
+        return found
+
+    async def list(self) -> list[InferenceEndpointConfig]:
+        return [config for _, config in await self._resources()]
 
     async def get(self, inference_id: str) -> InferenceEndpointConfig:
         return (await self._read(inference_id, cached=True))[1]
@@ -178,8 +190,8 @@ class KubernetesEndpointStore:
                 await self.api.create(self._secret_path(), owned_secret(config, cr, self.namespace))
             except KubeApiError as exc:
                 # Nothing half-made: without its Secret the endpoint could never start.
-                await self._delete_quietly(self._cr_path(config.inference_id))
-                raise _api_failure(exc) from None
+                await self._delete_quietly(self._cr_path(cr["metadata"]["name"]))
+                raise self._secret_failure(exc, config.inference_id) from None
         await self._wait_ready(config.inference_id, timeout)
         return stored
 
@@ -192,34 +204,60 @@ class KubernetesEndpointStore:
         manifest = stored.to_manifest(name=obj["metadata"]["name"], namespace=self.namespace)
         obj = {**obj, "spec": manifest["spec"]}
         try:
-            await self.api.replace(self._cr_path(config.inference_id), obj)
+            await self.api.replace(self._cr_path(obj["metadata"]["name"]), obj)
         except KubeApiError as exc:
             raise _api_failure(exc) from None
         await self._wait_ready(config.inference_id, timeout)
         return stored
 
     async def delete(self, inference_id: str) -> None:
+        obj, _ = await self._read(inference_id)
         self._cache.pop(inference_id, None)
         try:
-            await self.api.delete(self._cr_path(inference_id))
+            await self.api.delete(self._cr_path(obj["metadata"]["name"]))
         except KubeApiError as exc:
             raise not_found(inference_id) if exc.status == 404 else _api_failure(exc) from None
         # Garbage collection removes the owned Secret too; deleting it now frees the name
         # for a new endpoint of the same id at once.
-        await self._delete_quietly(self._secret_path(secret_name(inference_id)))
+        secret = await self._owned_secret(inference_id, obj)
+        if secret is not None:
+            await self._delete_quietly(self._secret_path(secret["metadata"]["name"]))
+
+    async def _owned_secret(self, inference_id: str, cr: dict[str, Any]) -> dict[str, Any] | None:
+        """The Secret holding the endpoint's secrets: None when absent; an error when a
+        Secret of that name exists but belongs to someone else (it is never touched)."""
+        name = secret_name(inference_id)
+        try:
+            secret = await self.api.get(self._secret_path(name))
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return None
+            raise _api_failure(exc) from None
+        owners = {ref.get("uid") for ref in secret["metadata"].get("ownerReferences") or []}
+        if cr["metadata"]["uid"] not in owners:
+            raise status_exception(
+                f"Secret [{name}] exists and does not belong to inference endpoint [{inference_id}]", 409
+            )
+        return secret
 
     async def _write_secret(self, config: InferenceEndpointConfig, cr: dict[str, Any]) -> None:
         secret = owned_secret(config, cr, self.namespace)
-        path = self._secret_path(secret["metadata"]["name"])
         try:
-            await self.api.merge_patch(path, {"data": secret["data"]})
-        except KubeApiError as exc:
-            if exc.status != 404:
-                raise _api_failure(exc) from None
-            try:
+            if await self._owned_secret(config.inference_id, cr) is not None:
+                await self.api.merge_patch(self._secret_path(secret["metadata"]["name"]), {"data": secret["data"]})
+            else:
                 await self.api.create(self._secret_path(), secret)
-            except KubeApiError as exc2:
-                raise _api_failure(exc2) from None
+        except KubeApiError as exc:
+            raise self._secret_failure(exc, config.inference_id) from None
+
+    def _secret_failure(self, exc: KubeApiError, inference_id: str) -> ElasticsearchError:
+        if exc.status == 409:
+            return status_exception(
+                f"Secret [{secret_name(inference_id)}] exists and does not belong to inference endpoint "
+                f"[{inference_id}]",
+                409,
+            )
+        return _api_failure(exc)
 
     async def _wait_ready(self, inference_id: str, timeout: float) -> None:
         """Return once the operator reports Ready; Elasticsearch's timeout error otherwise."""

@@ -164,6 +164,28 @@ async def test_get_lists_resources_including_those_applied_with_kubectl(gateway,
     assert error_of(missing) == (404, "resource_not_found_exception", "Inference endpoint not found [nope]")
 
 
+async def test_resources_named_apart_from_their_inference_id_are_found_by_id(gateway, cluster):
+    cluster.create(INFERENCE_ENDPOINTS, {
+        "apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": "team-a-e5"},
+        "spec": {"inferenceId": "e5_small", "taskType": "text_embedding", "service": "elasticsearch",
+                 "serviceSettings": {"model_id": ".multilingual-e5-small", "num_allocations": 1, "num_threads": 1}}})
+    found = await gateway.get("/_inference/e5_small", headers=as_user(ADMIN))
+    assert found.json()["endpoints"][0]["inference_id"] == "e5_small"
+    deleted = await gateway.delete("/_inference/e5_small", headers=as_user(ADMIN))
+    assert deleted.json()["acknowledged"] is True
+    assert cluster.get(INFERENCE_ENDPOINTS, NS, "team-a-e5") is None
+
+
+async def test_a_secret_that_belongs_to_someone_else_is_never_overwritten(gateway, cluster):
+    cluster.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gw-emb-secrets"},
+                             "data": {"api_key": base64.b64encode(b"theirs").decode()}})
+    response = await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    assert error_of(response) == (
+        409, "status_exception", "Secret [gw-emb-secrets] exists and does not belong to inference endpoint [gw-emb]")
+    assert cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb") is None
+    assert base64.b64decode(cluster.get(SECRETS, NS, "gw-emb-secrets")["data"]["api_key"]) == b"theirs"
+
+
 async def test_inference_is_forwarded_to_the_endpoint_service(gateway, cluster, endpoint_server):
     await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
     response = await gateway.post("/_inference/text_embedding/gw-emb", json={"input": ["abc", "de"]},
