@@ -22,13 +22,15 @@ from ..catalog import API_VERSION, InferenceEndpointConfig, SecretKeyRef, from_m
 from ..errors import ElasticsearchError, not_found, status_exception, validation_exception
 from .forwarding import ForwardingBackend
 from .kube_api import KubeApi, KubeApiError
-from .store import already_exists
+from .store import already_exists, with_model_facts
 
 log = logging.getLogger("kubeinfer.gateway")
 
 GROUP_VERSION = API_VERSION  # kubeinfer.io/v1alpha1
 PLURAL = "inferenceendpoints"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "kubeinfer-gateway"}
+# The Ready reason with which the operator refuses a spec it cannot serve.
+INVALID_SPEC = "InvalidSpec"
 
 
 def resource_name(inference_id: str) -> str:
@@ -57,9 +59,32 @@ def is_ready(obj: dict[str, Any]) -> bool:
     return bool(condition and condition.get("status") == "True" and current and status.get("url"))
 
 
-def owned_secret(config: InferenceEndpointConfig, cr: dict[str, Any], namespace: str) -> dict[str, Any]:
-    """The Secret holding ``config``'s plain secrets, owned by (deleted with) the CR."""
+def served_config(obj: dict[str, Any]) -> InferenceEndpointConfig:
+    """The resource's endpoint, with the model facts the operator reported in its status."""
+    return with_model_facts(from_manifest(obj), obj.get("status"))
+
+
+def refusal(obj: dict[str, Any]) -> str | None:
+    """The operator's message when it refused the current spec as invalid."""
+    condition = ready_condition(obj) or {}
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = condition.get("observedGeneration", (obj.get("status") or {}).get("observedGeneration"))
+    if condition.get("status") == "False" and condition.get("reason") == INVALID_SPEC and observed == generation:
+        return condition.get("message") or INVALID_SPEC
+    return None
+
+
+def owner_reference(cr: dict[str, Any]) -> dict[str, Any]:
     meta = cr["metadata"]
+    return {
+        "apiVersion": GROUP_VERSION, "kind": "InferenceEndpoint", "name": meta["name"],
+        "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
+    }
+
+
+def owned_secret(config: InferenceEndpointConfig, cr: dict[str, Any] | None, namespace: str) -> dict[str, Any]:
+    """The Secret holding ``config``'s plain secrets, owned by (deleted with) the CR once
+    there is one."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -68,10 +93,7 @@ def owned_secret(config: InferenceEndpointConfig, cr: dict[str, Any], namespace:
             "name": secret_name(config.inference_id),
             "namespace": namespace,
             "labels": dict(MANAGED_BY),
-            "ownerReferences": [{
-                "apiVersion": GROUP_VERSION, "kind": "InferenceEndpoint", "name": meta["name"],
-                "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
-            }],
+            "ownerReferences": [owner_reference(cr)] if cr is not None else [],
         },
         "data": {
             name: base64.b64encode(value.get_secret_value().encode()).decode()
@@ -130,7 +152,7 @@ class KubernetesEndpointStore:
             if exc.status != 404:
                 raise _api_failure(exc) from None
             obj = None
-        config = from_manifest(obj) if obj is not None else None
+        config = served_config(obj) if obj is not None else None
         if config is None or config.inference_id != inference_id:
             # A resource applied with kubectl may name itself apart from its inferenceId.
             obj, config = await self._find(inference_id)
@@ -153,7 +175,7 @@ class KubernetesEndpointStore:
         found = []
         for obj in items:
             try:
-                found.append((obj, from_manifest(obj)))
+                found.append((obj, served_config(obj)))
             except ElasticsearchError as exc:  # a CR the operator will also reject
                 log.warning("skipping InferenceEndpoint %s: %s", obj.get("metadata", {}).get("name"), exc.reason)
         return found
@@ -179,20 +201,35 @@ class KubernetesEndpointStore:
         stored = with_secret_references(config)
         manifest = stored.to_manifest(name=resource_name(config.inference_id), namespace=self.namespace)
         manifest["metadata"]["labels"] = dict(MANAGED_BY)
+        # The Secret first, so that the operator never sees the resource without it; it is
+        # owned by the resource (and deleted with it) once the resource exists.
+        secret_path = self._secret_path(secret_name(config.inference_id)) if config.plain_secrets() else None
+        if secret_path is not None:
+            try:
+                await self.api.get(self._cr_path(manifest["metadata"]["name"]))
+                raise already_exists(config.inference_id)
+            except KubeApiError as exc:
+                if exc.status != 404:
+                    raise _api_failure(exc) from None
+            await self._create_unowned_secret(config)
         try:
             cr = await self.api.create(self._collection, manifest)
+            if secret_path is not None:
+                await self.api.merge_patch(secret_path, {"metadata": {"ownerReferences": [owner_reference(cr)]}})
         except KubeApiError as exc:
+            # Nothing half-made.
+            if secret_path is not None:
+                await self._delete_quietly(secret_path)
             if exc.status == 409:
                 raise already_exists(config.inference_id) from None
+            await self._delete_quietly(self._cr_path(manifest["metadata"]["name"]))
             raise _api_failure(exc) from None
-        if config.plain_secrets():
-            try:
-                await self.api.create(self._secret_path(), owned_secret(config, cr, self.namespace))
-            except KubeApiError as exc:
-                # Nothing half-made: without its Secret the endpoint could never start.
-                await self._delete_quietly(self._cr_path(cr["metadata"]["name"]))
-                raise self._secret_failure(exc, config.inference_id) from None
-        await self._wait_ready(config.inference_id, timeout)
+        try:
+            await self._wait_ready(config.inference_id, timeout)
+        except ElasticsearchError as exc:
+            if exc.status == 400:  # the operator refused the spec: as if never created
+                await self.delete(config.inference_id)
+            raise
         return stored
 
     async def update(self, config: InferenceEndpointConfig, *, timeout: float) -> InferenceEndpointConfig:
@@ -250,6 +287,30 @@ class KubernetesEndpointStore:
         except KubeApiError as exc:
             raise self._secret_failure(exc, config.inference_id) from None
 
+    async def _create_unowned_secret(self, config: InferenceEndpointConfig) -> None:
+        """Create the Secret, or take over one this gateway left without an owner."""
+        secret = owned_secret(config, None, self.namespace)
+        try:
+            await self.api.create(self._secret_path(), secret)
+            return
+        except KubeApiError as exc:
+            if exc.status != 409:
+                raise _api_failure(exc) from None
+        path = self._secret_path(secret["metadata"]["name"])
+        try:
+            existing = await self.api.get(path)
+        except KubeApiError as exc:
+            raise _api_failure(exc) from None
+        meta = existing.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        ours = all(labels.get(key) == value for key, value in MANAGED_BY.items())
+        if meta.get("ownerReferences") or not ours:
+            raise self._secret_failure(KubeApiError(409, "AlreadyExists", ""), config.inference_id)
+        try:
+            await self.api.merge_patch(path, {"data": secret["data"]})
+        except KubeApiError as exc:
+            raise _api_failure(exc) from None
+
     def _secret_failure(self, exc: KubeApiError, inference_id: str) -> ElasticsearchError:
         if exc.status == 409:
             return status_exception(
@@ -268,6 +329,9 @@ class KubernetesEndpointStore:
             obj, _ = await self._read(inference_id)
             if is_ready(obj):
                 return
+            refused = refusal(obj)
+            if refused is not None:
+                raise status_exception(f"Inference endpoint [{inference_id}] is invalid: {refused}")
             if time.monotonic() >= deadline:
                 condition = ready_condition(obj) or {}
                 detail = condition.get("message") or condition.get("reason") or "no status from the operator yet"
