@@ -254,41 +254,30 @@ class KubernetesEndpointStore:
             await self.api.delete(self._cr_path(obj["metadata"]["name"]))
         except KubeApiError as exc:
             raise not_found(inference_id) if exc.status == 404 else _api_failure(exc) from None
-        # Garbage collection removes the owned Secret too; deleting it now frees the name
-        # for a new endpoint of the same id at once.
-        secret = await self._owned_secret(inference_id, obj)
-        if secret is not None:
-            await self._delete_quietly(self._secret_path(secret["metadata"]["name"]))
-
-    async def _owned_secret(self, inference_id: str, cr: dict[str, Any]) -> dict[str, Any] | None:
-        """The Secret holding the endpoint's secrets: None when absent; an error when a
-        Secret of that name exists but belongs to someone else (it is never touched)."""
-        name = secret_name(inference_id)
-        try:
-            secret = await self.api.get(self._secret_path(name))
-        except KubeApiError as exc:
-            if exc.status == 404:
-                return None
-            raise _api_failure(exc) from None
-        owners = {ref.get("uid") for ref in secret["metadata"].get("ownerReferences") or []}
-        if cr["metadata"]["uid"] not in owners:
-            raise status_exception(
-                f"Secret [{name}] exists and does not belong to inference endpoint [{inference_id}]", 409
-            )
-        return secret
+        # Kubernetes' garbage collector deletes the Secret the resource owns.
 
     async def _write_secret(self, config: InferenceEndpointConfig, cr: dict[str, Any]) -> None:
+        """Set the endpoint's new secrets in its Secret, which must be the resource's own.
+
+        The ownership check and the write are one JSON patch (its ``test`` operation), so
+        the gateway needs no right to read Secrets and never writes a stranger's."""
         secret = owned_secret(config, cr, self.namespace)
+        path = self._secret_path(secret["metadata"]["name"])
+        ops = [{"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": cr["metadata"]["uid"]}]
+        ops += [{"op": "add", "path": f"/data/{key}", "value": value} for key, value in secret["data"].items()]
         try:
-            if await self._owned_secret(config.inference_id, cr) is not None:
-                await self.api.merge_patch(self._secret_path(secret["metadata"]["name"]), {"data": secret["data"]})
-            else:
-                await self.api.create(self._secret_path(), secret)
+            await self.api.json_patch(path, ops)
         except KubeApiError as exc:
-            raise self._secret_failure(exc, config.inference_id) from None
+            if exc.status != 404:
+                raise self._secret_failure(exc, config.inference_id) from None
+            try:
+                await self.api.create(self._secret_path(), secret)
+            except KubeApiError as exc2:
+                raise self._secret_failure(exc2, config.inference_id) from None
 
     async def _create_unowned_secret(self, config: InferenceEndpointConfig) -> None:
-        """Create the Secret, or take over one this gateway left without an owner."""
+        """Create the Secret, or take over one this gateway made for an endpoint of the same
+        id that is gone (its garbage collection may still be pending)."""
         secret = owned_secret(config, None, self.namespace)
         try:
             await self.api.create(self._secret_path(), secret)
@@ -296,23 +285,19 @@ class KubernetesEndpointStore:
         except KubeApiError as exc:
             if exc.status != 409:
                 raise _api_failure(exc) from None
-        path = self._secret_path(secret["metadata"]["name"])
+        (label, value), = MANAGED_BY.items()
+        ops = [
+            {"op": "test", "path": "/metadata/labels/" + label.replace("~", "~0").replace("/", "~1"), "value": value},
+            {"op": "add", "path": "/metadata/ownerReferences", "value": []},
+            {"op": "add", "path": "/data", "value": secret["data"]},
+        ]
         try:
-            existing = await self.api.get(path)
+            await self.api.json_patch(self._secret_path(secret["metadata"]["name"]), ops)
         except KubeApiError as exc:
-            raise _api_failure(exc) from None
-        meta = existing.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        ours = all(labels.get(key) == value for key, value in MANAGED_BY.items())
-        if meta.get("ownerReferences") or not ours:
-            raise self._secret_failure(KubeApiError(409, "AlreadyExists", ""), config.inference_id)
-        try:
-            await self.api.merge_patch(path, {"data": secret["data"]})
-        except KubeApiError as exc:
-            raise _api_failure(exc) from None
+            raise self._secret_failure(exc, config.inference_id) from None
 
     def _secret_failure(self, exc: KubeApiError, inference_id: str) -> ElasticsearchError:
-        if exc.status == 409:
+        if exc.status in (409, 422):  # exists; or exists and is not ours (a failed test)
             return status_exception(
                 f"Secret [{secret_name(inference_id)}] exists and does not belong to inference endpoint "
                 f"[{inference_id}]",

@@ -215,6 +215,20 @@ async def test_a_secret_that_belongs_to_someone_else_is_never_overwritten(gatewa
     assert base64.b64decode(cluster.get(SECRETS, NS, "gw-emb-secrets")["data"]["api_key"]) == b"theirs"
 
 
+async def test_a_left_over_secret_of_the_gateway_is_taken_over(gateway, cluster):
+    # What deleting an endpoint leaves until the garbage collector has run.
+    cluster.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": "gw-emb-secrets", "labels": {"app.kubernetes.io/managed-by": "kubeinfer-gateway"}},
+        "data": {"api_key": base64.b64encode(b"old").decode()}})
+    response = await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body("sk-new"),
+                                 headers=as_user(ADMIN))
+    assert response.status_code == 200, response.text
+    secret = cluster.get(SECRETS, NS, "gw-emb-secrets")
+    assert base64.b64decode(secret["data"]["api_key"]) == b"sk-new"
+    cr = cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb")
+    assert [o["uid"] for o in secret["metadata"]["ownerReferences"]] == [cr["metadata"]["uid"]]
+
+
 async def test_inference_is_forwarded_to_the_endpoint_service(gateway, cluster, endpoint_server):
     await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
     response = await gateway.post("/_inference/text_embedding/gw-emb", json={"input": ["abc", "de"]},
