@@ -36,6 +36,11 @@ class Settings(BaseModel):
 
     # Names of fields that hold secrets; filled by ``__pydantic_init_subclass__``.
     secret_fields: ClassVar[tuple[str, ...]] = ()
+    # Groups of fields of which at least one must be given (Elasticsearch's
+    # "does not contain one of the required settings [a, b]").
+    one_of_required: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    # Groups of fields of which at most one may be given.
+    mutually_exclusive: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

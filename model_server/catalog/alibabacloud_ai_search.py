@@ -22,12 +22,16 @@ class AlibabaInputType(str, Enum):
     SEARCH = "search"
 
 
-class AlibabaCloudServiceSettings(ExternalServiceSettings, EmbeddingSettings):
+class AlibabaCloudServiceSettings(ExternalServiceSettings):
     api_key: SecretValue = SecretField("AlibabaCloud AI Search API key.")
     service_id: str = Field(description="e.g. ops-text-embedding-001, ops-bge-reranker-larger, ops-qwen-turbo.")
     host: str = Field(description="The host of the AI Search service, from its console.")
     workspace: str
-    http_schema: HttpSchema = HttpSchema.HTTPS
+    http_schema: HttpSchema | None = Field(default=None, description="https (default) or http.")
+
+
+class AlibabaCloudEmbeddingServiceSettings(AlibabaCloudServiceSettings, EmbeddingSettings):
+    pass
 
 
 class AlibabaEmbeddingTaskSettings(Settings):
@@ -45,7 +49,7 @@ SPEC = ServiceSpec(
         TaskType.COMPLETION: AlibabaCloudServiceSettings,
         TaskType.RERANK: AlibabaCloudServiceSettings,
         TaskType.SPARSE_EMBEDDING: AlibabaCloudServiceSettings,
-        TaskType.TEXT_EMBEDDING: AlibabaCloudServiceSettings,
+        TaskType.TEXT_EMBEDDING: AlibabaCloudEmbeddingServiceSettings,
     },
     task_settings={
         TaskType.SPARSE_EMBEDDING: AlibabaSparseTaskSettings,

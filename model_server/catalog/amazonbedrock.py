@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
     provider_backend,
 )
+from ..errors import status_exception
 
 
 class BedrockProvider(str, Enum):
@@ -21,12 +22,29 @@ class BedrockProvider(str, Enum):
     MISTRAL = "mistral"
 
 
-class AmazonBedrockServiceSettings(ExternalServiceSettings, EmbeddingSettings):
+class AmazonBedrockServiceSettings(ExternalServiceSettings):
     access_key: SecretValue = SecretField("AWS access key id.")
     secret_key: SecretValue = SecretField("AWS secret access key.")
     region: str = Field(description="The AWS region, e.g. us-east-1.")
     provider: BedrockProvider
     model: str = Field(description="The model id or inference profile, e.g. amazon.titan-embed-text-v2:0.")
+
+
+class EmbeddingProvider(str, Enum):
+    AMAZONTITAN = BedrockProvider.AMAZONTITAN.value
+    COHERE = BedrockProvider.COHERE.value
+
+
+class AmazonBedrockEmbeddingServiceSettings(AmazonBedrockServiceSettings, EmbeddingSettings):
+    provider: EmbeddingProvider = Field(description="amazontitan or cohere: the providers with embedding models.")
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _provider_embeds(cls, value: object) -> object:
+        known, embeds = BedrockProvider._value2member_map_, EmbeddingProvider._value2member_map_
+        if isinstance(value, str) and value in known and value not in embeds:
+            raise status_exception(f"The [text_embedding] task type for provider [{value}] is not available")
+        return value
 
 
 class AmazonBedrockCompletionTaskSettings(Settings):
@@ -40,7 +58,7 @@ SPEC = ServiceSpec(
     name="amazonbedrock",
     service_settings={
         TaskType.COMPLETION: AmazonBedrockServiceSettings,
-        TaskType.TEXT_EMBEDDING: AmazonBedrockServiceSettings,
+        TaskType.TEXT_EMBEDDING: AmazonBedrockEmbeddingServiceSettings,
     },
     task_settings={TaskType.COMPLETION: AmazonBedrockCompletionTaskSettings},
     default_rate_limit={TaskType.TEXT_EMBEDDING: 240, TaskType.COMPLETION: 240},

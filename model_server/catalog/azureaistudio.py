@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings,
     TaskType, provider_backend,
 )
+from ..errors import status_exception
 
 
 class AzureAIStudioProvider(str, Enum):
@@ -26,11 +27,28 @@ class EndpointType(str, Enum):
     REALTIME = "realtime"
 
 
-class AzureAIStudioServiceSettings(ExternalServiceSettings, EmbeddingSettings):
+class AzureAIStudioServiceSettings(ExternalServiceSettings):
     api_key: SecretValue = SecretField("Azure AI Studio key.")
     target: str = Field(description="The target URL of the deployed model.")
     provider: AzureAIStudioProvider
     endpoint_type: EndpointType
+
+
+class EmbeddingProvider(str, Enum):
+    OPENAI = AzureAIStudioProvider.OPENAI.value
+    COHERE = AzureAIStudioProvider.COHERE.value
+
+
+class AzureAIStudioEmbeddingServiceSettings(AzureAIStudioServiceSettings, EmbeddingSettings):
+    provider: EmbeddingProvider = Field(description="openai or cohere: the providers with embedding models.")
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _provider_embeds(cls, value: object) -> object:
+        known, embeds = AzureAIStudioProvider._value2member_map_, EmbeddingProvider._value2member_map_
+        if isinstance(value, str) and value in known and value not in embeds:
+            raise status_exception(f"The [text_embedding] task type for provider [{value}] is not available")
+        return value
 
 
 class AzureAIStudioEmbeddingTaskSettings(Settings):
@@ -48,7 +66,7 @@ SPEC = ServiceSpec(
     name="azureaistudio",
     service_settings={
         TaskType.COMPLETION: AzureAIStudioServiceSettings,
-        TaskType.TEXT_EMBEDDING: AzureAIStudioServiceSettings,
+        TaskType.TEXT_EMBEDDING: AzureAIStudioEmbeddingServiceSettings,
     },
     task_settings={
         TaskType.COMPLETION: AzureAIStudioCompletionTaskSettings,

@@ -11,22 +11,31 @@ from ._base import (
 from ..errors import validation_exception
 
 
-class AzureOpenAIServiceSettings(ExternalServiceSettings, EmbeddingSettings):
+class AzureOpenAIServiceSettings(ExternalServiceSettings):
     api_key: SecretValue | None = SecretField("Azure OpenAI key; or give entra_id.", required=False)
     entra_id: SecretValue | None = SecretField("Microsoft Entra ID token; or give api_key.", required=False)
     resource_name: str = Field(description="The Azure OpenAI resource.")
     deployment_id: str = Field(description="The model deployment within the resource.")
     api_version: str = Field(description="The Azure OpenAI API version, e.g. 2024-02-01.")
 
+    # Exactly one credential; the CRD generator reads these groups too.
+    one_of_required = (("api_key", "entra_id"),)
+    mutually_exclusive = (("api_key", "entra_id"),)
+
     @model_validator(mode="after")
     def _one_credential(self) -> "AzureOpenAIServiceSettings":
-        if (self.api_key is None) == (self.entra_id is None):
+        # Elasticsearch keeps these two in its secret settings, hence the scope's name.
+        if self.api_key is None and self.entra_id is None:
+            raise validation_exception("[secret_settings] must have either the [api_key] or the [entra_id] setting")
+        if self.api_key is not None and self.entra_id is not None:
             raise validation_exception(
-                "[service_settings] must have either the [api_key] or the [entra_id] setting"
-                if self.api_key is None
-                else "[service_settings] must have only one of the [api_key] or the [entra_id] settings"
+                "[secret_settings] must have only one of the [api_key] or the [entra_id] settings"
             )
         return self
+
+
+class AzureOpenAIEmbeddingServiceSettings(AzureOpenAIServiceSettings, EmbeddingSettings):
+    pass
 
 
 class AzureOpenAITaskSettings(Settings):
@@ -37,7 +46,7 @@ SPEC = ServiceSpec(
     name="azureopenai",
     service_settings={
         TaskType.COMPLETION: AzureOpenAIServiceSettings,
-        TaskType.TEXT_EMBEDDING: AzureOpenAIServiceSettings,
+        TaskType.TEXT_EMBEDDING: AzureOpenAIEmbeddingServiceSettings,
     },
     task_settings={TaskType.COMPLETION: AzureOpenAITaskSettings, TaskType.TEXT_EMBEDDING: AzureOpenAITaskSettings},
     default_rate_limit={TaskType.TEXT_EMBEDDING: 1440, TaskType.COMPLETION: 120},

@@ -48,6 +48,7 @@ class CohereEmbeddingTaskSettings(Settings):
 class CohereRerankTaskSettings(Settings):
     return_documents: bool | None = None
     top_n: int | None = Field(default=None, gt=0)
+    max_chunks_per_doc: int | None = Field(default=None, gt=0)
 
 
 class CohereCompletionTaskSettings(Settings):

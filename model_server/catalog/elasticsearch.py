@@ -20,10 +20,17 @@ BUILTIN_MODELS: dict[str, str] = {
 class LocalModelServiceSettings(Settings):
     model_id: str = Field(description="A built-in id (.multilingual-e5-small, .elser_model_2, .rerank-v1), "
                                       "a Hugging Face model id, or a local path.")
-    num_allocations: int | None = Field(default=None, ge=1, description="Replicas of the model server.")
-    num_threads: int = Field(default=1, ge=1, description="Inference threads per allocation (CPU cores).")
-    adaptive_allocations: AdaptiveAllocations | None = None
+    num_allocations: int | None = Field(
+        default=None, ge=1, description="Replicas of the model server; or give adaptive_allocations."
+    )
+    num_threads: int = Field(ge=1, description="Inference threads per allocation (CPU cores).")
+    adaptive_allocations: AdaptiveAllocations | None = Field(
+        default=None, description="Scale replicas with the load (a HorizontalPodAutoscaler); or give num_allocations."
+    )
     deployment_id: str | None = None
+
+    # As in Elasticsearch: a fixed number of allocations, or adaptive ones.
+    one_of_required = (("num_allocations", "adaptive_allocations"),)
 
 
 class ElserServiceSettings(LocalModelServiceSettings):
@@ -31,8 +38,7 @@ class ElserServiceSettings(LocalModelServiceSettings):
 
 
 class RerankTaskSettings(Settings):
-    return_documents: bool | None = None
-    top_n: int | None = Field(default=None, gt=0)
+    return_documents: bool | None = Field(default=None, description="Return the documents' text; true by default.")
 
 
 SPEC = ServiceSpec(

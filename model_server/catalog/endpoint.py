@@ -40,10 +40,11 @@ class ChunkingSettings(Settings):
 
 
 def parse_task_type(value: str) -> TaskType:
+    """Elasticsearch's parsing: case-insensitive, surrounding blanks ignored."""
     try:
-        return TaskType(value)
+        return TaskType(str(value).strip().lower())
     except ValueError:
-        raise ElasticsearchError(400, "illegal_argument_exception", f"Unknown task_type [{value}]") from None
+        raise status_exception(f"Unknown task_type [{value}]") from None
 
 
 def get_service(name: str, inference_id: str = "") -> ServiceSpec:
@@ -176,7 +177,7 @@ def _validate_settings(
     if not isinstance(raw, Mapping):
         raise validation_exception(f"[{scope}] must be an object")
     try:
-        return model.model_validate(dict(raw))
+        settings = model.model_validate(dict(raw))
     except ValidationError as exc:
         unknown = {}
         problems = []
@@ -196,6 +197,14 @@ def _validate_settings(
                 f"Model configuration contains settings [{_java_map(unknown)}] unknown to the [{service}] service"
             ) from None
         raise validation_exception(*problems) from None
+    missing = [
+        group for group in model.one_of_required if all(getattr(settings, name) is None for name in group)
+    ]
+    if missing:
+        raise validation_exception(
+            *(f"[{scope}] does not contain one of the required settings [{', '.join(group)}]" for group in missing)
+        )
+    return settings
 
 
 def parse_endpoint(inference_id: str, task_type: TaskType | str, body: Mapping[str, Any]) -> InferenceEndpointConfig:

@@ -9,16 +9,20 @@ from ._base import (
 )
 
 
-class GoogleAIStudioServiceSettings(ExternalServiceSettings, EmbeddingSettings):
+class GoogleAIStudioServiceSettings(ExternalServiceSettings):
     api_key: SecretValue = SecretField("Google AI Studio API key.")
     model_id: str = Field(description="The model, e.g. text-embedding-004 or gemini-1.5-flash.")
+
+
+class GoogleAIStudioEmbeddingServiceSettings(GoogleAIStudioServiceSettings, EmbeddingSettings):
+    pass
 
 
 SPEC = ServiceSpec(
     name="googleaistudio",
     service_settings={
         TaskType.COMPLETION: GoogleAIStudioServiceSettings,
-        TaskType.TEXT_EMBEDDING: GoogleAIStudioServiceSettings,
+        TaskType.TEXT_EMBEDDING: GoogleAIStudioEmbeddingServiceSettings,
     },
     default_rate_limit={TaskType.TEXT_EMBEDDING: 360, TaskType.COMPLETION: 360},
     backend=provider_backend("googleaistudio"),

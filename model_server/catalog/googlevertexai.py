@@ -12,12 +12,14 @@ from ._base import (
 
 class GoogleVertexAIServiceSettings(ExternalServiceSettings):
     service_account_json: SecretValue = SecretField("The service account key, as JSON.")
-    model_id: str = Field(description="The model, e.g. text-embedding-004 or semantic-ranker-512@latest.")
-    project_id: str
-    location: str | None = Field(default=None, description="Region; required for text_embedding.")
+    project_id: str = Field(description="The Google Cloud project.")
+    model_id: str | None = Field(
+        default=None, description="The ranking model, e.g. semantic-ranker-512@latest; the API's default when unset."
+    )
 
 
 class GoogleVertexAIEmbeddingServiceSettings(GoogleVertexAIServiceSettings, EmbeddingSettings):
+    model_id: str = Field(description="The embedding model, e.g. text-embedding-004.")
     location: str = Field(description="The region of the model, e.g. us-central1.")
 
 

@@ -10,10 +10,15 @@ from ._base import (
 )
 
 
-class OpenAIServiceSettings(ExternalServiceSettings, EmbeddingSettings):
+class OpenAIServiceSettings(ExternalServiceSettings):
     api_key: SecretValue = SecretField("OpenAI API key.")
     model_id: str = Field(description="The model, e.g. text-embedding-3-small or gpt-4o.")
     organization_id: str | None = None
+    max_input_tokens: int | None = Field(default=None, gt=0)
+
+
+class OpenAIEmbeddingServiceSettings(OpenAIServiceSettings, EmbeddingSettings):
+    pass
 
 
 class OpenAITaskSettings(Settings):
@@ -22,7 +27,10 @@ class OpenAITaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="openai",
-    service_settings={TaskType.COMPLETION: OpenAIServiceSettings, TaskType.TEXT_EMBEDDING: OpenAIServiceSettings},
+    service_settings={
+        TaskType.COMPLETION: OpenAIServiceSettings,
+        TaskType.TEXT_EMBEDDING: OpenAIEmbeddingServiceSettings,
+    },
     task_settings={TaskType.COMPLETION: OpenAITaskSettings, TaskType.TEXT_EMBEDDING: OpenAITaskSettings},
     default_rate_limit={TaskType.TEXT_EMBEDDING: 3000, TaskType.COMPLETION: 500},
     backend=provider_backend("openai"),

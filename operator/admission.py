@@ -1,0 +1,164 @@
+"""What the Kubernetes API server checks when an InferenceEndpoint is applied, done
+offline: the CRD's OpenAPI schema with unknown fields rejected (as ``kubectl apply``'s
+strict field validation does), then its CEL rules (``x-kubernetes-validations``),
+evaluated with cel-python, transition rules included when the old object is given.
+
+Problems are ``(path, message)`` pairs; messages never quote a value, so that a secret
+written in the wrong place is not echoed back.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from typing import Any, Iterator
+
+import celpy
+from jsonschema import Draft4Validator
+from jsonschema.exceptions import ValidationError
+
+from .crd import build_crd
+
+Problem = tuple[str, str]
+
+
+@lru_cache(maxsize=1)
+def openapi_schema() -> dict[str, Any]:
+    return build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a structural schema that rejects fields it does not declare."""
+    schema = copy.deepcopy(schema)
+
+    def visit(node: dict[str, Any]) -> None:
+        if "properties" in node:
+            if not node.get("x-kubernetes-preserve-unknown-fields"):
+                node["additionalProperties"] = False
+            for child in node["properties"].values():
+                visit(child)
+        if isinstance(node.get("additionalProperties"), dict):
+            visit(node["additionalProperties"])
+        if isinstance(node.get("items"), dict):
+            visit(node["items"])
+
+    visit(schema)
+    return schema
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Draft4Validator:
+    return Draft4Validator(strict(openapi_schema()))
+
+
+def _path(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<root>"
+
+
+def _describe(error: ValidationError) -> str:
+    kind, expected = error.validator, error.validator_value
+    if kind == "type":
+        return f"must be of type {expected}"
+    if kind == "enum":
+        return "must be one of [" + ", ".join(map(str, expected)) + "]"
+    if kind == "required":
+        missing = [name for name in expected if name not in (error.instance or {})]
+        return "required field missing: " + ", ".join(missing)
+    if kind == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return "unknown field: " + ", ".join(extra)
+    if kind == "pattern":
+        return f"must match the pattern {expected}"
+    if kind in ("minimum", "maximum"):
+        bound = "at least" if kind == "minimum" else "at most"
+        return f"must be {bound} {expected}"
+    if kind in ("minLength", "maxLength", "minItems", "maxItems"):
+        return f"violates {kind} {expected}"
+    return f"fails the schema's [{kind}] check"
+
+
+def schema_problems(obj: Any) -> list[Problem]:
+    problems = []
+    for error in sorted(_validator().iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))):
+        problems.append((_path(error.absolute_path), _describe(error)))
+    return problems
+
+
+_ENV = celpy.Environment()
+
+
+@lru_cache(maxsize=None)
+def _program(expression: str) -> celpy.Runner:
+    return _ENV.program(_ENV.compile(expression))
+
+
+def evaluate(expression: str, self_value: Any, old_value: Any = None) -> Any:
+    """Evaluate a CEL expression with ``self`` (and ``oldSelf``) bound as Kubernetes binds them."""
+    activation = {"self": celpy.json_to_cel(self_value)}
+    if old_value is not None:
+        activation["oldSelf"] = celpy.json_to_cel(old_value)
+    return _program(expression).evaluate(activation)
+
+
+def _matches_type(value: Any, schema: dict[str, Any]) -> bool:
+    expected = schema.get("type")
+    return {
+        "object": isinstance(value, dict),
+        "array": isinstance(value, list),
+        "string": isinstance(value, str),
+        None: True,
+    }.get(expected, True)
+
+
+def _walk(value: Any, old: Any, schema: dict[str, Any], path: str) -> Iterator[Problem]:
+    if not _matches_type(value, schema):
+        return  # the schema check reports it; Kubernetes runs no rule on a mistyped value
+    for rule in schema.get("x-kubernetes-validations", ()):
+        expression = rule["rule"]
+        if "oldSelf" in expression and old is None:
+            continue  # a transition rule: only on update
+        try:
+            ok = evaluate(expression, value, old)
+        except celpy.CELEvalError as exc:
+            yield path, f"rule [{expression}] could not be evaluated: {exc.args[0] if exc.args else exc}"
+            continue
+        if isinstance(ok, celpy.CELEvalError):
+            yield path, f"rule [{expression}] could not be evaluated: {ok.args[0] if ok.args else ok}"
+        elif not bool(ok):
+            yield path, _message(rule, value, old)
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        if props:
+            for name, child in props.items():
+                if name in value:
+                    old_child = old.get(name) if isinstance(old, dict) else None
+                    yield from _walk(value[name], old_child, child, _path([path, name]) if path else name)
+        elif isinstance(schema.get("additionalProperties"), dict):
+            for name, item in value.items():
+                yield from _walk(item, None, schema["additionalProperties"], f"{path}.{name}")
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            yield from _walk(item, None, schema["items"], f"{path}[{i}]")
+
+
+def _message(rule: dict[str, str], value: Any, old: Any) -> str:
+    if "messageExpression" in rule:
+        try:
+            return str(evaluate(rule["messageExpression"], value, old))
+        except celpy.CELEvalError:
+            pass
+    return rule.get("message") or f"failed rule: {rule['rule']}"
+
+
+def rule_problems(obj: Any, old: Any = None) -> list[Problem]:
+    """Problems found by the CEL rules; ``old`` is the stored object on an update."""
+    return [(path or "<root>", message) for path, message in _walk(obj, old, openapi_schema(), "")]
+
+
+def admission_problems(obj: Any, old: Any = None) -> list[Problem]:
+    """The schema first; the rules only once the schema is satisfied, so that one mistake
+    is reported once and rules never see values of the wrong type."""
+    return schema_problems(obj) or rule_problems(obj, old)
