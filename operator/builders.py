@@ -1,0 +1,372 @@
+"""The Kubernetes objects that serve an InferenceEndpoint, as pure functions.
+
+An InferenceEndpoint manifest and the operator's settings go in; plain dicts ready for
+server-side apply come out: a ConfigMap holding the endpoint's configuration, a
+Deployment running ``kubeinfer serve`` (a model server for local models, a small proxy
+for external providers), a ClusterIP Service and, with adaptive allocations, a
+HorizontalPodAutoscaler. Validation is the catalog's: an invalid spec raises
+``ElasticsearchError`` before any object is built.
+
+This module talks to no API server, reads no environment and imports no kopf.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import yaml
+
+from model_server.catalog import API_VERSION, KIND, InferenceEndpointConfig, from_manifest
+from model_server.errors import validation_exception
+from model_server.secrets import secret_env_var
+
+from .settings import OperatorSettings
+
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_ENDPOINT = "kubeinfer.io/endpoint"
+APP_NAME = "kubeinfer"
+MANAGER = "kubeinfer-operator"
+COMPONENT_MODEL_SERVER = "model-server"
+COMPONENT_PROXY = "provider-proxy"
+CONFIG_HASH_ANNOTATION = "kubeinfer.io/config-hash"
+SECRET_VERSIONS_ANNOTATION = "kubeinfer.io/secret-versions"
+UID_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
+
+CONFIG_DIR = "/etc/kubeinfer"
+CONFIG_KEY = "endpoint.yaml"
+MODEL_CACHE_DIR = "/models"
+HF_HOME = f"{MODEL_CACHE_DIR}/huggingface"
+SERVER_PORT = 8080
+SERVICE_PORT = 80
+RUN_AS_USER = 1000
+# Defaults of the HorizontalPodAutoscaler built from adaptive_allocations.
+DEFAULT_MAX_ALLOCATIONS = 10
+TARGET_CPU_UTILIZATION = 70
+
+PROXY_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+SERVER_MEMORY_REQUEST = "2Gi"
+INIT_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}}
+
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+# Downloads a Hugging Face model into the cache volume before the server starts.
+DOWNLOAD_SCRIPT = (
+    "import sys\n"
+    "from huggingface_hub import snapshot_download\n"
+    "print('downloading', sys.argv[1], 'to', snapshot_download(sys.argv[1]), flush=True)\n"
+)
+
+
+def workload_name(cr_name: str) -> str:
+    """The name of the objects serving the CR: the CR's name when it is a valid DNS label
+    (what a Service name must be), else a shortened, sanitised form with a stable hash."""
+    if _DNS_LABEL.match(cr_name):
+        return cr_name
+    digest = hashlib.sha256(cr_name.encode()).hexdigest()[:8]
+    base = re.sub(r"[^a-z0-9-]+", "-", cr_name.lower()).strip("-")
+    if not base or not base[0].isalpha():
+        base = "ie-" + base
+    return f"{base[:53].rstrip('-')}-{digest}"
+
+
+def endpoint_url(cr_name: str, namespace: str, config: InferenceEndpointConfig, cluster_domain: str) -> str:
+    """The in-cluster URL of the endpoint's ``_inference`` path, through its Service."""
+    svc = workload_name(cr_name)
+    return f"http://{svc}.{namespace}.svc.{cluster_domain}/_inference/{config.task_type.value}/{config.inference_id}"
+
+
+def referenced_secrets(config: InferenceEndpointConfig) -> dict[str, list[str]]:
+    """Secret name -> the keys the endpoint reads from it."""
+    out: dict[str, list[str]] = {}
+    for ref in config.secret_refs().values():
+        out.setdefault(ref.secret_key_ref.name, []).append(ref.secret_key_ref.key)
+    return out
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """Everything the operator applies for one InferenceEndpoint."""
+
+    config: InferenceEndpointConfig
+    configmap: dict[str, Any]
+    deployment: dict[str, Any]
+    service: dict[str, Any]
+    hpa: dict[str, Any] | None
+
+    def objects(self) -> list[dict[str, Any]]:
+        return [o for o in (self.configmap, self.service, self.deployment, self.hpa) if o is not None]
+
+
+def parse_spec(cr: Mapping[str, Any]) -> InferenceEndpointConfig:
+    """The endpoint's configuration; raises ``ElasticsearchError`` with the catalog's reason."""
+    manifest = {**cr, "apiVersion": cr.get("apiVersion") or API_VERSION, "kind": cr.get("kind") or KIND}
+    config = from_manifest(manifest)
+    overrides = (cr.get("spec") or {}).get("deployment")
+    if overrides is not None:
+        _check_overrides(overrides)
+    return config
+
+
+def _check_overrides(overrides: Any) -> None:
+    if not isinstance(overrides, Mapping):
+        raise validation_exception("[spec.deployment] must be an object")
+    known = {"replicas", "image", "resources", "nodeSelector", "tolerations", "affinity", "env", "annotations"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise validation_exception(f"[spec.deployment] unknown fields {unknown}")
+    replicas = overrides.get("replicas")
+    if replicas is not None and (not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0):
+        raise validation_exception("[spec.deployment.replicas] must be an integer >= 0")
+    for field, kind in (("image", str), ("resources", Mapping), ("nodeSelector", Mapping),
+                        ("tolerations", list), ("affinity", Mapping), ("env", list), ("annotations", Mapping)):
+        if overrides.get(field) is not None and not isinstance(overrides[field], kind):
+            raise validation_exception(f"[spec.deployment.{field}] has the wrong type")
+    for env in overrides.get("env") or []:
+        if not isinstance(env, Mapping) or not env.get("name"):
+            raise validation_exception("[spec.deployment.env] entries need a name")
+
+
+def desired_state(
+    cr: Mapping[str, Any],
+    settings: OperatorSettings,
+    *,
+    secret_versions: Mapping[str, str] | None = None,
+    uid: str | None = None,
+) -> DesiredState:
+    """Build every object for the InferenceEndpoint ``cr``.
+
+    ``secret_versions`` maps each referenced Secret to its resourceVersion: they go into
+    the pod template's hash, so that a changed Secret rolls the pods.
+    """
+    config = parse_spec(cr)
+    meta = cr.get("metadata") or {}
+    cr_name = meta.get("name") or config.inference_id
+    namespace = meta.get("namespace") or "default"
+    owner = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": cr_name,
+        "uid": uid or meta.get("uid") or UID_PLACEHOLDER,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    name = workload_name(cr_name)
+    local = not config.spec.external
+    component = COMPONENT_MODEL_SERVER if local else COMPONENT_PROXY
+    selector = {LABEL_NAME: APP_NAME, LABEL_INSTANCE: name}
+    labels = {**selector, LABEL_COMPONENT: component, LABEL_MANAGED_BY: MANAGER, LABEL_ENDPOINT: name}
+
+    def metadata(kind_name: str = name) -> dict[str, Any]:
+        return {"name": kind_name, "namespace": namespace, "labels": dict(labels), "ownerReferences": [dict(owner)]}
+
+    endpoint_yaml = yaml.safe_dump(config.to_manifest(name=cr_name, namespace=namespace), sort_keys=True)
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(), "data": {CONFIG_KEY: endpoint_yaml}}
+
+    versions = dict(sorted((secret_versions or {}).items()))
+    config_hash = hashlib.sha256(
+        json.dumps({"config": endpoint_yaml, "secrets": versions}, sort_keys=True).encode()
+    ).hexdigest()[:16]
+    overrides = dict((cr.get("spec") or {}).get("deployment") or {})
+
+    deployment = _deployment(config, settings, name, metadata(), selector, labels, config_hash, versions, local)
+    hpa = _hpa(config, name, metadata()) if local and overrides.get("replicas") is None else None
+    if hpa is not None:
+        deployment["spec"].pop("replicas", None)  # the autoscaler owns the replica count
+    _apply_overrides(deployment, overrides)
+
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": dict(selector),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+    return DesiredState(config=config, configmap=configmap, deployment=deployment, service=service, hpa=hpa)
+
+
+def _deployment(
+    config: InferenceEndpointConfig,
+    settings: OperatorSettings,
+    name: str,
+    metadata: dict[str, Any],
+    selector: dict[str, str],
+    labels: dict[str, str],
+    config_hash: str,
+    secret_versions: Mapping[str, str],
+    local: bool,
+) -> dict[str, Any]:
+    env: list[dict[str, Any]] = [
+        {"name": secret_env_var(field), "valueFrom": {"secretKeyRef": {"name": ref.secret_key_ref.name,
+                                                                       "key": ref.secret_key_ref.key}}}
+        for field, ref in sorted(config.secret_refs().items())
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": name, "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+    mounts = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    args = ["serve", "--config", f"{CONFIG_DIR}/{CONFIG_KEY}", "--port", str(SERVER_PORT)]
+    pod_spec: dict[str, Any] = {}
+    init_containers: list[dict[str, Any]] = []
+    replicas = 1
+
+    if local:
+        settings_model = config.service_settings
+        threads = int(getattr(settings_model, "num_threads", 1) or 1)
+        replicas = int(getattr(settings_model, "num_allocations", None) or 1)
+        gpus = settings.gpus_per_endpoint
+        image = settings.server_image if gpus > 0 else settings.server_cpu_image
+        resources: dict[str, Any] = {"requests": {"cpu": str(threads), "memory": SERVER_MEMORY_REQUEST}}
+        if gpus > 0:
+            resources["requests"][settings.gpu_resource] = str(gpus)
+            resources["limits"] = {settings.gpu_resource: str(gpus)}
+            pod_spec["tolerations"] = [{"key": settings.gpu_resource, "operator": "Exists", "effect": "NoSchedule"}]
+        model = settings.resolve_model(getattr(settings_model, "model_id"))
+        env += [
+            {"name": "HF_HOME", "value": HF_HOME},
+            {"name": "HF_HUB_OFFLINE", "value": "1"},
+            {"name": "OMP_NUM_THREADS", "value": str(threads)},
+            {"name": "KUBEINFER_MODEL_ALIASES", "value": json.dumps(settings.model_aliases, sort_keys=True)},
+        ]
+        if settings.model_cache_pvc:
+            volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": settings.model_cache_pvc}})
+        else:
+            volumes.append({"name": "models", "emptyDir": {"sizeLimit": settings.model_cache_size}})
+        mounts.append({"name": "models", "mountPath": MODEL_CACHE_DIR})
+        args += ["--cache-dir", MODEL_CACHE_DIR]
+        if not _is_local_path(model):
+            init_containers.append({
+                "name": "download-model",
+                "image": image,
+                "imagePullPolicy": settings.image_pull_policy,
+                "command": ["python", "-c", DOWNLOAD_SCRIPT, model],
+                "env": [{"name": "HF_HOME", "value": HF_HOME}, {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"}],
+                "resources": copy.deepcopy(INIT_RESOURCES),
+                "securityContext": _container_security(),
+                "volumeMounts": [{"name": "models", "mountPath": MODEL_CACHE_DIR},
+                                 {"name": "tmp", "mountPath": "/tmp"}],
+            })
+        # Loading a model can take minutes: the startup probe holds off the liveness probe.
+        startup = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5, "failureThreshold": 120}
+    else:
+        image = settings.proxy_image
+        resources = copy.deepcopy(PROXY_RESOURCES)
+        startup = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 2, "failureThreshold": 30}
+
+    container: dict[str, Any] = {
+        "name": "server",
+        "image": image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["kubeinfer"],
+        "args": args,
+        "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+        "env": env,
+        "resources": resources,
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10,
+                          "failureThreshold": 6},
+        "startupProbe": startup,
+        "securityContext": _container_security(),
+        "volumeMounts": mounts,
+    }
+    pod_spec.update({
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    })
+    if init_containers:
+        pod_spec["initContainers"] = init_containers
+    annotations = {CONFIG_HASH_ANNOTATION: config_hash}
+    if secret_versions:
+        annotations[SECRET_VERSIONS_ANNOTATION] = json.dumps(dict(secret_versions), sort_keys=True)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata,
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": dict(selector)},
+            "template": {"metadata": {"labels": dict(labels), "annotations": annotations}, "spec": pod_spec},
+        },
+    }
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _is_local_path(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "file://"))
+
+
+def _hpa(config: InferenceEndpointConfig, name: str, metadata: dict[str, Any]) -> dict[str, Any] | None:
+    adaptive = getattr(config.service_settings, "adaptive_allocations", None)
+    if adaptive is None or not adaptive.enabled:
+        return None
+    minimum = max(1, adaptive.min_number_of_allocations or 1)
+    maximum = max(minimum, adaptive.max_number_of_allocations or DEFAULT_MAX_ALLOCATIONS)
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata,
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": minimum,
+            "maxReplicas": maximum,
+            "metrics": [{"type": "Resource", "resource": {
+                "name": "cpu", "target": {"type": "Utilization", "averageUtilization": TARGET_CPU_UTILIZATION}}}],
+        },
+    }
+
+
+def _apply_overrides(deployment: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    """``spec.deployment`` wins over every choice the operator made."""
+    spec = deployment["spec"]
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    if overrides.get("replicas") is not None:
+        spec["replicas"] = overrides["replicas"]
+    if overrides.get("image"):
+        container["image"] = overrides["image"]
+        for init in pod.get("initContainers", []):
+            init["image"] = overrides["image"]
+    if overrides.get("resources"):
+        for part in ("requests", "limits"):
+            given = (overrides["resources"] or {}).get(part)
+            if given:
+                container["resources"].setdefault(part, {}).update({k: str(v) for k, v in given.items()})
+    for field in ("nodeSelector", "tolerations", "affinity"):
+        if overrides.get(field) is not None:
+            pod[field] = copy.deepcopy(overrides[field])
+    if overrides.get("env"):
+        extra = {e["name"]: dict(e) for e in overrides["env"]}
+        container["env"] = [e for e in container["env"] if e["name"] not in extra] + list(extra.values())
+    if overrides.get("annotations"):
+        template_meta = spec["template"]["metadata"]
+        ours = {k: v for k, v in template_meta["annotations"].items() if k.startswith("kubeinfer.io/")}
+        template_meta["annotations"] = {**template_meta["annotations"], **overrides["annotations"], **ours}

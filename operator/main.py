@@ -1,0 +1,40 @@
+"""``kubeinfer operator``: run the kopf operator that reconciles InferenceEndpoints.
+
+Namespaces come from ``--namespace`` (repeatable) or ``KUBEINFER_WATCH_NAMESPACES``;
+with neither, the whole cluster is watched. ``--liveness`` serves kopf's health probe;
+``--peering`` names a peering object so that several replicas take turns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .settings import OperatorSettings, SettingsError
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = OperatorSettings.from_env()
+    except SettingsError as exc:
+        print(f"kubeinfer operator: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else getattr(logging, settings.log_level),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    import kopf
+
+    from . import handlers  # noqa: F401 - registers the handlers
+
+    namespaces = list(getattr(args, "namespace", None) or settings.watch_namespaces)
+    peering = getattr(args, "peering", None)
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=peering is None,
+        peering_name=peering,
+        liveness_endpoint=getattr(args, "liveness", None) or None,
+    )
+    return 0

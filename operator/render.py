@@ -1,0 +1,65 @@
+"""``kubeinfer render FILE``: print, as YAML, the objects the operator would create for the
+InferenceEndpoints in a manifest, with the operator settings of the environment.
+
+For review and diffs in GitOps pipelines. ownerReferences carry the CR's uid when the
+manifest has one or ``--uid`` is given, a placeholder otherwise. Secrets are not read:
+the pod template's hash then covers the configuration only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from model_server.catalog import KIND
+from model_server.errors import ElasticsearchError
+
+from .builders import UID_PLACEHOLDER, desired_state
+from .settings import OperatorSettings, SettingsError
+
+
+def _documents(path: str) -> Iterator[dict[str, Any]]:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    for doc in yaml.safe_load_all(text):
+        if isinstance(doc, dict) and doc.get("kind") == "List":
+            yield from (item for item in doc.get("items") or [] if isinstance(item, dict))
+        elif isinstance(doc, dict):
+            yield doc
+
+
+def render(path: str, settings: OperatorSettings, uid: str | None = None) -> list[dict[str, Any]]:
+    """Every object for every InferenceEndpoint in the file at ``path``."""
+    objects: list[dict[str, Any]] = []
+    for doc in _documents(path):
+        if doc.get("kind") != KIND:
+            continue
+        objects += desired_state(doc, settings, uid=uid).objects()
+    return objects
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = OperatorSettings.from_env()
+        objects = render(args.path, settings, uid=args.uid)
+    except SettingsError as exc:
+        print(f"kubeinfer render: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"kubeinfer render: cannot read {args.path}: {exc}", file=sys.stderr)
+        return 2
+    except ElasticsearchError as exc:
+        print(f"kubeinfer render: {args.path}: {exc.reason}", file=sys.stderr)
+        return 1
+    if not objects:
+        print(f"kubeinfer render: no {KIND} in {args.path}", file=sys.stderr)
+        return 1
+    if not args.uid and any(r.get("uid") == UID_PLACEHOLDER for o in objects
+                            for r in o["metadata"].get("ownerReferences", [])):
+        print(f"# ownerReferences use the placeholder uid {UID_PLACEHOLDER}: pass --uid with the "
+              f"InferenceEndpoint's uid before applying these objects yourself")
+    sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
+    return 0

@@ -1,0 +1,170 @@
+"""An InferenceEndpoint's status, as pure functions of what the operator observed.
+
+Status follows the conventions kstatus, Argo CD and Flux read: a ``Ready`` condition
+(and ``Progressing`` while a rollout is under way), each with a CamelCase ``reason``, a
+human ``message``, ``lastTransitionTime`` (kept while the condition's status does not
+change) and ``observedGeneration``; top-level ``observedGeneration``, ``url`` and
+``readyReplicas``. This module reads no API and knows nothing of kopf.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+
+# Reasons, CamelCase as Kubernetes wants them.
+AVAILABLE = "Available"
+INVALID_SPEC = "InvalidSpec"
+SECRET_NOT_FOUND = "SecretNotFound"
+ROLLING_OUT = "RollingOut"
+ROLLOUT_COMPLETE = "RolloutComplete"
+ROLLOUT_FAILED = "ProgressDeadlineExceeded"
+UNAVAILABLE = "MinimumReplicasUnavailable"
+SCALED_TO_ZERO = "ScaledToZero"
+DEPLOYMENT_NOT_FOUND = "DeploymentNotFound"
+APPLY_FAILED = "ApplyFailed"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the operator knows about an endpoint at one moment."""
+
+    ready: bool
+    reason: str
+    message: str
+    # None: no rollout is known (invalid spec, missing Secret); the Progressing condition is dropped.
+    progressing: bool | None = None
+    progressing_reason: str = ""
+    progressing_message: str = ""
+    ready_replicas: int | None = None
+    url: str | None = None
+
+
+def invalid_spec(message: str) -> Observation:
+    return Observation(ready=False, reason=INVALID_SPEC, message=message)
+
+
+def secret_not_found(missing: Mapping[str, list[str]] | list[str]) -> Observation:
+    names = ", ".join(sorted(missing))
+    return Observation(ready=False, reason=SECRET_NOT_FOUND,
+                       message=f"waiting for Secret(s) [{names}] referenced by serviceSettings")
+
+
+def apply_failed(message: str) -> Observation:
+    return Observation(ready=False, reason=APPLY_FAILED, message=message)
+
+
+def observe_deployment(deployment: Mapping[str, Any] | None, *, url: str | None = None) -> Observation:
+    """Readiness of an endpoint from its Deployment, as the Deployment controller reports it."""
+    if deployment is None:
+        return Observation(ready=False, reason=DEPLOYMENT_NOT_FOUND, message="the Deployment does not exist yet",
+                           progressing=True, progressing_reason=ROLLING_OUT,
+                           progressing_message="creating the Deployment", url=url)
+    meta = deployment.get("metadata") or {}
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    desired = spec.get("replicas", 1)
+    ready = status.get("readyReplicas") or 0
+    available = status.get("availableReplicas") or 0
+    updated = status.get("updatedReplicas") or 0
+    total = status.get("replicas") or 0
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    progress = conditions.get("Progressing") or {}
+    observed = status.get("observedGeneration")
+    generation = meta.get("generation")
+
+    if progress.get("reason") == "ProgressDeadlineExceeded":
+        msg = f"the rollout did not finish in time: {progress.get('message') or 'progress deadline exceeded'}"
+        return Observation(ready=available > 0 and available >= desired, reason=ROLLOUT_FAILED if not available
+                           else AVAILABLE, message=msg, progressing=False, progressing_reason=ROLLOUT_FAILED,
+                           progressing_message=msg, ready_replicas=ready, url=url)
+    rolling = (
+        observed is None or (generation is not None and observed < generation)
+        or updated < desired or total > updated or available < desired
+    )
+    if desired == 0:
+        return Observation(ready=False, reason=SCALED_TO_ZERO, message="the endpoint is scaled to zero replicas",
+                           progressing=False, progressing_reason=ROLLOUT_COMPLETE,
+                           progressing_message="no replicas requested", ready_replicas=0, url=url)
+    if rolling:
+        message = f"rolling out: {updated} of {desired} replicas updated, {available} available"
+        # Ready while the old pods still serve: the Deployment's minimum availability, not the
+        # rollout, decides (all replicas available when the controller says nothing).
+        availability = conditions.get("Available")
+        if availability is not None:
+            is_ready = availability.get("status") == "True" and available > 0
+        else:
+            is_ready = available >= desired
+        return Observation(ready=is_ready, reason=AVAILABLE if is_ready else UNAVAILABLE,
+                           message=message if not is_ready else f"{available} of {desired} replicas available",
+                           progressing=True, progressing_reason=ROLLING_OUT, progressing_message=message,
+                           ready_replicas=ready, url=url)
+    return Observation(ready=True, reason=AVAILABLE, message=f"{available} of {desired} replicas available",
+                       progressing=False, progressing_reason=ROLLOUT_COMPLETE,
+                       progressing_message="the Deployment is rolled out", ready_replicas=ready, url=url)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition(previous: list[Mapping[str, Any]] | None, type_: str, status: bool, reason: str, message: str,
+              generation: int | None, now: str) -> dict[str, Any]:
+    """One condition; ``lastTransitionTime`` is kept when its status did not change."""
+    value = "True" if status else "False"
+    before = next((c for c in previous or [] if c.get("type") == type_), None)
+    since = before.get("lastTransitionTime") if before and before.get("status") == value else None
+    return {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since or now,
+        "observedGeneration": generation,
+    }
+
+
+def endpoint_status(previous: Mapping[str, Any] | None, observation: Observation, generation: int | None,
+                    *, now: str | None = None) -> dict[str, Any]:
+    """The whole new ``status``: fields to clear are ``None`` (a merge patch removes them)."""
+    now = now or _now()
+    before = list((previous or {}).get("conditions") or [])
+    conditions = [condition(before, READY, observation.ready, observation.reason, observation.message,
+                            generation, now)]
+    if observation.progressing is not None:
+        conditions.append(condition(before, PROGRESSING, observation.progressing, observation.progressing_reason,
+                                    observation.progressing_message, generation, now))
+    return {
+        "conditions": conditions,
+        "observedGeneration": generation,
+        "url": observation.url,
+        "readyReplicas": observation.ready_replicas,
+    }
+
+
+def transitions(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The conditions whose status or reason changed: each deserves a Kubernetes Event."""
+    before = {c.get("type"): c for c in (previous or {}).get("conditions") or []}
+    changed = []
+    for cond in new.get("conditions") or []:
+        old = before.get(cond["type"])
+        if old is None or old.get("status") != cond["status"] or old.get("reason") != cond["reason"]:
+            changed.append(cond)
+    return changed
+
+
+def same_status(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Whether writing ``new`` would change nothing (saves an API call and a watch event)."""
+    previous = previous or {}
+    for key, value in new.items():
+        if key == "conditions":
+            strip = lambda cs: [{k: v for k, v in c.items()} for c in cs or []]  # noqa: E731
+            if strip(previous.get("conditions")) != strip(value):
+                return False
+        elif previous.get(key) != value:
+            return False
+    return True

@@ -1,0 +1,194 @@
+"""The operator, running for real under kopf, against the Kubernetes API emulator."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any, Iterator
+
+import pytest
+from kopf.testing import KopfRunner
+
+from kubeemu import CONFIGMAPS, DEPLOYMENTS, EVENTS, HPAS, INFERENCE_ENDPOINTS, SECRETS, SERVICES, EmulatedCluster
+
+NS = "ml"
+
+
+def endpoint(name: str, **spec: Any) -> dict[str, Any]:
+    body = {"taskType": "text_embedding", "service": "elasticsearch",
+            "serviceSettings": {"model_id": ".multilingual-e5-small", "num_allocations": 1, "num_threads": 1}}
+    body.update(spec)
+    return {"apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint",
+            "metadata": {"name": name, "namespace": NS}, "spec": body}
+
+
+def openai(name: str, secret: str = "openai") -> dict[str, Any]:
+    return endpoint(name, taskType="completion", service="openai",
+                    serviceSettings={"model_id": "gpt-4o", "api_key": {"secretKeyRef": {"name": secret, "key": "key"}}})
+
+
+@contextlib.contextmanager
+def operator(kube: EmulatedCluster) -> Iterator[KopfRunner]:
+    with KopfRunner(["run", "--standalone", "--all-namespaces", "-m", "kubeinfer_operator.handlers"],
+                    timeout=30) as runner:
+        yield runner
+    assert runner.exception is None, runner.output[-4000:]
+
+
+@pytest.fixture
+def env(kubeconfig, monkeypatch):
+    monkeypatch.setenv("KUBEINFER_METRICS_PORT", "0")
+    monkeypatch.setenv("KUBEINFER_GPUS_PER_ENDPOINT", "0")
+
+
+def status(kube: EmulatedCluster, name: str) -> dict[str, Any]:
+    return (kube.get(INFERENCE_ENDPOINTS, NS, name) or {}).get("status") or {}
+
+
+def condition(kube: EmulatedCluster, name: str, type_: str = "Ready") -> dict[str, Any]:
+    return next((c for c in status(kube, name).get("conditions", []) if c["type"] == type_), {})
+
+
+def wait_ready(kube: EmulatedCluster, name: str, reason: str = "Available", value: str = "True") -> dict[str, Any]:
+    return kube.wait_until(
+        lambda: (c := condition(kube, name)) and c["status"] == value and c["reason"] == reason and c,
+        message=f"{name} Ready={value} ({reason}); now {status(kube, name)}",
+    )
+
+
+def test_create_builds_objects_and_becomes_ready_once_available(kube, env):
+    with operator(kube):
+        kube.hold_rollouts()
+        kube.create(INFERENCE_ENDPOINTS, endpoint("e5"))
+        kube.wait_until(lambda: kube.get(DEPLOYMENTS, NS, "e5"))
+        assert kube.get(SERVICES, NS, "e5")["spec"]["ports"][0]["port"] == 80
+        assert "endpoint.yaml" in kube.get(CONFIGMAPS, NS, "e5")["data"]
+        progressing = kube.wait_until(lambda: condition(kube, "e5", "Progressing").get("status") == "True"
+                                      and status(kube, "e5"))
+        assert condition(kube, "e5")["status"] == "False"
+        assert progressing["url"] == "http://e5.ml.svc.cluster.local/_inference/text_embedding/e5"
+        kube.release_rollouts()
+        ready = wait_ready(kube, "e5")
+        st = status(kube, "e5")
+        assert st["observedGeneration"] == 1 and st["readyReplicas"] == 1
+        assert ready["observedGeneration"] == 1 and ready["lastTransitionTime"]
+        assert condition(kube, "e5", "Progressing")["status"] == "False"
+        owner = kube.get(INFERENCE_ENDPOINTS, NS, "e5")["metadata"]["uid"]
+        for key in (DEPLOYMENTS, SERVICES, CONFIGMAPS):
+            assert kube.get(key, NS, "e5")["metadata"]["ownerReferences"][0]["uid"] == owner
+        kube.wait_until(lambda: "Available" in [e.get("reason") for e in kube.list(EVENTS, NS)],
+                        message="an Available event")
+
+
+def test_spec_change_rolls_out_with_a_new_observed_generation(kube, env):
+    with operator(kube):
+        kube.create(INFERENCE_ENDPOINTS, endpoint("e5"))
+        first = wait_ready(kube, "e5")
+        before = kube.get(DEPLOYMENTS, NS, "e5")
+        kube.patch(INFERENCE_ENDPOINTS, NS, "e5", {"spec": {"serviceSettings": {"num_threads": 4}}})
+        kube.wait_until(lambda: status(kube, "e5").get("observedGeneration") == 2
+                        and condition(kube, "e5", "Progressing").get("status") == "False")
+        after = kube.get(DEPLOYMENTS, NS, "e5")
+        assert after["metadata"]["generation"] > before["metadata"]["generation"]
+        container = after["spec"]["template"]["spec"]["containers"][0]
+        assert container["resources"]["requests"]["cpu"] == "4"
+        hashes = [d["spec"]["template"]["metadata"]["annotations"]["kubeinfer.io/config-hash"] for d in (before, after)]
+        assert hashes[0] != hashes[1]
+        ready = condition(kube, "e5")
+        assert ready["status"] == "True" and ready["observedGeneration"] == 2
+        assert ready["lastTransitionTime"] == first["lastTransitionTime"]  # Ready never went False
+
+
+def test_adaptive_allocations_get_an_autoscaler(kube, env):
+    with operator(kube):
+        settings = {"model_id": ".elser_model_2", "num_threads": 1,
+                    "adaptive_allocations": {"enabled": True, "min_number_of_allocations": 1,
+                                             "max_number_of_allocations": 3}}
+        kube.create(INFERENCE_ENDPOINTS, endpoint("elser", taskType="sparse_embedding", serviceSettings=settings))
+        hpa = kube.wait_until(lambda: kube.get(HPAS, NS, "elser"))
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
+        wait_ready(kube, "elser")
+        settings["adaptive_allocations"] = {"enabled": False}
+        kube.patch(INFERENCE_ENDPOINTS, NS, "elser", {"spec": {"serviceSettings": settings}})
+        kube.wait_until(lambda: kube.get(HPAS, NS, "elser") is None, message="the HPA removed")
+
+
+def test_invalid_settings_get_invalid_spec_and_no_workload(kube, env):
+    with operator(kube):
+        kube.create(INFERENCE_ENDPOINTS, endpoint("bad", serviceSettings={"num_threads": 1}))
+        ready = wait_ready(kube, "bad", reason="InvalidSpec", value="False")
+        assert "does not contain the required setting [model_id]" in ready["message"]
+        assert kube.get(DEPLOYMENTS, NS, "bad") is None
+        assert kube.get(SERVICES, NS, "bad") is None and kube.get(CONFIGMAPS, NS, "bad") is None
+        warnings = kube.wait_until(lambda: [e for e in kube.list(EVENTS, NS) if e.get("reason") == "InvalidSpec"])
+        assert warnings[0]["type"] == "Warning"
+
+
+def test_missing_secret_waits_then_recovers_when_created(kube, env):
+    with operator(kube):
+        kube.create(INFERENCE_ENDPOINTS, openai("chat"))
+        ready = wait_ready(kube, "chat", reason="SecretNotFound", value="False")
+        assert "openai" in ready["message"]
+        assert kube.get(DEPLOYMENTS, NS, "chat") is None
+        kube.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "openai", "namespace": NS},
+                              "data": {"key": "c2stdGVzdA=="}})
+        wait_ready(kube, "chat")
+        deployment = kube.get(DEPLOYMENTS, NS, "chat")
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        env_var = next(e for e in container["env"] if e["name"] == "KUBEINFER_SECRET_API_KEY")
+        assert env_var == {"name": "KUBEINFER_SECRET_API_KEY",
+                           "valueFrom": {"secretKeyRef": {"name": "openai", "key": "key"}}}
+        assert "c2stdGVzdA" not in json.dumps(deployment) and "sk-test" not in json.dumps(deployment)
+        assert container["resources"]["requests"] == {"cpu": "50m", "memory": "128Mi"}
+        # rotating the Secret rolls the pods
+        old_hash = deployment["spec"]["template"]["metadata"]["annotations"]["kubeinfer.io/config-hash"]
+        kube.patch(SECRETS, NS, "openai", {"data": {"key": "c2stbmV3"}})
+        kube.wait_until(lambda: kube.get(DEPLOYMENTS, NS, "chat")["spec"]["template"]["metadata"]["annotations"]
+                        ["kubeinfer.io/config-hash"] != old_hash, message="a new config hash")
+
+
+def test_deleted_or_edited_objects_are_put_back(kube, env):
+    with operator(kube):
+        kube.create(INFERENCE_ENDPOINTS, endpoint("e5"))
+        wait_ready(kube, "e5")
+        uid = kube.get(DEPLOYMENTS, NS, "e5")["metadata"]["uid"]
+        kube.delete(DEPLOYMENTS, NS, "e5")
+        recreated = kube.wait_until(lambda: (d := kube.get(DEPLOYMENTS, NS, "e5")) and d["metadata"]["uid"] != uid
+                                    and d)
+        assert recreated["spec"]["template"]["spec"]["containers"][0]["image"]
+        wait_ready(kube, "e5")
+        kube.patch(DEPLOYMENTS, NS, "e5", {"spec": {"template": {"spec": {"containers": [
+            {"name": "server", "image": "someone/else:latest"}]}}}})
+        kube.wait_until(lambda: kube.get(DEPLOYMENTS, NS, "e5")["spec"]["template"]["spec"]["containers"][0]["image"]
+                        != "someone/else:latest", message="the image put back")
+        kube.delete(SERVICES, NS, "e5")
+        kube.wait_until(lambda: kube.get(SERVICES, NS, "e5"), message="the Service recreated")
+
+
+def test_operator_restarted_midway_converges_without_duplicates(kube, env):
+    with operator(kube):
+        kube.hold_rollouts()
+        for i in range(3):
+            kube.create(INFERENCE_ENDPOINTS, endpoint(f"e{i}"))
+        kube.wait_until(lambda: len(kube.list(DEPLOYMENTS, NS)) == 3)
+    kube.release_rollouts()
+    kube.create(INFERENCE_ENDPOINTS, endpoint("late"))  # created while the operator is down
+    kube.patch(INFERENCE_ENDPOINTS, NS, "e0", {"spec": {"serviceSettings": {"num_threads": 2}}})
+    with operator(kube):
+        for name in ("e0", "e1", "e2", "late"):
+            wait_ready(kube, name)
+        kube.wait_until(lambda: status(kube, "e0").get("observedGeneration") == 2)
+    assert sorted(d["metadata"]["name"] for d in kube.list(DEPLOYMENTS, NS)) == ["e0", "e1", "e2", "late"]
+    assert len(kube.list(SERVICES, NS)) == 4 and len(kube.list(CONFIGMAPS, NS)) == 4
+    cpu = kube.get(DEPLOYMENTS, NS, "e0")["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"]
+    assert cpu == "2"
+
+
+def test_deleting_the_endpoint_removes_its_objects(kube, env):
+    with operator(kube):
+        kube.create(INFERENCE_ENDPOINTS, endpoint("e5"))
+        wait_ready(kube, "e5")
+        kube.delete(INFERENCE_ENDPOINTS, NS, "e5")
+        kube.wait_until(lambda: kube.get(INFERENCE_ENDPOINTS, NS, "e5") is None)
+        for key in (DEPLOYMENTS, SERVICES, CONFIGMAPS):
+            assert kube.get(key, NS, "e5") is None
