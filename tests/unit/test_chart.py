@@ -269,3 +269,24 @@ def test_chart_crd_is_the_generated_crd():
     assert shipped.read_text() == generated.read_text()
     crd = yaml.safe_load(shipped.read_text())
     assert crd["metadata"]["name"] == "inferenceendpoints.kubeinfer.io"
+
+
+def test_install_guide_documents_every_value_and_names_real_files():
+    guide = (REPO / "docs" / "README-install.md").read_text()
+
+    def leaves(values: dict, prefix: str = ""):
+        for key, value in values.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, dict) and value and key not in ("resources", "podSecurityContext", "securityContext"):
+                yield from leaves(value, f"{path}.")
+            else:
+                yield path
+
+    for path in leaves(yaml.safe_load((CHART / "values.yaml").read_text())):
+        head, _, leaf = path.rpartition(".")
+        documented = f"`{path}`" in guide or (leaf in guide and (head.split(".")[0] in guide))
+        assert documented, f"{path} is not in docs/README-install.md"
+    for var in ENVIRONMENT.values():
+        assert var in guide, var
+    for ref in set(re.findall(r"\b((?:charts|deploy|examples)/[\w./-]*\w)", guide)):
+        assert (REPO / ref).exists(), ref
