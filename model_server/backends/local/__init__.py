@@ -1,1 +1,22 @@
-"""Models run in-process with torch and transformers (imported only here)."""
+"""Models run in-process with torch and transformers: the backend of the ``elasticsearch``
+and ``elser`` services. Importing this package does not import torch; loading a model does."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ...catalog import InferenceEndpointConfig
+from ..base import Backend
+
+
+def create_backend(
+    config: InferenceEndpointConfig, cache_dir: str | os.PathLike[str] | None = None, **options: Any
+) -> Backend:
+    """The catalog's factory for local models. Options: ``device`` (``cpu``/``cuda``) and
+    ``batching`` (``max_batch_size``, ``max_batch_tokens``, ``max_wait``, ``queue_capacity``)."""
+    from .backend import LocalModelBackend
+
+    return LocalModelBackend(
+        config, cache_dir=cache_dir, device=options.get("device"), batching=options.get("batching")
+    )

@@ -1,0 +1,41 @@
+"""The FastAPI application shared by ``kubeinfer serve``, the gateway and local mode.
+
+``create_app`` wires the inference routes over an ``EndpointStore``, the probes, the
+metrics and Elasticsearch-shaped error handling; callers add their own routers (the
+gateway's create/delete, serve's read-only GET) and lifespan.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Callable, Iterable
+
+from fastapi import APIRouter, FastAPI
+
+from .errors import install_error_handlers
+from .health import health_router
+from .inference import inference_router
+from .store import EndpointStore
+
+
+def create_app(
+    store: EndpointStore,
+    *,
+    extra_routers: Iterable[APIRouter] = (),
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None = None,
+    readiness: Callable[[], bool] | None = None,
+    title: str = "kubeinfer",
+) -> FastAPI:
+    """The HTTP app. ``readiness`` backs ``/readyz``; by default the store's ``ready``."""
+    app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    install_error_handlers(app)
+    if readiness is None:
+        def readiness() -> bool:
+            return bool(getattr(store, "ready", True))
+    app.include_router(health_router(readiness))
+    # Extra routers first: their literal paths (e.g. `_all`) must win over `{inference_id}`.
+    for router in extra_routers:
+        app.include_router(router)
+    app.include_router(inference_router(store))
+    app.state.store = store
+    return app

@@ -1,0 +1,169 @@
+"""The inference routes of Elasticsearch's API, over any ``EndpointStore``.
+
+``POST /_inference/{task_type}/{inference_id}`` and ``POST /_inference/{inference_id}``
+answer Elasticsearch's JSON; ``.../_stream`` answers Server-Sent Events as Elasticsearch
+does, errors included (an ``event: error`` carrying the usual error body, with the
+error's HTTP status when nothing was sent yet). Each request is counted, timed and,
+when it fails, counted again by error type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from ..backends.base import Backend, InferenceRequest
+from ..catalog import InferenceEndpointConfig, TaskType
+from ..errors import ElasticsearchError, status_exception
+from . import metrics, sse
+from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response, read_json_body
+from .inference_request import format_time_value, parse_inference_request
+from .store import EndpointStore
+
+log = logging.getLogger(__name__)
+
+
+def path_task_type(value: str) -> TaskType:
+    """The task type named in a path; Elasticsearch's ``Unknown task_type`` otherwise."""
+    try:
+        return TaskType(value)
+    except ValueError:
+        raise status_exception(f"Unknown task_type [{value}]") from None
+
+
+def check_task_type(requested: TaskType | None, config: InferenceEndpointConfig) -> None:
+    if requested is not None and requested is not config.task_type:
+        raise status_exception(
+            f"Incompatible task_type, the requested type [{requested.value}] does not match the model type "
+            f"[{config.task_type.value}]"
+        )
+
+
+def inference_timeout(request: InferenceRequest) -> ElasticsearchError:
+    return status_exception(f"timeout [{format_time_value(request.timeout)}] waiting for inference result", 408)
+
+
+class _Observed:
+    """Counts and times one inference request for ``/metrics``."""
+
+    def __init__(self, inference_id: str) -> None:
+        self.inference_id = inference_id
+        self.task_type = "unknown"
+        self.started = time.perf_counter()
+
+    def finish(self, status: int, error_type: str | None = None) -> None:
+        metrics.REQUESTS.labels(self.inference_id, self.task_type, str(status)).inc()
+        metrics.LATENCY.labels(self.inference_id, self.task_type).observe(time.perf_counter() - self.started)
+        if error_type is not None:
+            metrics.ERRORS.labels(self.inference_id, error_type).inc()
+
+
+async def _prepare(
+    store: EndpointStore, http: Request, inference_id: str, task_type: str | None, observed: _Observed
+) -> tuple[Backend, InferenceRequest]:
+    requested = path_task_type(task_type) if task_type is not None else None
+    config = await store.get(inference_id)
+    observed.task_type = config.task_type.value
+    check_task_type(requested, config)
+    body = await read_json_body(http)
+    request = parse_inference_request(config, body, http.query_params.get("timeout"))
+    metrics.INPUTS.labels(inference_id, config.task_type.value).inc(len(request.input))
+    return await store.backend(inference_id), request
+
+
+def inference_router(store: EndpointStore) -> APIRouter:
+    router = APIRouter()
+
+    async def infer(http: Request, inference_id: str, task_type: str | None) -> Response:
+        observed = _Observed(inference_id)
+        try:
+            backend, request = await _prepare(store, http, inference_id, task_type, observed)
+            limit = None if math.isinf(request.timeout) else request.timeout
+            try:
+                result = await asyncio.wait_for(backend.infer(request), timeout=limit)
+            except asyncio.TimeoutError:
+                raise inference_timeout(request) from None
+        except ElasticsearchError as exc:
+            observed.finish(exc.status, exc.type)
+            return error_response(exc)
+        observed.finish(200)
+        return ElasticsearchJSONResponse(result)
+
+    async def stream(http: Request, inference_id: str, task_type: str | None) -> Response:
+        observed = _Observed(inference_id)
+        try:
+            backend, request = await _prepare(store, http, inference_id, task_type, observed)
+            chunks = backend.stream(request)
+            first = await _first_chunk(chunks, request)
+        except ElasticsearchError as exc:
+            observed.finish(exc.status, exc.type)
+            return Response(
+                sse.error_event(exc.to_body()), status_code=exc.status, media_type=sse.MEDIA_TYPE,
+                headers={PRODUCT_HEADER: PRODUCT},
+            )
+        return StreamingResponse(
+            _event_stream(first, chunks, observed), media_type=sse.MEDIA_TYPE, headers={PRODUCT_HEADER: PRODUCT}
+        )
+
+    # Literal `_stream` routes first: `/_inference/{task_type}/{inference_id}` would match them too.
+    @router.post("/_inference/{task_type}/{inference_id}/_stream")
+    async def stream_with_task_type(http: Request, task_type: str, inference_id: str) -> Response:
+        return await stream(http, inference_id, task_type)
+
+    @router.post("/_inference/{inference_id}/_stream")
+    async def stream_by_id(http: Request, inference_id: str) -> Response:
+        return await stream(http, inference_id, None)
+
+    @router.post("/_inference/{task_type}/{inference_id}")
+    async def infer_with_task_type(http: Request, task_type: str, inference_id: str) -> Response:
+        return await infer(http, inference_id, task_type)
+
+    @router.post("/_inference/{inference_id}")
+    async def infer_by_id(http: Request, inference_id: str) -> Response:
+        return await infer(http, inference_id, None)
+
+    return router
+
+
+_END = object()
+
+
+async def _first_chunk(chunks: AsyncIterator[dict[str, Any]], request: InferenceRequest) -> Any:
+    """The first chunk, so that an error before any output gets its own HTTP status."""
+    limit = None if math.isinf(request.timeout) else request.timeout
+    try:
+        return await asyncio.wait_for(anext(chunks), timeout=limit)
+    except StopAsyncIteration:
+        return _END
+    except asyncio.TimeoutError:
+        raise inference_timeout(request) from None
+
+
+async def _event_stream(first: Any, chunks: AsyncIterator[dict[str, Any]], observed: _Observed) -> AsyncIterator[bytes]:
+    try:
+        if first is not _END:
+            yield sse.message_event(first)
+            async for chunk in chunks:
+                yield sse.message_event(chunk)
+    except ElasticsearchError as exc:
+        observed.finish(200, exc.type)
+        yield sse.error_event(exc.to_body())
+        return
+    except Exception as exc:  # a stream broke mid-way: tell the client as Elasticsearch does
+        log.exception("stream of [%s] failed", observed.inference_id)
+        error = ElasticsearchError(500, "exception", f"stream failed: {type(exc).__name__}")
+        observed.finish(200, error.type)
+        yield sse.error_event(error.to_body())
+        return
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    observed.finish(200)
+    yield sse.done_event()

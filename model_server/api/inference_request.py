@@ -1,0 +1,155 @@
+"""Elasticsearch's inference request body and ``timeout`` parameter, validated into an
+``InferenceRequest``.
+
+Checks and messages follow Elasticsearch's ``InferenceAction.Request``: ``input`` is a
+string or a list of strings and never empty, ``query`` belongs to rerank only,
+``input_type`` to text_embedding only, ``return_documents``/``top_n`` to rerank only
+(they are folded into the task settings), and request ``task_settings`` are merged over
+the endpoint's and validated against the service's model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Mapping
+
+from ..backends.base import InferenceRequest
+from ..catalog import InferenceEndpointConfig, TaskType
+from ..catalog.endpoint import _validate_settings
+from ..errors import ElasticsearchError
+
+DEFAULT_TIMEOUT = 30.0
+# What Elasticsearch's parser calls itself in "unknown field" errors.
+_PARSER_NAME = "cluster:internal/xpack/inference"
+_FIELDS = {"input", "query", "input_type", "task_settings", "return_documents", "top_n", "timeout"}
+# Elasticsearch's InputType values accepted over REST (case-insensitive).
+INPUT_TYPES = ("ingest", "search", "classification", "clustering", "internal_ingest", "internal_search")
+_TIME_UNITS = {"nanos": 1e-9, "micros": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_TIME_VALUE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(nanos|micros|ms|s|m|h|d)\s*$")
+
+
+def request_validation_error(problem: str) -> ElasticsearchError:
+    """Elasticsearch's ActionRequestValidationException, with one problem."""
+    return ElasticsearchError(400, "action_request_validation_exception", f"Validation Failed: 1: {problem};")
+
+
+def parse_time_value(value: str | None, setting: str = "timeout", default: float = DEFAULT_TIMEOUT) -> float:
+    """Seconds from an Elasticsearch time value (``30s``, ``500ms``, ``1m``); ``-1`` waits forever."""
+    if value is None or value == "":
+        return default
+    text = str(value).strip().lower()
+    if text in ("-1", "0"):
+        return math.inf if text == "-1" else 0.0
+    match = _TIME_VALUE.match(text)
+    if not match:
+        raise ElasticsearchError(
+            400,
+            "parse_exception",
+            f"failed to parse setting [{setting}] with value [{value}] as a time value: unit is missing or unrecognized",
+        )
+    amount = float(match.group(1))
+    if amount < 0:
+        raise ElasticsearchError(
+            400, "parse_exception", f"failed to parse setting [{setting}] with value [{value}] as a time value: "
+            "negative durations are not supported"
+        )
+    return amount * _TIME_UNITS[match.group(2)]
+
+
+def format_time_value(seconds: float) -> str:
+    """Seconds as Elasticsearch prints a TimeValue: ``30s``, ``500ms``, ``1m``."""
+    if math.isinf(seconds):
+        return "-1"
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size:
+            amount = seconds / size
+            return f"{amount:g}{unit}" if amount != int(amount) else f"{int(amount)}{unit}"
+    return f"{seconds * 1000:g}ms"
+
+
+def _parse_input(body: Mapping[str, Any]) -> list[str]:
+    raw = body.get("input")
+    if raw is None:
+        raise request_validation_error("Field [input] cannot be null")
+    if isinstance(raw, str):
+        return [raw]
+    if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+        raise ElasticsearchError(
+            400, "x_content_parse_exception", f"[{_PARSER_NAME}] failed to parse field [input]: "
+            "expected a string or an array of strings"
+        )
+    if not raw:
+        raise request_validation_error("Field [input] cannot be an empty array")
+    return list(raw)
+
+
+def _parse_input_type(value: Any, task: TaskType) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.lower() not in INPUT_TYPES:
+        raise ElasticsearchError(
+            400, "illegal_argument_exception",
+            f"Unrecognized input_type [{value}], must be one of [{', '.join(INPUT_TYPES[:4])}]",
+        )
+    if task is not TaskType.TEXT_EMBEDDING and not value.lower().startswith("internal_"):
+        raise request_validation_error(f"Field [input_type] cannot be specified for task type [{task.value}]")
+    return value.lower()
+
+
+def _merged_task_settings(config: InferenceEndpointConfig, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    base = config.task_settings.model_dump(mode="json", exclude_none=True)
+    if not overrides:
+        return base
+    model = config.spec.task_settings_model(config.task_type)
+    merged = _validate_settings(model, {**base, **overrides}, "task_settings", config.service)
+    return merged.model_dump(mode="json", exclude_none=True)
+
+
+def parse_inference_request(
+    config: InferenceEndpointConfig, body: Any, timeout: str | None = None
+) -> InferenceRequest:
+    """Validate ``POST /_inference/...``'s body for the endpoint ``config``."""
+    if not isinstance(body, Mapping):
+        raise ElasticsearchError(400, "parse_exception", "request body must be a JSON object")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise ElasticsearchError(
+            400, "x_content_parse_exception", f"[{_PARSER_NAME}] unknown field [{unknown[0]}]"
+        )
+    task = config.task_type
+    inputs = _parse_input(body)
+
+    query = body.get("query")
+    if query is not None and not isinstance(query, str):
+        raise ElasticsearchError(400, "x_content_parse_exception", f"[{_PARSER_NAME}] failed to parse field [query]")
+    if task is TaskType.RERANK:
+        if query is None:
+            raise request_validation_error(f"Field [query] cannot be null for task type [{task.value}]")
+        if query == "":
+            raise request_validation_error(f"Field [query] cannot be empty for task type [{task.value}]")
+    elif query is not None and task in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING):
+        raise request_validation_error(f"Field [query] cannot be specified for task type [{task.value}]")
+
+    overrides = body.get("task_settings") or {}
+    if not isinstance(overrides, Mapping):
+        raise ElasticsearchError(
+            400, "x_content_parse_exception", f"[{_PARSER_NAME}] failed to parse field [task_settings]"
+        )
+    overrides = dict(overrides)
+    for field in ("return_documents", "top_n"):
+        if body.get(field) is None:
+            continue
+        if task is not TaskType.RERANK:
+            raise request_validation_error(f"Field [{field}] cannot be specified for task type [{task.value}]")
+        overrides[field] = body[field]
+
+    timeout_value = timeout if timeout is not None else body.get("timeout")
+    return InferenceRequest(
+        task_type=task,
+        input=inputs,
+        query=query,
+        input_type=_parse_input_type(body.get("input_type"), task),
+        task_settings=_merged_task_settings(config, overrides),
+        timeout=parse_time_value(timeout_value),
+    )

@@ -1,0 +1,113 @@
+"""``kubeinfer serve``: one inference endpoint in one process, what every endpoint pod runs.
+
+Reads the InferenceEndpoint manifest (the same YAML a user applies), resolves its
+``secretKeyRef`` settings from the environment or mounted Secret files, builds the
+backend the catalog names and serves the API with uvicorn. The backend starts (model
+loaded, warm-up run) in the background: ``/healthz`` answers at once, ``/readyz`` only
+once the backend is ready. A backend that cannot start stops the process with a
+non-zero exit code and the reason in the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+import yaml
+from fastapi import FastAPI
+
+from .. import catalog
+from ..backends.base import Backend
+from ..catalog import InferenceEndpointConfig
+from ..errors import ElasticsearchError, validation_exception
+from ..secrets import SecretResolver
+from .app import create_app
+from .endpoints import endpoints_router
+from .store import SingleEndpointStore
+
+log = logging.getLogger("kubeinfer.serve")
+
+
+def load_manifest(path: str | Path) -> dict[str, Any]:
+    """The one InferenceEndpoint in a YAML (or JSON) file."""
+    documents = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+    endpoints = [d for d in documents if isinstance(d, dict) and d.get("kind") == catalog.KIND]
+    if len(endpoints) != 1:
+        raise validation_exception(f"[{path}] must hold exactly one {catalog.KIND}, found {len(endpoints)}")
+    return endpoints[0]
+
+
+def load_endpoint(path: str | Path, secrets_dir: str | Path) -> InferenceEndpointConfig:
+    """The manifest validated against the catalog, secrets resolved."""
+    config = catalog.from_manifest(load_manifest(path))
+    return SecretResolver(secrets_dir).resolve(config)
+
+
+def build_app(
+    config: InferenceEndpointConfig, backend: Backend, on_start_failure: Callable[[BaseException], None] | None = None
+) -> FastAPI:
+    """The serve app for one endpoint; its lifespan starts and closes ``backend``."""
+    store = SingleEndpointStore(config, backend)
+
+    async def start() -> None:
+        try:
+            await backend.start()
+            log.info("inference endpoint [%s] is ready", config.inference_id)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - any failure to load must stop the pod
+            reason = exc.reason if isinstance(exc, ElasticsearchError) else f"{type(exc).__name__}: {exc}"
+            log.error("inference endpoint [%s] failed to start: %s", config.inference_id, reason)
+            if on_start_failure is not None:
+                on_start_failure(exc)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(start())
+        try:
+            yield
+        finally:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            await backend.close()
+
+    return create_app(store, extra_routers=[endpoints_router(store)], lifespan=lifespan)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        config = load_endpoint(args.config, args.secrets_dir)
+        backend = catalog.create_backend(config, cache_dir=getattr(args, "cache_dir", None))
+    except ElasticsearchError as exc:
+        print(f"kubeinfer serve: {exc.type}: {exc.reason}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"kubeinfer serve: cannot read [{args.config}]: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except yaml.YAMLError as exc:
+        print(f"kubeinfer serve: [{args.config}] is not valid YAML: {exc}", file=sys.stderr)
+        return 2
+
+    failures: list[BaseException] = []
+    server: uvicorn.Server | None = None
+
+    def stop(exc: BaseException) -> None:
+        failures.append(exc)
+        if server is not None:
+            server.should_exit = True
+
+    app = build_app(config, backend, on_start_failure=stop)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False))
+    server.run()
+    return 1 if failures else 0

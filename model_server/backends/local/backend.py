@@ -1,0 +1,181 @@
+"""The backend of the ``elasticsearch`` and ``elser`` services: a model run in-process.
+
+``start`` finds the model (built-in id, Hugging Face id or path), loads it on the best
+runtime, starts the dynamic batcher and runs a warm-up batch; only then is the backend
+``ready``. ``infer`` tokenizes, submits to the batcher and shapes Elasticsearch's
+response: ``text_embedding``, ``sparse_embedding`` (with ``is_truncated``) or
+``rerank`` (sorted by score, ``top_n`` and ``return_documents`` honoured).
+
+Torch is imported when the model loads, not when this module is imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+from typing import Any, Mapping
+
+from ...catalog import InferenceEndpointConfig, TaskType
+from ...errors import ElasticsearchError, status_exception
+from ..base import Backend, InferenceRequest
+from .batching import BatchingOptions, DynamicBatcher
+from .models import is_e5, locate_model, resolve_model_name
+
+log = logging.getLogger(__name__)
+
+# Above this many inputs, tokenizing moves off the event loop.
+_TOKENIZE_INLINE_MAX = 16
+# A masked-LM head produces (tokens x vocabulary) logits: a smaller budget keeps that in memory.
+_SPARSE_MAX_BATCH_TOKENS = 4096
+
+
+class LocalModelBackend(Backend):
+    def __init__(
+        self,
+        config: InferenceEndpointConfig,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        device: str | None = None,
+        batching: BatchingOptions | Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(config)
+        if config.task_type not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.RERANK):
+            raise status_exception(f"The [{config.service}] service does not support task type [{config.task_type}]")
+        settings = config.service_settings
+        self.model_id: str = settings.model_id  # type: ignore[attr-defined]
+        self.num_threads: int = int(getattr(settings, "num_threads", 1) or 1)
+        self.cache_dir = cache_dir
+        self.device = device
+        if isinstance(batching, BatchingOptions):
+            self.batching = batching
+        else:
+            defaults = {"max_batch_tokens": _SPARSE_MAX_BATCH_TOKENS} if config.task_type is TaskType.SPARSE_EMBEDDING else {}
+            self.batching = BatchingOptions.resolve(batching, **defaults)
+        self._model: Any = None
+        self._batcher: DynamicBatcher | None = None
+        self._prefixes: dict[str, str] = {}
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self._batcher is not None
+
+    async def start(self) -> None:
+        model = await asyncio.to_thread(self._load)
+        # Intra-op thread counts are per thread: set them on the thread that runs the model.
+        worker_init = None if model.runtime.on_gpu else functools.partial(_set_threads, self.num_threads)
+        batcher = DynamicBatcher(model.run, name=self.config.inference_id, options=self.batching, worker_init=worker_init)
+        await batcher.start()
+        try:
+            await batcher.run_alone(model.warmup_items())
+        except BaseException:
+            await batcher.close()
+            raise
+        self._model, self._prefixes = model, self._input_type_prefixes(model)
+        self._batcher = batcher
+        log.info("model [%s] ready on %s (%s), max length %d tokens", self.model_id, model.runtime.device,
+                 str(model.runtime.dtype).removeprefix("torch."), model.max_length)
+
+    async def close(self) -> None:
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            await batcher.close()
+        self._model = None
+
+    def _load(self) -> Any:
+        from .encoders import RerankModel, SparseEmbeddingModel, TextEmbeddingModel
+        from .runtime import select_runtime
+
+        path = locate_model(self.model_id, self.cache_dir)
+        runtime = select_runtime(self.num_threads, self.device)
+        kind = {
+            TaskType.TEXT_EMBEDDING: TextEmbeddingModel,
+            TaskType.SPARSE_EMBEDDING: SparseEmbeddingModel,
+            TaskType.RERANK: RerankModel,
+        }[self.config.task_type]
+        try:
+            return kind(path, runtime)
+        except (OSError, ValueError, KeyError) as exc:
+            raise status_exception(
+                f"Could not load model [{self.model_id}] for task type [{self.config.task_type}] from [{path}]: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+
+    def _input_type_prefixes(self, model: Any) -> dict[str, str]:
+        """input_type -> text prefix: the model's own prompts, else E5's."""
+        prompts: dict[str, str] = getattr(model, "prompts", {}) or {}
+        query = prompts.get("query") or prompts.get("search_query")
+        passage = prompts.get("passage") or prompts.get("document") or prompts.get("search_document")
+        if query is None and passage is None and is_e5(self.model_id, resolve_model_name(self.model_id)):
+            query, passage = "query: ", "passage: "
+        prefixes = {}
+        if query:
+            prefixes.update(search=query, internal_search=query)
+        if passage:
+            prefixes.update(ingest=passage, internal_ingest=passage)
+        for name in ("classification", "clustering"):
+            if prompts.get(name):
+                prefixes[name] = prompts[name]
+        return prefixes
+
+    def describe(self) -> dict[str, Any]:
+        if self._model is None:
+            return {}
+        described = dict(self._model.describe())
+        if self.config.task_type is TaskType.TEXT_EMBEDDING:
+            described.setdefault("similarity", "cosine")
+        return described
+
+    # ---- inference -----------------------------------------------------------------------
+    async def _tokenize(self, fn: Any, *args: Any) -> Any:
+        count = len(args[-1])
+        if count <= _TOKENIZE_INLINE_MAX:
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
+
+    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+        model, batcher = self._model, self._batcher
+        if model is None or batcher is None:
+            raise status_exception(f"inference endpoint [{self.config.inference_id}] is not ready yet", 503)
+        task = self.config.task_type
+        if task is TaskType.TEXT_EMBEDDING:
+            prefix = self._prefixes.get(request.input_type or "", "")
+            texts = [prefix + text for text in request.input] if prefix else request.input
+            vectors = await batcher.submit(await self._tokenize(model.encode_texts, texts), request.timeout)
+            return {"text_embedding": [{"embedding": vector} for vector in vectors]}
+        if task is TaskType.SPARSE_EMBEDDING:
+            items = await self._tokenize(model.encode_texts, request.input)
+            weights = await batcher.submit(items, request.timeout)
+            return {"sparse_embedding": [
+                {"is_truncated": item.truncated, "embedding": embedding} for item, embedding in zip(items, weights)
+            ]}
+        if request.query is None:
+            raise ElasticsearchError(400, "action_request_validation_exception",
+                                     "Validation Failed: 1: Field [query] cannot be null for task type [rerank];")
+        items = await self._tokenize(model.encode_pairs, request.query, request.input)
+        scores = await batcher.submit(items, request.timeout)
+        return {"rerank": rank(request.input, scores, request.task_settings)}
+
+
+def rank(documents: list[str], scores: list[float], task_settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Elasticsearch's rerank list: best first, ties by input order, ``top_n`` long."""
+    order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))
+    top_n = task_settings.get("top_n")
+    if top_n:
+        order = order[: int(top_n)]
+    with_text = task_settings.get("return_documents", True) is not False
+    ranked = []
+    for i in order:
+        entry: dict[str, Any] = {"index": i, "relevance_score": scores[i]}
+        if with_text:
+            entry["text"] = documents[i]
+        ranked.append(entry)
+    return ranked
+
+
+def _set_threads(count: int) -> None:
+    import torch
+
+    torch.set_num_threads(count)

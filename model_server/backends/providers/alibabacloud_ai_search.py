@@ -1,0 +1,94 @@
+"""AlibabaCloud OpenSearch AI Search: text embedding, sparse embedding, rerank and text
+generation under ``<http_schema>://<host>/v3/openapi/workspaces/<workspace>/``, with a
+bearer API key.
+
+``url`` replaces ``<http_schema>://<host>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...catalog import InferenceEndpointConfig, TaskType
+from ..base import InferenceRequest
+from .proxy import ProviderBackend, completions, expect_count, float_vector, rerank_results, text_embeddings
+
+OPERATIONS = {
+    TaskType.TEXT_EMBEDDING: "text-embedding",
+    TaskType.SPARSE_EMBEDDING: "text-sparse-embedding",
+    TaskType.RERANK: "ranker",
+    TaskType.COMPLETION: "text-generation",
+}
+INPUT_TYPES = {"ingest": "document", "search": "query"}
+
+
+def parse_embeddings(answer: dict[str, Any], count: int) -> dict[str, Any]:
+    items = expect_count(answer["result"]["embeddings"], count, "embeddings")
+    ordered = sorted(items, key=lambda item: item.get("index", 0))
+    return text_embeddings([float_vector(item["embedding"]) for item in ordered])
+
+
+def parse_sparse(answer: dict[str, Any], count: int, return_token: bool) -> dict[str, Any]:
+    items = expect_count(answer["result"]["sparse_embeddings"], count, "sparse embeddings")
+    out = []
+    for item in sorted(items, key=lambda item: item.get("index", 0)):
+        embedding: dict[str, float] = {}
+        for weight in item["embedding"]:
+            key = weight["token"] if return_token and weight.get("token") is not None else weight["token_id"]
+            embedding[str(key)] = float(weight["weight"])
+        out.append({"is_truncated": False, "embedding": embedding})
+    return {"sparse_embedding": out}
+
+
+def parse_rerank(answer: dict[str, Any], documents: list[str]) -> dict[str, Any]:
+    scored = []
+    for score in answer["result"]["scores"]:
+        index = int(score["index"])
+        if not 0 <= index < len(documents):
+            raise ValueError(f"score index [{index}] is out of range")
+        scored.append((index, score["score"], documents[index]))
+    return rerank_results(scored)
+
+
+def parse_generation(answer: dict[str, Any]) -> dict[str, Any]:
+    text = answer["result"]["text"]
+    if not isinstance(text, str):
+        raise ValueError("[result.text] is not a string")
+    return completions([text])
+
+
+class AlibabaCloudSearchBackend(ProviderBackend):
+    def url(self) -> str:
+        base = self.base_url(f"{self.setting('http_schema', 'https')}://{self.setting('host')}")
+        return (f"{base}/v3/openapi/workspaces/{self.setting('workspace')}/"
+                f"{OPERATIONS[self.config.task_type]}/{self.setting('service_id')}")
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret('api_key')}"}
+
+    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+        task = self.config.task_type
+        settings = request.task_settings
+        if task in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING):
+            body: dict[str, Any] = {"input": list(request.input)}
+            input_type = INPUT_TYPES.get(request.input_type or settings.get("input_type") or "")
+            if input_type:
+                body["input_type"] = input_type
+            if task == TaskType.SPARSE_EMBEDDING:
+                return_token = bool(settings.get("return_token"))
+                body["return_token"] = return_token
+                answer = await self.call_json(self.url(), body, request, headers=self.headers())
+                return self.translate(parse_sparse, answer, len(request.input), return_token)
+            answer = await self.call_json(self.url(), body, request, headers=self.headers())
+            return self.translate(parse_embeddings, answer, len(request.input))
+        if task == TaskType.RERANK:
+            body = {"query": request.query or "", "docs": list(request.input)}
+            answer = await self.call_json(self.url(), body, request, headers=self.headers())
+            return self.translate(parse_rerank, answer, list(request.input))
+        body = {"messages": [{"role": "user", "content": text} for text in request.input]}
+        answer = await self.call_json(self.url(), body, request, headers=self.headers())
+        return self.translate(parse_generation, answer)
+
+
+def create_backend(config: InferenceEndpointConfig, **options: Any) -> AlibabaCloudSearchBackend:
+    return AlibabaCloudSearchBackend(config, **options)

@@ -1,0 +1,90 @@
+"""Azure AI Studio: models deployed as ``token`` (pay-as-you-go, OpenAI-style API) or
+``realtime`` (managed online) endpoints, at the deployment's ``target`` URL.
+
+- token + openai provider: ``target`` is the full operation URL, key in ``api-key``;
+- token + other providers: ``target`` plus ``/v1/embeddings`` or ``/v1/chat/completions``
+  (unless already there), key as the ``Authorization`` value;
+- realtime: ``target`` as is, ``Authorization: Bearer <key>``, completion body
+  ``{"input_data": {"input_string": [...], "parameters": {...}}}`` answered ``{"output": ".."}``.
+
+``url`` replaces ``target``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...catalog import InferenceEndpointConfig, TaskType
+from ..base import InferenceRequest
+from . import openai_shapes
+from .proxy import ProviderBackend, completions
+
+TOKEN_PATHS = {TaskType.TEXT_EMBEDDING: "/v1/embeddings", TaskType.COMPLETION: "/v1/chat/completions"}
+
+
+def parse_realtime(answer: Any) -> dict[str, Any]:
+    # Realtime deployments answer {"output": ".."} or a list of such objects.
+    items = answer if isinstance(answer, list) else [answer]
+    texts = []
+    for item in items:
+        output = item["output"]
+        if not isinstance(output, str):
+            raise ValueError("[output] is not a string")
+        texts.append(output)
+    if not texts:
+        raise ValueError("the answer holds no [output]")
+    return completions(texts)
+
+
+class AzureAIStudioBackend(ProviderBackend):
+    @property
+    def realtime(self) -> bool:
+        return self.setting("endpoint_type") == "realtime"
+
+    def operation_url(self) -> str:
+        target = (self.setting("url") or self.setting("target")).rstrip("/")
+        if self.realtime or self.setting("provider") == "openai":
+            return target
+        path = TOKEN_PATHS[self.config.task_type]
+        return target if target.split("?")[0].endswith(path) else target + path
+
+    def headers(self) -> dict[str, str]:
+        key = self.secret("api_key")
+        if self.realtime:
+            return {"Authorization": f"Bearer {key}"}
+        if self.setting("provider") == "openai":
+            return {"api-key": key}
+        return {"Authorization": key}
+
+    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+        settings = request.task_settings
+        if self.config.task_type == TaskType.TEXT_EMBEDDING:
+            body = openai_shapes.embeddings_body(
+                request.input, dimensions=self.setting("dimensions"), user=settings.get("user")
+            )
+            answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
+            return self.translate(openai_shapes.parse_embeddings, answer, len(request.input))
+        if self.realtime:
+            parameters = {
+                k: settings[k] for k in ("temperature", "top_p", "do_sample", "max_new_tokens") if settings.get(k) is not None
+            }
+            body = {
+                "input_data": {
+                    "input_string": [{"role": "user", "content": text} for text in request.input],
+                    "parameters": parameters,
+                }
+            }
+            answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
+            return self.translate(parse_realtime, answer)
+        body = openai_shapes.chat_body(
+            request.input,
+            temperature=settings.get("temperature"),
+            top_p=settings.get("top_p"),
+            max_tokens=settings.get("max_new_tokens"),
+        )
+        answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
+        return self.translate(openai_shapes.parse_chat, answer)
+
+
+def create_backend(config: InferenceEndpointConfig, **options: Any) -> AzureAIStudioBackend:
+    return AzureAIStudioBackend(config, **options)

@@ -1,0 +1,59 @@
+"""Azure OpenAI: a deployment's ``embeddings`` and ``chat/completions`` at
+``https://<resource_name>.openai.azure.com/openai/deployments/<deployment_id>/...?api-version=``,
+authenticated by ``api-key`` or by an Entra ID bearer token.
+
+``url`` replaces ``https://<resource_name>.openai.azure.com``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+from ...catalog import InferenceEndpointConfig, TaskType
+from ..base import InferenceRequest
+from . import openai_shapes
+from .proxy import ProviderBackend
+
+OPERATIONS = {TaskType.TEXT_EMBEDDING: "embeddings", TaskType.COMPLETION: "chat/completions"}
+
+
+class AzureOpenAIBackend(ProviderBackend):
+    default_similarity = "dot_product"
+
+    def operation_url(self) -> str:
+        base = self.base_url(f"https://{self.setting('resource_name')}.openai.azure.com")
+        return f"{base}/openai/deployments/{self.setting('deployment_id')}/{OPERATIONS[self.config.task_type]}"
+
+    def params(self) -> dict[str, str]:
+        return {"api-version": self.setting("api_version")}
+
+    def headers(self) -> dict[str, str]:
+        if self.setting("api_key") is not None:
+            return {"api-key": self.secret("api_key")}
+        return {"Authorization": f"Bearer {self.secret('entra_id')}"}
+
+    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+        user = request.task_settings.get("user")
+        if self.config.task_type == TaskType.TEXT_EMBEDDING:
+            body = openai_shapes.embeddings_body(request.input, dimensions=self.setting("dimensions"), user=user)
+            answer = await self.call_json(
+                self.operation_url(), body, request, headers=self.headers(), params=self.params()
+            )
+            return self.translate(openai_shapes.parse_embeddings, answer, len(request.input))
+        body = openai_shapes.chat_body(request.input, n=1, user=user)
+        answer = await self.call_json(self.operation_url(), body, request, headers=self.headers(), params=self.params())
+        return self.translate(openai_shapes.parse_chat, answer)
+
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+        if self.config.task_type != TaskType.COMPLETION:
+            raise self.unsupported(f"streaming for task type [{self.config.task_type}]")
+        body = openai_shapes.chat_body(request.input, stream=True, n=1, user=request.task_settings.get("user"))
+        async with self.open_stream(
+            self.operation_url(), body, request, headers=self.headers(), params=self.params()
+        ) as response:
+            async for chunk in openai_shapes.chat_deltas(response):
+                yield chunk
+
+
+def create_backend(config: InferenceEndpointConfig, **options: Any) -> AzureOpenAIBackend:
+    return AzureOpenAIBackend(config, **options)

@@ -1,0 +1,32 @@
+"""Hugging Face Inference Endpoints: feature extraction at the endpoint's own ``url``
+with a bearer access token; the answer is a list of vectors (or ``{"embeddings": [...]}``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...catalog import InferenceEndpointConfig
+from ..base import InferenceRequest
+from .proxy import ProviderBackend, expect_count, float_vector, text_embeddings
+
+
+def parse_features(answer: Any, count: int) -> dict[str, Any]:
+    vectors = answer["embeddings"] if isinstance(answer, dict) else answer
+    expect_count(vectors, count, "embeddings")
+    return text_embeddings([float_vector(v) for v in vectors])
+
+
+class HuggingFaceBackend(ProviderBackend):
+    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+        answer = await self.call_json(
+            self.setting("url"),
+            {"inputs": list(request.input)},
+            request,
+            headers={"Authorization": f"Bearer {self.secret('api_key')}"},
+        )
+        return self.translate(parse_features, answer, len(request.input))
+
+
+def create_backend(config: InferenceEndpointConfig, **options: Any) -> HuggingFaceBackend:
+    return HuggingFaceBackend(config, **options)

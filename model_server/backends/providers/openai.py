@@ -1,0 +1,63 @@
+"""OpenAI: ``/v1/embeddings`` and ``/v1/chat/completions`` with a bearer API key.
+
+``url`` may be a base URL (``https://proxy.example/v1``) or, as in Elasticsearch, the
+full URL of the operation; either way it replaces ``https://api.openai.com/v1``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+from ...catalog import InferenceEndpointConfig, TaskType
+from ..base import InferenceRequest
+from . import openai_shapes
+from .proxy import ProviderBackend
+
+BASE_URL = "https://api.openai.com/v1"
+OPERATIONS = {TaskType.TEXT_EMBEDDING: "/embeddings", TaskType.COMPLETION: "/chat/completions"}
+
+
+class OpenAIBackend(ProviderBackend):
+    default_similarity = "dot_product"
+
+    def operation_url(self) -> str:
+        path = OPERATIONS[self.config.task_type]
+        base = self.base_url(BASE_URL)
+        return base if base.endswith(path) else base + path
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.secret('api_key')}"}
+        organization = self.setting("organization_id")
+        if organization:
+            headers["OpenAI-Organization"] = organization
+        return headers
+
+    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+        user = request.task_settings.get("user")
+        if self.config.task_type == TaskType.TEXT_EMBEDDING:
+            body = openai_shapes.embeddings_body(
+                request.input,
+                model=self.setting("model_id"),
+                encoding_format="float",
+                dimensions=self.setting("dimensions"),
+                user=user,
+            )
+            answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
+            return self.translate(openai_shapes.parse_embeddings, answer, len(request.input))
+        body = openai_shapes.chat_body(request.input, model=self.setting("model_id"), n=1, user=user)
+        answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
+        return self.translate(openai_shapes.parse_chat, answer)
+
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+        if self.config.task_type != TaskType.COMPLETION:
+            raise self.unsupported(f"streaming for task type [{self.config.task_type}]")
+        body = openai_shapes.chat_body(
+            request.input, stream=True, model=self.setting("model_id"), n=1, user=request.task_settings.get("user")
+        )
+        async with self.open_stream(self.operation_url(), body, request, headers=self.headers()) as response:
+            async for chunk in openai_shapes.chat_deltas(response):
+                yield chunk
+
+
+def create_backend(config: InferenceEndpointConfig, **options: Any) -> OpenAIBackend:
+    return OpenAIBackend(config, **options)

@@ -1,0 +1,358 @@
+"""``ProviderBackend``: what every external service's backend shares.
+
+It owns the path of one request to a provider: the endpoint's rate limit, the deadline
+taken from the request's timeout, authorization (a hook the service overrides for
+tokens or signatures), retries of 429/5xx, the translation of failures into
+Elasticsearch errors, and the reading of the answer. Service modules only build the
+provider's request and translate its answer.
+
+At start it makes the small call Elasticsearch makes when an endpoint is created: it
+checks the credentials and, for ``text_embedding``, learns the number of dimensions.
+Until that call succeeds ``ready`` is false and ``not_ready_reason`` says why; failed
+checks are retried in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, AsyncIterator, Callable
+
+import httpx
+
+from ...catalog import InferenceEndpointConfig, TaskType
+from ...errors import ElasticsearchError
+from ..base import Backend, InferenceRequest
+from . import faults, retries
+from .client import new_client, shared_client
+from .ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+# The input Elasticsearch sends when it checks a new endpoint.
+CHECK_INPUT = "how big"
+CHECK_TIMEOUT = 30.0
+# Background re-checks after a failed start-up check: 2, 4, 8 ... up to 60 seconds apart.
+RECHECK_MAX_DELAY = 60.0
+
+ParseErrors = (KeyError, IndexError, TypeError, ValueError, AttributeError)
+
+
+class ProviderBackend(Backend):
+    """Base of the provider backends; subclasses implement ``infer`` (and ``stream``)."""
+
+    default_similarity = "cosine"
+
+    def __init__(
+        self,
+        config: InferenceEndpointConfig,
+        *,
+        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        validate_at_start: bool = True,
+        **_options: Any,  # options meant for other backends (device, batching) are ignored
+    ) -> None:
+        super().__init__(config)
+        self._owns_client = client is None and transport is not None
+        self._client = client if client is not None else (new_client(transport) if transport is not None else None)
+        self.validate_at_start = validate_at_start
+        self.rate_limiter = RateLimiter(config.rate_limit, inference_id=config.inference_id)
+        self.redact = faults.Redactor(self._secret_values())
+        self.service = config.service
+        self._ready = False
+        self.not_ready_reason: str | None = "the start-up check of the provider has not run"
+        self._learned_dimensions: int | None = None
+        self._recheck: asyncio.Task | None = None
+
+    # ---- life cycle -----------------------------------------------------------------
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = shared_client()
+        return self._client
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def start(self) -> None:
+        self.client  # bind the shared client to the serving loop
+        if not self.validate_at_start:
+            self._mark_ready()
+            return
+        if not await self.check():
+            self._recheck = asyncio.create_task(self._keep_checking())
+
+    async def close(self) -> None:
+        if self._recheck is not None:
+            self._recheck.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recheck
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+
+    async def check(self) -> bool:
+        """One small request to the provider; True when it answered well."""
+        try:
+            answer = await self.infer(self.check_request())
+        except ElasticsearchError as exc:
+            self.not_ready_reason = f"the start-up check of the provider failed: {exc.reason}"
+            log.warning("Endpoint [%s] is not ready: %s", self.config.inference_id, self.not_ready_reason)
+            return False
+        embeddings = answer.get("text_embedding") or answer.get("text_embedding_bytes")
+        if embeddings:
+            self._learned_dimensions = len(embeddings[0]["embedding"])
+        self._mark_ready()
+        return True
+
+    def check_request(self) -> InferenceRequest:
+        task = self.config.task_type
+        return InferenceRequest(
+            task_type=task,
+            input=[CHECK_INPUT],
+            query=CHECK_INPUT if task == TaskType.RERANK else None,
+            task_settings=self.config.task_settings.model_dump(exclude_none=True),
+            timeout=CHECK_TIMEOUT,
+        )
+
+    async def _keep_checking(self) -> None:
+        delay = 2.0
+        while not self._ready:
+            await asyncio.sleep(delay)
+            if await self.check():
+                return
+            delay = min(RECHECK_MAX_DELAY, delay * 2)
+
+    def _mark_ready(self) -> None:
+        self._ready = True
+        self.not_ready_reason = None
+
+    def describe(self) -> dict[str, Any]:
+        if self.config.task_type != TaskType.TEXT_EMBEDDING:
+            return {}
+        settings = self.config.service_settings
+        out: dict[str, Any] = {}
+        dimensions = getattr(settings, "dimensions", None) or self._learned_dimensions
+        if dimensions:
+            out["dimensions"] = dimensions
+        out["similarity"] = getattr(settings, "similarity", None) or self.default_similarity
+        return out
+
+    # ---- the hooks service modules use ----------------------------------------------
+    def setting(self, name: str, default: Any = None) -> Any:
+        value = getattr(self.config.service_settings, name, None)
+        return default if value is None else value
+
+    def secret(self, name: str) -> str:
+        value = self.config.secret(name)
+        return value or ""
+
+    def base_url(self, default: str) -> str:
+        """The catalog's ``url`` override, else the provider's own base URL (no trailing slash)."""
+        return (self.setting("url") or default).rstrip("/")
+
+    async def authorize(self, request: httpx.Request) -> None:
+        """Add credentials that depend on the moment or on the body (tokens, signatures)."""
+
+    def _secret_values(self) -> list[str]:
+        return [value.get_secret_value() for value in self.config.plain_secrets().values()]
+
+    # ---- one request ----------------------------------------------------------------
+    async def call_json(
+        self,
+        url: str,
+        body: Any,
+        request: InferenceRequest,
+        *,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        method: str = "POST",
+    ) -> Any:
+        """Send ``body`` as JSON and return the provider's JSON answer, or raise."""
+        loop = asyncio.get_running_loop()
+        timeout = request.timeout
+        deadline = loop.time() + timeout
+        await self.rate_limiter.acquire(timeout)
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._send(method, url, body, headers, params, deadline, stream=False)
+        except TimeoutError:
+            raise faults.timed_out(timeout, self.service) from None
+        try:
+            return response.json()
+        except ValueError:
+            raise self.malformed(
+                f"the answer is not JSON (content-type [{response.headers.get('content-type', '')}])"
+            ) from None
+
+    @contextlib.asynccontextmanager
+    async def open_stream(
+        self,
+        url: str,
+        body: Any,
+        request: InferenceRequest,
+        *,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """A streaming answer: connecting and the first byte must fit in the timeout, then
+        each chunk must come within it."""
+        loop = asyncio.get_running_loop()
+        timeout = request.timeout
+        deadline = loop.time() + timeout
+        await self.rate_limiter.acquire(timeout)
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._send("POST", url, body, headers, params, deadline, stream=True)
+        except TimeoutError:
+            raise faults.timed_out(timeout, self.service) from None
+        try:
+            yield response
+        except httpx.TimeoutException:
+            raise faults.timed_out(timeout, self.service) from None
+        except httpx.TransportError as exc:
+            raise faults.unreachable(exc, self.service, self.redact) from None
+        except ParseErrors as exc:
+            raise self.malformed(f"a streamed event could not be read: {_describe(exc)}") from None
+        finally:
+            await response.aclose()
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        headers: dict[str, str] | None,
+        params: dict[str, str] | None,
+        deadline: float,
+        *,
+        stream: bool,
+    ) -> httpx.Response:
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            attempt += 1
+            outgoing = self.client.build_request(
+                method,
+                url,
+                json=body,
+                headers=headers,
+                params=params,
+                timeout=httpx.Timeout(max(0.001, deadline - loop.time())),
+            )
+            await self.authorize(outgoing)
+            response: httpx.Response | None = None
+            try:
+                response = await self.client.send(outgoing, stream=stream)
+            except httpx.TimeoutException:
+                raise TimeoutError from None
+            except httpx.TransportError as exc:
+                error = faults.unreachable(exc, self.service, self.redact)
+            else:
+                if response.is_success:
+                    return response
+                if stream:
+                    await response.aread()
+                    await response.aclose()
+                error = self.provider_error(response)
+                if not retries.retryable(response):
+                    raise error
+            if attempt >= retries.MAX_ATTEMPTS:
+                raise error
+            delay = retries.backoff(attempt, response)
+            if loop.time() + delay >= deadline:
+                raise error
+            log.info(
+                "Retrying request of endpoint [%s] to the [%s] service in %.2fs (attempt %d): status [%s]",
+                self.config.inference_id, self.service, delay, attempt + 1,
+                response.status_code if response is not None else "no answer",
+            )
+            await asyncio.sleep(delay)
+
+    # ---- answers ----------------------------------------------------------------------
+    def provider_error(self, response: httpx.Response) -> ElasticsearchError:
+        return faults.provider_error(
+            response, inference_id=self.config.inference_id, service=self.service, redact=self.redact
+        )
+
+    def malformed(self, detail: str) -> ElasticsearchError:
+        return faults.malformed(self.service, self.config.inference_id, detail, self.redact)
+
+    def translate(self, parse: Callable[..., Any], answer: Any, *args: Any) -> Any:
+        """Run a pure parser over a provider answer; a shape it cannot read is a 502."""
+        try:
+            return parse(answer, *args)
+        except ElasticsearchError:
+            raise
+        except ParseErrors as exc:
+            raise self.malformed(_describe(exc)) from None
+
+    def unsupported(self, what: str) -> ElasticsearchError:
+        return ElasticsearchError(
+            400, "status_exception", f"The [{self.service}] service does not support {what}"
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing field [{exc.args[0] if exc.args else ''}]"
+    if isinstance(exc, IndexError):
+        return "a list is shorter than expected"
+    return str(exc) or type(exc).__name__
+
+
+def float_vector(values: Any) -> list[float]:
+    """A list of numbers, or a ValueError/TypeError for anything else."""
+    if not isinstance(values, list) or not values:
+        raise ValueError("an embedding is not a non-empty list of numbers")
+    return [_number(v) for v in values]
+
+
+def byte_vector(values: Any) -> list[int]:
+    if not isinstance(values, list) or not values:
+        raise ValueError("an embedding is not a non-empty list of integers")
+    out = [int(_number(v)) for v in values]
+    if any(not -128 <= v <= 255 for v in out):
+        raise ValueError("a byte embedding holds values outside [-128, 255]")
+    return out
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a number, got [{str(value)[:40]}]")
+    return float(value)
+
+
+def expect_count(items: list, count: int, what: str) -> list:
+    if not isinstance(items, list):
+        raise ValueError(f"[{what}] is not a list")
+    if len(items) != count:
+        raise ValueError(f"expected {count} {what}, got {len(items)}")
+    return items
+
+
+def text_embeddings(vectors: list[list[float]]) -> dict[str, Any]:
+    return {"text_embedding": [{"embedding": v} for v in vectors]}
+
+
+def completions(texts: list[str]) -> dict[str, Any]:
+    return {"completion": [{"result": t} for t in texts]}
+
+
+def delta(text: str) -> dict[str, Any]:
+    return {"completion": [{"delta": text}]}
+
+
+def rerank_results(scored: list[tuple[int, float, str | None]], top_n: int | None = None) -> dict[str, Any]:
+    """ES's rerank: best first, each with the input's index, its score, and the text if known."""
+    ordered = sorted(scored, key=lambda s: s[1], reverse=True)
+    if top_n:
+        ordered = ordered[:top_n]
+    out = []
+    for index, score, text in ordered:
+        item: dict[str, Any] = {"index": int(index), "relevance_score": _number(score)}
+        if text is not None:
+            item["text"] = text
+        out.append(item)
+    return {"rerank": out}

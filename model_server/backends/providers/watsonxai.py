@@ -1,0 +1,69 @@
+"""IBM watsonx.ai: ``/ml/v1/text/embeddings?version=<api_version>`` at the regional
+``url``, with a bearer token from IBM Cloud IAM (the API key exchanged at
+``https://iam.cloud.ibm.com/identity/token``), cached until shortly before it expires.
+
+The IAM URL can be changed with the ``iam_url`` option (private clouds, tests).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...catalog import InferenceEndpointConfig
+from ...errors import ElasticsearchError
+from ..base import InferenceRequest
+from .proxy import ProviderBackend, expect_count, float_vector, text_embeddings
+from .tokens import TokenCache
+
+IAM_URL = "https://iam.cloud.ibm.com/identity/token"
+APIKEY_GRANT = "urn:ibm:params:oauth:grant-type:apikey"
+
+
+def parse_embeddings(answer: dict[str, Any], count: int) -> dict[str, Any]:
+    results = expect_count(answer["results"], count, "results")
+    return text_embeddings([float_vector(r["embedding"]) for r in results])
+
+
+def parse_iam(response: Any) -> tuple[str, float]:
+    answer = response.json()
+    return str(answer["access_token"]), float(answer["expires_in"])
+
+
+class WatsonxBackend(ProviderBackend):
+    def __init__(self, config: InferenceEndpointConfig, *, iam_url: str = IAM_URL, **options: Any) -> None:
+        super().__init__(config, **options)
+        self.iam_url = iam_url
+        self.tokens = TokenCache(self._exchange)
+
+    async def _exchange(self) -> tuple[str, float]:
+        try:
+            response = await self.client.post(
+                self.iam_url,
+                data={"grant_type": APIKEY_GRANT, "apikey": self.secret("api_key")},
+                headers={"Accept": "application/json"},
+            )
+        except Exception as exc:  # transport failures of the token exchange
+            raise ElasticsearchError(
+                502, "status_exception", f"Failed to obtain an IAM token for the [{self.service}] service: "
+                f"{type(exc).__name__}"
+            ) from None
+        if not response.is_success:
+            raise self.provider_error(response)
+        return self.translate(parse_iam, response)
+
+    async def authorize(self, request) -> None:
+        request.headers["Authorization"] = f"Bearer {await self.tokens.token()}"
+
+    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+        url = f"{self.setting('url').rstrip('/')}/ml/v1/text/embeddings"
+        body = {
+            "inputs": list(request.input),
+            "model_id": self.setting("model_id"),
+            "project_id": self.setting("project_id"),
+        }
+        answer = await self.call_json(url, body, request, params={"version": self.setting("api_version")})
+        return self.translate(parse_embeddings, answer, len(request.input))
+
+
+def create_backend(config: InferenceEndpointConfig, **options: Any) -> WatsonxBackend:
+    return WatsonxBackend(config, **options)

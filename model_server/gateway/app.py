@@ -1,0 +1,33 @@
+"""The gateway's HTTP app: the API layer's inference routes plus the management API
+and Elasticsearch's root document, over any ``ManagedEndpointStore``.
+
+Local mode and ``kubeinfer gateway`` both build their app here; only the store (and,
+in a cluster, the authorization in front) differs.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Callable
+
+from fastapi import FastAPI
+
+from ..api.app import create_app
+from .management import management_router
+from .product import root_router
+from .store import ManagedEndpointStore
+
+
+def create_gateway_app(
+    store: ManagedEndpointStore,
+    *,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None = None,
+    name: str = "kubeinfer",
+) -> FastAPI:
+    """Elasticsearch's whole inference API over ``store``."""
+    return create_app(
+        store,
+        extra_routers=[root_router(name=name), management_router(store)],
+        lifespan=lifespan,
+        title=name,
+    )

@@ -1,0 +1,178 @@
+"""Elasticsearch's ``manage_inference`` / ``monitor_inference`` privileges, mapped to RBAC.
+
+Every ``/_inference`` request must carry the caller's bearer token. The gateway asks the
+API server who the token belongs to (TokenReview) and whether that user may act on
+``inferenceendpoints.kubeinfer.io`` in the gateway's namespace (SubjectAccessReview):
+``create`` to create, ``update`` to update, ``delete`` to delete, ``get`` to read an
+endpoint or run inference. No token, or one the API server does not accept: 401. Not
+allowed: 403. Both in Elasticsearch's ``security_exception`` shape. Answers are cached
+for a few seconds per token and verb, so inference does not cost two API calls each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ElasticsearchError
+from .kube_api import KubeApi, KubeApiError
+
+GROUP = "kubeinfer.io"
+RESOURCE = "inferenceendpoints"
+
+_UPDATE = re.compile(r"^/_inference/(?:[^/]+/)?[^/]+/_update/?$")
+
+
+@dataclass(frozen=True)
+class Privilege:
+    verb: str
+    # The Elasticsearch action the request stands for, as its security errors name it.
+    action: str
+
+
+def required_privilege(method: str, path: str) -> Privilege | None:
+    """What a request needs; None for paths outside the inference API."""
+    if not (path == "/_inference" or path.startswith("/_inference/")):
+        return None
+    if method == "PUT":
+        if _UPDATE.match(path):
+            return Privilege("update", "cluster:admin/xpack/inference/update")
+        return Privilege("create", "cluster:admin/xpack/inference/put")
+    if method == "DELETE":
+        return Privilege("delete", "cluster:admin/xpack/inference/delete")
+    if method == "POST":
+        return Privilege("get", "cluster:monitor/xpack/inference")
+    return Privilege("get", "cluster:monitor/xpack/inference/get")
+
+
+def unauthenticated(path: str) -> ElasticsearchError:
+    return ElasticsearchError(
+        401, "security_exception", f"missing authentication credentials for REST request [{path}]"
+    )
+
+
+def unauthorized(privilege: Privilege, user: str) -> ElasticsearchError:
+    return ElasticsearchError(
+        403,
+        "security_exception",
+        f"action [{privilege.action}] is unauthorized for user [{user}], this action is granted by the "
+        f"Kubernetes RBAC verb [{privilege.verb}] on [{RESOURCE}.{GROUP}]",
+    )
+
+
+class SubjectAccessReviewer:
+    """Answers "may this token do that?" with TokenReview and SubjectAccessReview."""
+
+    def __init__(self, api: KubeApi, namespace: str, *, cache_seconds: float = 10.0) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.cache_seconds = cache_seconds
+        self._cache: dict[tuple[str, str], tuple[float, ElasticsearchError | None]] = {}
+
+    async def check(self, token: str, privilege: Privilege, path: str) -> None:
+        key = (hashlib.sha256(token.encode()).hexdigest(), privilege.verb)
+        cached = self._cache.get(key)
+        now = time.monotonic()
+        if cached and cached[0] > now:
+            if cached[1] is not None:
+                raise cached[1]
+            return
+        error = await self._review(token, privilege, path)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (now + self.cache_seconds, error)
+        if error is not None:
+            raise error
+
+    async def _review(self, token: str, privilege: Privilege, path: str) -> ElasticsearchError | None:
+        try:
+            review = await self.api.create(
+                "/apis/authentication.k8s.io/v1/tokenreviews",
+                {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}},
+            )
+            status = review.get("status") or {}
+            if not status.get("authenticated"):
+                return ElasticsearchError(
+                    401,
+                    "security_exception",
+                    f"unable to authenticate with provided credentials for REST request [{path}]",
+                )
+            user = status.get("user") or {}
+            access = await self.api.create(
+                "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                {
+                    "apiVersion": "authorization.k8s.io/v1",
+                    "kind": "SubjectAccessReview",
+                    "spec": {
+                        "user": user.get("username", ""),
+                        "uid": user.get("uid"),
+                        "groups": user.get("groups", []),
+                        "extra": user.get("extra"),
+                        "resourceAttributes": {
+                            "namespace": self.namespace,
+                            "verb": privilege.verb,
+                            "group": GROUP,
+                            "resource": RESOURCE,
+                        },
+                    },
+                },
+            )
+        except KubeApiError as exc:
+            reason = exc.reason or exc.status
+            return ElasticsearchError(503, "status_exception", f"Authorization check failed: {reason}")
+        if (access.get("status") or {}).get("allowed"):
+            return None
+        return unauthorized(privilege, user.get("username", "unknown"))
+
+
+class InferenceAuthorization:
+    """ASGI middleware guarding the inference API with a ``SubjectAccessReviewer``."""
+
+    def __init__(self, app: Any, reviewer: SubjectAccessReviewer) -> None:
+        self.app = app
+        self.reviewer = reviewer
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        privilege = required_privilege(scope.get("method", "GET"), path)
+        if privilege is None:
+            await self.app(scope, receive, send)
+            return
+        token = _bearer_token(scope)
+        try:
+            if token is None:
+                raise unauthenticated(path)
+            await self.reviewer.check(token, privilege, path)
+        except ElasticsearchError as exc:
+            await _send_error(send, exc)
+            return
+        await self.app(scope, receive, send)
+
+
+def _bearer_token(scope: dict) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"authorization":
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and credentials.strip():
+                return credentials.strip()
+    return None
+
+
+async def _send_error(send: Any, error: ElasticsearchError) -> None:
+    body = json.dumps(error.to_body()).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-elastic-product", b"Elasticsearch"),
+    ]
+    if error.status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="kubeinfer"'))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,95 @@
+"""A backend that forwards inference to an endpoint's own server (its Kubernetes Service).
+
+The endpoint pod answers Elasticsearch's JSON already: bodies come back as they are,
+errors are re-raised as the ``ElasticsearchError`` the pod reported, and streamed
+completions are relayed event by event as they arrive, never buffered whole.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, AsyncIterator
+
+import httpx
+
+from ..backends.base import Backend, InferenceRequest
+from ..catalog import InferenceEndpointConfig
+from ..errors import ElasticsearchError, status_exception
+
+
+def request_body(request: InferenceRequest) -> dict[str, Any]:
+    """The inference request body Elasticsearch takes, rebuilt from ``request``."""
+    body: dict[str, Any] = {"input": list(request.input)}
+    if request.query is not None:
+        body["query"] = request.query
+    if request.input_type is not None:
+        body["input_type"] = request.input_type
+    if request.task_settings:
+        body["task_settings"] = dict(request.task_settings)
+    return body
+
+
+def _upstream_error(status: int, payload: Any, inference_id: str) -> ElasticsearchError:
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict) and "type" in error:
+        return ElasticsearchError(int(payload.get("status", status)), error["type"], str(error.get("reason", "")))
+    return status_exception(f"Inference endpoint [{inference_id}] answered with HTTP status [{status}]", 502)
+
+
+class ForwardingBackend(Backend):
+    """Serves ``config`` by calling ``base_url``, where the endpoint's server listens."""
+
+    def __init__(self, config: InferenceEndpointConfig, base_url: str, client: httpx.AsyncClient) -> None:
+        super().__init__(config)
+        self.base_url = base_url.rstrip("/")
+        self.client = client
+
+    def _url(self, suffix: str = "") -> str:
+        return f"{self.base_url}/_inference/{self.config.task_type.value}/{self.config.inference_id}{suffix}"
+
+    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+        try:
+            response = await self.client.post(
+                self._url(), json=request_body(request), params={"timeout": f"{request.timeout:g}s"},
+                timeout=request.timeout + 5,
+            )
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if response.status_code >= 400 or not isinstance(payload, dict):
+            raise _upstream_error(response.status_code, payload, self.config.inference_id)
+        return payload
+
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+        try:
+            async with self.client.stream(
+                "POST", self._url("/_stream"), json=request_body(request),
+                headers={"Accept": "text/event-stream"}, timeout=request.timeout + 5,
+            ) as response:
+                if response.status_code >= 400:
+                    raw = await response.aread()
+                    try:
+                        payload = json.loads(raw)
+                    except ValueError:
+                        payload = None
+                    raise _upstream_error(response.status_code, payload, self.config.inference_id)
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    event = json.loads(data)
+                    if isinstance(event, dict) and "error" in event:
+                        raise _upstream_error(int(event.get("status", 500)), event, self.config.inference_id)
+                    yield event
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: Exception) -> ElasticsearchError:
+        return status_exception(
+            f"Inference endpoint [{self.config.inference_id}] is unreachable: {type(exc).__name__}", 502
+        )

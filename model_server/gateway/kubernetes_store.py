@@ -1,0 +1,258 @@
+"""Endpoints as InferenceEndpoint custom resources: the store behind ``kubeinfer gateway``.
+
+Create makes a CR (and, for secrets given in plain text, a Secret owned by the CR that
+the CR references with ``secretKeyRef``), then waits for the operator to report the
+endpoint Ready. Get and list read CRs; delete deletes the CR (its Secret goes with it).
+Inference goes to the URL the operator put in the CR's status. What the operator builds
+from a CR is not this module's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from ..backends.base import Backend
+from ..catalog import API_VERSION, InferenceEndpointConfig, SecretKeyRef, from_manifest
+from ..errors import ElasticsearchError, not_found, status_exception, validation_exception
+from .forwarding import ForwardingBackend
+from .kube_api import KubeApi, KubeApiError
+from .store import already_exists
+
+log = logging.getLogger("kubeinfer.gateway")
+
+GROUP_VERSION = API_VERSION  # kubeinfer.io/v1alpha1
+PLURAL = "inferenceendpoints"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "kubeinfer-gateway"}
+
+
+def resource_name(inference_id: str) -> str:
+    """The CR's name: the inference id, with ``_`` (not allowed in names) as ``-``."""
+    return inference_id.replace("_", "-")
+
+
+def secret_name(inference_id: str) -> str:
+    return f"{resource_name(inference_id)}-secrets"
+
+
+def ready_condition(obj: dict[str, Any]) -> dict[str, Any] | None:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return condition
+    return None
+
+
+def is_ready(obj: dict[str, Any]) -> bool:
+    """Ready=True for the CR's current generation, with a URL to send requests to."""
+    status = obj.get("status") or {}
+    condition = ready_condition(obj)
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = status.get("observedGeneration")
+    current = generation is None or observed is None or observed >= generation
+    return bool(condition and condition.get("status") == "True" and current and status.get("url"))
+
+
+def owned_secret(config: InferenceEndpointConfig, cr: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """The Secret holding ``config``'s plain secrets, owned by (deleted with) the CR."""
+    meta = cr["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": secret_name(config.inference_id),
+            "namespace": namespace,
+            "labels": dict(MANAGED_BY),
+            "ownerReferences": [{
+                "apiVersion": GROUP_VERSION, "kind": "InferenceEndpoint", "name": meta["name"],
+                "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
+            }],
+        },
+        "data": {
+            name: base64.b64encode(value.get_secret_value().encode()).decode()
+            for name, value in config.plain_secrets().items()
+        },
+    }
+
+
+def with_secret_references(config: InferenceEndpointConfig) -> InferenceEndpointConfig:
+    """``config`` with each plain secret replaced by a reference to the owned Secret."""
+    refs = {
+        name: SecretKeyRef.model_validate({"secretKeyRef": {"name": secret_name(config.inference_id), "key": name}})
+        for name in config.plain_secrets()
+    }
+    return config.with_secret_refs(refs) if refs else config
+
+
+class KubernetesEndpointStore:
+    """InferenceEndpoints in one namespace of the cluster ``api`` talks to."""
+
+    def __init__(self, api: KubeApi, namespace: str, *, http: httpx.AsyncClient | None = None,
+                 poll_interval: float = 0.5, cache_seconds: float = 1.0) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
+        self.poll_interval = poll_interval
+        # Inference reads its endpoint twice per request (config, then backend): a short
+        # cache spares the API server; this replica's own changes drop their entry at once.
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, dict[str, Any], InferenceEndpointConfig]] = {}
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.api.close()
+
+    # ---- paths ---------------------------------------------------------------------
+    @property
+    def _collection(self) -> str:
+        return f"/apis/{GROUP_VERSION}/namespaces/{self.namespace}/{PLURAL}"
+
+    def _cr_path(self, inference_id: str) -> str:
+        return f"{self._collection}/{resource_name(inference_id)}"
+
+    def _secret_path(self, name: str | None = None) -> str:
+        base = f"/api/v1/namespaces/{self.namespace}/secrets"
+        return f"{base}/{name}" if name else base
+
+    # ---- reading -------------------------------------------------------------------
+    async def _read(self, inference_id: str, *, cached: bool = False) -> tuple[dict[str, Any], InferenceEndpointConfig]:
+        hit = self._cache.get(inference_id) if cached else None
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1], hit[2]
+        try:
+            obj = await self.api.get(self._cr_path(inference_id))
+        except KubeApiError as exc:
+            raise not_found(inference_id) if exc.status == 404 else _api_failure(exc) from None
+        config = from_manifest(obj)
+        if config.inference_id != inference_id:
+            raise not_found(inference_id)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[inference_id] = (time.monotonic() + self.cache_seconds, obj, config)
+        return obj, config
+
+    async def list(self) -> list[InferenceEndpointConfig]:
+        try:
+            items = (await self.api.get(self._collection)).get("items") or []
+        except KubeApiError as exc:
+            raise _api_failure(exc) from None
+        configs = []
+        for obj in items:
+            try:
+                configs.append(from_manifest(obj))
+            except ElasticsearchError as exc:  # a CR the operator will also reject
+                log.warning("skipping InferenceEndpoint %s: %s", obj.get("metadata", {}).get("name"), exc.reason)
+        return configs
+
+    async def get(self, inference_id: str) -> InferenceEndpointConfig:
+        return (await self._read(inference_id, cached=True))[1]
+
+    async def backend(self, inference_id: str) -> Backend:
+        obj, config = await self._read(inference_id, cached=True)
+        url = (obj.get("status") or {}).get("url")
+        if not url or not is_ready(obj):
+            condition = ready_condition(obj) or {}
+            detail = condition.get("message") or condition.get("reason") or "waiting for the operator"
+            raise status_exception(f"Inference endpoint [{inference_id}] is not ready: {detail}", 409)
+        return ForwardingBackend(config, url, self.http)
+
+    # ---- management ----------------------------------------------------------------
+    async def create(self, config: InferenceEndpointConfig, *, timeout: float) -> InferenceEndpointConfig:
+        self._cache.pop(config.inference_id, None)
+        stored = with_secret_references(config)
+        manifest = stored.to_manifest(name=resource_name(config.inference_id), namespace=self.namespace)
+        manifest["metadata"]["labels"] = dict(MANAGED_BY)
+        try:
+            cr = await self.api.create(self._collection, manifest)
+        except KubeApiError as exc:
+            if exc.status == 409:
+                raise already_exists(config.inference_id) from None
+            raise _api_failure(exc) from None
+        if config.plain_secrets():
+            try:
+                await self.api.create(self._secret_path(), owned_secret(config, cr, self.namespace))
+            except KubeApiError as exc:
+                # Nothing half-made: without its Secret the endpoint could never start.
+                await self._delete_quietly(self._cr_path(config.inference_id))
+                raise _api_failure(exc) from None
+        await self._wait_ready(config.inference_id, timeout)
+        return stored
+
+    async def update(self, config: InferenceEndpointConfig, *, timeout: float) -> InferenceEndpointConfig:
+        self._cache.pop(config.inference_id, None)
+        obj, _ = await self._read(config.inference_id)
+        if config.plain_secrets():
+            await self._write_secret(config, obj)
+        stored = with_secret_references(config)
+        manifest = stored.to_manifest(name=obj["metadata"]["name"], namespace=self.namespace)
+        obj = {**obj, "spec": manifest["spec"]}
+        try:
+            await self.api.replace(self._cr_path(config.inference_id), obj)
+        except KubeApiError as exc:
+            raise _api_failure(exc) from None
+        await self._wait_ready(config.inference_id, timeout)
+        return stored
+
+    async def delete(self, inference_id: str) -> None:
+        self._cache.pop(inference_id, None)
+        try:
+            await self.api.delete(self._cr_path(inference_id))
+        except KubeApiError as exc:
+            raise not_found(inference_id) if exc.status == 404 else _api_failure(exc) from None
+        # Garbage collection removes the owned Secret too; deleting it now frees the name
+        # for a new endpoint of the same id at once.
+        await self._delete_quietly(self._secret_path(secret_name(inference_id)))
+
+    async def _write_secret(self, config: InferenceEndpointConfig, cr: dict[str, Any]) -> None:
+        secret = owned_secret(config, cr, self.namespace)
+        path = self._secret_path(secret["metadata"]["name"])
+        try:
+            await self.api.merge_patch(path, {"data": secret["data"]})
+        except KubeApiError as exc:
+            if exc.status != 404:
+                raise _api_failure(exc) from None
+            try:
+                await self.api.create(self._secret_path(), secret)
+            except KubeApiError as exc2:
+                raise _api_failure(exc2) from None
+
+    async def _wait_ready(self, inference_id: str, timeout: float) -> None:
+        """Return once the operator reports Ready; Elasticsearch's timeout error otherwise."""
+        if timeout <= 0:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            obj, _ = await self._read(inference_id)
+            if is_ready(obj):
+                return
+            if time.monotonic() >= deadline:
+                condition = ready_condition(obj) or {}
+                detail = condition.get("message") or condition.get("reason") or "no status from the operator yet"
+                raise status_exception(
+                    f"Timed out after [{timeout:g}s] waiting for inference endpoint [{inference_id}] to be ready "
+                    f"({detail}); it was created and becomes usable once ready",
+                    408,
+                )
+            await asyncio.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0.01)))
+
+    async def _delete_quietly(self, path: str) -> None:
+        try:
+            await self.api.delete(path)
+        except KubeApiError as exc:
+            if exc.status != 404:
+                log.warning("could not delete %s: %s", path, exc)
+
+
+def _api_failure(exc: KubeApiError) -> ElasticsearchError:
+    if exc.status == 422:
+        return validation_exception(exc.message)
+    if exc.status == 403:
+        return ElasticsearchError(
+            500, "status_exception", f"The gateway is not allowed to do this in Kubernetes: {exc.message}"
+        )
+    return status_exception(f"Kubernetes API error: {exc.reason or exc.status}", 503 if exc.status >= 500 else 500)

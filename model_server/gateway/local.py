@@ -1,0 +1,154 @@
+"""``kubeinfer local``: Elasticsearch's whole inference API in one process, no cluster.
+
+Endpoints come from InferenceEndpoint manifests (``-f`` files or folders) and from PUT
+calls; the backends (local models, external providers) run in this process. Endpoints
+created by PUT persist in ``--state-dir`` and come back on the next start;
+``secretKeyRef`` settings are read from ``--secrets-dir``, laid out as Kubernetes
+mounts a Secret (``<dir>/<secret name>/<key>``). Ctrl-C stops cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, TextIO
+
+from fastapi import FastAPI
+
+from ..backends.base import Backend
+from ..catalog import InferenceEndpointConfig, TaskType, create_backend, from_manifest
+from ..errors import ElasticsearchError
+from ..manifests import ManifestError, load_manifests
+from ..secrets import SecretResolver
+from .app import create_gateway_app
+from .local_store import DEFAULT_STATE_DIR, EndpointState, LocalEndpointStore
+from .packaged_models import prefer_packaged_model
+
+log = logging.getLogger("kubeinfer.local")
+
+DEFAULT_SECRETS_DIR = Path("~/.kubeinfer/secrets")
+
+# A request body to try, per task type.
+EXAMPLE_BODIES: dict[TaskType, dict[str, Any]] = {
+    TaskType.TEXT_EMBEDDING: {"input": ["The quick brown fox jumps over the lazy dog"]},
+    TaskType.SPARSE_EMBEDDING: {"input": ["The quick brown fox jumps over the lazy dog"]},
+    TaskType.RERANK: {
+        "query": "What do foxes jump over?",
+        "input": ["Foxes jump over lazy dogs.", "Kubernetes schedules pods.", "Dogs sleep in the sun."],
+    },
+    TaskType.COMPLETION: {"input": "Say hello in French"},
+}
+
+# A create call to try; served offline when the model's PyPI package is installed.
+EXAMPLE_CREATE_BODY = {
+    "service": "elasticsearch",
+    "service_settings": {"model_id": "sentence-transformers/all-MiniLM-L6-v2", "num_allocations": 1, "num_threads": 1},
+}
+
+
+def load_endpoint_manifests(paths: list[str]) -> list[InferenceEndpointConfig]:
+    """Every InferenceEndpoint under ``paths``, validated; errors name the file."""
+    configs: dict[str, tuple[str, InferenceEndpointConfig]] = {}
+    for source, manifest in load_manifests(paths):
+        try:
+            config = from_manifest(manifest)
+        except ElasticsearchError as exc:
+            raise ManifestError(source, f"{exc.type}: {exc.reason}") from None
+        if config.inference_id in configs:
+            raise ManifestError(source, f"inference id [{config.inference_id}] is also defined in "
+                                        f"{configs[config.inference_id][0]}")
+        configs[config.inference_id] = (source, config)
+    return [config for _, config in configs.values()]
+
+
+def curl_commands(base_url: str, configs: list[InferenceEndpointConfig]) -> list[str]:
+    """Commands a user can paste to try the endpoints."""
+    lines = [f"curl -s {base_url}/_inference"]
+    for config in sorted(configs, key=lambda c: c.inference_id):
+        body = json.dumps(EXAMPLE_BODIES[config.task_type])
+        path = f"{base_url}/_inference/{config.task_type.value}/{config.inference_id}"
+        lines.append(f"curl -s -X POST {path} -H 'Content-Type: application/json' -d '{body}'")
+        if config.task_type is TaskType.COMPLETION:
+            lines.append(f"curl -s -N -X POST {path}/_stream -H 'Content-Type: application/json' -d '{body}'")
+    lines.append(
+        f"curl -s -X PUT {base_url}/_inference/text_embedding/my-embeddings -H 'Content-Type: application/json' "
+        f"-d '{json.dumps(EXAMPLE_CREATE_BODY)}'"
+    )
+    return lines
+
+
+def banner(base_url: str, configs: list[InferenceEndpointConfig], state_dir: Path) -> str:
+    out = [f"kubeinfer local: Elasticsearch's inference API at {base_url}", ""]
+    if configs:
+        out.append("Endpoints:")
+        width = max(len(c.inference_id) for c in configs)
+        for c in sorted(configs, key=lambda c: c.inference_id):
+            out.append(f"  {c.inference_id:<{width}}  {c.task_type.value:<16} {c.service}")
+    else:
+        out.append("No endpoints yet: create one with PUT /_inference/<task_type>/<inference_id>.")
+    out += ["", "Try:"]
+    out += [f"  {line}" for line in curl_commands(base_url, configs)]
+    out += ["", f"Endpoints created with PUT are kept in {state_dir}. Stop with Ctrl-C.", ""]
+    return "\n".join(out)
+
+
+def build_local_app(
+    store: LocalEndpointStore,
+    manifests: list[InferenceEndpointConfig],
+    *,
+    base_url: str,
+    out: TextIO | None = None,
+) -> FastAPI:
+    """The local app; its lifespan starts the endpoints and closes them on the way out."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Model downloads can take long: no time limit at start-up.
+        for config in manifests:
+            try:
+                await store.add_from_manifest(config, timeout=math.inf)
+            except ElasticsearchError as exc:
+                log.error("endpoint [%s] did not start: %s", config.inference_id, exc.reason)
+        await store.restore(timeout=math.inf)
+        state_dir = store.state.directory if store.state is not None else Path("-")
+        print(banner(base_url, await store.list(), state_dir), file=out or sys.stdout, flush=True)
+        try:
+            yield
+        finally:
+            await store.close()
+            log.info("all endpoints closed")
+
+    return create_gateway_app(store, lifespan=lifespan, name="kubeinfer-local")
+
+
+def run_local(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
+    try:
+        manifests = load_endpoint_manifests(list(args.files))
+    except ManifestError as exc:
+        print(f"kubeinfer local: {exc}", file=sys.stderr)
+        return 2
+    state = EndpointState(args.state_dir or DEFAULT_STATE_DIR)
+    # Secrets come from files only: one environment variable cannot serve many endpoints.
+    secrets = SecretResolver(Path(args.secrets_dir or DEFAULT_SECRETS_DIR).expanduser(), environ={})
+    options = {"cache_dir": args.cache_dir} if getattr(args, "cache_dir", None) else {}
+    def backend_factory(config: InferenceEndpointConfig) -> Backend:
+        return create_backend(prefer_packaged_model(config), **options)
+
+    store = LocalEndpointStore(state, resolve=secrets.resolve, backend_factory=backend_factory)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    app = build_local_app(store, manifests, base_url=f"http://{host}:{args.port}")
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False))
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+        pass
+    return 0 if server.started else 1

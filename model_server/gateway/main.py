@@ -1,0 +1,67 @@
+"""``kubeinfer gateway``: Elasticsearch's inference API for every endpoint in a namespace.
+
+Endpoints are InferenceEndpoint resources; callers are checked against Kubernetes RBAC
+with their bearer token (unless ``--no-auth``, for development). The gateway runs with
+its own service account, which needs: get/list/create/update/patch/delete on
+inferenceendpoints, create/patch/delete on secrets, create on tokenreviews and
+subjectaccessreviews.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI
+
+from .app import create_gateway_app
+from .auth import InferenceAuthorization, SubjectAccessReviewer
+from .kube_api import ClusterConnection, KubeApi
+from .kubernetes_store import KubernetesEndpointStore
+
+log = logging.getLogger("kubeinfer.gateway")
+
+
+def build_gateway_app(connection: ClusterConnection, namespace: str, *, auth: bool = True,
+                      poll_interval: float = 0.5) -> FastAPI:
+    """The gateway over the cluster ``connection`` leads to; endpoints live in ``namespace``."""
+    api = KubeApi(connection)
+    store = KubernetesEndpointStore(api, namespace, poll_interval=poll_interval)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await store.close()
+
+    app = create_gateway_app(store, lifespan=lifespan, name="kubeinfer-gateway")
+    if auth:
+        app.add_middleware(InferenceAuthorization, reviewer=SubjectAccessReviewer(api, namespace))
+    return app
+
+
+def run_gateway(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
+    try:
+        connection = ClusterConnection.discover()
+    except Exception as exc:  # no service account and no usable kubeconfig
+        print(f"kubeinfer gateway: cannot reach a Kubernetes API server: {exc}", file=sys.stderr)
+        return 2
+    namespace = args.namespace or connection.namespace
+    if args.no_auth:
+        log.warning("authorization is off: every caller may create, delete and use endpoints")
+    app = build_gateway_app(connection, namespace, auth=not args.no_auth)
+    log.info("serving the inference API for namespace %s on %s:%s", namespace, args.host, args.port)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False))
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    return 0

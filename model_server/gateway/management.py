@@ -1,0 +1,105 @@
+"""Elasticsearch's inference management API: create, update, get and delete endpoints.
+
+Paths, parameters, bodies and errors follow Elasticsearch's REST API. The routes call a
+``ManagedEndpointStore`` and raise ``ElasticsearchError``; the app's error handlers
+render it. Inference itself (``POST``) is served by the API layer's inference routes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from ..api.errors import read_json_body
+from ..api.inference_request import parse_time_value
+from ..catalog import parse_endpoint, parse_task_type
+from ..errors import ElasticsearchError, status_exception
+from .store import ManagedEndpointStore, cannot_update, check_task_type, merge_update, resolve_task_type
+
+
+def management_router(store: ManagedEndpointStore) -> APIRouter:
+    """The create, update, get and delete routes over ``store``."""
+    router = APIRouter()
+
+    async def put_endpoint(request: Request, inference_id: str, task_type: str | None) -> dict[str, Any]:
+        timeout = parse_time_value(request.query_params.get("timeout"))
+        body = await read_json_body(request)
+        if not isinstance(body, dict):
+            raise ElasticsearchError(400, "parse_exception", "request body must be an object")
+        task = resolve_task_type(task_type, body.get("task_type"))
+        config = parse_endpoint(inference_id, task, body)
+        created = await store.create(config, timeout=timeout)
+        return created.es_view()
+
+    async def update_endpoint(request: Request, inference_id: str, task_type: str | None) -> dict[str, Any]:
+        timeout = parse_time_value(request.query_params.get("timeout"))
+        body = await read_json_body(request)
+        requested = parse_task_type(task_type) if task_type is not None else None
+        try:
+            existing = await store.get(inference_id)
+        except ElasticsearchError as exc:
+            if exc.status == 404:
+                raise cannot_update(inference_id) from None
+            raise
+        if requested is not None and requested != existing.task_type:
+            raise status_exception("Task type must match the task type of the existing endpoint")
+        updated = await store.update(merge_update(existing, body), timeout=timeout)
+        return updated.es_view()
+
+    async def get_endpoints(task_type: str | None, inference_id: str | None) -> dict[str, Any]:
+        if inference_id is None or inference_id == "_all":
+            wanted = parse_task_type(task_type) if task_type is not None else None
+            configs = sorted(await store.list(), key=lambda c: c.inference_id)
+            return {"endpoints": [c.es_view() for c in configs if wanted is None or c.task_type == wanted]}
+        config = await store.get(inference_id)
+        check_task_type(config, task_type)
+        return {"endpoints": [config.es_view()]}
+
+    async def delete_endpoint(request: Request, inference_id: str, task_type: str | None) -> dict[str, Any]:
+        config = await store.get(inference_id)
+        check_task_type(config, task_type)
+        dry_run = request.query_params.get("dry_run", "false").lower() in ("true", "")
+        if not dry_run:
+            await store.delete(inference_id)
+        # No ingest pipelines or indices live here to reference an endpoint.
+        return {"acknowledged": not dry_run, "pipelines": [], "indexes": []}
+
+    # _update and _all before the generic two-segment paths they would otherwise match.
+    @router.put("/_inference/{task_type}/{inference_id}/_update")
+    async def update_with_task(request: Request, task_type: str, inference_id: str):
+        return await update_endpoint(request, inference_id, task_type)
+
+    @router.put("/_inference/{inference_id}/_update")
+    async def update_without_task(request: Request, inference_id: str):
+        return await update_endpoint(request, inference_id, None)
+
+    @router.put("/_inference/{task_type}/{inference_id}")
+    async def put_with_task(request: Request, task_type: str, inference_id: str):
+        return await put_endpoint(request, inference_id, task_type)
+
+    @router.put("/_inference/{inference_id}")
+    async def put_without_task(request: Request, inference_id: str):
+        return await put_endpoint(request, inference_id, None)
+
+    @router.get("/_inference")
+    async def get_all():
+        return await get_endpoints(None, None)
+
+    @router.get("/_inference/{inference_id}")
+    async def get_one(inference_id: str):
+        return await get_endpoints(None, inference_id)
+
+    @router.get("/_inference/{task_type}/{inference_id}")
+    async def get_with_task(task_type: str, inference_id: str):
+        return await get_endpoints(task_type, inference_id)
+
+    @router.delete("/_inference/{task_type}/{inference_id}")
+    async def delete_with_task(request: Request, task_type: str, inference_id: str):
+        return await delete_endpoint(request, inference_id, task_type)
+
+    @router.delete("/_inference/{inference_id}")
+    async def delete_without_task(request: Request, inference_id: str):
+        return await delete_endpoint(request, inference_id, None)
+
+    return router

@@ -1,0 +1,132 @@
+"""A fake provider for the proxy backends' tests: an ASGI app that records every request
+it receives and answers from replies the test queued per path.
+
+Served in-process through ``httpx.ASGITransport`` (given to a backend as its
+``transport`` option) or by uvicorn on a free port. Replies are written by the tests in
+each provider's documented wire format; the fake itself knows no provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import parse_qs
+
+import httpx
+
+from model_server.catalog import create_backend, parse_endpoint
+
+
+@dataclass
+class Received:
+    method: str
+    host: str
+    path: str
+    raw_path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def form(self) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    json: Any = None
+    text: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    # Server-Sent Events as (event name or None, data) pairs, or raw lines (NDJSON).
+    events: list[tuple[str | None, str]] | None = None
+    lines: list[str] | None = None
+    delay: float = 0.0
+
+    def encode(self) -> tuple[bytes, str]:
+        if self.events is not None:
+            out = []
+            for name, data in self.events:
+                out.append((f"event: {name}\n" if name else "") + f"data: {data}\n\n")
+            return "".join(out).encode(), "text/event-stream"
+        if self.lines is not None:
+            return "".join(line + "\n" for line in self.lines).encode(), "application/stream+json"
+        if self.text is not None:
+            return self.text.encode(), "text/plain"
+        return json.dumps(self.json).encode(), "application/json"
+
+
+Handler = Callable[[Received], Reply]
+
+
+class FakeProvider:
+    """ASGI app: ``on(path, reply...)`` queues replies (the last one repeats)."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self._routes: dict[str, list[Reply | Handler]] = {}
+
+    def on(self, path: str, *replies: Reply | Handler) -> "FakeProvider":
+        self._routes[path] = list(replies)
+        return self
+
+    def to(self, path: str) -> list[Received]:
+        return [r for r in self.received if r.path == path]
+
+    @property
+    def transport(self) -> httpx.ASGITransport:
+        return httpx.ASGITransport(app=self)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        received = Received(
+            method=scope["method"],
+            host=headers.get("host", ""),
+            path=scope["path"],
+            raw_path=raw_path.decode().split("?")[0],
+            query={k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()},
+            headers=headers,
+            body=body,
+        )
+        self.received.append(received)
+        queue = self._routes.get(scope["path"])
+        if not queue:
+            reply = Reply(404, {"error": {"message": f"no route {scope['path']}"}})
+        else:
+            item = queue.pop(0) if len(queue) > 1 else queue[0]
+            reply = item(received) if callable(item) else item
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        payload, content_type = reply.encode()
+        out_headers = [(b"content-type", content_type.encode())]
+        out_headers += [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
+        await send({"type": "http.response.start", "status": reply.status, "headers": out_headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def endpoint(service: str, task: str, service_settings: dict, task_settings: dict | None = None, inference_id="ep"):
+    body: dict[str, Any] = {"service": service, "service_settings": service_settings}
+    if task_settings is not None:
+        body["task_settings"] = task_settings
+    return parse_endpoint(inference_id, task, body)
+
+
+def backend_for(fake: FakeProvider, service: str, task: str, service_settings: dict, task_settings=None, **options):
+    options.setdefault("validate_at_start", False)
+    config = endpoint(service, task, service_settings, task_settings)
+    return create_backend(config, transport=fake.transport, **options)

@@ -1,0 +1,319 @@
+"""``kubeinfer gateway`` against the Kubernetes API emulator: endpoints as InferenceEndpoint
+resources, secrets in owned Secrets, inference forwarded to the endpoint's Service, and
+callers checked with TokenReview and SubjectAccessReview.
+
+The operator is played by a listener on the emulator that marks each InferenceEndpoint
+Ready with the URL of a fake endpoint server; that server speaks Elasticsearch's own
+inference API, as an endpoint pod does, and records what it received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+from typing import Any
+
+import httpx
+import pytest
+from fake_providers import FakeProvider, Reply
+from kubeemu import INFERENCE_ENDPOINTS, SECRETS
+from local_mode import KubeinferProcess, ServedFake
+
+from model_server.gateway.kube_api import ClusterConnection
+from model_server.gateway.main import build_gateway_app
+
+NS = "default"
+ADMIN, VIEWER, STRANGER = "admin-token", "viewer-token", "stranger-token"
+USERS = {
+    ADMIN: {"username": "alice", "uid": "u-1", "groups": ["ml-admins"]},
+    VIEWER: {"username": "bob", "uid": "u-2", "groups": ["apps"]},
+    STRANGER: {"username": "mallory", "uid": "u-3", "groups": []},
+}
+# Kubernetes RBAC as the Helm chart's ClusterRoles grant it.
+GRANTS = {"alice": {"get", "list", "create", "update", "delete"}, "bob": {"get", "list"}}
+
+
+class OperatorStandIn:
+    """Marks InferenceEndpoints Ready at ``url`` for their current generation, unless held."""
+
+    def __init__(self, emulator, url: str) -> None:
+        self.emulator, self.url, self.held = emulator, url, False
+
+    def __call__(self, event_type: str, key: str, obj: dict[str, Any]) -> None:
+        if key != INFERENCE_ENDPOINTS or event_type == "DELETED" or self.held:
+            return
+        meta, status = obj["metadata"], obj.get("status") or {}
+        if status.get("observedGeneration") == meta["generation"]:
+            return
+        self.emulator.update_status(INFERENCE_ENDPOINTS, meta["namespace"], meta["name"], {
+            "observedGeneration": meta["generation"],
+            "url": f"{self.url}",
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Available", "message": "serving"}],
+        })
+
+
+@pytest.fixture
+def endpoint_server():
+    fake = FakeProvider()
+    fake.on("/_inference/text_embedding/gw-emb", lambda r: Reply(json={
+        "text_embedding": [{"embedding": [float(len(t)), 1.0]} for t in r.json["input"]]}))
+    fake.on("/_inference/completion/gw-chat/_stream", Reply(events=[
+        ("message", json.dumps({"completion": [{"delta": "Hel"}]})),
+        ("message", json.dumps({"completion": [{"delta": "lo"}]})),
+        ("message", "[DONE]"),
+    ]))
+    fake.on("/_inference/completion/gw-chat", Reply(429, {
+        "error": {"root_cause": [{"type": "status_exception", "reason": "too many requests"}],
+                  "type": "status_exception", "reason": "too many requests"}, "status": 429}))
+    with ServedFake(fake) as served:
+        yield served
+
+
+@pytest.fixture
+def cluster(kube, endpoint_server):
+    reviews: list[dict[str, Any]] = []
+
+    def policy(spec: dict[str, Any]) -> tuple[bool, str]:
+        reviews.append(spec)
+        attrs = spec.get("resourceAttributes") or {}
+        ok = (attrs.get("group"), attrs.get("resource"), attrs.get("namespace")) == (
+            "kubeinfer.io", "inferenceendpoints", NS) and attrs.get("verb") in GRANTS.get(spec.get("user"), ())
+        return ok, "RBAC: allowed" if ok else ""
+
+    def configure() -> OperatorStandIn:
+        kube.emulator.tokens.update(USERS)
+        kube.emulator.access_policy = policy
+        operator = OperatorStandIn(kube.emulator, endpoint_server.url)
+        kube.emulator.on_change(operator)
+        return operator
+
+    operator = kube.call(configure)
+    kube.reviews = reviews
+    kube.operator = operator
+    return kube
+
+
+@pytest.fixture
+async def gateway(cluster):
+    app = build_gateway_app(ClusterConnection(cluster.url, token="gateway-sa-token"), NS, poll_interval=0.02)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway",
+                                     timeout=30) as client:
+            yield client
+
+
+def as_user(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def openai_body(api_key: str = "sk-cluster-secret") -> dict[str, Any]:
+    return {"service": "openai", "service_settings": {"api_key": api_key, "model_id": "text-embedding-3-small"}}
+
+
+def error_of(response: httpx.Response) -> tuple[int, str, str]:
+    body = response.json()
+    return response.status_code, body["error"]["type"], body["error"]["reason"]
+
+
+async def test_put_creates_a_resource_and_an_owned_secret(gateway, cluster):
+    response = await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    assert response.status_code == 200, response.text
+    assert "api_key" not in response.json()["service_settings"]
+    assert "sk-cluster-secret" not in response.text
+
+    cr = cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb")
+    assert cr["spec"]["taskType"] == "text_embedding" and cr["spec"]["service"] == "openai"
+    assert cr["spec"]["serviceSettings"]["api_key"] == {"secretKeyRef": {"name": "gw-emb-secrets", "key": "api_key"}}
+    assert "sk-cluster-secret" not in json.dumps(cr)
+
+    secret = cluster.get(SECRETS, NS, "gw-emb-secrets")
+    assert base64.b64decode(secret["data"]["api_key"]).decode() == "sk-cluster-secret"
+    owner = secret["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("InferenceEndpoint", "gw-emb", cr["metadata"]["uid"])
+    assert owner["controller"] is True
+
+    assert {r["resourceAttributes"]["verb"] for r in cluster.reviews if r["user"] == "alice"} == {"create"}
+    again = await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    assert error_of(again) == (400, "resource_already_exists_exception", "Inference endpoint [gw-emb] already exists")
+
+
+async def test_invalid_put_creates_nothing(gateway, cluster):
+    response = await gateway.put("/_inference/rerank/gw-bad", json=openai_body(), headers=as_user(ADMIN))
+    assert error_of(response) == (400, "status_exception", "The [openai] service does not support task type [rerank]")
+    assert cluster.get(INFERENCE_ENDPOINTS, NS, "gw-bad") is None
+
+
+async def test_get_lists_resources_including_those_applied_with_kubectl(gateway, cluster):
+    cluster.create(INFERENCE_ENDPOINTS, {
+        "apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": "applied-e5"},
+        "spec": {"taskType": "text_embedding", "service": "elasticsearch",
+                 "serviceSettings": {"model_id": ".multilingual-e5-small", "num_allocations": 1,
+                                     "num_threads": 1}}})
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+
+    listed = await gateway.get("/_inference", headers=as_user(VIEWER))
+    assert [e["inference_id"] for e in listed.json()["endpoints"]] == ["applied-e5", "gw-emb"]
+    assert "sk-cluster-secret" not in listed.text
+    one = await gateway.get("/_inference/text_embedding/applied-e5", headers=as_user(VIEWER))
+    assert one.json()["endpoints"][0]["service_settings"]["model_id"] == ".multilingual-e5-small"
+    by_task = await gateway.get("/_inference/completion/_all", headers=as_user(VIEWER))
+    assert by_task.json() == {"endpoints": []}
+    missing = await gateway.get("/_inference/nope", headers=as_user(VIEWER))
+    assert error_of(missing) == (404, "resource_not_found_exception", "Inference endpoint not found [nope]")
+
+
+async def test_inference_is_forwarded_to_the_endpoint_service(gateway, cluster, endpoint_server):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    response = await gateway.post("/_inference/text_embedding/gw-emb", json={"input": ["abc", "de"]},
+                                  headers=as_user(VIEWER))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"text_embedding": [{"embedding": [3.0, 1.0]}, {"embedding": [2.0, 1.0]}]}
+    received = endpoint_server.fake.to("/_inference/text_embedding/gw-emb")[-1]
+    assert received.json["input"] == ["abc", "de"]
+    # The caller's token stays at the gateway.
+    assert VIEWER not in json.dumps(received.headers)
+
+
+async def test_streamed_completion_is_relayed_event_by_event(gateway, cluster, endpoint_server):
+    body = {"service": "openai", "service_settings": {"api_key": "k", "model_id": "gpt-4o-mini"}}
+    assert (await gateway.put("/_inference/completion/gw-chat", json=body, headers=as_user(ADMIN))).status_code == 200
+    async with gateway.stream("POST", "/_inference/completion/gw-chat/_stream", json={"input": "hi"},
+                              headers=as_user(VIEWER)) as response:
+        assert response.status_code == 200
+        data = [line[6:] async for line in response.aiter_lines() if line.startswith("data: ")]
+    assert data == ['{"completion":[{"delta":"Hel"}]}', '{"completion":[{"delta":"lo"}]}', "[DONE]"]
+    # An error from the endpoint comes back as the endpoint said it.
+    failed = await gateway.post("/_inference/completion/gw-chat", json={"input": "hi"}, headers=as_user(VIEWER))
+    assert error_of(failed) == (429, "status_exception", "too many requests")
+
+
+async def test_update_rotates_the_secret_and_changes_the_resource(gateway, cluster):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    response = await gateway.put("/_inference/text_embedding/gw-emb/_update", headers=as_user(ADMIN), json={
+        "service_settings": {"api_key": "sk-rotated", "rate_limit": {"requests_per_minute": 60}}})
+    assert response.status_code == 200, response.text
+    assert response.json()["service_settings"]["rate_limit"] == {"requests_per_minute": 60}
+    cr = cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb")
+    assert cr["spec"]["serviceSettings"]["rate_limit"] == {"requests_per_minute": 60}
+    assert cr["spec"]["serviceSettings"]["api_key"] == {"secretKeyRef": {"name": "gw-emb-secrets", "key": "api_key"}}
+    secret = cluster.get(SECRETS, NS, "gw-emb-secrets")
+    assert base64.b64decode(secret["data"]["api_key"]).decode() == "sk-rotated"
+    assert cluster.reviews[-1]["resourceAttributes"]["verb"] == "update"
+
+
+async def test_delete_removes_the_resource_and_its_secret(gateway, cluster):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    response = await gateway.delete("/_inference/text_embedding/gw-emb", headers=as_user(ADMIN))
+    assert response.json() == {"acknowledged": True, "pipelines": [], "indexes": []}
+    assert cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb") is None
+    assert cluster.get(SECRETS, NS, "gw-emb-secrets") is None
+    gone = await gateway.get("/_inference/gw-emb", headers=as_user(ADMIN))
+    assert gone.status_code == 404
+
+
+async def test_put_waits_for_ready_and_times_out_as_elasticsearch_does(gateway, cluster):
+    cluster.call(lambda: setattr(cluster.operator, "held", True))
+    response = await gateway.put("/_inference/text_embedding/gw-slow?timeout=300ms", json=openai_body(),
+                                 headers=as_user(ADMIN))
+    status, kind, reason = error_of(response)
+    assert (status, kind) == (408, "status_exception")
+    assert "Timed out after [0.3s] waiting for inference endpoint [gw-slow] to be ready" in reason
+    # The resource stays and becomes usable once the operator reports it Ready.
+    assert cluster.get(INFERENCE_ENDPOINTS, NS, "gw-slow") is not None
+    not_ready = await gateway.post("/_inference/gw-slow", json={"input": "x"}, headers=as_user(ADMIN))
+    assert not_ready.status_code == 409
+
+
+@pytest.mark.parametrize("method,path,body", [
+    ("PUT", "/_inference/text_embedding/gw-x", openai_body()),
+    ("GET", "/_inference", None),
+    ("POST", "/_inference/text_embedding/gw-x", {"input": "x"}),
+    ("DELETE", "/_inference/gw-x", None),
+])
+async def test_requests_without_a_token_are_unauthenticated(gateway, cluster, method, path, body):
+    response = await gateway.request(method, path, json=body)
+    assert error_of(response) == (
+        401, "security_exception", f"missing authentication credentials for REST request [{path}]")
+    assert response.headers["x-elastic-product"] == "Elasticsearch"
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    bad = await gateway.request(method, path, json=body, headers=as_user("forged-token"))
+    assert error_of(bad)[:2] == (401, "security_exception")
+    assert cluster.get(INFERENCE_ENDPOINTS, NS, "gw-x") is None
+
+
+async def test_rbac_decides_who_may_manage_and_who_may_only_use(gateway, cluster):
+    denied = await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(VIEWER))
+    assert error_of(denied) == (
+        403, "security_exception",
+        "action [cluster:admin/xpack/inference/put] is unauthorized for user [bob], this action is granted by the "
+        "Kubernetes RBAC verb [create] on [inferenceendpoints.kubeinfer.io]")
+    assert cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb") is None
+    review = cluster.reviews[-1]
+    assert review["user"] == "bob" and review["groups"] == ["apps"]
+    assert review["resourceAttributes"] == {"namespace": NS, "verb": "create", "group": "kubeinfer.io",
+                                            "resource": "inferenceendpoints"}
+
+    assert (await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(),
+                              headers=as_user(ADMIN))).status_code == 200
+    assert (await gateway.get("/_inference/gw-emb", headers=as_user(VIEWER))).status_code == 200
+    assert (await gateway.post("/_inference/gw-emb", json={"input": "x"}, headers=as_user(VIEWER))).status_code == 200
+    denied_delete = await gateway.delete("/_inference/gw-emb", headers=as_user(VIEWER))
+    assert error_of(denied_delete)[:2] == (403, "security_exception")
+    assert error_of(await gateway.get("/_inference", headers=as_user(STRANGER)))[:2] == (403, "security_exception")
+    assert cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb") is not None
+
+
+def test_kubeinfer_gateway_command_finds_the_cluster_through_kubeconfig(cluster, kubeconfig):
+    cluster.create(INFERENCE_ENDPOINTS, {
+        "apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": "cli-e5"},
+        "spec": {"taskType": "text_embedding", "service": "elasticsearch",
+                 "serviceSettings": {"model_id": ".multilingual-e5-small", "num_allocations": 1, "num_threads": 1}}})
+    with KubeinferProcess("gateway", "--host", "127.0.0.1", env={"KUBECONFIG": kubeconfig}) as gateway:
+        assert gateway.client.get("/_inference").status_code == 401
+        listed = gateway.client.get("/_inference", headers=as_user(VIEWER))
+        assert [e["inference_id"] for e in listed.json()["endpoints"]] == ["cli-e5"], gateway.text
+        assert gateway.interrupt() == 0
+
+
+class HeldStream:
+    """An endpoint server that sends one completion event, then holds the stream open
+    until the test releases it: a relay that buffered would deliver nothing meanwhile."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "more_body": True,
+                    "body": b'event: message\ndata: {"completion":[{"delta":"first"}]}\n\n'})
+        for _ in range(3000):  # released by the test, or given up on after about 30 s
+            if self.release.is_set():
+                break
+            await asyncio.sleep(0.01)
+        await send({"type": "http.response.body", "more_body": True,
+                    "body": b'event: message\ndata: {"completion":[{"delta":"second"}]}\n\n'})
+        await send({"type": "http.response.body", "body": b"event: message\ndata: [DONE]\n\n"})
+
+
+def test_stream_is_relayed_before_the_endpoint_has_finished(cluster):
+    held = HeldStream()
+    with ServedFake(held) as endpoint:
+        cluster.call(lambda: setattr(cluster.operator, "url", endpoint.url))
+        app = build_gateway_app(ClusterConnection(cluster.url, token="gateway-sa-token"), NS, poll_interval=0.02)
+        with ServedFake(app) as gateway, httpx.Client(base_url=gateway.url, timeout=10) as client:
+            body = {"service": "openai", "service_settings": {"api_key": "k", "model_id": "gpt-4o-mini"}}
+            assert client.put("/_inference/completion/held", json=body, headers=as_user(ADMIN)).status_code == 200
+            with client.stream("POST", "/_inference/completion/held/_stream", json={"input": "hi"},
+                               headers=as_user(VIEWER)) as response:
+                lines = (line for line in response.iter_lines() if line.startswith("data: "))
+                # Read while the endpoint still holds its stream open (a buffering relay times out here).
+                assert next(lines) == 'data: {"completion":[{"delta":"first"}]}'
+                held.release.set()
+                assert list(lines) == ['data: {"completion":[{"delta":"second"}]}', "data: [DONE]"]

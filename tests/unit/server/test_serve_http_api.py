@@ -1,0 +1,251 @@
+"""The HTTP layer of the model server, through HTTP: Elasticsearch's request parsing,
+response and error shapes, probes and metrics.
+
+The backend here records what it is asked and answers in Elasticsearch's shape; the
+real backends have their own tests. Only HTTP-layer behaviour is checked here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from model_server.api.app import create_app
+from model_server.api.endpoints import endpoints_router
+from model_server.api.store import SingleEndpointStore
+from model_server.backends.base import Backend, InferenceRequest
+from model_server.catalog import parse_endpoint
+
+
+class RecordingBackend(Backend):
+    """Answers each input with a vector made of its length, and records every request."""
+
+    def __init__(self, config, *, delay: float = 0.0, ready: bool = True) -> None:
+        super().__init__(config)
+        self.requests: list[InferenceRequest] = []
+        self.delay = delay
+        self._ready = ready
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+        self.requests.append(request)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if request.task_type.value == "rerank":
+            return {"rerank": [{"index": i, "relevance_score": 1.0 / (i + 1)} for i in range(len(request.input))]}
+        return {"text_embedding": [{"embedding": [float(len(text)), 1.0]} for text in request.input]}
+
+
+def embedding_config(inference_id: str = "my-e5"):
+    return parse_endpoint(inference_id, "text_embedding",
+                          {"service": "elasticsearch", "service_settings": {"model_id": ".multilingual-e5-small"}})
+
+
+def rerank_config():
+    return parse_endpoint("my-rerank", "rerank", {
+        "service": "elasticsearch", "service_settings": {"model_id": ".rerank-v1"},
+        "task_settings": {"return_documents": False},
+    })
+
+
+def client_for(backend: Backend) -> httpx.AsyncClient:
+    store = SingleEndpointStore(backend.config, backend)
+    app = create_app(store, extra_routers=[endpoints_router(store)])
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+def assert_es_error(response: httpx.Response, status: int, type_: str, reason: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["x-elastic-product"] == "Elasticsearch"
+    body = response.json()
+    assert body["status"] == status
+    assert body["error"]["type"] == type_
+    assert body["error"]["root_cause"] == [{"type": type_, "reason": body["error"]["reason"]}]
+    if reason is not None:
+        assert body["error"]["reason"] == reason
+    return body
+
+
+async def test_embedding_request_answers_es_json_and_reaches_backend_as_parsed():
+    backend = RecordingBackend(embedding_config())
+    async with client_for(backend) as client:
+        r = await client.post("/_inference/text_embedding/my-e5?timeout=5s",
+                              json={"input": ["hello", "hi"], "input_type": "SEARCH"})
+    assert r.status_code == 200
+    assert r.headers["x-elastic-product"] == "Elasticsearch"
+    assert r.json() == {"text_embedding": [{"embedding": [5.0, 1.0]}, {"embedding": [2.0, 1.0]}]}
+    [seen] = backend.requests
+    assert seen.input == ["hello", "hi"]
+    assert seen.input_type == "search"
+    assert seen.timeout == 5.0
+
+
+async def test_single_string_input_and_id_only_path_with_default_timeout():
+    backend = RecordingBackend(embedding_config())
+    async with client_for(backend) as client:
+        r = await client.post("/_inference/my-e5", json={"input": "one sentence"})
+    assert r.status_code == 200
+    assert r.json() == {"text_embedding": [{"embedding": [12.0, 1.0]}]}
+    assert backend.requests[0].input == ["one sentence"]
+    assert backend.requests[0].timeout == 30.0
+
+
+@pytest.mark.parametrize("timeout, seconds", [("500ms", 0.5), ("2m", 120.0), ("1h", 3600.0), ("1500micros", 0.0015)])
+async def test_timeout_parameter_takes_elasticsearch_time_units(timeout, seconds):
+    backend = RecordingBackend(embedding_config())
+    async with client_for(backend) as client:
+        r = await client.post(f"/_inference/my-e5?timeout={timeout}", json={"input": "x"})
+    assert r.status_code == 200
+    assert backend.requests[0].timeout == pytest.approx(seconds)
+
+
+async def test_timeout_without_unit_is_a_parse_exception():
+    async with client_for(RecordingBackend(embedding_config())) as client:
+        r = await client.post("/_inference/my-e5?timeout=30", json={"input": "x"})
+    assert_es_error(r, 400, "parse_exception",
+                    "failed to parse setting [timeout] with value [30] as a time value: unit is missing or unrecognized")
+
+
+async def test_slow_backend_past_the_timeout_answers_408():
+    backend = RecordingBackend(embedding_config(), delay=1.0)
+    async with client_for(backend) as client:
+        r = await client.post("/_inference/my-e5?timeout=50ms", json={"input": "x"})
+    assert_es_error(r, 408, "status_exception", "timeout [50ms] waiting for inference result")
+
+
+async def test_rerank_overrides_merge_over_endpoint_task_settings():
+    backend = RecordingBackend(rerank_config())
+    async with client_for(backend) as client:
+        r = await client.post("/_inference/rerank/my-rerank", json={
+            "input": ["a", "b", "c"], "query": "q", "top_n": 2, "task_settings": {"return_documents": True}})
+    assert r.status_code == 200
+    seen = backend.requests[0]
+    assert seen.query == "q"
+    assert seen.task_settings == {"return_documents": True, "top_n": 2}
+
+
+async def test_unknown_task_setting_is_rejected_with_the_service_name():
+    async with client_for(RecordingBackend(rerank_config())) as client:
+        r = await client.post("/_inference/rerank/my-rerank",
+                              json={"input": ["a"], "query": "q", "task_settings": {"temperature": 1}})
+    assert_es_error(r, 400, "status_exception",
+                    "Model configuration contains settings [{temperature=1}] unknown to the [elasticsearch] service")
+
+
+@pytest.mark.parametrize("body, reason", [
+    ({"input": []}, "Validation Failed: 1: Field [input] cannot be an empty array;"),
+    ({}, "Validation Failed: 1: Field [input] cannot be null;"),
+    ({"input": "x", "query": "q"}, "Validation Failed: 1: Field [query] cannot be specified for task type [text_embedding];"),
+    ({"input": "x", "top_n": 1}, "Validation Failed: 1: Field [top_n] cannot be specified for task type [text_embedding];"),
+])
+async def test_invalid_embedding_bodies_are_validation_errors(body, reason):
+    async with client_for(RecordingBackend(embedding_config())) as client:
+        r = await client.post("/_inference/text_embedding/my-e5", json=body)
+    assert_es_error(r, 400, "action_request_validation_exception", reason)
+
+
+async def test_rerank_without_query_is_a_validation_error():
+    async with client_for(RecordingBackend(rerank_config())) as client:
+        r = await client.post("/_inference/rerank/my-rerank", json={"input": ["a"]})
+    assert_es_error(r, 400, "action_request_validation_exception",
+                    "Validation Failed: 1: Field [query] cannot be null for task type [rerank];")
+
+
+async def test_input_of_wrong_type_and_unknown_fields_are_parse_errors():
+    async with client_for(RecordingBackend(embedding_config())) as client:
+        r1 = await client.post("/_inference/my-e5", json={"input": [1, 2]})
+        r2 = await client.post("/_inference/my-e5", json={"input": "x", "inputs": "y"})
+        r3 = await client.post("/_inference/my-e5", json={"input": "x", "input_type": "sideways"})
+    assert_es_error(r1, 400, "x_content_parse_exception")
+    assert_es_error(r2, 400, "x_content_parse_exception",
+                    "[cluster:internal/xpack/inference] unknown field [inputs]")
+    assert_es_error(r3, 400, "illegal_argument_exception")
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"", b"[1, 2]", b"\xff\xfe"])
+async def test_malformed_or_missing_body_is_a_parse_exception(content):
+    async with client_for(RecordingBackend(embedding_config())) as client:
+        r = await client.post("/_inference/my-e5", content=content, headers={"content-type": "application/json"})
+    assert_es_error(r, 400, "parse_exception")
+
+
+async def test_wrong_task_type_for_the_endpoint_is_rejected():
+    backend = RecordingBackend(embedding_config())
+    async with client_for(backend) as client:
+        r1 = await client.post("/_inference/sparse_embedding/my-e5", json={"input": "x"})
+        r2 = await client.post("/_inference/teleport/my-e5", json={"input": "x"})
+    assert_es_error(r1, 400, "status_exception",
+                    "Incompatible task_type, the requested type [sparse_embedding] does not match the model type "
+                    "[text_embedding]")
+    assert_es_error(r2, 400, "status_exception", "Unknown task_type [teleport]")
+    assert backend.requests == []
+
+
+async def test_unknown_endpoint_is_404():
+    async with client_for(RecordingBackend(embedding_config())) as client:
+        r = await client.post("/_inference/text_embedding/nope", json={"input": "x"})
+        g = await client.get("/_inference/nope")
+    assert_es_error(r, 404, "resource_not_found_exception", "Inference endpoint not found [nope]")
+    assert_es_error(g, 404, "resource_not_found_exception")
+
+
+async def test_unknown_route_and_wrong_method_answer_as_elasticsearch_does():
+    async with client_for(RecordingBackend(embedding_config())) as client:
+        r1 = await client.get("/_nothing/here?pretty")
+        r2 = await client.delete("/_inference/my-e5")
+    assert r1.status_code == 400
+    assert r1.headers["x-elastic-product"] == "Elasticsearch"
+    assert r1.json() == {"error": "no handler found for uri [/_nothing/here?pretty] and method [GET]"}
+    assert r2.status_code == 405
+    assert r2.headers["allow"] == "GET,POST"
+    assert r2.json() == {
+        "error": "Incorrect HTTP method for uri [/_inference/my-e5] and method [DELETE], allowed: [GET, POST]",
+        "status": 405,
+    }
+
+
+async def test_get_returns_the_endpoint_config_without_secrets():
+    async with client_for(RecordingBackend(embedding_config())) as client:
+        one = await client.get("/_inference/my-e5")
+        typed = await client.get("/_inference/text_embedding/my-e5")
+        every = await client.get("/_inference/_all")
+        wrong = await client.get("/_inference/rerank/my-e5")
+    expected = {"endpoints": [{
+        "inference_id": "my-e5", "task_type": "text_embedding", "service": "elasticsearch",
+        "service_settings": {"model_id": ".multilingual-e5-small", "num_threads": 1},
+    }]}
+    assert one.json() == expected
+    assert typed.json() == expected
+    assert every.json() == expected
+    assert_es_error(wrong, 400, "status_exception")
+
+
+async def test_readyz_follows_the_backend_and_requests_wait_for_it():
+    backend = RecordingBackend(embedding_config(), ready=False)
+    async with client_for(backend) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 503
+        early = await client.post("/_inference/my-e5", json={"input": "x"})
+        backend._ready = True
+        assert (await client.get("/readyz")).status_code == 200
+    assert_es_error(early, 503, "status_exception")
+    assert backend.requests == []
+
+
+async def test_metrics_count_requests_errors_and_latency():
+    backend = RecordingBackend(embedding_config("metered"))
+    async with client_for(backend) as client:
+        await client.post("/_inference/metered", json={"input": ["a", "b"]})
+        await client.post("/_inference/metered", json={"input": []})
+        text = (await client.get("/metrics")).text
+    assert 'kubeinfer_inference_requests_total{inference_id="metered",status="200",task_type="text_embedding"} 1.0' in text
+    assert ('kubeinfer_inference_errors_total{inference_id="metered",type="action_request_validation_exception"} 1.0'
+            in text)
+    assert 'kubeinfer_inference_request_duration_seconds_count{inference_id="metered",task_type="text_embedding"} 2.0' in text
+    assert 'kubeinfer_inference_inputs_total{inference_id="metered",task_type="text_embedding"} 2.0' in text
