@@ -290,3 +290,38 @@ def test_install_guide_documents_every_value_and_names_real_files():
         assert var in guide, var
     for ref in set(re.findall(r"\b((?:charts|deploy|examples)/[\w./-]*\w)", guide)):
         assert (REPO / ref).exists(), ref
+
+
+@pytest.mark.parametrize("variation", VARIATIONS)
+def test_container_arguments_are_ones_the_kubeinfer_cli_accepts(variation):
+    from model_server.cli import build_parser
+
+    objs = render(VARIATIONS[variation])
+    for deployment in of_kind(objs, "Deployment"):
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        args = build_parser().parse_args(container["args"])
+        assert args.command == deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        if args.command == "operator":
+            port = int(args.liveness.rsplit(":", 1)[1].split("/")[0])
+            assert {"name": "health", "containerPort": port, "protocol": "TCP"} in container["ports"]
+            assert args.namespace == list(VARIATIONS[variation].get("watchNamespaces", []))
+        else:
+            assert {"name": "http", "containerPort": args.port, "protocol": "TCP"} in container["ports"]
+            assert args.no_auth is not VARIATIONS[variation].get("gateway.auth.enabled", True)
+
+
+async def test_gateway_serves_the_probes_the_chart_points_at():
+    import httpx
+
+    from model_server.gateway.kube_api import ClusterConnection
+    from model_server.gateway.main import build_gateway_app
+
+    gateway = named(render(), "Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]
+    app = build_gateway_app(ClusterConnection("http://127.0.0.1:9", token="unused"), "kubeinfer")
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            for probe in ("livenessProbe", "readinessProbe"):
+                response = await client.get(gateway[probe]["httpGet"]["path"])
+                assert response.status_code == 200, (probe, response.text)
+            # Prometheus scrapes without a token.
+            assert (await client.get("/metrics")).status_code == 200
