@@ -24,9 +24,9 @@ CHART = REPO / "charts" / "kubeinfer"
 DEPLOY = REPO / "deploy"
 RELEASE = "kubeinfer"
 NAMESPACE = "kubeinfer"
-# Kubernetes version the rendered objects are validated against: the oldest minor the chart
-# supports with everything it uses (CEL messageExpression, sizeLimit, seccompProfile).
-KUBERNETES_VERSION = "1.30.0"
+# Kubernetes versions the rendered objects are validated against: the oldest the chart
+# supports (Chart.yaml's kubeVersion) and the newest kubernetes-validate knows.
+KUBERNETES_VERSIONS = ("1.27.0", "1.37.0")
 
 
 def tool(name: str) -> str:

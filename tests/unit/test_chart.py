@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from kubeinfer_operator.settings import ENVIRONMENT, OperatorSettings
-from shipping import (CHART, KUBERNETES_VERSION, NAMESPACE, REPO, env_of, helm, named, of_kind,
+from shipping import (CHART, KUBERNETES_VERSIONS, NAMESPACE, REPO, env_of, helm, named, of_kind,
                       pod_specs, render, set_args, template)
 
 # Each non-default set-up the chart must support; the id names the variation.
@@ -56,7 +56,8 @@ def test_every_rendered_object_is_valid_for_kubernetes(variation):
             assert obj["apiVersion"] == CUSTOM_KINDS[obj["kind"]]
             continue
         # strict: an unknown field (a typo in a template) is an error too.
-        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        for version in KUBERNETES_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
 
 
 @pytest.mark.parametrize("variation", VARIATIONS)
@@ -325,3 +326,11 @@ async def test_gateway_serves_the_probes_the_chart_points_at():
                 assert response.status_code == 200, (probe, response.text)
             # Prometheus scrapes without a token.
             assert (await client.get("/metrics")).status_code == 200
+
+
+def test_chart_installs_on_the_oldest_kubernetes_it_is_validated_for_and_not_older():
+    oldest = KUBERNETES_VERSIONS[0]
+    helm("template", "kubeinfer", str(CHART), "--kube-version", oldest)
+    major, minor, _ = oldest.split(".")
+    older = helm("template", "kubeinfer", str(CHART), "--kube-version", f"{major}.{int(minor) - 1}.0", check=False)
+    assert older.returncode != 0 and "kubeVersion" in older.stderr

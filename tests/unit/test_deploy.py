@@ -7,7 +7,7 @@ import copy
 
 import kubernetes_validate
 
-from shipping import CHART, DEPLOY, KUBERNETES_VERSION, NAMESPACE, kustomize, named, pod_specs, render
+from shipping import CHART, DEPLOY, KUBERNETES_VERSIONS, NAMESPACE, kustomize, named, pod_specs, render
 
 # Labels that say which tool applied an object, so they differ between the two paths.
 TOOL_LABELS = ("app.kubernetes.io/managed-by",)
@@ -51,7 +51,8 @@ def test_deploy_crds_are_the_charts():
 def test_every_kustomized_object_is_valid_for_kubernetes():
     objs = kustomize(DEPLOY)
     for obj in objs:
-        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        for version in KUBERNETES_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
     # The restricted Pod Security Standard the namespace enforces admits these pods.
     for workload, spec in pod_specs(objs):
         assert spec["securityContext"]["runAsNonRoot"] is True, workload
