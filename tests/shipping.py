@@ -8,6 +8,7 @@ questions every test asks of them (which pods, which rules). It renders; it asse
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -152,3 +153,23 @@ def grants(objs: list[dict[str, Any]], service_account: str) -> dict[str | None,
         role = roles[(ref["kind"], ns if ref["kind"] == "Role" else None, ref["name"])]
         result.setdefault(ns, set()).update(expand_rules(role["rules"]))
     return result
+
+
+# Labels that say which tool applied an object, so they differ between the two paths.
+TOOL_LABELS = ("app.kubernetes.io/managed-by",)
+
+
+def normalised(objs: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Objects by (kind, namespace, name), without the labels that name the applying tool."""
+    out = {}
+    for obj in objs:
+        obj = copy.deepcopy(obj)
+        labels = obj["metadata"].get("labels", {})
+        for label in TOOL_LABELS:
+            labels.pop(label, None)
+        if not labels:
+            obj["metadata"].pop("labels", None)
+        key = (obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+        assert key not in out, f"{key} twice"
+        out[key] = obj
+    return out

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs kubeinfer on a kind cluster the way a user does, and checks it serves:
-#   build the images, create the cluster, load the images, helm install the chart,
+#   build the images, create the cluster, load the images, install (helm install the
+#   chart, or with KUBEINFER_E2E_INSTALL=kustomize kubectl apply -k of deploy/),
 #   run a fake OpenAI in the cluster, apply a built-in CPU endpoint and an OpenAI
 #   endpoint pointed at the fake, wait for Ready=True, call both through the gateway
 #   with a token bound to kubeinfer-inference-user, delete them and see their objects go.
@@ -17,6 +18,7 @@ CONTEXT="kind-$CLUSTER"
 RELEASE_NS=kubeinfer
 ENDPOINT_NS=e2e
 TIMEOUT="${KUBEINFER_E2E_TIMEOUT:-900s}"
+INSTALL="${KUBEINFER_E2E_INSTALL:-helm}"
 export PATH="$ROOT/.venv/bin:$PATH"
 
 for tool in docker kind helm kubectl curl; do
@@ -50,10 +52,21 @@ log "creating the kind cluster $CLUSTER"
 kind get clusters | grep -qx "$CLUSTER" || kind create cluster --name "$CLUSTER" --wait 120s
 kind load docker-image --name "$CLUSTER" kubeinfer/kubeinfer:e2e kubeinfer/kubeinfer-server:e2e
 
-log "installing the chart"
+log "installing kubeinfer with $INSTALL"
 k create namespace "$ENDPOINT_NS" --dry-run=client -o yaml | k apply -f -
-helm --kube-context "$CONTEXT" upgrade --install kubeinfer "$ROOT/charts/kubeinfer" \
-  --namespace "$RELEASE_NS" --create-namespace -f "$HERE/kind-values.yaml" --wait --timeout 5m
+case "$INSTALL" in
+  helm)
+    helm --kube-context "$CONTEXT" upgrade --install kubeinfer "$ROOT/charts/kubeinfer" \
+      --namespace "$RELEASE_NS" --create-namespace -f "$HERE/kind-values.yaml" --wait --timeout 5m
+    ;;
+  kustomize)
+    # The same objects as the Helm install above (a unit test compares the two).
+    k apply --server-side -k "$HERE/kustomize"
+    k rollout status -n "$RELEASE_NS" deployment/kubeinfer-operator --timeout 5m
+    k rollout status -n "$RELEASE_NS" deployment/kubeinfer-gateway --timeout 5m
+    ;;
+  *) echo "KUBEINFER_E2E_INSTALL must be helm or kustomize, not $INSTALL" >&2; exit 2 ;;
+esac
 k get crd inferenceendpoints.kubeinfer.io
 
 log "starting the fake OpenAI"
@@ -156,4 +169,4 @@ for _ in $(seq 60); do
 done
 [[ -z "$left" ]] || { echo "objects left behind: $left" >&2; exit 1; }
 
-log "kubeinfer installed with Helm on kind serves both endpoint families"
+log "kubeinfer installed with $INSTALL on kind serves both endpoint families"

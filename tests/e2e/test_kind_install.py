@@ -1,11 +1,13 @@
 """The kind install run (tests/e2e/kind-install.sh) under pytest: build the images, install
-the chart on a kind cluster, serve a built-in and a provider endpoint through the gateway.
+kubeinfer on a kind cluster with Helm and with kubectl, serve a built-in and a provider
+endpoint through the gateway.
 
 Needs docker and kind, and network access; skipped where either tool is missing.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,7 +23,9 @@ pytestmark = [
 ]
 
 
-def test_helm_install_on_kind_serves_both_endpoint_families():
-    proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=3600)
+@pytest.mark.parametrize("install", ["helm", "kustomize"])
+def test_install_on_kind_serves_both_endpoint_families(install):
+    proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=3600,
+                          env={**os.environ, "KUBEINFER_E2E_INSTALL": install})
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
-    assert "serves both endpoint families" in proc.stdout
+    assert f"installed with {install} on kind serves both endpoint families" in proc.stdout

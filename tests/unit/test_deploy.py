@@ -3,29 +3,9 @@ render, object for object, and every object is valid for Kubernetes."""
 
 from __future__ import annotations
 
-import copy
-
 import kubernetes_validate
 
-from shipping import CHART, DEPLOY, KUBERNETES_VERSIONS, NAMESPACE, kustomize, named, pod_specs, render
-
-# Labels that say which tool applied an object, so they differ between the two paths.
-TOOL_LABELS = ("app.kubernetes.io/managed-by",)
-
-
-def normalised(objs: list[dict]) -> dict[tuple[str, str, str], dict]:
-    out = {}
-    for obj in objs:
-        obj = copy.deepcopy(obj)
-        labels = obj["metadata"].get("labels", {})
-        for label in TOOL_LABELS:
-            labels.pop(label, None)
-        if not labels:
-            obj["metadata"].pop("labels", None)
-        key = (obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
-        assert key not in out, f"{key} twice"
-        out[key] = obj
-    return out
+from shipping import CHART, DEPLOY, KUBERNETES_VERSIONS, NAMESPACE, kustomize, named, normalised, pod_specs, render
 
 
 def test_kustomize_renders_the_charts_default_objects():

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from model_server.cli import main as kubeinfer
-from shipping import CHART, REPO, env_of, helm, load_all, named, run, tool
+from shipping import CHART, REPO, env_of, helm, load_all, named, normalised, pod_specs, run, tool
 
 E2E = REPO / "tests" / "e2e"
 
@@ -78,3 +78,22 @@ def test_fake_openai_refuses_a_request_without_a_key(fake_openai):
     answer = httpx.post(f"{fake_openai}/v1/embeddings", json={"model": "m", "input": "x"})
     assert answer.status_code == 401
     assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_kind_kubectl_install_is_the_same_as_its_helm_install():
+    """The run installs with Helm or, with KUBEINFER_E2E_INSTALL=kustomize, with kubectl;
+    both must put the same objects in the cluster."""
+    with_helm = normalised(load_all(helm("template", "kubeinfer", str(CHART), "-n", "kubeinfer", "--include-crds",
+                                         "-f", str(E2E / "kind-values.yaml")).stdout))
+    with_kubectl = normalised(load_all(run([tool("kubectl"), "kustomize", str(E2E / "kustomize")]).stdout))
+    with_kubectl.pop(("Namespace", "", "kubeinfer"))
+    # kustomize's merge puts the environment it patched first; order carries no meaning here.
+    for objs in (with_helm, with_kubectl):
+        for _, spec in pod_specs(objs.values()):
+            for container in spec["containers"]:
+                container["env"] = sorted(container.get("env", []), key=lambda e: e["name"])
+    assert sorted(with_kubectl) == sorted(with_helm)
+    for key, obj in with_helm.items():
+        assert with_kubectl[key] == obj, key
+    script = (E2E / "kind-install.sh").read_text()
+    assert '-k "$HERE/kustomize"' in script and '-f "$HERE/kind-values.yaml"' in script
