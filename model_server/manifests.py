@@ -65,16 +65,23 @@ def read_documents(path: str | Path) -> list[Document]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(str(path), f"cannot be read: {exc.__class__.__name__}") from None
+    return parse_documents(text, str(path))
+
+
+def parse_documents(text: str, source: str) -> list[Document]:
+    """Every non-empty document of a YAML (or JSON) text read from ``source``."""
     try:
-        bodies = [b for b in yaml.safe_load_all(text) if b is not None]
+        bodies = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ManifestError(str(path), f"invalid YAML{where}: {problem}") from None
-    if len(bodies) == 1:
-        return [Document(str(path), bodies[0])]
-    return [Document(f"{path}#{i}", body) for i, body in enumerate(bodies, start=1)]
+        raise ManifestError(source, f"invalid YAML{where}: {problem}") from None
+    present = [(i, body) for i, body in enumerate(bodies, start=1) if body is not None]
+    if len(present) == 1:
+        return [Document(source, present[0][1])]
+    # Numbered by position in the file, empty documents included, so that #N can be found.
+    return [Document(f"{source}#{i}", body) for i, body in present]
 
 
 def load_manifests(paths: Iterable[str | Path]) -> list[tuple[str, dict[str, Any]]]:

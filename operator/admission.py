@@ -10,6 +10,7 @@ written in the wrong place is not echoed back.
 from __future__ import annotations
 
 import copy
+import re
 from functools import lru_cache
 from typing import Any, Iterator
 
@@ -103,6 +104,17 @@ def evaluate(expression: str, self_value: Any, old_value: Any = None) -> Any:
     return _program(expression).evaluate(activation)
 
 
+# The rules generated per service open with this guard; for a spec of another service the
+# guard is true, and so is the rule (CEL's || is true when either side is), so it is not
+# evaluated: cel-python is slow, and a folder may hold hundreds of manifests.
+_SERVICE_GUARD = re.compile(r"^self\.service != '([^']+)' \|\| ")
+
+
+def _holds_by_guard(expression: str, value: Any) -> bool:
+    match = _SERVICE_GUARD.match(expression)
+    return bool(match) and isinstance(value, dict) and value.get("service") != match.group(1)
+
+
 def _matches_type(value: Any, schema: dict[str, Any]) -> bool:
     expected = schema.get("type")
     return {
@@ -120,6 +132,8 @@ def _walk(value: Any, old: Any, schema: dict[str, Any], path: str) -> Iterator[P
         expression = rule["rule"]
         if "oldSelf" in expression and old is None:
             continue  # a transition rule: only on update
+        if _holds_by_guard(expression, value):
+            continue
         try:
             ok = evaluate(expression, value, old)
         except celpy.CELEvalError as exc:

@@ -46,7 +46,7 @@ MODEL_CACHE_DIR = "/models"
 HF_HOME = f"{MODEL_CACHE_DIR}/huggingface"
 SERVER_PORT = 8080
 SERVICE_PORT = 80
-RUN_AS_USER = 1000
+RUN_AS_USER = 10001  # the images' kubeinfer user
 # Defaults of the HorizontalPodAutoscaler built from adaptive_allocations.
 DEFAULT_MAX_ALLOCATIONS = 10
 TARGET_CPU_UTILIZATION = 70
@@ -108,6 +108,10 @@ def parse_spec(cr: Mapping[str, Any]) -> InferenceEndpointConfig:
     """The endpoint's configuration; raises ``ElasticsearchError`` with the catalog's reason."""
     manifest = {**cr, "apiVersion": cr.get("apiVersion") or API_VERSION, "kind": cr.get("kind") or KIND}
     config = from_manifest(manifest)
+    if config.plain_secrets():
+        # A CR never holds a secret in plain text: the value is not repeated in the error.
+        fields = ", ".join(sorted(config.plain_secrets()))
+        raise validation_exception(f"[serviceSettings] secrets [{fields}] must be given as secretKeyRef")
     overrides = (cr.get("spec") or {}).get("deployment")
     if overrides is not None:
         _check_overrides(overrides)

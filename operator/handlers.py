@@ -89,18 +89,18 @@ def endpoints_ready(memo: kopf.Memo, **_: Any) -> int:
     return len(reconciler.ready) if reconciler else 0
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=10)
 async def resume(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if not body.metadata.get("deletionTimestamp"):
         await _runtime(memo).reconcile(dict(body), trigger="resume")
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL, backoff=10)
 async def create(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await _runtime(memo).reconcile(dict(body), trigger="create")
 
 
-@kopf.on.update(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, backoff=10)
 async def update(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await _runtime(memo).reconcile(dict(body), trigger="update")
 
@@ -110,6 +110,13 @@ async def delete(namespace: str, name: str, memo: kopf.Memo, logger: logging.Log
     # Deployments, Services, ConfigMaps and HPAs go with their owner (ownerReferences).
     _runtime(memo).forget((namespace, name))
     logger.info("InferenceEndpoint deleted; its objects are garbage-collected with it")
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def endpoint_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    reconciler = getattr(memo, "reconciler", None)
+    if reconciler is not None and event.get("object"):
+        reconciler.seen(event["type"] or "ADDED", event["object"])
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)

@@ -93,8 +93,10 @@ class KubeClient:
     def _session_for(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=64, ssl=self._ssl if self._ssl is not None else True)
+            # No total or pool-wait limit: with many endpoints reconciling at once, requests
+            # queue for a connection; only connecting and reading are bounded.
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=30, connect=10)
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
             )
         return self._session
 

@@ -10,6 +10,7 @@ do. Kubernetes Events are posted on each condition transition.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, Mapping
 
 import kopf
 
+from model_server.catalog import InferenceEndpointConfig
 from model_server.errors import ElasticsearchError
 
 from . import metrics
@@ -30,10 +32,6 @@ from .status import (
 
 ENDPOINT = "InferenceEndpoint"
 Key = tuple[str, str]  # (namespace, name) of an InferenceEndpoint
-
-
-class SecretMissing(Exception):
-    """A Secret the endpoint references is absent: the endpoint waits for it."""
 
 
 @dataclass
@@ -50,12 +48,27 @@ class Reconciler:
     # Secret (namespace, name) -> endpoints that reference it.
     secret_users: dict[Key, set[Key]] = field(default_factory=dict)
     ready: set[Key] = field(default_factory=set)
+    # The endpoints as last seen on kopf's watch, and the status this process last wrote:
+    # reacting to an owned object's change then needs no extra read.
+    endpoints: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    written_status: dict[Key, dict[str, Any]] = field(default_factory=dict)
     _locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
 
     def lock(self, key: Key) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
+    def seen(self, event_type: str, body: Mapping[str, Any]) -> None:
+        """Keep the cache of endpoints in step with kopf's watch of them."""
+        meta = body.get("metadata") or {}
+        key: Key = (meta.get("namespace") or "default", meta.get("name", ""))
+        if event_type == "DELETED":
+            self.forget(key)
+        else:
+            self.endpoints[key] = dict(body)
+
     def forget(self, key: Key) -> None:
+        self.endpoints.pop(key, None)
+        self.written_status.pop(key, None)
         self._locks.pop(key, None)
         self.applied_generation.pop(key, None)
         self.hpa_known_absent.discard(key)
@@ -72,6 +85,8 @@ class Reconciler:
         started = time.monotonic()
         result = "ready"
         async with self.lock(key):
+            if trigger == "create":
+                self.hpa_known_absent.add(key)  # a new endpoint has no autoscaler yet
             try:
                 observation = await self._converge(cr, key)
                 if not observation.ready:
@@ -107,7 +122,7 @@ class Reconciler:
         state = desired_state(cr, self.settings, secret_versions=versions)
         deployment = await self._apply(state, key)
         url = endpoint_url(key[1], namespace, state.config, self.settings.cluster_domain)
-        return observe_deployment(deployment, url=url)
+        return with_vectors(observe_deployment(deployment, url=url), state.config)
 
     async def _apply(self, state: DesiredState, key: Key) -> dict[str, Any]:
         namespace = key[0]
@@ -135,7 +150,7 @@ class Reconciler:
     async def write_status(self, cr: Mapping[str, Any], observation: Observation) -> dict[str, Any]:
         meta = cr.get("metadata") or {}
         key: Key = (meta.get("namespace") or "default", meta["name"])
-        previous = cr.get("status") or {}
+        previous = self.written_status.get(key) or cr.get("status") or {}
         status = endpoint_status(previous, observation, meta.get("generation"))
         if observation.ready:
             self.ready.add(key)
@@ -145,6 +160,7 @@ class Reconciler:
         if same_status(previous, status):
             return status
         await self.client.patch_status(ENDPOINT, key[0], key[1], status)
+        self.written_status[key] = status
         for cond in transitions(previous, status):
             kind = "Normal" if cond["status"] == "True" or cond["type"] != "Ready" else "Warning"
             kopf.event(dict(cr), type=kind, reason=cond["reason"], message=f"{cond['type']}={cond['status']}: "
@@ -153,6 +169,9 @@ class Reconciler:
 
     # ---- reacting to owned objects and Secrets -------------------------------------------------
     async def fetch(self, key: Key) -> dict[str, Any] | None:
+        cached = self.endpoints.get(key)
+        if cached is not None:
+            return cached
         return await self.client.get(ENDPOINT, *key)
 
     async def deployment_changed(self, event_type: str, deployment: Mapping[str, Any]) -> None:
@@ -176,7 +195,7 @@ class Reconciler:
                 except ElasticsearchError:
                     return
                 url = endpoint_url(key[1], key[0], config, self.settings.cluster_domain)
-                await self.write_status(cr, observe_deployment(deployment, url=url))
+                await self.write_status(cr, with_vectors(observe_deployment(deployment, url=url), config))
                 return
         self.logger.info("Deployment of %s/%s was %s: putting it back", *key,
                          "deleted" if event_type == "DELETED" else "changed")
@@ -188,10 +207,11 @@ class Reconciler:
         if key is None:
             return
         meta = obj.get("metadata") or {}
-        known = self.applied_versions.get((obj.get("kind", ""), key[0], meta.get("name", "")))
-        if event_type != "DELETED" and (known is None or known == meta.get("resourceVersion")):
-            return
-        cr = await self.fetch(key)
+        async with self.lock(key):  # an apply in flight has recorded its resourceVersion by then
+            known = self.applied_versions.get((obj.get("kind", ""), key[0], meta.get("name", "")))
+            if event_type != "DELETED" and (known is None or known == meta.get("resourceVersion")):
+                return
+            cr = await self.fetch(key)
         if cr is not None and not (cr.get("metadata") or {}).get("deletionTimestamp"):
             self.logger.info("%s of %s/%s drifted: putting it back", obj.get("kind"), *key)
             await self.reconcile(cr, trigger="drift")
@@ -201,6 +221,17 @@ class Reconciler:
             cr = await self.fetch(key)
             if cr is not None:
                 await self.reconcile(cr, trigger="secret")
+
+
+def with_vectors(observation: Observation, config: InferenceEndpointConfig) -> Observation:
+    """The observation with the vectors' dimensions and similarity the settings declare."""
+    settings = config.service_settings
+    similarity = getattr(settings, "similarity", None)
+    return dataclasses.replace(
+        observation,
+        dimensions=getattr(settings, "dimensions", None),
+        similarity=getattr(similarity, "value", similarity),
+    )
 
 
 def owner_key(obj: Mapping[str, Any]) -> Key | None:

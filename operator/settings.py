@@ -71,7 +71,8 @@ class OperatorSettings(BaseModel):
         description="Model-server image when the endpoint gets no GPU.",
     )
     proxy_image: str = Field(
-        default=f"{DEFAULT_IMAGE_REPOSITORY}-server:{DEFAULT_VERSION}",
+        # The operator's own image: the package without torch is all a proxy needs.
+        default=f"{DEFAULT_IMAGE_REPOSITORY}:{DEFAULT_VERSION}",
         description="Image of the proxy Deployments that serve external providers.",
     )
     image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"

@@ -42,6 +42,9 @@ class Observation:
     progressing_message: str = ""
     ready_replicas: int | None = None
     url: str | None = None
+    # Of an embedding endpoint, when its settings say (the model server reports the rest).
+    dimensions: int | None = None
+    similarity: str | None = None
 
 
 def invalid_spec(message: str) -> Observation:
@@ -143,6 +146,8 @@ def endpoint_status(previous: Mapping[str, Any] | None, observation: Observation
         "observedGeneration": generation,
         "url": observation.url,
         "readyReplicas": observation.ready_replicas,
+        "dimensions": observation.dimensions,
+        "similarity": observation.similarity,
     }
 
 
@@ -160,11 +165,4 @@ def transitions(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> l
 def same_status(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
     """Whether writing ``new`` would change nothing (saves an API call and a watch event)."""
     previous = previous or {}
-    for key, value in new.items():
-        if key == "conditions":
-            strip = lambda cs: [{k: v for k, v in c.items()} for c in cs or []]  # noqa: E731
-            if strip(previous.get("conditions")) != strip(value):
-                return False
-        elif previous.get(key) != value:
-            return False
-    return True
+    return all(previous.get(key) == value for key, value in new.items())

@@ -143,6 +143,8 @@ def _merge_property(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         for key in ("x-kubernetes-validations", "description"):
             if a.get(key) == b.get(key) and key in a:
                 merged[key] = a[key]
+        if "description" not in merged and merged.get("x-kubernetes-validations") == [SECRET_RULE]:
+            merged["description"] = "A secret setting: a reference to a key of a Secret, {secretKeyRef: {name, key}}."
         return merged
     types = {a.get("type"), b.get("type")}
     out: dict[str, Any] = {}

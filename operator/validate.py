@@ -3,7 +3,8 @@ Argo CD or Flux sync them.
 
 Each InferenceEndpoint document goes through what the API server would check (the CRD's
 schema and CEL rules) and then through the catalog, as the operator would. Documents of
-other kinds are skipped, so a whole kustomize folder can be given. One line per problem,
+other kinds are skipped, so a whole kustomize folder can be given, or ``-`` to read
+``kustomize build`` output from standard input. One line per problem,
 ``FILE: PATH: MESSAGE``; the exit status is 1 when there is any problem.
 """
 
@@ -14,9 +15,9 @@ import sys
 from dataclasses import dataclass
 from typing import Iterable, TextIO
 
-from model_server.catalog import from_manifest
+from model_server.catalog import API_VERSION, KIND, from_manifest
 from model_server.errors import ElasticsearchError
-from model_server.manifests import ManifestError, manifest_files, read_documents
+from model_server.manifests import Document, ManifestError, manifest_files, parse_documents, read_documents
 
 from .admission import admission_problems
 
@@ -50,26 +51,48 @@ def catalog_problems(manifest: dict) -> list[tuple[str, str]]:
     return []
 
 
-def validate_paths(paths: Iterable[str]) -> Report:
+GROUP = API_VERSION.split("/")[0]
+STDIN = "-"
+
+
+def _other_version(body: object) -> bool:
+    """An InferenceEndpoint of a version this kubeinfer does not serve."""
+    return (isinstance(body, dict) and body.get("kind") == KIND
+            and str(body.get("apiVersion", "")).startswith(f"{GROUP}/") and body.get("apiVersion") != API_VERSION)
+
+
+def validate_documents(documents: Iterable[Document], report: Report) -> None:
+    for doc in documents:
+        if _other_version(doc.body):
+            report.findings.append(Finding(doc.source, "apiVersion", f"must be {API_VERSION}"))
+            continue
+        if not doc.is_inference_endpoint:
+            continue
+        report.endpoints += 1
+        problems = admission_problems(doc.body) or catalog_problems(doc.body)
+        report.findings.extend(Finding(doc.source, where, message) for where, message in problems)
+
+
+def validate_paths(paths: Iterable[str], stdin: TextIO | None = None) -> Report:
     report = Report(findings=[])
+    paths = list(paths)
     try:
-        files = manifest_files(paths)
+        files = manifest_files(p for p in paths if p != STDIN)
     except ManifestError as exc:
         report.findings.append(Finding(exc.source, "<file>", exc.message))
         return report
-    for path in files:
+    sources: list[tuple[str, str | None]] = []  # (name, text already read, if any)
+    if STDIN in paths:
+        sources.append(("<stdin>", (stdin or sys.stdin).read()))
+    sources.extend((str(path), None) for path in files)
+    for source, text in sources:
         report.files += 1
         try:
-            documents = read_documents(path)
+            documents = parse_documents(text, source) if text is not None else read_documents(source)
         except ManifestError as exc:
             report.findings.append(Finding(exc.source, "<file>", exc.message))
             continue
-        for doc in documents:
-            if not doc.is_inference_endpoint:
-                continue
-            report.endpoints += 1
-            problems = admission_problems(doc.body) or catalog_problems(doc.body)
-            report.findings.extend(Finding(doc.source, where, message) for where, message in problems)
+        validate_documents(documents, report)
     return report
 
 

@@ -128,5 +128,6 @@ def endpoint(service: str, task: str, service_settings: dict, task_settings: dic
 
 def backend_for(fake: FakeProvider, service: str, task: str, service_settings: dict, task_settings=None, **options):
     options.setdefault("validate_at_start", False)
+    options.setdefault("transport", fake.transport)
     config = endpoint(service, task, service_settings, task_settings)
-    return create_backend(config, transport=fake.transport, **options)
+    return create_backend(config, **options)

@@ -39,6 +39,9 @@ class ElserServiceSettings(LocalModelServiceSettings):
 
 class RerankTaskSettings(Settings):
     return_documents: bool | None = Field(default=None, description="Return the documents' text; true by default.")
+    # Newer Elasticsearch takes top_n on the inference request; kept here so that an
+    # endpoint can set a default and a request's top_n validates as a task setting.
+    top_n: int | None = Field(default=None, gt=0, description="How many of the best documents to return.")
 
 
 SPEC = ServiceSpec(

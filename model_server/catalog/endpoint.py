@@ -136,7 +136,7 @@ class InferenceEndpointConfig:
             "service_settings": self.service_settings_view(),
         }
         task = self.task_settings.model_dump(mode="json", exclude_none=True)
-        if task or self.task_settings.model_fields:
+        if task or type(self.task_settings).model_fields:
             body["task_settings"] = task
         if self.chunking_settings is not None:
             body["chunking_settings"] = self.chunking_settings.model_dump(mode="json", exclude_none=True)

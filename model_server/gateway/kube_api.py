@@ -1,6 +1,6 @@
 """A thin asynchronous client of the Kubernetes API server, over httpx.
 
-Only what the gateway does: get, list, create, merge-patch and delete objects by path,
+Only what the gateway does: get, list, create, patch, replace and delete objects by path,
 and post reviews. Connection details come from the pod's service account or a
 kubeconfig (read with the ``kubernetes`` package's loaders). Failures become
 ``KubeApiError`` carrying the API's status and ``Status`` reason; mapping those to
@@ -101,6 +101,9 @@ class KubeApi:
 
     async def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
         return await self.request("PATCH", path, json=patch, content_type="application/merge-patch+json")
+
+    async def json_patch(self, path: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        return await self.request("PATCH", path, json=operations, content_type="application/json-patch+json")
 
     async def replace(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self.request("PUT", path, json=body)

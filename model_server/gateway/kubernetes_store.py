@@ -22,13 +22,15 @@ from ..catalog import API_VERSION, InferenceEndpointConfig, SecretKeyRef, from_m
 from ..errors import ElasticsearchError, not_found, status_exception, validation_exception
 from .forwarding import ForwardingBackend
 from .kube_api import KubeApi, KubeApiError
-from .store import already_exists
+from .store import already_exists, with_model_facts
 
 log = logging.getLogger("kubeinfer.gateway")
 
 GROUP_VERSION = API_VERSION  # kubeinfer.io/v1alpha1
 PLURAL = "inferenceendpoints"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "kubeinfer-gateway"}
+# The Ready reason with which the operator refuses a spec it cannot serve.
+INVALID_SPEC = "InvalidSpec"
 
 
 def resource_name(inference_id: str) -> str:
@@ -57,9 +59,32 @@ def is_ready(obj: dict[str, Any]) -> bool:
     return bool(condition and condition.get("status") == "True" and current and status.get("url"))
 
 
-def owned_secret(config: InferenceEndpointConfig, cr: dict[str, Any], namespace: str) -> dict[str, Any]:
-    """The Secret holding ``config``'s plain secrets, owned by (deleted with) the CR."""
+def served_config(obj: dict[str, Any]) -> InferenceEndpointConfig:
+    """The resource's endpoint, with the model facts the operator reported in its status."""
+    return with_model_facts(from_manifest(obj), obj.get("status"))
+
+
+def refusal(obj: dict[str, Any]) -> str | None:
+    """The operator's message when it refused the current spec as invalid."""
+    condition = ready_condition(obj) or {}
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = condition.get("observedGeneration", (obj.get("status") or {}).get("observedGeneration"))
+    if condition.get("status") == "False" and condition.get("reason") == INVALID_SPEC and observed == generation:
+        return condition.get("message") or INVALID_SPEC
+    return None
+
+
+def owner_reference(cr: dict[str, Any]) -> dict[str, Any]:
     meta = cr["metadata"]
+    return {
+        "apiVersion": GROUP_VERSION, "kind": "InferenceEndpoint", "name": meta["name"],
+        "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
+    }
+
+
+def owned_secret(config: InferenceEndpointConfig, cr: dict[str, Any] | None, namespace: str) -> dict[str, Any]:
+    """The Secret holding ``config``'s plain secrets, owned by (deleted with) the CR once
+    there is one."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -68,10 +93,7 @@ def owned_secret(config: InferenceEndpointConfig, cr: dict[str, Any], namespace:
             "name": secret_name(config.inference_id),
             "namespace": namespace,
             "labels": dict(MANAGED_BY),
-            "ownerReferences": [{
-                "apiVersion": GROUP_VERSION, "kind": "InferenceEndpoint", "name": meta["name"],
-                "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
-            }],
+            "ownerReferences": [owner_reference(cr)] if cr is not None else [],
         },
         "data": {
             name: base64.b64encode(value.get_secret_value().encode()).decode()
@@ -112,8 +134,8 @@ class KubernetesEndpointStore:
     def _collection(self) -> str:
         return f"/apis/{GROUP_VERSION}/namespaces/{self.namespace}/{PLURAL}"
 
-    def _cr_path(self, inference_id: str) -> str:
-        return f"{self._collection}/{resource_name(inference_id)}"
+    def _cr_path(self, name: str) -> str:
+        return f"{self._collection}/{name}"
 
     def _secret_path(self, name: str | None = None) -> str:
         base = f"/api/v1/namespaces/{self.namespace}/secrets"
@@ -125,29 +147,41 @@ class KubernetesEndpointStore:
         if hit is not None and hit[0] > time.monotonic():
             return hit[1], hit[2]
         try:
-            obj = await self.api.get(self._cr_path(inference_id))
+            obj = await self.api.get(self._cr_path(resource_name(inference_id)))
         except KubeApiError as exc:
-            raise not_found(inference_id) if exc.status == 404 else _api_failure(exc) from None
-        config = from_manifest(obj)
-        if config.inference_id != inference_id:
-            raise not_found(inference_id)
+            if exc.status != 404:
+                raise _api_failure(exc) from None
+            obj = None
+        config = served_config(obj) if obj is not None else None
+        if config is None or config.inference_id != inference_id:
+            # A resource applied with kubectl may name itself apart from its inferenceId.
+            obj, config = await self._find(inference_id)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[inference_id] = (time.monotonic() + self.cache_seconds, obj, config)
         return obj, config
 
-    async def list(self) -> list[InferenceEndpointConfig]:
+    async def _find(self, inference_id: str) -> tuple[dict[str, Any], InferenceEndpointConfig]:
+        for obj, config in await self._resources():
+            if config.inference_id == inference_id:
+                return obj, config
+        raise not_found(inference_id)
+
+    async def _resources(self) -> list[tuple[dict[str, Any], InferenceEndpointConfig]]:
         try:
             items = (await self.api.get(self._collection)).get("items") or []
         except KubeApiError as exc:
             raise _api_failure(exc) from None
-        configs = []
+        found = []
         for obj in items:
             try:
-                configs.append(from_manifest(obj))
+                found.append((obj, served_config(obj)))
             except ElasticsearchError as exc:  # a CR the operator will also reject
                 log.warning("skipping InferenceEndpoint %s: %s", obj.get("metadata", {}).get("name"), exc.reason)
-        return configs
+        return found
+
+    async def list(self) -> list[InferenceEndpointConfig]:
+        return [config for _, config in await self._resources()]
 
     async def get(self, inference_id: str) -> InferenceEndpointConfig:
         return (await self._read(inference_id, cached=True))[1]
@@ -167,20 +201,35 @@ class KubernetesEndpointStore:
         stored = with_secret_references(config)
         manifest = stored.to_manifest(name=resource_name(config.inference_id), namespace=self.namespace)
         manifest["metadata"]["labels"] = dict(MANAGED_BY)
+        # The Secret first, so that the operator never sees the resource without it; it is
+        # owned by the resource (and deleted with it) once the resource exists.
+        secret_path = self._secret_path(secret_name(config.inference_id)) if config.plain_secrets() else None
+        if secret_path is not None:
+            try:
+                await self.api.get(self._cr_path(manifest["metadata"]["name"]))
+                raise already_exists(config.inference_id)
+            except KubeApiError as exc:
+                if exc.status != 404:
+                    raise _api_failure(exc) from None
+            await self._create_unowned_secret(config)
         try:
             cr = await self.api.create(self._collection, manifest)
+            if secret_path is not None:
+                await self.api.merge_patch(secret_path, {"metadata": {"ownerReferences": [owner_reference(cr)]}})
         except KubeApiError as exc:
+            # Nothing half-made.
+            if secret_path is not None:
+                await self._delete_quietly(secret_path)
             if exc.status == 409:
                 raise already_exists(config.inference_id) from None
+            await self._delete_quietly(self._cr_path(manifest["metadata"]["name"]))
             raise _api_failure(exc) from None
-        if config.plain_secrets():
-            try:
-                await self.api.create(self._secret_path(), owned_secret(config, cr, self.namespace))
-            except KubeApiError as exc:
-                # Nothing half-made: without its Secret the endpoint could never start.
-                await self._delete_quietly(self._cr_path(config.inference_id))
-                raise _api_failure(exc) from None
-        await self._wait_ready(config.inference_id, timeout)
+        try:
+            await self._wait_ready(config.inference_id, timeout)
+        except ElasticsearchError as exc:
+            if exc.status == 400:  # the operator refused the spec: as if never created
+                await self.delete(config.inference_id)
+            raise
         return stored
 
     async def update(self, config: InferenceEndpointConfig, *, timeout: float) -> InferenceEndpointConfig:
@@ -192,34 +241,69 @@ class KubernetesEndpointStore:
         manifest = stored.to_manifest(name=obj["metadata"]["name"], namespace=self.namespace)
         obj = {**obj, "spec": manifest["spec"]}
         try:
-            await self.api.replace(self._cr_path(config.inference_id), obj)
+            await self.api.replace(self._cr_path(obj["metadata"]["name"]), obj)
         except KubeApiError as exc:
             raise _api_failure(exc) from None
         await self._wait_ready(config.inference_id, timeout)
         return stored
 
     async def delete(self, inference_id: str) -> None:
+        obj, _ = await self._read(inference_id)
         self._cache.pop(inference_id, None)
         try:
-            await self.api.delete(self._cr_path(inference_id))
+            await self.api.delete(self._cr_path(obj["metadata"]["name"]))
         except KubeApiError as exc:
             raise not_found(inference_id) if exc.status == 404 else _api_failure(exc) from None
-        # Garbage collection removes the owned Secret too; deleting it now frees the name
-        # for a new endpoint of the same id at once.
-        await self._delete_quietly(self._secret_path(secret_name(inference_id)))
+        # Kubernetes' garbage collector deletes the Secret the resource owns.
 
     async def _write_secret(self, config: InferenceEndpointConfig, cr: dict[str, Any]) -> None:
+        """Set the endpoint's new secrets in its Secret, which must be the resource's own.
+
+        The ownership check and the write are one JSON patch (its ``test`` operation), so
+        the gateway needs no right to read Secrets and never writes a stranger's."""
         secret = owned_secret(config, cr, self.namespace)
         path = self._secret_path(secret["metadata"]["name"])
+        ops = [{"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": cr["metadata"]["uid"]}]
+        ops += [{"op": "add", "path": f"/data/{key}", "value": value} for key, value in secret["data"].items()]
         try:
-            await self.api.merge_patch(path, {"data": secret["data"]})
+            await self.api.json_patch(path, ops)
         except KubeApiError as exc:
             if exc.status != 404:
-                raise _api_failure(exc) from None
+                raise self._secret_failure(exc, config.inference_id) from None
             try:
                 await self.api.create(self._secret_path(), secret)
             except KubeApiError as exc2:
-                raise _api_failure(exc2) from None
+                raise self._secret_failure(exc2, config.inference_id) from None
+
+    async def _create_unowned_secret(self, config: InferenceEndpointConfig) -> None:
+        """Create the Secret, or take over one this gateway made for an endpoint of the same
+        id that is gone (its garbage collection may still be pending)."""
+        secret = owned_secret(config, None, self.namespace)
+        try:
+            await self.api.create(self._secret_path(), secret)
+            return
+        except KubeApiError as exc:
+            if exc.status != 409:
+                raise _api_failure(exc) from None
+        (label, value), = MANAGED_BY.items()
+        ops = [
+            {"op": "test", "path": "/metadata/labels/" + label.replace("~", "~0").replace("/", "~1"), "value": value},
+            {"op": "add", "path": "/metadata/ownerReferences", "value": []},
+            {"op": "add", "path": "/data", "value": secret["data"]},
+        ]
+        try:
+            await self.api.json_patch(self._secret_path(secret["metadata"]["name"]), ops)
+        except KubeApiError as exc:
+            raise self._secret_failure(exc, config.inference_id) from None
+
+    def _secret_failure(self, exc: KubeApiError, inference_id: str) -> ElasticsearchError:
+        if exc.status in (409, 422):  # exists; or exists and is not ours (a failed test)
+            return status_exception(
+                f"Secret [{secret_name(inference_id)}] exists and does not belong to inference endpoint "
+                f"[{inference_id}]",
+                409,
+            )
+        return _api_failure(exc)
 
     async def _wait_ready(self, inference_id: str, timeout: float) -> None:
         """Return once the operator reports Ready; Elasticsearch's timeout error otherwise."""
@@ -230,6 +314,9 @@ class KubernetesEndpointStore:
             obj, _ = await self._read(inference_id)
             if is_ready(obj):
                 return
+            refused = refusal(obj)
+            if refused is not None:
+                raise status_exception(f"Inference endpoint [{inference_id}] is invalid: {refused}")
             if time.monotonic() >= deadline:
                 condition = ready_condition(obj) or {}
                 detail = condition.get("message") or condition.get("reason") or "no status from the operator yet"

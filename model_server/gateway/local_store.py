@@ -14,14 +14,14 @@ import asyncio
 import json
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ..backends.base import Backend
 from ..catalog import InferenceEndpointConfig, create_backend, parse_endpoint
 from ..errors import ElasticsearchError, not_found, status_exception
-from .store import already_exists, create_body
+from .store import already_exists, create_body, with_model_facts
 
 log = logging.getLogger("kubeinfer.local")
 
@@ -125,7 +125,7 @@ class LocalEndpointStore:
             if config.inference_id in self._entries:
                 raise already_exists(config.inference_id)
             backend = await self._start(config, timeout)
-            config = described(config, backend)
+            config = with_model_facts(config, backend.describe())
             if persist and self.state is not None:
                 self.state.save(config)
             self._entries[config.inference_id] = _Entry(config, backend, persist and self.state is not None)
@@ -136,7 +136,7 @@ class LocalEndpointStore:
         async with self._lock:
             old = self._entry(config.inference_id)
             backend = await self._start(config, timeout)
-            config = described(config, backend)
+            config = with_model_facts(config, backend.describe())
             self._entries[config.inference_id] = _Entry(config, backend, old.persisted)
             if old.persisted and self.state is not None:
                 self.state.save(config)
@@ -211,23 +211,6 @@ class LocalEndpointStore:
                 f"exception: {reason}"
             )
         return backend
-
-
-def described(config: InferenceEndpointConfig, backend: Backend) -> InferenceEndpointConfig:
-    """``config`` with what the started backend learnt of its model (``dimensions``,
-    ``similarity``) filled in where unset, as Elasticsearch stores them after creation."""
-    settings = config.service_settings
-    learnt = {
-        k: v for k, v in (backend.describe() or {}).items()
-        if k in type(settings).model_fields and getattr(settings, k, None) is None and v is not None
-    }
-    if not learnt:
-        return config
-    try:
-        updated = type(settings).model_validate({**settings.model_dump(), **learnt})
-    except ValueError:
-        return config
-    return replace(config, service_settings=updated)
 
 
 def _time(seconds: float) -> str:

@@ -12,6 +12,7 @@ nothing of HTTP or Kubernetes.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Mapping, Protocol, runtime_checkable
 
 from pydantic import SecretStr
@@ -133,3 +134,20 @@ def merge_update(existing: InferenceEndpointConfig, body: Mapping[str, Any]) -> 
     if body.get("chunking_settings") is not None:
         merged["chunking_settings"] = body["chunking_settings"]
     return parse_endpoint(existing.inference_id, existing.task_type, merged)
+
+
+def with_model_facts(config: InferenceEndpointConfig, facts: Mapping[str, Any] | None) -> InferenceEndpointConfig:
+    """``config`` with what is known of its model once served (``dimensions``,
+    ``similarity``) filled in where unset, as Elasticsearch stores them after creation."""
+    settings = config.service_settings
+    learnt = {
+        k: v for k, v in (facts or {}).items()
+        if k in type(settings).model_fields and getattr(settings, k, None) is None and v is not None
+    }
+    if not learnt:
+        return config
+    try:
+        updated = type(settings).model_validate({**settings.model_dump(), **learnt})
+    except ValueError:
+        return config
+    return replace(config, service_settings=updated)

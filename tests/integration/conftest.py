@@ -1,3 +1,3 @@
 """Integration tests run against the Kubernetes API emulator in tests/kubeemu."""
 
-from kubeemu.fixtures import kube, kubeconfig  # noqa: F401
+from kubeemu.fixtures import kube, kubeconfig, kubeinfer_operator  # noqa: F401

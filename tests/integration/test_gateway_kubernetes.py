@@ -40,16 +40,32 @@ class OperatorStandIn:
 
     def __init__(self, emulator, url: str) -> None:
         self.emulator, self.url, self.held = emulator, url, False
+        self.refuse: str | None = None
+        # Whether each resource's spec could read its referenced Secrets when first seen.
+        self.secrets_present: dict[str, bool] = {}
 
     def __call__(self, event_type: str, key: str, obj: dict[str, Any]) -> None:
-        if key != INFERENCE_ENDPOINTS or event_type == "DELETED" or self.held:
+        if key != INFERENCE_ENDPOINTS or event_type == "DELETED":
             return
         meta, status = obj["metadata"], obj.get("status") or {}
-        if status.get("observedGeneration") == meta["generation"]:
+        if event_type == "ADDED":
+            refs = [v["secretKeyRef"]["name"] for v in obj["spec"]["serviceSettings"].values()
+                    if isinstance(v, dict) and "secretKeyRef" in v]
+            self.secrets_present[meta["name"]] = all(
+                self.emulator.get(SECRETS, meta["namespace"], name) is not None for name in refs)
+        if self.held or status.get("observedGeneration") == meta["generation"]:
+            return
+        if self.refuse is not None:
+            self.emulator.update_status(INFERENCE_ENDPOINTS, meta["namespace"], meta["name"], {
+                "observedGeneration": meta["generation"],
+                "conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": self.refuse,
+                                "observedGeneration": meta["generation"]}],
+            })
             return
         self.emulator.update_status(INFERENCE_ENDPOINTS, meta["namespace"], meta["name"], {
             "observedGeneration": meta["generation"],
             "url": f"{self.url}",
+            "dimensions": 2, "similarity": "dot_product",
             "conditions": [{"type": "Ready", "status": "True", "reason": "Available", "message": "serving"}],
         })
 
@@ -134,9 +150,19 @@ async def test_put_creates_a_resource_and_an_owned_secret(gateway, cluster):
     assert (owner["kind"], owner["name"], owner["uid"]) == ("InferenceEndpoint", "gw-emb", cr["metadata"]["uid"])
     assert owner["controller"] is True
 
+    assert cluster.operator.secrets_present == {"gw-emb": True}
     assert {r["resourceAttributes"]["verb"] for r in cluster.reviews if r["user"] == "alice"} == {"create"}
     again = await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
     assert error_of(again) == (400, "resource_already_exists_exception", "Inference endpoint [gw-emb] already exists")
+
+
+async def test_a_spec_the_operator_refuses_is_an_error_and_leaves_nothing(gateway, cluster):
+    cluster.call(lambda: setattr(cluster.operator, "refuse", "model [x] needs a GPU this cluster lacks"))
+    response = await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    assert error_of(response) == (
+        400, "status_exception", "Inference endpoint [gw-emb] is invalid: model [x] needs a GPU this cluster lacks")
+    assert cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb") is None
+    assert cluster.get(SECRETS, NS, "gw-emb-secrets") is None
 
 
 async def test_invalid_put_creates_nothing(gateway, cluster):
@@ -155,6 +181,9 @@ async def test_get_lists_resources_including_those_applied_with_kubectl(gateway,
 
     listed = await gateway.get("/_inference", headers=as_user(VIEWER))
     assert [e["inference_id"] for e in listed.json()["endpoints"]] == ["applied-e5", "gw-emb"]
+    # What the operator learnt of the model, as Elasticsearch shows it.
+    openai_view = listed.json()["endpoints"][1]["service_settings"]
+    assert (openai_view["dimensions"], openai_view["similarity"]) == (2, "dot_product")
     assert "sk-cluster-secret" not in listed.text
     one = await gateway.get("/_inference/text_embedding/applied-e5", headers=as_user(VIEWER))
     assert one.json()["endpoints"][0]["service_settings"]["model_id"] == ".multilingual-e5-small"
@@ -162,6 +191,42 @@ async def test_get_lists_resources_including_those_applied_with_kubectl(gateway,
     assert by_task.json() == {"endpoints": []}
     missing = await gateway.get("/_inference/nope", headers=as_user(VIEWER))
     assert error_of(missing) == (404, "resource_not_found_exception", "Inference endpoint not found [nope]")
+
+
+async def test_resources_named_apart_from_their_inference_id_are_found_by_id(gateway, cluster):
+    cluster.create(INFERENCE_ENDPOINTS, {
+        "apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": "team-a-e5"},
+        "spec": {"inferenceId": "e5_small", "taskType": "text_embedding", "service": "elasticsearch",
+                 "serviceSettings": {"model_id": ".multilingual-e5-small", "num_allocations": 1, "num_threads": 1}}})
+    found = await gateway.get("/_inference/e5_small", headers=as_user(ADMIN))
+    assert found.json()["endpoints"][0]["inference_id"] == "e5_small"
+    deleted = await gateway.delete("/_inference/e5_small", headers=as_user(ADMIN))
+    assert deleted.json()["acknowledged"] is True
+    assert cluster.get(INFERENCE_ENDPOINTS, NS, "team-a-e5") is None
+
+
+async def test_a_secret_that_belongs_to_someone_else_is_never_overwritten(gateway, cluster):
+    cluster.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gw-emb-secrets"},
+                             "data": {"api_key": base64.b64encode(b"theirs").decode()}})
+    response = await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    assert error_of(response) == (
+        409, "status_exception", "Secret [gw-emb-secrets] exists and does not belong to inference endpoint [gw-emb]")
+    assert cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb") is None
+    assert base64.b64decode(cluster.get(SECRETS, NS, "gw-emb-secrets")["data"]["api_key"]) == b"theirs"
+
+
+async def test_a_left_over_secret_of_the_gateway_is_taken_over(gateway, cluster):
+    # What deleting an endpoint leaves until the garbage collector has run.
+    cluster.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": "gw-emb-secrets", "labels": {"app.kubernetes.io/managed-by": "kubeinfer-gateway"}},
+        "data": {"api_key": base64.b64encode(b"old").decode()}})
+    response = await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body("sk-new"),
+                                 headers=as_user(ADMIN))
+    assert response.status_code == 200, response.text
+    secret = cluster.get(SECRETS, NS, "gw-emb-secrets")
+    assert base64.b64decode(secret["data"]["api_key"]) == b"sk-new"
+    cr = cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb")
+    assert [o["uid"] for o in secret["metadata"]["ownerReferences"]] == [cr["metadata"]["uid"]]
 
 
 async def test_inference_is_forwarded_to_the_endpoint_service(gateway, cluster, endpoint_server):

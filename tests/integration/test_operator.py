@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-from kopf.testing import KopfRunner
 
 from kubeemu import CONFIGMAPS, DEPLOYMENTS, EVENTS, HPAS, INFERENCE_ENDPOINTS, SECRETS, SERVICES, EmulatedCluster
+from kubeemu.fixtures import running_operator
 
 NS = "ml"
 
@@ -25,14 +24,6 @@ def endpoint(name: str, **spec: Any) -> dict[str, Any]:
 def openai(name: str, secret: str = "openai") -> dict[str, Any]:
     return endpoint(name, taskType="completion", service="openai",
                     serviceSettings={"model_id": "gpt-4o", "api_key": {"secretKeyRef": {"name": secret, "key": "key"}}})
-
-
-@contextlib.contextmanager
-def operator(kube: EmulatedCluster) -> Iterator[KopfRunner]:
-    with KopfRunner(["run", "--standalone", "--all-namespaces", "-m", "kubeinfer_operator.handlers"],
-                    timeout=30) as runner:
-        yield runner
-    assert runner.exception is None, runner.output[-4000:]
 
 
 @pytest.fixture
@@ -57,7 +48,7 @@ def wait_ready(kube: EmulatedCluster, name: str, reason: str = "Available", valu
 
 
 def test_create_builds_objects_and_becomes_ready_once_available(kube, env):
-    with operator(kube):
+    with running_operator():
         kube.hold_rollouts()
         kube.create(INFERENCE_ENDPOINTS, endpoint("e5"))
         kube.wait_until(lambda: kube.get(DEPLOYMENTS, NS, "e5"))
@@ -81,7 +72,7 @@ def test_create_builds_objects_and_becomes_ready_once_available(kube, env):
 
 
 def test_spec_change_rolls_out_with_a_new_observed_generation(kube, env):
-    with operator(kube):
+    with running_operator():
         kube.create(INFERENCE_ENDPOINTS, endpoint("e5"))
         first = wait_ready(kube, "e5")
         before = kube.get(DEPLOYMENTS, NS, "e5")
@@ -99,8 +90,20 @@ def test_spec_change_rolls_out_with_a_new_observed_generation(kube, env):
         assert ready["lastTransitionTime"] == first["lastTransitionTime"]  # Ready never went False
 
 
+def test_declared_vector_settings_are_reported_in_status(kube, env):
+    with running_operator():
+        kube.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "openai", "namespace": NS},
+                              "data": {"key": "c2stdGVzdA=="}})
+        kube.create(INFERENCE_ENDPOINTS, endpoint("emb", service="openai", serviceSettings={
+            "model_id": "text-embedding-3-small", "dimensions": 256, "similarity": "dot_product",
+            "api_key": {"secretKeyRef": {"name": "openai", "key": "key"}}}))
+        wait_ready(kube, "emb")
+        st = status(kube, "emb")
+        assert (st["dimensions"], st["similarity"]) == (256, "dot_product")
+
+
 def test_adaptive_allocations_get_an_autoscaler(kube, env):
-    with operator(kube):
+    with running_operator():
         settings = {"model_id": ".elser_model_2", "num_threads": 1,
                     "adaptive_allocations": {"enabled": True, "min_number_of_allocations": 1,
                                              "max_number_of_allocations": 3}}
@@ -114,7 +117,7 @@ def test_adaptive_allocations_get_an_autoscaler(kube, env):
 
 
 def test_invalid_settings_get_invalid_spec_and_no_workload(kube, env):
-    with operator(kube):
+    with running_operator():
         kube.create(INFERENCE_ENDPOINTS, endpoint("bad", serviceSettings={"num_threads": 1}))
         ready = wait_ready(kube, "bad", reason="InvalidSpec", value="False")
         assert "does not contain the required setting [model_id]" in ready["message"]
@@ -125,7 +128,7 @@ def test_invalid_settings_get_invalid_spec_and_no_workload(kube, env):
 
 
 def test_missing_secret_waits_then_recovers_when_created(kube, env):
-    with operator(kube):
+    with running_operator():
         kube.create(INFERENCE_ENDPOINTS, openai("chat"))
         ready = wait_ready(kube, "chat", reason="SecretNotFound", value="False")
         assert "openai" in ready["message"]
@@ -133,6 +136,7 @@ def test_missing_secret_waits_then_recovers_when_created(kube, env):
         kube.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "openai", "namespace": NS},
                               "data": {"key": "c2stdGVzdA=="}})
         wait_ready(kube, "chat")
+        assert status(kube, "chat")["url"] == "http://chat.ml.svc.cluster.local/_inference/completion/chat"
         deployment = kube.get(DEPLOYMENTS, NS, "chat")
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         env_var = next(e for e in container["env"] if e["name"] == "KUBEINFER_SECRET_API_KEY")
@@ -148,7 +152,7 @@ def test_missing_secret_waits_then_recovers_when_created(kube, env):
 
 
 def test_deleted_or_edited_objects_are_put_back(kube, env):
-    with operator(kube):
+    with running_operator():
         kube.create(INFERENCE_ENDPOINTS, endpoint("e5"))
         wait_ready(kube, "e5")
         uid = kube.get(DEPLOYMENTS, NS, "e5")["metadata"]["uid"]
@@ -166,7 +170,7 @@ def test_deleted_or_edited_objects_are_put_back(kube, env):
 
 
 def test_operator_restarted_midway_converges_without_duplicates(kube, env):
-    with operator(kube):
+    with running_operator():
         kube.hold_rollouts()
         for i in range(3):
             kube.create(INFERENCE_ENDPOINTS, endpoint(f"e{i}"))
@@ -174,7 +178,7 @@ def test_operator_restarted_midway_converges_without_duplicates(kube, env):
     kube.release_rollouts()
     kube.create(INFERENCE_ENDPOINTS, endpoint("late"))  # created while the operator is down
     kube.patch(INFERENCE_ENDPOINTS, NS, "e0", {"spec": {"serviceSettings": {"num_threads": 2}}})
-    with operator(kube):
+    with running_operator():
         for name in ("e0", "e1", "e2", "late"):
             wait_ready(kube, name)
         kube.wait_until(lambda: status(kube, "e0").get("observedGeneration") == 2)
@@ -184,11 +188,10 @@ def test_operator_restarted_midway_converges_without_duplicates(kube, env):
     assert cpu == "2"
 
 
-def test_deleting_the_endpoint_removes_its_objects(kube, env):
-    with operator(kube):
-        kube.create(INFERENCE_ENDPOINTS, endpoint("e5"))
-        wait_ready(kube, "e5")
-        kube.delete(INFERENCE_ENDPOINTS, NS, "e5")
-        kube.wait_until(lambda: kube.get(INFERENCE_ENDPOINTS, NS, "e5") is None)
-        for key in (DEPLOYMENTS, SERVICES, CONFIGMAPS):
-            assert kube.get(key, NS, "e5") is None
+def test_deleting_the_endpoint_removes_its_objects(kube, kubeinfer_operator):
+    kube.create(INFERENCE_ENDPOINTS, endpoint("e5"))
+    wait_ready(kube, "e5")
+    kube.delete(INFERENCE_ENDPOINTS, NS, "e5")
+    kube.wait_until(lambda: kube.get(INFERENCE_ENDPOINTS, NS, "e5") is None)
+    for key in (DEPLOYMENTS, SERVICES, CONFIGMAPS):
+        assert kube.get(key, NS, "e5") is None

@@ -1,4 +1,4 @@
-"""Serve the emulator on a port until interrupted: ``python -P -m kubeemu --port 8001``."""
+"""Serve the emulator on a port until interrupted: ``PYTHONPATH=tests python -P -m kubeemu --port 8001``."""
 
 import argparse
 import signal

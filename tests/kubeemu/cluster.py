@@ -120,7 +120,7 @@ class EmulatedCluster:
         self.call(self.deployments.fail, namespace, name, message)
 
     def requests(self) -> list[kmock.Request]:
-        return self.call(lambda: list(self.emulator.requests))
+        return self.call(lambda: list(self.emulator._requests))
 
     def wait_until(self, predicate: Callable[[], T], *, timeout: float = 15.0, interval: float = 0.05,
                    message: str = "") -> T:

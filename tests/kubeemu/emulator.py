@@ -21,6 +21,7 @@ import copy
 import datetime
 import itertools
 import json
+import re
 import uuid
 from typing import Any, Callable, Iterable
 
@@ -94,7 +95,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     store: dict[Key, dict[str, Any]] = attrs.field(factory=dict, init=False)
     # Events per resource, kept for resuming watches: (resourceVersion, type, object).
     history: dict[str, collections.deque] = attrs.field(factory=dict, init=False)
-    history_size: int = 100_000
+    history_size: int = 20_000
     # What each field manager last applied to each object (server-side apply).
     applied: dict[Key, dict[str, dict[str, Any]]] = attrs.field(factory=dict, init=False)
     watchers: list[Watcher] = attrs.field(factory=list, init=False)
@@ -107,6 +108,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _rv: Iterable[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _last_rv: int = attrs.field(default=0, init=False)
     _kinds: dict[str, str] = attrs.field(factory=dict, init=False)
+    _infos: dict[str, kmock.ResourceInfo] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -116,16 +118,15 @@ class KubeEmulator(kmock.KubernetesEmulator):
     # ---- declarations ---------------------------------------------------------------------
     def declare(self, key: str, kind: str, *, namespaced: bool = True, subresources: Iterable[str] = ()) -> None:
         """Serve a resource ``"group/version/plural"`` (``"v1/pods"`` for the core group)."""
-        self.resources[key] = kmock.ResourceInfo(
+        info = kmock.ResourceInfo(
             kind=kind, namespaced=namespaced, singular=kind.lower(), verbs=VERBS, subresources=set(subresources)
         )
+        self.resources[key] = info
         self._kinds[key] = kind
+        self._infos[key] = info
 
     def info(self, key: str) -> kmock.ResourceInfo | None:
-        for res in self.resources:
-            if resource_key(res.group, res.version, res.plural) == key:
-                return self.resources[res]
-        return None
+        return self._infos.get(key)
 
     def on_change(self, listener: ChangeListener) -> None:
         self.listeners.append(listener)
@@ -192,7 +193,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             raise APIError(400, "BadRequest", "the namespace of the object does not match the namespace of the URL")
         if not meta.get("name"):
             if meta.get("generateName"):
-                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:10]
             else:
                 raise APIError(422, "Invalid", "metadata.name: Required value: name or generateName is required")
         name = meta["name"]
@@ -362,6 +363,22 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 "status": status}
 
     # ---- HTTP -----------------------------------------------------------------------------
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # kmock reads "/api/v1/namespaces[/<name>]" as a namespace prefix with no resource:
+        # Namespaces, the cluster-scoped resource, are parsed here instead.
+        match = _NAMESPACES_PATH.fullmatch(raw_request.path)
+        if match is None:
+            return await super().__call__(raw_request)
+        body = await raw_request.read()
+        request = rendering.Request(
+            id=len(self._requests), raw_request=raw_request, url=raw_request.url, method=raw_request.method,
+            params=dict(raw_request.query), headers=dict(raw_request.headers), body=body,
+            text=body.decode(errors="replace"), resource=kmock.resource("", "v1", "namespaces"),
+            namespace=None, name=match.group(1), subresource=match.group(2),
+        )
+        self._requests.append(request)
+        return await self._handle(request)
+
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         res = request.resource
         if res is None or not res.plural or request.params.get("watch") not in (None, "true", "1", "false"):
@@ -496,6 +513,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
         finally:
             self.watchers.remove(watcher)
         return response
+
+
+_NAMESPACES_PATH = re.compile(r"/api/v1/namespaces(?:/([^/]+))?(?:/(status))?/?")
 
 
 def _parse_selector(text: str) -> list[tuple[str, str, str]]:

@@ -180,3 +180,11 @@ def test_discovery_lists_declared_resources_with_subresources(api):
     found = api.get("/apis/kubeinfer.io/v1alpha1").json()
     names = {r["name"] for r in found["resources"]}
     assert {"inferenceendpoints", "inferenceendpoints/status"} <= names
+
+
+def test_namespaces_are_cluster_scoped_objects(api):
+    assert api.post("/api/v1/namespaces", json={"metadata": {"name": "team-x"}}).status_code == 201
+    names = [n["metadata"]["name"] for n in api.get("/api/v1/namespaces").json()["items"]]
+    assert "team-x" in names
+    got = api.get("/api/v1/namespaces/team-x").json()
+    assert got["kind"] == "Namespace" and "namespace" not in got["metadata"]

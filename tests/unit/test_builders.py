@@ -242,6 +242,14 @@ def test_invalid_specs_raise_the_catalogs_error(spec, reason):
     assert reason in err.value.reason
 
 
+def test_a_plain_secret_in_a_cr_is_refused_without_repeating_it():
+    spec = {"taskType": "completion", "service": "openai",
+            "serviceSettings": {"model_id": "gpt-4o", "api_key": "sk-plain-text"}}
+    with pytest.raises(ElasticsearchError) as err:
+        desired_state(manifest(spec), SETTINGS)
+    assert "secretKeyRef" in err.value.reason and "sk-plain-text" not in str(err.value.to_body())
+
+
 def test_names_that_are_not_dns_labels_get_a_stable_short_name():
     assert workload_name("e5") == "e5"
     odd = workload_name("my.model_v2")

@@ -20,6 +20,7 @@ def test_available_deployment_is_ready_and_not_progressing():
     assert (progressing["type"], progressing["status"]) == ("Progressing", "False")
     assert st["observedGeneration"] == 3 and ready["observedGeneration"] == 3
     assert st["url"] == URL and st["readyReplicas"] == 2
+    assert st["dimensions"] is None  # cleared unless the settings declare them
 
 
 def test_a_new_deployment_is_progressing_and_not_ready():

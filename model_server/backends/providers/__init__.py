@@ -8,6 +8,7 @@ One module per service (named as the service, ``-`` written ``_``), each exposin
 - ``faults``: provider answers and transport failures as ``ElasticsearchError`` values;
 - ``retries``: backoff with jitter honouring ``Retry-After``, within the request's deadline;
 - ``streams``: Server-Sent Events and newline-delimited JSON readers;
+- ``tokens``: short-lived bearer tokens (Vertex AI, watsonx.ai) cached until near expiry;
 - ``proxy``: ``ProviderBackend``, which ties those together for the service modules;
 - ``openai_shapes``: the OpenAI wire format, which several providers speak.
 

@@ -46,7 +46,7 @@ class AzureOpenAIBackend(ProviderBackend):
 
     async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
         if self.config.task_type != TaskType.COMPLETION:
-            raise self.unsupported(f"streaming for task type [{self.config.task_type}]")
+            raise self.streaming_unsupported()
         body = openai_shapes.chat_body(request.input, stream=True, n=1, user=request.task_settings.get("user"))
         async with self.open_stream(
             self.operation_url(), body, request, headers=self.headers(), params=self.params()

@@ -109,7 +109,7 @@ class CohereBackend(ProviderBackend):
 
     async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
         if self.config.task_type != TaskType.COMPLETION:
-            raise self.unsupported(f"streaming for task type [{self.config.task_type}]")
+            raise self.streaming_unsupported()
         body = self.chat_body(request, stream=True)
         async with self.open_stream(self.url("/v1/chat"), body, request, headers=self.headers()) as response:
             async for event in json_lines(response):

@@ -70,7 +70,7 @@ class GoogleAIStudioBackend(ProviderBackend):
 
     async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
         if self.config.task_type != TaskType.COMPLETION:
-            raise self.unsupported(f"streaming for task type [{self.config.task_type}]")
+            raise self.streaming_unsupported()
         async with self.open_stream(
             self.url("streamGenerateContent"),
             self.generate_body(request),

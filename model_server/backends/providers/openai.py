@@ -50,7 +50,7 @@ class OpenAIBackend(ProviderBackend):
 
     async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
         if self.config.task_type != TaskType.COMPLETION:
-            raise self.unsupported(f"streaming for task type [{self.config.task_type}]")
+            raise self.streaming_unsupported()
         body = openai_shapes.chat_body(
             request.input, stream=True, model=self.setting("model_id"), n=1, user=request.task_settings.get("user")
         )

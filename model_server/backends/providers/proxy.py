@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from typing import Any, AsyncIterator, Callable
 
 import httpx
@@ -172,7 +173,7 @@ class ProviderBackend(Backend):
         """Send ``body`` as JSON and return the provider's JSON answer, or raise."""
         loop = asyncio.get_running_loop()
         timeout = request.timeout
-        deadline = loop.time() + timeout
+        deadline = _deadline(loop, timeout)
         await self.rate_limiter.acquire(timeout)
         try:
             async with asyncio.timeout_at(deadline):
@@ -200,7 +201,7 @@ class ProviderBackend(Backend):
         each chunk must come within it."""
         loop = asyncio.get_running_loop()
         timeout = request.timeout
-        deadline = loop.time() + timeout
+        deadline = _deadline(loop, timeout)
         await self.rate_limiter.acquire(timeout)
         try:
             async with asyncio.timeout_at(deadline):
@@ -225,7 +226,7 @@ class ProviderBackend(Backend):
         body: Any,
         headers: dict[str, str] | None,
         params: dict[str, str] | None,
-        deadline: float,
+        deadline: float | None,
         *,
         stream: bool,
     ) -> httpx.Response:
@@ -239,7 +240,7 @@ class ProviderBackend(Backend):
                 json=body,
                 headers=headers,
                 params=params,
-                timeout=httpx.Timeout(max(0.001, deadline - loop.time())),
+                timeout=httpx.Timeout(None if deadline is None else max(0.001, deadline - loop.time())),
             )
             await self.authorize(outgoing)
             response: httpx.Response | None = None
@@ -261,7 +262,7 @@ class ProviderBackend(Backend):
             if attempt >= retries.MAX_ATTEMPTS:
                 raise error
             delay = retries.backoff(attempt, response)
-            if loop.time() + delay >= deadline:
+            if deadline is not None and loop.time() + delay >= deadline:
                 raise error
             log.info(
                 "Retrying request of endpoint [%s] to the [%s] service in %.2fs (attempt %d): status [%s]",
@@ -288,10 +289,21 @@ class ProviderBackend(Backend):
         except ParseErrors as exc:
             raise self.malformed(_describe(exc)) from None
 
+    def streaming_unsupported(self) -> ElasticsearchError:
+        return ElasticsearchError(
+            405, "status_exception",
+            f"Streaming is not supported for task type [{self.config.task_type}] of the [{self.service}] service",
+        )
+
     def unsupported(self, what: str) -> ElasticsearchError:
         return ElasticsearchError(
             400, "status_exception", f"The [{self.service}] service does not support {what}"
         )
+
+
+def _deadline(loop: asyncio.AbstractEventLoop, timeout: float) -> float | None:
+    """When the request must be answered by, in loop time; None for no limit."""
+    return loop.time() + timeout if math.isfinite(timeout) else None
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,0 +1,169 @@
+"""Gateway overhead: a request through the gateway against the same request sent straight
+to the endpoint's server (the named baseline, "direct").
+
+Two servers, each in its own process under uvicorn, both kubeinfer's own HTTP app:
+  direct   an endpoint pod's app (``create_app`` over one endpoint) whose backend answers
+           a fixed embedding at once: the floor;
+  gateway  the gateway's app (management and inference routes) whose endpoint forwards
+           to ``direct`` over HTTP, as in a cluster. The Kubernetes lookups it makes in a
+           cluster are left out: they are cached per endpoint for a second.
+
+One client sends requests one after another (latency: p50, p99), then many concurrent
+clients for a fixed time (throughput). Ratios are gateway against direct, in this run.
+
+    python -P bench/gateway.py [--sequential 300] [--concurrency 16] [--duration 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve()
+BODY = {"input": ["the quick brown fox jumps over the lazy dog"]}
+PATH = "/_inference/text_embedding/bench"
+
+
+def _config():
+    from model_server.catalog import parse_endpoint
+
+    return parse_endpoint("bench", "text_embedding", {
+        "service": "elasticsearch",
+        "service_settings": {"model_id": "bench", "num_allocations": 1, "num_threads": 1}})
+
+
+def serve_direct(port: int) -> None:
+    import uvicorn
+
+    from model_server.api.app import create_app
+    from model_server.api.store import SingleEndpointStore
+    from model_server.backends.base import Backend
+
+    class FixedEmbedding(Backend):
+        async def infer(self, request):
+            return {"text_embedding": [{"embedding": [0.0125 * i for i in range(16)]} for _ in request.input]}
+
+    config = _config()
+    app = create_app(SingleEndpointStore(config, FixedEmbedding(config)))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def serve_gateway(port: int, upstream: str) -> None:
+    import uvicorn
+
+    from model_server.gateway.app import create_gateway_app
+    from model_server.gateway.forwarding import ForwardingBackend
+    from model_server.gateway.local_store import LocalEndpointStore
+
+    client = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=200))
+    store = LocalEndpointStore(backend_factory=lambda config: ForwardingBackend(config, upstream, client))
+
+    async def main() -> None:
+        await store.create(_config(), timeout=10)
+        server = uvicorn.Server(uvicorn.Config(create_gateway_app(store), host="127.0.0.1", port=port,
+                                               log_level="warning", access_log=False))
+        await server.serve()
+
+    asyncio.run(main())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(*args: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-P", str(HERE), "--serve", *args, "--port", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.post(url + PATH, json=BODY).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"server {args[0]} did not start")
+
+
+def sequential(url: str, n: int) -> list[float]:
+    times = []
+    with httpx.Client(base_url=url) as client:
+        for _ in range(20):
+            client.post(PATH, json=BODY)
+        for _ in range(n):
+            t0 = time.perf_counter()
+            response = client.post(PATH, json=BODY)
+            times.append(time.perf_counter() - t0)
+            assert response.status_code == 200, response.text
+    return times
+
+
+async def concurrent(url: str, clients: int, duration: float) -> tuple[int, list[float]]:
+    times: list[float] = []
+    deadline = time.monotonic() + duration
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        async def worker() -> None:
+            while time.monotonic() < deadline:
+                t0 = time.perf_counter()
+                response = await client.post(PATH, json=BODY)
+                times.append(time.perf_counter() - t0)
+                assert response.status_code == 200
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+    return len(times), times
+
+
+def p(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] * 1000 if len(values) > 1 else values[0] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serve", nargs="*")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--sequential", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=5.0)
+    args = parser.parse_args()
+    if args.serve:
+        if args.serve[0] == "direct":
+            serve_direct(args.port)
+        else:
+            serve_gateway(args.port, args.serve[1])
+        return
+
+    direct, direct_url = start("direct")
+    gateway, gateway_url = start("gateway", direct_url)
+    try:
+        results = {}
+        for name, url in (("direct", direct_url), ("gateway", gateway_url)):
+            latencies = sequential(url, args.sequential)
+            count, loaded = asyncio.run(concurrent(url, args.concurrency, args.duration))
+            results[name] = (p(latencies, 50), p(latencies, 99), count / args.duration, p(loaded, 50), p(loaded, 99))
+    finally:
+        for process in (gateway, direct):
+            process.terminate()
+            process.wait(10)
+
+    print(f"{'target':<8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'load p50':>9} {'load p99':>9}")
+    for name, (p50, p99, rps, lp50, lp99) in results.items():
+        print(f"{name:<8} {p50:8.2f} {p99:8.2f} {rps:8.0f} {lp50:9.2f} {lp99:9.2f}")
+    d, g = results["direct"], results["gateway"]
+    print(f"\ngateway vs direct (baseline): p50 x{g[0] / d[0]:.2f} (+{g[0] - d[0]:.2f} ms), "
+          f"throughput x{g[2] / d[2]:.2f} at {args.concurrency} concurrent clients")
+
+
+if __name__ == "__main__":
+    main()

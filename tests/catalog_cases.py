@@ -1,0 +1,143 @@
+"""What Elasticsearch documents for each service and task type, written out by hand so
+that tests compare the catalog (and the CRD made from it) against it, not with itself."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+PLAIN_SECRET = "plain-secret-value-0123456789"
+SECRET_SETTINGS = ("api_key", "access_key", "secret_key", "service_account_json", "entra_id")
+
+_ALIBABA = {"api_key": PLAIN_SECRET, "service_id": "ops-text-embedding-001", "host": "h.example", "workspace": "default"}
+_BEDROCK = {"access_key": PLAIN_SECRET, "secret_key": PLAIN_SECRET, "region": "us-east-1", "model": "m"}
+_AZURE_STUDIO = {"api_key": PLAIN_SECRET, "target": "https://t.example/score"}
+_AZURE_OPENAI = {"api_key": PLAIN_SECRET, "resource_name": "r", "deployment_id": "d", "api_version": "2024-02-01"}
+_LOCAL = {"model_id": ".multilingual-e5-small", "num_allocations": 1, "num_threads": 1}
+_VERTEX = {"service_account_json": PLAIN_SECRET, "project_id": "p"}
+
+# (service, task type) -> the smallest service_settings Elasticsearch accepts.
+MINIMAL: dict[tuple[str, str], dict[str, Any]] = {
+    ("alibabacloud-ai-search", "completion"): _ALIBABA,
+    ("alibabacloud-ai-search", "rerank"): _ALIBABA,
+    ("alibabacloud-ai-search", "sparse_embedding"): _ALIBABA,
+    ("alibabacloud-ai-search", "text_embedding"): _ALIBABA,
+    ("amazonbedrock", "completion"): {**_BEDROCK, "provider": "anthropic"},
+    ("amazonbedrock", "text_embedding"): {**_BEDROCK, "provider": "amazontitan"},
+    ("anthropic", "completion"): {"api_key": PLAIN_SECRET, "model_id": "claude-3-5-haiku-latest"},
+    ("azureaistudio", "completion"): {**_AZURE_STUDIO, "provider": "meta", "endpoint_type": "realtime"},
+    ("azureaistudio", "text_embedding"): {**_AZURE_STUDIO, "provider": "openai", "endpoint_type": "token"},
+    ("azureopenai", "completion"): _AZURE_OPENAI,
+    ("azureopenai", "text_embedding"): _AZURE_OPENAI,
+    ("cohere", "completion"): {"api_key": PLAIN_SECRET},
+    ("cohere", "rerank"): {"api_key": PLAIN_SECRET},
+    ("cohere", "text_embedding"): {"api_key": PLAIN_SECRET},
+    ("elasticsearch", "rerank"): {**_LOCAL, "model_id": ".rerank-v1"},
+    ("elasticsearch", "sparse_embedding"): {**_LOCAL, "model_id": ".elser_model_2"},
+    ("elasticsearch", "text_embedding"): _LOCAL,
+    ("elser", "sparse_embedding"): {"num_allocations": 1, "num_threads": 1},
+    ("googleaistudio", "completion"): {"api_key": PLAIN_SECRET, "model_id": "gemini-1.5-flash"},
+    ("googleaistudio", "text_embedding"): {"api_key": PLAIN_SECRET, "model_id": "text-embedding-004"},
+    ("googlevertexai", "rerank"): _VERTEX,
+    ("googlevertexai", "text_embedding"): {**_VERTEX, "location": "us-central1", "model_id": "text-embedding-004"},
+    ("hugging_face", "text_embedding"): {"api_key": PLAIN_SECRET, "url": "https://e.example"},
+    ("mistral", "text_embedding"): {"api_key": PLAIN_SECRET, "model": "mistral-embed"},
+    ("openai", "completion"): {"api_key": PLAIN_SECRET, "model_id": "gpt-4o-mini"},
+    ("openai", "text_embedding"): {"api_key": PLAIN_SECRET, "model_id": "text-embedding-3-small"},
+    ("watsonxai", "text_embedding"): {
+        "api_key": PLAIN_SECRET, "url": "https://us-south.ml.cloud.ibm.com", "api_version": "2024-05-02",
+        "model_id": "ibm/slate-30m-english-rtrvr", "project_id": "p",
+    },
+}
+
+# Task settings some pairs cannot do without.
+MINIMAL_TASK: dict[tuple[str, str], dict[str, Any]] = {("anthropic", "completion"): {"max_tokens": 256}}
+
+# (service, task type) -> settings whose absence Elasticsearch reports as
+# "[service_settings] does not contain the required setting [X]".
+REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
+    **{("alibabacloud-ai-search", t): ("api_key", "service_id", "host", "workspace")
+       for t in ("completion", "rerank", "sparse_embedding", "text_embedding")},
+    ("amazonbedrock", "completion"): ("access_key", "secret_key", "region", "provider", "model"),
+    ("amazonbedrock", "text_embedding"): ("access_key", "secret_key", "region", "provider", "model"),
+    ("anthropic", "completion"): ("api_key", "model_id"),
+    ("azureaistudio", "completion"): ("api_key", "target", "provider", "endpoint_type"),
+    ("azureaistudio", "text_embedding"): ("api_key", "target", "provider", "endpoint_type"),
+    ("azureopenai", "completion"): ("resource_name", "deployment_id", "api_version"),
+    ("azureopenai", "text_embedding"): ("resource_name", "deployment_id", "api_version"),
+    ("cohere", "completion"): ("api_key",),
+    ("cohere", "rerank"): ("api_key",),
+    ("cohere", "text_embedding"): ("api_key",),
+    ("elasticsearch", "rerank"): ("model_id", "num_threads"),
+    ("elasticsearch", "sparse_embedding"): ("model_id", "num_threads"),
+    ("elasticsearch", "text_embedding"): ("model_id", "num_threads"),
+    ("elser", "sparse_embedding"): ("num_threads",),
+    ("googleaistudio", "completion"): ("api_key", "model_id"),
+    ("googleaistudio", "text_embedding"): ("api_key", "model_id"),
+    ("googlevertexai", "rerank"): ("service_account_json", "project_id"),
+    ("googlevertexai", "text_embedding"): ("service_account_json", "location", "model_id", "project_id"),
+    ("hugging_face", "text_embedding"): ("api_key", "url"),
+    ("mistral", "text_embedding"): ("api_key", "model"),
+    ("openai", "completion"): ("api_key", "model_id"),
+    ("openai", "text_embedding"): ("api_key", "model_id"),
+    ("watsonxai", "text_embedding"): ("api_key", "url", "api_version", "model_id", "project_id"),
+}
+
+# Elasticsearch's default rate_limit.requests_per_minute; None: a model run in-process.
+DEFAULT_RATE_LIMIT: dict[tuple[str, str], int | None] = {
+    **{("alibabacloud-ai-search", t): 1000 for t in ("completion", "rerank", "sparse_embedding", "text_embedding")},
+    ("amazonbedrock", "completion"): 240,
+    ("amazonbedrock", "text_embedding"): 240,
+    ("anthropic", "completion"): 50,
+    ("azureaistudio", "completion"): 240,
+    ("azureaistudio", "text_embedding"): 240,
+    ("azureopenai", "completion"): 120,
+    ("azureopenai", "text_embedding"): 1440,
+    ("cohere", "completion"): 10000,
+    ("cohere", "rerank"): 10000,
+    ("cohere", "text_embedding"): 10000,
+    ("elasticsearch", "rerank"): None,
+    ("elasticsearch", "sparse_embedding"): None,
+    ("elasticsearch", "text_embedding"): None,
+    ("elser", "sparse_embedding"): None,
+    ("googleaistudio", "completion"): 360,
+    ("googleaistudio", "text_embedding"): 360,
+    ("googlevertexai", "rerank"): 300,
+    ("googlevertexai", "text_embedding"): 30000,
+    ("hugging_face", "text_embedding"): 3000,
+    ("mistral", "text_embedding"): 240,
+    ("openai", "completion"): 500,
+    ("openai", "text_embedding"): 3000,
+    ("watsonxai", "text_embedding"): 120,
+}
+
+PAIRS = sorted(MINIMAL)
+EXTERNAL_PAIRS = [pair for pair in PAIRS if DEFAULT_RATE_LIMIT[pair] is not None]
+ALL_TASK_TYPES = ("completion", "rerank", "sparse_embedding", "text_embedding")
+SERVICES_BY_NAME = sorted({service for service, _ in PAIRS})
+
+
+def es_body(service: str, task: str, **overrides: Any) -> dict[str, Any]:
+    """Elasticsearch's create body with the minimal settings of the pair."""
+    body: dict[str, Any] = {"service": service, "service_settings": copy.deepcopy(MINIMAL[(service, task)])}
+    if (service, task) in MINIMAL_TASK:
+        body["task_settings"] = copy.deepcopy(MINIMAL_TASK[(service, task)])
+    body.update(overrides)
+    return body
+
+
+def secret_ref(name: str = "provider-credentials", key: str = "api-key") -> dict[str, Any]:
+    return {"secretKeyRef": {"name": name, "key": key}}
+
+
+def manifest(service: str, task: str, name: str = "my-endpoint", **spec_overrides: Any) -> dict[str, Any]:
+    """An InferenceEndpoint with the minimal settings of the pair, secrets as references."""
+    settings = {
+        k: (secret_ref(key=k.replace("_", "-")) if k in SECRET_SETTINGS else v)
+        for k, v in copy.deepcopy(MINIMAL[(service, task)]).items()
+    }
+    spec: dict[str, Any] = {"taskType": task, "service": service, "serviceSettings": settings}
+    if (service, task) in MINIMAL_TASK:
+        spec["taskSettings"] = copy.deepcopy(MINIMAL_TASK[(service, task)])
+    spec.update(spec_overrides)
+    return {"apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": name}, "spec": spec}

@@ -1,0 +1,131 @@
+"""Vertex AI: embeddings (predict) and ranking, with OAuth2 tokens minted from a service
+account key at the key's own token URI, cached and refreshed ahead of expiry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from google.auth import jwt
+
+from fake_providers import FakeProvider, Received, Reply, backend_for
+from model_server.backends.base import InferenceRequest
+from model_server.catalog import TaskType
+
+TOKEN_URI = "https://oauth.test/token"
+EMBED_PATH = "/v1/projects/proj/locations/us-central1/publishers/google/models/text-embedding-004:predict"
+RANK_PATH = "/v1/projects/proj/locations/global/rankingConfigs/default_ranking_config:rank"
+
+
+@pytest.fixture(scope="module")
+def key_pair():
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    account = {
+        "type": "service_account", "project_id": "proj", "private_key_id": "kid1", "private_key": pem,
+        "client_email": "svc@proj.iam.gserviceaccount.com", "client_id": "1", "token_uri": TOKEN_URI,
+    }
+    return json.dumps(account), public
+
+
+def token_server(public_pem: str, expires_in: int):
+    issued = []
+
+    def handle(received: Received) -> Reply:
+        form = received.form
+        assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        # The assertion must be signed by the service account's key, for the token URI.
+        claims = jwt.decode(form["assertion"], certs=public_pem, audience=TOKEN_URI)
+        assert claims["iss"] == "svc@proj.iam.gserviceaccount.com"
+        assert claims["scope"] == "https://www.googleapis.com/auth/cloud-platform"
+        issued.append(f"ya29.token-{len(issued) + 1}")
+        return Reply(json={"access_token": issued[-1], "expires_in": expires_in, "token_type": "Bearer"})
+
+    return handle, issued
+
+
+def embed_settings(account):
+    return {"service_account_json": account, "model_id": "text-embedding-004", "project_id": "proj",
+            "location": "us-central1", "url": "https://us-central1-aiplatform.test"}
+
+
+async def test_embeddings_use_predict_with_a_minted_token(key_pair):
+    account, public = key_pair
+    handle, issued = token_server(public, 3600)
+    fake = FakeProvider().on("/token", handle).on(EMBED_PATH, Reply(json={"predictions": [
+        {"embeddings": {"values": [0.1, 0.2], "statistics": {"token_count": 1, "truncated": False}}},
+        {"embeddings": {"values": [0.3, 0.4], "statistics": {"token_count": 1, "truncated": False}}},
+    ]}))
+    backend = backend_for(fake, "googlevertexai", "text_embedding", embed_settings(account), {"auto_truncate": True})
+    await backend.start()
+    request = InferenceRequest(TaskType.TEXT_EMBEDDING, ["a", "b"], input_type="ingest",
+                               task_settings={"auto_truncate": True}, timeout=5)
+    answer = await backend.infer(request)
+    await backend.infer(request)
+    await backend.close()
+    assert answer == {"text_embedding": [{"embedding": [0.1, 0.2]}, {"embedding": [0.3, 0.4]}]}
+    calls = fake.to(EMBED_PATH)
+    assert calls[0].json == {
+        "instances": [{"content": "a", "task_type": "RETRIEVAL_DOCUMENT"}, {"content": "b", "task_type": "RETRIEVAL_DOCUMENT"}],
+        "parameters": {"autoTruncate": True},
+    }
+    # One exchange, the token reused while it is far from expiry.
+    assert issued == ["ya29.token-1"]
+    assert [c.headers["authorization"] for c in calls] == ["Bearer ya29.token-1"] * 2
+
+
+async def test_token_close_to_expiry_is_refreshed_before_use(key_pair):
+    account, public = key_pair
+    handle, issued = token_server(public, 120)  # inside the refresh margin
+    fake = FakeProvider().on("/token", handle).on(
+        EMBED_PATH, Reply(json={"predictions": [{"embeddings": {"values": [1.0]}}]}))
+    backend = backend_for(fake, "googlevertexai", "text_embedding", embed_settings(account))
+    await backend.start()
+    for _ in range(2):
+        await backend.infer(InferenceRequest(TaskType.TEXT_EMBEDDING, ["a"], timeout=5))
+    await backend.close()
+    assert issued == ["ya29.token-1", "ya29.token-2"]
+    assert [c.headers["authorization"] for c in fake.to(EMBED_PATH)] == ["Bearer ya29.token-1", "Bearer ya29.token-2"]
+
+
+async def test_rerank_uses_the_ranking_api(key_pair):
+    account, public = key_pair
+    handle, _ = token_server(public, 3600)
+    fake = FakeProvider().on("/token", handle).on(RANK_PATH, Reply(json={"records": [
+        {"id": "1", "score": 0.8, "content": "second"}, {"id": "0", "score": 0.3, "content": "first"},
+    ]}))
+    settings = {"service_account_json": account, "model_id": "semantic-ranker-512@latest", "project_id": "proj",
+                "url": "https://discoveryengine.test"}
+    backend = backend_for(fake, "googlevertexai", "rerank", settings, {"top_n": 2})
+    await backend.start()
+    answer = await backend.infer(InferenceRequest(TaskType.RERANK, ["first", "second"], query="q",
+                                                  task_settings={"top_n": 2}, timeout=5))
+    await backend.close()
+    assert answer == {"rerank": [{"index": 1, "relevance_score": 0.8, "text": "second"},
+                                 {"index": 0, "relevance_score": 0.3, "text": "first"}]}
+    [call] = fake.to(RANK_PATH)
+    assert call.host == "discoveryengine.test"
+    assert call.headers["authorization"] == "Bearer ya29.token-1"
+    assert call.json == {"model": "semantic-ranker-512@latest", "query": "q", "topN": 2,
+                         "records": [{"id": "0", "content": "first"}, {"id": "1", "content": "second"}]}
+
+
+async def test_refused_token_exchange_is_an_authentication_error_without_the_key(key_pair):
+    account, _ = key_pair
+    fake = FakeProvider().on("/token", Reply(400, {"error": "invalid_grant", "error_description": "Invalid JWT"}))
+    backend = backend_for(fake, "googlevertexai", "text_embedding", embed_settings(account))
+    await backend.start()
+    with pytest.raises(Exception) as info:
+        await backend.infer(InferenceRequest(TaskType.TEXT_EMBEDDING, ["a"], timeout=5))
+    await backend.close()
+    assert info.value.status == 400
+    assert "invalid_grant" in info.value.reason
+    assert "PRIVATE KEY" not in info.value.reason
+    assert not fake.to(EMBED_PATH)

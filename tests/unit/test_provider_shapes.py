@@ -1,0 +1,126 @@
+"""Variants of the providers' wire formats beyond the one-per-pair matrix: Cohere's byte
+embeddings, Azure AI Studio's endpoint kinds, Hugging Face's answer shapes, AlibabaCloud's
+sparse token ids, and the Retry-After forms the retry policy reads."""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import time
+
+import httpx
+import pytest
+
+from fake_providers import FakeProvider, Reply, backend_for
+from model_server.backends.base import InferenceRequest
+from model_server.backends.providers import retries
+from model_server.catalog import TaskType
+
+KEY = "shape-key-0123456789"
+
+
+async def run(backend, request):
+    await backend.start()
+    try:
+        return await backend.infer(request)
+    finally:
+        await backend.close()
+
+
+@pytest.mark.parametrize("embedding_type", ["byte", "int8"])
+async def test_cohere_byte_embeddings_are_text_embedding_bytes(embedding_type):
+    fake = FakeProvider().on("/v1/embed", Reply(json={
+        "response_type": "embeddings_by_type", "embeddings": {"int8": [[-128, 0, 127], [1, 2, 3]]}}))
+    backend = backend_for(fake, "cohere", "text_embedding",
+                          {"api_key": KEY, "embedding_type": embedding_type, "url": "https://cohere.test"})
+    answer = await run(backend, InferenceRequest(TaskType.TEXT_EMBEDDING, ["a", "b"], timeout=5))
+    assert answer == {"text_embedding_bytes": [{"embedding": [-128, 0, 127]}, {"embedding": [1, 2, 3]}]}
+    assert fake.received[0].json == {"texts": ["a", "b"], "embedding_types": ["int8"]}
+
+
+async def test_cohere_rerank_without_documents_leaves_text_out():
+    fake = FakeProvider().on("/v1/rerank", Reply(json={"results": [
+        {"index": 0, "relevance_score": 0.2}, {"index": 1, "relevance_score": 0.6}]}))
+    backend = backend_for(fake, "cohere", "rerank", {"api_key": KEY, "url": "https://cohere.test"})
+    answer = await run(backend, InferenceRequest(TaskType.RERANK, ["a", "b"], query="q", timeout=5))
+    assert answer == {"rerank": [{"index": 1, "relevance_score": 0.6}, {"index": 0, "relevance_score": 0.2}]}
+
+
+async def test_azure_ai_studio_openai_token_endpoint_uses_target_and_api_key():
+    target = "https://my.openai.azure.test/openai/deployments/emb/embeddings?api-version=2024-02-01"
+    fake = FakeProvider().on("/openai/deployments/emb/embeddings", Reply(json={
+        "data": [{"index": 0, "embedding": [1.0, 2.0]}]}))
+    backend = backend_for(fake, "azureaistudio", "text_embedding",
+                          {"api_key": KEY, "target": target, "provider": "openai", "endpoint_type": "token"},
+                          {"user": "me"})
+    answer = await run(backend, InferenceRequest(TaskType.TEXT_EMBEDDING, ["a"], task_settings={"user": "me"},
+                                                 timeout=5))
+    assert answer == {"text_embedding": [{"embedding": [1.0, 2.0]}]}
+    [call] = fake.received
+    assert call.query == {"api-version": "2024-02-01"}
+    assert call.headers["api-key"] == KEY
+    assert call.json == {"input": ["a"], "user": "me"}
+
+
+async def test_azure_ai_studio_token_completion_speaks_chat_completions():
+    fake = FakeProvider().on("/v1/chat/completions", Reply(json={
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "mistral says"}}]}))
+    backend = backend_for(fake, "azureaistudio", "completion",
+                          {"api_key": KEY, "target": "https://mistral.studio.test", "provider": "mistral",
+                           "endpoint_type": "token"}, {"temperature": 0.1, "max_new_tokens": 9})
+    answer = await run(backend, InferenceRequest(TaskType.COMPLETION, ["hi"],
+                                                 task_settings={"temperature": 0.1, "max_new_tokens": 9}, timeout=5))
+    assert answer == {"completion": [{"result": "mistral says"}]}
+    [call] = fake.received
+    assert call.headers["authorization"] == KEY
+    assert call.json == {"messages": [{"role": "user", "content": "hi"}], "temperature": 0.1, "max_tokens": 9}
+
+
+async def test_hugging_face_embeddings_object_answer():
+    fake = FakeProvider().on("/e", Reply(json={"embeddings": [[0.5, 0.5]]}))
+    backend = backend_for(fake, "hugging_face", "text_embedding", {"api_key": KEY, "url": "https://hf.test/e"})
+    answer = await run(backend, InferenceRequest(TaskType.TEXT_EMBEDDING, ["a"], timeout=5))
+    assert answer == {"text_embedding": [{"embedding": [0.5, 0.5]}]}
+
+
+async def test_alibaba_sparse_embedding_keys_are_token_ids_unless_tokens_are_asked_for():
+    path = "/v3/openapi/workspaces/ws/text-sparse-embedding/ops-sparse"
+    fake = FakeProvider().on(path, Reply(json={"result": {"sparse_embeddings": [
+        {"index": 0, "embedding": [{"token_id": 12, "weight": 0.5}, {"token_id": 7, "weight": 0.1}]}]}}))
+    backend = backend_for(fake, "alibabacloud-ai-search", "sparse_embedding",
+                          {"api_key": KEY, "service_id": "ops-sparse", "host": "ali.test", "workspace": "ws"})
+    answer = await run(backend, InferenceRequest(TaskType.SPARSE_EMBEDDING, ["a"], timeout=5))
+    assert answer == {"sparse_embedding": [{"is_truncated": False, "embedding": {"12": 0.5, "7": 0.1}}]}
+    assert fake.received[0].json == {"input": ["a"], "return_token": False}
+
+
+async def test_requests_without_a_time_limit_are_served():
+    fake = FakeProvider().on("/v1/embeddings", Reply(json={"data": [{"index": 0, "embedding": [1.0]}]}))
+    backend = backend_for(fake, "mistral", "text_embedding", {"api_key": KEY, "model": "mistral-embed",
+                                                               "url": "https://mistral.test/v1"})
+    answer = await run(backend, InferenceRequest(TaskType.TEXT_EMBEDDING, ["a"], timeout=math.inf))
+    assert answer == {"text_embedding": [{"embedding": [1.0]}]}
+
+
+def test_retry_after_forms():
+    def response(**headers):
+        return httpx.Response(429, headers=headers)
+
+    assert retries.retry_after(response(**{"retry-after": "3"})) == 3.0
+    assert retries.retry_after(response(**{"retry-after-ms": "250"})) == 0.25
+    date = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= retries.retry_after(response(**{"retry-after": date})) <= 31
+    assert retries.retry_after(response(**{"retry-after": "soon"})) is None
+    assert retries.retry_after(response()) is None
+
+
+def test_backoff_grows_with_jitter_and_obeys_retry_after():
+    import random
+
+    rng = random.Random(7)
+    first = [retries.backoff(1, rng=rng) for _ in range(50)]
+    fourth = [retries.backoff(4, rng=rng) for _ in range(50)]
+    assert max(first) <= retries.BASE_DELAY and max(fourth) <= retries.BASE_DELAY * 8
+    assert max(fourth) > retries.BASE_DELAY  # grows
+    assert len(set(first)) > 1  # jitter
+    assert retries.backoff(1, httpx.Response(503, headers={"retry-after": "2"})) == 2.0

@@ -1,0 +1,28 @@
+"""The services matrix in the README says what the catalog holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from model_server.catalog import SERVICES
+
+ROOT = Path(__file__).resolve().parents[2]
+TASKS = ["completion", "rerank", "sparse_embedding", "text_embedding"]
+
+
+def services_section() -> str:
+    # The section lives in the README; docs/README-contract.md until it is merged there.
+    for path in (ROOT / "README.md", ROOT / "docs" / "README-contract.md"):
+        if path.exists() and "## Services" in path.read_text():
+            text = path.read_text()
+            return text.split("## Services", 1)[1].split("\n## ", 1)[0]
+    raise AssertionError("no '## Services' section found")
+
+
+def test_services_matrix_matches_the_catalog():
+    rows = {}
+    for line in services_section().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) >= 5:
+            rows[cells[0].strip("`")] = {t for t, cell in zip(TASKS, cells[1:5]) if cell == "✓"}
+    assert rows == {name: {t.value for t in spec.task_types} for name, spec in SERVICES.items()}
