@@ -17,7 +17,7 @@ from model_server.catalog import API_VERSION, KIND, SERVICES, ChunkingSettings, 
 from model_server.catalog.endpoint import INFERENCE_ID_PATTERN
 
 from .resource import DeploymentOverrides, InferenceEndpointStatus
-from .rules import SCOPES, models_by_pair, settings_rules, task_type_rule
+from .rules import SCOPES, chunking_rules, models_by_pair, settings_rules, task_type_rule
 from .structural import merge, model_schema
 
 GROUP, VERSION = API_VERSION.split("/")
@@ -47,7 +47,11 @@ def spec_schema() -> dict[str, Any]:
         **union["taskSettings"],
         "description": "Default task settings; a request's task_settings override them.",
     }
-    chunking = {**model_schema(ChunkingSettings), "description": "How long inputs are split (embedding tasks)."}
+    chunking = {
+        **model_schema(ChunkingSettings),
+        "description": "How long inputs are split (embedding tasks); {} is Elasticsearch's default.",
+        "x-kubernetes-validations": chunking_rules(),
+    }
     deployment = {**model_schema(DeploymentOverrides), "description": DeploymentOverrides.__doc__.strip()}
     return {
         "type": "object",

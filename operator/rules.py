@@ -15,6 +15,7 @@ from collections import defaultdict
 from typing import Any, Iterable
 
 from model_server.catalog import SERVICES, Settings, TaskType
+from model_server.catalog.endpoint import CHUNKING_SETTINGS
 
 from .structural import model_schema
 
@@ -120,3 +121,40 @@ def _pair_rules(
                 "for this task type"
             )))
     return out
+
+
+def chunking_rules() -> list[dict[str, str]]:
+    """Rules on ``chunkingSettings`` (``self``): what each strategy allows and requires."""
+    every = sorted({name for allowed, _ in CHUNKING_SETTINGS.values() for name in allowed} - {"strategy"})
+    rules = [{
+        "rule": "has(self.strategy) || (" + " && ".join(f"!has(self.{n})" for n in every) + ")",
+        "message": "Can't generate Chunker without ChunkingStrategy provided",
+    }]
+    for strategy, (allowed, required) in CHUNKING_SETTINGS.items():
+        guard = f"!has(self.strategy) || self.strategy != {_quote(strategy)}"
+        unknown = [n for n in every if n not in allowed]
+        if unknown:
+            rules.append({
+                "rule": f"{guard} || (" + " && ".join(f"!has(self.{n})" for n in unknown) + ")",
+                "message": f"[{strategy}] chunking settings take only [{', '.join(allowed)}]",
+            })
+        if required:
+            first_missing = "''"
+            for name in reversed(required):
+                first_missing = f"(!has(self.{name}) ? {_quote(name)} : {first_missing})"
+            rules.append({
+                "rule": f"{guard} || (" + " && ".join(f"has(self.{n})" for n in required) + ")",
+                "messageExpression": f"'[chunking_settings] does not contain the required setting [' + {first_missing} + ']'",
+            })
+    rules += [
+        {"rule": "!has(self.strategy) || self.strategy != 'word' || !has(self.max_chunk_size) || "
+                 "self.max_chunk_size <= 300",
+         "message": "[chunking_settings] [max_chunk_size] must be a less than or equal to [300] for word chunking"},
+        {"rule": "!has(self.strategy) || self.strategy != 'word' || !has(self.max_chunk_size) || !has(self.overlap) || "
+                 "self.overlap <= self.max_chunk_size / 2",
+         "message": "[chunking_settings] [overlap] must be a less than or equal to half of [max_chunk_size]"},
+        {"rule": "!has(self.strategy) || self.strategy != 'sentence' || !has(self.max_chunk_size) || "
+                 "self.max_chunk_size >= 20",
+         "message": "[chunking_settings] [max_chunk_size] must be a greater than or equal to [20] for sentence chunking"},
+    ]
+    return rules

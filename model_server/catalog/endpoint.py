@@ -33,10 +33,79 @@ class ChunkingStrategy(str, Enum):
 
 
 class ChunkingSettings(Settings):
+    """How Elasticsearch splits long inputs of embedding endpoints (in semantic_text).
+
+    The model holds the union of every strategy's settings; ``parse_chunking_settings``
+    applies each strategy's own rules, as Elasticsearch does."""
+
     strategy: ChunkingStrategy = ChunkingStrategy.SENTENCE
-    max_chunk_size: int | None = Field(default=None, ge=10, le=300)
-    overlap: int | None = Field(default=None, ge=1)
-    sentence_overlap: int | None = Field(default=None, ge=0, le=1)
+    max_chunk_size: int | None = Field(default=None, ge=10, description="Words per chunk (word: 10 to 300; "
+                                                                         "sentence: 20 or more).")
+    overlap: int | None = Field(default=None, ge=1, description="word: words shared by neighbouring chunks, "
+                                                                "at most half of max_chunk_size.")
+    sentence_overlap: int | None = Field(default=None, ge=0, le=1, description="sentence: 0 or 1 sentence shared.")
+
+
+# Strategy -> (its settings, the required ones); Elasticsearch's chunking settings classes.
+CHUNKING_SETTINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "word": (("strategy", "max_chunk_size", "overlap"), ("max_chunk_size", "overlap")),
+    "sentence": (("strategy", "max_chunk_size", "sentence_overlap"), ("max_chunk_size",)),
+    "none": (("strategy",), ()),
+}
+_CHUNKING_NAMES = {"word": "Word based", "sentence": "Sentence based", "none": "None"}
+DEFAULT_CHUNKING = {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1}
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_chunking_settings(raw: Any) -> ChunkingSettings:
+    """Elasticsearch's ChunkingSettingsBuilder: ``{}`` is the default (sentence, 250, 1);
+    otherwise the strategy decides which settings are allowed and required."""
+    scope = "chunking_settings"
+    if not isinstance(raw, Mapping):
+        raise validation_exception(f"[{scope}] must be an object")
+    if not raw:
+        return ChunkingSettings.model_validate(DEFAULT_CHUNKING)
+    if "strategy" not in raw:
+        raise ElasticsearchError(400, "illegal_argument_exception",
+                                 "Can't generate Chunker without ChunkingStrategy provided")
+    strategy = str(raw["strategy"]).strip().lower()
+    if strategy not in CHUNKING_SETTINGS:
+        raise ElasticsearchError(400, "illegal_argument_exception", f"Invalid chunkingStrategy {raw['strategy']}")
+    allowed, required = CHUNKING_SETTINGS[strategy]
+    problems = []
+    invalid = [key for key in raw if key not in allowed]
+    if invalid:
+        problems.append(
+            f"{_CHUNKING_NAMES[strategy]} chunking settings can not have the following settings: [{', '.join(invalid)}]"
+        )
+    values = {key: raw.get(key) for key in allowed if key != "strategy"}
+    for key in required:
+        if values.get(key) is None:
+            problems.append(f"[{scope}] does not contain the required setting [{key}]")
+        elif not _positive_int(values[key]) or values[key] <= 0:
+            problems.append(f"[{scope}] Invalid value [{values[key]}]. [{key}] must be a positive integer")
+    size = values.get("max_chunk_size")
+    if _positive_int(size) and size > 0:
+        low, high = (10, 300) if strategy == "word" else (20, None)
+        if size < low:
+            problems.append(f"[{scope}] Invalid value [{size}]. [max_chunk_size] must be a greater than or equal to [{low}]")
+        if high is not None and size > high:
+            problems.append(f"[{scope}] Invalid value [{size}]. [max_chunk_size] must be a less than or equal to [{high}]")
+        overlap = values.get("overlap")
+        if strategy == "word" and _positive_int(overlap) and overlap > size // 2:
+            problems.append(f"[{scope}] Invalid value [{overlap}]. [overlap] must be a less than or equal to [{size // 2}]")
+    if strategy == "sentence":
+        overlap = values.get("sentence_overlap")
+        if overlap is None:
+            values["sentence_overlap"] = 1
+        elif overlap not in (0, 1) or isinstance(overlap, bool):
+            problems.append(f"sentence_overlap[{overlap}] must be either 0 or 1")
+    if problems:
+        raise validation_exception(*problems)
+    return ChunkingSettings.model_validate({"strategy": strategy, **{k: v for k, v in values.items() if v is not None}})
 
 
 def parse_task_type(value: str) -> TaskType:
@@ -165,8 +234,19 @@ class InferenceEndpointConfig:
         return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
 
 
+def _java_value(value: Any) -> str:
+    """A value as Java's toString prints it in Elasticsearch's messages."""
+    if isinstance(value, Mapping):
+        return _java_map(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_java_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "null" if value is None else str(value)
+
+
 def _java_map(values: Mapping[str, Any]) -> str:
-    return "{" + ", ".join(f"{k}={v}" for k, v in values.items()) + "}"
+    return "{" + ", ".join(f"{k}={_java_value(v)}" for k, v in values.items()) + "}"
 
 
 def _validate_settings(
@@ -232,11 +312,15 @@ def parse_endpoint(inference_id: str, task_type: TaskType | str, body: Mapping[s
         spec.task_settings_model(task), body.get("task_settings"), "task_settings", spec.name
     )
     chunking = body.get("chunking_settings")
-    chunking_settings = (
-        _validate_settings(ChunkingSettings, chunking, "chunking_settings", spec.name) if chunking is not None else None
-    )
-    if chunking_settings is not None and task not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING):
-        raise validation_exception(f"[chunking_settings] are not supported for task type [{task.value}]")
+    chunking_settings = None
+    if chunking is not None:
+        if task not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING):
+            # Elasticsearch reads chunking settings only for embeddings; elsewhere they are left over.
+            raise status_exception(
+                f"Model configuration contains settings [{_java_map({'chunking_settings': chunking})}] "
+                f"unknown to the [{spec.name}] service"
+            )
+        chunking_settings = parse_chunking_settings(chunking)
     return InferenceEndpointConfig(
         inference_id=inference_id,
         task_type=task,

@@ -146,12 +146,46 @@ def test_vertex_ranking_takes_no_location():
     assert "unknown to the [googlevertexai] service" in rejection("rerank", body).reason
 
 
-def test_chunking_settings_only_for_embedding_tasks():
+def test_chunking_settings_are_unknown_to_tasks_other_than_embeddings():
     error = rejection("completion", es_body("openai", "completion", chunking_settings={"strategy": "word"}))
-    assert error.type == "validation_exception"
-    config = parse_endpoint("e", "text_embedding", es_body(
-        "openai", "text_embedding", chunking_settings={"strategy": "word", "max_chunk_size": 100, "overlap": 20}))
-    assert config.es_view()["chunking_settings"] == {"strategy": "word", "max_chunk_size": 100, "overlap": 20}
+    assert (error.status, error.type) == (400, "status_exception")
+    assert error.reason == (
+        "Model configuration contains settings [{chunking_settings={strategy=word}}] unknown to the [openai] service")
+
+
+@pytest.mark.parametrize("chunking,expected", [
+    ({}, {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1}),
+    ({"strategy": "sentence", "max_chunk_size": 400}, {"strategy": "sentence", "max_chunk_size": 400,
+                                                       "sentence_overlap": 1}),
+    ({"strategy": "word", "max_chunk_size": 100, "overlap": 50}, {"strategy": "word", "max_chunk_size": 100,
+                                                                   "overlap": 50}),
+    ({"strategy": "none"}, {"strategy": "none"}),
+])
+def test_chunking_settings_as_elasticsearch_reads_them(chunking, expected):
+    config = parse_endpoint("e", "text_embedding", es_body("openai", "text_embedding", chunking_settings=chunking))
+    assert config.es_view()["chunking_settings"] == expected
+
+
+@pytest.mark.parametrize("chunking,reason", [
+    ({"max_chunk_size": 100}, "Can't generate Chunker without ChunkingStrategy provided"),
+    ({"strategy": "word", "max_chunk_size": 100},
+     "Validation Failed: 1: [chunking_settings] does not contain the required setting [overlap];"),
+    ({"strategy": "word", "max_chunk_size": 100, "overlap": 51},
+     "Validation Failed: 1: [chunking_settings] Invalid value [51]. [overlap] must be a less than or equal to [50];"),
+    ({"strategy": "word", "max_chunk_size": 301, "overlap": 1},
+     "Validation Failed: 1: [chunking_settings] Invalid value [301]. [max_chunk_size] must be a less than or equal "
+     "to [300];"),
+    ({"strategy": "sentence", "max_chunk_size": 250, "overlap": 10},
+     "Validation Failed: 1: Sentence based chunking settings can not have the following settings: [overlap];"),
+    ({"strategy": "sentence", "max_chunk_size": 10},
+     "Validation Failed: 1: [chunking_settings] Invalid value [10]. [max_chunk_size] must be a greater than or "
+     "equal to [20];"),
+    ({"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 2},
+     "Validation Failed: 1: sentence_overlap[2] must be either 0 or 1;"),
+])
+def test_chunking_settings_are_checked_per_strategy(chunking, reason):
+    error = rejection("sparse_embedding", es_body("elser", "sparse_embedding", chunking_settings=chunking))
+    assert (error.status, error.reason) == (400, reason)
 
 
 @pytest.mark.parametrize("service,task", PAIRS)

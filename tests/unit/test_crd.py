@@ -290,6 +290,47 @@ def test_rules_reject_task_settings_of_another_service():
     assert catalog_rejects(obj) is not None
 
 
+CHUNKING = SPEC["properties"]["chunkingSettings"]
+
+
+def chunking_failures(settings: dict[str, Any]) -> list[str]:
+    failures = []
+    for rule in CHUNKING["x-kubernetes-validations"]:
+        if not cel(rule["rule"], settings):
+            failures.append(str(cel(rule["messageExpression"], settings)) if "messageExpression" in rule
+                            else rule["message"])
+    return failures
+
+
+@pytest.mark.parametrize("settings", [
+    {}, {"strategy": "none"}, {"strategy": "sentence", "max_chunk_size": 250},
+    {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 0},
+    {"strategy": "word", "max_chunk_size": 100, "overlap": 50},
+])
+def test_chunking_rules_accept_what_elasticsearch_accepts(settings):
+    assert chunking_failures(settings) == []
+    assert catalog_rejects(manifest("elser", "sparse_embedding", chunkingSettings=settings)) is None
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"max_chunk_size": 100}, "Can't generate Chunker without ChunkingStrategy provided"),
+    ({"strategy": "word", "max_chunk_size": 100}, "[chunking_settings] does not contain the required setting [overlap]"),
+    ({"strategy": "word", "overlap": 5}, "[chunking_settings] does not contain the required setting [max_chunk_size]"),
+    ({"strategy": "sentence", "max_chunk_size": 250, "overlap": 5},
+     "[sentence] chunking settings take only [strategy, max_chunk_size, sentence_overlap]"),
+    ({"strategy": "none", "max_chunk_size": 250}, "[none] chunking settings take only [strategy]"),
+    ({"strategy": "word", "max_chunk_size": 100, "overlap": 51},
+     "[chunking_settings] [overlap] must be a less than or equal to half of [max_chunk_size]"),
+    ({"strategy": "word", "max_chunk_size": 301, "overlap": 5},
+     "[chunking_settings] [max_chunk_size] must be a less than or equal to [300] for word chunking"),
+    ({"strategy": "sentence", "max_chunk_size": 19},
+     "[chunking_settings] [max_chunk_size] must be a greater than or equal to [20] for sentence chunking"),
+])
+def test_chunking_rules_reject_what_elasticsearch_rejects(settings, message):
+    assert chunking_failures(settings) == [message]
+    assert catalog_rejects(manifest("elser", "sparse_embedding", chunkingSettings=settings)) is not None
+
+
 def test_rule_rejects_chunking_settings_for_completion():
     obj = manifest("openai", "completion", chunkingSettings={"strategy": "sentence"})
     assert "[chunking_settings] are not supported for task type [completion]" in spec_rule_failures(obj["spec"])

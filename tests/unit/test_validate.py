@@ -51,12 +51,14 @@ def test_each_problem_is_one_line_with_file_and_path(tmp_path, capsys):
 
 
 def test_catalog_rules_beyond_the_schema_are_checked(tmp_path, capsys):
-    obj = manifest("amazonbedrock", "text_embedding")
-    obj["spec"]["serviceSettings"]["provider"] = "meta"
-    obj["spec"]["chunkingSettings"] = {"strategy": "word", "max_chunk_size": 5}
+    # top_k is a number in the CRD (Bedrock's is a float) but an integer for Anthropic.
+    obj = manifest("anthropic", "completion")
+    obj["spec"]["taskSettings"]["top_k"] = 0.5
     code, lines = validate(capsys, write(tmp_path / "e.yaml", obj))
     assert code == 1
-    assert lines and all(line.startswith(f"{tmp_path / 'e.yaml'}: spec") for line in lines)
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{tmp_path / 'e.yaml'}: spec: Validation Failed: 1: [task_settings] Invalid value "
+                               "for [top_k]")
 
 
 def test_a_plain_text_secret_is_reported_without_echoing_it(tmp_path, capsys):
