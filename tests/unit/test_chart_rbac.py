@@ -34,6 +34,11 @@ FRAMEWORK_ONLY = {
 }
 
 
+# The gateway deletes a Secret it made only when creating the InferenceEndpoint then fails
+# (nothing is left half-made); the run below has no failing create.
+GATEWAY_ROLLBACK_ONLY = {("", "secrets", "delete")}
+
+
 def verbs_of(request: Any) -> list[tuple[str, str, str | None, str]]:
     """(group, resource[/subresource], namespace, verb) that RBAC checks for one request."""
     path = request.url.path
@@ -206,7 +211,7 @@ async def test_gateway_rbac_is_exactly_what_the_gateway_calls(kube):
     assert [r.status_code for r in steps] == [200] * len(steps), [r.text for r in steps]
     granted = grants(objs, GATEWAY)
     used = audit(kube, granted)
-    unused = set().union(*granted.values()) - used
+    unused = set().union(*granted.values()) - used - GATEWAY_ROLLBACK_ONLY
     assert not unused, f"the chart grants rights the gateway never used: {sorted(unused)}"
 
 
