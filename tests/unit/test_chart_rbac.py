@@ -14,7 +14,6 @@ import pytest
 from kopf.testing import KopfRunner
 
 from kubeemu import DEPLOYMENTS, HPAS, INFERENCE_ENDPOINTS, SECRETS, EmulatedCluster
-from kubeemu.fixtures import kube, kubeconfig  # noqa: F401
 from shipping import env_of, expand_rules, grants, named, of_kind, render
 
 NS = "ml"
@@ -37,6 +36,14 @@ FRAMEWORK_ONLY = {
 # The gateway deletes a Secret it made only when creating the InferenceEndpoint then fails
 # (nothing is left half-made); the run below has no failing create.
 GATEWAY_ROLLBACK_ONLY = {("", "secrets", "delete")}
+
+
+@pytest.fixture
+def kube(tmp_path, monkeypatch) -> Iterator[EmulatedCluster]:
+    """A started API emulator that kopf and the kubernetes client find through KUBECONFIG."""
+    with EmulatedCluster() as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.write_kubeconfig(tmp_path / "kubeconfig")))
+        yield cluster
 
 
 def verbs_of(request: Any) -> list[tuple[str, str, str | None, str]]:
@@ -139,7 +146,7 @@ def audit(kube: EmulatedCluster, granted: dict[str | None, set]) -> set[tuple[st
     return used
 
 
-def test_operator_rbac_is_exactly_what_the_operator_calls(kube, kubeconfig, monkeypatch):
+def test_operator_rbac_is_exactly_what_the_operator_calls(kube, monkeypatch):
     objs = render({"endpoints.gpu.perEndpoint": 0})
     granted = grants(objs, OPERATOR)
     with operator(kube, objs, monkeypatch, "--all-namespaces"):
@@ -173,7 +180,9 @@ class OperatorStandIn:
 
     def __call__(self, event_type: str, key: str, obj: dict) -> None:
         meta, status = obj["metadata"], obj.get("status") or {}
-        if key != INFERENCE_ENDPOINTS or event_type == "DELETED" or status.get("observedGeneration") == meta["generation"]:
+        if key != INFERENCE_ENDPOINTS or event_type == "DELETED":
+            return
+        if status.get("observedGeneration") == meta["generation"]:
             return
         self.emulator.update_status(INFERENCE_ENDPOINTS, meta["namespace"], meta["name"], {
             "observedGeneration": meta["generation"], "url": "http://127.0.0.1:9/unused",

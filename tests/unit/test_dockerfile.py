@@ -10,7 +10,6 @@ import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 

@@ -123,7 +123,8 @@ def test_kstatus_rules_as_written_here_match_the_documented_cases():
     stalled = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "conditions": [
         {"type": "Stalled", "status": "True", "reason": "InvalidSpec"}]}}
     assert kstatus(stalled) == "Failed"
-    assert kstatus({"metadata": {}, "status": {"conditions": [{"type": "Reconciling", "status": "True"}]}}) == "InProgress"
+    reconciling = {"metadata": {}, "status": {"conditions": [{"type": "Reconciling", "status": "True"}]}}
+    assert kstatus(reconciling) == "InProgress"
     assert kstatus({"metadata": {"generation": 1}}) == "Current"
 
 
