@@ -19,7 +19,7 @@ VARIATIONS: dict[str, dict] = {
     "gpu-off": {"endpoints.gpu.perEndpoint": 0},
     "gateway-off": {"gateway.enabled": False},
     "one-namespace": {"watchNamespaces": ["search"], "gateway.endpointNamespace": "search"},
-    "two-replicas": {"operator.replicas": 2},
+    "two-replicas": {"operator.replicas": 2, "gateway.replicas": 2},
     "monitored": {"serviceMonitor.enabled": True, "networkPolicy.enabled": True,
                   "networkPolicy.gatewayFrom": [{"namespaceSelector": {"matchLabels": {"team": "search"}}}]},
     "no-metrics-no-auth": {"operator.metrics.port": 0, "gateway.auth.enabled": False},
@@ -334,3 +334,15 @@ def test_chart_installs_on_the_oldest_kubernetes_it_is_validated_for_and_not_old
     major, minor, _ = oldest.split(".")
     older = helm("template", "kubeinfer", str(CHART), "--kube-version", f"{major}.{int(minor) - 1}.0", check=False)
     assert older.returncode != 0 and "kubeVersion" in older.stderr
+
+
+def test_disruption_budgets_only_for_more_than_one_replica():
+    assert not of_kind(render(), "PodDisruptionBudget")
+    objs = render({"operator.replicas": 2, "gateway.replicas": 3})
+    budgets = {b["metadata"]["name"]: b for b in of_kind(objs, "PodDisruptionBudget")}
+    assert set(budgets) == {OPERATOR, GATEWAY}
+    for name, budget in budgets.items():
+        assert budget["spec"]["maxUnavailable"] == 1
+        assert budget["spec"]["selector"]["matchLabels"] == named(objs, "Deployment", name)["spec"]["selector"]["matchLabels"]
+    off = render({"gateway.enabled": False, "gateway.replicas": 3})
+    assert not of_kind(off, "PodDisruptionBudget")
