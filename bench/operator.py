@@ -153,24 +153,27 @@ def run_size(n: int, timeout: float) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="100,1000", help="comma-separated endpoint counts; the first is the baseline")
+    parser.add_argument("--sizes", default="100,1000",
+                        help="comma-separated endpoint counts; the first is the baseline")
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results = [run_size(n, args.timeout) for n in sizes]
     base = results[0]
     print(f"{'endpoints':>9} {'create->Ready s':>16} {'spec change s':>14} {'per-CR ms':>10} "
-          f"{'vs baseline':>12} {'operator CPU s':>15} {'emulator CPU s':>15} {'peak RSS MiB':>13} {'idle MiB':>9} {'API requests':>13} "
-          f"{'load':>5}")
+          f"{'vs baseline':>12} {'operator CPU s':>15} {'emulator CPU s':>15} {'peak RSS MiB':>13} "
+          f"{'idle MiB':>9} {'API requests':>13} {'load':>5}")
     for r in results:
         per_cr = r["create_s"] / r["n"] * 1000
         ratio = (r["create_s"] / r["n"]) / (base["create_s"] / base["n"])
         cpu = f"{r['create_cpu']:.1f}+{r['update_cpu']:.1f}"
         print(f"{r['n']:>9} {r['create_s']:>16.1f} {r['update_s']:>14.1f} {per_cr:>10.1f} {ratio:>11.2f}x "
-              f"{cpu:>15} {r['emulator_cpu']:>15.1f} {r['peak_mib']:>13.0f} {r['idle_mib']:>9.0f} {r['requests']:>13} {r['load']:>5.1f}")
+              f"{cpu:>15} {r['emulator_cpu']:>15.1f} {r['peak_mib']:>13.0f} {r['idle_mib']:>9.0f} "
+              f"{r['requests']:>13} {r['load']:>5.1f}")
     largest = results[-1]
     print(f"baseline: {base['n']} endpoints in the same run; ratio = per-endpoint create time against it; "
-          "operator CPU = create + spec change; emulator CPU = both phases; load = the machine's 1-minute load average at the end")
+          "operator CPU = create + spec change; emulator CPU = both phases; "
+          "load = the machine's 1-minute load average at the end")
     print(f"target {largest['n']} Ready < {TARGET_SECONDS:.0f} s: {largest['create_s']:.1f} s "
           f"({'met' if largest['create_s'] < TARGET_SECONDS else 'MISSED'}); "
           f"spec change {largest['update_s']:.1f} s "

@@ -69,6 +69,11 @@ def test_create_builds_objects_and_becomes_ready_once_available(kube, env):
             assert kube.get(key, NS, "e5")["metadata"]["ownerReferences"][0]["uid"] == owner
         kube.wait_until(lambda: "Available" in [e.get("reason") for e in kube.list(EVENTS, NS)],
                         message="an Available event")
+        # the operator's own writes go with the credentials kopf logged in with, as server-side apply
+        applies = [r for r in kube.requests() if r.headers.get("User-Agent") == "kubeinfer-operator"
+                   and r.headers.get("Content-Type") == "application/apply-patch+yaml"]
+        assert applies and all(r.headers.get("Authorization") == "Bearer emulator-token" for r in applies)
+        assert all(r.params.get("fieldManager") == "kubeinfer-operator" for r in applies)
 
 
 def test_spec_change_rolls_out_with_a_new_observed_generation(kube, env):
@@ -195,3 +200,30 @@ def test_deleting_the_endpoint_removes_its_objects(kube, kubeinfer_operator):
     kube.wait_until(lambda: kube.get(INFERENCE_ENDPOINTS, NS, "e5") is None)
     for key in (DEPLOYMENTS, SERVICES, CONFIGMAPS):
         assert kube.get(key, NS, "e5") is None
+
+
+def test_a_stuck_rollout_is_reported_with_the_deadline_reason(kube, env):
+    with running_operator():
+        kube.hold_rollouts()
+        kube.create(INFERENCE_ENDPOINTS, endpoint("stuck"))
+        kube.wait_until(lambda: kube.get(DEPLOYMENTS, NS, "stuck"))
+        kube.fail_rollout(NS, "stuck", "Back-off pulling image")
+        ready = wait_ready(kube, "stuck", reason="ProgressDeadlineExceeded", value="False")
+        assert "Back-off pulling image" in ready["message"]
+        assert condition(kube, "stuck", "Progressing")["status"] == "False"
+        kube.release_rollouts()
+        # the user points the endpoint at an image that can be pulled: a new rollout succeeds
+        kube.patch(INFERENCE_ENDPOINTS, NS, "stuck", {"spec": {"deployment": {"image": "reg/server:fixed"}}})
+        wait_ready(kube, "stuck")
+        assert status(kube, "stuck")["observedGeneration"] == 2
+
+
+def test_a_secret_without_the_referenced_key_is_not_enough(kube, env):
+    with running_operator():
+        kube.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "openai", "namespace": NS},
+                              "data": {"other": "eA=="}})
+        kube.create(INFERENCE_ENDPOINTS, openai("chat"))
+        ready = wait_ready(kube, "chat", reason="SecretNotFound", value="False")
+        assert "openai" in ready["message"] and "eA==" not in json.dumps(status(kube, "chat"))
+        kube.patch(SECRETS, NS, "openai", {"data": {"key": "c2stdGVzdA=="}})
+        wait_ready(kube, "chat")

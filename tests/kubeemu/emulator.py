@@ -483,7 +483,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
             hist = self.history.get(key, collections.deque())
             oldest = hist[0][0] if hist else self._last_rv + 1
             if int(since) < oldest - 1 and len(hist) == hist.maxlen:
-                backlog.append({"type": "ERROR", "object": APIError(410, "Expired", "too old resource version").status()})
+                gone = APIError(410, "Expired", "too old resource version")
+                backlog.append({"type": "ERROR", "object": gone.status()})
             else:
                 for rv, event_type, obj in hist:
                     if rv > int(since) and (ns is None or obj["metadata"].get("namespace") == ns) and match(obj):

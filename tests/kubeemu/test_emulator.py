@@ -8,7 +8,7 @@ import threading
 import httpx
 import pytest
 
-from kubeemu import DEPLOYMENTS, INFERENCE_ENDPOINTS, EmulatedCluster
+from kubeemu import DEPLOYMENTS, EmulatedCluster
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,8 @@ def test_deployment_controller_marks_rollouts_available(cluster, api):
     assert status == 1
     cluster.hold_rollouts()
     try:
-        api.patch("/apis/apps/v1/namespaces/ns3/deployments/d", headers={"Content-Type": "application/merge-patch+json"},
+        api.patch("/apis/apps/v1/namespaces/ns3/deployments/d",
+                  headers={"Content-Type": "application/merge-patch+json"},
                   content=json.dumps({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "v2"}]}}}}))
         st = cluster.get(DEPLOYMENTS, "ns3", "d")["status"]
         assert st["observedGeneration"] == 2 and st["updatedReplicas"] == 0
@@ -149,7 +150,8 @@ def test_live_watch_sees_changes(api, cluster):
 
     def watch():
         with httpx.Client(base_url=cluster.url, timeout=10) as c:
-            with c.stream("GET", "/api/v1/namespaces/ns6/secrets", params={"watch": "true", "timeoutSeconds": "2"}) as r:
+            params = {"watch": "true", "timeoutSeconds": "2"}
+            with c.stream("GET", "/api/v1/namespaces/ns6/secrets", params=params) as r:
                 for line in r.iter_lines():
                     if line:
                         seen.append(json.loads(line)["type"])

@@ -192,7 +192,8 @@ def test_overrides_are_applied_last():
     cr["spec"]["deployment"] = {
         "replicas": 5, "image": "reg/custom:2", "resources": {"requests": {"cpu": "8"}, "limits": {"memory": "16Gi"}},
         "nodeSelector": {"pool": "gpu"}, "tolerations": [{"key": "dedicated", "operator": "Exists"}],
-        "affinity": {"nodeAffinity": {}}, "env": [{"name": "OMP_NUM_THREADS", "value": "16"}, {"name": "X", "value": "1"}],
+        "affinity": {"nodeAffinity": {}},
+        "env": [{"name": "OMP_NUM_THREADS", "value": "16"}, {"name": "X", "value": "1"}],
         "annotations": {"team": "search", CONFIG_HASH_ANNOTATION: "forged"},
     }
     state = desired_state(cr, SETTINGS)
