@@ -2,7 +2,8 @@
 
 Create makes a CR (and, for secrets given in plain text, a Secret owned by the CR that
 the CR references with ``secretKeyRef``), then waits for the operator to report the
-endpoint Ready. Get and list read CRs; delete deletes the CR (its Secret goes with it).
+endpoint Ready. Get and list read CRs; delete deletes the CR (Kubernetes' garbage
+collector deletes its Secret). The gateway writes Secrets but never reads one.
 Inference goes to the URL the operator put in the CR's status. What the operator builds
 from a CR is not this module's business.
 """

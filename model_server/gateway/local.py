@@ -140,6 +140,7 @@ def run_local(args: argparse.Namespace) -> int:
     # Secrets come from files only: one environment variable cannot serve many endpoints.
     secrets = SecretResolver(Path(args.secrets_dir or DEFAULT_SECRETS_DIR).expanduser(), environ={})
     options = {"cache_dir": args.cache_dir} if getattr(args, "cache_dir", None) else {}
+
     def backend_factory(config: InferenceEndpointConfig) -> Backend:
         return create_backend(prefer_packaged_model(config), **options)
 
