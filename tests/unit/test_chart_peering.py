@@ -49,7 +49,8 @@ def test_two_replicas_reconcile_with_one_standing_by(kube, tmp_path):
     env = {k: v for k, v in env_of(container).items() if isinstance(v, str)}
     processes = []
     try:
-        for replica in ("kubeinfer-operator-a", "kubeinfer-operator-b"):
+        replicas = ("kubeinfer-operator-a", "kubeinfer-operator-b")
+        for replica in replicas:
             args = [a for a in container["args"] if not a.startswith("--liveness")]
             args.append(f"--liveness=http://127.0.0.1:{free_port()}/healthz")
             log = open(tmp_path / f"{replica}.log", "w")
@@ -57,9 +58,13 @@ def test_two_replicas_reconcile_with_one_standing_by(kube, tmp_path):
                 [sys.executable, "-P", "-m", "model_server.cli", *args],
                 env={**os.environ, **env, "POD_ID": replica, "KUBEINFER_METRICS_PORT": "0"},
                 stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path), log))
-        # Both announce themselves before the endpoint appears.
+        # Both announce themselves, and peering has settled (one pauses for the other, or,
+        # with equal priorities, both pause), before the endpoint appears.
         kube.wait_until(lambda: len((kube.get(PEERINGS, None, "kubeinfer") or {}).get("status") or {}) == 2,
                         timeout=30, message="both replicas in the peering object")
+        logs = [tmp_path / f"{replica}.log" for replica in replicas]
+        kube.wait_until(lambda: any("Pausing" in log.read_text() for log in logs), timeout=30,
+                        message="a replica pausing for its peer")
         kube.create(INFERENCE_ENDPOINTS, {
             "apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint",
             "metadata": {"name": "e5", "namespace": "ml"},
