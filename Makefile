@@ -57,7 +57,7 @@ e2e: install
 test: install
 	$(BIN)/python -P -m pytest -q
 
-demo: install
+demo: $(VENV)/.installed
 	$(BIN)/kubeinfer local -f examples/local/
 
 crds: install
