@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 import sys
 
 from .settings import OperatorSettings, SettingsError
@@ -35,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
         namespaces=namespaces,
         standalone=peering is None,
         peering_name=peering,
+        # kopf pauses an operator that sees a live peer of the same priority: replicas draw
+        # distinct priorities, so one works while the others stand by.
+        priority=random.randint(1, 10**6) if peering else 0,
         liveness_endpoint=getattr(args, "liveness", None) or None,
     )
     return 0

@@ -1,7 +1,8 @@
 """An InferenceEndpoint's status, as pure functions of what the operator observed.
 
 Status follows the conventions kstatus, Argo CD and Flux read: a ``Ready`` condition
-(and ``Progressing`` while a rollout is under way), each with a CamelCase ``reason``, a
+(and ``Progressing`` while a rollout is under way; kstatus's ``Reconciling`` and
+``Stalled`` while they are true), each with a CamelCase ``reason``, a
 human ``message``, ``lastTransitionTime`` (kept while the condition's status does not
 change) and ``observedGeneration``; top-level ``observedGeneration``, ``url`` and
 ``readyReplicas``. This module reads no API and knows nothing of kopf.
@@ -15,6 +16,10 @@ from typing import Any, Mapping
 
 READY = "Ready"
 PROGRESSING = "Progressing"
+# kstatus's abnormal-true conditions, present only while true: Flux's default health check
+# and kstatus-based tools read these, not Ready.
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
 
 # Reasons, CamelCase as Kubernetes wants them.
 AVAILABLE = "Available"
@@ -131,6 +136,15 @@ def condition(previous: list[Mapping[str, Any]] | None, type_: str, status: bool
     }
 
 
+def _stalled(observation: Observation) -> tuple[str, str] | None:
+    """Why the operator cannot make progress on its own, if it cannot."""
+    if observation.reason in (INVALID_SPEC, SECRET_NOT_FOUND, APPLY_FAILED):
+        return observation.reason, observation.message
+    if observation.progressing_reason == ROLLOUT_FAILED:
+        return ROLLOUT_FAILED, observation.progressing_message
+    return None
+
+
 def endpoint_status(previous: Mapping[str, Any] | None, observation: Observation, generation: int | None,
                     *, now: str | None = None) -> dict[str, Any]:
     """The whole new ``status``: fields to clear are ``None`` (a merge patch removes them)."""
@@ -141,6 +155,12 @@ def endpoint_status(previous: Mapping[str, Any] | None, observation: Observation
     if observation.progressing is not None:
         conditions.append(condition(before, PROGRESSING, observation.progressing, observation.progressing_reason,
                                     observation.progressing_message, generation, now))
+    if observation.progressing:
+        conditions.append(condition(before, RECONCILING, True, observation.progressing_reason,
+                                    observation.progressing_message, generation, now))
+    stalled = _stalled(observation)
+    if stalled is not None:
+        conditions.append(condition(before, STALLED, True, stalled[0], stalled[1], generation, now))
     return {
         "conditions": conditions,
         "observedGeneration": generation,
@@ -156,6 +176,8 @@ def transitions(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> l
     before = {c.get("type"): c for c in (previous or {}).get("conditions") or []}
     changed = []
     for cond in new.get("conditions") or []:
+        if cond["type"] not in (READY, PROGRESSING):  # kstatus's mirrors tell nothing new
+            continue
         old = before.get(cond["type"])
         if old is None or old.get("status") != cond["status"] or old.get("reason") != cond["reason"]:
             changed.append(cond)

@@ -94,18 +94,13 @@ def kstatus(obj: dict) -> str:
     return "Current"
 
 
-KSTATUS_GAP = pytest.mark.xfail(
-    strict=True, reason="kstatus reads only the abnormal-true Reconciling and Stalled conditions; the "
-    "operator writes Ready and Progressing, so kstatus alone calls this status Current "
-    "(the Flux example reads Ready through healthCheckExprs instead)")
-
 KSTATUS_EXPECTED = {
     "ready": "Current",
-    "invalid-spec": pytest.param("invalid-spec", "Failed", marks=KSTATUS_GAP),
-    "secret-not-found": pytest.param("secret-not-found", "Failed", marks=KSTATUS_GAP),
-    "rolling-out": pytest.param("rolling-out", "InProgress", marks=KSTATUS_GAP),
-    "updating-while-serving": pytest.param("updating-while-serving", "InProgress", marks=KSTATUS_GAP),
-    "rollout-stuck": pytest.param("rollout-stuck", "Failed", marks=KSTATUS_GAP),
+    "invalid-spec": "Failed",
+    "secret-not-found": "Failed",
+    "rolling-out": "InProgress",
+    "updating-while-serving": "InProgress",
+    "rollout-stuck": "Failed",
     "generation-behind": "InProgress",
 }
 
