@@ -11,12 +11,9 @@ TASKS = ["completion", "rerank", "sparse_embedding", "text_embedding"]
 
 
 def services_section() -> str:
-    # The section lives in the README; docs/README-contract.md until it is merged there.
-    for path in (ROOT / "README.md", ROOT / "docs" / "README-contract.md"):
-        if path.exists() and "## Services" in path.read_text():
-            text = path.read_text()
-            return text.split("## Services", 1)[1].split("\n## ", 1)[0]
-    raise AssertionError("no '## Services' section found")
+    text = (ROOT / "README.md").read_text()
+    assert "## Services" in text, "no '## Services' section in the README"
+    return text.split("## Services", 1)[1].split("\n## ", 1)[0]
 
 
 def test_services_matrix_matches_the_catalog():
