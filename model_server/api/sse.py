@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Iterator
 
-BOM = "\ufeff"
+from ..event_stream import BOM, EventStreamParser
+
 MESSAGE = "message"
 ERROR = "error"
 DONE = "[DONE]"
@@ -38,21 +39,9 @@ def done_event() -> bytes:
 def parse_events(text: str | Iterable[str]) -> Iterator[tuple[str, str]]:
     """``(event, data)`` pairs from a stream's text (or its lines)."""
     lines = text.splitlines() if isinstance(text, str) else text
-    event, data = "", []
-    for raw in lines:
-        line = raw.lstrip(BOM).rstrip("\r\n")
-        if not line:
-            if data:
-                yield event or MESSAGE, "\n".join(data)
-            event, data = "", []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            event = value
-    if data:
-        yield event or MESSAGE, "\n".join(data)
+    parser = EventStreamParser(MESSAGE)
+    for line in lines:
+        if (event := parser.feed(line)) is not None:
+            yield event
+    if (event := parser.close()) is not None:
+        yield event

@@ -12,25 +12,16 @@ from typing import Any, AsyncIterator
 
 import httpx
 
+from ...event_stream import EventStreamParser
+
 
 async def server_sent_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
-    event, data = "", []
+    parser = EventStreamParser()
     async for line in response.aiter_lines():
-        if line == "":
-            if data:
-                yield event or "message", "\n".join(data)
-            event, data = "", []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            event = value
-    if data:
-        yield event or "message", "\n".join(data)
+        if (event := parser.feed(line)) is not None:
+            yield event
+    if (event := parser.close()) is not None:
+        yield event
 
 
 async def json_lines(response: httpx.Response) -> AsyncIterator[Any]:
