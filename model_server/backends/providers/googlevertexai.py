@@ -17,11 +17,10 @@ from typing import Any
 from google.auth import crypt, jwt
 
 from ...catalog import InferenceEndpointConfig, TaskType
-from ...errors import ElasticsearchError, status_exception
+from ...errors import status_exception
 from ..base import InferenceRequest
 from .answers import expect_count, float_vector, rerank_results, text_embeddings
-from .proxy import ProviderBackend
-from .tokens import TokenCache
+from .tokens import TokenExchangeBackend
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
@@ -52,7 +51,7 @@ def parse_token(response: Any) -> tuple[str, float]:
     return str(answer["access_token"]), float(answer.get("expires_in", TOKEN_LIFETIME))
 
 
-class GoogleVertexAIBackend(ProviderBackend):
+class GoogleVertexAIBackend(TokenExchangeBackend):
     def __init__(self, config: InferenceEndpointConfig, **options: Any) -> None:
         super().__init__(config, **options)
         try:
@@ -65,30 +64,15 @@ class GoogleVertexAIBackend(ProviderBackend):
                 "[service_settings] [service_account_json] is not a valid service account key", 400
             ) from None
         self._token_uri = info.get("token_uri") or GOOGLE_TOKEN_URI
-        self.tokens = TokenCache(self._exchange)
 
     async def _exchange(self) -> tuple[str, float]:
         now = int(time.time())
         claims = {"iss": self._client_email, "scope": SCOPE, "aud": self._token_uri,
                   "iat": now, "exp": now + TOKEN_LIFETIME}
         assertion = jwt.encode(self._signer, claims)
-        try:
-            response = await self.client.post(
-                self._token_uri,
-                data={"grant_type": JWT_GRANT, "assertion": assertion.decode()},
-                headers={"Accept": "application/json"},
-            )
-        except Exception as exc:  # transport failures of the token exchange
-            raise ElasticsearchError(
-                502, "status_exception", f"Failed to obtain an access token for the [{self.service}] service: "
-                f"{type(exc).__name__}"
-            ) from None
-        if not response.is_success:
-            raise self.provider_error(response)
-        return self.translate(parse_token, response)
-
-    async def authorize(self, request) -> None:
-        request.headers["Authorization"] = f"Bearer {await self.tokens.token()}"
+        return await self.post_token_form(
+            self._token_uri, {"grant_type": JWT_GRANT, "assertion": assertion.decode()}, parse_token
+        )
 
     async def infer(self, request: InferenceRequest) -> dict[str, Any]:
         project = self.setting("project_id")

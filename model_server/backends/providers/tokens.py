@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
+
+import httpx
+
+from ...catalog import InferenceEndpointConfig
+from ...errors import ElasticsearchError
+from .proxy import ProviderBackend
 
 # Refresh this long before expiry, as Google's and IBM's client libraries do.
 REFRESH_MARGIN = 300.0
@@ -38,3 +44,38 @@ class TokenCache:
                 self.exchanges += 1
                 self._token, self._expires_at = token, self._clock() + float(expires_in)
         return self._token  # type: ignore[return-value]
+
+
+class TokenExchangeBackend(ProviderBackend):
+    """A provider whose calls carry a bearer token got by posting a form to a token URL.
+
+    Subclasses implement ``_exchange`` (usually with ``post_token_form``); the token is
+    cached by a ``TokenCache`` and sent on every call.
+    """
+
+    # How failures name the token, e.g. "an IAM token".
+    token_name = "an access token"
+
+    def __init__(self, config: InferenceEndpointConfig, **options: Any) -> None:
+        super().__init__(config, **options)
+        self.tokens = TokenCache(self._exchange)
+
+    async def _exchange(self) -> tuple[str, float]:
+        raise NotImplementedError
+
+    async def post_token_form(
+        self, url: str, form: Mapping[str, str], parse: Callable[[httpx.Response], tuple[str, float]]
+    ) -> tuple[str, float]:
+        try:
+            response = await self.client.post(url, data=dict(form), headers={"Accept": "application/json"})
+        except Exception as exc:  # transport failures of the token exchange
+            raise ElasticsearchError(
+                502, "status_exception", f"Failed to obtain {self.token_name} for the [{self.service}] service: "
+                f"{type(exc).__name__}"
+            ) from None
+        if not response.is_success:
+            raise self.provider_error(response)
+        return self.translate(parse, response)
+
+    async def authorize(self, request: httpx.Request) -> None:
+        request.headers["Authorization"] = f"Bearer {await self.tokens.token()}"

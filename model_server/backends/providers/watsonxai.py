@@ -10,11 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from ...catalog import InferenceEndpointConfig
-from ...errors import ElasticsearchError
 from ..base import InferenceRequest
 from .answers import expect_count, float_vector, text_embeddings
-from .proxy import ProviderBackend
-from .tokens import TokenCache
+from .tokens import TokenExchangeBackend
 
 IAM_URL = "https://iam.cloud.ibm.com/identity/token"
 APIKEY_GRANT = "urn:ibm:params:oauth:grant-type:apikey"
@@ -30,30 +28,17 @@ def parse_iam(response: Any) -> tuple[str, float]:
     return str(answer["access_token"]), float(answer["expires_in"])
 
 
-class WatsonxBackend(ProviderBackend):
+class WatsonxBackend(TokenExchangeBackend):
+    token_name = "an IAM token"
+
     def __init__(self, config: InferenceEndpointConfig, *, iam_url: str = IAM_URL, **options: Any) -> None:
         super().__init__(config, **options)
         self.iam_url = iam_url
-        self.tokens = TokenCache(self._exchange)
 
     async def _exchange(self) -> tuple[str, float]:
-        try:
-            response = await self.client.post(
-                self.iam_url,
-                data={"grant_type": APIKEY_GRANT, "apikey": self.secret("api_key")},
-                headers={"Accept": "application/json"},
-            )
-        except Exception as exc:  # transport failures of the token exchange
-            raise ElasticsearchError(
-                502, "status_exception", f"Failed to obtain an IAM token for the [{self.service}] service: "
-                f"{type(exc).__name__}"
-            ) from None
-        if not response.is_success:
-            raise self.provider_error(response)
-        return self.translate(parse_iam, response)
-
-    async def authorize(self, request) -> None:
-        request.headers["Authorization"] = f"Bearer {await self.tokens.token()}"
+        return await self.post_token_form(
+            self.iam_url, {"grant_type": APIKEY_GRANT, "apikey": self.secret("api_key")}, parse_iam
+        )
 
     async def infer(self, request: InferenceRequest) -> dict[str, Any]:
         url = f"{self.setting('url').rstrip('/')}/ml/v1/text/embeddings"
