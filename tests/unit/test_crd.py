@@ -15,7 +15,7 @@ import yaml
 from jsonschema import Draft4Validator
 
 from catalog_cases import ALL_TASK_TYPES, MINIMAL, PAIRS, REQUIRED, SERVICES_BY_NAME, manifest, secret_ref
-from kubeinfer_operator.admission import rule_problems
+from kubeinfer_operator.admission import evaluate, rule_problems
 from kubeinfer_operator.crd import build_crd
 from model_server.catalog import from_manifest
 from model_server.cli import main
@@ -28,18 +28,8 @@ VERSION = CRD["spec"]["versions"][0]
 SCHEMA = VERSION["schema"]["openAPIV3Schema"]
 SPEC = SCHEMA["properties"]["spec"]
 ENV = celpy.Environment()
-
-
-@lru_cache(maxsize=None)
-def program(expression: str) -> celpy.Runner:
-    return ENV.program(ENV.compile(expression))
-
-
-def cel(expression: str, self_value: Any, old: Any = None) -> Any:
-    activation = {"self": celpy.json_to_cel(self_value)}
-    if old is not None:
-        activation["oldSelf"] = celpy.json_to_cel(old)
-    return program(expression).evaluate(activation)
+# Rules run as Kubernetes binds them (``self``, ``oldSelf``), by the evaluator validate uses.
+cel = evaluate
 
 
 def spec_rule_failures(spec: dict[str, Any], *, containing: str = "") -> list[str]:
