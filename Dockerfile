@@ -23,6 +23,7 @@ ARG TORCH_CUDA_INDEX=https://download.pytorch.org/whl/cu128
 FROM ${PYTHON_IMAGE} AS sources
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY kubeinfer ./kubeinfer
 COPY model_server ./model_server
 COPY operator ./operator
 

@@ -55,6 +55,7 @@ e2e: install
 	tests/e2e/kind-install.sh
 
 test: install
+	$(BIN)/lint-imports
 	$(BIN)/python -P -m pytest -q
 
 demo: $(VENV)/.installed

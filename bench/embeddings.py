@@ -189,7 +189,7 @@ def start_server(kind: str, model: Path, threads: int, port: int, workdir: Path)
                      "serviceSettings": {"model_id": str(model), "num_allocations": 1,
                                          "num_threads": threads}},
         }))
-        command = [sys.executable, "-P", "-m", "model_server.cli", "serve", "--config", str(manifest),
+        command = [sys.executable, "-P", "-m", "kubeinfer.cli", "serve", "--config", str(manifest),
                    "--host", "127.0.0.1", "--port", str(port)]
     else:
         command = [sys.executable, "-P", __file__, "--serve", kind, "--port", str(port), "--threads", str(threads)]

@@ -33,7 +33,7 @@ PATH = "/_inference/text_embedding/bench"
 
 
 def _config():
-    from model_server.catalog import parse_endpoint
+    from kubeinfer.catalog import parse_endpoint
 
     return parse_endpoint("bench", "text_embedding", {
         "service": "elasticsearch",

@@ -108,7 +108,7 @@ def run_size(n: int, timeout: float) -> dict:
                                  "data": {"k": "c2stYmVuY2g="}})
         log = open(Path(tmp) / "operator.log", "w")
         proc = subprocess.Popen(
-            [sys.executable, "-P", "-m", "model_server.cli", "operator",
+            [sys.executable, "-P", "-m", "kubeinfer.cli", "operator",
              "--liveness", f"http://127.0.0.1:{free_port()}/healthz"],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
         )

@@ -73,7 +73,8 @@ def serve(name: str, port: int, upstream: int) -> None:
         app = fake_openai
     else:
         from model_server.api.serve import build_app
-        from model_server.catalog import create_backend, parse_endpoint
+        from kubeinfer.catalog import parse_endpoint
+        from model_server.backends.registry import create_backend
 
         config = parse_endpoint("bench", "text_embedding", {"service": "openai", "service_settings": {
             "api_key": "sk-bench", "model_id": "text-embedding-3-small", "url": f"http://127.0.0.1:{upstream}/v1",

@@ -1,5 +1,3 @@
-"""kubeinfer's data plane: the service catalog, backends, the _inference HTTP API,
-the gateway and local mode. Nothing here talks to the Kubernetes control plane
-except the gateway's store."""
-
-__version__ = "0.1.0"
+"""kubeinfer's data plane: backends (local models and provider adapters), the _inference
+HTTP API, the gateway that fronts every endpoint and local mode. It builds on the
+``kubeinfer`` core and never imports the operator."""

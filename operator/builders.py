@@ -21,11 +21,11 @@ from typing import Any, Mapping
 
 import yaml
 
-from model_server.catalog import API_VERSION, KIND, InferenceEndpointConfig, from_manifest
-from model_server.errors import validation_exception
-from model_server.secrets import secret_env_var
+from kubeinfer.catalog import API_VERSION, KIND, InferenceEndpointConfig, from_manifest
+from kubeinfer.errors import validation_exception
+from kubeinfer.secrets import secret_env_var
 
-from .settings import OperatorSettings
+from kubeinfer.config import OperatorSettings
 
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_INSTANCE = "app.kubernetes.io/instance"

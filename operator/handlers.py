@@ -21,7 +21,7 @@ from . import metrics
 from .builders import LABEL_MANAGED_BY, MANAGER
 from .kube import KubeClient
 from .reconciler import Reconciler
-from .settings import OperatorSettings
+from kubeinfer.config import OperatorSettings
 
 GROUP, VERSION, PLURAL = "kubeinfer.io", "v1alpha1", "inferenceendpoints"
 OWNED = {LABEL_MANAGED_BY: MANAGER}

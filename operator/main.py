@@ -12,7 +12,7 @@ import logging
 import random
 import sys
 
-from .settings import OperatorSettings, SettingsError
+from kubeinfer.config import OperatorSettings, SettingsError
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,13 +18,13 @@ from typing import Any, Mapping
 
 import kopf
 
-from model_server.catalog import InferenceEndpointConfig
-from model_server.errors import ElasticsearchError
+from kubeinfer.catalog import InferenceEndpointConfig
+from kubeinfer.errors import ElasticsearchError
 
 from . import metrics
 from .builders import DesiredState, desired_state, endpoint_url, parse_spec, referenced_secrets, workload_name
 from .kube import KubeClient, KubeError
-from .settings import OperatorSettings
+from kubeinfer.config import OperatorSettings
 from .status import (
     Observation, apply_failed, endpoint_status, invalid_spec, observe_deployment, same_status, secret_not_found,
     transitions,

@@ -15,11 +15,11 @@ from typing import Any, Iterator
 
 import yaml
 
-from model_server.catalog import KIND
-from model_server.errors import ElasticsearchError
+from kubeinfer.catalog import KIND
+from kubeinfer.errors import ElasticsearchError
 
 from .builders import UID_PLACEHOLDER, desired_state
-from .settings import OperatorSettings, SettingsError
+from kubeinfer.config import OperatorSettings, SettingsError
 
 
 def _documents(path: str) -> Iterator[dict[str, Any]]:

@@ -24,7 +24,7 @@ async def wait_ready(backend: Any, failures: list[BaseException] = (), timeout: 
 async def serving(config, **options: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     """The serve app for ``config`` with its real backend started (lifespan run), over ASGI."""
     from model_server.api.serve import build_app
-    from model_server.catalog import create_backend
+    from model_server.backends.registry import create_backend
 
     backend = create_backend(config, **options)
     failures: list[BaseException] = []

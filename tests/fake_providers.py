@@ -20,7 +20,8 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from model_server.catalog import create_backend, parse_endpoint
+from kubeinfer.catalog import parse_endpoint
+from model_server.backends.registry import create_backend
 
 
 @dataclass

@@ -99,7 +99,7 @@ class KubeinferProcess:
                  headers: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.args = [sys.executable, "-P", "-m", "model_server.cli", command, "--port", str(self.port), *args]
+        self.args = [sys.executable, "-P", "-m", "kubeinfer.cli", command, "--port", str(self.port), *args]
         self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
                     **(env or {})}
         self.process: subprocess.Popen | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from ..catalog import InferenceEndpointConfig
+from kubeinfer.catalog import InferenceEndpointConfig
 from .errors import ElasticsearchJSONResponse
 from .inference import check_task_type, path_task_type
 from .store import EndpointStore

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import ElasticsearchError
+from kubeinfer.errors import ElasticsearchError
 
 log = logging.getLogger(__name__)
 

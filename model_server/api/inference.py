@@ -19,8 +19,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
 from ..backends.base import Backend, InferenceRequest
-from ..catalog import InferenceEndpointConfig, TaskType
-from ..errors import ElasticsearchError, status_exception
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.errors import ElasticsearchError, status_exception
 from . import metrics, sse
 from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response, read_json_body
 from .inference_request import format_time_value, parse_inference_request

@@ -15,9 +15,9 @@ import re
 from typing import Any, Mapping
 
 from ..backends.base import InferenceRequest
-from ..catalog import InferenceEndpointConfig, TaskType
-from ..catalog.endpoint import _validate_settings
-from ..errors import ElasticsearchError
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog.endpoint import _validate_settings
+from kubeinfer.errors import ElasticsearchError
 
 DEFAULT_TIMEOUT = 30.0
 # What Elasticsearch's parser calls itself in "unknown field" errors.

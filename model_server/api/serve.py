@@ -21,11 +21,12 @@ from typing import Any, AsyncIterator, Callable
 import yaml
 from fastapi import FastAPI
 
-from .. import catalog
+from kubeinfer import catalog
 from ..backends.base import Backend
-from ..catalog import InferenceEndpointConfig
-from ..errors import ElasticsearchError, validation_exception
-from ..secrets import SecretResolver
+from ..backends.registry import create_backend
+from kubeinfer.catalog import InferenceEndpointConfig
+from kubeinfer.errors import ElasticsearchError, validation_exception
+from kubeinfer.secrets import SecretResolver
 from .app import create_app
 from .endpoints import endpoints_router
 from .store import SingleEndpointStore
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         config = load_endpoint(args.config, args.secrets_dir)
-        backend = catalog.create_backend(config, cache_dir=getattr(args, "cache_dir", None))
+        backend = create_backend(config, cache_dir=getattr(args, "cache_dir", None))
     except ElasticsearchError as exc:
         print(f"kubeinfer serve: {exc.type}: {exc.reason}", file=sys.stderr)
         return 2

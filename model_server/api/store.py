@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from ..backends.base import Backend
-from ..catalog import InferenceEndpointConfig
-from ..errors import not_found, status_exception
+from kubeinfer.catalog import InferenceEndpointConfig
+from kubeinfer.errors import not_found, status_exception
 
 
 @runtime_checkable

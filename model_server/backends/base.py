@@ -12,8 +12,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from ..catalog import InferenceEndpointConfig, TaskType
-from ..errors import status_exception
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.errors import status_exception
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ElasticsearchError
+from kubeinfer.errors import ElasticsearchError
 from .kube_api import KubeApi, KubeApiError
 
 GROUP = "kubeinfer.io"

@@ -13,8 +13,8 @@ from typing import Any, AsyncIterator
 import httpx
 
 from ..backends.base import Backend, InferenceRequest
-from ..catalog import InferenceEndpointConfig
-from ..errors import ElasticsearchError, status_exception
+from kubeinfer.catalog import InferenceEndpointConfig
+from kubeinfer.errors import ElasticsearchError, status_exception
 
 
 def request_body(request: InferenceRequest) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 
 from ..backends.base import Backend
-from ..catalog import API_VERSION, InferenceEndpointConfig, SecretKeyRef, from_manifest
-from ..errors import ElasticsearchError, not_found, status_exception, validation_exception
+from kubeinfer.catalog import API_VERSION, InferenceEndpointConfig, SecretKeyRef, from_manifest
+from kubeinfer.errors import ElasticsearchError, not_found, status_exception, validation_exception
 from .forwarding import ForwardingBackend
 from .kube_api import KubeApi, KubeApiError
 from .store import already_exists, with_model_facts

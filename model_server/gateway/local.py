@@ -21,10 +21,12 @@ from typing import Any, AsyncIterator, TextIO
 from fastapi import FastAPI
 
 from ..backends.base import Backend
-from ..catalog import InferenceEndpointConfig, TaskType, create_backend, from_manifest
-from ..errors import ElasticsearchError
-from ..manifests import ManifestError, load_manifests
-from ..secrets import SecretResolver
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, from_manifest
+
+from ..backends.registry import create_backend
+from kubeinfer.errors import ElasticsearchError
+from kubeinfer.manifests import ManifestError, load_manifests
+from kubeinfer.secrets import SecretResolver
 from .app import create_gateway_app
 from .local_store import DEFAULT_STATE_DIR, EndpointState, LocalEndpointStore
 from .packaged_models import prefer_packaged_model

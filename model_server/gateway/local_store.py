@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Callable
 
 from ..backends.base import Backend
-from ..catalog import InferenceEndpointConfig, create_backend, parse_endpoint
-from ..errors import ElasticsearchError, not_found, status_exception
+from kubeinfer.catalog import InferenceEndpointConfig, parse_endpoint
+
+from ..backends.registry import create_backend
+from kubeinfer.errors import ElasticsearchError, not_found, status_exception
 from .store import already_exists, create_body, with_model_facts
 
 log = logging.getLogger("kubeinfer.local")

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Request
 
 from ..api.errors import read_json_body
 from ..api.inference_request import parse_time_value
-from ..catalog import parse_endpoint, parse_task_type
-from ..errors import ElasticsearchError, status_exception
+from kubeinfer.catalog import parse_endpoint, parse_task_type
+from kubeinfer.errors import ElasticsearchError, status_exception
 from .store import ManagedEndpointStore, cannot_update, check_task_type, merge_update, resolve_task_type
 
 

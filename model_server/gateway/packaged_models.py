@@ -13,7 +13,7 @@ import importlib.util
 from dataclasses import replace
 from pathlib import Path
 
-from ..catalog import InferenceEndpointConfig
+from kubeinfer.catalog import InferenceEndpointConfig
 
 # Hugging Face id -> (import name of the package, folder inside it holding the model).
 PACKAGED_MODELS: dict[str, tuple[str, str]] = {

@@ -18,8 +18,8 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 from pydantic import SecretStr
 
 from ..backends.base import Backend
-from ..catalog import InferenceEndpointConfig, SecretKeyRef, TaskType, parse_endpoint, parse_task_type
-from ..errors import ElasticsearchError, status_exception
+from kubeinfer.catalog import InferenceEndpointConfig, SecretKeyRef, TaskType, parse_endpoint, parse_task_type
+from kubeinfer.errors import ElasticsearchError, status_exception
 
 
 @runtime_checkable

@@ -37,7 +37,7 @@ def operator_process(kube, kubeconfig, tmp_path):
     env = {**os.environ, "KUBEINFER_METRICS_PORT": str(metrics), "KUBEINFER_GPUS_PER_ENDPOINT": "0",
            "KUBEINFER_SERVER_CPU_IMAGE": "reg/server:7", "KUBEINFER_WATCH_NAMESPACES": "team-a"}
     log = open(tmp_path / "operator.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-P", "-m", "model_server.cli", "operator",
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "kubeinfer.cli", "operator",
                              "--liveness", f"http://127.0.0.1:{health}/healthz"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
@@ -84,6 +84,6 @@ def test_operator_command_serves_liveness_metrics_and_watches_only_its_namespace
 
 def test_a_bad_setting_stops_the_operator_with_the_variable_named(tmp_path):
     env = {**os.environ, "KUBEINFER_GPUS_PER_ENDPOINT": "many"}
-    result = subprocess.run([sys.executable, "-P", "-m", "model_server.cli", "operator"], env=env,
+    result = subprocess.run([sys.executable, "-P", "-m", "kubeinfer.cli", "operator"], env=env,
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 2 and "KUBEINFER_GPUS_PER_ENDPOINT" in result.stderr

@@ -53,7 +53,7 @@ def test_serve_process_proxies_cohere_rerank(tmp_path, fake_cohere):
     port = free_port()
     env = {**os.environ, "KUBEINFER_SECRET_API_KEY": KEY}
     proc = subprocess.Popen(
-        [sys.executable, "-P", "-m", "model_server.cli", "serve", "--config", str(path), "--host", "127.0.0.1",
+        [sys.executable, "-P", "-m", "kubeinfer.cli", "serve", "--config", str(path), "--host", "127.0.0.1",
          "--port", str(port), "--secrets-dir", str(tmp_path / "none")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from fake_providers import FakeProvider, Reply, endpoint, serve_over_tcp
 from model_server.backends.base import InferenceRequest
-from model_server.catalog import TaskType, create_backend
+from kubeinfer.catalog import TaskType
+from model_server.backends.registry import create_backend
 
 
 async def test_backends_share_one_client_until_the_last_closes():

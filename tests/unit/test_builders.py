@@ -10,10 +10,10 @@ import yaml
 from kubeinfer_operator.builders import (
     CONFIG_HASH_ANNOTATION, UID_PLACEHOLDER, desired_state, endpoint_url, workload_name,
 )
-from kubeinfer_operator.settings import OperatorSettings
-from model_server.catalog import BUILTIN_MODELS, SERVICES, from_manifest
-from model_server.errors import ElasticsearchError
-from model_server.secrets import secret_env_var
+from kubeinfer.config import OperatorSettings
+from kubeinfer.catalog import BUILTIN_MODELS, SERVICES, from_manifest
+from kubeinfer.errors import ElasticsearchError
+from kubeinfer.secrets import secret_env_var
 
 SETTINGS = OperatorSettings.from_env({})
 CPU = OperatorSettings.from_env({"KUBEINFER_GPUS_PER_ENDPOINT": "0", "KUBEINFER_MODEL_CACHE_PVC": "models"})

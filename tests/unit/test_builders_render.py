@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from model_server.cli import main
+from kubeinfer.cli import main
 
 MANIFEST = """\
 apiVersion: kubeinfer.io/v1alpha1
@@ -35,7 +35,7 @@ def test_render_prints_the_objects_with_the_given_uid(tmp_path: Path, capsys, mo
 def test_render_without_uid_uses_a_placeholder_and_says_so(tmp_path: Path):
     path = tmp_path / "chat.yaml"
     path.write_text(MANIFEST)
-    out = subprocess.run([sys.executable, "-P", "-m", "model_server.cli", "render", str(path)],
+    out = subprocess.run([sys.executable, "-P", "-m", "kubeinfer.cli", "render", str(path)],
                          capture_output=True, text=True, check=True).stdout
     assert out.startswith("# ownerReferences use the placeholder uid")
     docs = list(yaml.safe_load_all(out))

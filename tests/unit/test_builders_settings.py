@@ -2,7 +2,7 @@
 
 import pytest
 
-from kubeinfer_operator.settings import ENVIRONMENT, OperatorSettings, SettingsError
+from kubeinfer.config import ENVIRONMENT, OperatorSettings, SettingsError
 
 
 def test_defaults_need_no_environment():

@@ -11,8 +11,8 @@ from catalog_cases import (
     ALL_TASK_TYPES, DEFAULT_RATE_LIMIT, EXTERNAL_PAIRS, MINIMAL, PAIRS, PLAIN_SECRET, REQUIRED, SECRET_SETTINGS,
     SERVICES_BY_NAME, es_body, manifest,
 )
-from model_server.catalog import SERVICES, SecretKeyRef, from_manifest, parse_endpoint, service_task_pairs
-from model_server.errors import ElasticsearchError
+from kubeinfer.catalog import SERVICES, SecretKeyRef, from_manifest, parse_endpoint, service_task_pairs
+from kubeinfer.errors import ElasticsearchError
 
 
 def rejection(task: str, body: dict, inference_id: str = "my-endpoint") -> ElasticsearchError:

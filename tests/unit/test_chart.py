@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kubeinfer_operator.settings import ENVIRONMENT, OperatorSettings
+from kubeinfer.config import ENVIRONMENT, OperatorSettings
 from shipping import (CHART, KUBERNETES_VERSIONS, NAMESPACE, REPO, env_of, helm, named, of_kind,
                       pod_specs, render, set_args, template)
 
@@ -253,7 +253,7 @@ def test_every_values_key_is_in_the_schema():
 
 
 def test_install_notes_show_a_first_endpoint_that_the_catalog_accepts():
-    from model_server.catalog.endpoint import from_manifest
+    from kubeinfer.catalog.endpoint import from_manifest
 
     out = helm("install", "kubeinfer", str(CHART), "--namespace", NAMESPACE, "--dry-run=client").stdout
     notes = out.split("NOTES:", 1)[1]
@@ -295,7 +295,7 @@ def test_install_guide_documents_every_value_and_names_real_files():
 
 @pytest.mark.parametrize("variation", VARIATIONS)
 def test_container_arguments_are_ones_the_kubeinfer_cli_accepts(variation):
-    from model_server.cli import build_parser
+    from kubeinfer.cli import build_parser
 
     objs = render(VARIATIONS[variation])
     for deployment in of_kind(objs, "Deployment"):

@@ -52,7 +52,7 @@ def test_two_replicas_reconcile_with_one_standing_by(kube, tmp_path):
             args.append(f"--liveness=http://127.0.0.1:{free_port()}/healthz")
             log = open(tmp_path / f"{replica}.log", "w")
             processes.append((subprocess.Popen(
-                [sys.executable, "-P", "-m", "model_server.cli", *args],
+                [sys.executable, "-P", "-m", "kubeinfer.cli", *args],
                 env={**os.environ, **env, "POD_ID": replica, "KUBEINFER_METRICS_PORT": "0"},
                 stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path), log))
         # Both announce themselves, and peering has settled, before the endpoint appears.

@@ -15,11 +15,11 @@ import yaml
 from jsonschema import Draft4Validator
 
 from catalog_cases import ALL_TASK_TYPES, MINIMAL, PAIRS, REQUIRED, SERVICES_BY_NAME, manifest, secret_ref
-from kubeinfer_operator.admission import evaluate, rule_problems
-from kubeinfer_operator.crd import build_crd
-from model_server.catalog import from_manifest
-from model_server.cli import main
-from model_server.errors import ElasticsearchError
+from kubeinfer.admission import evaluate, rule_problems
+from kubeinfer.crd import build_crd
+from kubeinfer.catalog import from_manifest
+from kubeinfer.cli import main
+from kubeinfer.errors import ElasticsearchError
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "inferenceendpoints.kubeinfer.io.yaml"

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from model_server.cli import main as kubeinfer
+from kubeinfer.cli import main as kubeinfer
 from shipping import CHART, REPO, env_of, helm, load_all, named, normalised, pod_specs, run, tool
 
 E2E = REPO / "tests" / "e2e"

@@ -164,8 +164,9 @@ def test_the_copied_sources_build_a_package_without_torch(dockerfile, tmp_path):
         names = zf.namelist()
         metadata = zf.read(next(n for n in names if n.endswith("METADATA"))).decode()
         entry_points = zf.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "kubeinfer_operator/__init__.py" in names and "model_server/cli.py" in names
-    assert "kubeinfer = model_server.cli:main" in entry_points
+    assert "kubeinfer_operator/__init__.py" in names and "kubeinfer/cli.py" in names
+    assert "model_server/backends/registry.py" in names
+    assert "kubeinfer = kubeinfer.cli:main" in entry_points
     base_requirements = [line for line in metadata.splitlines()
                          if line.startswith("Requires-Dist:") and "extra ==" not in line]
     assert base_requirements and not any(re.search(r"\b(torch|transformers)\b", r) for r in base_requirements)

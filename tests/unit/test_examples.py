@@ -10,9 +10,9 @@ import yaml
 from jsonschema import Draft4Validator
 
 from catalog_cases import PAIRS, SECRET_SETTINGS
-from kubeinfer_operator.crd import build_crd
-from model_server.catalog import SERVICES, from_manifest
-from model_server.cli import main
+from kubeinfer.crd import build_crd
+from kubeinfer.catalog import SERVICES, from_manifest
+from kubeinfer.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SCHEMA = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from kubeinfer_operator import status as endpoint_status
-from model_server.cli import main as kubeinfer
+from kubeinfer.cli import main as kubeinfer
 from shipping import CHART, REPO, helm, kustomize, load_files, named, tool
 
 GITOPS = REPO / "examples" / "gitops"

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from catalog_cases import manifest
-from model_server.manifests import ManifestError, load_manifests
+from kubeinfer.manifests import ManifestError, load_manifests
 
 
 def test_load_manifests_finds_endpoints_in_files_and_folders(tmp_path):

@@ -13,7 +13,7 @@ def _declared_packages() -> set[str]:
 
 def _source_packages() -> set[str]:
     found = set()
-    for top, name in (("model_server", "model_server"), ("operator", "kubeinfer_operator")):
+    for top, name in (("kubeinfer", "kubeinfer"), ("model_server", "model_server"), ("operator", "kubeinfer_operator")):
         for init in (ROOT / top).rglob("__init__.py"):
             parts = init.parent.relative_to(ROOT / top).parts
             found.add(".".join((name, *parts)))

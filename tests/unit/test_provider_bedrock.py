@@ -15,8 +15,8 @@ from botocore.credentials import Credentials
 
 from fake_providers import FakeProvider, Received, Reply, backend_for, post_through_server
 from model_server.backends.base import InferenceRequest
-from model_server.catalog import TaskType
-from model_server.errors import ElasticsearchError
+from kubeinfer.catalog import TaskType
+from kubeinfer.errors import ElasticsearchError
 
 ACCESS, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 HOST = "bedrock-runtime.us-east-1.amazonaws.com"

@@ -12,8 +12,8 @@ import pytest
 
 from fake_providers import FakeProvider, Reply, backend_for
 from model_server.backends.base import InferenceRequest
-from model_server.catalog import TaskType
-from model_server.errors import ElasticsearchError
+from kubeinfer.catalog import TaskType
+from kubeinfer.errors import ElasticsearchError
 
 KEY = "sk-secret-never-shown-42"
 PATH = "/v1/embeddings"

@@ -12,7 +12,7 @@ from google.auth import jwt
 
 from fake_providers import FakeProvider, Received, Reply, backend_for, post_through_server
 from model_server.backends.base import InferenceRequest
-from model_server.catalog import TaskType
+from kubeinfer.catalog import TaskType
 
 TOKEN_URI = "https://oauth.test/token"
 EMBED_PATH = "/v1/projects/proj/locations/us-central1/publishers/google/models/text-embedding-004:predict"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from fake_providers import FakeProvider, Reply, backend_for, post_through_server
-from model_server.catalog import SERVICES, service_task_pairs
+from kubeinfer.catalog import SERVICES, service_task_pairs
 
 KEY = "sk-test-0123456789abcdef"
 VEC = [0.1, -0.2, 0.3]

@@ -14,7 +14,7 @@ import pytest
 from fake_providers import FakeProvider, Reply, backend_for
 from model_server.backends.base import InferenceRequest
 from model_server.backends.providers import retries
-from model_server.catalog import TaskType
+from kubeinfer.catalog import TaskType
 
 KEY = "shape-key-0123456789"
 

@@ -9,8 +9,8 @@ import pytest
 
 from fake_providers import FakeProvider, Reply, backend_for
 from model_server.backends.base import InferenceRequest
-from model_server.catalog import TaskType
-from model_server.errors import ElasticsearchError
+from kubeinfer.catalog import TaskType
+from kubeinfer.errors import ElasticsearchError
 
 KEY = "stream-key-0123456789"
 

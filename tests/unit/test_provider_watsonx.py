@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fake_providers import FakeProvider, Received, Reply, backend_for, post_through_server
 from model_server.backends.base import InferenceRequest
-from model_server.catalog import TaskType
+from kubeinfer.catalog import TaskType
 
 KEY = "ibm-api-key-123456"
 IAM = "https://iam.test/identity/token"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from model_server.catalog import SERVICES
+from kubeinfer.catalog import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = ["completion", "rerank", "sparse_embedding", "text_embedding"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from catalog_cases import manifest, secret_ref
-from model_server.cli import main
+from kubeinfer.cli import main
 
 
 def write(path: Path, *documents: dict) -> Path:

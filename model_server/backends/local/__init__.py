@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ...catalog import InferenceEndpointConfig
+from kubeinfer.catalog import InferenceEndpointConfig
 from ..base import Backend
 
 

@@ -17,8 +17,8 @@ import logging
 import os
 from typing import Any, Mapping
 
-from ...catalog import InferenceEndpointConfig, TaskType
-from ...errors import ElasticsearchError, status_exception
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.errors import ElasticsearchError, status_exception
 from ..base import Backend, InferenceRequest
 from .batching import BatchingOptions, DynamicBatcher
 from .models import is_e5, locate_model, resolve_model_name

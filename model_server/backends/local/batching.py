@@ -28,7 +28,7 @@ from typing import Any, Callable, Generic, Mapping, Sequence, Sized, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from ...errors import ElasticsearchError, status_exception
+from kubeinfer.errors import ElasticsearchError, status_exception
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ import os
 import re
 from pathlib import Path
 
-from ...catalog import BUILTIN_MODELS
-from ...errors import ElasticsearchError
+from kubeinfer.catalog import BUILTIN_MODELS
+from kubeinfer.errors import ElasticsearchError
 
 _ENV_PREFIX = "KUBEINFER_BUILTIN_MODEL_"
 # Files a model server needs; skips other frameworks' weights (TF, Flax, ONNX, OpenVINO).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
 from .answers import completions, expect_count, float_vector, rerank_results, text_embeddings
 from .proxy import ProviderBackend

@@ -19,9 +19,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
 
-from ...catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
-from ...errors import ElasticsearchError
+from kubeinfer.errors import ElasticsearchError
 from .answers import completions, delta, expect_count, float_vector, text_embeddings
 from .proxy import ProviderBackend
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any, AsyncIterator
 
-from ...catalog import InferenceEndpointConfig
-from ...errors import ElasticsearchError
+from kubeinfer.catalog import InferenceEndpointConfig
+from kubeinfer.errors import ElasticsearchError
 from ..base import InferenceRequest
 from .answers import completions, delta
 from .proxy import ProviderBackend

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator
 
-from ...catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
 from . import openai_shapes
 from .answers import completions

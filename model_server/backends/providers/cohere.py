@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator
 
-from ...catalog import InferenceEndpointConfig, TaskType
-from ...errors import ElasticsearchError
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.errors import ElasticsearchError
 from ..base import InferenceRequest
 from .answers import byte_vector, completions, delta, expect_count, float_vector, rerank_results, text_embeddings
 from .proxy import ProviderBackend

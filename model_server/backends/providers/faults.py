@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import httpx
 
-from ...errors import ElasticsearchError
+from kubeinfer.errors import ElasticsearchError
 
 REDACTED = "[redacted]"
 # How much of a provider's error body is worth quoting back.

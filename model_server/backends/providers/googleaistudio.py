@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, AsyncIterator
 
-from ...catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
 from .answers import completions, delta, expect_count, float_vector, text_embeddings
 from .proxy import ProviderBackend

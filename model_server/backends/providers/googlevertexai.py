@@ -16,8 +16,8 @@ from typing import Any
 
 from google.auth import crypt, jwt
 
-from ...catalog import InferenceEndpointConfig, TaskType
-from ...errors import status_exception
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.errors import status_exception
 from ..base import InferenceRequest
 from .answers import expect_count, float_vector, rerank_results, text_embeddings
 from .tokens import TokenExchangeBackend

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...catalog import InferenceEndpointConfig
+from kubeinfer.catalog import InferenceEndpointConfig
 from ..base import InferenceRequest
 from .answers import expect_count, float_vector, text_embeddings
 from .proxy import ProviderBackend

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...catalog import InferenceEndpointConfig
+from kubeinfer.catalog import InferenceEndpointConfig
 from ..base import InferenceRequest
 from . import openai_shapes
 from .proxy import ProviderBackend

@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator
 
 import httpx
 
-from ...errors import ElasticsearchError
+from kubeinfer.errors import ElasticsearchError
 from .answers import completions, delta, expect_count, float_vector, text_embeddings
 from .streams import server_sent_events
 

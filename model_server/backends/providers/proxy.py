@@ -22,8 +22,8 @@ from typing import Any, AsyncIterator, Callable
 
 import httpx
 
-from ...catalog import InferenceEndpointConfig, TaskType
-from ...errors import ElasticsearchError
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.errors import ElasticsearchError
 from ..base import Backend, InferenceRequest
 from . import faults, retries
 from .client import hold_shared_client, new_client, release_shared_client

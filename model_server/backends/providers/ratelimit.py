@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ...errors import ElasticsearchError
+from kubeinfer.errors import ElasticsearchError
 
 
 class RateLimiter:

@@ -13,8 +13,8 @@ from typing import Any, Awaitable, Callable, Mapping
 
 import httpx
 
-from ...catalog import InferenceEndpointConfig
-from ...errors import ElasticsearchError
+from kubeinfer.catalog import InferenceEndpointConfig
+from kubeinfer.errors import ElasticsearchError
 from .proxy import ProviderBackend
 
 # Refresh this long before expiry, as Google's and IBM's client libraries do.

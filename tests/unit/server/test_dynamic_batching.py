@@ -15,8 +15,8 @@ import pytest
 
 from endpoint_serving import serving
 from model_server.backends.local.batching import BatchingOptions, DynamicBatcher
-from model_server.catalog import parse_endpoint
-from model_server.errors import ElasticsearchError
+from kubeinfer.catalog import parse_endpoint
+from kubeinfer.errors import ElasticsearchError
 from tiny_bert import WORDS
 
 

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from endpoint_serving import serving
-from model_server.catalog import parse_endpoint
+from kubeinfer.catalog import parse_endpoint
 
 
 def endpoint(task: str, model_id: str, inference_id: str = "local", **task_settings):
@@ -122,7 +122,7 @@ async def test_rerank_sorts_by_score_and_honours_top_n_and_return_documents(tiny
 
 
 async def test_unknown_local_model_fails_start_with_a_clear_reason(tmp_path):
-    from model_server.errors import ElasticsearchError
+    from kubeinfer.errors import ElasticsearchError
 
     with pytest.raises(ElasticsearchError) as caught:
         async with serving(endpoint("text_embedding", tmp_path / "missing")):
@@ -132,7 +132,7 @@ async def test_unknown_local_model_fails_start_with_a_clear_reason(tmp_path):
 
 
 async def test_uncached_hub_model_offline_is_not_found():
-    from model_server.errors import ElasticsearchError
+    from kubeinfer.errors import ElasticsearchError
 
     with pytest.raises(ElasticsearchError) as caught:
         async with serving(endpoint("text_embedding", "kubeinfer-tests/no-such-model")):
@@ -166,7 +166,7 @@ async def test_elser_builtin_model_can_be_replaced_per_deployment(tiny_models, m
 
 
 async def test_builtin_model_not_in_the_offline_cache_names_the_model_it_maps_to():
-    from model_server.errors import ElasticsearchError
+    from kubeinfer.errors import ElasticsearchError
 
     with pytest.raises(ElasticsearchError) as caught:
         async with serving(endpoint("text_embedding", ".multilingual-e5-small")):

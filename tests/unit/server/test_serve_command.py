@@ -35,7 +35,7 @@ def serve(config: Path, port: int, cwd: Path | None = None, env: dict[str, str] 
           args: tuple[str, ...] = ()) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONSAFEPATH": "1", **(env or {})}
     return subprocess.Popen(
-        [sys.executable, "-P", "-m", "model_server.cli", "serve", "--config", str(config),
+        [sys.executable, "-P", "-m", "kubeinfer.cli", "serve", "--config", str(config),
          "--host", "127.0.0.1", "--port", str(port), *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
     )

@@ -17,7 +17,7 @@ from model_server.api.app import create_app
 from model_server.api.endpoints import endpoints_router
 from model_server.api.store import SingleEndpointStore
 from model_server.backends.base import Backend, InferenceRequest
-from model_server.catalog import parse_endpoint
+from kubeinfer.catalog import parse_endpoint
 
 
 class RecordingBackend(Backend):

@@ -15,8 +15,8 @@ from model_server.api.app import create_app
 from model_server.api.sse import error_event, parse_events
 from model_server.api.store import SingleEndpointStore
 from model_server.backends.base import Backend, InferenceRequest
-from model_server.catalog import parse_endpoint
-from model_server.errors import ElasticsearchError, status_exception
+from kubeinfer.catalog import parse_endpoint
+from kubeinfer.errors import ElasticsearchError, status_exception
 
 
 class ScriptedCompletion(Backend):

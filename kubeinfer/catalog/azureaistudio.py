@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings,
-    TaskType, provider_backend,
+    TaskType,
 )
 from ..errors import status_exception
 
@@ -73,6 +73,5 @@ SPEC = ServiceSpec(
         TaskType.TEXT_EMBEDDING: AzureAIStudioEmbeddingTaskSettings,
     },
     default_rate_limit={TaskType.TEXT_EMBEDDING: 240, TaskType.COMPLETION: 240},
-    backend=provider_backend("azureaistudio"),
     description="Azure AI Studio deployments (OpenAI, Mistral, Meta, Microsoft Phi, Cohere, Databricks).",
 )

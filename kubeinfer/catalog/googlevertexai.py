@@ -6,7 +6,6 @@ from pydantic import Field
 
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
-    provider_backend,
 )
 
 
@@ -42,6 +41,5 @@ SPEC = ServiceSpec(
         TaskType.TEXT_EMBEDDING: GoogleVertexAIEmbeddingTaskSettings,
     },
     default_rate_limit={TaskType.TEXT_EMBEDDING: 30000, TaskType.RERANK: 300},
-    backend=provider_backend("googlevertexai"),
     description="Google Vertex AI embeddings and ranking.",
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ._base import (
-    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, TaskType, provider_backend,
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, TaskType,
 )
 
 
@@ -25,6 +25,5 @@ SPEC = ServiceSpec(
         TaskType.TEXT_EMBEDDING: GoogleAIStudioEmbeddingServiceSettings,
     },
     default_rate_limit={TaskType.TEXT_EMBEDDING: 360, TaskType.COMPLETION: 360},
-    backend=provider_backend("googleaistudio"),
     description="Google AI Studio (Gemini) embeddings and generation.",
 )

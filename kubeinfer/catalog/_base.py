@@ -123,9 +123,6 @@ class ServiceSpec:
     # Elasticsearch's default rate limit (requests per minute) per task type; None for
     # services that run a model in-process.
     default_rate_limit: dict[TaskType, int] | None = None
-    # "module:function" building the backend; imported lazily so that the catalog never
-    # pulls torch or a provider SDK.
-    backend: str = ""
     description: str = ""
 
     @property
@@ -152,10 +149,3 @@ class ServiceSpec:
 
     def secret_fields(self, task_type: TaskType | str) -> tuple[str, ...]:
         return self.service_settings_model(task_type).secret_fields
-
-
-def provider_backend(module: str) -> str:
-    return f"model_server.backends.providers.{module}:create_backend"
-
-
-LOCAL_BACKEND = "model_server.backends.local:create_backend"

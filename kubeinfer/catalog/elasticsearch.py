@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ._base import LOCAL_BACKEND, AdaptiveAllocations, ServiceSpec, Settings, TaskType
+from ._base import AdaptiveAllocations, ServiceSpec, Settings, TaskType
 
 # Elasticsearch's built-in model ids, and the open models kubeinfer serves for them.
 BUILTIN_MODELS: dict[str, str] = {
@@ -55,6 +55,5 @@ SPEC = ServiceSpec(
         TaskType.TEXT_EMBEDDING: LocalModelServiceSettings,
     },
     task_settings={TaskType.RERANK: RerankTaskSettings},
-    backend=LOCAL_BACKEND,
     description="Built-in and Hugging Face models run by the kubeinfer model server.",
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ._base import (
-    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, TaskType, provider_backend,
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, TaskType,
 )
 
 
@@ -18,6 +18,5 @@ SPEC = ServiceSpec(
     name="mistral",
     service_settings={TaskType.TEXT_EMBEDDING: MistralServiceSettings},
     default_rate_limit={TaskType.TEXT_EMBEDDING: 240},
-    backend=provider_backend("mistral"),
     description="Mistral embeddings.",
 )

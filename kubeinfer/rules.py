@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterable
 
-from model_server.catalog import SERVICES, Settings, TaskType
-from model_server.catalog.endpoint import CHUNKING_SETTINGS
+from kubeinfer.catalog import SERVICES, Settings, TaskType
+from kubeinfer.catalog.endpoint import CHUNKING_SETTINGS
 
 from .structural import model_schema
 

@@ -7,22 +7,52 @@ never loads kopf and ``kubeinfer gateway`` never loads torch.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from typing import Callable, Sequence
 
 from .secrets import DEFAULT_SECRETS_DIR
 
-# subcommand -> "module:function"; the function takes the parsed arguments and returns
-# the process exit code.
-COMMANDS: dict[str, str] = {
-    "operator": "kubeinfer_operator.main:run",
-    "gateway": "model_server.gateway.main:run_gateway",
-    "serve": "model_server.api.serve:run",
-    "local": "model_server.gateway.local:run_local",
-    "crds": "kubeinfer_operator.crd:run",
-    "validate": "kubeinfer_operator.validate:run",
-    "render": "kubeinfer_operator.render:run",
+
+# One function per subcommand: it takes the parsed arguments, imports its role and
+# returns the process exit code.
+def _operator(args: argparse.Namespace) -> int:
+    from kubeinfer_operator.main import run
+    return run(args)
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from model_server.gateway.main import run_gateway
+    return run_gateway(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from model_server.api.serve import run
+    return run(args)
+
+
+def _local(args: argparse.Namespace) -> int:
+    from model_server.gateway.local import run_local
+    return run_local(args)
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from .crd import run
+    return run(args)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .validate import run
+    return run(args)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from kubeinfer_operator.render import run
+    return run(args)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "operator": _operator, "gateway": _gateway, "serve": _serve, "local": _local,
+    "crds": _crds, "validate": _validate, "render": _render,
 }
 
 
@@ -75,14 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(target: str) -> Callable[[argparse.Namespace], int]:
-    module_name, _, func = target.partition(":")
-    return getattr(importlib.import_module(module_name), func)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code = _load(COMMANDS[args.command])(args)
+    code = COMMANDS[args.command](args)
     return int(code or 0)
 
 

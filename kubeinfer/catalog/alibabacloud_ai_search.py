@@ -8,7 +8,6 @@ from pydantic import Field
 
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
-    provider_backend,
 )
 
 
@@ -56,6 +55,5 @@ SPEC = ServiceSpec(
         TaskType.TEXT_EMBEDDING: AlibabaEmbeddingTaskSettings,
     },
     default_rate_limit={t: 1000 for t in TaskType},
-    backend=provider_backend("alibabacloud_ai_search"),
     description="AlibabaCloud AI Search.",
 )

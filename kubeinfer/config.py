@@ -32,7 +32,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from model_server.catalog import BUILTIN_MODELS
+from kubeinfer.catalog import BUILTIN_MODELS
 
 DEFAULT_IMAGE_REPOSITORY = "ghcr.io/kubeinfer/kubeinfer"
 DEFAULT_VERSION = "0.1.0"

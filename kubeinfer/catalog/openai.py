@@ -6,7 +6,7 @@ from pydantic import Field
 
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings,
-    TaskType, provider_backend,
+    TaskType,
 )
 
 
@@ -33,6 +33,5 @@ SPEC = ServiceSpec(
     },
     task_settings={TaskType.COMPLETION: OpenAITaskSettings, TaskType.TEXT_EMBEDDING: OpenAITaskSettings},
     default_rate_limit={TaskType.TEXT_EMBEDDING: 3000, TaskType.COMPLETION: 500},
-    backend=provider_backend("openai"),
     description="OpenAI embeddings and chat completions.",
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ._base import ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType, provider_backend
+from ._base import ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType
 
 
 class AnthropicServiceSettings(ExternalServiceSettings):
@@ -24,6 +24,5 @@ SPEC = ServiceSpec(
     service_settings={TaskType.COMPLETION: AnthropicServiceSettings},
     task_settings={TaskType.COMPLETION: AnthropicTaskSettings},
     default_rate_limit={TaskType.COMPLETION: 50},
-    backend=provider_backend("anthropic"),
     description="Anthropic messages.",
 )

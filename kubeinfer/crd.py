@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from model_server.catalog import API_VERSION, KIND, SERVICES, ChunkingSettings, TaskType
-from model_server.catalog.endpoint import INFERENCE_ID_PATTERN
+from kubeinfer.catalog import API_VERSION, KIND, SERVICES, ChunkingSettings, TaskType
+from kubeinfer.catalog.endpoint import INFERENCE_ID_PATTERN
 
 from .resource import DeploymentOverrides, InferenceEndpointStatus
 from .rules import SCOPES, chunking_rules, models_by_pair, settings_rules, task_type_rule

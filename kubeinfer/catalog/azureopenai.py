@@ -6,7 +6,7 @@ from pydantic import Field, model_validator
 
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings,
-    TaskType, provider_backend,
+    TaskType,
 )
 from ..errors import validation_exception
 
@@ -50,6 +50,5 @@ SPEC = ServiceSpec(
     },
     task_settings={TaskType.COMPLETION: AzureOpenAITaskSettings, TaskType.TEXT_EMBEDDING: AzureOpenAITaskSettings},
     default_rate_limit={TaskType.TEXT_EMBEDDING: 1440, TaskType.COMPLETION: 120},
-    backend=provider_backend("azureopenai"),
     description="Azure OpenAI embeddings and chat completions.",
 )

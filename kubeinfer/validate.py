@@ -15,9 +15,9 @@ import sys
 from dataclasses import dataclass
 from typing import Iterable, TextIO
 
-from model_server.catalog import API_VERSION, KIND, from_manifest
-from model_server.errors import ElasticsearchError
-from model_server.manifests import Document, ManifestError, manifest_files, parse_documents, read_documents
+from kubeinfer.catalog import API_VERSION, KIND, from_manifest
+from kubeinfer.errors import ElasticsearchError
+from kubeinfer.manifests import Document, ManifestError, manifest_files, parse_documents, read_documents
 
 from .admission import admission_problems
 

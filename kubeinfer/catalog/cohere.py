@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings,
-    TaskType, provider_backend,
+    TaskType,
 )
 
 
@@ -68,6 +68,5 @@ SPEC = ServiceSpec(
         TaskType.TEXT_EMBEDDING: CohereEmbeddingTaskSettings,
     },
     default_rate_limit={TaskType.TEXT_EMBEDDING: 10000, TaskType.RERANK: 10000, TaskType.COMPLETION: 10000},
-    backend=provider_backend("cohere"),
     description="Cohere embed, rerank and chat.",
 )

@@ -15,7 +15,7 @@ from typing import Any, Union
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from model_server.catalog import Similarity
+from kubeinfer.catalog import Similarity
 
 
 class CamelModel(BaseModel):

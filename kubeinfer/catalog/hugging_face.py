@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._base import (
-    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, TaskType, provider_backend,
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, TaskType,
 )
 from pydantic import Field
 
@@ -18,6 +18,5 @@ SPEC = ServiceSpec(
     name="hugging_face",
     service_settings={TaskType.TEXT_EMBEDDING: HuggingFaceServiceSettings},
     default_rate_limit={TaskType.TEXT_EMBEDDING: 3000},
-    backend=provider_backend("hugging_face"),
     description="Hugging Face Inference Endpoints (feature extraction).",
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ._base import (
-    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, TaskType, provider_backend,
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, TaskType,
 )
 
 
@@ -22,6 +22,5 @@ SPEC = ServiceSpec(
     name="watsonxai",
     service_settings={TaskType.TEXT_EMBEDDING: WatsonxServiceSettings},
     default_rate_limit={TaskType.TEXT_EMBEDDING: 120},
-    backend=provider_backend("watsonxai"),
     description="IBM watsonx.ai embeddings.",
 )

@@ -8,7 +8,6 @@ from pydantic import Field, field_validator
 
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
-    provider_backend,
 )
 from ..errors import status_exception
 
@@ -62,6 +61,5 @@ SPEC = ServiceSpec(
     },
     task_settings={TaskType.COMPLETION: AmazonBedrockCompletionTaskSettings},
     default_rate_limit={TaskType.TEXT_EMBEDDING: 240, TaskType.COMPLETION: 240},
-    backend=provider_backend("amazonbedrock"),
     description="Amazon Bedrock (Titan, Cohere, Anthropic, AI21 Labs, Meta, Mistral).",
 )
