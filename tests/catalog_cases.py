@@ -113,7 +113,7 @@ DEFAULT_RATE_LIMIT: dict[tuple[str, str], int | None] = {
 
 PAIRS = sorted(MINIMAL)
 EXTERNAL_PAIRS = [pair for pair in PAIRS if DEFAULT_RATE_LIMIT[pair] is not None]
-ALL_TASK_TYPES = ("completion", "rerank", "sparse_embedding", "text_embedding")
+ALL_TASK_TYPES = ("chat_completion", "completion", "embedding", "rerank", "sparse_embedding", "text_embedding")
 SERVICES_BY_NAME = sorted({service for service, _ in PAIRS})
 
 

@@ -18,6 +18,8 @@ class TaskType(str, Enum):
     SPARSE_EMBEDDING = "sparse_embedding"
     RERANK = "rerank"
     COMPLETION = "completion"
+    CHAT_COMPLETION = "chat_completion"
+    EMBEDDING = "embedding"
 
     def __str__(self) -> str:  # "text_embedding", as Elasticsearch prints it
         return self.value
