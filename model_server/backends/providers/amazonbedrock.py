@@ -9,7 +9,6 @@ by botocore's signer.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, AsyncIterator
 from urllib.parse import quote
 
@@ -19,6 +18,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
 
+from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
 from kubeinfer.errors import ElasticsearchError
@@ -127,12 +127,12 @@ class AmazonBedrockBackend(ProviderBackend):
                     headers = message.headers
                     if headers.get(":message-type") != "event":
                         kind = headers.get(":exception-type") or headers.get(":error-code") or "error"
-                        detail = json.loads(message.payload or b"{}").get("message", "")
+                        detail = strict_json.loads(message.payload or b"{}").get("message", "")
                         raise ElasticsearchError(
                             502, "status_exception", f"The provider's stream failed: [{kind}] {detail}"
                         )
                     if headers.get(":event-type") == "contentBlockDelta":
-                        text = json.loads(message.payload)["delta"].get("text")
+                        text = strict_json.loads(message.payload)["delta"].get("text")
                         if text:
                             yield delta(text)
                     elif headers.get(":event-type") == "messageStop":

@@ -4,11 +4,11 @@ OpenAI, Azure AI Studio's token endpoints and Mistral. Pure builders and parsers
 
 from __future__ import annotations
 
-import json
 from typing import Any, AsyncIterator
 
 import httpx
 
+from kubeinfer import strict_json
 from kubeinfer.errors import ElasticsearchError
 from .answers import completions, delta, expect_count, float_vector, text_embeddings
 from .streams import server_sent_events
@@ -52,7 +52,7 @@ async def chat_deltas(response: httpx.Response) -> AsyncIterator[dict[str, Any]]
     async for _event, data in server_sent_events(response):
         if data.strip() == "[DONE]":
             return
-        chunk = json.loads(data)
+        chunk = strict_json.loads(data)
         if "error" in chunk:
             error = chunk["error"]
             message = error.get("message") if isinstance(error, dict) else str(error)

@@ -22,6 +22,7 @@ from typing import Any, AsyncIterator, Callable
 
 import httpx
 
+from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import ElasticsearchError
 from ..base import Backend, InferenceRequest
@@ -200,10 +201,10 @@ class ProviderBackend(Backend):
         except TimeoutError:
             raise faults.timed_out(timeout, self.service) from None
         try:
-            return response.json()
-        except ValueError:
+            return strict_json.loads(response.content)
+        except strict_json.JSONRefused as exc:
             raise self.malformed(
-                f"the answer is not JSON (content-type [{response.headers.get('content-type', '')}])"
+                f"the answer is not JSON (content-type [{response.headers.get('content-type', '')}]): {exc}"
             ) from None
 
     @contextlib.asynccontextmanager
