@@ -47,7 +47,7 @@ def minimal_settings(service: str, task: str) -> dict:
     for field_name, field in model.model_fields.items():
         if field_name in model.secret_fields:
             if field.is_required() or service == "azureopenai" and field_name == "api_key":
-                out[field_name] = {"secretKeyRef": {"name": f"{service}-creds", "key": field_name}}
+                out[field_name] = {"secretKeyRef": {"name": f"{service.replace('_', '-')}-creds", "key": field_name}}
             continue
         if not field.is_required():
             continue
