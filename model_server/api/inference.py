@@ -22,7 +22,8 @@ from ..backends.base import Backend, InferenceRequest
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import ElasticsearchError, status_exception
 from . import metrics, sse
-from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response, read_json_body
+from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response
+from .request_body import read_json_body
 from .inference_request import format_time_value, parse_inference_request
 from .store import EndpointStore
 
@@ -49,11 +50,18 @@ def inference_timeout(request: InferenceRequest) -> ElasticsearchError:
     return status_exception(f"timeout [{format_time_value(request.timeout)}] waiting for inference result", 408)
 
 
+# The label of requests to ids no endpoint has: ids come from the URL, and a label value
+# per unknown id would grow ``/metrics`` without bound. Inference ids never start with "_".
+UNKNOWN_ENDPOINT = "_unknown"
+
+
 class _Observed:
-    """Counts and times one inference request for ``/metrics``."""
+    """Counts and times one inference request for ``/metrics``; labelled by endpoint only
+    once the endpoint is known to exist."""
 
     def __init__(self, inference_id: str) -> None:
-        self.inference_id = inference_id
+        self.requested_id = inference_id
+        self.inference_id = UNKNOWN_ENDPOINT
         self.task_type = "unknown"
         self.started = time.perf_counter()
 
@@ -69,11 +77,12 @@ async def _prepare(
 ) -> tuple[Backend, InferenceRequest]:
     requested = path_task_type(task_type) if task_type is not None else None
     config = await store.get(inference_id)
+    observed.inference_id = config.inference_id
     observed.task_type = config.task_type.value
     check_task_type(requested, config)
     body = await read_json_body(http)
     request = parse_inference_request(config, body, http.query_params.get("timeout"))
-    metrics.INPUTS.labels(inference_id, config.task_type.value).inc(len(request.input))
+    metrics.INPUTS.labels(config.inference_id, config.task_type.value).inc(len(request.input))
     return await store.backend(inference_id), request
 
 
@@ -156,7 +165,7 @@ async def _event_stream(first: Any, chunks: AsyncIterator[dict[str, Any]], obser
         yield sse.error_event(exc.to_body())
         return
     except Exception as exc:  # a stream broke mid-way: tell the client as Elasticsearch does
-        log.exception("stream of [%s] failed", observed.inference_id)
+        log.exception("stream of [%s] failed", observed.requested_id)
         error = ElasticsearchError(500, "exception", f"stream failed: {type(exc).__name__}")
         observed.finish(200, error.type)
         yield sse.error_event(error.to_body())
