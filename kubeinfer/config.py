@@ -21,6 +21,12 @@ Environment variables (all optional):
 ``KUBEINFER_CLUSTER_DOMAIN``    cluster DNS domain used in status URLs
 ``KUBEINFER_LOG_LEVEL``         ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``
 ``KUBEINFER_METRICS_PORT``      port of the Prometheus ``/metrics`` endpoint; 0: off
+``KUBEINFER_AUTOSCALER``        ``auto`` (KEDA where its CRD is installed, else an HPA),
+                                ``keda`` or ``hpa``
+``KUBEINFER_SCALE_TO_ZERO_AFTER`` seconds without requests before an endpoint whose
+                                adaptive allocations allow it goes to zero (``900``)
+``KUBEINFER_PROMETHEUS_ADDRESS`` Prometheus that KEDA queries for the request metric
+``KUBEINFER_TARGET_REQUESTS``   in-flight requests per replica the autoscaler aims at
 =============================  =====================================================
 """
 
@@ -52,6 +58,10 @@ ENVIRONMENT: dict[str, str] = {
     "cluster_domain": "KUBEINFER_CLUSTER_DOMAIN",
     "log_level": "KUBEINFER_LOG_LEVEL",
     "metrics_port": "KUBEINFER_METRICS_PORT",
+    "autoscaler": "KUBEINFER_AUTOSCALER",
+    "scale_to_zero_after": "KUBEINFER_SCALE_TO_ZERO_AFTER",
+    "prometheus_address": "KUBEINFER_PROMETHEUS_ADDRESS",
+    "target_requests": "KUBEINFER_TARGET_REQUESTS",
 }
 
 
@@ -88,12 +98,22 @@ class OperatorSettings(BaseModel):
     cluster_domain: str = "cluster.local"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="Prometheus port; 0 turns metrics off.")
+    autoscaler: Literal["auto", "keda", "hpa"] = Field(
+        default="auto", description="KEDA where its CRD is installed (auto), or always KEDA, or always an HPA.")
+    scale_to_zero_after: int = Field(
+        default=900, ge=0, description="Seconds without requests before an endpoint with min 0 goes to zero.")
+    prometheus_address: str = Field(
+        default="http://prometheus-operated.monitoring.svc:9090", min_length=1,
+        description="Prometheus that KEDA asks for the in-flight request metric.")
+    target_requests: int = Field(default=8, ge=1, description="In-flight requests per replica to aim at.")
 
-    @field_validator("log_level", "image_pull_policy", mode="before")
+    @field_validator("log_level", "image_pull_policy", "autoscaler", mode="before")
     @classmethod
     def _normalise_case(cls, value: Any, info: Any) -> Any:
         if isinstance(value, str) and info.field_name == "log_level":
             return value.strip().upper()
+        if isinstance(value, str) and info.field_name == "autoscaler":
+            return value.strip().lower()
         return value.strip() if isinstance(value, str) else value
 
     @property
@@ -141,7 +161,7 @@ def _parse(field: str, var: str, raw: str) -> Any:
         ):
             raise SettingsError(f"{var}: must be a JSON object of model id -> Hugging Face id")
         return {**BUILTIN_MODELS, **aliases}
-    if field in ("gpus_per_endpoint", "metrics_port"):
+    if field in ("gpus_per_endpoint", "metrics_port", "scale_to_zero_after", "target_requests"):
         try:
             return int(raw)
         except ValueError:

@@ -26,6 +26,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Service": ("/api/v1", "services"),
     "Deployment": ("/apis/apps/v1", "deployments"),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    "ScaledObject": ("/apis/keda.sh/v1alpha1", "scaledobjects"),
     "InferenceEndpoint": ("/apis/kubeinfer.io/v1alpha1", "inferenceendpoints"),
 }
 
@@ -133,6 +134,13 @@ class KubeClient:
                     raise KubeError(response.status, message)
                 return json.loads(text) if text else {}
         raise KubeError(401, "unauthorized")  # pragma: no cover - the loop returns or raises
+
+    async def serves(self, kind: str) -> bool:
+        """Whether the API server serves ``kind`` (its CRD is installed): discovery, which
+        every authenticated client may read."""
+        prefix, plural = KINDS[kind]
+        found = await self.request("GET", prefix)
+        return any(r.get("name") == plural for r in (found or {}).get("resources") or [])
 
     async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         return await self.request("GET", object_path(kind, namespace, name))
