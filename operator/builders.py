@@ -22,10 +22,10 @@ from typing import Any, Mapping
 import yaml
 
 from kubeinfer.catalog import API_VERSION, KIND, InferenceEndpointConfig, from_manifest
-from kubeinfer.errors import validation_exception
-from kubeinfer.secrets import secret_env_var
-
 from kubeinfer.config import OperatorSettings
+from kubeinfer.errors import validation_exception
+from kubeinfer.model_ids import MODEL_ALIASES_ENV, explicit_aliases, is_local_path, resolve_model
+from kubeinfer.secrets import secret_env_var
 
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_INSTANCE = "app.kubernetes.io/instance"
@@ -179,11 +179,18 @@ def desired_state(
     ).hexdigest()[:16]
     overrides = dict((cr.get("spec") or {}).get("deployment") or {})
 
-    deployment = _deployment(config, settings, name, metadata(), selector, labels, config_hash, versions, local)
+    aliases = _model_aliases(settings, overrides)
+    deployment = _deployment(config, settings, aliases, name, metadata(), selector, labels, config_hash, versions,
+                             local)
     hpa = _hpa(config, name, metadata()) if local and overrides.get("replicas") is None else None
     if hpa is not None:
         deployment["spec"].pop("replicas", None)  # the autoscaler owns the replica count
     _apply_overrides(deployment, overrides)
+    if local:  # the one map the init container downloaded by, whatever spec.deployment.env said
+        for env in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
+            if env["name"] == MODEL_ALIASES_ENV:
+                env.pop("valueFrom", None)
+                env["value"] = json.dumps(aliases, sort_keys=True)
 
     service = {
         "apiVersion": "v1",
@@ -198,9 +205,24 @@ def desired_state(
     return DesiredState(config=config, configmap=configmap, deployment=deployment, service=service, hpa=hpa)
 
 
+def _model_aliases(settings: OperatorSettings, overrides: Mapping[str, Any]) -> dict[str, str]:
+    """The operator's model aliases, and those the pod's own ``spec.deployment.env`` sets.
+
+    The server reads the map from the pod's environment and the init container downloads
+    by it, so that both agree on the model even when a CR replaces a built-in one.
+    """
+    pod_env = {e.get("name"): e.get("value") for e in overrides.get("env") or []
+               if isinstance(e, Mapping) and isinstance(e.get("value"), str)}
+    try:
+        return {**settings.model_aliases, **explicit_aliases(pod_env)}
+    except ValueError as exc:
+        raise validation_exception(f"[spec.deployment.env] {exc}") from None
+
+
 def _deployment(
     config: InferenceEndpointConfig,
     settings: OperatorSettings,
+    aliases: Mapping[str, str],
     name: str,
     metadata: dict[str, Any],
     selector: dict[str, str],
@@ -238,12 +260,12 @@ def _deployment(
             resources["requests"][settings.gpu_resource] = str(gpus)
             resources["limits"] = {settings.gpu_resource: str(gpus)}
             pod_spec["tolerations"] = [{"key": settings.gpu_resource, "operator": "Exists", "effect": "NoSchedule"}]
-        model = settings.resolve_model(getattr(settings_model, "model_id"))
+        model = resolve_model(getattr(settings_model, "model_id"), aliases)
         env += [
             {"name": "HF_HOME", "value": HF_HOME},
             {"name": "HF_HUB_OFFLINE", "value": "1"},
             {"name": "OMP_NUM_THREADS", "value": str(threads)},
-            {"name": "KUBEINFER_MODEL_ALIASES", "value": json.dumps(settings.model_aliases, sort_keys=True)},
+            {"name": MODEL_ALIASES_ENV, "value": json.dumps(aliases, sort_keys=True)},
         ]
         if settings.model_cache_pvc:
             volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": settings.model_cache_pvc}})
@@ -251,7 +273,7 @@ def _deployment(
             volumes.append({"name": "models", "emptyDir": {"sizeLimit": settings.model_cache_size}})
         mounts.append({"name": "models", "mountPath": MODEL_CACHE_DIR})
         args += ["--cache-dir", MODEL_CACHE_DIR]
-        if not _is_local_path(model):
+        if not is_local_path(model):
             init_containers.append({
                 "name": "download-model",
                 "image": image,
@@ -322,10 +344,6 @@ def _container_security() -> dict[str, Any]:
         "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]},
     }
-
-
-def _is_local_path(model: str) -> bool:
-    return model.startswith(("/", "./", "../", "file://"))
 
 
 def _hpa(config: InferenceEndpointConfig, name: str, metadata: dict[str, Any]) -> dict[str, Any] | None:

@@ -23,7 +23,7 @@ from kubeinfer.errors import ElasticsearchError
 
 from . import metrics
 from .builders import DesiredState, desired_state, endpoint_url, parse_spec, referenced_secrets, workload_name
-from .kube import KubeClient, KubeError
+from .kube import KubeError, OperatorClient
 from kubeinfer.config import OperatorSettings
 from .status import (
     Observation, apply_failed, endpoint_status, invalid_spec, observe_deployment, same_status, secret_not_found,
@@ -37,7 +37,7 @@ Key = tuple[str, str]  # (namespace, name) of an InferenceEndpoint
 @dataclass
 class Reconciler:
     settings: OperatorSettings
-    client: KubeClient
+    client: OperatorClient
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("kubeinfer.operator"))
     # Deployment generation after our last apply: a different one means someone edited it.
     applied_generation: dict[Key, int] = field(default_factory=dict)

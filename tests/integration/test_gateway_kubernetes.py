@@ -21,7 +21,7 @@ from fake_providers import FakeProvider, Reply
 from kubeemu import INFERENCE_ENDPOINTS, SECRETS
 from local_mode import KubeinferProcess, ServedFake
 
-from model_server.gateway.kube_api import ClusterConnection
+from kubeinfer.kube import Connection
 from model_server.gateway.main import build_gateway_app
 
 NS = "default"
@@ -119,7 +119,7 @@ def cluster(kube, endpoint_server):
 
 @pytest.fixture
 async def gateway(cluster):
-    app = build_gateway_app(ClusterConnection(cluster.url, token="gateway-sa-token"), NS, poll_interval=0.02)
+    app = build_gateway_app(Connection(cluster.url, token="gateway-sa-token"), NS, poll_interval=0.02)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway",
                                      timeout=30) as client:
@@ -404,7 +404,7 @@ def test_stream_is_relayed_before_the_endpoint_has_finished(cluster):
     held = HeldStream()
     with ServedFake(held) as endpoint:
         cluster.call(lambda: setattr(cluster.operator, "url", endpoint.url))
-        app = build_gateway_app(ClusterConnection(cluster.url, token="gateway-sa-token"), NS, poll_interval=0.02)
+        app = build_gateway_app(Connection(cluster.url, token="gateway-sa-token"), NS, poll_interval=0.02)
         with ServedFake(app) as gateway, httpx.Client(base_url=gateway.url, timeout=10) as client:
             body = {"service": "openai", "service_settings": {"api_key": "k", "model_id": "gpt-4o-mini"}}
             assert client.put("/_inference/completion/held", json=body, headers=as_user(ADMIN)).status_code == 200

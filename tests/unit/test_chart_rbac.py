@@ -40,7 +40,7 @@ GATEWAY_ROLLBACK_ONLY = {("", "secrets", "delete")}
 
 @pytest.fixture
 def kube(tmp_path, monkeypatch) -> Iterator[EmulatedCluster]:
-    """A started API emulator that kopf and the kubernetes client find through KUBECONFIG."""
+    """A started API emulator that kopf and the project's client find through KUBECONFIG."""
     with EmulatedCluster() as cluster:
         monkeypatch.setenv("KUBECONFIG", str(cluster.write_kubeconfig(tmp_path / "kubeconfig")))
         yield cluster
@@ -192,7 +192,7 @@ class OperatorStandIn:
 async def test_gateway_rbac_is_exactly_what_the_gateway_calls(kube):
     import httpx
 
-    from model_server.gateway.kube_api import ClusterConnection
+    from kubeinfer.kube import Connection
     from model_server.gateway.main import build_gateway_app
 
     objs = render()
@@ -204,7 +204,7 @@ async def test_gateway_rbac_is_exactly_what_the_gateway_calls(kube):
         kube.emulator.on_change(OperatorStandIn(kube.emulator))
 
     kube.call(configure)
-    app = build_gateway_app(ClusterConnection(kube.url, token="gateway-sa-token"), namespace, poll_interval=0.02)
+    app = build_gateway_app(Connection(kube.url, token="gateway-sa-token"), namespace, poll_interval=0.02)
     admin = {"Authorization": "Bearer admin-token"}
     body = {"service": "openai", "service_settings": {"api_key": "sk-one", "model_id": "text-embedding-3-small"}}
     async with app.router.lifespan_context(app):
