@@ -20,8 +20,10 @@ from starlette.responses import Response, StreamingResponse
 
 from ..backends.base import Backend, InferenceRequest
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError, status_exception
 from . import metrics, sse
+from .chat_completion import not_a_stream_error
 from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response
 from .request_body import read_json_body
 from .inference_request import format_time_value, parse_inference_request
@@ -50,18 +52,13 @@ def inference_timeout(request: InferenceRequest) -> ElasticsearchError:
     return status_exception(f"timeout [{format_time_value(request.timeout)}] waiting for inference result", 408)
 
 
-# The label of requests to ids no endpoint has: ids come from the URL, and a label value
-# per unknown id would grow ``/metrics`` without bound. Inference ids never start with "_".
-UNKNOWN_ENDPOINT = "_unknown"
-
-
 class _Observed:
     """Counts and times one inference request for ``/metrics``; labelled by endpoint only
     once the endpoint is known to exist."""
 
     def __init__(self, inference_id: str) -> None:
         self.requested_id = inference_id
-        self.inference_id = UNKNOWN_ENDPOINT
+        self.inference_id = metrics.UNKNOWN_ENDPOINT
         self.task_type = "unknown"
         self.started = time.perf_counter()
 
@@ -73,7 +70,8 @@ class _Observed:
 
 
 async def _prepare(
-    store: EndpointStore, http: Request, inference_id: str, task_type: str | None, observed: _Observed
+    store: EndpointStore, http: Request, inference_id: str, task_type: str | None, observed: _Observed,
+    max_inputs: int,
 ) -> tuple[Backend, InferenceRequest]:
     requested = path_task_type(task_type) if task_type is not None else None
     config = await store.get(inference_id)
@@ -81,18 +79,23 @@ async def _prepare(
     observed.task_type = config.task_type.value
     check_task_type(requested, config)
     body = await read_json_body(http)
-    request = parse_inference_request(config, body, http.query_params.get("timeout"))
+    request = parse_inference_request(config, body, http.query_params.get("timeout"), max_inputs=max_inputs)
+    if config.task_type is TaskType.CHAT_COMPLETION:
+        raise not_a_stream_error(config)
     metrics.INPUTS.labels(config.inference_id, config.task_type.value).inc(len(request.input))
     return await store.backend(inference_id), request
 
 
-def inference_router(store: EndpointStore) -> APIRouter:
+def inference_router(store: EndpointStore, *, max_inputs: int | None = None) -> APIRouter:
+    """The routes over ``store``; ``max_inputs`` per request, ``KUBEINFER_MAX_INPUTS_PER_REQUEST`` by default."""
     router = APIRouter()
+    if max_inputs is None:
+        max_inputs = ServerSettings.from_env().max_inputs_per_request
 
     async def infer(http: Request, inference_id: str, task_type: str | None) -> Response:
         observed = _Observed(inference_id)
         try:
-            backend, request = await _prepare(store, http, inference_id, task_type, observed)
+            backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
             limit = None if math.isinf(request.timeout) else request.timeout
             try:
                 result = await asyncio.wait_for(backend.infer(request), timeout=limit)
@@ -107,7 +110,7 @@ def inference_router(store: EndpointStore) -> APIRouter:
     async def stream(http: Request, inference_id: str, task_type: str | None) -> Response:
         observed = _Observed(inference_id)
         try:
-            backend, request = await _prepare(store, http, inference_id, task_type, observed)
+            backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
             chunks = backend.stream(request)
             first = await _first_chunk(chunks, request)
         except ElasticsearchError as exc:

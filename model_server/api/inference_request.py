@@ -11,7 +11,6 @@ the endpoint's and validated against the service's model.
 from __future__ import annotations
 
 import math
-import os
 import re
 from typing import Any, Mapping
 
@@ -21,8 +20,8 @@ from kubeinfer.catalog.endpoint import _validate_settings
 from kubeinfer.errors import ElasticsearchError
 
 DEFAULT_TIMEOUT = 30.0
-# Inputs one request may carry, whatever serves it (a local model or a provider).
-MAX_INPUTS_ENV = "KUBEINFER_MAX_INPUTS_PER_REQUEST"
+# Inputs one request may carry, whatever serves it (a local model or a provider);
+# ``ServerSettings.max_inputs_per_request`` sets it for an app.
 DEFAULT_MAX_INPUTS = 2048
 # What Elasticsearch's parser calls itself in "unknown field" errors.
 _PARSER_NAME = "cluster:internal/xpack/inference"
@@ -36,12 +35,6 @@ _TIME_VALUE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(nanos|micros|ms|s|m|h|d)\s*$
 def request_validation_error(problem: str) -> ElasticsearchError:
     """Elasticsearch's ActionRequestValidationException, with one problem."""
     return ElasticsearchError(400, "action_request_validation_exception", f"Validation Failed: 1: {problem};")
-
-
-def max_inputs() -> int:
-    """How many inputs one request may carry: ``KUBEINFER_MAX_INPUTS_PER_REQUEST``, else 2048."""
-    raw = os.environ.get(MAX_INPUTS_ENV, "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_MAX_INPUTS
 
 
 def parse_time_value(value: str | None, setting: str = "timeout", default: float = DEFAULT_TIMEOUT) -> float:
@@ -119,7 +112,7 @@ def _merged_task_settings(config: InferenceEndpointConfig, overrides: Mapping[st
 
 
 def parse_inference_request(
-    config: InferenceEndpointConfig, body: Any, timeout: str | None = None
+    config: InferenceEndpointConfig, body: Any, timeout: str | None = None, *, max_inputs: int = DEFAULT_MAX_INPUTS
 ) -> InferenceRequest:
     """Validate ``POST /_inference/...``'s body for the endpoint ``config``."""
     if not isinstance(body, Mapping):
@@ -131,10 +124,9 @@ def parse_inference_request(
         )
     task = config.task_type
     inputs = _parse_input(body)
-    limit = max_inputs()
-    if len(inputs) > limit:
+    if len(inputs) > max_inputs:
         raise request_validation_error(
-            f"Field [input] has [{len(inputs)}] entries, more than the [{limit}] one request to "
+            f"Field [input] has [{len(inputs)}] entries, more than the [{max_inputs}] one request to "
             f"[{config.inference_id}] may carry"
         )
 

@@ -8,8 +8,8 @@ byte. ``read_json_body`` then decodes what got through with ``kubeinfer.strict_j
 so lone surrogates, deep nesting, huge numbers and ``NaN`` are a ``400`` rather than an
 error deep inside a route.
 
-The limit is Elasticsearch's ``http.max_content_length``, read from
-``KUBEINFER_HTTP_MAX_CONTENT_LENGTH`` (bytes, or with a unit: ``10mb``, ``512kb``).
+The limit is Elasticsearch's ``http.max_content_length``: ``KubeinferSettings``'
+``KUBEINFER_HTTP_MAX_CONTENT_LENGTH`` (10 MiB unless set).
 
 This module knows nothing of inference endpoints.
 """
@@ -17,34 +17,18 @@ This module knows nothing of inference endpoints.
 from __future__ import annotations
 
 import json
-import os
-import re
 from typing import Any
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kubeinfer import strict_json
+from kubeinfer.config import KubeinferSettings
 from kubeinfer.errors import ElasticsearchError
 
-MAX_CONTENT_LENGTH_ENV = "KUBEINFER_HTTP_MAX_CONTENT_LENGTH"
-DEFAULT_MAX_CONTENT_LENGTH = 10 * 1024 * 1024
-_SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|mb|gb)?\s*$", re.IGNORECASE)
-_UNITS = {"b": 1, "kb": 1024, "mb": 1024 ** 2, "gb": 1024 ** 3}
 # Media types holding JSON: Elasticsearch's own and its versioned "compatible-with" form.
 _JSON_TYPES = {"application/json", "application/x-ndjson", "application/vnd.elasticsearch+json",
                "application/vnd.elasticsearch+x-ndjson"}
-
-
-def max_content_length(environ: dict[str, str] | None = None) -> int:
-    """The body-size limit in bytes, from the environment; the default when unset."""
-    raw = (os.environ if environ is None else environ).get(MAX_CONTENT_LENGTH_ENV, "")
-    if not raw.strip():
-        return DEFAULT_MAX_CONTENT_LENGTH
-    match = _SIZE.match(raw)
-    if not match:
-        raise ValueError(f"{MAX_CONTENT_LENGTH_ENV}: [{raw}] is not a size such as 10mb")
-    return int(match.group(1)) * _UNITS[(match.group(2) or "b").lower()]
 
 
 def content_too_long(limit: int) -> ElasticsearchError:
@@ -70,7 +54,7 @@ class RequestBodyGate:
 
     def __init__(self, app: ASGIApp, limit: int | None = None) -> None:
         self.app = app
-        self.limit = max_content_length() if limit is None else limit
+        self.limit = int(KubeinferSettings.from_env().http_max_content_length) if limit is None else limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
