@@ -33,7 +33,7 @@ Operator (``OperatorSettings``; the Helm chart sets these):
 ``KUBEINFER_TARGET_REQUESTS``   in-flight requests per replica the autoscaler aims at
 =============================  =====================================================
 
-Every role (``KubeinferSettings``):
+The HTTP API (``HttpSettings``; ``serve``, ``local`` and ``gateway``):
 
 =====================================  =============================================
 ``KUBEINFER_LOG_LEVEL``                 ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``
@@ -120,14 +120,11 @@ class _Environment(EnvSettingsSource):
 
 
 class KubeinferSettings(BaseSettings):
-    """What every role reads: how much it logs, how big a request body may be."""
+    """What every role reads: how much it logs."""
 
     model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="forbid")
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    http_max_content_length: ByteSize = Field(
-        default=ByteSize(10 * 1024 * 1024), gt=0,
-        description="Largest request body, as Elasticsearch's http.max_content_length; larger ones get a 413.")
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -224,7 +221,15 @@ class OperatorSettings(ModelSettings):
         return not self.watch_namespaces
 
 
-class ServerSettings(ModelSettings):
+class HttpSettings(KubeinferSettings):
+    """What every role serving the HTTP API reads (``serve``, ``local``, ``gateway``)."""
+
+    http_max_content_length: ByteSize = Field(
+        default=ByteSize(10 * 1024 * 1024), gt=0,
+        description="Largest request body, as Elasticsearch's http.max_content_length; larger ones get a 413.")
+
+
+class ServerSettings(ModelSettings, HttpSettings):
     """What ``kubeinfer serve`` and ``kubeinfer local`` read: models, batching, device."""
 
     max_inputs_per_request: int = Field(default=2048, ge=1, description="Inputs one request may carry.")

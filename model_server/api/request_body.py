@@ -8,7 +8,7 @@ byte. ``read_json_body`` then decodes what got through with ``kubeinfer.strict_j
 so lone surrogates, deep nesting, huge numbers and ``NaN`` are a ``400`` rather than an
 error deep inside a route.
 
-The limit is Elasticsearch's ``http.max_content_length``: ``KubeinferSettings``'
+The limit is Elasticsearch's ``http.max_content_length``: ``HttpSettings``'
 ``KUBEINFER_HTTP_MAX_CONTENT_LENGTH`` (10 MiB unless set).
 
 This module knows nothing of inference endpoints.
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kubeinfer import strict_json
-from kubeinfer.config import KubeinferSettings
+from kubeinfer.config import HttpSettings
 from kubeinfer.errors import ElasticsearchError
 
 # Media types holding JSON: Elasticsearch's own and its versioned "compatible-with" form.
@@ -54,7 +54,7 @@ class RequestBodyGate:
 
     def __init__(self, app: ASGIApp, limit: int | None = None) -> None:
         self.app = app
-        self.limit = int(KubeinferSettings.from_env().http_max_content_length) if limit is None else limit
+        self.limit = int(HttpSettings.from_env().http_max_content_length) if limit is None else limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

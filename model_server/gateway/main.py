@@ -17,7 +17,7 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 
-from kubeinfer.config import KubeinferSettings, SettingsError
+from kubeinfer.config import HttpSettings, SettingsError
 
 from .app import create_gateway_app
 from .auth import InferenceAuthorization, SubjectAccessReviewer
@@ -50,7 +50,7 @@ def run_gateway(args: argparse.Namespace) -> int:
     import uvicorn
 
     try:
-        settings = KubeinferSettings.from_env()
+        settings = HttpSettings.from_env()
     except SettingsError as exc:
         print(f"kubeinfer gateway: {exc}", file=sys.stderr)
         return 2
