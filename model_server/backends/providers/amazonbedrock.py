@@ -20,6 +20,7 @@ from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from ..results import CompletionDelta, Completions, InferenceResult, TextEmbeddings
 from ..base import InferenceRequest
 from kubeinfer.errors import ElasticsearchError
 from .answers import completions, delta, expect_count, float_vector, text_embeddings
@@ -35,7 +36,7 @@ def parse_titan(answer: dict[str, Any]) -> list[float]:
     return float_vector(answer["embedding"])
 
 
-def parse_cohere(answer: dict[str, Any], count: int) -> dict[str, Any]:
+def parse_cohere(answer: dict[str, Any], count: int) -> TextEmbeddings:
     embeddings = answer["embeddings"]
     if isinstance(embeddings, dict):
         embeddings = embeddings["float"]
@@ -43,7 +44,7 @@ def parse_cohere(answer: dict[str, Any], count: int) -> dict[str, Any]:
     return text_embeddings([float_vector(v) for v in embeddings])
 
 
-def parse_converse(answer: dict[str, Any]) -> dict[str, Any]:
+def parse_converse(answer: dict[str, Any]) -> Completions:
     content = answer["output"]["message"]["content"]
     texts = [block["text"] for block in content if "text" in block]
     if not texts or not all(isinstance(t, str) for t in texts):
@@ -89,7 +90,7 @@ class AmazonBedrockBackend(ProviderBackend):
         for name, value in signed.headers.items():
             request.headers[name] = value
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         if self.config.task_type == TaskType.TEXT_EMBEDDING:
             if self.setting("provider") == "amazontitan":
                 return await self._titan(request)
@@ -118,7 +119,7 @@ class AmazonBedrockBackend(ProviderBackend):
             body["additionalModelRequestFields"] = {"top_k": settings["top_k"]}
         return body
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         if self.config.task_type != TaskType.COMPLETION:
             raise self.streaming_unsupported()
         async with self.open_stream(self.url("converse-stream"), self.converse_body(request), request) as response:
@@ -140,7 +141,7 @@ class AmazonBedrockBackend(ProviderBackend):
             except ParserError as exc:
                 raise self.malformed(f"the event stream could not be decoded: {type(exc).__name__}") from None
 
-    async def _titan(self, request: InferenceRequest) -> dict[str, Any]:
+    async def _titan(self, request: InferenceRequest) -> TextEmbeddings:
         # Titan embeds one text per call: send them side by side.
         async def one(text: str) -> list[float]:
             body: dict[str, Any] = {"inputText": text}

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubeinfer.catalog import InferenceEndpointConfig
+from ..results import InferenceResult
 from ..base import InferenceRequest
 from . import openai_shapes
 from .proxy import ProviderBackend
@@ -18,7 +19,7 @@ BASE_URL = "https://api.mistral.ai/v1"
 class MistralBackend(ProviderBackend):
     default_similarity = "dot_product"
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         base = self.base_url(BASE_URL)
         url = base if base.endswith("/embeddings") else base + "/embeddings"
         body = openai_shapes.embeddings_body(request.input, model=self.setting("model"), encoding_format="float")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from ..results import CompletionDelta, InferenceResult
 from ..base import InferenceRequest
 from . import openai_shapes
 from .proxy import ProviderBackend
@@ -32,7 +33,7 @@ class OpenAIBackend(ProviderBackend):
             headers["OpenAI-Organization"] = organization
         return headers
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         user = request.task_settings.get("user")
         if self.config.task_type == TaskType.TEXT_EMBEDDING:
             body = openai_shapes.embeddings_body(
@@ -48,7 +49,7 @@ class OpenAIBackend(ProviderBackend):
         answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
         return self.translate(openai_shapes.parse_chat, answer)
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         if self.config.task_type != TaskType.COMPLETION:
             raise self.streaming_unsupported()
         body = openai_shapes.chat_body(

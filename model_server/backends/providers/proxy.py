@@ -25,6 +25,7 @@ import httpx
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import ElasticsearchError
 from ..base import Backend, InferenceRequest
+from ..results import TextEmbeddings
 from . import faults, retries
 from .client import hold_shared_client, new_client, release_shared_client
 from .metrics import ProviderMetrics
@@ -111,9 +112,8 @@ class ProviderBackend(Backend):
             self.not_ready_reason = f"the start-up check of the provider failed: {exc.reason}"
             log.warning("Endpoint [%s] is not ready: %s", self.config.inference_id, self.not_ready_reason)
             return False
-        embeddings = answer.get("text_embedding") or answer.get("text_embedding_bytes")
-        if embeddings:
-            self._learned_dimensions = len(embeddings[0]["embedding"])
+        if isinstance(answer, TextEmbeddings):
+            self._learned_dimensions = answer.dimensions
         self._mark_ready()
         return True
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubeinfer.catalog import InferenceEndpointConfig
+from ..results import InferenceResult, TextEmbeddings
 from ..base import InferenceRequest
 from .answers import expect_count, float_vector, text_embeddings
 from .tokens import TokenExchangeBackend
@@ -18,7 +19,7 @@ IAM_URL = "https://iam.cloud.ibm.com/identity/token"
 APIKEY_GRANT = "urn:ibm:params:oauth:grant-type:apikey"
 
 
-def parse_embeddings(answer: dict[str, Any], count: int) -> dict[str, Any]:
+def parse_embeddings(answer: dict[str, Any], count: int) -> TextEmbeddings:
     results = expect_count(answer["results"], count, "results")
     return text_embeddings([float_vector(r["embedding"]) for r in results])
 
@@ -40,7 +41,7 @@ class WatsonxBackend(TokenExchangeBackend):
             self.iam_url, {"grant_type": APIKEY_GRANT, "apikey": self.secret("api_key")}, parse_iam
         )
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         url = f"{self.setting('url').rstrip('/')}/ml/v1/text/embeddings"
         body = {
             "inputs": list(request.input),
