@@ -16,6 +16,7 @@ import kopf
 
 from kubeinfer import kube
 from kubeinfer.kube import Connection, KubeError
+from kubeinfer.resource import API_VERSION, KIND, PLURAL
 
 __all__ = ["FIELD_MANAGER", "KINDS", "KubeError", "OperatorClient", "connection_of", "object_path"]
 
@@ -28,7 +29,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Service": ("v1", "services"),
     "Deployment": ("apps/v1", "deployments"),
     "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers"),
-    "InferenceEndpoint": ("kubeinfer.io/v1alpha1", "inferenceendpoints"),
+    KIND: (API_VERSION, PLURAL),
 }
 
 
