@@ -25,6 +25,12 @@ Operator (``OperatorSettings``; the Helm chart sets these):
 ``KUBEINFER_CLUSTER_DOMAIN``    cluster DNS domain used in status URLs
 ``KUBEINFER_LOG_LEVEL``         ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``
 ``KUBEINFER_METRICS_PORT``      port of the Prometheus ``/metrics`` endpoint; 0: off
+``KUBEINFER_AUTOSCALER``        ``auto`` (KEDA where its CRD is installed, else an HPA),
+                                ``keda`` or ``hpa``
+``KUBEINFER_SCALE_TO_ZERO_AFTER`` seconds without requests before an endpoint whose
+                                adaptive allocations allow it goes to zero (``900``)
+``KUBEINFER_PROMETHEUS_ADDRESS`` Prometheus that KEDA queries for the request metric
+``KUBEINFER_TARGET_REQUESTS``   in-flight requests per replica the autoscaler aims at
 =============================  =====================================================
 
 Model server (``ServerSettings``; ``kubeinfer serve`` and ``kubeinfer local``):
@@ -175,6 +181,14 @@ class OperatorSettings(ModelSettings):
         default=(), description="Namespaces to watch; empty means all.")
     cluster_domain: str = "cluster.local"
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="Prometheus port; 0 turns metrics off.")
+    autoscaler: Literal["auto", "keda", "hpa"] = Field(
+        default="auto", description="KEDA where its CRD is installed (auto), or always KEDA, or always an HPA.")
+    scale_to_zero_after: int = Field(
+        default=900, ge=0, description="Seconds without requests before an endpoint with min 0 goes to zero.")
+    prometheus_address: str = Field(
+        default="http://prometheus-operated.monitoring.svc:9090", min_length=1,
+        description="Prometheus that KEDA asks for the in-flight request metric.")
+    target_requests: int = Field(default=8, ge=1, description="In-flight requests per replica to aim at.")
 
     @field_validator("watch_namespaces", mode="before")
     @classmethod
@@ -182,6 +196,11 @@ class OperatorSettings(ModelSettings):
         if isinstance(value, str):
             return tuple(ns.strip() for ns in value.split(",") if ns.strip())
         return value
+
+    @field_validator("autoscaler", mode="before")
+    @classmethod
+    def _autoscaler_lower_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("image_pull_policy", mode="before")
     @classmethod

@@ -29,6 +29,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Service": ("v1", "services"),
     "Deployment": ("apps/v1", "deployments"),
     "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers"),
+    "ScaledObject": ("keda.sh/v1alpha1", "scaledobjects"),
     KIND: (API_VERSION, PLURAL),
 }
 
@@ -71,6 +72,13 @@ class OperatorClient:
 
     async def close(self) -> None:
         await self.api.close()
+
+    async def serves(self, kind: str) -> bool:
+        """Whether the API server serves ``kind`` (its CRD is installed): discovery, which
+        every authenticated client may read."""
+        api_version, plural = KINDS[kind]
+        found = await self.api.get_or_none(f"/apis/{api_version}")
+        return any(r.get("name") == plural for r in (found or {}).get("resources") or [])
 
     async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         return await self.api.get_or_none(object_path(kind, namespace, name))
