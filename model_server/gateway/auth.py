@@ -20,9 +20,7 @@ from typing import Any
 
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.kube import KubeClient, KubeError
-
-GROUP = "kubeinfer.io"
-RESOURCE = "inferenceendpoints"
+from kubeinfer.resource import GROUP, PLURAL as RESOURCE
 
 _UPDATE = re.compile(r"^/_inference/(?:[^/]+/)?[^/]+/_update/?$")
 
