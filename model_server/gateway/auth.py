@@ -22,10 +22,8 @@ from typing import Any
 
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.kube import KubeClient, KubeError
+from kubeinfer.resource import GROUP, PLURAL as RESOURCE
 from ..api.errors import is_openai_path, openai_error_body
-
-GROUP = "kubeinfer.io"
-RESOURCE = "inferenceendpoints"
 
 _UPDATE = re.compile(r"^/_inference/(?:[^/]+/)?[^/]+/_update/?$")
 
