@@ -17,11 +17,10 @@ from typing import Any, Callable, Mapping
 from pydantic import Field, SecretStr, ValidationError
 
 from ..errors import ElasticsearchError, status_exception, validation_exception
+from ..resource import API_VERSION, KIND
 from ._base import SecretKeyRef, ServiceSpec, Settings, TaskType
 from .registry import SERVICES
 
-API_VERSION = "kubeinfer.io/v1alpha1"
-KIND = "InferenceEndpoint"
 # Elasticsearch's rule for inference ids, which must also be a valid Kubernetes name here.
 INFERENCE_ID_PATTERN = r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$"
 
@@ -314,7 +313,7 @@ def parse_endpoint(inference_id: str, task_type: TaskType | str, body: Mapping[s
     chunking = body.get("chunking_settings")
     chunking_settings = None
     if chunking is not None:
-        if task not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING):
+        if task not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.EMBEDDING):
             # Elasticsearch reads chunking settings only for embeddings; elsewhere they are left over.
             raise status_exception(
                 f"Model configuration contains settings [{_java_map({'chunking_settings': chunking})}] "

@@ -1,7 +1,7 @@
 """Elasticsearch's inference response bodies, written from the backends' typed results.
 
 The one place that knows Elasticsearch's result shapes (``text_embedding``,
-``text_embedding_bytes``, ``text_embedding_bits``, ``sparse_embedding``, ``rerank``,
+``text_embedding_bytes``, ``text_embedding_bits``, ``embeddings``, ``sparse_embedding``, ``rerank``,
 ``completion`` and streamed ``delta`` chunks), and the reverse reading of them for a
 body that an endpoint pod already wrote.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..backends.results import (
-    CompletionDelta, Completions, InferenceResult, RankedDocument, Ranking, SparseEmbedding, SparseEmbeddings,
+    CompletionDelta, Completions, Embeddings, InferenceResult, RankedDocument, Ranking, SparseEmbedding, SparseEmbeddings,
     TextEmbeddings,
 )
 
@@ -23,6 +23,8 @@ def render(result: InferenceResult) -> dict[str, Any]:
     """The body of ``POST /_inference/...`` for ``result``."""
     if isinstance(result, TextEmbeddings):
         return {_EMBEDDING_KEYS[result.element_type]: [{"embedding": v} for v in result.vectors]}
+    if isinstance(result, Embeddings):
+        return {"embeddings": [{"embedding": v} for v in result.vectors]}
     if isinstance(result, SparseEmbeddings):
         return {"sparse_embedding": [
             {"is_truncated": e.is_truncated, "embedding": e.weights} for e in result.embeddings
@@ -51,6 +53,8 @@ def parse(body: Mapping[str, Any]) -> InferenceResult:
     for key, element_type in _ELEMENT_TYPES.items():
         if key in body:
             return TextEmbeddings([item["embedding"] for item in body[key]], element_type)  # type: ignore[arg-type]
+    if "embeddings" in body:
+        return Embeddings([item["embedding"] for item in body["embeddings"]])
     if "sparse_embedding" in body:
         return SparseEmbeddings([
             SparseEmbedding(dict(item["embedding"]), bool(item.get("is_truncated", False)))

@@ -27,6 +27,17 @@ class TextEmbeddings:
 
 
 @dataclass(frozen=True, slots=True)
+class Embeddings:
+    """The ``embedding`` task's answer: one dense vector per input, in input order."""
+
+    vectors: list[list[float]]
+
+    @property
+    def dimensions(self) -> int | None:
+        return len(self.vectors[0]) if self.vectors else None
+
+
+@dataclass(frozen=True, slots=True)
 class SparseEmbedding:
     weights: dict[str, float]
     is_truncated: bool = False
@@ -67,4 +78,4 @@ class CompletionDelta:
     text: str
 
 
-InferenceResult = Union[TextEmbeddings, SparseEmbeddings, Ranking, Completions]
+InferenceResult = Union[TextEmbeddings, Embeddings, SparseEmbeddings, Ranking, Completions]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..results import (
-    CompletionDelta, Completions, RankedDocument, Ranking, SparseEmbedding, SparseEmbeddings, TextEmbeddings,
+    CompletionDelta, Completions, Embeddings, RankedDocument, Ranking, SparseEmbedding, SparseEmbeddings, TextEmbeddings,
 )
 
 
@@ -51,6 +51,11 @@ def text_embeddings(vectors: list[list[float]]) -> TextEmbeddings:
 
 def byte_embeddings(vectors: list[list[int]]) -> TextEmbeddings:
     return TextEmbeddings(vectors, "byte")
+
+
+def embeddings(vectors: list[list[float]]) -> Embeddings:
+    """The ``embedding`` task's answer."""
+    return Embeddings(vectors)
 
 
 def sparse_embeddings(weights: list[dict[str, float]]) -> SparseEmbeddings:

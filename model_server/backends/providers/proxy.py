@@ -25,7 +25,7 @@ import httpx
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import ElasticsearchError
 from ..base import Backend, InferenceRequest
-from ..results import TextEmbeddings
+from ..results import Embeddings, TextEmbeddings
 from ..chat import ChatRequest, Message
 from . import faults, retries
 from .client import hold_shared_client, new_client, release_shared_client
@@ -116,7 +116,7 @@ class ProviderBackend(Backend):
             self.not_ready_reason = f"the start-up check of the provider failed: {exc.reason}"
             log.warning("Endpoint [%s] is not ready: %s", self.config.inference_id, self.not_ready_reason)
             return False
-        if isinstance(answer, TextEmbeddings):
+        if isinstance(answer, (TextEmbeddings, Embeddings)):
             self._learned_dimensions = answer.dimensions
         self._mark_ready()
         return True
@@ -154,7 +154,7 @@ class ProviderBackend(Backend):
         self.not_ready_reason = None
 
     def describe(self) -> dict[str, Any]:
-        if self.config.task_type != TaskType.TEXT_EMBEDDING:
+        if self.config.task_type not in (TaskType.TEXT_EMBEDDING, TaskType.EMBEDDING):
             return {}
         settings = self.config.service_settings
         out: dict[str, Any] = {}
@@ -342,6 +342,16 @@ class ProviderBackend(Backend):
             405, "status_exception",
             f"Streaming is not supported for this [{self.config.task_type}] endpoint of the [{self.service}] service",
         )
+
+    def require_text(self, request: InferenceRequest) -> None:
+        """Refuse ``embedding`` inputs other than one text each, for text-only models."""
+        if not request.text_only():
+            kinds = sorted({i.type for group in request.contents for i in group if i.type != "text"})
+            raise ElasticsearchError(400, "status_exception", (
+                f"The [{self.service}] service does not support [{', '.join(kinds)}] inputs for the [embedding] task"
+                if kinds else
+                f"The [{self.service}] service does not support more than one item per content object"
+            ))
 
     def unsupported(self, what: str) -> ElasticsearchError:
         return ElasticsearchError(

@@ -5,13 +5,14 @@ import pytest
 
 from model_server.api.elasticsearch_json import parse, parse_delta, render, render_delta
 from model_server.backends.results import (
-    CompletionDelta, Completions, RankedDocument, Ranking, SparseEmbedding, SparseEmbeddings, TextEmbeddings,
+    CompletionDelta, Completions, Embeddings, RankedDocument, Ranking, SparseEmbedding, SparseEmbeddings, TextEmbeddings,
 )
 
 CASES = [
     (TextEmbeddings([[0.5, -1.0]]), {"text_embedding": [{"embedding": [0.5, -1.0]}]}),
     (TextEmbeddings([[1, -2]], "byte"), {"text_embedding_bytes": [{"embedding": [1, -2]}]}),
     (TextEmbeddings([[7]], "bit"), {"text_embedding_bits": [{"embedding": [7]}]}),
+    (Embeddings([[0.25]]), {"embeddings": [{"embedding": [0.25]}]}),
     (SparseEmbeddings([SparseEmbedding({"cat": 0.5}, True)]),
      {"sparse_embedding": [{"is_truncated": True, "embedding": {"cat": 0.5}}]}),
     (Ranking([RankedDocument(2, 0.9, "b"), RankedDocument(0, 0.1)]),
