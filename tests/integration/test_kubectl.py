@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import yaml
 
 from kubeemu import DEPLOYMENTS, EmulatedCluster
 from shipping import REPO, run, tool
@@ -85,10 +86,16 @@ def test_the_readme_story_with_kubectl(fresh, operator):
     kubectl(env, "-n", NS, "apply", "-f", str(EXAMPLE))
     kubectl(env, "-n", NS, "wait", "--for=condition=Ready", f"ie/{NAME}", "--timeout=60s")
 
+    # the printer columns are the CRD's: the wide ones only with -o wide
+    columns = yaml.safe_load((REPO / "crds" / "inferenceendpoints.kubeinfer.io.yaml").read_text())[
+        "spec"]["versions"][0]["additionalPrinterColumns"]
     table = kubectl(env, "-n", NS, "get", "ie").stdout.splitlines()
-    assert table[0].split() == ["NAME", "TASK", "SERVICE", "READY", "AGE"]
-    assert table[1].split()[:4] == [NAME, "text_embedding", "openai", "True"]
-    assert "REASON" in kubectl(env, "-n", NS, "get", "ie", "-o", "wide").stdout.splitlines()[0]
+    assert table[0].split() == ["NAME", *(c["name"].upper() for c in columns if not c.get("priority"))]
+    row = dict(zip(table[0].split(), table[1].split()))
+    assert (row["NAME"], row["TASK"], row["SERVICE"], row["READY"]) == (NAME, "text_embedding", "openai", "True")
+    wide = kubectl(env, "-n", NS, "get", "ie", "-o", "wide").stdout.splitlines()
+    assert wide[0].split() == ["NAME", *(c["name"].upper() for c in columns)]
+    assert f"http://{NAME}.{NS}.svc" in wide[1]
 
     # a change of spec rolls the Deployment
     before = cluster.get(DEPLOYMENTS, NS, NAME)["metadata"]["generation"]

@@ -147,6 +147,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
     tokens: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     # Requests on these (method, resource key) pairs fail with the given status (fault injection).
     faults: dict[tuple[str, str], int] = attrs.field(factory=dict)
+    # Richer faults (counts, Retry-After, dropped watches): see ``faults``.
+    fault_plan: Any = None
     _rv: Iterable[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _last_rv: int = attrs.field(default=0, init=False)
     _compacted: dict[str, int] = attrs.field(factory=dict, init=False)
@@ -228,12 +230,15 @@ class KubeEmulator(kmock.KubernetesEmulator):
         if (NAMESPACES, None, name) not in self.store:
             self.create(NAMESPACES, None, {"metadata": {"name": name}})
 
-    def compact(self) -> None:
-        """Forget every event so far, as etcd's compaction does: older watches get 410 Gone."""
-        for key, hist in self.history.items():
+    def compact(self, resource: str | None = None, *, keep: int = 0) -> None:
+        """Forget the events so far but the last ``keep`` (of one resource, or all), as etcd's
+        compaction does: watches resumed from before what is kept get 410 Gone."""
+        for key in [resource] if resource else list(self._served):
+            hist = self.history.setdefault(key, collections.deque())
+            kept = list(hist)[-keep:] if keep else []
+            self._compacted[key] = kept[0][0] - 1 if kept else self._last_rv
             hist.clear()
-        for key in self._served:
-            self._compacted[key] = self._last_rv
+            hist.extend(kept)
 
     # ---- the API semantics ----------------------------------------------------------------
     def _next_rv(self) -> str:
@@ -764,6 +769,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
         if self._served.get(key) is None:
             return aiohttp.web.json_response(
                 APIError(404, "NotFound", "the server could not find the requested resource").status(), status=404)
+        if self.fault_plan is not None:
+            injected = self.fault_plan.answer(request.method.value, key, request.url.path)
+            if injected is not None:
+                return injected
         warnings: list[str] = []
         try:
             fault = self.faults.get((request.method.value, key))
@@ -951,6 +960,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     if bookmarks and loop.time() < deadline:
                         await response.write(json.dumps(self._bookmark(key)).encode() + b"\n")
                     continue
+                if event is None:  # dropped by a fault
+                    break
                 await response.write(json.dumps(event).encode() + b"\n")
         except (ConnectionResetError, asyncio.CancelledError):
             pass
