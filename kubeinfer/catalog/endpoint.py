@@ -313,7 +313,7 @@ def parse_endpoint(inference_id: str, task_type: TaskType | str, body: Mapping[s
     chunking = body.get("chunking_settings")
     chunking_settings = None
     if chunking is not None:
-        if task not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING):
+        if task not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.EMBEDDING):
             # Elasticsearch reads chunking settings only for embeddings; elsewhere they are left over.
             raise status_exception(
                 f"Model configuration contains settings [{_java_map({'chunking_settings': chunking})}] "

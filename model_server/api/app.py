@@ -1,6 +1,7 @@
 """The FastAPI application shared by ``kubeinfer serve``, the gateway and local mode.
 
-``create_app`` wires the inference routes over an ``EndpointStore``, the probes, the
+``create_app`` wires the inference routes (Elasticsearch's and OpenAI's) over an
+``EndpointStore``, the probes, the
 metrics and Elasticsearch-shaped error handling; callers add their own routers (the
 gateway's create/delete, serve's read-only GET) and lifespan.
 """
@@ -16,6 +17,7 @@ from .chat_completion import chat_completion_router
 from .errors import install_error_handlers
 from .health import health_router
 from .inference import inference_router
+from .openai_api import openai_router
 from .store import EndpointStore
 
 
@@ -40,5 +42,7 @@ def create_app(
     # Before the inference routes: `/_inference/{task_type}/{inference_id}/_stream` matches it too.
     app.include_router(chat_completion_router(store))
     app.include_router(inference_router(store))
+    # OpenAI's API over the same endpoints.
+    app.include_router(openai_router(store))
     app.state.store = store
     return app

@@ -63,7 +63,9 @@ def _parse_error(exc: ValidationError) -> ElasticsearchError:
 
 def not_a_stream_error(config: InferenceEndpointConfig) -> ElasticsearchError:
     """What Elasticsearch answers when a chat_completion endpoint gets a plain inference call."""
-    others = [t.value for t in TaskType if t is not TaskType.CHAT_COMPLETION and SERVICES[config.service].supports(t)]
+    # The embedding task has its own action in Elasticsearch, so it is not listed either.
+    others = [t.value for t in TaskType
+              if t not in (TaskType.CHAT_COMPLETION, TaskType.EMBEDDING) and SERVICES[config.service].supports(t)]
     return status_exception(
         f"Inference entity [{config.inference_id}] does not support task type [chat_completion] for inference, "
         f"the task type must be one of [{', '.join(others)}]. The task type for the inference entity is "

@@ -115,7 +115,7 @@ class ProviderBackend(Backend):
             self.not_ready_reason = f"the start-up check of the provider failed: {exc.reason}"
             log.warning("Endpoint [%s] is not ready: %s", self.config.inference_id, self.not_ready_reason)
             return False
-        embeddings = answer.get("text_embedding") or answer.get("text_embedding_bytes")
+        embeddings = answer.get("text_embedding") or answer.get("text_embedding_bytes") or answer.get("embeddings")
         if embeddings:
             self._learned_dimensions = len(embeddings[0]["embedding"])
         self._mark_ready()
@@ -154,7 +154,7 @@ class ProviderBackend(Backend):
         self.not_ready_reason = None
 
     def describe(self) -> dict[str, Any]:
-        if self.config.task_type != TaskType.TEXT_EMBEDDING:
+        if self.config.task_type not in (TaskType.TEXT_EMBEDDING, TaskType.EMBEDDING):
             return {}
         settings = self.config.service_settings
         out: dict[str, Any] = {}
@@ -342,6 +342,16 @@ class ProviderBackend(Backend):
             405, "status_exception",
             f"Streaming is not supported for this [{self.config.task_type}] endpoint of the [{self.service}] service",
         )
+
+    def require_text(self, request: InferenceRequest) -> None:
+        """Refuse ``embedding`` inputs other than one text each, for text-only models."""
+        if not request.text_only():
+            kinds = sorted({i.type for group in request.contents for i in group if i.type != "text"})
+            raise ElasticsearchError(400, "status_exception", (
+                f"The [{self.service}] service does not support [{', '.join(kinds)}] inputs for the [embedding] task"
+                if kinds else
+                f"The [{self.service}] service does not support more than one item per content object"
+            ))
 
     def unsupported(self, what: str) -> ElasticsearchError:
         return ElasticsearchError(
