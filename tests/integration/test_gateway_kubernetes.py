@@ -168,7 +168,8 @@ async def test_a_spec_the_operator_refuses_is_an_error_and_leaves_nothing(gatewa
     assert error_of(response) == (
         400, "status_exception", "Inference endpoint [gw-emb] is invalid: model [x] needs a GPU this cluster lacks")
     assert cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb") is None
-    assert cluster.get(SECRETS, NS, "gw-emb-secrets") is None
+    # the Secret, owned by the resource, goes with it: the garbage collector works in the background
+    cluster.wait_until(lambda: cluster.get(SECRETS, NS, "gw-emb-secrets") is None)
 
 
 async def test_invalid_put_creates_nothing(gateway, cluster):
@@ -306,7 +307,7 @@ async def test_delete_removes_the_resource_and_its_secret(gateway, cluster):
     response = await gateway.delete("/_inference/text_embedding/gw-emb", headers=as_user(ADMIN))
     assert response.json() == {"acknowledged": True, "pipelines": [], "indexes": []}
     assert cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb") is None
-    assert cluster.get(SECRETS, NS, "gw-emb-secrets") is None
+    cluster.wait_until(lambda: cluster.get(SECRETS, NS, "gw-emb-secrets") is None)
     gone = await gateway.get("/_inference/gw-emb", headers=as_user(ADMIN))
     assert gone.status_code == 404
 
