@@ -151,6 +151,8 @@ def build_crd() -> dict[str, Any]:
                     {"name": "Task", "type": "string", "jsonPath": ".spec.taskType"},
                     {"name": "Service", "type": "string", "jsonPath": ".spec.service"},
                     {"name": "Ready", "type": "string", "jsonPath": _ready("status")},
+                    {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
+                    {"name": "Available", "type": "integer", "jsonPath": ".status.readyReplicas"},
                     {"name": "Reason", "type": "string", "jsonPath": _ready("reason"), "priority": 1},
                     {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},
                     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -74,5 +74,6 @@ class InferenceEndpointStatus(CamelModel):
     observed_generation: int | None = Field(default=None, ge=0, description="The generation the status is about.")
     url: str | None = Field(default=None, description="Where to send inference requests.")
     ready_replicas: int | None = Field(default=None, ge=0)
+    replicas: int | None = Field(default=None, ge=0, description="Replicas asked for; 0 when scaled to zero.")
     dimensions: int | None = Field(default=None, ge=1, description="Dimensions of the vectors, once known.")
     similarity: Similarity | None = Field(default=None, description="Similarity of the vectors, once known.")

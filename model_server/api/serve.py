@@ -25,6 +25,7 @@ from kubeinfer import catalog
 from ..backends.base import Backend
 from ..backends.registry import create_backend
 from kubeinfer.catalog import InferenceEndpointConfig
+from kubeinfer.config import ServerSettings, SettingsError
 from kubeinfer.errors import ElasticsearchError, validation_exception
 from kubeinfer.secrets import SecretResolver
 from .app import create_app
@@ -86,10 +87,15 @@ def build_app(
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = ServerSettings.from_env()
+    except SettingsError as exc:
+        print(f"kubeinfer serve: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         config = load_endpoint(args.config, args.secrets_dir)
-        backend = create_backend(config, cache_dir=getattr(args, "cache_dir", None))
+        backend = create_backend(config, cache_dir=getattr(args, "cache_dir", None), settings=settings)
     except ElasticsearchError as exc:
         print(f"kubeinfer serve: {exc.type}: {exc.reason}", file=sys.stderr)
         return 2

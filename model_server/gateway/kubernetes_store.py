@@ -22,7 +22,7 @@ from ..backends.base import Backend
 from kubeinfer.catalog import API_VERSION, InferenceEndpointConfig, SecretKeyRef, from_manifest
 from kubeinfer.errors import ElasticsearchError, not_found, status_exception, validation_exception
 from .forwarding import ForwardingBackend
-from .kube_api import KubeApi, KubeApiError
+from kubeinfer.kube import KubeClient, KubeError
 from .store import already_exists, with_model_facts
 
 log = logging.getLogger("kubeinfer.gateway")
@@ -115,7 +115,7 @@ def with_secret_references(config: InferenceEndpointConfig) -> InferenceEndpoint
 class KubernetesEndpointStore:
     """InferenceEndpoints in one namespace of the cluster ``api`` talks to."""
 
-    def __init__(self, api: KubeApi, namespace: str, *, http: httpx.AsyncClient | None = None,
+    def __init__(self, api: KubeClient, namespace: str, *, http: httpx.AsyncClient | None = None,
                  poll_interval: float = 0.5, cache_seconds: float = 1.0) -> None:
         self.api = api
         self.namespace = namespace
@@ -149,7 +149,7 @@ class KubernetesEndpointStore:
             return hit[1], hit[2]
         try:
             obj = await self.api.get(self._cr_path(resource_name(inference_id)))
-        except KubeApiError as exc:
+        except KubeError as exc:
             if exc.status != 404:
                 raise _api_failure(exc) from None
             obj = None
@@ -171,7 +171,7 @@ class KubernetesEndpointStore:
     async def _resources(self) -> list[tuple[dict[str, Any], InferenceEndpointConfig]]:
         try:
             items = (await self.api.get(self._collection)).get("items") or []
-        except KubeApiError as exc:
+        except KubeError as exc:
             raise _api_failure(exc) from None
         found = []
         for obj in items:
@@ -209,7 +209,7 @@ class KubernetesEndpointStore:
             try:
                 await self.api.get(self._cr_path(manifest["metadata"]["name"]))
                 raise already_exists(config.inference_id)
-            except KubeApiError as exc:
+            except KubeError as exc:
                 if exc.status != 404:
                     raise _api_failure(exc) from None
             await self._create_unowned_secret(config)
@@ -217,7 +217,7 @@ class KubernetesEndpointStore:
             cr = await self.api.create(self._collection, manifest)
             if secret_path is not None:
                 await self.api.merge_patch(secret_path, {"metadata": {"ownerReferences": [owner_reference(cr)]}})
-        except KubeApiError as exc:
+        except KubeError as exc:
             # Nothing half-made.
             if secret_path is not None:
                 await self._delete_quietly(secret_path)
@@ -243,7 +243,7 @@ class KubernetesEndpointStore:
         obj = {**obj, "spec": manifest["spec"]}
         try:
             await self.api.replace(self._cr_path(obj["metadata"]["name"]), obj)
-        except KubeApiError as exc:
+        except KubeError as exc:
             raise _api_failure(exc) from None
         await self._wait_ready(config.inference_id, timeout)
         return stored
@@ -253,7 +253,7 @@ class KubernetesEndpointStore:
         self._cache.pop(inference_id, None)
         try:
             await self.api.delete(self._cr_path(obj["metadata"]["name"]))
-        except KubeApiError as exc:
+        except KubeError as exc:
             raise not_found(inference_id) if exc.status == 404 else _api_failure(exc) from None
         # Kubernetes' garbage collector deletes the Secret the resource owns.
 
@@ -268,12 +268,12 @@ class KubernetesEndpointStore:
         ops += [{"op": "add", "path": f"/data/{key}", "value": value} for key, value in secret["data"].items()]
         try:
             await self.api.json_patch(path, ops)
-        except KubeApiError as exc:
+        except KubeError as exc:
             if exc.status != 404:
                 raise self._secret_failure(exc, config.inference_id) from None
             try:
                 await self.api.create(self._secret_path(), secret)
-            except KubeApiError as exc2:
+            except KubeError as exc2:
                 raise self._secret_failure(exc2, config.inference_id) from None
 
     async def _create_unowned_secret(self, config: InferenceEndpointConfig) -> None:
@@ -283,7 +283,7 @@ class KubernetesEndpointStore:
         try:
             await self.api.create(self._secret_path(), secret)
             return
-        except KubeApiError as exc:
+        except KubeError as exc:
             if exc.status != 409:
                 raise _api_failure(exc) from None
         (label, value), = MANAGED_BY.items()
@@ -294,10 +294,10 @@ class KubernetesEndpointStore:
         ]
         try:
             await self.api.json_patch(self._secret_path(secret["metadata"]["name"]), ops)
-        except KubeApiError as exc:
+        except KubeError as exc:
             raise self._secret_failure(exc, config.inference_id) from None
 
-    def _secret_failure(self, exc: KubeApiError, inference_id: str) -> ElasticsearchError:
+    def _secret_failure(self, exc: KubeError, inference_id: str) -> ElasticsearchError:
         if exc.status in (409, 422):  # exists; or exists and is not ours (a failed test)
             return status_exception(
                 f"Secret [{secret_name(inference_id)}] exists and does not belong to inference endpoint "
@@ -331,12 +331,12 @@ class KubernetesEndpointStore:
     async def _delete_quietly(self, path: str) -> None:
         try:
             await self.api.delete(path)
-        except KubeApiError as exc:
+        except KubeError as exc:
             if exc.status != 404:
                 log.warning("could not delete %s: %s", path, exc)
 
 
-def _api_failure(exc: KubeApiError) -> ElasticsearchError:
+def _api_failure(exc: KubeError) -> ElasticsearchError:
     if exc.status == 422:
         return validation_exception(exc.message)
     if exc.status == 403:
