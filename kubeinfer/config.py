@@ -9,8 +9,7 @@ it. Secrets are not configuration: ``kubeinfer.secrets`` reads those.
 
 Operator (``OperatorSettings``; the Helm chart sets these):
 
-=============================  =====================================================
-``KUBEINFER_SERVER_IMAGE``      model-server image for local models on GPU
+=============================  ==============================================``KUBEINFER_SERVER_IMAGE``      model-server image for local models on GPU
 ``KUBEINFER_SERVER_CPU_IMAGE``  model-server image when no GPU is requested
 ``KUBEINFER_PROXY_IMAGE``       image of the proxy serving external providers
 ``KUBEINFER_IMAGE_PULL_POLICY`` ``IfNotPresent``, ``Always`` or ``Never``
@@ -31,26 +30,25 @@ Operator (``OperatorSettings``; the Helm chart sets these):
                                 adaptive allocations allow it goes to zero (``900``)
 ``KUBEINFER_PROMETHEUS_ADDRESS`` Prometheus that KEDA queries for the request metric
 ``KUBEINFER_TARGET_REQUESTS``   in-flight requests per replica the autoscaler aims at
-=============================  =====================================================
-
+=============================  ==============================================
 Model server (``ServerSettings``; ``kubeinfer serve`` and ``kubeinfer local``):
 
-=====================================  =============================================
-``KUBEINFER_MODEL_ALIASES``             as for the operator, which sets it on the pod
+=====================================  ======================================``KUBEINFER_MODEL_ALIASES``             as for the operator, which sets it on the pod
 ``KUBEINFER_BUILTIN_MODEL_<ID>``        the model for one built-in id (both roles)
 ``KUBEINFER_MAX_INPUTS_PER_REQUEST``    inputs one request may carry (2048)
 ``KUBEINFER_MAX_BATCH_SIZE``            inputs per model forward pass
 ``KUBEINFER_MAX_BATCH_TOKENS``          padded tokens per model forward pass
 ``KUBEINFER_MAX_BATCH_WAIT_MS``         longest wait for a batch to fill
 ``KUBEINFER_QUEUE_CAPACITY``            requests in flight before 429s
+``KUBEINFER_SCALE_TO_ZERO_AFTER``       local mode: idle seconds before a min-0 local
+                                        model is unloaded (``900``)
 ``KUBEINFER_DEVICE``                    ``cpu`` or ``cuda``; the best there is when unset
 ``KUBEINFER_CPU_DTYPE``                 ``float32`` (default) or ``bfloat16`` on CPU
 ``KUBEINFER_RUNTIME``                   CPU engine: ``auto`` (ONNX Runtime where it matches
                                         torch), ``torch`` or ``onnx``; GPUs run torch
 ``KUBEINFER_QUANTIZATION``              ``none`` or ``int8`` (ONNX Runtime, opt-in)
 ``KUBEINFER_INT8_MIN_COSINE``           int8's least mean cosine to fp32 at load (0.99)
-=====================================  =============================================
-
+=====================================  ======================================
 This module knows nothing of kopf, of the Kubernetes API or of torch.
 """
 
@@ -233,6 +231,8 @@ class ServerSettings(ModelSettings):
         default="none", description="int8: dynamic per-channel quantization on ONNX Runtime (changes results).")
     int8_min_cosine: float = Field(
         default=0.99, gt=0, le=1, description="Least mean cosine to fp32 int8 may show at load to be served.")
+    scale_to_zero_after: float = Field(
+        default=900, ge=0, description="Local mode: idle seconds before a min-0 local model is unloaded.")
 
     _BATCHING: ClassVar[tuple[str, ...]] = ("max_batch_size", "max_batch_tokens", "queue_capacity")
 
