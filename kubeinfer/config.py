@@ -9,7 +9,8 @@ it. Secrets are not configuration: ``kubeinfer.secrets`` reads those.
 
 Operator (``OperatorSettings``; the Helm chart sets these):
 
-=============================  ==============================================``KUBEINFER_SERVER_IMAGE``      model-server image for local models on GPU
+=============================  =====================================================
+``KUBEINFER_SERVER_IMAGE``      model-server image for local models on GPU
 ``KUBEINFER_SERVER_CPU_IMAGE``  model-server image when no GPU is requested
 ``KUBEINFER_PROXY_IMAGE``       image of the proxy serving external providers
 ``KUBEINFER_IMAGE_PULL_POLICY`` ``IfNotPresent``, ``Always`` or ``Never``
@@ -30,10 +31,12 @@ Operator (``OperatorSettings``; the Helm chart sets these):
                                 adaptive allocations allow it goes to zero (``900``)
 ``KUBEINFER_PROMETHEUS_ADDRESS`` Prometheus that KEDA queries for the request metric
 ``KUBEINFER_TARGET_REQUESTS``   in-flight requests per replica the autoscaler aims at
-=============================  ==============================================
+=============================  =====================================================
+
 Model server (``ServerSettings``; ``kubeinfer serve`` and ``kubeinfer local``):
 
-=====================================  ======================================``KUBEINFER_MODEL_ALIASES``             as for the operator, which sets it on the pod
+=====================================  =============================================
+``KUBEINFER_MODEL_ALIASES``             as for the operator, which sets it on the pod
 ``KUBEINFER_BUILTIN_MODEL_<ID>``        the model for one built-in id (both roles)
 ``KUBEINFER_MAX_INPUTS_PER_REQUEST``    inputs one request may carry (2048)
 ``KUBEINFER_MAX_BATCH_SIZE``            inputs per model forward pass
@@ -48,7 +51,8 @@ Model server (``ServerSettings``; ``kubeinfer serve`` and ``kubeinfer local``):
                                         torch), ``torch`` or ``onnx``; GPUs run torch
 ``KUBEINFER_QUANTIZATION``              ``none`` or ``int8`` (ONNX Runtime, opt-in)
 ``KUBEINFER_INT8_MIN_COSINE``           int8's least mean cosine to fp32 at load (0.99)
-=====================================  ======================================
+=====================================  =============================================
+
 This module knows nothing of kopf, of the Kubernetes API or of torch.
 """
 
