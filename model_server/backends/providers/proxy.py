@@ -21,6 +21,7 @@ import math
 from typing import Any, AsyncIterator, Callable
 
 import httpx
+from tenacity import RetryCallState
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import ElasticsearchError
@@ -273,9 +274,8 @@ class ProviderBackend(Backend):
         stream: bool,
     ) -> httpx.Response:
         loop = asyncio.get_running_loop()
-        attempt = 0
-        while True:
-            attempt += 1
+
+        async def attempt() -> httpx.Response:
             outgoing = self.client.build_request(
                 method,
                 url,
@@ -285,7 +285,6 @@ class ProviderBackend(Backend):
                 timeout=httpx.Timeout(None if deadline is None else max(0.001, deadline - loop.time())),
             )
             await self.authorize(outgoing)
-            response: httpx.Response | None = None
             sent = loop.time()
             try:
                 response = await self.client.send(outgoing, stream=stream)
@@ -294,30 +293,30 @@ class ProviderBackend(Backend):
                 if isinstance(exc, httpx.TimeoutException) and (deadline is None or loop.time() >= deadline - 0.01):
                     raise TimeoutError from None
                 # A connection dropped or refused before the deadline: worth another try.
-                error = faults.unreachable(exc, self.service, self.redact)
-            else:
-                self.metrics.call(response.status_code)
-                self.metrics.duration.observe(loop.time() - sent)
-                if response.is_success:
-                    return response
-                if stream:
-                    await response.aread()
-                    await response.aclose()
-                error = self.provider_error(response)
-                if not retries.retryable(response):
-                    raise error
-            if attempt >= retries.MAX_ATTEMPTS:
+                raise retries.RetryableFailure(faults.unreachable(exc, self.service, self.redact)) from None
+            self.metrics.call(response.status_code)
+            self.metrics.duration.observe(loop.time() - sent)
+            if response.is_success:
+                return response
+            if stream:
+                await response.aread()
+                await response.aclose()
+            error = self.provider_error(response)
+            if not retries.retryable(response):
                 raise error
-            delay = retries.backoff(attempt, response)
-            if deadline is not None and loop.time() + delay >= deadline:
-                raise error
+            raise retries.RetryableFailure(error, response)
+
+        def before_retry(state: RetryCallState) -> None:
             self.metrics.retries.inc()
+            failure = state.outcome.exception() if state.outcome is not None else None
+            response = getattr(failure, "response", None)
             log.info(
                 "Retrying request of endpoint [%s] to the [%s] service in %.2fs (attempt %d): status [%s]",
-                self.config.inference_id, self.service, delay, attempt + 1,
+                self.config.inference_id, self.service, state.upcoming_sleep, state.attempt_number + 1,
                 response.status_code if response is not None else "no answer",
             )
-            await asyncio.sleep(delay)
+
+        return await retries.with_retries(attempt, deadline, loop.time, before_retry)
 
     # ---- answers ----------------------------------------------------------------------
     def provider_error(self, response: httpx.Response) -> ElasticsearchError:
