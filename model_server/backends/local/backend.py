@@ -23,6 +23,7 @@ from kubeinfer.errors import ElasticsearchError, status_exception
 from ..base import Backend, InferenceRequest
 from ..results import InferenceResult, RankedDocument, Ranking, SparseEmbedding, SparseEmbeddings, TextEmbeddings
 from .batching import BatchingOptions, DynamicBatcher
+from .engine import EngineOptions
 from .models import is_e5, locate_model
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class LocalModelBackend(Backend):
         device: str | None = None,
         batching: BatchingOptions | Mapping[str, Any] | None = None,
         settings: ServerSettings | None = None,
+        engine: EngineOptions | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(config)
         settings_ = settings if settings is not None else ServerSettings.from_env()
@@ -60,6 +62,8 @@ class LocalModelBackend(Backend):
         else:
             defaults = {"max_batch_tokens": _SPARSE_MAX_BATCH_TOKENS} if config.task_type is TaskType.SPARSE_EMBEDDING else {}
             self.batching = BatchingOptions.resolve(batching, **{**defaults, **settings_.batching()})
+        self.engine = engine if isinstance(engine, EngineOptions) else EngineOptions.resolve(settings_, engine)
+        self.running_on: dict[str, Any] = {}
         self._model: Any = None
         self._batcher: DynamicBatcher | None = None
         self._prefixes: dict[str, str] = {}
@@ -87,8 +91,11 @@ class LocalModelBackend(Backend):
             await batcher.close()
             raise
         self._batcher = batcher
-        log.info("model [%s] ready on %s (%s), max length %d tokens", self.model_id, model.runtime.device,
-                 str(model.runtime.dtype).removeprefix("torch."), model.max_length)
+        engine = self.running_on.get("engine", "torch")
+        if self.running_on.get("quantization") == "int8":
+            engine += " int8"
+        log.info("model [%s] ready on %s (%s, %s), max length %d tokens", self.model_id, model.runtime.device,
+                 engine, str(model.runtime.dtype).removeprefix("torch."), model.max_length)
 
     def _run_batch(self, items: list[Any]) -> list[Any]:
         return self._model.run(items)
@@ -100,6 +107,8 @@ class LocalModelBackend(Backend):
         self._model = None
 
     def _load(self) -> Any:
+        import torch
+
         from .encoders import RerankModel, SparseEmbeddingModel, TextEmbeddingModel
         from .runtime import select_runtime
 
@@ -111,12 +120,22 @@ class LocalModelBackend(Backend):
             TaskType.RERANK: RerankModel,
         }[self.config.task_type]
         try:
-            return kind(path, runtime)
+            model = kind(path, runtime)
         except (OSError, ValueError, KeyError) as exc:
             raise status_exception(
                 f"Could not load model [{self.model_id}] for task type [{self.config.task_type}] from [{path}]: "
                 f"{type(exc).__name__}: {exc}"
             ) from None
+        self.running_on = {"engine": "torch", "quantization": "none"}
+        # GPUs keep torch (bf16, SDPA); so does a CPU asked for bfloat16.
+        if self.engine.wants_onnx and not runtime.on_gpu and runtime.dtype == torch.float32:
+            from .onnx_runtime import switch_to_onnx
+
+            self.running_on = switch_to_onnx(model, self.engine, threads=self.num_threads, cache_dir=self.cache_dir)
+        elif self.engine.quantization == "int8":
+            raise status_exception(f"int8 quantization runs on CPU with ONNX Runtime in float32; model "
+                                   f"[{self.model_id}] runs on {runtime.device} in {runtime.dtype}")
+        return model
 
     def _input_type_prefixes(self, model: Any) -> dict[str, str]:
         """input_type -> text prefix: the model's own prompts, else E5's."""
