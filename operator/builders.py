@@ -23,29 +23,27 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
-from kubeinfer.catalog import API_VERSION, KIND, InferenceEndpointConfig, from_manifest
+from kubeinfer.catalog import InferenceEndpointConfig, from_manifest
 from kubeinfer.config import OperatorSettings
 from kubeinfer.errors import validation_exception
 from kubeinfer.model_ids import MODEL_ALIASES_ENV, explicit_aliases, is_local_path, resolve_model
+from kubeinfer.resource import (
+    ANNOTATION_PREFIX, API_VERSION, APP_NAME, KIND, LABEL_COMPONENT, LABEL_ENDPOINT, LABEL_INSTANCE, LABEL_MANAGED_BY,
+    LABEL_NAME, owner_reference,
+)
 from kubeinfer.secrets import secret_env_var
 
-LABEL_NAME = "app.kubernetes.io/name"
-LABEL_INSTANCE = "app.kubernetes.io/instance"
-LABEL_COMPONENT = "app.kubernetes.io/component"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_ENDPOINT = "kubeinfer.io/endpoint"
-APP_NAME = "kubeinfer"
 MANAGER = "kubeinfer-operator"
 COMPONENT_MODEL_SERVER = "model-server"
 COMPONENT_PROXY = "provider-proxy"
-CONFIG_HASH_ANNOTATION = "kubeinfer.io/config-hash"
-SECRET_VERSIONS_ANNOTATION = "kubeinfer.io/secret-versions"
+CONFIG_HASH_ANNOTATION = f"{ANNOTATION_PREFIX}/config-hash"
+SECRET_VERSIONS_ANNOTATION = f"{ANNOTATION_PREFIX}/secret-versions"
 UID_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 # On the Deployment: which autoscaler owns its replicas, the fewest it may have and, for
 # min 0, the quiet period before it goes to zero. The gateway and the idle scaler read them.
-AUTOSCALER_ANNOTATION = "kubeinfer.io/autoscaler"
-MIN_REPLICAS_ANNOTATION = "kubeinfer.io/min-replicas"
-SCALE_TO_ZERO_ANNOTATION = "kubeinfer.io/scale-to-zero-after"
+AUTOSCALER_ANNOTATION = f"{ANNOTATION_PREFIX}/autoscaler"
+MIN_REPLICAS_ANNOTATION = f"{ANNOTATION_PREFIX}/min-replicas"
+SCALE_TO_ZERO_ANNOTATION = f"{ANNOTATION_PREFIX}/scale-to-zero-after"
 KEDA_API_VERSION = "keda.sh/v1alpha1"
 # Requests admitted by a model server and not yet answered (queued ones included), and
 # requests the gateway holds for an endpoint at zero replicas: the autoscalers' signal.
@@ -170,14 +168,7 @@ def desired_state(
     meta = cr.get("metadata") or {}
     cr_name = meta.get("name") or config.inference_id
     namespace = meta.get("namespace") or "default"
-    owner = {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": cr_name,
-        "uid": uid or meta.get("uid") or UID_PLACEHOLDER,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    owner = owner_reference(cr_name, uid or meta.get("uid") or UID_PLACEHOLDER)
     name = workload_name(cr_name)
     local = not config.spec.external
     component = COMPONENT_MODEL_SERVER if local else COMPONENT_PROXY
@@ -464,5 +455,5 @@ def _apply_overrides(deployment: dict[str, Any], overrides: Mapping[str, Any]) -
         container["env"] = [e for e in container["env"] if e["name"] not in extra] + list(extra.values())
     if overrides.get("annotations"):
         template_meta = spec["template"]["metadata"]
-        ours = {k: v for k, v in template_meta["annotations"].items() if k.startswith("kubeinfer.io/")}
+        ours = {k: v for k, v in template_meta["annotations"].items() if k.startswith(f"{ANNOTATION_PREFIX}/")}
         template_meta["annotations"] = {**template_meta["annotations"], **overrides["annotations"], **ours}

@@ -18,14 +18,13 @@ from typing import Any
 import kopf
 
 from . import metrics
-from .builders import LABEL_MANAGED_BY, MANAGER
+from .builders import MANAGER
 from .kube import OperatorClient
 from .reconciler import Reconciler
 from kubeinfer.config import OperatorSettings
+from kubeinfer.resource import ANNOTATION_PREFIX, GROUP, LABEL_MANAGED_BY, PLURAL, VERSION
 
-GROUP, VERSION, PLURAL = "kubeinfer.io", "v1alpha1", "inferenceendpoints"
 OWNED = {LABEL_MANAGED_BY: MANAGER}
-ANNOTATION_PREFIX = "kubeinfer.io"
 
 
 def _runtime(memo: kopf.Memo) -> Reconciler:

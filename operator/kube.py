@@ -16,6 +16,7 @@ import kopf
 
 from kubeinfer import kube
 from kubeinfer.kube import Connection, KubeError
+from kubeinfer.resource import API_VERSION, KIND, PLURAL
 
 __all__ = ["FIELD_MANAGER", "KINDS", "KubeError", "OperatorClient", "connection_of", "object_path"]
 
@@ -29,7 +30,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Deployment": ("apps/v1", "deployments"),
     "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers"),
     "ScaledObject": ("keda.sh/v1alpha1", "scaledobjects"),
-    "InferenceEndpoint": ("kubeinfer.io/v1alpha1", "inferenceendpoints"),
+    KIND: (API_VERSION, PLURAL),
 }
 
 

@@ -20,6 +20,7 @@ import kopf
 
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.errors import ElasticsearchError
+from kubeinfer.resource import KIND, READY
 
 from . import metrics
 from .builders import Autoscaler, DesiredState, desired_state, endpoint_url, parse_spec, referenced_secrets, workload_name
@@ -30,7 +31,6 @@ from .status import (
     transitions,
 )
 
-ENDPOINT = "InferenceEndpoint"
 Key = tuple[str, str]  # (namespace, name) of an InferenceEndpoint
 # How long the answer to "is KEDA installed?" is trusted: installing KEDA later is noticed.
 DISCOVERY_TTL = 60.0
@@ -184,10 +184,10 @@ class Reconciler:
         metrics.READY_ENDPOINTS.set(len(self.ready))
         if same_status(previous, status):
             return status
-        await self.client.patch_status(ENDPOINT, key[0], key[1], status)
+        await self.client.patch_status(KIND, key[0], key[1], status)
         self.written_status[key] = status
         for cond in transitions(previous, status):
-            kind = "Normal" if cond["status"] == "True" or cond["type"] != "Ready" else "Warning"
+            kind = "Normal" if cond["status"] == "True" or cond["type"] != READY else "Warning"
             kopf.event(dict(cr), type=kind, reason=cond["reason"], message=f"{cond['type']}={cond['status']}: "
                                                                            f"{cond['message']}")
         return status
@@ -197,7 +197,7 @@ class Reconciler:
         cached = self.endpoints.get(key)
         if cached is not None:
             return cached
-        return await self.client.get(ENDPOINT, *key)
+        return await self.client.get(KIND, *key)
 
     async def deployment_changed(self, event_type: str, deployment: Mapping[str, Any]) -> None:
         key = owner_key(deployment)
@@ -262,6 +262,6 @@ def with_vectors(observation: Observation, config: InferenceEndpointConfig) -> O
 def owner_key(obj: Mapping[str, Any]) -> Key | None:
     meta = obj.get("metadata") or {}
     for ref in meta.get("ownerReferences") or []:
-        if ref.get("kind") == ENDPOINT and ref.get("controller"):
+        if ref.get("kind") == KIND and ref.get("controller"):
             return (meta.get("namespace") or "default", ref["name"])
     return None

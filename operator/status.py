@@ -5,7 +5,8 @@ Status follows the conventions kstatus, Argo CD and Flux read: a ``Ready`` condi
 ``Stalled`` while they are true), each with a CamelCase ``reason``, a
 human ``message``, ``lastTransitionTime`` (kept while the condition's status does not
 change) and ``observedGeneration``; top-level ``observedGeneration``, ``url`` and
-``readyReplicas`` and ``replicas``. This module reads no API and knows nothing of kopf.
+``readyReplicas`` and ``replicas``. The words are ``kubeinfer.resource``'s, which the
+gateway reads status with. This module reads no API and knows nothing of kopf.
 """
 
 from __future__ import annotations
@@ -14,24 +15,10 @@ import datetime
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-READY = "Ready"
-PROGRESSING = "Progressing"
-# kstatus's abnormal-true conditions, present only while true: Flux's default health check
-# and kstatus-based tools read these, not Ready.
-RECONCILING = "Reconciling"
-STALLED = "Stalled"
-
-# Reasons, CamelCase as Kubernetes wants them.
-AVAILABLE = "Available"
-INVALID_SPEC = "InvalidSpec"
-SECRET_NOT_FOUND = "SecretNotFound"
-ROLLING_OUT = "RollingOut"
-ROLLOUT_COMPLETE = "RolloutComplete"
-ROLLOUT_FAILED = "ProgressDeadlineExceeded"
-UNAVAILABLE = "MinimumReplicasUnavailable"
-SCALED_TO_ZERO = "ScaledToZero"
-DEPLOYMENT_NOT_FOUND = "DeploymentNotFound"
-APPLY_FAILED = "ApplyFailed"
+from kubeinfer.resource import (
+    APPLY_FAILED, AVAILABLE, DEPLOYMENT_NOT_FOUND, INVALID_SPEC, PROGRESSING, READY, RECONCILING, ROLLING_OUT,
+    ROLLOUT_COMPLETE, ROLLOUT_FAILED, SCALED_TO_ZERO, SECRET_NOT_FOUND, STALLED, UNAVAILABLE, ConditionStatus,
+)
 
 
 @dataclass(frozen=True)
@@ -129,7 +116,7 @@ def _now() -> str:
 def condition(previous: list[Mapping[str, Any]] | None, type_: str, status: bool, reason: str, message: str,
               generation: int | None, now: str) -> dict[str, Any]:
     """One condition; ``lastTransitionTime`` is kept when its status did not change."""
-    value = "True" if status else "False"
+    value = (ConditionStatus.TRUE if status else ConditionStatus.FALSE).value
     before = next((c for c in previous or [] if c.get("type") == type_), None)
     since = before.get("lastTransitionTime") if before and before.get("status") == value else None
     return {

@@ -2,8 +2,8 @@
 
 A backend is built from a validated ``InferenceEndpointConfig`` (secrets resolved) by
 the factory the catalog names. It knows nothing of HTTP: it takes an
-``InferenceRequest`` and returns the body Elasticsearch would return, or raises
-``ElasticsearchError``.
+``InferenceRequest`` and returns a typed result (``results``), or raises
+``ElasticsearchError``; ``model_server.api`` writes the wire format.
 """
 
 from __future__ import annotations
@@ -15,6 +15,17 @@ from typing import Any, AsyncIterator
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import status_exception
 from .chat import ChatCompletionChunk, ChatRequest
+
+from .results import CompletionDelta, InferenceResult
+
+
+@dataclass(frozen=True)
+class ContentItem:
+    """One item of an ``embedding`` input: text, or a base64 data URI of an image (audio...)."""
+
+    type: str
+    value: str
+    format: str = "text"
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,13 @@ class InferenceRequest:
     task_settings: dict[str, Any] = field(default_factory=dict)
     # Seconds the caller is willing to wait (Elasticsearch's ``timeout``, 30s by default).
     timeout: float = 30.0
+    # ``embedding`` only: each input as its content items (one embedding per group);
+    # ``input`` then holds each group's text.
+    contents: tuple[tuple[ContentItem, ...], ...] = ()
+
+    def text_only(self) -> bool:
+        """Every input is a single text item (always true outside the ``embedding`` task)."""
+        return all(len(group) == 1 and group[0].type == "text" for group in self.contents)
 
 
 class Backend(abc.ABC):
@@ -47,15 +65,15 @@ class Backend(abc.ABC):
         return True
 
     @abc.abstractmethod
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
-        """Elasticsearch's response body, e.g. ``{"text_embedding": [{"embedding": [...]}]}``."""
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
+        """The result for ``request``: embeddings, a ranking or completions."""
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
-        """Completion chunks, each ``{"completion": [{"delta": "..."}]}``."""
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
+        """Pieces of a completion, as they come."""
         raise status_exception(
             f"Streaming is not supported for the [{self.config.service}] service", 405
         )
-        yield {}  # pragma: no cover - makes this an async generator
+        yield CompletionDelta("")  # pragma: no cover - makes this an async generator
 
     async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
         """The chunks of a unified chat completion (``chat_completion`` endpoints only)."""
