@@ -86,6 +86,7 @@ class Watcher:
     namespace: str | None
     match: Callable[[dict[str, Any]], bool]
     queue: asyncio.Queue = attrs.field(factory=asyncio.Queue)
+    agent: str = ""  # the client's User-Agent, for faults aimed at one client
 
 
 @attrs.define(kw_only=True)
@@ -482,7 +483,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         raw = request._raw_request
         assert raw is not None
         match = self._selector(request)
-        watcher = Watcher(resource=key, namespace=ns, match=match)
+        watcher = Watcher(resource=key, namespace=ns, match=match, agent=request.headers.get("User-Agent", ""))
         since = request.params.get("resourceVersion")
         backlog: list[dict[str, Any]] = []
         if since and since != "0":

@@ -65,16 +65,22 @@ def plan(emulator: Any) -> FaultPlan:
     return emulator.fault_plan
 
 
-def stall_watches(emulator: Any, resource: str | None = None) -> None:
+def _aimed(watcher: Any, resource: str | None, agent: str | None) -> bool:
+    return (resource is None or watcher.resource == resource) and (agent is None or watcher.agent.startswith(agent))
+
+
+def stall_watches(emulator: Any, resource: str | None = None, agent: str | None = None) -> None:
+    """Open watches of ``resource`` (by clients whose User-Agent starts with ``agent``)
+    deliver nothing more."""
     for watcher in emulator.watchers:
-        if resource is None or watcher.resource == resource:
+        if _aimed(watcher, resource, agent):
             watcher.match = lambda obj: False
 
 
-def drop_watches(emulator: Any, resource: str | None = None) -> int:
+def drop_watches(emulator: Any, resource: str | None = None, agent: str | None = None) -> int:
     dropped = 0
     for watcher in emulator.watchers:
-        if resource is None or watcher.resource == resource:
+        if _aimed(watcher, resource, agent):
             watcher.queue.put_nowait(None)
             dropped += 1
     return dropped
