@@ -23,16 +23,15 @@ from typing import Any, Awaitable
 import kopf
 
 from . import metrics, watching
-from .builders import LABEL_MANAGED_BY, MANAGER
+from .builders import MANAGER
 from .kube import KubeError, OperatorClient
 from .reconciler import Reconciler
 from kubeinfer.config import OperatorSettings
+from kubeinfer.resource import ANNOTATION_PREFIX, GROUP, LABEL_MANAGED_BY, PLURAL, VERSION
 
-GROUP, VERSION, PLURAL = "kubeinfer.io", "v1alpha1", "inferenceendpoints"
 OWNED = {LABEL_MANAGED_BY: MANAGER}
 OWNED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGER}"
 OWNED_RESOURCES = [("apps", "v1", "deployments"), ("", "v1", "services"), ("", "v1", "configmaps")]
-ANNOTATION_PREFIX = "kubeinfer.io"
 
 
 def _runtime(memo: kopf.Memo) -> Reconciler:

@@ -17,6 +17,7 @@ import kopf
 
 from kubeinfer import kube
 from kubeinfer.kube import Connection, KubeError
+from kubeinfer.resource import API_VERSION, KIND, PLURAL
 
 __all__ = ["FIELD_MANAGER", "KINDS", "KubeError", "OperatorClient", "connection_of", "object_path"]
 
@@ -29,7 +30,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "Service": ("v1", "services"),
     "Deployment": ("apps/v1", "deployments"),
     "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers"),
-    "InferenceEndpoint": ("kubeinfer.io/v1alpha1", "inferenceendpoints"),
+    "ScaledObject": ("keda.sh/v1alpha1", "scaledobjects"),
+    KIND: (API_VERSION, PLURAL),
     "Event": ("v1", "events"),
 }
 
@@ -75,6 +77,13 @@ class OperatorClient:
 
     async def reconnect(self, info: kopf.ConnectionInfo) -> None:
         await self.api.reconnect(connection_of(info))
+
+    async def serves(self, kind: str) -> bool:
+        """Whether the API server serves ``kind`` (its CRD is installed): discovery, which
+        every authenticated client may read."""
+        api_version, plural = KINDS[kind]
+        found = await self.api.get_or_none(f"/apis/{api_version}")
+        return any(r.get("name") == plural for r in (found or {}).get("resources") or [])
 
     async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         return await self.api.get_or_none(object_path(kind, namespace, name))

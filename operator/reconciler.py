@@ -21,9 +21,10 @@ from typing import Any, AsyncIterator, Mapping
 
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.errors import ElasticsearchError
+from kubeinfer.resource import KIND, READY
 
 from . import metrics
-from .builders import DesiredState, desired_state, endpoint_url, parse_spec, referenced_secrets, workload_name
+from .builders import Autoscaler, DesiredState, desired_state, endpoint_url, parse_spec, referenced_secrets, workload_name
 from .kube import KubeError, OperatorClient
 from kubeinfer.config import OperatorSettings
 from .status import (
@@ -31,8 +32,9 @@ from .status import (
     transitions,
 )
 
-ENDPOINT = "InferenceEndpoint"
 Key = tuple[str, str]  # (namespace, name) of an InferenceEndpoint, or of a Secret
+# How long the answer to "is KEDA installed?" is trusted: installing KEDA later is noticed.
+DISCOVERY_TTL = 60.0
 
 
 @dataclass
@@ -48,8 +50,9 @@ class EndpointState:
     applied_generation: int | None = None
     # resourceVersions of the ConfigMap and Service (by kind) after our last apply.
     applied_versions: dict[str, str] = field(default_factory=dict)
-    # Whether the endpoint surely has no HPA of ours (unknown after a restart).
+    # Whether the endpoint surely has no HPA (resp. ScaledObject) of ours (unknown after a restart).
     hpa_known_absent: bool = False
+    scaled_object_known_absent: bool = False
     # Referenced Secrets -> the resourceVersion the pods were built with (None: missing).
     secrets: dict[Key, str | None] = field(default_factory=dict)
     ready: bool = False
@@ -89,6 +92,9 @@ class Reconciler:
     # Secret -> the endpoints that reference it (the reverse of ``EndpointState.secrets``).
     secret_users: dict[Key, set[Key]] = field(default_factory=dict)
     lock: KeyLocks = field(default_factory=KeyLocks)
+    # Whether KEDA's ScaledObject CRD is installed, and when that was last asked.
+    keda_installed: bool | None = None
+    keda_checked_at: float = 0.0
     _posting: set[asyncio.Task] = field(default_factory=set)
 
     @property
@@ -96,7 +102,7 @@ class Reconciler:
         return {key for key, state in self.endpoints.items() if state.ready}
 
     def _publish_ready(self) -> None:
-        metrics.READY_ENDPOINTS.set(sum(state.ready for state in self.endpoints.values()))
+        metrics.READY_KINDS.set(sum(state.ready for state in self.endpoints.values()))
 
     def state(self, cr: Mapping[str, Any]) -> EndpointState:
         """The state of ``cr``'s incarnation (a new uid under a known name starts afresh)."""
@@ -165,6 +171,7 @@ class Reconciler:
             state = self.state(cr)
             if trigger == "create":
                 state.hpa_known_absent = True  # a new endpoint has no autoscaler yet
+                state.scaled_object_known_absent = True
             try:
                 observation = await self._converge(cr, key, state)
                 if not observation.ready:
@@ -206,7 +213,7 @@ class Reconciler:
         self._use_secrets(key, state, used)
         if missing:
             return secret_not_found(missing)
-        desired = desired_state(cr, self.settings, secret_versions=versions)
+        desired = desired_state(cr, self.settings, secret_versions=versions, autoscaler=await self.autoscaler())
         deployment = await self._apply(desired, key, state)
         url = endpoint_url(key[1], namespace, desired.config, self.settings.cluster_domain)
         return with_vectors(observe_deployment(deployment, url=url), desired.config)
@@ -225,7 +232,24 @@ class Reconciler:
         elif not state.hpa_known_absent:
             await self.client.delete("HorizontalPodAutoscaler", namespace, name)
             state.hpa_known_absent = True
+        if desired.scaled_object is not None:
+            await self.client.apply(desired.scaled_object)
+            state.scaled_object_known_absent = False
+        elif not state.scaled_object_known_absent:
+            if self.keda_installed:  # without KEDA there is no ScaledObject to remove
+                await self.client.delete("ScaledObject", namespace, name)
+            state.scaled_object_known_absent = True
         return deployment
+
+    async def autoscaler(self) -> Autoscaler:
+        """The autoscaler adaptive allocations get: the setting's, or KEDA where its CRD is installed."""
+        now = time.monotonic()
+        if self.keda_installed is None or now - self.keda_checked_at > DISCOVERY_TTL:
+            self.keda_installed = await self.client.serves("ScaledObject")
+            self.keda_checked_at = now
+        if self.settings.autoscaler != "auto":
+            return self.settings.autoscaler
+        return "keda" if self.keda_installed else "hpa"
 
     # ---- status --------------------------------------------------------------------------
     async def write_status(self, cr: Mapping[str, Any], observation: Observation) -> dict[str, Any]:
@@ -240,13 +264,13 @@ class Reconciler:
             return status
         # The whole status, with the fields to clear left out, for this incarnation only.
         whole = {k: v for k, v in {**previous, **status}.items() if v is not None}
-        written = await self.client.write_status(ENDPOINT, key[0], key[1], state.uid, whole)
+        written = await self.client.write_status(KIND, key[0], key[1], state.uid, whole)
         if written is None:  # gone, or created again under the same name meanwhile
             self.forget(key, uid=state.uid)
             return status
         state.written_status = status
         for cond in transitions(previous, status):
-            kind = "Normal" if cond["status"] == "True" or cond["type"] != "Ready" else "Warning"
+            kind = "Normal" if cond["status"] == "True" or cond["type"] != READY else "Warning"
             self._post_event(cr, kind, cond["reason"], f"{cond['type']}={cond['status']}: {cond['message']}")
         return status
 
@@ -267,7 +291,7 @@ class Reconciler:
         """The endpoint that controls ``obj``, if it is the live incarnation we know."""
         meta = obj.get("metadata") or {}
         for ref in meta.get("ownerReferences") or []:
-            if ref.get("kind") == ENDPOINT and ref.get("controller"):
+            if ref.get("kind") == KIND and ref.get("controller"):
                 key: Key = (meta.get("namespace") or "default", ref["name"])
                 state = self.endpoints.get(key)
                 if state is not None and state.uid == ref.get("uid") and \
@@ -305,7 +329,7 @@ class Reconciler:
     async def _repair(self, key: Key, state: EndpointState, kind: str, what: str) -> None:
         """Put back an owned object, if its endpoint still exists: the watch's copy may
         predate a deletion (the garbage collector's own deletions look like drift)."""
-        cr = await self.client.get(ENDPOINT, *key)
+        cr = await self.client.get(KIND, *key)
         if cr is None or (cr.get("metadata") or {}).get("uid") != state.uid:
             self.forget(key, uid=state.uid)
             return

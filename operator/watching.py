@@ -18,10 +18,11 @@ import asyncio
 from typing import Any
 
 from kubeinfer.kube import Informer, path_of
+from kubeinfer.resource import API_VERSION, PLURAL
 
 from .reconciler import Key, Reconciler
 
-ENDPOINTS = ("kubeinfer.io/v1alpha1", "inferenceendpoints")
+ENDPOINTS = (API_VERSION, PLURAL)
 SECRETS = ("v1", "secrets")
 
 

@@ -17,11 +17,10 @@ from typing import Any, Callable, Mapping
 from pydantic import Field, SecretStr, ValidationError
 
 from ..errors import ElasticsearchError, status_exception, validation_exception
+from ..resource import API_VERSION, KIND
 from ._base import SecretKeyRef, ServiceSpec, Settings, TaskType
 from .registry import SERVICES
 
-API_VERSION = "kubeinfer.io/v1alpha1"
-KIND = "InferenceEndpoint"
 # Elasticsearch's rule for inference ids, which must also be a valid Kubernetes name here.
 INFERENCE_ID_PATTERN = r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$"
 
@@ -114,6 +113,21 @@ def parse_task_type(value: str) -> TaskType:
         return TaskType(str(value).strip().lower())
     except ValueError:
         raise status_exception(f"Unknown task_type [{value}]") from None
+
+
+def check_task_type(config: InferenceEndpointConfig, requested: TaskType | None, *, inference: bool = False) -> None:
+    """A task type named in a request's path must be the endpoint's own.
+
+    Elasticsearch words the refusal one way for inference and another for getting,
+    updating or deleting an endpoint; ``inference`` picks the first.
+    """
+    if requested is None or requested is config.task_type:
+        return
+    if inference:
+        raise status_exception(f"Incompatible task_type, the requested type [{requested}] does not match the model "
+                               f"type [{config.task_type}]")
+    raise status_exception(f"Requested task type [{requested}] does not match the inference endpoint's task type "
+                           f"[{config.task_type}]")
 
 
 def get_service(name: str, inference_id: str = "") -> ServiceSpec:
@@ -314,7 +328,7 @@ def parse_endpoint(inference_id: str, task_type: TaskType | str, body: Mapping[s
     chunking = body.get("chunking_settings")
     chunking_settings = None
     if chunking is not None:
-        if task not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING):
+        if task not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.EMBEDDING):
             # Elasticsearch reads chunking settings only for embeddings; elsewhere they are left over.
             raise status_exception(
                 f"Model configuration contains settings [{_java_map({'chunking_settings': chunking})}] "

@@ -18,9 +18,20 @@ class WatsonxServiceSettings(ExternalServiceSettings, EmbeddingSettings):
     project_id: str
 
 
+class WatsonxChatServiceSettings(ExternalServiceSettings):
+    api_key: SecretValue = SecretField("IBM Cloud API key.")
+    url: str = Field(description="The watsonx.ai URL, e.g. https://us-south.ml.cloud.ibm.com.")
+    api_version: str = Field(description="The watsonx.ai API version date, e.g. 2024-05-02.")
+    model_id: str
+    project_id: str
+
+
 SPEC = ServiceSpec(
     name="watsonxai",
-    service_settings={TaskType.TEXT_EMBEDDING: WatsonxServiceSettings},
-    default_rate_limit={TaskType.TEXT_EMBEDDING: 120},
+    service_settings={
+        TaskType.CHAT_COMPLETION: WatsonxChatServiceSettings,
+        TaskType.TEXT_EMBEDDING: WatsonxServiceSettings,
+    },
+    default_rate_limit={TaskType.TEXT_EMBEDDING: 120, TaskType.CHAT_COMPLETION: 120},
     description="IBM watsonx.ai embeddings.",
 )

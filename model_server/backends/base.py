@@ -14,6 +14,16 @@ from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import status_exception
+from .chat import ChatCompletionChunk, ChatRequest
+
+
+@dataclass(frozen=True)
+class ContentItem:
+    """One item of an ``embedding`` input: text, or a base64 data URI of an image (audio...)."""
+
+    type: str
+    value: str
+    format: str = "text"
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,13 @@ class InferenceRequest:
     task_settings: dict[str, Any] = field(default_factory=dict)
     # Seconds the caller is willing to wait (Elasticsearch's ``timeout``, 30s by default).
     timeout: float = 30.0
+    # ``embedding`` only: each input as its content items (one embedding per group);
+    # ``input`` then holds each group's text.
+    contents: tuple[tuple[ContentItem, ...], ...] = ()
+
+    def text_only(self) -> bool:
+        """Every input is a single text item (always true outside the ``embedding`` task)."""
+        return all(len(group) == 1 and group[0].type == "text" for group in self.contents)
 
 
 class Backend(abc.ABC):
@@ -55,6 +72,13 @@ class Backend(abc.ABC):
             f"Streaming is not supported for the [{self.config.service}] service", 405
         )
         yield {}  # pragma: no cover - makes this an async generator
+
+    async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
+        """The chunks of a unified chat completion (``chat_completion`` endpoints only)."""
+        raise status_exception(
+            f"The [{self.config.service}] service does not support task type [{self.config.task_type}]", 400
+        )
+        yield  # pragma: no cover - makes this an async generator
 
     def describe(self) -> dict[str, Any]:
         """What the endpoint knows of its model once started (``dimensions``, ``similarity``)."""

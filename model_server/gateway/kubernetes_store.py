@@ -19,19 +19,18 @@ from typing import Any
 import httpx
 
 from ..backends.base import Backend
-from kubeinfer.catalog import API_VERSION, InferenceEndpointConfig, SecretKeyRef, from_manifest
+from kubeinfer.catalog import InferenceEndpointConfig, SecretKeyRef, from_manifest
 from kubeinfer.errors import ElasticsearchError, not_found, status_exception, validation_exception
 from .forwarding import ForwardingBackend
 from kubeinfer.kube import KubeClient, KubeError
+from kubeinfer.resource import (
+    API_VERSION, LABEL_MANAGED_BY, PLURAL, is_ready, owner_reference, ready_condition, refusal,
+)
 from .store import already_exists, with_model_facts
 
 log = logging.getLogger("kubeinfer.gateway")
 
-GROUP_VERSION = API_VERSION  # kubeinfer.io/v1alpha1
-PLURAL = "inferenceendpoints"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "kubeinfer-gateway"}
-# The Ready reason with which the operator refuses a spec it cannot serve.
-INVALID_SPEC = "InvalidSpec"
+MANAGED_BY = {LABEL_MANAGED_BY: "kubeinfer-gateway"}
 
 
 def resource_name(inference_id: str) -> str:
@@ -43,44 +42,9 @@ def secret_name(inference_id: str) -> str:
     return f"{resource_name(inference_id)}-secrets"
 
 
-def ready_condition(obj: dict[str, Any]) -> dict[str, Any] | None:
-    for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return condition
-    return None
-
-
-def is_ready(obj: dict[str, Any]) -> bool:
-    """Ready=True for the CR's current generation, with a URL to send requests to."""
-    status = obj.get("status") or {}
-    condition = ready_condition(obj)
-    generation = (obj.get("metadata") or {}).get("generation")
-    observed = status.get("observedGeneration")
-    current = generation is None or observed is None or observed >= generation
-    return bool(condition and condition.get("status") == "True" and current and status.get("url"))
-
-
 def served_config(obj: dict[str, Any]) -> InferenceEndpointConfig:
     """The resource's endpoint, with the model facts the operator reported in its status."""
     return with_model_facts(from_manifest(obj), obj.get("status"))
-
-
-def refusal(obj: dict[str, Any]) -> str | None:
-    """The operator's message when it refused the current spec as invalid."""
-    condition = ready_condition(obj) or {}
-    generation = (obj.get("metadata") or {}).get("generation")
-    observed = condition.get("observedGeneration", (obj.get("status") or {}).get("observedGeneration"))
-    if condition.get("status") == "False" and condition.get("reason") == INVALID_SPEC and observed == generation:
-        return condition.get("message") or INVALID_SPEC
-    return None
-
-
-def owner_reference(cr: dict[str, Any]) -> dict[str, Any]:
-    meta = cr["metadata"]
-    return {
-        "apiVersion": GROUP_VERSION, "kind": "InferenceEndpoint", "name": meta["name"],
-        "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
-    }
 
 
 def owned_secret(config: InferenceEndpointConfig, cr: dict[str, Any] | None, namespace: str) -> dict[str, Any]:
@@ -94,7 +58,7 @@ def owned_secret(config: InferenceEndpointConfig, cr: dict[str, Any] | None, nam
             "name": secret_name(config.inference_id),
             "namespace": namespace,
             "labels": dict(MANAGED_BY),
-            "ownerReferences": [owner_reference(cr)] if cr is not None else [],
+            "ownerReferences": [] if cr is None else [owner_reference(cr["metadata"]["name"], cr["metadata"]["uid"])],
         },
         "data": {
             name: base64.b64encode(value.get_secret_value().encode()).decode()
@@ -133,7 +97,7 @@ class KubernetesEndpointStore:
     # ---- paths ---------------------------------------------------------------------
     @property
     def _collection(self) -> str:
-        return f"/apis/{GROUP_VERSION}/namespaces/{self.namespace}/{PLURAL}"
+        return f"/apis/{API_VERSION}/namespaces/{self.namespace}/{PLURAL}"
 
     def _cr_path(self, name: str) -> str:
         return f"{self._collection}/{name}"
@@ -216,7 +180,8 @@ class KubernetesEndpointStore:
         try:
             cr = await self.api.create(self._collection, manifest)
             if secret_path is not None:
-                await self.api.merge_patch(secret_path, {"metadata": {"ownerReferences": [owner_reference(cr)]}})
+                await self.api.merge_patch(secret_path, {"metadata": {"ownerReferences": [
+                    owner_reference(cr["metadata"]["name"], cr["metadata"]["uid"])]}})
         except KubeError as exc:
             # Nothing half-made.
             if secret_path is not None:

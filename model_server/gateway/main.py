@@ -17,6 +17,8 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 
+from kubeinfer.config import KubeinferSettings, SettingsError
+
 from .app import create_gateway_app
 from .auth import InferenceAuthorization, SubjectAccessReviewer
 from kubeinfer.kube import Connection, KubeClient
@@ -47,7 +49,12 @@ def build_gateway_app(connection: Connection, namespace: str, *, auth: bool = Tr
 def run_gateway(args: argparse.Namespace) -> int:
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = KubeinferSettings.from_env()
+    except SettingsError as exc:
+        print(f"kubeinfer gateway: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     try:
         connection = Connection.discover()

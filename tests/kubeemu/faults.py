@@ -13,7 +13,6 @@ Call them inside the emulator's loop (``EmulatedCluster.call``).
 
 from __future__ import annotations
 
-import collections
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +86,5 @@ def drop_watches(emulator: Any, resource: str | None = None, agent: str | None =
 
 
 def expire_history(emulator: Any, resource: str) -> None:
-    """Keep only the latest event of ``resource``: resuming from before it is 410 Gone."""
-    history = emulator.history.get(resource) or collections.deque()
-    emulator.history[resource] = collections.deque(list(history)[-1:], maxlen=1)
+    """Forget the events of ``resource`` so far: resuming from before now is 410 Gone."""
+    emulator.compact(resource)

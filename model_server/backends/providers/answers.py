@@ -45,6 +45,11 @@ def text_embeddings(vectors: list[list[float]]) -> dict[str, Any]:
     return {"text_embedding": [{"embedding": v} for v in vectors]}
 
 
+def embeddings(vectors: list[list[float]]) -> dict[str, Any]:
+    """The ``embedding`` task's answer."""
+    return {"embeddings": [{"embedding": v} for v in vectors]}
+
+
 def completions(texts: list[str]) -> dict[str, Any]:
     return {"completion": [{"result": t} for t in texts]}
 
