@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from fake_providers import FakeProvider, Reply, backend_for
+from model_server.api.elasticsearch_json import render
 from model_server.backends.base import InferenceRequest
 from model_server.backends.providers import retries
 from kubeinfer.catalog import TaskType
@@ -23,7 +24,7 @@ KEY = "shape-key-0123456789"
 async def run(backend, request):
     await backend.start()
     try:
-        return await backend.infer(request)
+        return render(await backend.infer(request))
     finally:
         await backend.close()
 
