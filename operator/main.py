@@ -8,23 +8,13 @@ with neither, the whole cluster is watched. ``--liveness`` serves kopf's health 
 from __future__ import annotations
 
 import argparse
-import logging
 import random
-import sys
 
-from kubeinfer.config import OperatorSettings, SettingsError
+from kubeinfer.config import OperatorSettings
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = OperatorSettings.from_env()
-    except SettingsError as exc:
-        print(f"kubeinfer operator: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else getattr(logging, settings.log_level),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    settings = OperatorSettings.from_env()
     import kopf
 
     from . import handlers  # noqa: F401 - registers the handlers
