@@ -123,6 +123,7 @@ class Watcher:
     namespace: str | None
     match: Callable[[dict[str, Any]], bool]
     queue: asyncio.Queue = attrs.field(factory=asyncio.Queue)
+    agent: str = ""  # the client's User-Agent, for faults aimed at one client
 
 
 @attrs.define(kw_only=True)
@@ -921,7 +922,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         assert raw is not None
         params = request.params
         match = self._selector(request)
-        watcher = Watcher(resource=key, namespace=ns, match=match)
+        watcher = Watcher(resource=key, namespace=ns, match=match, agent=request.headers.get("User-Agent", ""))
         since = params.get("resourceVersion")
         bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
         backlog: list[dict[str, Any]] = []
