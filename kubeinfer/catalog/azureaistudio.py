@@ -51,6 +51,27 @@ class AzureAIStudioEmbeddingServiceSettings(AzureAIStudioServiceSettings, Embedd
         return value
 
 
+class RerankProvider(str, Enum):
+    COHERE = AzureAIStudioProvider.COHERE.value
+
+
+class AzureAIStudioRerankServiceSettings(AzureAIStudioServiceSettings):
+    provider: RerankProvider = Field(description="cohere: the provider with rerank models.")
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _provider_reranks(cls, value: object) -> object:
+        known, reranks = AzureAIStudioProvider._value2member_map_, RerankProvider._value2member_map_
+        if isinstance(value, str) and value in known and value not in reranks:
+            raise status_exception(f"The [rerank] task type for provider [{value}] is not available")
+        return value
+
+
+class AzureAIStudioRerankTaskSettings(Settings):
+    return_documents: bool | None = None
+    top_n: int | None = Field(default=None, gt=0)
+
+
 class AzureAIStudioEmbeddingTaskSettings(Settings):
     user: str | None = None
 
@@ -66,12 +87,14 @@ SPEC = ServiceSpec(
     name="azureaistudio",
     service_settings={
         TaskType.COMPLETION: AzureAIStudioServiceSettings,
+        TaskType.RERANK: AzureAIStudioRerankServiceSettings,
         TaskType.TEXT_EMBEDDING: AzureAIStudioEmbeddingServiceSettings,
     },
     task_settings={
         TaskType.COMPLETION: AzureAIStudioCompletionTaskSettings,
+        TaskType.RERANK: AzureAIStudioRerankTaskSettings,
         TaskType.TEXT_EMBEDDING: AzureAIStudioEmbeddingTaskSettings,
     },
-    default_rate_limit={TaskType.TEXT_EMBEDDING: 240, TaskType.COMPLETION: 240},
+    default_rate_limit={TaskType.TEXT_EMBEDDING: 240, TaskType.COMPLETION: 240, TaskType.RERANK: 240},
     description="Azure AI Studio deployments (OpenAI, Mistral, Meta, Microsoft Phi, Cohere, Databricks).",
 )
