@@ -1,9 +1,13 @@
-"""The operator's settings, read once from environment variables that the Helm chart sets.
+"""All of kubeinfer's ``KUBEINFER_*`` configuration, read from the environment here and
+nowhere else, and checked when a role starts.
 
-Every setting has a default that works on a plain cluster, so the operator also runs with
-no environment at all. This module knows nothing of kopf or of the Kubernetes API.
+Each role reads its settings once at start-up with ``from_env`` and refuses to start on
+a value it cannot use, with a ``SettingsError`` naming the variable
+(``KUBEINFER_MODEL_ALIASES: not valid JSON ...``); the CLI prints it and exits 2. Every
+setting has a default that works on a plain cluster, and an unset or empty variable keeps
+it. Secrets are not configuration: ``kubeinfer.secrets`` reads those.
 
-Environment variables (all optional):
+Operator (``OperatorSettings``; the Helm chart sets these):
 
 =============================  =====================================================
 ``KUBEINFER_SERVER_IMAGE``      model-server image for local models on GPU
@@ -15,53 +19,146 @@ Environment variables (all optional):
 ``KUBEINFER_MODEL_CACHE_PVC``   PersistentVolumeClaim holding downloaded models;
                                 empty: an emptyDir per pod
 ``KUBEINFER_MODEL_CACHE_SIZE``  size limit of the emptyDir model cache (``10Gi``)
-``KUBEINFER_MODEL_ALIASES``     JSON object mapping built-in model ids to Hugging
-                                Face ids, merged over the catalog's defaults
+``KUBEINFER_MODEL_ALIASES``     JSON object mapping model ids to Hugging Face ids or
+                                paths, over the catalog's defaults (``model_ids``)
 ``KUBEINFER_WATCH_NAMESPACES``  comma-separated namespaces; empty: all namespaces
 ``KUBEINFER_CLUSTER_DOMAIN``    cluster DNS domain used in status URLs
 ``KUBEINFER_LOG_LEVEL``         ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``
 ``KUBEINFER_METRICS_PORT``      port of the Prometheus ``/metrics`` endpoint; 0: off
+``KUBEINFER_AUTOSCALER``        ``auto`` (KEDA where its CRD is installed, else an HPA),
+                                ``keda`` or ``hpa``
+``KUBEINFER_SCALE_TO_ZERO_AFTER`` seconds without requests before an endpoint whose
+                                adaptive allocations allow it goes to zero (``900``)
+``KUBEINFER_PROMETHEUS_ADDRESS`` Prometheus that KEDA queries for the request metric
+``KUBEINFER_TARGET_REQUESTS``   in-flight requests per replica the autoscaler aims at
 =============================  =====================================================
+
+Model server (``ServerSettings``; ``kubeinfer serve`` and ``kubeinfer local``):
+
+=====================================  =============================================
+``KUBEINFER_MODEL_ALIASES``             as for the operator, which sets it on the pod
+``KUBEINFER_BUILTIN_MODEL_<ID>``        the model for one built-in id (both roles)
+``KUBEINFER_MAX_INPUTS_PER_REQUEST``    inputs one request may carry (2048)
+``KUBEINFER_MAX_BATCH_SIZE``            inputs per model forward pass
+``KUBEINFER_MAX_BATCH_TOKENS``          padded tokens per model forward pass
+``KUBEINFER_MAX_BATCH_WAIT_MS``         longest wait for a batch to fill
+``KUBEINFER_QUEUE_CAPACITY``            requests in flight before 429s
+``KUBEINFER_DEVICE``                    ``cpu`` or ``cuda``; the best there is when unset
+``KUBEINFER_CPU_DTYPE``                 ``float32`` (default) or ``bfloat16`` on CPU
+=====================================  =============================================
+
+This module knows nothing of kopf, of the Kubernetes API or of torch.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any, Literal, Mapping
+from contextvars import ContextVar
+from typing import Annotated, Any, ClassVar, Literal, Mapping, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from kubeinfer.catalog import BUILTIN_MODELS
+from .catalog import BUILTIN_MODELS
+from .model_ids import model_aliases, resolve_model
 
+PREFIX = "KUBEINFER_"
 DEFAULT_IMAGE_REPOSITORY = "ghcr.io/kubeinfer/kubeinfer"
 DEFAULT_VERSION = "0.1.0"
 
-# field name -> environment variable
-ENVIRONMENT: dict[str, str] = {
-    "server_image": "KUBEINFER_SERVER_IMAGE",
-    "server_cpu_image": "KUBEINFER_SERVER_CPU_IMAGE",
-    "proxy_image": "KUBEINFER_PROXY_IMAGE",
-    "image_pull_policy": "KUBEINFER_IMAGE_PULL_POLICY",
-    "gpu_resource": "KUBEINFER_GPU_RESOURCE",
-    "gpus_per_endpoint": "KUBEINFER_GPUS_PER_ENDPOINT",
-    "model_cache_pvc": "KUBEINFER_MODEL_CACHE_PVC",
-    "model_cache_size": "KUBEINFER_MODEL_CACHE_SIZE",
-    "model_aliases": "KUBEINFER_MODEL_ALIASES",
-    "watch_namespaces": "KUBEINFER_WATCH_NAMESPACES",
-    "cluster_domain": "KUBEINFER_CLUSTER_DOMAIN",
-    "log_level": "KUBEINFER_LOG_LEVEL",
-    "metrics_port": "KUBEINFER_METRICS_PORT",
-}
+_Settings = TypeVar("_Settings", bound="KubeinferSettings")
+# The environment ``from_env`` reads; ``os.environ`` unless a caller passes another.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("kubeinfer_environ", default=None)
 
 
 class SettingsError(ValueError):
-    """An environment variable holds a value the operator cannot use."""
+    """An environment variable holds a value kubeinfer cannot use; the message names it."""
 
 
-class OperatorSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def env_var(field: str) -> str:
+    """The environment variable of a settings field: ``gpus_per_endpoint`` -> ``KUBEINFER_GPUS_PER_ENDPOINT``."""
+    return PREFIX + field.upper()
 
+
+class _Environment(EnvSettingsSource):
+    """The ``KUBEINFER_*`` variables of one mapping, blank ones left out.
+
+    The model aliases are folded here from their several variables (``model_ids``), so
+    that every role reads them alike.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = {k: v for k, v in environ.items() if k.startswith(PREFIX) and v.strip()}
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k.lower(): v for k, v in self._environ.items()}
+
+    def prepare_field_value(self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool) -> Any:
+        if field_name == "model_aliases":
+            return None  # read from several variables below
+        return super().prepare_field_value(field_name, field, value, value_is_complex)
+
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        if "model_aliases" in self.settings_cls.model_fields:
+            try:
+                values["model_aliases"] = model_aliases(self._environ)
+            except ValueError as exc:
+                raise SettingsError(str(exc)) from None
+        return values
+
+
+class KubeinferSettings(BaseSettings):
+    """What every role reads: how much it logs."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="forbid")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _Environment(settings_cls, _ENVIRON.get() or os.environ)
+
+    @classmethod
+    def from_env(cls: type[_Settings], environ: Mapping[str, str] | None = None) -> _Settings:
+        """The settings ``environ`` (``os.environ`` by default) gives; ``SettingsError`` on a bad value."""
+        token = _ENVIRON.set(environ if environ is not None else os.environ)
+        try:
+            return cls()
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = str(err["loc"][0]) if err["loc"] else ""
+            given = f" (got {err['input']!r})" if isinstance(err.get("input"), (str, int)) else ""
+            raise SettingsError(f"{env_var(field)}: {err['msg']}{given}") from None
+        finally:
+            _ENVIRON.reset(token)
+
+
+class ModelSettings(KubeinferSettings):
+    """Which model serves each model id: the operator and the server read it alike."""
+
+    model_aliases: dict[str, str] = Field(
+        default_factory=lambda: dict(BUILTIN_MODELS),
+        description="Model ids mapped to Hugging Face ids or paths, over the catalog's defaults.",
+    )
+
+    def resolve_model(self, model_id: str) -> str:
+        """The Hugging Face id (or local path) the server loads for ``model_id``."""
+        return resolve_model(model_id, self.model_aliases)
+
+
+class OperatorSettings(ModelSettings):
     server_image: str = Field(
         default=f"{DEFAULT_IMAGE_REPOSITORY}-server-cuda:{DEFAULT_VERSION}",
         description="Model-server image for local models on GPU.",
@@ -80,70 +177,66 @@ class OperatorSettings(BaseModel):
     gpus_per_endpoint: int = Field(default=1, ge=0, description="GPUs per model-server pod; 0 runs on CPU.")
     model_cache_pvc: str = Field(default="", description="PVC for the model cache; empty means an emptyDir.")
     model_cache_size: str = Field(default="10Gi", description="Size limit of the emptyDir model cache.")
-    model_aliases: dict[str, str] = Field(
-        default_factory=lambda: dict(BUILTIN_MODELS),
-        description="Built-in model ids mapped to Hugging Face ids.",
-    )
-    watch_namespaces: tuple[str, ...] = Field(default=(), description="Namespaces to watch; empty means all.")
+    watch_namespaces: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Namespaces to watch; empty means all.")
     cluster_domain: str = "cluster.local"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="Prometheus port; 0 turns metrics off.")
+    autoscaler: Literal["auto", "keda", "hpa"] = Field(
+        default="auto", description="KEDA where its CRD is installed (auto), or always KEDA, or always an HPA.")
+    scale_to_zero_after: int = Field(
+        default=900, ge=0, description="Seconds without requests before an endpoint with min 0 goes to zero.")
+    prometheus_address: str = Field(
+        default="http://prometheus-operated.monitoring.svc:9090", min_length=1,
+        description="Prometheus that KEDA asks for the in-flight request metric.")
+    target_requests: int = Field(default=8, ge=1, description="In-flight requests per replica to aim at.")
 
-    @field_validator("log_level", "image_pull_policy", mode="before")
+    @field_validator("watch_namespaces", mode="before")
     @classmethod
-    def _normalise_case(cls, value: Any, info: Any) -> Any:
-        if isinstance(value, str) and info.field_name == "log_level":
-            return value.strip().upper()
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(ns.strip() for ns in value.split(",") if ns.strip())
+        return value
+
+    @field_validator("autoscaler", mode="before")
+    @classmethod
+    def _autoscaler_lower_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("image_pull_policy", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value
 
     @property
     def all_namespaces(self) -> bool:
         return not self.watch_namespaces
 
-    def resolve_model(self, model_id: str) -> str:
-        """The Hugging Face id (or local path) the server loads for ``model_id``."""
-        return self.model_aliases.get(model_id, model_id)
 
+class ServerSettings(ModelSettings):
+    """What ``kubeinfer serve`` and ``kubeinfer local`` read: models, batching, device."""
+
+    max_inputs_per_request: int = Field(default=2048, ge=1, description="Inputs one request may carry.")
+    max_batch_size: int | None = Field(default=None, ge=1, description="Inputs per model forward pass.")
+    max_batch_tokens: int | None = Field(default=None, ge=1, description="Padded tokens per forward pass.")
+    max_batch_wait_ms: float | None = Field(default=None, ge=0, description="Longest wait for a batch to fill.")
+    queue_capacity: int | None = Field(default=None, ge=1, description="Requests in flight before 429s.")
+    device: str | None = Field(default=None, pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu or cuda.")
+    cpu_dtype: Literal["float32", "bfloat16", "bf16"] = "float32"
+
+    _BATCHING: ClassVar[tuple[str, ...]] = ("max_batch_size", "max_batch_tokens", "queue_capacity")
+
+    @field_validator("cpu_dtype", "device", mode="before")
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "OperatorSettings":
-        """Read the settings from ``environ`` (``os.environ`` by default).
+    def _lower_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
-        Unset or empty variables keep their defaults; a bad value raises ``SettingsError``
-        naming the variable.
-        """
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for field, var in ENVIRONMENT.items():
-            raw = environ.get(var)
-            if raw is None or (raw.strip() == "" and field != "model_cache_pvc"):
-                continue
-            values[field] = _parse(field, var, raw)
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field = str(err["loc"][0]) if err["loc"] else ""
-            var = ENVIRONMENT.get(field, field)
-            raise SettingsError(f"{var}: {err['msg']}") from None
+    def batching(self) -> dict[str, Any]:
+        """The batching options the environment sets, in ``BatchingOptions``' terms."""
+        options: dict[str, Any] = {name: getattr(self, name) for name in self._BATCHING if getattr(self, name)}
+        if self.max_batch_wait_ms is not None:
+            options["max_wait"] = self.max_batch_wait_ms / 1000.0
+        return options
 
 
-def _parse(field: str, var: str, raw: str) -> Any:
-    raw = raw.strip()
-    if field == "watch_namespaces":
-        return tuple(ns.strip() for ns in raw.split(",") if ns.strip())
-    if field == "model_aliases":
-        try:
-            aliases = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise SettingsError(f"{var}: not valid JSON ({exc.msg})") from None
-        if not isinstance(aliases, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and v for k, v in aliases.items()
-        ):
-            raise SettingsError(f"{var}: must be a JSON object of model id -> Hugging Face id")
-        return {**BUILTIN_MODELS, **aliases}
-    if field in ("gpus_per_endpoint", "metrics_port"):
-        try:
-            return int(raw)
-        except ValueError:
-            raise SettingsError(f"{var}: {raw!r} is not an integer") from None
-    return raw
+# OperatorSettings field -> environment variable, as the Helm chart sets them.
+ENVIRONMENT: dict[str, str] = {field: env_var(field) for field in OperatorSettings.model_fields}

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from .catalog import API_VERSION, KIND
+from .resource import API_VERSION, KIND
 
 SUFFIXES = (".yaml", ".yml", ".json")
 

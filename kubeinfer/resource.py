@@ -1,21 +1,104 @@
-"""The InferenceEndpoint resource's own fields, as pydantic models: the ``deployment``
-overrides of ``spec`` and the whole of ``status``.
+"""The InferenceEndpoint resource's own facts: its name in the API (group, version, kind,
+plural), the labels and ownerReference of what it owns, the ``deployment`` overrides of
+``spec`` and the whole of ``status``, with the one vocabulary of its conditions.
 
-The service settings come from the catalog; these models are what is left of the CR.
-They are the source of the CRD's schema for those parts, and the operator may use them
-to read ``spec.deployment`` and to write ``status``. Names are camelCase on the wire, as
-Kubernetes wants. This module knows nothing of kopf or of the Kubernetes API.
+The operator writes status in these words (``kubeinfer_operator.status``) and the gateway
+reads it with ``is_ready`` and ``refusal`` here; the CRD's schema for those parts comes
+from these models. The service settings come from the catalog, which builds on this
+module. Names are camelCase on the wire, as Kubernetes wants. This module imports no
+other part of kubeinfer, and knows nothing of kopf or of the Kubernetes API's transport.
 """
 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Union
+from typing import Any, Mapping, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from kubeinfer.catalog import Similarity
+# ---- the resource in the API -------------------------------------------------------
+GROUP = "kubeinfer.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "InferenceEndpoint"
+PLURAL = "inferenceendpoints"
+SHORT_NAMES = ("ie",)
+CRD_NAME = f"{PLURAL}.{GROUP}"
+# Annotations and labels of the project's own start with it.
+ANNOTATION_PREFIX = GROUP
+
+# ---- what the resource owns ----------------------------------------------------------
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_ENDPOINT = f"{GROUP}/endpoint"
+APP_NAME = "kubeinfer"
+
+
+def owner_reference(name: str, uid: str) -> dict[str, Any]:
+    """The ownerReference by which an InferenceEndpoint owns (and deletes) an object."""
+    return {"apiVersion": API_VERSION, "kind": KIND, "name": name, "uid": uid,
+            "controller": True, "blockOwnerDeletion": True}
+
+
+# ---- status: condition types and reasons ------------------------------------------------
+READY = "Ready"
+PROGRESSING = "Progressing"
+# kstatus's abnormal-true conditions, present only while true: Flux's default health check
+# and kstatus-based tools read these, not Ready.
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+
+# Reasons, CamelCase as Kubernetes wants them.
+AVAILABLE = "Available"
+INVALID_SPEC = "InvalidSpec"
+SECRET_NOT_FOUND = "SecretNotFound"
+ROLLING_OUT = "RollingOut"
+ROLLOUT_COMPLETE = "RolloutComplete"
+ROLLOUT_FAILED = "ProgressDeadlineExceeded"
+UNAVAILABLE = "MinimumReplicasUnavailable"
+SCALED_TO_ZERO = "ScaledToZero"
+DEPLOYMENT_NOT_FOUND = "DeploymentNotFound"
+APPLY_FAILED = "ApplyFailed"
+
+
+def ready_condition(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ``Ready`` condition of an InferenceEndpoint, if it has one."""
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == READY:
+            return condition
+    return None
+
+
+def is_ready(obj: Mapping[str, Any]) -> bool:
+    """Ready=True for the resource's current generation, with a URL to send requests to."""
+    status = obj.get("status") or {}
+    condition = ready_condition(obj)
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = status.get("observedGeneration")
+    current = generation is None or observed is None or observed >= generation
+    return bool(condition and condition.get("status") == ConditionStatus.TRUE.value and current
+                and status.get("url"))
+
+
+def refusal(obj: Mapping[str, Any]) -> str | None:
+    """The operator's message when it refused the current spec as invalid."""
+    condition = ready_condition(obj) or {}
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = condition.get("observedGeneration", (obj.get("status") or {}).get("observedGeneration"))
+    if (condition.get("status") == ConditionStatus.FALSE.value and condition.get("reason") == INVALID_SPEC
+            and observed == generation):
+        return condition.get("message") or INVALID_SPEC
+    return None
+
+
+# How an embedding endpoint's vectors compare: a service setting and a status field.
+class Similarity(str, Enum):
+    COSINE = "cosine"
+    DOT_PRODUCT = "dot_product"
+    L2_NORM = "l2_norm"
 
 
 class CamelModel(BaseModel):
@@ -61,9 +144,9 @@ class ConditionStatus(str, Enum):
 
 
 class Condition(CamelModel):
-    type: str = Field(min_length=1, max_length=316, description="Ready or Progressing.")
+    type: str = Field(min_length=1, max_length=316, description=f"{READY} or {PROGRESSING}.")
     status: ConditionStatus
-    reason: str | None = Field(default=None, max_length=1024, description="CamelCase reason, e.g. InvalidSpec.")
+    reason: str | None = Field(default=None, max_length=1024, description=f"CamelCase reason, e.g. {INVALID_SPEC}.")
     message: str | None = Field(default=None, max_length=32768)
     last_transition_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     observed_generation: int | None = Field(default=None, ge=0)
@@ -74,5 +157,6 @@ class InferenceEndpointStatus(CamelModel):
     observed_generation: int | None = Field(default=None, ge=0, description="The generation the status is about.")
     url: str | None = Field(default=None, description="Where to send inference requests.")
     ready_replicas: int | None = Field(default=None, ge=0)
+    replicas: int | None = Field(default=None, ge=0, description="Replicas asked for; 0 when scaled to zero.")
     dimensions: int | None = Field(default=None, ge=1, description="Dimensions of the vectors, once known.")
     similarity: Similarity | None = Field(default=None, description="Similarity of the vectors, once known.")

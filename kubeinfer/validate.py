@@ -15,9 +15,10 @@ import sys
 from dataclasses import dataclass
 from typing import Iterable, TextIO
 
-from kubeinfer.catalog import API_VERSION, KIND, from_manifest
+from kubeinfer.catalog import from_manifest
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.manifests import Document, ManifestError, manifest_files, parse_documents, read_documents
+from kubeinfer.resource import API_VERSION, GROUP, KIND
 
 from .admission import admission_problems
 
@@ -51,7 +52,6 @@ def catalog_problems(manifest: dict) -> list[tuple[str, str]]:
     return []
 
 
-GROUP = API_VERSION.split("/")[0]
 STDIN = "-"
 
 

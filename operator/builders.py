@@ -3,8 +3,10 @@
 An InferenceEndpoint manifest and the operator's settings go in; plain dicts ready for
 server-side apply come out: a ConfigMap holding the endpoint's configuration, a
 Deployment running ``kubeinfer serve`` (a model server for local models, a small proxy
-for external providers), a ClusterIP Service and, with adaptive allocations, a
-HorizontalPodAutoscaler. Validation is the catalog's: an invalid spec raises
+for external providers), a ClusterIP Service and, with adaptive allocations, an
+autoscaler on the in-flight request metric: a KEDA ScaledObject (which can go to zero
+replicas and back) or a HorizontalPodAutoscaler (at least one replica; the operator's idle
+scaler takes an endpoint with min 0 to zero). Validation is the catalog's: an invalid spec raises
 ``ElasticsearchError`` before any object is built.
 
 This module talks to no API server, reads no environment and imports no kopf.
@@ -17,28 +19,37 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import yaml
 
-from kubeinfer.catalog import API_VERSION, KIND, InferenceEndpointConfig, from_manifest
+from kubeinfer.catalog import InferenceEndpointConfig, from_manifest
+from kubeinfer.config import OperatorSettings
 from kubeinfer.errors import validation_exception
+from kubeinfer.model_ids import MODEL_ALIASES_ENV, explicit_aliases, is_local_path, resolve_model
+from kubeinfer.resource import (
+    ANNOTATION_PREFIX, API_VERSION, APP_NAME, KIND, LABEL_COMPONENT, LABEL_ENDPOINT, LABEL_INSTANCE, LABEL_MANAGED_BY,
+    LABEL_NAME, owner_reference,
+)
 from kubeinfer.secrets import secret_env_var
 
-from kubeinfer.config import OperatorSettings
-
-LABEL_NAME = "app.kubernetes.io/name"
-LABEL_INSTANCE = "app.kubernetes.io/instance"
-LABEL_COMPONENT = "app.kubernetes.io/component"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_ENDPOINT = "kubeinfer.io/endpoint"
-APP_NAME = "kubeinfer"
 MANAGER = "kubeinfer-operator"
 COMPONENT_MODEL_SERVER = "model-server"
 COMPONENT_PROXY = "provider-proxy"
-CONFIG_HASH_ANNOTATION = "kubeinfer.io/config-hash"
-SECRET_VERSIONS_ANNOTATION = "kubeinfer.io/secret-versions"
+CONFIG_HASH_ANNOTATION = f"{ANNOTATION_PREFIX}/config-hash"
+SECRET_VERSIONS_ANNOTATION = f"{ANNOTATION_PREFIX}/secret-versions"
 UID_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
+# On the Deployment: which autoscaler owns its replicas, the fewest it may have and, for
+# min 0, the quiet period before it goes to zero. The gateway and the idle scaler read them.
+AUTOSCALER_ANNOTATION = f"{ANNOTATION_PREFIX}/autoscaler"
+MIN_REPLICAS_ANNOTATION = f"{ANNOTATION_PREFIX}/min-replicas"
+SCALE_TO_ZERO_ANNOTATION = f"{ANNOTATION_PREFIX}/scale-to-zero-after"
+KEDA_API_VERSION = "keda.sh/v1alpha1"
+# Requests admitted by a model server and not yet answered (queued ones included), and
+# requests the gateway holds for an endpoint at zero replicas: the autoscalers' signal.
+REQUEST_METRIC = "kubeinfer_requests_in_flight"
+HELD_METRIC = "kubeinfer_gateway_requests_held"
+Autoscaler = Literal["keda", "hpa"]
 
 CONFIG_DIR = "/etc/kubeinfer"
 CONFIG_KEY = "endpoint.yaml"
@@ -47,9 +58,8 @@ HF_HOME = f"{MODEL_CACHE_DIR}/huggingface"
 SERVER_PORT = 8080
 SERVICE_PORT = 80
 RUN_AS_USER = 10001  # the images' kubeinfer user
-# Defaults of the HorizontalPodAutoscaler built from adaptive_allocations.
+# Most replicas an autoscaler built from adaptive_allocations may add when none is given.
 DEFAULT_MAX_ALLOCATIONS = 10
-TARGET_CPU_UTILIZATION = 70
 
 PROXY_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
 SERVER_MEMORY_REQUEST = "2Gi"
@@ -99,9 +109,11 @@ class DesiredState:
     deployment: dict[str, Any]
     service: dict[str, Any]
     hpa: dict[str, Any] | None
+    scaled_object: dict[str, Any] | None = None
 
     def objects(self) -> list[dict[str, Any]]:
-        return [o for o in (self.configmap, self.service, self.deployment, self.hpa) if o is not None]
+        return [o for o in (self.configmap, self.service, self.deployment, self.hpa, self.scaled_object)
+                if o is not None]
 
 
 def parse_spec(cr: Mapping[str, Any]) -> InferenceEndpointConfig:
@@ -143,24 +155,20 @@ def desired_state(
     *,
     secret_versions: Mapping[str, str] | None = None,
     uid: str | None = None,
+    autoscaler: Autoscaler | None = None,
 ) -> DesiredState:
     """Build every object for the InferenceEndpoint ``cr``.
 
     ``secret_versions`` maps each referenced Secret to its resourceVersion: they go into
-    the pod template's hash, so that a changed Secret rolls the pods.
+    the pod template's hash, so that a changed Secret rolls the pods. ``autoscaler`` is
+    the kind of autoscaler adaptive allocations get; by default the settings' choice, KEDA
+    for ``auto`` (the operator passes what it found in the cluster).
     """
     config = parse_spec(cr)
     meta = cr.get("metadata") or {}
     cr_name = meta.get("name") or config.inference_id
     namespace = meta.get("namespace") or "default"
-    owner = {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": cr_name,
-        "uid": uid or meta.get("uid") or UID_PLACEHOLDER,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    owner = owner_reference(cr_name, uid or meta.get("uid") or UID_PLACEHOLDER)
     name = workload_name(cr_name)
     local = not config.spec.external
     component = COMPONENT_MODEL_SERVER if local else COMPONENT_PROXY
@@ -179,11 +187,29 @@ def desired_state(
     ).hexdigest()[:16]
     overrides = dict((cr.get("spec") or {}).get("deployment") or {})
 
-    deployment = _deployment(config, settings, name, metadata(), selector, labels, config_hash, versions, local)
-    hpa = _hpa(config, name, metadata()) if local and overrides.get("replicas") is None else None
-    if hpa is not None:
+    aliases = _model_aliases(settings, overrides)
+    deployment = _deployment(config, settings, aliases, name, metadata(), selector, labels, config_hash, versions,
+                             local)
+    kind: Autoscaler = autoscaler or ("hpa" if settings.autoscaler == "hpa" else "keda")
+    scaling = _scaling(config) if local and overrides.get("replicas") is None else None
+    hpa = scaled_object = None
+    if scaling is not None:
+        minimum, maximum = scaling
+        if kind == "keda":
+            scaled_object = _scaled_object(name, namespace, config, settings, metadata(), minimum, maximum)
+        else:
+            hpa = _hpa(name, settings, metadata(), max(1, minimum), maximum)
         deployment["spec"].pop("replicas", None)  # the autoscaler owns the replica count
+        annotations = {AUTOSCALER_ANNOTATION: kind, MIN_REPLICAS_ANNOTATION: str(minimum)}
+        if minimum == 0:
+            annotations[SCALE_TO_ZERO_ANNOTATION] = str(settings.scale_to_zero_after)
+        deployment["metadata"]["annotations"] = annotations
     _apply_overrides(deployment, overrides)
+    if local:  # the one map the init container downloaded by, whatever spec.deployment.env said
+        for env in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
+            if env["name"] == MODEL_ALIASES_ENV:
+                env.pop("valueFrom", None)
+                env["value"] = json.dumps(aliases, sort_keys=True)
 
     service = {
         "apiVersion": "v1",
@@ -195,12 +221,28 @@ def desired_state(
             "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }
-    return DesiredState(config=config, configmap=configmap, deployment=deployment, service=service, hpa=hpa)
+    return DesiredState(config=config, configmap=configmap, deployment=deployment, service=service, hpa=hpa,
+                        scaled_object=scaled_object)
+
+
+def _model_aliases(settings: OperatorSettings, overrides: Mapping[str, Any]) -> dict[str, str]:
+    """The operator's model aliases, and those the pod's own ``spec.deployment.env`` sets.
+
+    The server reads the map from the pod's environment and the init container downloads
+    by it, so that both agree on the model even when a CR replaces a built-in one.
+    """
+    pod_env = {e.get("name"): e.get("value") for e in overrides.get("env") or []
+               if isinstance(e, Mapping) and isinstance(e.get("value"), str)}
+    try:
+        return {**settings.model_aliases, **explicit_aliases(pod_env)}
+    except ValueError as exc:
+        raise validation_exception(f"[spec.deployment.env] {exc}") from None
 
 
 def _deployment(
     config: InferenceEndpointConfig,
     settings: OperatorSettings,
+    aliases: Mapping[str, str],
     name: str,
     metadata: dict[str, Any],
     selector: dict[str, str],
@@ -238,12 +280,12 @@ def _deployment(
             resources["requests"][settings.gpu_resource] = str(gpus)
             resources["limits"] = {settings.gpu_resource: str(gpus)}
             pod_spec["tolerations"] = [{"key": settings.gpu_resource, "operator": "Exists", "effect": "NoSchedule"}]
-        model = settings.resolve_model(getattr(settings_model, "model_id"))
+        model = resolve_model(getattr(settings_model, "model_id"), aliases)
         env += [
             {"name": "HF_HOME", "value": HF_HOME},
             {"name": "HF_HUB_OFFLINE", "value": "1"},
             {"name": "OMP_NUM_THREADS", "value": str(threads)},
-            {"name": "KUBEINFER_MODEL_ALIASES", "value": json.dumps(settings.model_aliases, sort_keys=True)},
+            {"name": MODEL_ALIASES_ENV, "value": json.dumps(aliases, sort_keys=True)},
         ]
         if settings.model_cache_pvc:
             volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": settings.model_cache_pvc}})
@@ -251,7 +293,7 @@ def _deployment(
             volumes.append({"name": "models", "emptyDir": {"sizeLimit": settings.model_cache_size}})
         mounts.append({"name": "models", "mountPath": MODEL_CACHE_DIR})
         args += ["--cache-dir", MODEL_CACHE_DIR]
-        if not _is_local_path(model):
+        if not is_local_path(model):
             init_containers.append({
                 "name": "download-model",
                 "image": image,
@@ -324,16 +366,56 @@ def _container_security() -> dict[str, Any]:
     }
 
 
-def _is_local_path(model: str) -> bool:
-    return model.startswith(("/", "./", "../", "file://"))
-
-
-def _hpa(config: InferenceEndpointConfig, name: str, metadata: dict[str, Any]) -> dict[str, Any] | None:
+def _scaling(config: InferenceEndpointConfig) -> tuple[int, int] | None:
+    """The fewest and most replicas of adaptive allocations. As in Elasticsearch, a
+    ``min_number_of_allocations`` of 0 or unset lets the endpoint go to zero."""
     adaptive = getattr(config.service_settings, "adaptive_allocations", None)
     if adaptive is None or not adaptive.enabled:
         return None
-    minimum = max(1, adaptive.min_number_of_allocations or 1)
-    maximum = max(minimum, adaptive.max_number_of_allocations or DEFAULT_MAX_ALLOCATIONS)
+    minimum = max(0, adaptive.min_number_of_allocations or 0)
+    maximum = max(minimum, 1, adaptive.max_number_of_allocations or DEFAULT_MAX_ALLOCATIONS)
+    return minimum, maximum
+
+
+def request_query(namespace: str, inference_id: str) -> str:
+    """PromQL: the endpoint's in-flight requests plus those the gateway holds for it."""
+    serving = f'sum({REQUEST_METRIC}{{namespace="{namespace}",inference_id="{inference_id}"}})'
+    held = f'sum({HELD_METRIC}{{endpoint_namespace="{namespace}",inference_id="{inference_id}"}})'
+    return f"({serving} or vector(0)) + ({held} or vector(0))"
+
+
+def _scaled_object(name: str, namespace: str, config: InferenceEndpointConfig, settings: OperatorSettings,
+                   metadata: dict[str, Any], minimum: int, maximum: int) -> dict[str, Any]:
+    return {
+        "apiVersion": KEDA_API_VERSION,
+        "kind": "ScaledObject",
+        "metadata": metadata,
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicaCount": minimum,
+            "maxReplicaCount": maximum,
+            # The quiet period before the last replica goes (KEDA's cooldown applies to 1 -> 0 only).
+            "cooldownPeriod": settings.scale_to_zero_after,
+            "pollingInterval": 5,
+            "triggers": [{
+                "type": "prometheus",
+                "metricType": "AverageValue",
+                "metadata": {
+                    "serverAddress": settings.prometheus_address,
+                    "query": request_query(namespace, config.inference_id),
+                    "threshold": str(settings.target_requests),
+                    # Any request, in flight or held by the gateway, wakes an endpoint at zero.
+                    "activationThreshold": "0",
+                },
+            }],
+        },
+    }
+
+
+def _hpa(name: str, settings: OperatorSettings, metadata: dict[str, Any], minimum: int,
+         maximum: int) -> dict[str, Any]:
+    # A Pods metric needs a custom-metrics adapter (prometheus-adapter) serving
+    # kubeinfer_requests_in_flight; CPU says little about a model server's load.
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -342,8 +424,9 @@ def _hpa(config: InferenceEndpointConfig, name: str, metadata: dict[str, Any]) -
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "minReplicas": minimum,
             "maxReplicas": maximum,
-            "metrics": [{"type": "Resource", "resource": {
-                "name": "cpu", "target": {"type": "Utilization", "averageUtilization": TARGET_CPU_UTILIZATION}}}],
+            "metrics": [{"type": "Pods", "pods": {
+                "metric": {"name": REQUEST_METRIC},
+                "target": {"type": "AverageValue", "averageValue": str(settings.target_requests)}}}],
         },
     }
 
@@ -372,5 +455,5 @@ def _apply_overrides(deployment: dict[str, Any], overrides: Mapping[str, Any]) -
         container["env"] = [e for e in container["env"] if e["name"] not in extra] + list(extra.values())
     if overrides.get("annotations"):
         template_meta = spec["template"]["metadata"]
-        ours = {k: v for k, v in template_meta["annotations"].items() if k.startswith("kubeinfer.io/")}
+        ours = {k: v for k, v in template_meta["annotations"].items() if k.startswith(f"{ANNOTATION_PREFIX}/")}
         template_meta["annotations"] = {**template_meta["annotations"], **overrides["annotations"], **ours}

@@ -18,14 +18,13 @@ from typing import Any
 import kopf
 
 from . import metrics
-from .builders import LABEL_MANAGED_BY, MANAGER
-from .kube import KubeClient
+from .builders import MANAGER
+from .kube import OperatorClient
 from .reconciler import Reconciler
 from kubeinfer.config import OperatorSettings
+from kubeinfer.resource import ANNOTATION_PREFIX, GROUP, LABEL_MANAGED_BY, PLURAL, VERSION
 
-GROUP, VERSION, PLURAL = "kubeinfer.io", "v1alpha1", "inferenceendpoints"
 OWNED = {LABEL_MANAGED_BY: MANAGER}
-ANNOTATION_PREFIX = "kubeinfer.io"
 
 
 def _runtime(memo: kopf.Memo) -> Reconciler:
@@ -67,7 +66,7 @@ async def login(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: loggin
     previous = getattr(memo, "reconciler", None)
     if previous is not None:
         await previous.client.close()
-    client = KubeClient(info, relogin=lambda: _login(settings, logger))
+    client = OperatorClient(info, relogin=lambda: _login(settings, logger))
     operator_settings = getattr(memo, "operator_settings", None) or OperatorSettings.from_env()
     if previous is None:
         memo.reconciler = Reconciler(settings=operator_settings, client=client)

@@ -20,31 +20,37 @@ import kopf
 
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.errors import ElasticsearchError
+from kubeinfer.resource import KIND, READY
 
 from . import metrics
-from .builders import DesiredState, desired_state, endpoint_url, parse_spec, referenced_secrets, workload_name
-from .kube import KubeClient, KubeError
+from .builders import Autoscaler, DesiredState, desired_state, endpoint_url, parse_spec, referenced_secrets, workload_name
+from .kube import KubeError, OperatorClient
 from kubeinfer.config import OperatorSettings
 from .status import (
     Observation, apply_failed, endpoint_status, invalid_spec, observe_deployment, same_status, secret_not_found,
     transitions,
 )
 
-ENDPOINT = "InferenceEndpoint"
 Key = tuple[str, str]  # (namespace, name) of an InferenceEndpoint
+# How long the answer to "is KEDA installed?" is trusted: installing KEDA later is noticed.
+DISCOVERY_TTL = 60.0
 
 
 @dataclass
 class Reconciler:
     settings: OperatorSettings
-    client: KubeClient
+    client: OperatorClient
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("kubeinfer.operator"))
     # Deployment generation after our last apply: a different one means someone edited it.
     applied_generation: dict[Key, int] = field(default_factory=dict)
     # resourceVersions of the ConfigMap and Service after our last apply.
     applied_versions: dict[tuple[str, str, str], str] = field(default_factory=dict)
-    # Endpoints that have (or might have, after a restart) an HPA of ours.
+    # Endpoints known to have no HPA (resp. ScaledObject) of ours; any other might have one.
     hpa_known_absent: set[Key] = field(default_factory=set)
+    scaled_object_known_absent: set[Key] = field(default_factory=set)
+    # Whether KEDA's ScaledObject CRD is installed, and when that was last asked.
+    keda_installed: bool | None = None
+    keda_checked_at: float = 0.0
     # Secret (namespace, name) -> endpoints that reference it.
     secret_users: dict[Key, set[Key]] = field(default_factory=dict)
     ready: set[Key] = field(default_factory=set)
@@ -72,6 +78,7 @@ class Reconciler:
         self._locks.pop(key, None)
         self.applied_generation.pop(key, None)
         self.hpa_known_absent.discard(key)
+        self.scaled_object_known_absent.discard(key)
         self.ready.discard(key)
         metrics.READY_ENDPOINTS.set(len(self.ready))
         for users in self.secret_users.values():
@@ -87,6 +94,7 @@ class Reconciler:
         async with self.lock(key):
             if trigger == "create":
                 self.hpa_known_absent.add(key)  # a new endpoint has no autoscaler yet
+                self.scaled_object_known_absent.add(key)
             try:
                 observation = await self._converge(cr, key)
                 if not observation.ready:
@@ -119,7 +127,7 @@ class Reconciler:
                 versions[secret_name] = secret["metadata"]["resourceVersion"]
         if missing:
             return secret_not_found(missing)
-        state = desired_state(cr, self.settings, secret_versions=versions)
+        state = desired_state(cr, self.settings, secret_versions=versions, autoscaler=await self.autoscaler())
         deployment = await self._apply(state, key)
         url = endpoint_url(key[1], namespace, state.config, self.settings.cluster_domain)
         return with_vectors(observe_deployment(deployment, url=url), state.config)
@@ -138,7 +146,24 @@ class Reconciler:
         elif key not in self.hpa_known_absent:
             await self.client.delete("HorizontalPodAutoscaler", namespace, name)
             self.hpa_known_absent.add(key)
+        if state.scaled_object is not None:
+            await self.client.apply(state.scaled_object)
+            self.scaled_object_known_absent.discard(key)
+        elif key not in self.scaled_object_known_absent:
+            if self.keda_installed:  # without KEDA there is no ScaledObject to remove
+                await self.client.delete("ScaledObject", namespace, name)
+            self.scaled_object_known_absent.add(key)
         return deployment
+
+    async def autoscaler(self) -> Autoscaler:
+        """The autoscaler adaptive allocations get: the setting's, or KEDA where its CRD is installed."""
+        now = time.monotonic()
+        if self.keda_installed is None or now - self.keda_checked_at > DISCOVERY_TTL:
+            self.keda_installed = await self.client.serves("ScaledObject")
+            self.keda_checked_at = now
+        if self.settings.autoscaler != "auto":
+            return self.settings.autoscaler
+        return "keda" if self.keda_installed else "hpa"
 
     def _remember_secret_users(self, key: Key, secrets: list[Key]) -> None:
         for users in self.secret_users.values():
@@ -159,10 +184,10 @@ class Reconciler:
         metrics.READY_ENDPOINTS.set(len(self.ready))
         if same_status(previous, status):
             return status
-        await self.client.patch_status(ENDPOINT, key[0], key[1], status)
+        await self.client.patch_status(KIND, key[0], key[1], status)
         self.written_status[key] = status
         for cond in transitions(previous, status):
-            kind = "Normal" if cond["status"] == "True" or cond["type"] != "Ready" else "Warning"
+            kind = "Normal" if cond["status"] == "True" or cond["type"] != READY else "Warning"
             kopf.event(dict(cr), type=kind, reason=cond["reason"], message=f"{cond['type']}={cond['status']}: "
                                                                            f"{cond['message']}")
         return status
@@ -172,7 +197,7 @@ class Reconciler:
         cached = self.endpoints.get(key)
         if cached is not None:
             return cached
-        return await self.client.get(ENDPOINT, *key)
+        return await self.client.get(KIND, *key)
 
     async def deployment_changed(self, event_type: str, deployment: Mapping[str, Any]) -> None:
         key = owner_key(deployment)
@@ -237,6 +262,6 @@ def with_vectors(observation: Observation, config: InferenceEndpointConfig) -> O
 def owner_key(obj: Mapping[str, Any]) -> Key | None:
     meta = obj.get("metadata") or {}
     for ref in meta.get("ownerReferences") or []:
-        if ref.get("kind") == ENDPOINT and ref.get("controller"):
+        if ref.get("kind") == KIND and ref.get("controller"):
             return (meta.get("namespace") or "default", ref["name"])
     return None

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from kubeinfer.catalog import KIND
+from kubeinfer.resource import KIND
 from kubeinfer.errors import ElasticsearchError
 
 from .builders import UID_PLACEHOLDER, desired_state

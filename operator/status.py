@@ -5,7 +5,8 @@ Status follows the conventions kstatus, Argo CD and Flux read: a ``Ready`` condi
 ``Stalled`` while they are true), each with a CamelCase ``reason``, a
 human ``message``, ``lastTransitionTime`` (kept while the condition's status does not
 change) and ``observedGeneration``; top-level ``observedGeneration``, ``url`` and
-``readyReplicas``. This module reads no API and knows nothing of kopf.
+``readyReplicas`` and ``replicas``. The words are ``kubeinfer.resource``'s, which the
+gateway reads status with. This module reads no API and knows nothing of kopf.
 """
 
 from __future__ import annotations
@@ -14,24 +15,10 @@ import datetime
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-READY = "Ready"
-PROGRESSING = "Progressing"
-# kstatus's abnormal-true conditions, present only while true: Flux's default health check
-# and kstatus-based tools read these, not Ready.
-RECONCILING = "Reconciling"
-STALLED = "Stalled"
-
-# Reasons, CamelCase as Kubernetes wants them.
-AVAILABLE = "Available"
-INVALID_SPEC = "InvalidSpec"
-SECRET_NOT_FOUND = "SecretNotFound"
-ROLLING_OUT = "RollingOut"
-ROLLOUT_COMPLETE = "RolloutComplete"
-ROLLOUT_FAILED = "ProgressDeadlineExceeded"
-UNAVAILABLE = "MinimumReplicasUnavailable"
-SCALED_TO_ZERO = "ScaledToZero"
-DEPLOYMENT_NOT_FOUND = "DeploymentNotFound"
-APPLY_FAILED = "ApplyFailed"
+from kubeinfer.resource import (
+    APPLY_FAILED, AVAILABLE, DEPLOYMENT_NOT_FOUND, INVALID_SPEC, PROGRESSING, READY, RECONCILING, ROLLING_OUT,
+    ROLLOUT_COMPLETE, ROLLOUT_FAILED, SCALED_TO_ZERO, SECRET_NOT_FOUND, STALLED, UNAVAILABLE, ConditionStatus,
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +33,8 @@ class Observation:
     progressing_reason: str = ""
     progressing_message: str = ""
     ready_replicas: int | None = None
+    # The replicas the Deployment asks for (the autoscaler's choice where there is one).
+    replicas: int | None = None
     url: str | None = None
     # Of an embedding endpoint, when its settings say (the model server reports the rest).
     dimensions: int | None = None
@@ -89,15 +78,18 @@ def observe_deployment(deployment: Mapping[str, Any] | None, *, url: str | None 
         msg = f"the rollout did not finish in time: {progress.get('message') or 'progress deadline exceeded'}"
         return Observation(ready=available > 0 and available >= desired, reason=ROLLOUT_FAILED if not available
                            else AVAILABLE, message=msg, progressing=False, progressing_reason=ROLLOUT_FAILED,
-                           progressing_message=msg, ready_replicas=ready, url=url)
+                           progressing_message=msg, ready_replicas=ready, replicas=desired, url=url)
     rolling = (
         observed is None or (generation is not None and observed < generation)
         or updated < desired or total > updated or available < desired
     )
     if desired == 0:
-        return Observation(ready=False, reason=SCALED_TO_ZERO, message="the endpoint is scaled to zero replicas",
+        # Usable: a request wakes it (the gateway holds it meanwhile), so GitOps tools
+        # must not show it degraded.
+        return Observation(ready=True, reason=SCALED_TO_ZERO,
+                           message="scaled to zero replicas; the next request starts one",
                            progressing=False, progressing_reason=ROLLOUT_COMPLETE,
-                           progressing_message="no replicas requested", ready_replicas=0, url=url)
+                           progressing_message="no replicas requested", ready_replicas=0, replicas=0, url=url)
     if rolling:
         message = f"rolling out: {updated} of {desired} replicas updated, {available} available"
         # Ready while the old pods still serve: the Deployment's minimum availability, not the
@@ -110,10 +102,11 @@ def observe_deployment(deployment: Mapping[str, Any] | None, *, url: str | None 
         return Observation(ready=is_ready, reason=AVAILABLE if is_ready else UNAVAILABLE,
                            message=message if not is_ready else f"{available} of {desired} replicas available",
                            progressing=True, progressing_reason=ROLLING_OUT, progressing_message=message,
-                           ready_replicas=ready, url=url)
+                           ready_replicas=ready, replicas=desired, url=url)
     return Observation(ready=True, reason=AVAILABLE, message=f"{available} of {desired} replicas available",
                        progressing=False, progressing_reason=ROLLOUT_COMPLETE,
-                       progressing_message="the Deployment is rolled out", ready_replicas=ready, url=url)
+                       progressing_message="the Deployment is rolled out", ready_replicas=ready, replicas=desired,
+                       url=url)
 
 
 def _now() -> str:
@@ -123,7 +116,7 @@ def _now() -> str:
 def condition(previous: list[Mapping[str, Any]] | None, type_: str, status: bool, reason: str, message: str,
               generation: int | None, now: str) -> dict[str, Any]:
     """One condition; ``lastTransitionTime`` is kept when its status did not change."""
-    value = "True" if status else "False"
+    value = (ConditionStatus.TRUE if status else ConditionStatus.FALSE).value
     before = next((c for c in previous or [] if c.get("type") == type_), None)
     since = before.get("lastTransitionTime") if before and before.get("status") == value else None
     return {
@@ -166,6 +159,7 @@ def endpoint_status(previous: Mapping[str, Any] | None, observation: Observation
         "observedGeneration": generation,
         "url": observation.url,
         "readyReplicas": observation.ready_replicas,
+        "replicas": observation.replicas,
         "dimensions": observation.dimensions,
         "similarity": observation.similarity,
     }

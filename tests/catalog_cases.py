@@ -37,6 +37,16 @@ _WATSONX = {
 
 # (service, task type) -> the smallest service_settings Elasticsearch accepts.
 MINIMAL: dict[tuple[str, str], dict[str, Any]] = {
+    ("amazonbedrock", "chat_completion"): {**_BEDROCK, "provider": "amazontitan"},
+    ("anthropic", "chat_completion"): {"api_key": PLAIN_SECRET, "model_id": "claude-sonnet-4-5"},
+    ("azureopenai", "chat_completion"): _AZURE_OPENAI,
+    ("hugging_face", "chat_completion"): {"api_key": PLAIN_SECRET, "url": "https://e.example/v1/chat/completions"},
+    ("mistral", "chat_completion"): {"api_key": PLAIN_SECRET, "model": "mistral-small-latest"},
+    ("openai", "chat_completion"): {"api_key": PLAIN_SECRET, "model_id": "gpt-4o"},
+    ("watsonxai", "chat_completion"): {
+        "api_key": PLAIN_SECRET, "url": "https://us-south.ml.cloud.ibm.com", "api_version": "2024-05-02",
+        "model_id": "ibm/granite-3-8b-instruct", "project_id": "p",
+    },
     ("alibabacloud-ai-search", "completion"): _ALIBABA,
     ("alibabacloud-ai-search", "rerank"): _ALIBABA,
     ("alibabacloud-ai-search", "sparse_embedding"): _ALIBABA,
@@ -93,11 +103,21 @@ MINIMAL: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 # Task settings some pairs cannot do without.
-MINIMAL_TASK: dict[tuple[str, str], dict[str, Any]] = {("anthropic", "completion"): {"max_tokens": 256}}
+MINIMAL_TASK: dict[tuple[str, str], dict[str, Any]] = {
+    ("anthropic", "completion"): {"max_tokens": 256},
+    ("anthropic", "chat_completion"): {"max_tokens": 1024},
+}
 
 # (service, task type) -> settings whose absence Elasticsearch reports as
 # "[service_settings] does not contain the required setting [X]".
 REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("amazonbedrock", "chat_completion"): ("access_key", "secret_key", "region", "provider", "model"),
+    ("anthropic", "chat_completion"): ("api_key", "model_id"),
+    ("azureopenai", "chat_completion"): ("resource_name", "deployment_id", "api_version"),
+    ("hugging_face", "chat_completion"): ("api_key", "url"),
+    ("mistral", "chat_completion"): ("api_key", "model"),
+    ("openai", "chat_completion"): ("api_key", "model_id"),
+    ("watsonxai", "chat_completion"): ("api_key", "url", "api_version", "model_id", "project_id"),
     **{("alibabacloud-ai-search", t): ("api_key", "service_id", "host", "workspace")
        for t in ("completion", "rerank", "sparse_embedding", "text_embedding")},
     ("amazonbedrock", "completion"): ("access_key", "secret_key", "region", "provider", "model"),
@@ -148,6 +168,13 @@ REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
 
 # Elasticsearch's default rate_limit.requests_per_minute; None: a model run in-process.
 DEFAULT_RATE_LIMIT: dict[tuple[str, str], int | None] = {
+    ("amazonbedrock", "chat_completion"): 240,
+    ("anthropic", "chat_completion"): 50,
+    ("azureopenai", "chat_completion"): 120,
+    ("hugging_face", "chat_completion"): 3000,
+    ("mistral", "chat_completion"): 240,
+    ("openai", "chat_completion"): 500,
+    ("watsonxai", "chat_completion"): 120,
     **{("alibabacloud-ai-search", t): 1000 for t in ("completion", "rerank", "sparse_embedding", "text_embedding")},
     ("amazonbedrock", "completion"): 240,
     ("amazonbedrock", "text_embedding"): 240,

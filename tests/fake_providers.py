@@ -177,3 +177,36 @@ def backend_for(fake: FakeProvider, service: str, task: str, service_settings: d
     options.setdefault("transport", fake.transport)
     config = endpoint(service, task, service_settings, task_settings, inference_id=inference_id)
     return create_backend(config, **options)
+
+
+def aws_event_frame(headers: dict[str, str], payload: dict) -> bytes:
+    """One message of AWS's binary event stream (``application/vnd.amazon.eventstream``):
+    prelude, CRCs, string headers, JSON payload."""
+    import binascii
+    import struct
+
+    body = json.dumps(payload).encode()
+    encoded = b""
+    for name, value in headers.items():
+        encoded += struct.pack("B", len(name)) + name.encode() + b"\x07" + struct.pack(">H", len(value)) + value.encode()
+    prelude = struct.pack(">II", 12 + len(encoded) + len(body) + 4, len(encoded))
+    message = prelude + struct.pack(">I", binascii.crc32(prelude)) + encoded + body
+    return message + struct.pack(">I", binascii.crc32(message))
+
+
+def aws_event(kind: str, payload: dict) -> bytes:
+    return aws_event_frame({":event-type": kind, ":content-type": "application/json", ":message-type": "event"}, payload)
+
+
+async def post_chat(backend, body: dict, path: str | None = None) -> httpx.Response:
+    """Start ``backend`` behind ``kubeinfer serve``'s app and POST a unified chat request to it."""
+    from model_server.api.serve import build_app
+
+    app = build_app(backend.config, backend)
+    await backend.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://serve") as http:
+            return await http.post(path or f"/_inference/chat_completion/{backend.config.inference_id}/_stream",
+                                   json=body)
+    finally:
+        await backend.close()

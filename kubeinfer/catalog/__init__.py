@@ -14,7 +14,7 @@ from ._base import (
 )
 from .elasticsearch import BUILTIN_MODELS
 from .endpoint import (
-    API_VERSION, KIND, ChunkingSettings, InferenceEndpointConfig, from_manifest, get_service, parse_endpoint,
+    ChunkingSettings, InferenceEndpointConfig, from_manifest, get_service, parse_endpoint,
     parse_task_type, validate_inference_id,
 )
 from .registry import SERVICES
@@ -26,7 +26,7 @@ def service_task_pairs() -> list[tuple[str, TaskType]]:
 
 
 __all__ = [
-    "API_VERSION", "KIND", "AdaptiveAllocations", "BUILTIN_MODELS", "ChunkingSettings", "InferenceEndpointConfig",
+    "AdaptiveAllocations", "BUILTIN_MODELS", "ChunkingSettings", "InferenceEndpointConfig",
     "RateLimit", "SERVICES", "SecretKeyName", "SecretKeyRef", "SecretValue", "ServiceSpec", "Settings",
     "Similarity", "TaskType", "from_manifest", "get_service", "parse_endpoint",
     "parse_task_type", "service_task_pairs", "validate_inference_id",

@@ -12,6 +12,9 @@ from typing import Annotated, Any, ClassVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+# The vectors' similarity is also a fact of the resource's status, whose module owns it.
+from ..resource import Similarity  # noqa: F401
+
 
 class TaskType(str, Enum):
     TEXT_EMBEDDING = "text_embedding"
@@ -23,12 +26,6 @@ class TaskType(str, Enum):
 
     def __str__(self) -> str:  # "text_embedding", as Elasticsearch prints it
         return self.value
-
-
-class Similarity(str, Enum):
-    COSINE = "cosine"
-    DOT_PRODUCT = "dot_product"
-    L2_NORM = "l2_norm"
 
 
 class Settings(BaseModel):

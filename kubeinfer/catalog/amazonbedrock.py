@@ -56,10 +56,14 @@ class AmazonBedrockCompletionTaskSettings(Settings):
 SPEC = ServiceSpec(
     name="amazonbedrock",
     service_settings={
+        TaskType.CHAT_COMPLETION: AmazonBedrockServiceSettings,
         TaskType.COMPLETION: AmazonBedrockServiceSettings,
         TaskType.TEXT_EMBEDDING: AmazonBedrockEmbeddingServiceSettings,
     },
-    task_settings={TaskType.COMPLETION: AmazonBedrockCompletionTaskSettings},
-    default_rate_limit={TaskType.TEXT_EMBEDDING: 240, TaskType.COMPLETION: 240},
+    task_settings={
+        TaskType.CHAT_COMPLETION: AmazonBedrockCompletionTaskSettings,
+        TaskType.COMPLETION: AmazonBedrockCompletionTaskSettings,
+    },
+    default_rate_limit={TaskType.TEXT_EMBEDDING: 240, TaskType.COMPLETION: 240, TaskType.CHAT_COMPLETION: 240},
     description="Amazon Bedrock (Titan, Cohere, Anthropic, AI21 Labs, Meta, Mistral).",
 )

@@ -21,8 +21,8 @@ class AnthropicTaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="anthropic",
-    service_settings={TaskType.COMPLETION: AnthropicServiceSettings},
-    task_settings={TaskType.COMPLETION: AnthropicTaskSettings},
-    default_rate_limit={TaskType.COMPLETION: 50},
-    description="Anthropic messages.",
+    service_settings={TaskType.CHAT_COMPLETION: AnthropicServiceSettings, TaskType.COMPLETION: AnthropicServiceSettings},
+    task_settings={TaskType.CHAT_COMPLETION: AnthropicTaskSettings, TaskType.COMPLETION: AnthropicTaskSettings},
+    default_rate_limit={TaskType.CHAT_COMPLETION: 50, TaskType.COMPLETION: 50},
+    description="Anthropic messages, plain and as the unified chat completion API.",
 )

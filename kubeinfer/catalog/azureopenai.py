@@ -45,10 +45,15 @@ class AzureOpenAITaskSettings(Settings):
 SPEC = ServiceSpec(
     name="azureopenai",
     service_settings={
+        TaskType.CHAT_COMPLETION: AzureOpenAIServiceSettings,
         TaskType.COMPLETION: AzureOpenAIServiceSettings,
         TaskType.TEXT_EMBEDDING: AzureOpenAIEmbeddingServiceSettings,
     },
-    task_settings={TaskType.COMPLETION: AzureOpenAITaskSettings, TaskType.TEXT_EMBEDDING: AzureOpenAITaskSettings},
-    default_rate_limit={TaskType.TEXT_EMBEDDING: 1440, TaskType.COMPLETION: 120},
+    task_settings={
+        TaskType.CHAT_COMPLETION: AzureOpenAITaskSettings,
+        TaskType.COMPLETION: AzureOpenAITaskSettings,
+        TaskType.TEXT_EMBEDDING: AzureOpenAITaskSettings,
+    },
+    default_rate_limit={TaskType.TEXT_EMBEDDING: 1440, TaskType.COMPLETION: 120, TaskType.CHAT_COMPLETION: 120},
     description="Azure OpenAI embeddings and chat completions.",
 )

@@ -17,11 +17,10 @@ from typing import Any, Callable, Mapping
 from pydantic import Field, SecretStr, ValidationError
 
 from ..errors import ElasticsearchError, status_exception, validation_exception
+from ..resource import API_VERSION, KIND
 from ._base import SecretKeyRef, ServiceSpec, Settings, TaskType
 from .registry import SERVICES
 
-API_VERSION = "kubeinfer.io/v1alpha1"
-KIND = "InferenceEndpoint"
 # Elasticsearch's rule for inference ids, which must also be a valid Kubernetes name here.
 INFERENCE_ID_PATTERN = r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$"
 

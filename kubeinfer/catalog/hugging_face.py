@@ -26,14 +26,23 @@ class HuggingFaceRerankTaskSettings(Settings):
     top_n: int | None = Field(default=None, gt=0)
 
 
+class HuggingFaceChatServiceSettings(ExternalServiceSettings):
+    api_key: SecretValue = SecretField("Hugging Face access token.")
+    url: str = Field(description="The chat completions URL of the Inference Endpoint (OpenAI-compatible).")
+    model_id: str | None = Field(default=None, description="The model, for endpoints that serve more than one.")
+
+
 SPEC = ServiceSpec(
     name="hugging_face",
     service_settings={
+        TaskType.CHAT_COMPLETION: HuggingFaceChatServiceSettings,
         TaskType.COMPLETION: HuggingFaceModelServiceSettings,
         TaskType.RERANK: HuggingFaceModelServiceSettings,
         TaskType.TEXT_EMBEDDING: HuggingFaceServiceSettings,
     },
     task_settings={TaskType.RERANK: HuggingFaceRerankTaskSettings},
-    default_rate_limit={TaskType.COMPLETION: 3000, TaskType.RERANK: 3000, TaskType.TEXT_EMBEDDING: 3000},
+    default_rate_limit={
+        TaskType.CHAT_COMPLETION: 3000, TaskType.COMPLETION: 3000, TaskType.RERANK: 3000, TaskType.TEXT_EMBEDDING: 3000,
+    },
     description="Hugging Face Inference Endpoints (feature extraction, chat completions, reranking).",
 )

@@ -19,12 +19,19 @@ class MistralServiceSettings(MistralCompletionServiceSettings, EmbeddingSettings
     pass
 
 
+class MistralChatServiceSettings(ExternalServiceSettings):
+    api_key: SecretValue = SecretField("Mistral API key.")
+    model: str = Field(description="The chat model, e.g. mistral-small-latest.")
+    max_input_tokens: int | None = Field(default=None, gt=0)
+
+
 SPEC = ServiceSpec(
     name="mistral",
     service_settings={
+        TaskType.CHAT_COMPLETION: MistralChatServiceSettings,
         TaskType.COMPLETION: MistralCompletionServiceSettings,
         TaskType.TEXT_EMBEDDING: MistralServiceSettings,
     },
-    default_rate_limit={TaskType.COMPLETION: 240, TaskType.TEXT_EMBEDDING: 240},
+    default_rate_limit={TaskType.CHAT_COMPLETION: 240, TaskType.COMPLETION: 240, TaskType.TEXT_EMBEDDING: 240},
     description="Mistral embeddings and chat completions.",
 )

@@ -28,10 +28,15 @@ class OpenAITaskSettings(Settings):
 SPEC = ServiceSpec(
     name="openai",
     service_settings={
+        TaskType.CHAT_COMPLETION: OpenAIServiceSettings,
         TaskType.COMPLETION: OpenAIServiceSettings,
         TaskType.TEXT_EMBEDDING: OpenAIEmbeddingServiceSettings,
     },
-    task_settings={TaskType.COMPLETION: OpenAITaskSettings, TaskType.TEXT_EMBEDDING: OpenAITaskSettings},
-    default_rate_limit={TaskType.TEXT_EMBEDDING: 3000, TaskType.COMPLETION: 500},
-    description="OpenAI embeddings and chat completions.",
+    task_settings={
+        TaskType.CHAT_COMPLETION: OpenAITaskSettings,
+        TaskType.COMPLETION: OpenAITaskSettings,
+        TaskType.TEXT_EMBEDDING: OpenAITaskSettings,
+    },
+    default_rate_limit={TaskType.TEXT_EMBEDDING: 3000, TaskType.COMPLETION: 500, TaskType.CHAT_COMPLETION: 500},
+    description="OpenAI embeddings, completions and the unified chat completion API.",
 )

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable
 
 from fastapi import APIRouter, FastAPI
 
+from .chat_completion import chat_completion_router
 from .errors import install_error_handlers
 from .health import health_router
 from .inference import inference_router
@@ -36,6 +37,8 @@ def create_app(
     # Extra routers first: their literal paths (e.g. `_all`) must win over `{inference_id}`.
     for router in extra_routers:
         app.include_router(router)
+    # Before the inference routes: `/_inference/{task_type}/{inference_id}/_stream` matches it too.
+    app.include_router(chat_completion_router(store))
     app.include_router(inference_router(store))
     app.state.store = store
     return app

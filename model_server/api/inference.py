@@ -22,6 +22,7 @@ from ..backends.base import Backend, InferenceRequest
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import ElasticsearchError, status_exception
 from . import metrics, sse
+from .chat_completion import not_a_stream_error
 from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response, read_json_body
 from .inference_request import format_time_value, parse_inference_request
 from .store import EndpointStore
@@ -73,6 +74,8 @@ async def _prepare(
     check_task_type(requested, config)
     body = await read_json_body(http)
     request = parse_inference_request(config, body, http.query_params.get("timeout"))
+    if config.task_type is TaskType.CHAT_COMPLETION:
+        raise not_a_stream_error(config)
     metrics.INPUTS.labels(inference_id, config.task_type.value).inc(len(request.input))
     return await store.backend(inference_id), request
 

@@ -25,7 +25,9 @@ from kubeinfer import catalog
 from ..backends.base import Backend
 from ..backends.registry import create_backend
 from kubeinfer.catalog import InferenceEndpointConfig
+from kubeinfer.config import ServerSettings, SettingsError
 from kubeinfer.errors import ElasticsearchError, validation_exception
+from kubeinfer.resource import KIND
 from kubeinfer.secrets import SecretResolver
 from .app import create_app
 from .endpoints import endpoints_router
@@ -37,9 +39,9 @@ log = logging.getLogger("kubeinfer.serve")
 def load_manifest(path: str | Path) -> dict[str, Any]:
     """The one InferenceEndpoint in a YAML (or JSON) file."""
     documents = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
-    endpoints = [d for d in documents if isinstance(d, dict) and d.get("kind") == catalog.KIND]
+    endpoints = [d for d in documents if isinstance(d, dict) and d.get("kind") == KIND]
     if len(endpoints) != 1:
-        raise validation_exception(f"[{path}] must hold exactly one {catalog.KIND}, found {len(endpoints)}")
+        raise validation_exception(f"[{path}] must hold exactly one {KIND}, found {len(endpoints)}")
     return endpoints[0]
 
 
@@ -86,10 +88,15 @@ def build_app(
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = ServerSettings.from_env()
+    except SettingsError as exc:
+        print(f"kubeinfer serve: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         config = load_endpoint(args.config, args.secrets_dir)
-        backend = create_backend(config, cache_dir=getattr(args, "cache_dir", None))
+        backend = create_backend(config, cache_dir=getattr(args, "cache_dir", None), settings=settings)
     except ElasticsearchError as exc:
         print(f"kubeinfer serve: {exc.type}: {exc.reason}", file=sys.stderr)
         return 2

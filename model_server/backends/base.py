@@ -14,6 +14,7 @@ from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import status_exception
+from .chat import ChatCompletionChunk, ChatRequest
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,13 @@ class Backend(abc.ABC):
             f"Streaming is not supported for the [{self.config.service}] service", 405
         )
         yield {}  # pragma: no cover - makes this an async generator
+
+    async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
+        """The chunks of a unified chat completion (``chat_completion`` endpoints only)."""
+        raise status_exception(
+            f"The [{self.config.service}] service does not support task type [{self.config.task_type}]", 400
+        )
+        yield  # pragma: no cover - makes this an async generator
 
     def describe(self) -> dict[str, Any]:
         """What the endpoint knows of its model once started (``dimensions``, ``similarity``)."""

@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubeinfer.errors import ElasticsearchError
-from .kube_api import KubeApi, KubeApiError
-
-GROUP = "kubeinfer.io"
-RESOURCE = "inferenceendpoints"
+from kubeinfer.kube import KubeClient, KubeError
+from kubeinfer.resource import GROUP, PLURAL as RESOURCE
 
 _UPDATE = re.compile(r"^/_inference/(?:[^/]+/)?[^/]+/_update/?$")
 
@@ -67,7 +65,7 @@ def unauthorized(privilege: Privilege, user: str) -> ElasticsearchError:
 class SubjectAccessReviewer:
     """Answers "may this token do that?" with TokenReview and SubjectAccessReview."""
 
-    def __init__(self, api: KubeApi, namespace: str, *, cache_seconds: float = 10.0) -> None:
+    def __init__(self, api: KubeClient, namespace: str, *, cache_seconds: float = 10.0) -> None:
         self.api = api
         self.namespace = namespace
         self.cache_seconds = cache_seconds
@@ -121,7 +119,7 @@ class SubjectAccessReviewer:
                     },
                 },
             )
-        except KubeApiError as exc:
+        except KubeError as exc:
             reason = exc.reason or exc.status
             return ElasticsearchError(503, "status_exception", f"Authorization check failed: {reason}")
         if (access.get("status") or {}).get("allowed"):

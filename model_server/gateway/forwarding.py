@@ -2,7 +2,8 @@
 
 The endpoint pod answers Elasticsearch's JSON already: bodies come back as they are,
 errors are re-raised as the ``ElasticsearchError`` the pod reported, and streamed
-completions are relayed event by event as they arrive, never buffered whole.
+completions and chat completion chunks are relayed event by event as they arrive, never
+buffered whole.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from typing import Any, AsyncIterator
 import httpx
 
 from ..backends.base import Backend, InferenceRequest
+from ..backends.chat import ChatCompletionChunk, ChatRequest
+from ..backends.providers.openai_shapes import parse_chat_chunk
+from ..event_stream import EventStreamParser
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.errors import ElasticsearchError, status_exception
 
@@ -33,6 +37,17 @@ def _upstream_error(status: int, payload: Any, inference_id: str) -> Elasticsear
     error = payload.get("error") if isinstance(payload, dict) else None
     if isinstance(error, dict) and "type" in error:
         return ElasticsearchError(int(payload.get("status", status)), error["type"], str(error.get("reason", "")))
+    return status_exception(f"Inference endpoint [{inference_id}] answered with HTTP status [{status}]", 502)
+
+
+def _unified_error(status: int, data: str, inference_id: str) -> ElasticsearchError:
+    """The pod's unified chat completion error (``{"error": {"message", "type"...}}``) as a value."""
+    try:
+        error = json.loads(data).get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, dict) and "type" in error:
+        return ElasticsearchError(status if status >= 400 else 500, error["type"], str(error.get("message", "")))
     return status_exception(f"Inference endpoint [{inference_id}] answered with HTTP status [{status}]", 502)
 
 
@@ -86,6 +101,29 @@ class ForwardingBackend(Backend):
                     if isinstance(event, dict) and "error" in event:
                         raise _upstream_error(int(event.get("status", 500)), event, self.config.inference_id)
                     yield event
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+
+    async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
+        url = f"{self.base_url}/_inference/chat_completion/{self.config.inference_id}/_stream"
+        try:
+            async with self.client.stream(
+                "POST", url, json=request.model_dump(exclude_none=True), params={"timeout": f"{request.timeout:g}s"},
+                headers={"Accept": "text/event-stream"}, timeout=request.timeout + 5,
+            ) as response:
+                parser = EventStreamParser()
+                async for line in response.aiter_lines():
+                    event = parser.feed(line)
+                    if event is None:
+                        continue
+                    name, data = event
+                    if name == "error" or response.status_code >= 400:
+                        raise _unified_error(response.status_code, data, self.config.inference_id)
+                    if data == "[DONE]":
+                        return
+                    yield parse_chat_chunk(json.loads(data))
+                if response.status_code >= 400:
+                    raise _unified_error(response.status_code, "", self.config.inference_id)
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
 

@@ -19,19 +19,18 @@ from typing import Any
 import httpx
 
 from ..backends.base import Backend
-from kubeinfer.catalog import API_VERSION, InferenceEndpointConfig, SecretKeyRef, from_manifest
+from kubeinfer.catalog import InferenceEndpointConfig, SecretKeyRef, from_manifest
 from kubeinfer.errors import ElasticsearchError, not_found, status_exception, validation_exception
 from .forwarding import ForwardingBackend
-from .kube_api import KubeApi, KubeApiError
+from kubeinfer.kube import KubeClient, KubeError
+from kubeinfer.resource import (
+    API_VERSION, LABEL_MANAGED_BY, PLURAL, is_ready, owner_reference, ready_condition, refusal,
+)
 from .store import already_exists, with_model_facts
 
 log = logging.getLogger("kubeinfer.gateway")
 
-GROUP_VERSION = API_VERSION  # kubeinfer.io/v1alpha1
-PLURAL = "inferenceendpoints"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "kubeinfer-gateway"}
-# The Ready reason with which the operator refuses a spec it cannot serve.
-INVALID_SPEC = "InvalidSpec"
+MANAGED_BY = {LABEL_MANAGED_BY: "kubeinfer-gateway"}
 
 
 def resource_name(inference_id: str) -> str:
@@ -43,44 +42,9 @@ def secret_name(inference_id: str) -> str:
     return f"{resource_name(inference_id)}-secrets"
 
 
-def ready_condition(obj: dict[str, Any]) -> dict[str, Any] | None:
-    for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return condition
-    return None
-
-
-def is_ready(obj: dict[str, Any]) -> bool:
-    """Ready=True for the CR's current generation, with a URL to send requests to."""
-    status = obj.get("status") or {}
-    condition = ready_condition(obj)
-    generation = (obj.get("metadata") or {}).get("generation")
-    observed = status.get("observedGeneration")
-    current = generation is None or observed is None or observed >= generation
-    return bool(condition and condition.get("status") == "True" and current and status.get("url"))
-
-
 def served_config(obj: dict[str, Any]) -> InferenceEndpointConfig:
     """The resource's endpoint, with the model facts the operator reported in its status."""
     return with_model_facts(from_manifest(obj), obj.get("status"))
-
-
-def refusal(obj: dict[str, Any]) -> str | None:
-    """The operator's message when it refused the current spec as invalid."""
-    condition = ready_condition(obj) or {}
-    generation = (obj.get("metadata") or {}).get("generation")
-    observed = condition.get("observedGeneration", (obj.get("status") or {}).get("observedGeneration"))
-    if condition.get("status") == "False" and condition.get("reason") == INVALID_SPEC and observed == generation:
-        return condition.get("message") or INVALID_SPEC
-    return None
-
-
-def owner_reference(cr: dict[str, Any]) -> dict[str, Any]:
-    meta = cr["metadata"]
-    return {
-        "apiVersion": GROUP_VERSION, "kind": "InferenceEndpoint", "name": meta["name"],
-        "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
-    }
 
 
 def owned_secret(config: InferenceEndpointConfig, cr: dict[str, Any] | None, namespace: str) -> dict[str, Any]:
@@ -94,7 +58,7 @@ def owned_secret(config: InferenceEndpointConfig, cr: dict[str, Any] | None, nam
             "name": secret_name(config.inference_id),
             "namespace": namespace,
             "labels": dict(MANAGED_BY),
-            "ownerReferences": [owner_reference(cr)] if cr is not None else [],
+            "ownerReferences": [] if cr is None else [owner_reference(cr["metadata"]["name"], cr["metadata"]["uid"])],
         },
         "data": {
             name: base64.b64encode(value.get_secret_value().encode()).decode()
@@ -115,7 +79,7 @@ def with_secret_references(config: InferenceEndpointConfig) -> InferenceEndpoint
 class KubernetesEndpointStore:
     """InferenceEndpoints in one namespace of the cluster ``api`` talks to."""
 
-    def __init__(self, api: KubeApi, namespace: str, *, http: httpx.AsyncClient | None = None,
+    def __init__(self, api: KubeClient, namespace: str, *, http: httpx.AsyncClient | None = None,
                  poll_interval: float = 0.5, cache_seconds: float = 1.0) -> None:
         self.api = api
         self.namespace = namespace
@@ -133,7 +97,7 @@ class KubernetesEndpointStore:
     # ---- paths ---------------------------------------------------------------------
     @property
     def _collection(self) -> str:
-        return f"/apis/{GROUP_VERSION}/namespaces/{self.namespace}/{PLURAL}"
+        return f"/apis/{API_VERSION}/namespaces/{self.namespace}/{PLURAL}"
 
     def _cr_path(self, name: str) -> str:
         return f"{self._collection}/{name}"
@@ -149,7 +113,7 @@ class KubernetesEndpointStore:
             return hit[1], hit[2]
         try:
             obj = await self.api.get(self._cr_path(resource_name(inference_id)))
-        except KubeApiError as exc:
+        except KubeError as exc:
             if exc.status != 404:
                 raise _api_failure(exc) from None
             obj = None
@@ -171,7 +135,7 @@ class KubernetesEndpointStore:
     async def _resources(self) -> list[tuple[dict[str, Any], InferenceEndpointConfig]]:
         try:
             items = (await self.api.get(self._collection)).get("items") or []
-        except KubeApiError as exc:
+        except KubeError as exc:
             raise _api_failure(exc) from None
         found = []
         for obj in items:
@@ -209,15 +173,16 @@ class KubernetesEndpointStore:
             try:
                 await self.api.get(self._cr_path(manifest["metadata"]["name"]))
                 raise already_exists(config.inference_id)
-            except KubeApiError as exc:
+            except KubeError as exc:
                 if exc.status != 404:
                     raise _api_failure(exc) from None
             await self._create_unowned_secret(config)
         try:
             cr = await self.api.create(self._collection, manifest)
             if secret_path is not None:
-                await self.api.merge_patch(secret_path, {"metadata": {"ownerReferences": [owner_reference(cr)]}})
-        except KubeApiError as exc:
+                await self.api.merge_patch(secret_path, {"metadata": {"ownerReferences": [
+                    owner_reference(cr["metadata"]["name"], cr["metadata"]["uid"])]}})
+        except KubeError as exc:
             # Nothing half-made.
             if secret_path is not None:
                 await self._delete_quietly(secret_path)
@@ -243,7 +208,7 @@ class KubernetesEndpointStore:
         obj = {**obj, "spec": manifest["spec"]}
         try:
             await self.api.replace(self._cr_path(obj["metadata"]["name"]), obj)
-        except KubeApiError as exc:
+        except KubeError as exc:
             raise _api_failure(exc) from None
         await self._wait_ready(config.inference_id, timeout)
         return stored
@@ -253,7 +218,7 @@ class KubernetesEndpointStore:
         self._cache.pop(inference_id, None)
         try:
             await self.api.delete(self._cr_path(obj["metadata"]["name"]))
-        except KubeApiError as exc:
+        except KubeError as exc:
             raise not_found(inference_id) if exc.status == 404 else _api_failure(exc) from None
         # Kubernetes' garbage collector deletes the Secret the resource owns.
 
@@ -268,12 +233,12 @@ class KubernetesEndpointStore:
         ops += [{"op": "add", "path": f"/data/{key}", "value": value} for key, value in secret["data"].items()]
         try:
             await self.api.json_patch(path, ops)
-        except KubeApiError as exc:
+        except KubeError as exc:
             if exc.status != 404:
                 raise self._secret_failure(exc, config.inference_id) from None
             try:
                 await self.api.create(self._secret_path(), secret)
-            except KubeApiError as exc2:
+            except KubeError as exc2:
                 raise self._secret_failure(exc2, config.inference_id) from None
 
     async def _create_unowned_secret(self, config: InferenceEndpointConfig) -> None:
@@ -283,7 +248,7 @@ class KubernetesEndpointStore:
         try:
             await self.api.create(self._secret_path(), secret)
             return
-        except KubeApiError as exc:
+        except KubeError as exc:
             if exc.status != 409:
                 raise _api_failure(exc) from None
         (label, value), = MANAGED_BY.items()
@@ -294,10 +259,10 @@ class KubernetesEndpointStore:
         ]
         try:
             await self.api.json_patch(self._secret_path(secret["metadata"]["name"]), ops)
-        except KubeApiError as exc:
+        except KubeError as exc:
             raise self._secret_failure(exc, config.inference_id) from None
 
-    def _secret_failure(self, exc: KubeApiError, inference_id: str) -> ElasticsearchError:
+    def _secret_failure(self, exc: KubeError, inference_id: str) -> ElasticsearchError:
         if exc.status in (409, 422):  # exists; or exists and is not ours (a failed test)
             return status_exception(
                 f"Secret [{secret_name(inference_id)}] exists and does not belong to inference endpoint "
@@ -331,12 +296,12 @@ class KubernetesEndpointStore:
     async def _delete_quietly(self, path: str) -> None:
         try:
             await self.api.delete(path)
-        except KubeApiError as exc:
+        except KubeError as exc:
             if exc.status != 404:
                 log.warning("could not delete %s: %s", path, exc)
 
 
-def _api_failure(exc: KubeApiError) -> ElasticsearchError:
+def _api_failure(exc: KubeError) -> ElasticsearchError:
     if exc.status == 422:
         return validation_exception(exc.message)
     if exc.status == 403:

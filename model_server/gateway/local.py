@@ -24,12 +24,12 @@ from ..backends.base import Backend
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType, from_manifest
 
 from ..backends.registry import create_backend
+from kubeinfer.config import ServerSettings, SettingsError
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.manifests import ManifestError, load_manifests
 from kubeinfer.secrets import SecretResolver
 from .app import create_gateway_app
 from .local_store import DEFAULT_STATE_DIR, EndpointState, LocalEndpointStore
-from .packaged_models import prefer_packaged_model
 
 log = logging.getLogger("kubeinfer.local")
 
@@ -131,7 +131,12 @@ def build_local_app(
 def run_local(args: argparse.Namespace) -> int:
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = ServerSettings.from_env()
+    except SettingsError as exc:
+        print(f"kubeinfer local: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     try:
         manifests = load_endpoint_manifests(list(args.files))
@@ -141,10 +146,12 @@ def run_local(args: argparse.Namespace) -> int:
     state = EndpointState(args.state_dir or DEFAULT_STATE_DIR)
     # Secrets come from files only: one environment variable cannot serve many endpoints.
     secrets = SecretResolver(Path(args.secrets_dir or DEFAULT_SECRETS_DIR).expanduser(), environ={})
-    options = {"cache_dir": args.cache_dir} if getattr(args, "cache_dir", None) else {}
+    options: dict[str, Any] = {"settings": settings}
+    if getattr(args, "cache_dir", None):
+        options["cache_dir"] = args.cache_dir
 
     def backend_factory(config: InferenceEndpointConfig) -> Backend:
-        return create_backend(prefer_packaged_model(config), **options)
+        return create_backend(config, **options)
 
     store = LocalEndpointStore(state, resolve=secrets.resolve, backend_factory=backend_factory)
     host = f"[{args.host}]" if ":" in args.host else args.host

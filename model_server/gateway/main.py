@@ -17,18 +17,20 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 
+from kubeinfer.config import KubeinferSettings, SettingsError
+
 from .app import create_gateway_app
 from .auth import InferenceAuthorization, SubjectAccessReviewer
-from .kube_api import ClusterConnection, KubeApi
+from kubeinfer.kube import Connection, KubeClient
 from .kubernetes_store import KubernetesEndpointStore
 
 log = logging.getLogger("kubeinfer.gateway")
 
 
-def build_gateway_app(connection: ClusterConnection, namespace: str, *, auth: bool = True,
+def build_gateway_app(connection: Connection, namespace: str, *, auth: bool = True,
                       poll_interval: float = 0.5) -> FastAPI:
     """The gateway over the cluster ``connection`` leads to; endpoints live in ``namespace``."""
-    api = KubeApi(connection)
+    api = KubeClient(connection, user_agent="kubeinfer-gateway")
     store = KubernetesEndpointStore(api, namespace, poll_interval=poll_interval)
 
     @asynccontextmanager
@@ -47,10 +49,15 @@ def build_gateway_app(connection: ClusterConnection, namespace: str, *, auth: bo
 def run_gateway(args: argparse.Namespace) -> int:
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = KubeinferSettings.from_env()
+    except SettingsError as exc:
+        print(f"kubeinfer gateway: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     try:
-        connection = ClusterConnection.discover()
+        connection = Connection.discover()
     except Exception as exc:  # no service account and no usable kubeconfig
         print(f"kubeinfer gateway: cannot reach a Kubernetes API server: {exc}", file=sys.stderr)
         return 2

@@ -21,7 +21,7 @@ from fake_providers import FakeProvider, Reply
 from kubeemu import INFERENCE_ENDPOINTS, SECRETS
 from local_mode import KubeinferProcess, ServedFake
 
-from model_server.gateway.kube_api import ClusterConnection
+from kubeinfer.kube import Connection
 from model_server.gateway.main import build_gateway_app
 
 NS = "default"
@@ -80,6 +80,12 @@ def endpoint_server():
         ("message", json.dumps({"completion": [{"delta": "lo"}]})),
         ("message", "[DONE]"),
     ]))
+    fake.on("/_inference/chat_completion/gw-talk/_stream", lambda r: Reply(events=[
+        ("message", json.dumps(CHAT_CHUNK, separators=(",", ":"))),
+        ("message", json.dumps(USAGE_CHUNK, separators=(",", ":"))),
+        ("message", "[DONE]"),
+    ]) if r.json["messages"][0]["content"] != "fail" else Reply(401, text=(
+        'event: error\ndata: {"error":{"code":"unauthorized","message":"bad key","type":"status_exception"}}\n\n')))
     fake.on("/_inference/completion/gw-chat", Reply(429, {
         "error": {"root_cause": [{"type": "status_exception", "reason": "too many requests"}],
                   "type": "status_exception", "reason": "too many requests"}, "status": 429}))
@@ -113,7 +119,7 @@ def cluster(kube, endpoint_server):
 
 @pytest.fixture
 async def gateway(cluster):
-    app = build_gateway_app(ClusterConnection(cluster.url, token="gateway-sa-token"), NS, poll_interval=0.02)
+    app = build_gateway_app(Connection(cluster.url, token="gateway-sa-token"), NS, poll_interval=0.02)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway",
                                      timeout=30) as client:
@@ -254,6 +260,33 @@ async def test_streamed_completion_is_relayed_event_by_event(gateway, cluster, e
     assert error_of(failed) == (429, "status_exception", "too many requests")
 
 
+CHAT_CHUNK = {"id": "c-1", "choices": [{"delta": {"role": "assistant", "tool_calls": [
+    {"index": 0, "id": "call_1", "function": {"arguments": "{}", "name": "lookup"}, "type": "function"}]}, "index": 0}],
+    "model": "gpt-4o", "object": "chat.completion.chunk"}
+USAGE_CHUNK = {"id": "c-1", "choices": [], "model": "gpt-4o", "object": "chat.completion.chunk",
+               "usage": {"completion_tokens": 2, "prompt_tokens": 3, "total_tokens": 5}}
+
+
+async def test_chat_completion_chunks_are_relayed_through_the_gateway(gateway, cluster, endpoint_server):
+    body = {"service": "openai", "service_settings": {"api_key": "k", "model_id": "gpt-4o"}}
+    assert (await gateway.put("/_inference/chat_completion/gw-talk", json=body,
+                              headers=as_user(ADMIN))).status_code == 200
+    chat = {"messages": [{"role": "user", "content": "hi"}], "tools": [
+        {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]}
+    response = await gateway.post("/_inference/chat_completion/gw-talk/_stream", json=chat, headers=as_user(VIEWER))
+    assert response.status_code == 200
+    assert response.text == "".join(f"\ufeffevent: message\ndata: {data}\n\n" for data in (
+        json.dumps(CHAT_CHUNK, separators=(",", ":")), json.dumps(USAGE_CHUNK, separators=(",", ":")), "[DONE]"))
+    [received] = endpoint_server.fake.to("/_inference/chat_completion/gw-talk/_stream")
+    assert received.json == chat
+    # The endpoint's unified error comes back with its status.
+    failed = await gateway.post("/_inference/chat_completion/gw-talk/_stream", headers=as_user(VIEWER),
+                                json={"messages": [{"role": "user", "content": "fail"}]})
+    assert failed.status_code == 401
+    assert failed.text == ('\ufeffevent: error\ndata: {"error":{"code":"unauthorized","message":"bad key",'
+                           '"type":"status_exception"}}\n\n')
+
+
 async def test_update_rotates_the_secret_and_changes_the_resource(gateway, cluster):
     await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
     response = await gateway.put("/_inference/text_embedding/gw-emb/_update", headers=as_user(ADMIN), json={
@@ -371,7 +404,7 @@ def test_stream_is_relayed_before_the_endpoint_has_finished(cluster):
     held = HeldStream()
     with ServedFake(held) as endpoint:
         cluster.call(lambda: setattr(cluster.operator, "url", endpoint.url))
-        app = build_gateway_app(ClusterConnection(cluster.url, token="gateway-sa-token"), NS, poll_interval=0.02)
+        app = build_gateway_app(Connection(cluster.url, token="gateway-sa-token"), NS, poll_interval=0.02)
         with ServedFake(app) as gateway, httpx.Client(base_url=gateway.url, timeout=10) as client:
             body = {"service": "openai", "service_settings": {"api_key": "k", "model_id": "gpt-4o-mini"}}
             assert client.put("/_inference/completion/held", json=body, headers=as_user(ADMIN)).status_code == 200

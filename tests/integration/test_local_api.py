@@ -102,6 +102,31 @@ def test_streamed_completion_arrives_as_server_sent_events(local, provider):
     assert provider.fake.to("/v1/chat/completions")[-1].json["stream"] is True
 
 
+def test_chat_completion_streams_unified_chunks_in_local_mode(local, provider):
+    body = {"service": "openai", "service_settings": {
+        "api_key": "sk-chat-key", "model_id": "gpt-4o", "url": f"{provider.url}/v1"}}
+    created = local.client.put("/_inference/chat_completion/local-chat", json=body)
+    assert created.status_code == 200, created.text
+    assert created.json()["task_type"] == "chat_completion"
+    chat = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Say hello in French"}]}],
+            "max_completion_tokens": 16}
+    with local.client.stream("POST", "/_inference/chat_completion/local-chat/_stream", json=chat) as response:
+        assert response.status_code == 200
+        data = [line[len("data: "):] for line in response.iter_lines() if line.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in data[:-1]]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == "Bonjour!"
+    sent = provider.fake.to("/v1/chat/completions")[-1]
+    assert sent.headers["authorization"] == "Bearer sk-chat-key"
+    assert sent.json["messages"] == chat["messages"] and sent.json["max_completion_tokens"] == 16
+    assert sent.json["stream_options"] == {"include_usage": True}
+    # Not a plain inference endpoint, as in Elasticsearch.
+    refused = local.client.post("/_inference/chat_completion/local-chat", json={"input": "hi"})
+    assert refused.status_code == 400
+    assert "please use the _inference/chat_completion/local-chat/_stream URL" in refused.json()["error"]["reason"]
+
+
 def test_create_answers_the_endpoint_without_secrets_and_with_defaults(local, provider):
     response = local.client.put("/_inference/text_embedding/emb-create", json=embedding_body(provider))
     assert response.status_code == 200, response.text

@@ -105,6 +105,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
     tokens: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     # Requests on these (method, resource key) pairs fail with the given status (fault injection).
     faults: dict[tuple[str, str], int] = attrs.field(factory=dict)
+    # Richer faults (counts, Retry-After, dropped watches): see ``faults``.
+    fault_plan: Any = None
     _rv: Iterable[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _last_rv: int = attrs.field(default=0, init=False)
     _kinds: dict[str, str] = attrs.field(factory=dict, init=False)
@@ -386,6 +388,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
         key = resource_key(res.group, res.version, res.plural)
         if self.info(key) is None:
             return await super()._handle(request)
+        if self.fault_plan is not None:
+            injected = self.fault_plan.answer(request.method.value, key, request.url.path)
+            if injected is not None:
+                return injected
         try:
             fault = self.faults.get((request.method.value, key))
             if fault:
@@ -507,6 +513,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 try:
                     event = await asyncio.wait_for(watcher.queue.get(), remaining)
                 except asyncio.TimeoutError:
+                    break
+                if event is None:  # dropped by a fault
                     break
                 await response.write(json.dumps(event).encode() + b"\n")
         except (ConnectionResetError, asyncio.CancelledError):

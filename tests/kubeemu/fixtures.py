@@ -4,7 +4,7 @@
 
 ``kube`` is a started ``EmulatedCluster`` (with InferenceEndpoints declared and a
 Deployment controller stand-in); ``kubeconfig`` writes a kubeconfig for it and points
-``KUBECONFIG`` at it, so kopf and the ``kubernetes`` client both find the emulator;
+``KUBECONFIG`` at it, so kopf and the project's own client both find the emulator;
 ``kubeinfer_operator`` runs the real operator against it (CPU endpoints, no metrics
 port) for tests of what sits on top, such as the gateway.
 """

@@ -134,16 +134,58 @@ def test_local_paths_are_not_downloaded():
     assert "initContainers" not in pod(state)
 
 
-def test_adaptive_allocations_become_an_hpa_that_owns_replicas():
+def test_adaptive_allocations_become_an_hpa_on_the_request_metric_that_owns_replicas():
     state = desired_state(local(num_allocations=2, adaptive_allocations={
-        "enabled": True, "min_number_of_allocations": 2, "max_number_of_allocations": 6}), SETTINGS)
+        "enabled": True, "min_number_of_allocations": 2, "max_number_of_allocations": 6}), SETTINGS,
+        autoscaler="hpa")
+    assert state.scaled_object is None
     assert state.hpa["spec"]["minReplicas"] == 2 and state.hpa["spec"]["maxReplicas"] == 6
     assert state.hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "ep"}
+    assert state.hpa["spec"]["metrics"] == [{"type": "Pods", "pods": {
+        "metric": {"name": "kubeinfer_requests_in_flight"}, "target": {"type": "AverageValue", "averageValue": "8"}}}]
     assert "replicas" not in state.deployment["spec"]
-    # scale to zero is not an HPA's business: at least one replica
-    zero = desired_state(local(adaptive_allocations={"enabled": True, "min_number_of_allocations": 0}), SETTINGS)
+    # an HPA cannot go to zero: at least one replica, and the idle scaler is told the quiet period
+    zero = desired_state(local(adaptive_allocations={"enabled": True, "min_number_of_allocations": 0}), SETTINGS,
+                         autoscaler="hpa")
     assert zero.hpa["spec"]["minReplicas"] == 1 and zero.hpa["spec"]["maxReplicas"] >= 1
-    assert desired_state(local(adaptive_allocations={"enabled": False}), SETTINGS).hpa is None
+    assert zero.deployment["metadata"]["annotations"] == {
+        "kubeinfer.io/autoscaler": "hpa", "kubeinfer.io/min-replicas": "0", "kubeinfer.io/scale-to-zero-after": "900"}
+    assert desired_state(local(adaptive_allocations={"enabled": False}), SETTINGS, autoscaler="hpa").hpa is None
+
+
+def test_adaptive_allocations_with_min_zero_become_a_keda_scaled_object_that_activates_from_zero():
+    settings = OperatorSettings.from_env({"KUBEINFER_SCALE_TO_ZERO_AFTER": "300",
+                                          "KUBEINFER_PROMETHEUS_ADDRESS": "http://prom.mon:9090"})
+    state = desired_state(local(adaptive_allocations={"enabled": True, "max_number_of_allocations": 4}), settings)
+    assert state.hpa is None and state.objects()[-1] is state.scaled_object
+    scaled = state.scaled_object
+    assert (scaled["apiVersion"], scaled["kind"]) == ("keda.sh/v1alpha1", "ScaledObject")
+    assert scaled["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "ep"}
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"], spec["cooldownPeriod"]) == (0, 4, 300)
+    [trigger] = spec["triggers"]
+    assert trigger["type"] == "prometheus"
+    assert trigger["metadata"]["serverAddress"] == "http://prom.mon:9090"
+    assert trigger["metadata"]["activationThreshold"] == "0" and trigger["metadata"]["threshold"] == "8"
+    query = trigger["metadata"]["query"]
+    assert 'kubeinfer_requests_in_flight{namespace="ml",inference_id="ep"}' in query
+    assert 'kubeinfer_gateway_requests_held{endpoint_namespace="ml",inference_id="ep"}' in query
+    assert "replicas" not in state.deployment["spec"]
+    assert state.deployment["metadata"]["annotations"]["kubeinfer.io/autoscaler"] == "keda"
+    # a given minimum is kept, and the operator setting forces an HPA
+    one = desired_state(local(adaptive_allocations={"enabled": True, "min_number_of_allocations": 1}), settings)
+    assert one.scaled_object["spec"]["minReplicaCount"] == 1
+    assert "kubeinfer.io/scale-to-zero-after" not in one.deployment["metadata"]["annotations"]
+    forced = OperatorSettings.from_env({"KUBEINFER_AUTOSCALER": "HPA"})
+    assert desired_state(local(adaptive_allocations={"enabled": True}), forced).scaled_object is None
+
+
+def test_fixed_replicas_win_over_adaptive_allocations():
+    state = desired_state(manifest({"taskType": "text_embedding", "service": "elasticsearch", "serviceSettings": {
+        "model_id": ".multilingual-e5-small", "num_threads": 1, "adaptive_allocations": {"enabled": True}},
+        "deployment": {"replicas": 0}}), SETTINGS)
+    assert state.hpa is None and state.scaled_object is None and state.deployment["spec"]["replicas"] == 0
 
 
 def test_objects_are_labelled_owned_and_wired_together():

@@ -30,6 +30,10 @@ def test_every_setting_is_read_from_its_variable():
         "KUBEINFER_CLUSTER_DOMAIN": "corp.local",
         "KUBEINFER_LOG_LEVEL": "debug",
         "KUBEINFER_METRICS_PORT": "9100",
+        "KUBEINFER_AUTOSCALER": "KEDA",
+        "KUBEINFER_SCALE_TO_ZERO_AFTER": "60",
+        "KUBEINFER_PROMETHEUS_ADDRESS": "http://prom:9090",
+        "KUBEINFER_TARGET_REQUESTS": "2",
     }
     assert set(env) == set(ENVIRONMENT.values())
     s = OperatorSettings.from_env(env)
@@ -42,6 +46,8 @@ def test_every_setting_is_read_from_its_variable():
     assert s.resolve_model(".multilingual-e5-small") == "intfloat/multilingual-e5-small"
     assert s.watch_namespaces == ("team-a", "team-b") and not s.all_namespaces
     assert (s.cluster_domain, s.log_level, s.metrics_port) == ("corp.local", "DEBUG", 9100)
+    assert (s.autoscaler, s.scale_to_zero_after, s.prometheus_address, s.target_requests) == (
+        "keda", 60, "http://prom:9090", 2)
 
 
 @pytest.mark.parametrize(
@@ -53,6 +59,8 @@ def test_every_setting_is_read_from_its_variable():
         ("KUBEINFER_MODEL_ALIASES", '["a"]'),
         ("KUBEINFER_IMAGE_PULL_POLICY", "Sometimes"),
         ("KUBEINFER_METRICS_PORT", "70000"),
+        ("KUBEINFER_AUTOSCALER", "vpa"),
+        ("KUBEINFER_SCALE_TO_ZERO_AFTER", "soon"),
     ],
 )
 def test_bad_values_name_the_variable(var, value):

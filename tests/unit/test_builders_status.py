@@ -66,3 +66,18 @@ def test_transitions_name_changed_conditions_and_same_status_skips_writes():
     repeat = endpoint_status(first, invalid_spec("bad"), 1, now="t2")
     assert transitions(first, repeat) == [] and same_status(first, repeat)
     assert first["url"] is None and "Progressing" not in [c["type"] for c in first["conditions"]]
+
+
+def test_the_gateway_reads_the_status_the_operator_writes():
+    from kubeinfer.resource import is_ready, refusal
+
+    refused = {"metadata": {"generation": 3},
+               "status": endpoint_status(None, invalid_spec("[model_id] is required"), 3)}
+    assert refusal(refused) == "[model_id] is required" and not is_ready(refused)
+    rolled_out = observe_deployment(deployment(replicas=1, observedGeneration=1, updatedReplicas=1, readyReplicas=1,
+                                               availableReplicas=1), url=URL)
+    ready = {"metadata": {"generation": 2}, "status": endpoint_status(None, rolled_out, 2)}
+    assert is_ready(ready) and refusal(ready) is None
+    # A status about an older generation does not speak for the current spec.
+    assert not is_ready({**ready, "metadata": {"generation": 3}})
+    assert refusal({**refused, "metadata": {"generation": 4}}) is None

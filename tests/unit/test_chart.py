@@ -314,11 +314,11 @@ def test_container_arguments_are_ones_the_kubeinfer_cli_accepts(variation):
 async def test_gateway_serves_the_probes_the_chart_points_at():
     import httpx
 
-    from model_server.gateway.kube_api import ClusterConnection
+    from kubeinfer.kube import Connection
     from model_server.gateway.main import build_gateway_app
 
     gateway = named(render(), "Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]
-    app = build_gateway_app(ClusterConnection("http://127.0.0.1:9", token="unused"), "kubeinfer")
+    app = build_gateway_app(Connection("http://127.0.0.1:9", token="unused"), "kubeinfer")
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
             for probe in ("livenessProbe", "readinessProbe"):

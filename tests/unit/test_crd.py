@@ -100,6 +100,8 @@ def test_crd_names_scope_and_subresources():
     assert columns["Service"] == ".spec.service"
     assert columns["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
     assert columns["Age"] == ".metadata.creationTimestamp"
+    # the replica count, 0 when scaled to zero
+    assert (columns["Replicas"], columns["Available"]) == (".status.replicas", ".status.readyReplicas")
 
 
 def _assert_structural(node: dict[str, Any], path: str) -> None:
@@ -135,7 +137,8 @@ def test_spec_fields_and_enums_come_from_the_catalog():
 
 def test_status_schema_has_conditions_and_what_the_model_reports():
     status = SCHEMA["properties"]["status"]["properties"]
-    assert set(status) == {"conditions", "observedGeneration", "url", "readyReplicas", "dimensions", "similarity"}
+    assert set(status) == {"conditions", "observedGeneration", "url", "readyReplicas", "replicas", "dimensions",
+                           "similarity"}
     condition = status["conditions"]["items"]
     assert set(condition["properties"]) == {
         "type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}

@@ -102,6 +102,7 @@ KSTATUS_EXPECTED = {
     "updating-while-serving": "InProgress",
     "rollout-stuck": "Failed",
     "generation-behind": "InProgress",
+    "scaled-to-zero": "Current",
 }
 
 
@@ -146,7 +147,7 @@ ARGOCD_EXPECTED = {
     "rolling-out": "Progressing",
     "updating-while-serving": "Progressing",
     "rollout-stuck": "Degraded",
-    "scaled-to-zero": "Suspended",
+    "scaled-to-zero": "Healthy",  # Ready=True, reason ScaledToZero: usable, not degraded
     "generation-behind": "Progressing",
     "no-status-yet": "Progressing",
 }

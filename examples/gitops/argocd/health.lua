@@ -42,8 +42,6 @@ end
 if ready.reason == "InvalidSpec" or ready.reason == "SecretNotFound"
     or ready.reason == "ProgressDeadlineExceeded" or ready.reason == "ApplyFailed" then
   hs.status = "Degraded"
-elseif ready.reason == "ScaledToZero" then
-  hs.status = "Suspended"
 else
   hs.status = "Progressing"
 end

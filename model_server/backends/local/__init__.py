@@ -13,10 +13,12 @@ from ..base import Backend
 def create_backend(
     config: InferenceEndpointConfig, cache_dir: str | os.PathLike[str] | None = None, **options: Any
 ) -> Backend:
-    """The catalog's factory for local models. Options: ``device`` (``cpu``/``cuda``) and
-    ``batching`` (``max_batch_size``, ``max_batch_tokens``, ``max_wait``, ``queue_capacity``)."""
+    """The catalog's factory for local models. Options: ``device`` (``cpu``/``cuda``),
+    ``batching`` (``max_batch_size``, ``max_batch_tokens``, ``max_wait``, ``queue_capacity``)
+    and ``settings`` (a ``ServerSettings``; read from the environment when not given)."""
     from .backend import LocalModelBackend
 
     return LocalModelBackend(
-        config, cache_dir=cache_dir, device=options.get("device"), batching=options.get("batching")
+        config, cache_dir=cache_dir, device=options.get("device"), batching=options.get("batching"),
+        settings=options.get("settings"),
     )

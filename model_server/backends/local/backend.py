@@ -18,17 +18,16 @@ import os
 from typing import Any, Mapping
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError, status_exception
 from ..base import Backend, InferenceRequest
 from .batching import BatchingOptions, DynamicBatcher
-from .models import is_e5, locate_model, resolve_model_name
+from .models import is_e5, locate_model
 
 log = logging.getLogger(__name__)
 
 # Above this many inputs, tokenizing moves off the event loop.
 _TOKENIZE_INLINE_MAX = 16
-# Inputs one request may carry; larger requests are refused rather than hog the model.
-DEFAULT_MAX_INPUTS = 2048
 # A masked-LM head produces (tokens x vocabulary) logits: a smaller budget keeps that in memory.
 _SPARSE_MAX_BATCH_TOKENS = 4096
 
@@ -41,24 +40,30 @@ class LocalModelBackend(Backend):
         cache_dir: str | os.PathLike[str] | None = None,
         device: str | None = None,
         batching: BatchingOptions | Mapping[str, Any] | None = None,
+        settings: ServerSettings | None = None,
     ) -> None:
         super().__init__(config)
+        settings_ = settings if settings is not None else ServerSettings.from_env()
         if config.task_type not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.RERANK):
             raise status_exception(f"The [{config.service}] service does not support task type [{config.task_type}]")
         settings = config.service_settings
         self.model_id: str = settings.model_id  # type: ignore[attr-defined]
+        # What the model id stands for (an alias, a built-in model): the operator resolved it alike.
+        self.model_name = settings_.resolve_model(self.model_id)
         self.num_threads: int = int(getattr(settings, "num_threads", 1) or 1)
         self.cache_dir = cache_dir
-        self.device = device
+        self.device = device or settings_.device
+        self.cpu_dtype = settings_.cpu_dtype
         if isinstance(batching, BatchingOptions):
             self.batching = batching
         else:
             defaults = {"max_batch_tokens": _SPARSE_MAX_BATCH_TOKENS} if config.task_type is TaskType.SPARSE_EMBEDDING else {}
-            self.batching = BatchingOptions.resolve(batching, **defaults)
+            self.batching = BatchingOptions.resolve(batching, **{**defaults, **settings_.batching()})
         self._model: Any = None
         self._batcher: DynamicBatcher | None = None
         self._prefixes: dict[str, str] = {}
-        self.max_inputs = int(os.environ.get("KUBEINFER_MAX_INPUTS_PER_REQUEST") or DEFAULT_MAX_INPUTS)
+        # Larger requests are refused rather than hog the model.
+        self.max_inputs = settings_.max_inputs_per_request
 
     # ---- lifecycle ---------------------------------------------------------------------
     @property
@@ -97,8 +102,8 @@ class LocalModelBackend(Backend):
         from .encoders import RerankModel, SparseEmbeddingModel, TextEmbeddingModel
         from .runtime import select_runtime
 
-        path = locate_model(self.model_id, self.cache_dir)
-        runtime = select_runtime(self.num_threads, self.device)
+        path = locate_model(self.model_id, self.model_name, self.cache_dir)
+        runtime = select_runtime(self.num_threads, self.device, self.cpu_dtype)
         kind = {
             TaskType.TEXT_EMBEDDING: TextEmbeddingModel,
             TaskType.SPARSE_EMBEDDING: SparseEmbeddingModel,
@@ -117,7 +122,7 @@ class LocalModelBackend(Backend):
         prompts: dict[str, str] = getattr(model, "prompts", {}) or {}
         query = prompts.get("query") or prompts.get("search_query")
         passage = prompts.get("passage") or prompts.get("document") or prompts.get("search_document")
-        if query is None and passage is None and is_e5(self.model_id, resolve_model_name(self.model_id)):
+        if query is None and passage is None and is_e5(self.model_id, self.model_name):
             query, passage = "query: ", "passage: "
         prefixes = {}
         if query:

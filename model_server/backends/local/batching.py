@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Mapping, Sequence, Sized, TypeVar
@@ -68,23 +67,12 @@ class BatchingOptions:
     # Elasticsearch's default queue_capacity for model deployments.
     queue_capacity: int = 1024
 
-    _ENV = {
-        "max_batch_size": ("KUBEINFER_MAX_BATCH_SIZE", int),
-        "max_batch_tokens": ("KUBEINFER_MAX_BATCH_TOKENS", int),
-        "max_wait": ("KUBEINFER_MAX_BATCH_WAIT_MS", lambda v: float(v) / 1000.0),
-        "queue_capacity": ("KUBEINFER_QUEUE_CAPACITY", int),
-    }
-
     @classmethod
-    def resolve(cls, options: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
-                **defaults: Any) -> "BatchingOptions":
-        """Explicit options over environment variables over ``defaults`` over the class defaults."""
-        environ = os.environ if environ is None else environ
+    def resolve(cls, options: Mapping[str, Any] | None = None, **defaults: Any) -> "BatchingOptions":
+        """Explicit options over ``defaults`` (the deployment's settings, the model's needs)
+        over the class defaults."""
         values: dict[str, Any] = dict(defaults)
-        for name, (env, convert) in cls._ENV.items():
-            if environ.get(env):
-                values[name] = convert(environ[env])
-        values.update({k: v for k, v in (options or {}).items() if k in cls._ENV and v is not None})
+        values.update({k: v for k, v in (options or {}).items() if k in cls.__dataclass_fields__ and v is not None})
         return cls(**values)
 
 

@@ -21,7 +21,6 @@ Imports torch and transformers: only the local backend's loading path imports it
 from __future__ import annotations
 
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +36,6 @@ _SANE_MAX_LENGTH = 1_000_000  # tokenizers without a limit report ~1e30
 # to at most this share: the fixed cost of a forward pass against the cost of padding.
 MIN_SLICE_TOKENS = 256
 MAX_SLICE_PADDING = 0.10
-
-# Tokenizing happens on the event loop, one request at a time: a pool of tokenizer threads
-# would only compete with the model's threads for the same cores.
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @dataclass(frozen=True)

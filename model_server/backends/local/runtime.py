@@ -3,7 +3,7 @@
 On a CUDA GPU: bfloat16 where the GPU supports it, float16 otherwise, and PyTorch's
 scaled-dot-product attention. On CPU: float32 with ``num_threads`` intra-op threads
 (Elasticsearch's ``num_threads``: threads buy latency, allocations buy throughput).
-``KUBEINFER_CPU_DTYPE=bfloat16`` trades exactness for speed on CPUs with bfloat16
+``KUBEINFER_CPU_DTYPE=bfloat16`` (``ServerSettings.cpu_dtype``) trades exactness for speed on CPUs with bfloat16
 instructions (AVX512-BF16, AMX): about twice the throughput, vectors within ~1e-3.
 Imports torch: only the local backend's loading path imports this module.
 """
@@ -27,13 +27,18 @@ class Runtime:
         return self.device.type == "cuda"
 
 
-def select_runtime(num_threads: int = 1, device: str | None = None) -> Runtime:
-    """The runtime for this machine; ``device`` (or ``KUBEINFER_DEVICE``) forces ``cpu`` or ``cuda``."""
-    wanted = device or os.environ.get("KUBEINFER_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+def select_runtime(num_threads: int = 1, device: str | None = None, cpu_dtype: str = "float32") -> Runtime:
+    """The runtime for this machine; ``device`` forces ``cpu`` or ``cuda``.
+
+    Tokenizing happens on the event loop, one request at a time: a pool of tokenizer
+    threads would only compete with the model's threads for the same cores, so the Hugging
+    Face tokenizers are told not to start one (unless the process says otherwise).
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    wanted = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if wanted.startswith("cuda"):
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return Runtime(torch.device(wanted), dtype)
     torch.set_num_threads(max(1, int(num_threads)))
-    dtype = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16}.get(
-        os.environ.get("KUBEINFER_CPU_DTYPE", "").lower(), torch.float32)
+    dtype = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16}.get(cpu_dtype.lower(), torch.float32)
     return Runtime(torch.device("cpu"), dtype)

@@ -1,17 +1,24 @@
 """Anthropic: the messages API (``/v1/messages``) with ``x-api-key`` and
 ``anthropic-version``; streams are Anthropic's named Server-Sent Events.
 
+For chat completion the unified request becomes a messages request (system messages as
+``system``, tool calls as ``tool_use`` blocks, tool answers as ``tool_result`` blocks,
+tools with their ``input_schema``) and Anthropic's stream events become OpenAI-shaped
+chunks: text and ``input_json_delta`` pieces as deltas, the stop reason as a
+``finish_reason``, the token counts as a last usage chunk.
+
 ``url`` replaces ``https://api.anthropic.com``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.errors import ElasticsearchError
 from ..base import InferenceRequest
+from ..chat import ChatCompletionChunk, ChatRequest, ChoiceDelta, Message, ToolCallDelta, tool_arguments, usage
 from .answers import completions, delta
 from .proxy import ProviderBackend
 from .streams import server_sent_events
@@ -25,6 +32,118 @@ def parse_messages(answer: dict[str, Any]) -> dict[str, Any]:
     if not texts or not all(isinstance(t, str) for t in texts):
         raise ValueError("[content] holds no text block")
     return completions(texts)
+
+
+STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_calls", "max_tokens": "length",
+                "refusal": "content_filter"}
+TOOL_CHOICES = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}
+
+
+def _blocks(message: Message) -> list[dict[str, Any]]:
+    if isinstance(message.content, list):
+        return [{"type": "text", "text": part.text} for part in message.content]
+    return [{"type": "text", "text": message.content}] if message.content else []
+
+
+def messages_body(request: ChatRequest, model_id: str, task_settings: dict[str, Any]) -> dict[str, Any]:
+    """Anthropic's messages request for a unified chat request (streamed)."""
+    system: list[str] = []
+    messages: list[dict[str, Any]] = []
+    for message in request.messages:
+        if message.role in ("system", "developer"):
+            system.append(message.text)
+            continue
+        if message.role == "tool":
+            result = {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.text}
+            if messages and messages[-1]["role"] == "user" and isinstance(messages[-1]["content"], list) and all(
+                block.get("type") == "tool_result" for block in messages[-1]["content"]
+            ):
+                messages[-1]["content"].append(result)
+            else:
+                messages.append({"role": "user", "content": [result]})
+            continue
+        if message.role == "assistant" and message.tool_calls:
+            content = _blocks(message) + [
+                {"type": "tool_use", "id": call.id, "name": call.function.name, "input": tool_arguments(call)}
+                for call in message.tool_calls
+            ]
+            messages.append({"role": "assistant", "content": content})
+            continue
+        content: Any = message.content if isinstance(message.content, str) else _blocks(message)
+        messages.append({"role": "user" if message.role == "user" else "assistant", "content": content})
+    body: dict[str, Any] = {
+        "model": request.model or model_id,
+        "messages": messages,
+        "max_tokens": request.max_completion_tokens or task_settings.get("max_tokens"),
+    }
+    if system:
+        body["system"] = "\n".join(system)
+    temperature = request.temperature if request.temperature is not None else task_settings.get("temperature")
+    top_p = request.top_p if request.top_p is not None else task_settings.get("top_p")
+    for name, value in (("temperature", temperature), ("top_p", top_p), ("top_k", task_settings.get("top_k"))):
+        if value is not None:
+            body[name] = value
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+    if request.tools:
+        body["tools"] = [
+            {"name": tool.function.name, **({"description": tool.function.description} if tool.function.description
+                                            else {}),
+             "input_schema": tool.function.parameters or {"type": "object", "properties": {}}}
+            for tool in request.tools
+        ]
+    if request.tool_choice is not None:
+        choice = request.tool_choice_json()
+        body["tool_choice"] = TOOL_CHOICES[choice] if isinstance(choice, str) else {
+            "type": "tool", "name": choice["function"]["name"]}
+    body["stream"] = True
+    return body
+
+
+class MessageStreamReader:
+    """Anthropic's stream events, one at a time, into unified chunks."""
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.model = ""
+        self.input_tokens = 0
+        self.output_tokens = 0
+        # Anthropic's content block index -> the tool call's index among tool calls.
+        self.tools: dict[int, int] = {}
+
+    def _chunk(self, **delta: Any) -> ChatCompletionChunk:
+        return ChatCompletionChunk(id=self.id, model=self.model, choices=(ChoiceDelta(**delta),))
+
+    def read(self, event: str, data: dict[str, Any]) -> Iterator[ChatCompletionChunk]:
+        if event == "message_start":
+            message = data["message"]
+            self.id, self.model = str(message.get("id", "")), str(message.get("model", ""))
+            self.input_tokens = int((message.get("usage") or {}).get("input_tokens", 0))
+            self.output_tokens = int((message.get("usage") or {}).get("output_tokens", 0))
+            yield self._chunk(role="assistant", content="")
+        elif event == "content_block_start":
+            block = data["content_block"]
+            if block.get("type") == "tool_use":
+                index = self.tools[int(data["index"])] = len(self.tools)
+                yield self._chunk(tool_calls=(ToolCallDelta(
+                    index=index, id=block.get("id"), name=block.get("name"), arguments="", type="function"),))
+            elif block.get("type") == "text" and block.get("text"):
+                yield self._chunk(content=block["text"])
+        elif event == "content_block_delta":
+            piece = data["delta"]
+            if piece.get("type") == "text_delta" and piece.get("text"):
+                yield self._chunk(content=piece["text"])
+            elif piece.get("type") == "input_json_delta" and piece.get("partial_json"):
+                index = self.tools.get(int(data["index"]), 0)
+                yield self._chunk(tool_calls=(ToolCallDelta(index=index, arguments=piece["partial_json"]),))
+        elif event == "message_delta":
+            self.output_tokens = int((data.get("usage") or {}).get("output_tokens", self.output_tokens))
+            reason = (data.get("delta") or {}).get("stop_reason")
+            if reason:
+                yield self._chunk(finish_reason=STOP_REASONS.get(reason, reason))
+        elif event == "message_stop":
+            yield ChatCompletionChunk(id=self.id, model=self.model, choices=(),
+                                      usage=usage(self.input_tokens, self.output_tokens))
 
 
 class AnthropicBackend(ProviderBackend):
@@ -65,6 +184,21 @@ class AnthropicBackend(ProviderBackend):
                     message = self.redact(str(error.get("message")))
                     raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: {message}")
                 elif event == "message_stop":
+                    return
+
+
+    async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
+        body = messages_body(request, self.setting("model_id"), self.config.task_settings.model_dump())
+        async with self.open_stream(self.url(), body, request, headers=self.headers()) as response:
+            reader = MessageStreamReader()
+            async for event, data in server_sent_events(response):
+                if event == "error":
+                    error = json.loads(data).get("error") or {}
+                    message = self.redact(str(error.get("message")))
+                    raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: {message}")
+                for chunk in reader.read(event, json.loads(data) if data.strip().startswith("{") else {}):
+                    yield chunk
+                if event == "message_stop":
                     return
 
 

@@ -11,10 +11,15 @@ from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
+from ..chat import ChatCompletionChunk, ChatRequest
 from . import openai_shapes
 from .proxy import ProviderBackend
 
-OPERATIONS = {TaskType.TEXT_EMBEDDING: "embeddings", TaskType.COMPLETION: "chat/completions"}
+OPERATIONS = {
+    TaskType.TEXT_EMBEDDING: "embeddings",
+    TaskType.COMPLETION: "chat/completions",
+    TaskType.CHAT_COMPLETION: "chat/completions",
+}
 
 
 class AzureOpenAIBackend(ProviderBackend):
@@ -52,6 +57,18 @@ class AzureOpenAIBackend(ProviderBackend):
             self.operation_url(), body, request, headers=self.headers(), params=self.params()
         ) as response:
             async for chunk in openai_shapes.chat_deltas(response):
+                yield chunk
+
+
+    async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
+        # The deployment names the model; a request's own ``model`` is passed on as given.
+        body = openai_shapes.unified_chat_body(
+            request, model=None, user=self.config.task_settings.model_dump().get("user")
+        )
+        async with self.open_stream(
+            self.operation_url(), body, request, headers=self.headers(), params=self.params()
+        ) as response:
+            async for chunk in openai_shapes.chat_chunks(response):
                 yield chunk
 
 

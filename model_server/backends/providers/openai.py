@@ -10,11 +10,16 @@ from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
+from ..chat import ChatCompletionChunk, ChatRequest
 from . import openai_shapes
 from .proxy import ProviderBackend
 
 BASE_URL = "https://api.openai.com/v1"
-OPERATIONS = {TaskType.TEXT_EMBEDDING: "/embeddings", TaskType.COMPLETION: "/chat/completions"}
+OPERATIONS = {
+    TaskType.TEXT_EMBEDDING: "/embeddings",
+    TaskType.COMPLETION: "/chat/completions",
+    TaskType.CHAT_COMPLETION: "/chat/completions",
+}
 
 
 class OpenAIBackend(ProviderBackend):
@@ -56,6 +61,15 @@ class OpenAIBackend(ProviderBackend):
         )
         async with self.open_stream(self.operation_url(), body, request, headers=self.headers()) as response:
             async for chunk in openai_shapes.chat_deltas(response):
+                yield chunk
+
+
+    async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
+        body = openai_shapes.unified_chat_body(
+            request, model=self.setting("model_id"), user=self.config.task_settings.model_dump().get("user")
+        )
+        async with self.open_stream(self.operation_url(), body, request, headers=self.headers()) as response:
+            async for chunk in openai_shapes.chat_chunks(response):
                 yield chunk
 
 

@@ -1,5 +1,8 @@
 """The OpenAI wire format (embeddings and chat completions), spoken by OpenAI, Azure
-OpenAI, Azure AI Studio's token endpoints and Mistral. Pure builders and parsers only.
+OpenAI, Azure AI Studio's token endpoints, Mistral, Hugging Face's chat endpoints and
+every OpenAI-compatible service. Pure builders and parsers only, plus the reading of a
+chat completion stream into typed chunks (``chat_chunks``), which any OpenAI-compatible
+backend can use for the unified chat completion API.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from typing import Any, AsyncIterator
 import httpx
 
 from kubeinfer.errors import ElasticsearchError
+from ..chat import CHUNK_OBJECT, ChatCompletionChunk, ChatRequest, ChoiceDelta, ToolCallDelta, usage
 from .answers import completions, delta, expect_count, float_vector, text_embeddings
 from .streams import server_sent_events
 
@@ -61,3 +65,86 @@ async def chat_deltas(response: httpx.Response) -> AsyncIterator[dict[str, Any]]
             text = (choice.get("delta") or {}).get("content")
             if text:
                 yield delta(text)
+
+
+# ---- the unified chat completion API (Elasticsearch's chat_completion task) -------------
+
+def unified_chat_body(
+    request: ChatRequest,
+    *,
+    model: str | None,
+    max_tokens_field: str = "max_completion_tokens",
+    stream_options: bool = True,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The OpenAI chat body Elasticsearch sends for a unified request: the request's own
+    fields, one choice, a stream that ends with a usage chunk. Compatible services that
+    know only the older ``max_tokens`` or no ``stream_options`` say so."""
+    body: dict[str, Any] = {"messages": request.messages_json()}
+    if request.model or model:
+        body["model"] = request.model or model
+    if request.max_completion_tokens is not None:
+        body[max_tokens_field] = request.max_completion_tokens
+    if request.stop:
+        body["stop"] = list(request.stop)
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.tool_choice is not None:
+        body["tool_choice"] = request.tool_choice_json()
+    if request.tools:
+        body["tools"] = request.tools_json()
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    body["n"] = 1
+    body["stream"] = True
+    if stream_options:
+        body["stream_options"] = {"include_usage": True}
+    body.update({k: v for k, v in fields.items() if v is not None})
+    return body
+
+
+def _tool_call_delta(item: dict[str, Any]) -> ToolCallDelta:
+    function = item.get("function") or {}
+    return ToolCallDelta(
+        index=int(item.get("index", 0)), id=item.get("id"), name=function.get("name"),
+        arguments=function.get("arguments"), type=item.get("type"),
+    )
+
+
+def parse_chat_chunk(chunk: dict[str, Any]) -> ChatCompletionChunk:
+    """A typed chunk from one OpenAI ``chat.completion.chunk`` (also Elasticsearch's own)."""
+    choices = None
+    if chunk.get("choices") is not None:
+        choices = tuple(
+            ChoiceDelta(
+                content=(choice.get("delta") or {}).get("content"),
+                refusal=(choice.get("delta") or {}).get("refusal"),
+                role=(choice.get("delta") or {}).get("role"),
+                reasoning=(choice.get("delta") or {}).get("reasoning"),
+                tool_calls=tuple(_tool_call_delta(t) for t in (choice.get("delta") or {}).get("tool_calls") or ()),
+                finish_reason=choice.get("finish_reason"),
+                index=int(choice.get("index", 0)),
+            )
+            for choice in chunk["choices"]
+        )
+    counted = chunk.get("usage")
+    return ChatCompletionChunk(
+        id=str(chunk.get("id", "")),
+        model=str(chunk.get("model", "")),
+        choices=choices,
+        usage=usage(counted.get("prompt_tokens", 0), counted.get("completion_tokens", 0)) if counted else None,
+        object=str(chunk.get("object") or CHUNK_OBJECT),
+    )
+
+
+async def chat_chunks(response: httpx.Response) -> AsyncIterator[ChatCompletionChunk]:
+    """Typed chunks from an OpenAI-compatible chat completion event stream."""
+    async for _event, data in server_sent_events(response):
+        if data.strip() == "[DONE]":
+            return
+        chunk = json.loads(data)
+        if "error" in chunk:
+            error = chunk["error"]
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: {message}")
+        yield parse_chat_chunk(chunk)

@@ -25,6 +25,7 @@ import httpx
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import ElasticsearchError
 from ..base import Backend, InferenceRequest
+from ..chat import ChatRequest, Message
 from . import faults, retries
 from .client import hold_shared_client, new_client, release_shared_client
 from .metrics import ProviderMetrics
@@ -106,7 +107,10 @@ class ProviderBackend(Backend):
     async def check(self) -> bool:
         """One small request to the provider; True when it answered well."""
         try:
-            answer = await self.infer(self.check_request())
+            if self.config.task_type == TaskType.CHAT_COMPLETION:
+                answer = await self._check_chat()
+            else:
+                answer = await self.infer(self.check_request())
         except ElasticsearchError as exc:
             self.not_ready_reason = f"the start-up check of the provider failed: {exc.reason}"
             log.warning("Endpoint [%s] is not ready: %s", self.config.inference_id, self.not_ready_reason)
@@ -116,6 +120,16 @@ class ProviderBackend(Backend):
             self._learned_dimensions = len(embeddings[0]["embedding"])
         self._mark_ready()
         return True
+
+    async def _check_chat(self) -> dict[str, Any]:
+        request = ChatRequest(messages=[Message(role="user", content=CHECK_INPUT)], timeout=CHECK_TIMEOUT)
+        chunks = self.chat(request)
+        try:
+            async for _chunk in chunks:
+                pass
+        finally:
+            await chunks.aclose()
+        return {}
 
     def check_request(self) -> InferenceRequest:
         task = self.config.task_type
@@ -211,7 +225,7 @@ class ProviderBackend(Backend):
         self,
         url: str,
         body: Any,
-        request: InferenceRequest,
+        request: InferenceRequest | ChatRequest,
         *,
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,

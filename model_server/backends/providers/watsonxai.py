@@ -1,4 +1,5 @@
-"""IBM watsonx.ai: ``/ml/v1/text/embeddings?version=<api_version>`` at the regional
+"""IBM watsonx.ai: ``/ml/v1/text/embeddings?version=<api_version>`` (and, for chat
+completion, ``/ml/v1/text/chat_stream``: OpenAI-like messages and chunks) at the regional
 ``url``, with a bearer token from IBM Cloud IAM (the API key exchanged at
 ``https://iam.cloud.ibm.com/identity/token``), cached until shortly before it expires.
 
@@ -7,10 +8,16 @@ The IAM URL can be changed with the ``iam_url`` option (private clouds, tests).
 
 from __future__ import annotations
 
-from typing import Any
+import json
+
+from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig
+from kubeinfer.errors import ElasticsearchError
 from ..base import InferenceRequest
+from ..chat import ChatCompletionChunk, ChatRequest
+from . import openai_shapes
+from .streams import server_sent_events
 from .answers import expect_count, float_vector, text_embeddings
 from .tokens import TokenExchangeBackend
 
@@ -49,6 +56,27 @@ class WatsonxBackend(TokenExchangeBackend):
         }
         answer = await self.call_json(url, body, request, params={"version": self.setting("api_version")})
         return self.translate(parse_embeddings, answer, len(request.input))
+
+
+    async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
+        url = f"{self.setting('url').rstrip('/')}/ml/v1/text/chat_stream"
+        body = openai_shapes.unified_chat_body(
+            request, model=None, max_tokens_field="max_tokens", stream_options=False,
+            model_id=self.setting("model_id"), project_id=self.setting("project_id"),
+        )
+        # watsonx.ai names the model in the body's ``model_id`` and takes no ``n``/``stream``.
+        for name in ("model", "n", "stream"):
+            body.pop(name, None)
+        params = {"version": self.setting("api_version")}
+        async with self.open_stream(url, body, request, params=params) as response:
+            async for _event, data in server_sent_events(response):
+                if data.strip() == "[DONE]":
+                    return
+                chunk = json.loads(data)
+                if "errors" in chunk or "error" in chunk:
+                    raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: {data[:300]}")
+                chunk.setdefault("model", chunk.get("model_id", self.setting("model_id")))
+                yield openai_shapes.parse_chat_chunk(chunk)
 
 
 def create_backend(config: InferenceEndpointConfig, **options: Any) -> WatsonxBackend:

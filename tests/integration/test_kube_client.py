@@ -1,0 +1,182 @@
+"""The project's Kubernetes client against the API emulator: logging in from a kubeconfig
+and as a pod's service account, a rotated service-account token picked up by the gateway,
+server-side apply as a field manager, watches, one error type, and no key file left on
+disk after loading a client certificate."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import os
+import tempfile
+
+import httpx
+import pytest
+import yaml
+from kubeemu import SECRETS, faults
+
+from kubeinfer.kube import Connection, Informer, KubeClient, KubeError, LoginError, path_of
+from model_server.gateway.main import build_gateway_app
+
+NS = "default"
+
+
+def bearer_tokens(kube, path_part: str) -> list[str]:
+    return [r.headers.get("Authorization", "") for r in kube.requests() if path_part in str(r.url)]
+
+
+async def test_gateway_picks_up_a_rotated_service_account_token(kube, tmp_path, monkeypatch):
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    (sa / "token").write_text("first-token\n")
+    (sa / "namespace").write_text(NS)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "kubernetes.default.svc")
+    connection = Connection.in_cluster(sa)
+    assert (connection.server, connection.namespace) == ("https://kubernetes.default.svc:443", NS)
+    # The emulator speaks plain HTTP; everything else is the in-cluster login.
+    app = build_gateway_app(Connection(kube.url, token_file=connection.token_file), NS, auth=False)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as gw:
+            assert (await gw.get("/_inference")).status_code == 200
+            # The kubelet swaps the projected token through a symlinked folder: a new file.
+            (sa / "token.new").write_text("second-token\n")
+            os.replace(sa / "token.new", sa / "token")
+            assert (await gw.get("/_inference")).status_code == 200
+    tokens = bearer_tokens(kube, "inferenceendpoints")
+    assert tokens == ["Bearer first-token", "Bearer second-token"]
+
+
+def test_in_cluster_login_needs_a_service_account(tmp_path, monkeypatch):
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(LoginError):
+        Connection.in_cluster(tmp_path)
+
+
+async def test_kubeconfig_login_with_a_token_file_and_the_context_namespace(kube, tmp_path, monkeypatch):
+    (tmp_path / "token").write_text("file-token")
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "work",
+        "clusters": [{"name": "emu", "cluster": {"server": kube.url}}],
+        "users": [{"name": "me", "user": {"tokenFile": "token"}}],
+        "contexts": [{"name": "work", "context": {"cluster": "emu", "user": "me", "namespace": "ml"}}],
+    }
+    (tmp_path / "config").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("KUBECONFIG", os.pathsep.join([str(tmp_path / "missing"), str(tmp_path / "config")]))
+    connection = Connection.discover()
+    assert connection.namespace == "ml"
+    assert connection.token_file == str(tmp_path / "token")  # relative to the kubeconfig
+    client = KubeClient(connection)
+    try:
+        listing = await client.get(path_of("v1", "secrets", NS))
+        assert listing["items"] == []
+    finally:
+        await client.close()
+    assert bearer_tokens(kube, "secrets") == ["Bearer file-token"]
+
+
+def test_kubeconfig_without_the_context_is_a_login_error(tmp_path):
+    (tmp_path / "config").write_text(yaml.safe_dump({"contexts": [], "clusters": [], "users": []}))
+    with pytest.raises(LoginError):
+        Connection.from_kubeconfig(str(tmp_path / "config"))
+
+
+async def test_apply_watch_and_errors(kube):
+    client = KubeClient(Connection(kube.url, token="t"))
+    path = path_of("v1", "configmaps", NS, "cm")
+    try:
+        created = await client.apply(path, {"apiVersion": "v1", "kind": "ConfigMap",
+                                            "metadata": {"name": "cm", "namespace": NS}, "data": {"a": "1"}},
+                                     field_manager="tester")
+        assert created["data"] == {"a": "1"}
+        assert any(r.params.get("fieldManager") == "tester" for r in kube.requests())
+        with pytest.raises(KubeError) as refused:
+            await client.get(path_of("v1", "configmaps", NS, "nope"))
+        assert (refused.value.status, refused.value.reason) == (404, "NotFound")
+        assert await client.get_or_none(path_of("v1", "configmaps", NS, "nope")) is None
+
+        events = []
+        async for event in client.watch(path_of("v1", "configmaps", NS), resource_version=None, timeout_seconds=1):
+            events.append((event["type"], event["object"]["metadata"]["name"]))
+        assert events == [("ADDED", "cm")]
+    finally:
+        await client.close()
+
+
+async def test_informer_relists_after_a_410_and_drops_what_vanished(kube):
+    client = KubeClient(Connection(kube.url, token="t"))
+    seen: dict[str, str] = {}
+    relists: list[list[str]] = []
+
+    async def handler(event_type: str, obj: dict) -> None:
+        name = obj["metadata"]["name"]
+        if event_type == "DELETED":
+            seen.pop(name, None)
+        else:
+            seen[name] = obj["metadata"]["uid"]
+
+    async def relisted(items: list[dict]) -> None:
+        relists.append(sorted(o["metadata"]["name"] for o in items))
+        seen.clear()
+        for obj in items:
+            await handler("ADDED", obj)
+
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s1", "namespace": NS,
+                                                                  "labels": {"mine": "yes"}}}
+    kube.create(SECRETS, secret)
+    kube.create(SECRETS, {**secret, "metadata": {"name": "other", "namespace": NS}})
+    informer = Informer(client, path_of("v1", "secrets"), handler, relisted, label_selector="mine=yes",
+                        timeout_seconds=1)
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(informer.listed.wait(), 5)
+        assert seen.keys() == {"s1"}  # the selector is the server's: "other" never arrives
+        # A stream that stalls and misses a delete and a create, then drops; by then the
+        # server's history has moved on, so the watch is answered 410 and must re-list.
+        kube.call(faults.stall_watches, kube.emulator, SECRETS)
+        kube.delete(SECRETS, NS, "s1")
+        kube.create(SECRETS, {**secret, "metadata": {**secret["metadata"], "name": "s2"}})
+        kube.call(faults.expire_history, kube.emulator, SECRETS)
+        kube.call(faults.drop_watches, kube.emulator, SECRETS)
+        for _ in range(100):
+            if seen.keys() == {"s2"}:
+                break
+            await asyncio.sleep(0.05)
+        assert seen.keys() == {"s2"}
+        assert relists == [["s1"], ["s2"]]
+    finally:
+        task.cancel()
+        await client.close()
+
+
+def test_client_certificates_given_as_data_leave_no_file_behind(tmp_path, monkeypatch):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubeinfer-test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:9",
+                                                "certificate-authority-data": base64.b64encode(cert_pem).decode()}}],
+        "users": [{"name": "u", "user": {"client-certificate-data": base64.b64encode(cert_pem).decode(),
+                                         "client-key-data": base64.b64encode(key_pem).decode()}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+    }
+    (tmp_path / "config").write_text(yaml.safe_dump(config))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    connection = Connection.from_kubeconfig(str(tmp_path / "config"))
+    assert connection.tls() is not False
+    assert list(scratch.iterdir()) == []
+    assert b"PRIVATE" not in repr(connection).encode()
