@@ -45,6 +45,25 @@ def text_embeddings(vectors: list[list[float]]) -> dict[str, Any]:
     return {"text_embedding": [{"embedding": v} for v in vectors]}
 
 
+def byte_embeddings(vectors: list[list[int]]) -> dict[str, Any]:
+    return {"text_embedding_bytes": [{"embedding": byte_vector(v)} for v in vectors]}
+
+
+def bit_embeddings(vectors: list[list[int]]) -> dict[str, Any]:
+    """Packed bits, eight dimensions a byte, as Elasticsearch's ``text_embedding_bits``."""
+    return {"text_embedding_bits": [{"embedding": byte_vector(v)} for v in vectors]}
+
+
+def sparse_embeddings(weights: list[dict[str, float]]) -> dict[str, Any]:
+    """One ``{token: weight}`` map per input."""
+    out = []
+    for tokens in weights:
+        if not isinstance(tokens, dict):
+            raise ValueError("a sparse embedding is not a map of tokens to weights")
+        out.append({"is_truncated": False, "embedding": {str(k): _number(v) for k, v in tokens.items()}})
+    return {"sparse_embedding": out}
+
+
 def completions(texts: list[str]) -> dict[str, Any]:
     return {"completion": [{"result": t} for t in texts]}
 
