@@ -43,6 +43,8 @@ Model server (``ServerSettings``; ``kubeinfer serve`` and ``kubeinfer local``):
 ``KUBEINFER_MAX_BATCH_TOKENS``          padded tokens per model forward pass
 ``KUBEINFER_MAX_BATCH_WAIT_MS``         longest wait for a batch to fill
 ``KUBEINFER_QUEUE_CAPACITY``            requests in flight before 429s
+``KUBEINFER_SCALE_TO_ZERO_AFTER``       local mode: idle seconds before a min-0 local
+                                        model is unloaded (``900``)
 ``KUBEINFER_DEVICE``                    ``cpu`` or ``cuda``; the best there is when unset
 ``KUBEINFER_CPU_DTYPE``                 ``float32`` (default) or ``bfloat16`` on CPU
 =====================================  =============================================
@@ -222,6 +224,8 @@ class ServerSettings(ModelSettings):
     queue_capacity: int | None = Field(default=None, ge=1, description="Requests in flight before 429s.")
     device: str | None = Field(default=None, pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu or cuda.")
     cpu_dtype: Literal["float32", "bfloat16", "bf16"] = "float32"
+    scale_to_zero_after: float = Field(
+        default=900, ge=0, description="Local mode: idle seconds before a min-0 local model is unloaded.")
 
     _BATCHING: ClassVar[tuple[str, ...]] = ("max_batch_size", "max_batch_tokens", "queue_capacity")
 

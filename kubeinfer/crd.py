@@ -84,7 +84,7 @@ def spec_schema() -> dict[str, Any]:
         "x-kubernetes-validations": [
             task_type_rule(),
             {
-                "rule": "!has(self.chunkingSettings) || self.taskType in ['sparse_embedding', 'text_embedding']",
+                "rule": "!has(self.chunkingSettings) || self.taskType in ['embedding', 'sparse_embedding', 'text_embedding']",
                 "messageExpression": "'[chunking_settings] are not supported for task type [' + self.taskType + ']'",
             },
             *settings_rules(union),

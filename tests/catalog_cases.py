@@ -43,6 +43,7 @@ MINIMAL: dict[tuple[str, str], dict[str, Any]] = {
     ("hugging_face", "chat_completion"): {"api_key": PLAIN_SECRET, "url": "https://e.example/v1/chat/completions"},
     ("mistral", "chat_completion"): {"api_key": PLAIN_SECRET, "model": "mistral-small-latest"},
     ("openai", "chat_completion"): {"api_key": PLAIN_SECRET, "model_id": "gpt-4o"},
+    ("openai", "embedding"): {"api_key": PLAIN_SECRET, "model_id": "text-embedding-3-small", "dimensions": 128},
     ("watsonxai", "chat_completion"): {
         "api_key": PLAIN_SECRET, "url": "https://us-south.ml.cloud.ibm.com", "api_version": "2024-05-02",
         "model_id": "ibm/granite-3-8b-instruct", "project_id": "p",
@@ -117,6 +118,7 @@ REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("hugging_face", "chat_completion"): ("api_key", "url"),
     ("mistral", "chat_completion"): ("api_key", "model"),
     ("openai", "chat_completion"): ("api_key", "model_id"),
+    ("openai", "embedding"): ("api_key", "model_id"),
     ("watsonxai", "chat_completion"): ("api_key", "url", "api_version", "model_id", "project_id"),
     **{("alibabacloud-ai-search", t): ("api_key", "service_id", "host", "workspace")
        for t in ("completion", "rerank", "sparse_embedding", "text_embedding")},
@@ -174,6 +176,7 @@ DEFAULT_RATE_LIMIT: dict[tuple[str, str], int | None] = {
     ("hugging_face", "chat_completion"): 3000,
     ("mistral", "chat_completion"): 240,
     ("openai", "chat_completion"): 500,
+    ("openai", "embedding"): 3000,
     ("watsonxai", "chat_completion"): 120,
     **{("alibabacloud-ai-search", t): 1000 for t in ("completion", "rerank", "sparse_embedding", "text_embedding")},
     ("amazonbedrock", "completion"): 240,

@@ -115,6 +115,21 @@ def parse_task_type(value: str) -> TaskType:
         raise status_exception(f"Unknown task_type [{value}]") from None
 
 
+def check_task_type(config: InferenceEndpointConfig, requested: TaskType | None, *, inference: bool = False) -> None:
+    """A task type named in a request's path must be the endpoint's own.
+
+    Elasticsearch words the refusal one way for inference and another for getting,
+    updating or deleting an endpoint; ``inference`` picks the first.
+    """
+    if requested is None or requested is config.task_type:
+        return
+    if inference:
+        raise status_exception(f"Incompatible task_type, the requested type [{requested}] does not match the model "
+                               f"type [{config.task_type}]")
+    raise status_exception(f"Requested task type [{requested}] does not match the inference endpoint's task type "
+                           f"[{config.task_type}]")
+
+
 def get_service(name: str, inference_id: str = "") -> ServiceSpec:
     spec = SERVICES.get(name)
     if spec is None:
@@ -326,7 +341,7 @@ def parse_endpoint(inference_id: str, task_type: TaskType | str, body: Mapping[s
     chunking = body.get("chunking_settings")
     chunking_settings = None
     if chunking is not None:
-        if task not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING):
+        if task not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.EMBEDDING):
             # Elasticsearch reads chunking settings only for embeddings; elsewhere they are left over.
             raise status_exception(
                 f"Model configuration contains settings [{_java_map({'chunking_settings': chunking})}] "

@@ -30,13 +30,18 @@ SPEC = ServiceSpec(
     service_settings={
         TaskType.CHAT_COMPLETION: OpenAIServiceSettings,
         TaskType.COMPLETION: OpenAIServiceSettings,
+        TaskType.EMBEDDING: OpenAIEmbeddingServiceSettings,
         TaskType.TEXT_EMBEDDING: OpenAIEmbeddingServiceSettings,
     },
     task_settings={
         TaskType.CHAT_COMPLETION: OpenAITaskSettings,
         TaskType.COMPLETION: OpenAITaskSettings,
+        TaskType.EMBEDDING: OpenAITaskSettings,
         TaskType.TEXT_EMBEDDING: OpenAITaskSettings,
     },
-    default_rate_limit={TaskType.TEXT_EMBEDDING: 3000, TaskType.COMPLETION: 500, TaskType.CHAT_COMPLETION: 500},
+    default_rate_limit={
+        TaskType.TEXT_EMBEDDING: 3000, TaskType.EMBEDDING: 3000, TaskType.COMPLETION: 500,
+        TaskType.CHAT_COMPLETION: 500,
+    },
     description="OpenAI embeddings, completions and the unified chat completion API.",
 )

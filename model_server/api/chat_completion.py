@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import Response, StreamingResponse
 
-from kubeinfer.catalog import SERVICES, InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import SERVICES, InferenceEndpointConfig, TaskType, check_task_type
 from kubeinfer.errors import ElasticsearchError, status_exception
 from ..backends.chat import ChatCompletionChunk, ChatRequest, ChoiceDelta, ToolCallDelta
 from . import metrics, sse
@@ -63,7 +63,9 @@ def _parse_error(exc: ValidationError) -> ElasticsearchError:
 
 def not_a_stream_error(config: InferenceEndpointConfig) -> ElasticsearchError:
     """What Elasticsearch answers when a chat_completion endpoint gets a plain inference call."""
-    others = [t.value for t in TaskType if t is not TaskType.CHAT_COMPLETION and SERVICES[config.service].supports(t)]
+    # The embedding task has its own action in Elasticsearch, so it is not listed either.
+    others = [t.value for t in TaskType
+              if t not in (TaskType.CHAT_COMPLETION, TaskType.EMBEDDING) and SERVICES[config.service].supports(t)]
     return status_exception(
         f"Inference entity [{config.inference_id}] does not support task type [chat_completion] for inference, "
         f"the task type must be one of [{', '.join(others)}]. The task type for the inference entity is "
@@ -145,11 +147,7 @@ def chat_completion_router(store: EndpointStore) -> APIRouter:
                 parse_json_body(await http_request.body()), http_request.query_params.get("timeout")
             )
             config = await store.get(inference_id)
-            if config.task_type is not TaskType.CHAT_COMPLETION:
-                raise status_exception(
-                    f"Incompatible task_type, the requested type [chat_completion] does not match the model type "
-                    f"[{config.task_type.value}]"
-                )
+            check_task_type(config, TaskType.CHAT_COMPLETION, inference=True)
             backend = await store.backend(inference_id)
             chunks = backend.chat(request)
             first = await _first(chunks, request)

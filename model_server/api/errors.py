@@ -31,6 +31,12 @@ PRODUCT_HEADER = "X-Elastic-Product"
 PRODUCT = "Elasticsearch"
 # Elasticsearch lists allowed methods in the order of its RestRequest.Method enum.
 _METHOD_ORDER = ("GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE", "CONNECT")
+# The OpenAI-compatible routes live under this prefix and answer errors in OpenAI's shape.
+OPENAI_PREFIX = "/v1"
+# What OpenAI's API calls an error of each HTTP status.
+_OPENAI_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                       404: "invalid_request_error", 408: "timeout", 409: "invalid_request_error",
+                       429: "rate_limit_error"}
 
 
 class ElasticsearchJSONResponse(JSONResponse):
@@ -46,6 +52,17 @@ class ElasticsearchJSONResponse(JSONResponse):
 
 def error_response(error: ElasticsearchError, headers: Mapping[str, str] | None = None) -> Response:
     return ElasticsearchJSONResponse(error.to_body(), status_code=error.status, headers=headers)
+
+
+def is_openai_path(path: str) -> bool:
+    return path == OPENAI_PREFIX or path.startswith(OPENAI_PREFIX + "/")
+
+
+def openai_error_body(status: int, message: str, *, param: str | None = None,
+                      code: str | None = None) -> dict[str, Any]:
+    """``{"error": {"message", "type", "param", "code"}}``, as OpenAI's API answers errors."""
+    kind = _OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def parse_json_body(raw: bytes) -> Any:
@@ -100,6 +117,11 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     headers = {PRODUCT_HEADER: PRODUCT}
+    if is_openai_path(request.url.path):
+        message = (f"Unknown request URL: {request.method} {request.url.path}" if exc.status_code in (404, 405)
+                   else str(exc.detail))
+        return JSONResponse(openai_error_body(exc.status_code, message, code="unknown_url"),
+                            status_code=exc.status_code, headers=headers)
     if exc.status_code == 404:
         # Elasticsearch answers a path it has no handler for with a 400 and a flat message.
         body = {"error": f"no handler found for uri [{_uri(request)}] and method [{request.method}]"}
@@ -119,6 +141,8 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
 async def _on_unexpected_error(request: Request, exc: Exception) -> Response:
     # A bug, not bad input: log it whole, answer without internals.
     log.exception("unexpected error serving %s %s", request.method, request.url.path)
+    if is_openai_path(request.url.path):
+        return JSONResponse(openai_error_body(500, "internal error while serving the request"), status_code=500)
     return error_response(ElasticsearchError(500, "exception", "internal error while serving the request"))
 
 

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
 from ..backends.base import Backend, InferenceRequest
-from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import TaskType, check_task_type, parse_task_type
 from kubeinfer.errors import ElasticsearchError, status_exception
 from . import metrics, sse
 from .chat_completion import not_a_stream_error
@@ -28,22 +28,6 @@ from .inference_request import format_time_value, parse_inference_request
 from .store import EndpointStore
 
 log = logging.getLogger(__name__)
-
-
-def path_task_type(value: str) -> TaskType:
-    """The task type named in a path; Elasticsearch's ``Unknown task_type`` otherwise."""
-    try:
-        return TaskType(value)
-    except ValueError:
-        raise status_exception(f"Unknown task_type [{value}]") from None
-
-
-def check_task_type(requested: TaskType | None, config: InferenceEndpointConfig) -> None:
-    if requested is not None and requested is not config.task_type:
-        raise status_exception(
-            f"Incompatible task_type, the requested type [{requested.value}] does not match the model type "
-            f"[{config.task_type.value}]"
-        )
 
 
 def inference_timeout(request: InferenceRequest) -> ElasticsearchError:
@@ -68,10 +52,10 @@ class _Observed:
 async def _prepare(
     store: EndpointStore, http: Request, inference_id: str, task_type: str | None, observed: _Observed
 ) -> tuple[Backend, InferenceRequest]:
-    requested = path_task_type(task_type) if task_type is not None else None
+    requested = parse_task_type(task_type) if task_type is not None else None
     config = await store.get(inference_id)
     observed.task_type = config.task_type.value
-    check_task_type(requested, config)
+    check_task_type(config, requested, inference=True)
     body = await read_json_body(http)
     request = parse_inference_request(config, body, http.query_params.get("timeout"))
     if config.task_type is TaskType.CHAT_COMPLETION:

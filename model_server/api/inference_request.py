@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any, Mapping
 
-from ..backends.base import InferenceRequest
+from ..backends.base import ContentItem, InferenceRequest
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.catalog.endpoint import _validate_settings
 from kubeinfer.errors import ElasticsearchError
@@ -86,6 +86,50 @@ def _parse_input(body: Mapping[str, Any]) -> list[str]:
     return list(raw)
 
 
+CONTENT_TYPES = ("text", "image", "audio", "video", "pdf")
+
+
+def _content_item(raw: Any) -> ContentItem:
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("value"), str):
+        raise ElasticsearchError(400, "x_content_parse_exception",
+                                 f"[{_PARSER_NAME}] failed to parse field [input]: a content item needs a [value]")
+    kind = str(raw.get("type", "")).lower()
+    if kind not in CONTENT_TYPES:
+        raise ElasticsearchError(400, "x_content_parse_exception",
+                                 f"[{_PARSER_NAME}] failed to parse field [input]: unknown content type [{kind}], "
+                                 f"must be one of [{', '.join(CONTENT_TYPES)}]")
+    default_format = "text" if kind == "text" else "base64"
+    fmt = str(raw.get("format", default_format)).lower()
+    if fmt != default_format:
+        raise request_validation_error(f"Invalid format [{fmt}] for content type [{kind}], must be [{default_format}]")
+    return ContentItem(type=kind, value=raw["value"], format=fmt)
+
+
+def _parse_contents(body: Mapping[str, Any]) -> tuple[list[str], tuple[tuple[ContentItem, ...], ...]]:
+    """The ``embedding`` task's input: strings, ``content`` objects, or arrays of either."""
+    raw = body.get("input")
+    if raw is None:
+        raise request_validation_error("Field [input] cannot be null")
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise request_validation_error("Field [input] cannot be an empty array")
+    groups = []
+    for item in items:
+        if isinstance(item, str):
+            groups.append((ContentItem(type="text", value=item),))
+        elif isinstance(item, Mapping) and "content" in item:
+            content = item["content"]
+            group = tuple(_content_item(c) for c in (content if isinstance(content, list) else [content]))
+            if not group:
+                raise request_validation_error("Field [content] cannot be an empty array")
+            groups.append(group)
+        else:
+            raise ElasticsearchError(400, "x_content_parse_exception", f"[{_PARSER_NAME}] failed to parse field "
+                                     "[input]: expected a string, a content object or an array of them")
+    texts = [" ".join(i.value for i in group if i.type == "text") for group in groups]
+    return texts, tuple(groups)
+
+
 def _parse_input_type(value: Any, task: TaskType) -> str | None:
     if value is None:
         return None
@@ -94,7 +138,7 @@ def _parse_input_type(value: Any, task: TaskType) -> str | None:
             400, "illegal_argument_exception",
             f"Unrecognized input_type [{value}], must be one of [{', '.join(INPUT_TYPES[:4])}]",
         )
-    if task is not TaskType.TEXT_EMBEDDING and not value.lower().startswith("internal_"):
+    if task not in (TaskType.TEXT_EMBEDDING, TaskType.EMBEDDING) and not value.lower().startswith("internal_"):
         raise request_validation_error(f"Field [input_type] cannot be specified for task type [{task.value}]")
     return value.lower()
 
@@ -120,7 +164,11 @@ def parse_inference_request(
             400, "x_content_parse_exception", f"[{_PARSER_NAME}] unknown field [{unknown[0]}]"
         )
     task = config.task_type
-    inputs = _parse_input(body)
+    contents: tuple[tuple[ContentItem, ...], ...] = ()
+    if task is TaskType.EMBEDDING:
+        inputs, contents = _parse_contents(body)
+    else:
+        inputs = _parse_input(body)
 
     query = body.get("query")
     if query is not None and not isinstance(query, str):
@@ -154,4 +202,5 @@ def parse_inference_request(
         input_type=_parse_input_type(body.get("input_type"), task),
         task_settings=_merged_task_settings(config, overrides),
         timeout=parse_time_value(timeout_value),
+        contents=contents,
     )

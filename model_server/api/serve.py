@@ -30,7 +30,6 @@ from kubeinfer.errors import ElasticsearchError, validation_exception
 from kubeinfer.resource import KIND
 from kubeinfer.secrets import SecretResolver
 from .app import create_app
-from .endpoints import endpoints_router
 from .store import SingleEndpointStore
 
 log = logging.getLogger("kubeinfer.serve")
@@ -82,7 +81,7 @@ def build_app(
                 pass
             await backend.close()
 
-    return create_app(store, extra_routers=[endpoints_router(store)], lifespan=lifespan)
+    return create_app(store, lifespan=lifespan)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,6 +18,15 @@ from .chat import ChatCompletionChunk, ChatRequest
 
 
 @dataclass(frozen=True)
+class ContentItem:
+    """One item of an ``embedding`` input: text, or a base64 data URI of an image (audio...)."""
+
+    type: str
+    value: str
+    format: str = "text"
+
+
+@dataclass(frozen=True)
 class InferenceRequest:
     task_type: TaskType
     input: list[str]
@@ -28,6 +37,13 @@ class InferenceRequest:
     task_settings: dict[str, Any] = field(default_factory=dict)
     # Seconds the caller is willing to wait (Elasticsearch's ``timeout``, 30s by default).
     timeout: float = 30.0
+    # ``embedding`` only: each input as its content items (one embedding per group);
+    # ``input`` then holds each group's text.
+    contents: tuple[tuple[ContentItem, ...], ...] = ()
+
+    def text_only(self) -> bool:
+        """Every input is a single text item (always true outside the ``embedding`` task)."""
+        return all(len(group) == 1 and group[0].type == "text" for group in self.contents)
 
 
 class Backend(abc.ABC):

@@ -5,7 +5,9 @@ API server who the token belongs to (TokenReview) and whether that user may act 
 ``inferenceendpoints.kubeinfer.io`` in the gateway's namespace (SubjectAccessReview):
 ``create`` to create, ``update`` to update, ``delete`` to delete, ``get`` to read an
 endpoint or run inference. No token, or one the API server does not accept: 401. Not
-allowed: 403. Both in Elasticsearch's ``security_exception`` shape. Answers are cached
+allowed: 403. Both in Elasticsearch's ``security_exception`` shape, or in OpenAI's error
+shape on the OpenAI-compatible ``/v1`` routes (where every call is inference or a read:
+``get``; an OpenAI SDK sends its API key as the bearer token). Answers are cached
 for a few seconds per token and verb, so inference does not cost two API calls each.
 """
 
@@ -21,6 +23,7 @@ from typing import Any
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.kube import KubeClient, KubeError
 from kubeinfer.resource import GROUP, PLURAL as RESOURCE
+from ..api.errors import is_openai_path, openai_error_body
 
 _UPDATE = re.compile(r"^/_inference/(?:[^/]+/)?[^/]+/_update/?$")
 
@@ -33,7 +36,11 @@ class Privilege:
 
 
 def required_privilege(method: str, path: str) -> Privilege | None:
-    """What a request needs; None for paths outside the inference API."""
+    """What a request needs; None for paths outside the inference APIs."""
+    if is_openai_path(path):
+        if method == "POST":
+            return Privilege("get", "cluster:monitor/xpack/inference")
+        return Privilege("get", "cluster:monitor/xpack/inference/get")
     if not (path == "/_inference" or path.startswith("/_inference/")):
         return None
     if method == "PUT":
@@ -149,7 +156,7 @@ class InferenceAuthorization:
                 raise unauthenticated(path)
             await self.reviewer.check(token, privilege, path)
         except ElasticsearchError as exc:
-            await _send_error(send, exc)
+            await _send_error(send, exc, openai=is_openai_path(path))
             return
         await self.app(scope, receive, send)
 
@@ -163,8 +170,12 @@ def _bearer_token(scope: dict) -> str | None:
     return None
 
 
-async def _send_error(send: Any, error: ElasticsearchError) -> None:
-    body = json.dumps(error.to_body()).encode()
+async def _send_error(send: Any, error: ElasticsearchError, *, openai: bool = False) -> None:
+    if openai:
+        code = "invalid_api_key" if error.status == 401 else error.type
+        body = json.dumps(openai_error_body(error.status, error.reason, code=code)).encode()
+    else:
+        body = json.dumps(error.to_body()).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

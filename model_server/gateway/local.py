@@ -153,7 +153,8 @@ def run_local(args: argparse.Namespace) -> int:
     def backend_factory(config: InferenceEndpointConfig) -> Backend:
         return create_backend(config, **options)
 
-    store = LocalEndpointStore(state, resolve=secrets.resolve, backend_factory=backend_factory)
+    store = LocalEndpointStore(state, resolve=secrets.resolve, backend_factory=backend_factory,
+                               scale_to_zero_after=settings.scale_to_zero_after)
     host = f"[{args.host}]" if ":" in args.host else args.host
     app = build_local_app(store, manifests, base_url=f"http://{host}:{args.port}")
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False))

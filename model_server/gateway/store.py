@@ -57,18 +57,6 @@ def resolve_task_type(url_task_type: str | None, body_task_type: Any) -> TaskTyp
     return body
 
 
-def check_task_type(config: InferenceEndpointConfig, requested: str | None) -> None:
-    """A task type in the path must be the endpoint's own."""
-    if requested is None:
-        return
-    task = parse_task_type(requested)
-    if task != config.task_type:
-        raise status_exception(
-            f"Requested task type [{task.value}] does not match the inference endpoint's task type "
-            f"[{config.task_type.value}]"
-        )
-
-
 def already_exists(inference_id: str) -> ElasticsearchError:
     return ElasticsearchError(
         400, "resource_already_exists_exception", f"Inference endpoint [{inference_id}] already exists"

@@ -168,7 +168,8 @@ async def test_a_spec_the_operator_refuses_is_an_error_and_leaves_nothing(gatewa
     assert error_of(response) == (
         400, "status_exception", "Inference endpoint [gw-emb] is invalid: model [x] needs a GPU this cluster lacks")
     assert cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb") is None
-    assert cluster.get(SECRETS, NS, "gw-emb-secrets") is None
+    # the Secret, owned by the resource, goes with it: the garbage collector works in the background
+    cluster.wait_until(lambda: cluster.get(SECRETS, NS, "gw-emb-secrets") is None)
 
 
 async def test_invalid_put_creates_nothing(gateway, cluster):
@@ -306,7 +307,7 @@ async def test_delete_removes_the_resource_and_its_secret(gateway, cluster):
     response = await gateway.delete("/_inference/text_embedding/gw-emb", headers=as_user(ADMIN))
     assert response.json() == {"acknowledged": True, "pipelines": [], "indexes": []}
     assert cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb") is None
-    assert cluster.get(SECRETS, NS, "gw-emb-secrets") is None
+    cluster.wait_until(lambda: cluster.get(SECRETS, NS, "gw-emb-secrets") is None)
     gone = await gateway.get("/_inference/gw-emb", headers=as_user(ADMIN))
     assert gone.status_code == 404
 
@@ -415,3 +416,44 @@ def test_stream_is_relayed_before_the_endpoint_has_finished(cluster):
                 assert next(lines) == 'data: {"completion":[{"delta":"first"}]}'
                 held.release.set()
                 assert list(lines) == ['data: {"completion":[{"delta":"second"}]}', "data: [DONE]"]
+
+
+# ---- the OpenAI-compatible API through the gateway ---------------------------------------------
+
+def openai_sdk(gateway: httpx.AsyncClient, token: str):
+    import openai
+
+    return openai.AsyncOpenAI(base_url="http://gateway/v1", api_key=token, max_retries=0, http_client=gateway)
+
+
+async def test_openai_sdk_through_the_gateway_with_the_callers_token(gateway, cluster, endpoint_server):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    body = {"service": "openai", "service_settings": {"api_key": "k", "model_id": "gpt-4o"}}
+    assert (await gateway.put("/_inference/chat_completion/gw-talk", json=body,
+                              headers=as_user(ADMIN))).status_code == 200
+    sdk = openai_sdk(gateway, VIEWER)
+    embedded = await sdk.embeddings.create(model="gw-emb", input=["abc", "de"])
+    assert [d.embedding for d in embedded.data] == [[3.0, 1.0], [2.0, 1.0]]
+    assert endpoint_server.fake.to("/_inference/text_embedding/gw-emb")[-1].json["input"] == ["abc", "de"]
+    stream = await sdk.chat.completions.create(model="gw-talk", messages=[{"role": "user", "content": "hi"}],
+                                               stream=True, stream_options={"include_usage": True})
+    chunks = [chunk async for chunk in stream]
+    [call] = chunks[0].choices[0].delta.tool_calls
+    assert (call.id, call.function.name) == ("call_1", "lookup")
+    assert chunks[-1].usage.total_tokens == 5
+    assert {m.id async for m in sdk.models.list()} == {"gw-emb", "gw-talk"}
+    # the gateway asked RBAC about the SDK's key, as about any bearer token
+    assert {r["resourceAttributes"]["verb"] for r in cluster.reviews if r["user"] == "bob"} == {"get"}
+
+
+async def test_openai_routes_refuse_unknown_and_unauthorized_callers_in_openai_shape(gateway, cluster):
+    import openai
+
+    with pytest.raises(openai.AuthenticationError) as unknown:
+        await openai_sdk(gateway, "forged-token").models.list()
+    assert unknown.value.body["code"] == "invalid_api_key"
+    with pytest.raises(openai.PermissionDeniedError) as stranger:
+        await openai_sdk(gateway, STRANGER).embeddings.create(model="gw-emb", input="x")
+    assert stranger.value.body["type"] == "permission_error" and "mallory" in stranger.value.body["message"]
+    anonymous = await gateway.post("/v1/embeddings", json={"model": "gw-emb", "input": "x"})
+    assert anonymous.status_code == 401 and set(anonymous.json()["error"]) == {"message", "type", "param", "code"}

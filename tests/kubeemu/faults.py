@@ -13,7 +13,6 @@ Call them inside the emulator's loop (``EmulatedCluster.call``).
 
 from __future__ import annotations
 
-import collections
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,5 +81,4 @@ def drop_watches(emulator: Any, resource: str | None = None) -> int:
 
 def expire_history(emulator: Any, resource: str) -> None:
     """Keep only the latest event of ``resource``: resuming from before it is 410 Gone."""
-    history = emulator.history.get(resource) or collections.deque()
-    emulator.history[resource] = collections.deque(list(history)[-1:], maxlen=1)
+    emulator.compact(resource, keep=1)

@@ -134,6 +134,11 @@ def endpoint_life(kube: EmulatedCluster) -> None:
     kube.wait_until(lambda: kube.get(DEPLOYMENTS, NS, "chat"), message="the Deployment put back")
     kube.delete(INFERENCE_ENDPOINTS, NS, "chat")
     kube.wait_until(lambda: kube.get(INFERENCE_ENDPOINTS, NS, "chat") is None, message="chat deleted")
+    # The garbage collector deletes the Deployment in the background; the operator, told of
+    # it, looks for the owner it no longer has in its cache.
+    kube.wait_until(lambda: kube.get(DEPLOYMENTS, NS, "chat") is None, message="chat's Deployment collected")
+    kube.wait_until(lambda: any(getattr(r.method, "value", r.method) == "GET" and r.url.path.endswith("/inferenceendpoints/chat")
+                                for r in kube.requests()), message="the owner looked up")
 
 
 def audit(kube: EmulatedCluster, granted: dict[str | None, set]) -> set[tuple[str, str, str]]:
@@ -201,6 +206,8 @@ async def test_gateway_rbac_is_exactly_what_the_gateway_calls(kube):
     objs = render()
     namespace = next(a.split("=", 1)[1] for a in named(objs, "Deployment", GATEWAY)["spec"]["template"]["spec"]
                      ["containers"][0]["args"] if a.startswith("--namespace="))
+
+    kube.create_namespace(namespace)
 
     def configure() -> None:
         kube.emulator.tokens["admin-token"] = {"username": "alice", "uid": "u-1", "groups": ["ml-admins"]}

@@ -133,7 +133,7 @@ CASES: dict[tuple[str, ...], Case] = {
     ("jinaai", "embedding"): Case(
         {"api_key": KEY, "model_id": "jina-embeddings-v4"}, "/v1/embeddings", openai_embeddings(VEC, VEC2),
         {"model": "jina-embeddings-v4", "input": [{"text": "hello"}, {"text": "world"}], "embedding_type": "float"},
-        EMBEDDED, host="api.jina.ai"),
+        {"embeddings": [{"embedding": VEC}, {"embedding": VEC2}]}, host="api.jina.ai"),
     ("jinaai", "rerank"): Case(
         {"api_key": KEY, "model_id": "jina-reranker-v2-base-multilingual"}, "/v1/rerank",
         {"model": "jina-reranker-v2-base-multilingual", "usage": {"total_tokens": 9},

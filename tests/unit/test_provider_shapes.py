@@ -15,6 +15,7 @@ from fake_providers import FakeProvider, Reply, backend_for
 from model_server.backends.base import InferenceRequest
 from model_server.backends.providers import retries
 from kubeinfer.catalog import TaskType
+from kubeinfer.errors import ElasticsearchError
 
 KEY = "shape-key-0123456789"
 
@@ -115,15 +116,21 @@ def test_retry_after_forms():
 
 
 def test_backoff_grows_with_jitter_and_obeys_retry_after():
-    import random
+    from tenacity import RetryCallState
 
-    rng = random.Random(7)
-    first = [retries.backoff(1, rng=rng) for _ in range(50)]
-    fourth = [retries.backoff(4, rng=rng) for _ in range(50)]
+    def wait_after(attempt: int, response: httpx.Response | None = None) -> float:
+        state = RetryCallState(None, None, (), {})
+        state.attempt_number = attempt
+        state.set_exception((retries.RetryableFailure, retries.RetryableFailure(
+            ElasticsearchError(503, "status_exception", "busy"), response), None))
+        return retries.wait_for_provider()(state)
+
+    first = [wait_after(1) for _ in range(50)]
+    fourth = [wait_after(4) for _ in range(50)]
     assert max(first) <= retries.BASE_DELAY and max(fourth) <= retries.BASE_DELAY * 8
     assert max(fourth) > retries.BASE_DELAY  # grows
     assert len(set(first)) > 1  # jitter
-    assert retries.backoff(1, httpx.Response(503, headers={"retry-after": "2"})) == 2.0
+    assert wait_after(1, httpx.Response(503, headers={"retry-after": "2"})) == 2.0
 
 
 async def test_internal_input_types_count_as_their_public_ones():

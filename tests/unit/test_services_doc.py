@@ -7,7 +7,7 @@ from pathlib import Path
 from kubeinfer.catalog import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
-TASKS = ["completion", "rerank", "sparse_embedding", "text_embedding"]
+TASKS = ["chat_completion", "completion", "embedding", "rerank", "sparse_embedding", "text_embedding"]
 
 
 def services_section() -> str:
@@ -20,6 +20,6 @@ def test_services_matrix_matches_the_catalog():
     rows = {}
     for line in services_section().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("| `") and len(cells) >= 5:
-            rows[cells[0].strip("`")] = {t for t, cell in zip(TASKS, cells[1:5]) if cell == "✓"}
+        if line.startswith("| `") and len(cells) >= len(TASKS) + 1:
+            rows[cells[0].strip("`")] = {t for t, cell in zip(TASKS, cells[1:len(TASKS) + 1]) if cell == "✓"}
     assert rows == {name: {t.value for t in spec.task_types} for name, spec in SERVICES.items()}

@@ -49,9 +49,10 @@ def byte_embeddings(vectors: list[list[int]]) -> dict[str, Any]:
     return {"text_embedding_bytes": [{"embedding": byte_vector(v)} for v in vectors]}
 
 
-def bit_embeddings(vectors: list[list[int]]) -> dict[str, Any]:
-    """Packed bits, eight dimensions a byte, as Elasticsearch's ``text_embedding_bits``."""
-    return {"text_embedding_bits": [{"embedding": byte_vector(v)} for v in vectors]}
+def bit_embeddings(vectors: list[list[int]], key: str = "text_embedding_bits") -> dict[str, Any]:
+    """Packed bits, eight dimensions a byte: ``text_embedding_bits`` (``embeddings_bits``
+    for the ``embedding`` task)."""
+    return {key: [{"embedding": byte_vector(v)} for v in vectors]}
 
 
 def sparse_embeddings(weights: list[dict[str, float]]) -> dict[str, Any]:
@@ -62,6 +63,11 @@ def sparse_embeddings(weights: list[dict[str, float]]) -> dict[str, Any]:
             raise ValueError("a sparse embedding is not a map of tokens to weights")
         out.append({"is_truncated": False, "embedding": {str(k): _number(v) for k, v in tokens.items()}})
     return {"sparse_embedding": out}
+
+
+def embeddings(vectors: list[list[float]]) -> dict[str, Any]:
+    """The ``embedding`` task's answer."""
+    return {"embeddings": [{"embedding": v} for v in vectors]}
 
 
 def completions(texts: list[str]) -> dict[str, Any]:

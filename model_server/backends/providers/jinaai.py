@@ -4,7 +4,7 @@ Embeddings carry Jina's ``task`` for Elasticsearch's input type (``retrieval.pas
 for ingest, ``retrieval.query`` for search), ``late_chunking``, ``dimensions`` and the
 ``embedding_type`` (``float``, or ``binary`` answered as Elasticsearch's
 ``text_embedding_bits``). The ``embedding`` task sends multimodal models a list of
-``{"text": ...}`` objects, other models plain strings. ``url`` replaces
+``{"text": ...}`` objects, other models plain strings, and answers ``embeddings``. ``url`` replaces
 ``https://api.jina.ai/v1`` (or is the full URL of the operation).
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
-from .answers import bit_embeddings, expect_count, float_vector, rerank_results, text_embeddings
+from .answers import bit_embeddings, embeddings, expect_count, float_vector, rerank_results, text_embeddings
 from .proxy import ProviderBackend
 
 BASE_URL = "https://api.jina.ai/v1"
@@ -22,11 +22,16 @@ TASKS = {"ingest": "retrieval.passage", "search": "retrieval.query",
          "classification": "classification", "clustering": "separation"}
 
 
-def parse_embeddings(answer: dict[str, Any], count: int, binary: bool) -> dict[str, Any]:
+def parse_embeddings(answer: dict[str, Any], count: int, binary: bool, task: TaskType) -> dict[str, Any]:
+    """``text_embedding``/``text_embedding_bits``, or for the ``embedding`` task
+    ``embeddings``/``embeddings_bits``."""
     data = sorted(expect_count(answer["data"], count, "embeddings"), key=lambda item: item.get("index", 0))
+    multimodal = task == TaskType.EMBEDDING
     if binary:
-        return bit_embeddings([item["embedding"] for item in data])
-    return text_embeddings([float_vector(item["embedding"]) for item in data])
+        return bit_embeddings([item["embedding"] for item in data], "embeddings_bits" if multimodal else
+                              "text_embedding_bits")
+    vectors = [float_vector(item["embedding"]) for item in data]
+    return embeddings(vectors) if multimodal else text_embeddings(vectors)
 
 
 def parse_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> dict[str, Any]:
@@ -73,7 +78,7 @@ class JinaAIBackend(ProviderBackend):
         if settings.get("late_chunking") is not None:
             body["late_chunking"] = settings["late_chunking"]
         answer = await self.call_json(self.url("/embeddings"), body, request, headers=self.headers())
-        return self.translate(parse_embeddings, answer, len(request.input), binary)
+        return self.translate(parse_embeddings, answer, len(request.input), binary, self.config.task_type)
 
     async def _rerank(self, request: InferenceRequest) -> dict[str, Any]:
         settings = request.task_settings

@@ -12,6 +12,7 @@ from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
 from ..chat import ChatCompletionChunk, ChatRequest
 from . import openai_shapes
+from .answers import embeddings
 from .proxy import ProviderBackend
 
 BASE_URL = "https://api.openai.com/v1"
@@ -19,6 +20,7 @@ OPERATIONS = {
     TaskType.TEXT_EMBEDDING: "/embeddings",
     TaskType.COMPLETION: "/chat/completions",
     TaskType.CHAT_COMPLETION: "/chat/completions",
+    TaskType.EMBEDDING: "/embeddings",
 }
 
 
@@ -39,7 +41,8 @@ class OpenAIBackend(ProviderBackend):
 
     async def infer(self, request: InferenceRequest) -> dict[str, Any]:
         user = request.task_settings.get("user")
-        if self.config.task_type == TaskType.TEXT_EMBEDDING:
+        if self.config.task_type in (TaskType.TEXT_EMBEDDING, TaskType.EMBEDDING):
+            self.require_text(request)
             body = openai_shapes.embeddings_body(
                 request.input,
                 model=self.setting("model_id"),
@@ -48,7 +51,10 @@ class OpenAIBackend(ProviderBackend):
                 user=user,
             )
             answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
-            return self.translate(openai_shapes.parse_embeddings, answer, len(request.input))
+            parsed = self.translate(openai_shapes.parse_embeddings, answer, len(request.input))
+            if self.config.task_type == TaskType.EMBEDDING:
+                return embeddings([item["embedding"] for item in parsed["text_embedding"]])
+            return parsed
         body = openai_shapes.chat_body(request.input, model=self.setting("model_id"), n=1, user=user)
         answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
         return self.translate(openai_shapes.parse_chat, answer)

@@ -21,6 +21,7 @@ import math
 from typing import Any, AsyncIterator, Callable
 
 import httpx
+from tenacity import RetryCallState
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import ElasticsearchError
@@ -115,7 +116,7 @@ class ProviderBackend(Backend):
             self.not_ready_reason = f"the start-up check of the provider failed: {exc.reason}"
             log.warning("Endpoint [%s] is not ready: %s", self.config.inference_id, self.not_ready_reason)
             return False
-        embeddings = answer.get("text_embedding") or answer.get("text_embedding_bytes")
+        embeddings = answer.get("text_embedding") or answer.get("text_embedding_bytes") or answer.get("embeddings")
         if embeddings:
             self._learned_dimensions = len(embeddings[0]["embedding"])
         self._mark_ready()
@@ -154,7 +155,7 @@ class ProviderBackend(Backend):
         self.not_ready_reason = None
 
     def describe(self) -> dict[str, Any]:
-        if self.config.task_type != TaskType.TEXT_EMBEDDING:
+        if self.config.task_type not in (TaskType.TEXT_EMBEDDING, TaskType.EMBEDDING):
             return {}
         settings = self.config.service_settings
         out: dict[str, Any] = {}
@@ -273,9 +274,8 @@ class ProviderBackend(Backend):
         stream: bool,
     ) -> httpx.Response:
         loop = asyncio.get_running_loop()
-        attempt = 0
-        while True:
-            attempt += 1
+
+        async def attempt() -> httpx.Response:
             outgoing = self.client.build_request(
                 method,
                 url,
@@ -285,7 +285,6 @@ class ProviderBackend(Backend):
                 timeout=httpx.Timeout(None if deadline is None else max(0.001, deadline - loop.time())),
             )
             await self.authorize(outgoing)
-            response: httpx.Response | None = None
             sent = loop.time()
             try:
                 response = await self.client.send(outgoing, stream=stream)
@@ -294,30 +293,30 @@ class ProviderBackend(Backend):
                 if isinstance(exc, httpx.TimeoutException) and (deadline is None or loop.time() >= deadline - 0.01):
                     raise TimeoutError from None
                 # A connection dropped or refused before the deadline: worth another try.
-                error = faults.unreachable(exc, self.service, self.redact)
-            else:
-                self.metrics.call(response.status_code)
-                self.metrics.duration.observe(loop.time() - sent)
-                if response.is_success:
-                    return response
-                if stream:
-                    await response.aread()
-                    await response.aclose()
-                error = self.provider_error(response)
-                if not retries.retryable(response):
-                    raise error
-            if attempt >= retries.MAX_ATTEMPTS:
+                raise retries.RetryableFailure(faults.unreachable(exc, self.service, self.redact)) from None
+            self.metrics.call(response.status_code)
+            self.metrics.duration.observe(loop.time() - sent)
+            if response.is_success:
+                return response
+            if stream:
+                await response.aread()
+                await response.aclose()
+            error = self.provider_error(response)
+            if not retries.retryable(response):
                 raise error
-            delay = retries.backoff(attempt, response)
-            if deadline is not None and loop.time() + delay >= deadline:
-                raise error
+            raise retries.RetryableFailure(error, response)
+
+        def before_retry(state: RetryCallState) -> None:
             self.metrics.retries.inc()
+            failure = state.outcome.exception() if state.outcome is not None else None
+            response = getattr(failure, "response", None)
             log.info(
                 "Retrying request of endpoint [%s] to the [%s] service in %.2fs (attempt %d): status [%s]",
-                self.config.inference_id, self.service, delay, attempt + 1,
+                self.config.inference_id, self.service, state.upcoming_sleep, state.attempt_number + 1,
                 response.status_code if response is not None else "no answer",
             )
-            await asyncio.sleep(delay)
+
+        return await retries.with_retries(attempt, deadline, loop.time, before_retry)
 
     # ---- answers ----------------------------------------------------------------------
     def provider_error(self, response: httpx.Response) -> ElasticsearchError:
@@ -342,6 +341,16 @@ class ProviderBackend(Backend):
             405, "status_exception",
             f"Streaming is not supported for this [{self.config.task_type}] endpoint of the [{self.service}] service",
         )
+
+    def require_text(self, request: InferenceRequest) -> None:
+        """Refuse ``embedding`` inputs other than one text each, for text-only models."""
+        if not request.text_only():
+            kinds = sorted({i.type for group in request.contents for i in group if i.type != "text"})
+            raise ElasticsearchError(400, "status_exception", (
+                f"The [{self.service}] service does not support [{', '.join(kinds)}] inputs for the [embedding] task"
+                if kinds else
+                f"The [{self.service}] service does not support more than one item per content object"
+            ))
 
     def unsupported(self, what: str) -> ElasticsearchError:
         return ElasticsearchError(
