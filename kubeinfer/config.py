@@ -47,6 +47,10 @@ Model server (``ServerSettings``; ``kubeinfer serve`` and ``kubeinfer local``):
                                         model is unloaded (``900``)
 ``KUBEINFER_DEVICE``                    ``cpu`` or ``cuda``; the best there is when unset
 ``KUBEINFER_CPU_DTYPE``                 ``float32`` (default) or ``bfloat16`` on CPU
+``KUBEINFER_RUNTIME``                   CPU engine: ``auto`` (ONNX Runtime where it matches
+                                        torch), ``torch`` or ``onnx``; GPUs run torch
+``KUBEINFER_QUANTIZATION``              ``none`` or ``int8`` (ONNX Runtime, opt-in)
+``KUBEINFER_INT8_MIN_COSINE``           int8's least mean cosine to fp32 at load (0.99)
 =====================================  =============================================
 
 This module knows nothing of kopf, of the Kubernetes API or of torch.
@@ -224,12 +228,26 @@ class ServerSettings(ModelSettings):
     queue_capacity: int | None = Field(default=None, ge=1, description="Requests in flight before 429s.")
     device: str | None = Field(default=None, pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu or cuda.")
     cpu_dtype: Literal["float32", "bfloat16", "bf16"] = "float32"
+    runtime: Literal["auto", "torch", "onnx"] = Field(
+        default="auto", description="Engine of local models on CPU: auto (ONNX Runtime where it matches torch), "
+                                    "torch or onnx. GPUs run torch.")
+    quantization: Literal["none", "int8"] = Field(
+        default="none", description="int8: dynamic per-channel quantization on ONNX Runtime (changes results).")
+    int8_min_cosine: float = Field(
+        default=0.99, gt=0, le=1, description="Least mean cosine to fp32 int8 may show at load to be served.")
     scale_to_zero_after: float = Field(
         default=900, ge=0, description="Local mode: idle seconds before a min-0 local model is unloaded.")
 
     _BATCHING: ClassVar[tuple[str, ...]] = ("max_batch_size", "max_batch_tokens", "queue_capacity")
 
-    @field_validator("cpu_dtype", "device", mode="before")
+    @field_validator("quantization")
+    @classmethod
+    def _int8_needs_onnx(cls, value: str, info: Any) -> str:
+        if value == "int8" and info.data.get("runtime") == "torch":
+            raise ValueError("int8 runs on ONNX Runtime, so KUBEINFER_RUNTIME must be auto or onnx, not torch")
+        return value
+
+    @field_validator("cpu_dtype", "device", "runtime", "quantization", mode="before")
     @classmethod
     def _lower_case(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

@@ -34,6 +34,7 @@ from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import ElasticsearchError
 from ...event_stream import EventStreamParser
 from ..base import InferenceRequest
+from ..results import CompletionDelta, InferenceResult
 from ..chat import ChatCompletionChunk, ChatRequest
 from . import openai_shapes
 from .answers import (
@@ -60,7 +61,7 @@ TASK_HEADERS = {
 INVOKE_OPTIONS = set(TASK_HEADERS) | {"user"}
 
 
-def parse_elastic(answer: dict[str, Any], task: TaskType, count: int, element_type: str | None) -> dict[str, Any]:
+def parse_elastic(answer: dict[str, Any], task: TaskType, count: int, element_type: str | None) -> InferenceResult:
     """Elasticsearch's own response shapes, checked and rebuilt."""
     if task == TaskType.TEXT_EMBEDDING:
         if element_type == "bit":
@@ -145,7 +146,7 @@ class AmazonSageMakerBackend(ProviderBackend):
         return openai_shapes.chat_body(request.input, stream=stream, n=1, user=user)
 
     # ---- calls ------------------------------------------------------------------------
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         task = self.config.task_type
         headers = self.headers(request.task_settings)
         if not self.openai:
@@ -178,7 +179,7 @@ class AmazonSageMakerBackend(ProviderBackend):
         if (event := parser.close()) is not None:
             yield event
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         if self.config.task_type != TaskType.COMPLETION or not self.openai:
             raise self.streaming_unsupported()
         body = self.openai_body(request, stream=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from ..results import CompletionDelta, Completions, InferenceResult
 from ..base import InferenceRequest
 from . import openai_shapes
 from .answers import completions, rerank_results
@@ -28,7 +29,7 @@ TOKEN_PATHS = {
 }
 
 
-def parse_realtime(answer: Any) -> dict[str, Any]:
+def parse_realtime(answer: Any) -> Completions:
     # Realtime deployments answer {"output": ".."} or a list of such objects.
     items = answer if isinstance(answer, list) else [answer]
     texts = []
@@ -42,7 +43,7 @@ def parse_realtime(answer: Any) -> dict[str, Any]:
     return completions(texts)
 
 
-def parse_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> dict[str, Any]:
+def parse_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> InferenceResult:
     scored = []
     for item in answer["results"]:
         index = int(item["index"])
@@ -77,7 +78,7 @@ class AzureAIStudioBackend(ProviderBackend):
             return {"api-key": key}
         return {"Authorization": key}
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         settings = request.task_settings
         if self.config.task_type == TaskType.RERANK:
             return_documents = bool(settings.get("return_documents"))
@@ -118,7 +119,7 @@ class AzureAIStudioBackend(ProviderBackend):
             max_tokens=settings.get("max_new_tokens"),
         )
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         # Token endpoints stream as OpenAI's chat completions do; realtime ones do not stream.
         if self.config.task_type != TaskType.COMPLETION or self.realtime:
             raise self.streaming_unsupported()

@@ -9,13 +9,14 @@ from typing import Any
 
 from kubeinfer.catalog import InferenceEndpointConfig
 from ..base import InferenceRequest
+from ..results import InferenceResult
 from .answers import rerank_results
 from .proxy import ProviderBackend
 
 BASE_URL = "https://api.contextual.ai/v1"
 
 
-def parse_rerank(answer: dict[str, Any], count: int) -> dict[str, Any]:
+def parse_rerank(answer: dict[str, Any], count: int) -> InferenceResult:
     scored = []
     for item in answer["results"]:
         index = int(item["index"])
@@ -26,7 +27,7 @@ def parse_rerank(answer: dict[str, Any], count: int) -> dict[str, Any]:
 
 
 class ContextualAIBackend(ProviderBackend):
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         base = self.base_url(BASE_URL)
         url = base if base.endswith("/rerank") else base + "/rerank"
         settings = request.task_settings

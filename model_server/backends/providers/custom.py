@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import validation_exception
 from ..base import InferenceRequest
+from ..results import InferenceResult
 from .answers import (
     bit_embeddings, byte_embeddings, completions, float_vector, rerank_results, sparse_embeddings, text_embeddings,
 )
@@ -72,7 +73,7 @@ def substitute(template: str, values: dict[str, str], field: str) -> str:
     return out
 
 
-def parse_answer(answer: Any, task: TaskType, parser: dict[str, Any], documents: list[str]) -> dict[str, Any]:
+def parse_answer(answer: Any, task: TaskType, parser: dict[str, Any], documents: list[str]) -> InferenceResult:
     if task == TaskType.TEXT_EMBEDDING:
         vectors = extract(answer, parser["text_embeddings"])
         if not isinstance(vectors, list) or not all(isinstance(v, list) for v in vectors):
@@ -134,7 +135,7 @@ class CustomBackend(ProviderBackend):
         text_values = {k: v if isinstance(v, str) else json.dumps(v) for k, v in json_values.items()}
         return {k: json.dumps(v) for k, v in json_values.items()}, text_values
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         body_values, text_values = self.parameters(request)
         body_text = substitute(self.setting("request"), body_values, "request")
         try:

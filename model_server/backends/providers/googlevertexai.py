@@ -25,6 +25,7 @@ from google.auth import crypt, jwt
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import status_exception
+from ..results import CompletionDelta, InferenceResult, Ranking, TextEmbeddings
 from ..base import InferenceRequest
 from . import openai_shapes
 from .answers import completions, delta, expect_count, float_vector, rerank_results, text_embeddings
@@ -40,12 +41,12 @@ TASK_TYPES = {"ingest": "RETRIEVAL_DOCUMENT", "search": "RETRIEVAL_QUERY",
               "classification": "CLASSIFICATION", "clustering": "CLUSTERING"}
 
 
-def parse_predictions(answer: dict[str, Any], count: int) -> dict[str, Any]:
+def parse_predictions(answer: dict[str, Any], count: int) -> TextEmbeddings:
     predictions = expect_count(answer["predictions"], count, "predictions")
     return text_embeddings([float_vector(p["embeddings"]["values"]) for p in predictions])
 
 
-def parse_ranking(answer: dict[str, Any], count: int, top_n: int | None) -> dict[str, Any]:
+def parse_ranking(answer: dict[str, Any], count: int, top_n: int | None) -> Ranking:
     scored = []
     for record in answer.get("records", []):
         index = int(record["id"])
@@ -65,13 +66,13 @@ def gemini_texts(answer: dict[str, Any]) -> str:
     return "".join(part.get("text", "") for part in parts if not part.get("thought"))
 
 
-def parse_gemini(answer: dict[str, Any]) -> dict[str, Any]:
+def parse_gemini(answer: dict[str, Any]) -> InferenceResult:
     if not answer["candidates"]:
         raise ValueError("[candidates] is empty")
     return completions([gemini_texts(answer)])
 
 
-def parse_anthropic(answer: dict[str, Any]) -> dict[str, Any]:
+def parse_anthropic(answer: dict[str, Any]) -> InferenceResult:
     texts = [block["text"] for block in answer["content"] if block.get("type") == "text"]
     if not texts:
         raise ValueError("[content] holds no text")
@@ -144,7 +145,7 @@ class GoogleVertexAIBackend(TokenExchangeBackend):
             return url, body
         return url, openai_shapes.chat_body(request.input, stream=stream, model=self.setting("model_id"))
 
-    async def _complete(self, request: InferenceRequest) -> dict[str, Any]:
+    async def _complete(self, request: InferenceRequest) -> InferenceResult:
         url, body = self.completion_request(request, stream=False)
         answer = await self.call_json(url, body, request)
         provider = self.model_garden
@@ -152,7 +153,7 @@ class GoogleVertexAIBackend(TokenExchangeBackend):
             openai_shapes.parse_chat
         return self.translate(parse, answer)
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         if self.config.task_type != TaskType.COMPLETION:
             raise self.streaming_unsupported()
         url, body = self.completion_request(request, stream=True)
@@ -177,7 +178,7 @@ class GoogleVertexAIBackend(TokenExchangeBackend):
                 if text:
                     yield delta(text)
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         if self.config.task_type == TaskType.COMPLETION:
             return await self._complete(request)
         project = self.setting("project_id")

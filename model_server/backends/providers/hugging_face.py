@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from ..results import CompletionDelta, InferenceResult, TextEmbeddings
 from ..base import InferenceRequest
 from ..chat import ChatCompletionChunk, ChatRequest
 from . import openai_shapes
@@ -19,13 +20,13 @@ from .answers import expect_count, float_vector, rerank_results, text_embeddings
 from .proxy import ProviderBackend
 
 
-def parse_features(answer: Any, count: int) -> dict[str, Any]:
+def parse_features(answer: Any, count: int) -> TextEmbeddings:
     vectors = answer["embeddings"] if isinstance(answer, dict) else answer
     expect_count(vectors, count, "embeddings")
     return text_embeddings([float_vector(v) for v in vectors])
 
 
-def parse_tei_rerank(answer: Any, documents: list[str], return_text: bool) -> dict[str, Any]:
+def parse_tei_rerank(answer: Any, documents: list[str], return_text: bool, top_n: int | None) -> InferenceResult:
     if not isinstance(answer, list):
         raise ValueError("the answer is not a list of ranks")
     scored = []
@@ -34,7 +35,7 @@ def parse_tei_rerank(answer: Any, documents: list[str], return_text: bool) -> di
         if not 0 <= index < len(documents):
             raise ValueError(f"rank index [{index}] is out of range")
         scored.append((index, item["score"], item.get("text", documents[index]) if return_text else None))
-    return rerank_results(scored)
+    return rerank_results(scored, top_n)
 
 
 class HuggingFaceBackend(ProviderBackend):
@@ -44,7 +45,7 @@ class HuggingFaceBackend(ProviderBackend):
     def completion_body(self, request: InferenceRequest, stream: bool = False) -> dict[str, Any]:
         return openai_shapes.chat_body(request.input, stream=stream, model=self.setting("model_id"), n=1)
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         task = self.config.task_type
         if task == TaskType.COMPLETION:
             answer = await self.call_json(self.setting("url"), self.completion_body(request), request,
@@ -58,10 +59,7 @@ class HuggingFaceBackend(ProviderBackend):
             if settings.get("top_n") is not None:
                 body["top_n"] = settings["top_n"]
             answer = await self.call_json(self.setting("url"), body, request, headers=self.headers())
-            ranked = self.translate(parse_tei_rerank, answer, list(request.input), return_text)
-            if settings.get("top_n"):
-                ranked["rerank"] = ranked["rerank"][: settings["top_n"]]
-            return ranked
+            return self.translate(parse_tei_rerank, answer, list(request.input), return_text, settings.get("top_n"))
         answer = await self.call_json(
             self.setting("url"),
             {"inputs": list(request.input)},
@@ -70,7 +68,7 @@ class HuggingFaceBackend(ProviderBackend):
         )
         return self.translate(parse_features, answer, len(request.input))
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         if self.config.task_type != TaskType.COMPLETION:
             raise self.streaming_unsupported()
         body = self.completion_body(request, stream=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
+from ..results import InferenceResult
 from .answers import bit_embeddings, embeddings, expect_count, float_vector, rerank_results, text_embeddings
 from .proxy import ProviderBackend
 
@@ -22,19 +23,17 @@ TASKS = {"ingest": "retrieval.passage", "search": "retrieval.query",
          "classification": "classification", "clustering": "separation"}
 
 
-def parse_embeddings(answer: dict[str, Any], count: int, binary: bool, task: TaskType) -> dict[str, Any]:
-    """``text_embedding``/``text_embedding_bits``, or for the ``embedding`` task
-    ``embeddings``/``embeddings_bits``."""
+def parse_embeddings(answer: dict[str, Any], count: int, binary: bool, task: TaskType) -> InferenceResult:
+    """Dense vectors (packed bits for ``binary``); the ``embedding`` task's own answer for it."""
     data = sorted(expect_count(answer["data"], count, "embeddings"), key=lambda item: item.get("index", 0))
-    multimodal = task == TaskType.EMBEDDING
+    if task == TaskType.EMBEDDING:
+        return embeddings([float_vector(item["embedding"]) for item in data])
     if binary:
-        return bit_embeddings([item["embedding"] for item in data], "embeddings_bits" if multimodal else
-                              "text_embedding_bits")
-    vectors = [float_vector(item["embedding"]) for item in data]
-    return embeddings(vectors) if multimodal else text_embeddings(vectors)
+        return bit_embeddings([item["embedding"] for item in data])
+    return text_embeddings([float_vector(item["embedding"]) for item in data])
 
 
-def parse_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> dict[str, Any]:
+def parse_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> InferenceResult:
     scored = []
     for item in answer["results"]:
         index = int(item["index"])
@@ -59,11 +58,12 @@ class JinaAIBackend(ProviderBackend):
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret('api_key')}", "Accept": "application/json"}
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         if self.config.task_type == TaskType.RERANK:
             return await self._rerank(request)
         settings = request.task_settings
-        binary = self.setting("embedding_type") in ("bit", "binary")
+        # The embedding task's answer holds float vectors only.
+        binary = self.setting("embedding_type") in ("bit", "binary") and self.config.task_type != TaskType.EMBEDDING
         multimodal = self.config.task_type == TaskType.EMBEDDING and self.setting("multimodal_model", True)
         body: dict[str, Any] = {
             "model": self.setting("model_id"),
@@ -80,7 +80,7 @@ class JinaAIBackend(ProviderBackend):
         answer = await self.call_json(self.url("/embeddings"), body, request, headers=self.headers())
         return self.translate(parse_embeddings, answer, len(request.input), binary, self.config.task_type)
 
-    async def _rerank(self, request: InferenceRequest) -> dict[str, Any]:
+    async def _rerank(self, request: InferenceRequest) -> InferenceResult:
         settings = request.task_settings
         return_documents = bool(settings.get("return_documents"))
         body: dict[str, Any] = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from ..results import CompletionDelta, InferenceResult
 from ..base import InferenceRequest
 from ..chat import ChatCompletionChunk, ChatRequest
 from . import openai_shapes
@@ -40,7 +41,7 @@ class MistralBackend(ProviderBackend):
     def completion_body(self, request: InferenceRequest, stream: bool = False) -> dict[str, Any]:
         return openai_shapes.chat_body(request.input, stream=stream, model=self.setting("model"), n=1)
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         if self.config.task_type != TaskType.COMPLETION:
             raise self.streaming_unsupported()
         body = self.completion_body(request, stream=True)
@@ -48,7 +49,7 @@ class MistralBackend(ProviderBackend):
             async for chunk in openai_shapes.chat_deltas(response):
                 yield chunk
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         if self.config.task_type == TaskType.COMPLETION:
             answer = await self.call_json(self.chat_url(), self.completion_body(request), request,
                                           headers=self.headers())

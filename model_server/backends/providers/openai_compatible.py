@@ -16,6 +16,7 @@ from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
+from ..results import CompletionDelta, InferenceResult
 from ..chat import ChatCompletionChunk, ChatRequest
 from . import openai_shapes
 from .answers import expect_count, float_vector, rerank_results, text_embeddings
@@ -62,13 +63,13 @@ PROVIDERS: dict[str, Provider] = {
 NVIDIA_INPUT_TYPES = {"ingest": "passage", "search": "query"}
 
 
-def parse_llama_embeddings(answer: dict[str, Any], count: int) -> dict[str, Any]:
+def parse_llama_embeddings(answer: dict[str, Any], count: int) -> InferenceResult:
     """Llama Stack's ``/v1/inference/embeddings``: ``{"embeddings": [[...], ...]}``."""
     vectors = expect_count(answer["embeddings"], count, "embeddings")
     return text_embeddings([float_vector(v) for v in vectors])
 
 
-def parse_nvidia_rerank(answer: dict[str, Any], documents: list[str]) -> dict[str, Any]:
+def parse_nvidia_rerank(answer: dict[str, Any], documents: list[str]) -> InferenceResult:
     """NVIDIA's ranking: ``{"rankings": [{"index": 0, "logit": 0.3}, ...]}``."""
     scored = []
     for item in answer["rankings"]:
@@ -79,7 +80,7 @@ def parse_nvidia_rerank(answer: dict[str, Any], documents: list[str]) -> dict[st
     return rerank_results(scored)
 
 
-def parse_results_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> dict[str, Any]:
+def parse_results_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> InferenceResult:
     """The ``{"results": [{"index", "relevance_score", "document"?}]}`` answer of vLLM's
     (Cohere-shaped) rerank API."""
     scored = []
@@ -132,7 +133,7 @@ class OpenAICompatibleBackend(ProviderBackend):
         return self.setting("model_id")
 
     # ---- the calls --------------------------------------------------------------------
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         task = self.config.task_type
         if task == TaskType.TEXT_EMBEDDING:
             return await self._embeddings(request)
@@ -147,7 +148,7 @@ class OpenAICompatibleBackend(ProviderBackend):
             request.input, stream=stream, model=self.model, n=1, user=request.task_settings.get("user")
         )
 
-    async def _embeddings(self, request: InferenceRequest) -> dict[str, Any]:
+    async def _embeddings(self, request: InferenceRequest) -> InferenceResult:
         url = self.operation_url()
         if self.config.service == "llama":
             body: dict[str, Any] = {"model_id": self.model, "contents": list(request.input)}
@@ -163,7 +164,7 @@ class OpenAICompatibleBackend(ProviderBackend):
         answer = await self.call_json(url, body, request, headers=self.headers())
         return self.translate(openai_shapes.parse_embeddings, answer, len(request.input))
 
-    async def _rerank(self, request: InferenceRequest) -> dict[str, Any]:
+    async def _rerank(self, request: InferenceRequest) -> InferenceResult:
         documents = list(request.input)
         if self.config.service == "nvidia":
             body: dict[str, Any] = {
@@ -185,7 +186,7 @@ class OpenAICompatibleBackend(ProviderBackend):
         answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
         return self.translate(parse_results_rerank, answer, documents, return_documents)
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         if self.config.task_type != TaskType.COMPLETION:
             raise self.streaming_unsupported()
         body = self.chat_body(request, stream=True)

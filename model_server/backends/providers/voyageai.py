@@ -13,6 +13,7 @@ from typing import Any
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
+from ..results import InferenceResult
 from .answers import (
     bit_embeddings, byte_embeddings, expect_count, float_vector, rerank_results, text_embeddings,
 )
@@ -23,7 +24,7 @@ INPUT_TYPES = {"ingest": "document", "search": "query"}
 DTYPES = {"float": "float", "int8": "int8", "bit": "binary"}
 
 
-def parse_embeddings(answer: dict[str, Any], count: int, dtype: str) -> dict[str, Any]:
+def parse_embeddings(answer: dict[str, Any], count: int, dtype: str) -> InferenceResult:
     data = sorted(expect_count(answer["data"], count, "embeddings"), key=lambda item: item.get("index", 0))
     vectors = [item["embedding"] for item in data]
     if dtype == "int8":
@@ -33,7 +34,7 @@ def parse_embeddings(answer: dict[str, Any], count: int, dtype: str) -> dict[str
     return text_embeddings([float_vector(v) for v in vectors])
 
 
-def parse_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> dict[str, Any]:
+def parse_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> InferenceResult:
     scored = []
     for item in answer["data"]:
         index = int(item["index"])
@@ -54,7 +55,7 @@ class VoyageAIBackend(ProviderBackend):
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret('api_key')}"}
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         settings = request.task_settings
         if self.config.task_type == TaskType.RERANK:
             return_documents = bool(settings.get("return_documents"))

@@ -16,6 +16,7 @@ import json
 from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from ..results import InferenceResult, TextEmbeddings
 from kubeinfer.errors import ElasticsearchError
 from ..base import InferenceRequest
 from ..chat import ChatCompletionChunk, ChatRequest
@@ -28,12 +29,12 @@ IAM_URL = "https://iam.cloud.ibm.com/identity/token"
 APIKEY_GRANT = "urn:ibm:params:oauth:grant-type:apikey"
 
 
-def parse_embeddings(answer: dict[str, Any], count: int) -> dict[str, Any]:
+def parse_embeddings(answer: dict[str, Any], count: int) -> TextEmbeddings:
     results = expect_count(answer["results"], count, "results")
     return text_embeddings([float_vector(r["embedding"]) for r in results])
 
 
-def parse_rerank(answer: dict[str, Any], documents: list[str], return_text: bool) -> dict[str, Any]:
+def parse_rerank(answer: dict[str, Any], documents: list[str], return_text: bool) -> InferenceResult:
     scored = []
     for item in answer["results"]:
         index = int(item["index"])
@@ -64,7 +65,7 @@ class WatsonxBackend(TokenExchangeBackend):
     def operation_url(self, operation: str) -> str:
         return f"{self.setting('url').rstrip('/')}/ml/v1/text/{operation}"
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         params = {"version": self.setting("api_version")}
         if self.config.task_type == TaskType.RERANK:
             settings = request.task_settings
