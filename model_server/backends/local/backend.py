@@ -17,7 +17,7 @@ import logging
 import os
 from typing import Any, Mapping
 
-from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
 from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError, status_exception
 from ..base import Backend, InferenceRequest
@@ -196,16 +196,16 @@ class LocalModelBackend(Backend):
                                      "Validation Failed: 1: Field [query] cannot be null for task type [rerank];")
         items = await self._tokenize(model.encode_pairs, request.query, request.input)
         scores = await batcher.submit(items, request.timeout)
-        return rank(request.input, scores, request.task_settings)
+        return rank(request.input, scores, request.task_settings,
+                    with_text=returns_documents(self.config, request.task_settings))
 
 
-def rank(documents: list[str], scores: list[float], task_settings: Mapping[str, Any]) -> Ranking:
+def rank(documents: list[str], scores: list[float], task_settings: Mapping[str, Any], *, with_text: bool) -> Ranking:
     """Elasticsearch's rerank order: best first, ties by input order, ``top_n`` long."""
     order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))
     top_n = task_settings.get("top_n")
     if top_n:
         order = order[: int(top_n)]
-    with_text = task_settings.get("return_documents", True) is not False
     return Ranking([RankedDocument(i, scores[i], documents[i] if with_text else None) for i in order])
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator
 
-from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
 from kubeinfer.errors import ElasticsearchError
 from ..results import CompletionDelta, Completions, InferenceResult, Ranking, TextEmbeddings
 from ..base import InferenceRequest
@@ -88,7 +88,7 @@ class CohereBackend(ProviderBackend):
             answer = await self.call_json(self.url("/v1/embed"), body, request, headers=self.headers())
             return self.translate(parse_embed, answer, len(request.input), embedding_type)
         if task == TaskType.RERANK:
-            return_documents = bool(settings.get("return_documents"))
+            return_documents = returns_documents(self.config, settings)
             body = {"query": request.query or "", "documents": list(request.input)}
             if self.setting("model_id"):
                 body["model"] = self.setting("model_id")
