@@ -46,10 +46,11 @@ def serve_direct(port: int) -> None:
     from model_server.api.app import create_app
     from model_server.api.store import SingleEndpointStore
     from model_server.backends.base import Backend
+    from model_server.backends.results import TextEmbeddings
 
     class FixedEmbedding(Backend):
         async def infer(self, request):
-            return {"text_embedding": [{"embedding": [0.0125 * i for i in range(16)]} for _ in request.input]}
+            return TextEmbeddings([[0.0125 * i for i in range(16)] for _ in request.input])
 
     config = _config()
     app = create_app(SingleEndpointStore(config, FixedEmbedding(config)))

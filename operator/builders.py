@@ -18,12 +18,12 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, get_args
 
 import yaml
 
 from kubeinfer.catalog import InferenceEndpointConfig, from_manifest
-from kubeinfer.config import OperatorSettings
+from kubeinfer.config import OperatorSettings, ServerSettings, env_var
 from kubeinfer.errors import validation_exception
 from kubeinfer.model_ids import MODEL_ALIASES_ENV, explicit_aliases, is_local_path, resolve_model
 from kubeinfer.resource import (
@@ -54,6 +54,9 @@ SERVICE_PORT = 80
 RUN_AS_USER = 10001  # the images' kubeinfer user
 # Most replicas an autoscaler built from adaptive_allocations may add when none is given.
 DEFAULT_MAX_ALLOCATIONS = 10
+# spec.deployment fields the model server reads as settings: field -> the values it takes.
+ENGINE_FIELDS = {field: get_args(ServerSettings.model_fields[field].annotation) for field in ("runtime", "quantization")}
+ENGINE_ENV = {field: env_var(field) for field in ENGINE_FIELDS}
 
 PROXY_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
 SERVER_MEMORY_REQUEST = "2Gi"
@@ -114,7 +117,8 @@ def parse_spec(cr: Mapping[str, Any]) -> InferenceEndpointConfig:
 def _check_overrides(overrides: Any) -> None:
     if not isinstance(overrides, Mapping):
         raise validation_exception("[spec.deployment] must be an object")
-    known = {"replicas", "image", "resources", "nodeSelector", "tolerations", "affinity", "env", "annotations"}
+    known = {"replicas", "image", "resources", "nodeSelector", "tolerations", "affinity", "env", "annotations",
+             "runtime", "quantization"}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise validation_exception(f"[spec.deployment] unknown fields {unknown}")
@@ -128,6 +132,12 @@ def _check_overrides(overrides: Any) -> None:
     for env in overrides.get("env") or []:
         if not isinstance(env, Mapping) or not env.get("name"):
             raise validation_exception("[spec.deployment.env] entries need a name")
+    for field, allowed in ENGINE_FIELDS.items():
+        if overrides.get(field) is not None and overrides[field] not in allowed:
+            raise validation_exception(f"[spec.deployment.{field}] must be one of {list(allowed)}")
+    if overrides.get("quantization") == "int8" and overrides.get("runtime") == "torch":
+        raise validation_exception("[spec.deployment.quantization] int8 runs on ONNX Runtime: "
+                                   "[spec.deployment.runtime] must be auto or onnx, not torch")
 
 
 def desired_state(
@@ -415,6 +425,10 @@ def _apply_overrides(deployment: dict[str, Any], overrides: Mapping[str, Any]) -
     spec = deployment["spec"]
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
+    engine = [{"name": env, "value": overrides[field]} for field, env in ENGINE_ENV.items() if overrides.get(field)]
+    if engine:  # before `env`: an explicit variable there still wins
+        names = {e["name"] for e in engine}
+        container["env"] = [e for e in container["env"] if e["name"] not in names] + engine
     if overrides.get("replicas") is not None:
         spec["replicas"] = overrides["replicas"]
     if overrides.get("image"):

@@ -3,6 +3,8 @@ models, and any Hugging Face model id or local path (what Eland uploads to Elast
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from ._base import AdaptiveAllocations, ServiceSpec, Settings, TaskType
@@ -41,6 +43,9 @@ class ElserServiceSettings(LocalModelServiceSettings):
 
 
 class RerankTaskSettings(Settings):
+    # Elasticsearch's server default for the models it runs.
+    return_documents_default: ClassVar[bool] = True
+
     return_documents: bool | None = Field(default=None, description="Return the documents' text; true by default.")
     # Newer Elasticsearch takes top_n on the inference request; kept here so that an
     # endpoint can set a default and a request's top_n validates as a task setting.

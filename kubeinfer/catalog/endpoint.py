@@ -115,6 +115,17 @@ def parse_task_type(value: str) -> TaskType:
         raise status_exception(f"Unknown task_type [{value}]") from None
 
 
+def returns_documents(config: InferenceEndpointConfig, task_settings: Mapping[str, Any]) -> bool:
+    """Whether a rerank answer carries the documents' text, by Elasticsearch's one rule:
+    ``return_documents`` as the request or the endpoint sets it, else the service's default
+    (``return_documents_default`` of its rerank task settings; the text whenever it is
+    known for a service that has no such setting)."""
+    given = task_settings.get("return_documents")
+    if given is not None:
+        return bool(given)
+    return bool(getattr(config.spec.task_settings_model(TaskType.RERANK), "return_documents_default", True))
+
+
 def check_task_type(config: InferenceEndpointConfig, requested: TaskType | None, *, inference: bool = False) -> None:
     """A task type named in a request's path must be the endpoint's own.
 

@@ -19,9 +19,10 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
 from ..backends.base import Backend, InferenceRequest
+from ..backends.results import CompletionDelta
 from kubeinfer.catalog import TaskType, check_task_type, parse_task_type
 from kubeinfer.errors import ElasticsearchError, status_exception
-from . import metrics, sse
+from . import elasticsearch_json, metrics, sse
 from .chat_completion import not_a_stream_error
 from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response, read_json_body
 from .inference_request import format_time_value, parse_inference_request
@@ -80,7 +81,7 @@ def inference_router(store: EndpointStore) -> APIRouter:
             observed.finish(exc.status, exc.type)
             return error_response(exc)
         observed.finish(200)
-        return ElasticsearchJSONResponse(result)
+        return ElasticsearchJSONResponse(elasticsearch_json.render(result))
 
     async def stream(http: Request, inference_id: str, task_type: str | None) -> Response:
         observed = _Observed(inference_id)
@@ -121,7 +122,7 @@ def inference_router(store: EndpointStore) -> APIRouter:
 _END = object()
 
 
-async def _first_chunk(chunks: AsyncIterator[dict[str, Any]], request: InferenceRequest) -> Any:
+async def _first_chunk(chunks: AsyncIterator[CompletionDelta], request: InferenceRequest) -> Any:
     """The first chunk, so that an error before any output gets its own HTTP status."""
     limit = None if math.isinf(request.timeout) else request.timeout
     try:
@@ -132,12 +133,12 @@ async def _first_chunk(chunks: AsyncIterator[dict[str, Any]], request: Inference
         raise inference_timeout(request) from None
 
 
-async def _event_stream(first: Any, chunks: AsyncIterator[dict[str, Any]], observed: _Observed) -> AsyncIterator[bytes]:
+async def _event_stream(first: Any, chunks: AsyncIterator[CompletionDelta], observed: _Observed) -> AsyncIterator[bytes]:
     try:
         if first is not _END:
-            yield sse.message_event(first)
+            yield sse.message_event(elasticsearch_json.render_delta(first))
             async for chunk in chunks:
-                yield sse.message_event(chunk)
+                yield sse.message_event(elasticsearch_json.render_delta(chunk))
     except ElasticsearchError as exc:
         observed.finish(200, exc.type)
         yield sse.error_event(exc.to_body())

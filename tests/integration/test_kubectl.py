@@ -132,6 +132,27 @@ def test_the_readme_story_with_kubectl(fresh, operator):
     gone = kubectl(env, "-n", NS, "get", "deploy", NAME, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
 
+    # in the foreground, the endpoint is gone only once its Deployment is
+    kubectl(env, "-n", NS, "wait", "--for=condition=Ready", "ie/pruned", "--timeout=60s")
+    assert cluster.get(DEPLOYMENTS, NS, "pruned") is not None
+    kubectl(env, "-n", NS, "delete", "ie", "pruned", "--cascade=foreground", "--timeout=30s")
+    assert cluster.get(DEPLOYMENTS, NS, "pruned") is None
+
+
+def test_the_emulator_serves_kubectl_from_the_command_line(tmp_path):
+    config = tmp_path / "kubeconfig"
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "kubeemu", "--kubeconfig", str(config)],
+                            env={**os.environ, "PYTHONPATH": str(REPO / "tests")}, stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        env = {"KUBECONFIG": str(config)}
+        assert "default" in kubectl(env, "get", "namespaces").stdout
+        assert "inferenceendpoints" in kubectl(env, "api-resources", "--api-group=kubeinfer.io").stdout
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
 
 def test_kustomize_install_of_deploy(fresh):
     cluster, env = fresh

@@ -123,6 +123,7 @@ class Watcher:
     namespace: str | None
     match: Callable[[dict[str, Any]], bool]
     queue: asyncio.Queue = attrs.field(factory=asyncio.Queue)
+    agent: str = ""  # the client's User-Agent, for faults aimed at one client
 
 
 @attrs.define(kw_only=True)
@@ -421,7 +422,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
     def _owners_after_update(self, key: str, namespace: str | None, name: str, old: dict[str, Any],
                              new: dict[str, Any], manager: str, subresource: str | None) -> dict[Owner, set]:
-        changed, removed = changed_paths(_body(old), _body(new), self.schema_of(key))
+        changed, removed = changed_paths(old, new, self.schema_of(key))
         owners = {k: set(v) - changed - removed for k, v in self.managed.get((key, namespace, name), {}).items()}
         mine = (manager, "Update", subresource or "")
         owners[mine] = owners.get(mine, set()) | changed
@@ -564,7 +565,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             else:
                 config.pop("status", None)
         schema = self.schema_of(key)
-        mine = field_set(_body(config), schema)
+        mine = field_set(config, schema)
         owner: Owner = (manager, "Apply", subresource or "")
         current = self.store.get((key, namespace, name))
         if current is None:
@@ -574,7 +575,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                                warnings=warnings)
         owners = {k: set(v) for k, v in self.managed.get((key, namespace, name), {}).items()}
         previous = owners.pop(owner, set())
-        clashes = conflicts(_body(current), _body(config), mine, owners)
+        clashes = conflicts(current, config, mine, owners)
         if clashes and not force:
             causes = [{"type": "FieldManagerConflict", "message": f'conflict with "{m}"'
                        + (f" with subresource \"{s}\"" if s else "") + f" using {current['apiVersion']}",
@@ -943,7 +944,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         assert raw is not None
         params = request.params
         match = self._selector(request)
-        watcher = Watcher(resource=key, namespace=ns, match=match)
+        watcher = Watcher(resource=key, namespace=ns, match=match, agent=request.headers.get("User-Agent", ""))
         since = params.get("resourceVersion")
         bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
         backlog: list[dict[str, Any]] = []
@@ -1013,11 +1014,6 @@ def _conflict(key: str, name: str) -> APIError:
 
 def _spec_of(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
-
-
-def _body(obj: dict[str, Any]) -> dict[str, Any]:
-    """An object as field ownership sees it (metadata the server manages left out)."""
-    return obj
 
 
 def _manager_of(user_agent: str) -> str:

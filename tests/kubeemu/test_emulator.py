@@ -394,3 +394,43 @@ def test_yaml_bodies_tables_and_discovery_for_kubectl(api):
     assert "taskType" in schema["properties"]["spec"]["properties"]
     assert api.get("/openapi/v3").json()["paths"]["apis/kubeinfer.io/v1alpha1"]["serverRelativeURL"]
     assert "io.k8s.api.apps.v1.Deployment" in api.get("/openapi/v2").json()["definitions"]
+
+
+WIDGETS = "example.com/v1/widgets"
+WIDGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {"group": "example.com", "scope": "Namespaced",
+             "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
+                           "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                               "spec": {"type": "object", "properties": {
+                                   "size": {"type": "string", "enum": ["S", "M"], "default": "S"},
+                                   "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                                             "x-kubernetes-list-map-keys": ["port"],
+                                             "items": {"type": "object", "required": ["port"], "properties": {
+                                                 "port": {"type": "integer"}, "name": {"type": "string"}}}},
+                                   "tags": {"type": "array", "items": {"type": "string"}}}},
+                               "status": {"type": "object", "properties": {"phase": {"type": "string"}}}}}}}]}}
+
+
+def test_a_crd_created_through_the_api_is_served_with_its_schema(api, cluster):
+    assert api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=WIDGET_CRD).status_code == 201
+    crd = api.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com").json()
+    assert {c["type"]: c["status"] for c in crd["status"]["conditions"]}["Established"] == "True"
+    url = "/apis/example.com/v1/namespaces/ns2/widgets"
+    created = api.post(url, json={"metadata": {"name": "w"}, "spec": {"ports": [{"port": 80}], "tags": ["a"]}}).json()
+    assert created["spec"]["size"] == "S"  # defaulted
+    bad = api.post(url, json={"metadata": {"name": "x"}, "spec": {"size": "XL"}})
+    assert bad.status_code == 422 and bad.json()["details"]["causes"][0]["field"] == "spec.size"
+    # ports merge by their map key for another manager's apply; the atomic tags list is replaced
+    theirs = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+              "spec": {"ports": [{"port": 443, "name": "tls"}], "tags": ["b"]}}
+    r = api.patch(f"{url}/w?fieldManager=tls", content=json.dumps(theirs), headers=APPLY)
+    assert r.status_code == 409  # the tags list belongs to the creator
+    r = api.patch(f"{url}/w?fieldManager=tls&force=true", content=json.dumps(theirs), headers=APPLY)
+    assert [p["port"] for p in r.json()["spec"]["ports"]] == [80, 443] and r.json()["spec"]["tags"] == ["b"]
+    # deleting the CRD stops serving the resource
+    api.delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
+    assert api.get(url).status_code == 404
+    assert cluster.list(WIDGETS) == []

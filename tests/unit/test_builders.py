@@ -303,3 +303,25 @@ def test_names_that_are_not_dns_labels_get_a_stable_short_name():
     assert state.configmap["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     no_uid = desired_state(manifest(local()["spec"], uid=None), SETTINGS)
     assert no_uid.service["metadata"]["ownerReferences"][0]["uid"] == UID_PLACEHOLDER
+
+
+def test_runtime_and_quantization_become_the_servers_settings():
+    cr = local()
+    cr["spec"]["deployment"] = {"runtime": "onnx", "quantization": "int8"}
+    envs = {e["name"]: e.get("value") for e in container(desired_state(cr, SETTINGS))["env"]}
+    assert envs["KUBEINFER_RUNTIME"] == "onnx" and envs["KUBEINFER_QUANTIZATION"] == "int8"
+    plain = {e["name"] for e in container(desired_state(local(), SETTINGS))["env"]}
+    assert not plain & {"KUBEINFER_RUNTIME", "KUBEINFER_QUANTIZATION"}  # the server's own default: auto
+
+
+@pytest.mark.parametrize("overrides, reason", [
+    ({"runtime": "tensorrt"}, "[spec.deployment.runtime] must be one of ['auto', 'torch', 'onnx']"),
+    ({"quantization": "int4"}, "[spec.deployment.quantization] must be one of ['none', 'int8']"),
+    ({"runtime": "torch", "quantization": "int8"}, "[spec.deployment.runtime] must be auto or onnx, not torch"),
+])
+def test_an_engine_the_server_cannot_run_is_an_invalid_spec(overrides, reason):
+    cr = local()
+    cr["spec"]["deployment"] = overrides
+    with pytest.raises(ElasticsearchError) as caught:
+        desired_state(cr, SETTINGS)
+    assert reason in caught.value.reason

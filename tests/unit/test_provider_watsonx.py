@@ -4,6 +4,7 @@ shortly before it expires."""
 from __future__ import annotations
 
 from fake_providers import FakeProvider, Received, Reply, backend_for, post_through_server
+from model_server.api.elasticsearch_json import render
 from model_server.backends.base import InferenceRequest
 from kubeinfer.catalog import TaskType
 
@@ -49,7 +50,7 @@ async def test_embeddings_with_a_cached_iam_token():
     backend = backend_for(fake, "watsonxai", "text_embedding", SETTINGS, iam_url=IAM)
     await backend.start()
     for _ in range(3):
-        answer = await backend.infer(InferenceRequest(TaskType.TEXT_EMBEDDING, ["a", "b"], timeout=5))
+        answer = render(await backend.infer(InferenceRequest(TaskType.TEXT_EMBEDDING, ["a", "b"], timeout=5)))
     await backend.close()
     assert answer == {"text_embedding": [{"embedding": [0.5, 0.25]}, {"embedding": [0.125, 1.0]}]}
     assert issued == ["iam-1"]

@@ -26,6 +26,7 @@ from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from ..results import CompletionDelta, Completions, InferenceResult, TextEmbeddings
 from ..base import InferenceRequest
 from ..chat import ChatCompletionChunk, ChatRequest, ChoiceDelta, Message, ToolCallDelta, tool_arguments, usage
 from kubeinfer.errors import ElasticsearchError
@@ -42,7 +43,7 @@ def parse_titan(answer: dict[str, Any]) -> list[float]:
     return float_vector(answer["embedding"])
 
 
-def parse_cohere(answer: dict[str, Any], count: int) -> dict[str, Any]:
+def parse_cohere(answer: dict[str, Any], count: int) -> TextEmbeddings:
     embeddings = answer["embeddings"]
     if isinstance(embeddings, dict):
         embeddings = embeddings["float"]
@@ -50,7 +51,7 @@ def parse_cohere(answer: dict[str, Any], count: int) -> dict[str, Any]:
     return text_embeddings([float_vector(v) for v in embeddings])
 
 
-def parse_converse(answer: dict[str, Any]) -> dict[str, Any]:
+def parse_converse(answer: dict[str, Any]) -> Completions:
     content = answer["output"]["message"]["content"]
     texts = [block["text"] for block in content if "text" in block]
     if not texts or not all(isinstance(t, str) for t in texts):
@@ -199,7 +200,7 @@ class AmazonBedrockBackend(ProviderBackend):
         for name, value in signed.headers.items():
             request.headers[name] = value
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         if self.config.task_type == TaskType.TEXT_EMBEDDING:
             if self.setting("provider") == "amazontitan":
                 return await self._titan(request)
@@ -228,7 +229,7 @@ class AmazonBedrockBackend(ProviderBackend):
             body["additionalModelRequestFields"] = {"top_k": settings["top_k"]}
         return body
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         if self.config.task_type != TaskType.COMPLETION:
             raise self.streaming_unsupported()
         async with self.open_stream(self.url("converse-stream"), self.converse_body(request), request) as response:
@@ -275,7 +276,7 @@ class AmazonBedrockBackend(ProviderBackend):
                 if event == "metadata":
                     return
 
-    async def _titan(self, request: InferenceRequest) -> dict[str, Any]:
+    async def _titan(self, request: InferenceRequest) -> TextEmbeddings:
         # Titan embeds one text per call: send them side by side.
         async def one(text: str) -> list[float]:
             body: dict[str, Any] = {"inputText": text}

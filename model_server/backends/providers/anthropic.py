@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator, Iterator
 
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.errors import ElasticsearchError
+from ..results import CompletionDelta, Completions, InferenceResult
 from ..base import InferenceRequest
 from ..chat import ChatCompletionChunk, ChatRequest, ChoiceDelta, Message, ToolCallDelta, tool_arguments, usage
 from .answers import completions, delta
@@ -27,7 +28,7 @@ BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
 
 
-def parse_messages(answer: dict[str, Any]) -> dict[str, Any]:
+def parse_messages(answer: dict[str, Any]) -> Completions:
     texts = [block["text"] for block in answer["content"] if block.get("type") == "text"]
     if not texts or not all(isinstance(t, str) for t in texts):
         raise ValueError("[content] holds no text block")
@@ -168,11 +169,11 @@ class AnthropicBackend(ProviderBackend):
             body["stream"] = True
         return body
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         answer = await self.call_json(self.url(), self.body(request), request, headers=self.headers())
         return self.translate(parse_messages, answer)
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         async with self.open_stream(self.url(), self.body(request, True), request, headers=self.headers()) as response:
             async for event, data in server_sent_events(response):
                 if event == "content_block_delta":

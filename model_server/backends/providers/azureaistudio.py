@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from ..results import CompletionDelta, Completions, InferenceResult
 from ..base import InferenceRequest
 from . import openai_shapes
 from .answers import completions
@@ -23,7 +24,7 @@ from .proxy import ProviderBackend
 TOKEN_PATHS = {TaskType.TEXT_EMBEDDING: "/v1/embeddings", TaskType.COMPLETION: "/v1/chat/completions"}
 
 
-def parse_realtime(answer: Any) -> dict[str, Any]:
+def parse_realtime(answer: Any) -> Completions:
     # Realtime deployments answer {"output": ".."} or a list of such objects.
     items = answer if isinstance(answer, list) else [answer]
     texts = []
@@ -57,7 +58,7 @@ class AzureAIStudioBackend(ProviderBackend):
             return {"api-key": key}
         return {"Authorization": key}
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         settings = request.task_settings
         if self.config.task_type == TaskType.TEXT_EMBEDDING:
             body = openai_shapes.embeddings_body(
@@ -89,7 +90,7 @@ class AzureAIStudioBackend(ProviderBackend):
             max_tokens=settings.get("max_new_tokens"),
         )
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         # Token endpoints stream as OpenAI's chat completions do; realtime ones do not stream.
         if self.config.task_type != TaskType.COMPLETION or self.realtime:
             raise self.streaming_unsupported()

@@ -18,6 +18,7 @@ from google.auth import crypt, jwt
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import status_exception
+from ..results import InferenceResult, Ranking, TextEmbeddings
 from ..base import InferenceRequest
 from .answers import expect_count, float_vector, rerank_results, text_embeddings
 from .tokens import TokenExchangeBackend
@@ -31,12 +32,12 @@ TASK_TYPES = {"ingest": "RETRIEVAL_DOCUMENT", "search": "RETRIEVAL_QUERY",
               "classification": "CLASSIFICATION", "clustering": "CLUSTERING"}
 
 
-def parse_predictions(answer: dict[str, Any], count: int) -> dict[str, Any]:
+def parse_predictions(answer: dict[str, Any], count: int) -> TextEmbeddings:
     predictions = expect_count(answer["predictions"], count, "predictions")
     return text_embeddings([float_vector(p["embeddings"]["values"]) for p in predictions])
 
 
-def parse_ranking(answer: dict[str, Any], count: int, top_n: int | None) -> dict[str, Any]:
+def parse_ranking(answer: dict[str, Any], count: int, top_n: int | None) -> Ranking:
     scored = []
     for record in answer.get("records", []):
         index = int(record["id"])
@@ -74,7 +75,7 @@ class GoogleVertexAIBackend(TokenExchangeBackend):
             self._token_uri, {"grant_type": JWT_GRANT, "assertion": assertion.decode()}, parse_token
         )
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         project = self.setting("project_id")
         if self.config.task_type == TaskType.TEXT_EMBEDDING:
             location = self.setting("location")

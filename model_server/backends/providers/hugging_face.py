@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig
+from ..results import InferenceResult, TextEmbeddings
 from ..base import InferenceRequest
 from ..chat import ChatCompletionChunk, ChatRequest
 from . import openai_shapes
@@ -16,14 +17,14 @@ from .answers import expect_count, float_vector, text_embeddings
 from .proxy import ProviderBackend
 
 
-def parse_features(answer: Any, count: int) -> dict[str, Any]:
+def parse_features(answer: Any, count: int) -> TextEmbeddings:
     vectors = answer["embeddings"] if isinstance(answer, dict) else answer
     expect_count(vectors, count, "embeddings")
     return text_embeddings([float_vector(v) for v in vectors])
 
 
 class HuggingFaceBackend(ProviderBackend):
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         answer = await self.call_json(
             self.setting("url"),
             {"inputs": list(request.input)},

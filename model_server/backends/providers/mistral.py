@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig
+from ..results import InferenceResult
 from ..base import InferenceRequest
 from ..chat import ChatCompletionChunk, ChatRequest
 from . import openai_shapes
@@ -33,7 +34,7 @@ class MistralBackend(ProviderBackend):
             async for chunk in openai_shapes.chat_chunks(response):
                 yield chunk
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         base = self.base_url(BASE_URL)
         url = base if base.endswith("/embeddings") else base + "/embeddings"
         body = openai_shapes.embeddings_body(request.input, model=self.setting("model"), encoding_format="float")

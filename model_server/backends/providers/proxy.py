@@ -26,6 +26,7 @@ from tenacity import RetryCallState
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import ElasticsearchError
 from ..base import Backend, InferenceRequest
+from ..results import Embeddings, TextEmbeddings
 from ..chat import ChatRequest, Message
 from . import faults, retries
 from .client import hold_shared_client, new_client, release_shared_client
@@ -116,9 +117,8 @@ class ProviderBackend(Backend):
             self.not_ready_reason = f"the start-up check of the provider failed: {exc.reason}"
             log.warning("Endpoint [%s] is not ready: %s", self.config.inference_id, self.not_ready_reason)
             return False
-        embeddings = answer.get("text_embedding") or answer.get("text_embedding_bytes") or answer.get("embeddings")
-        if embeddings:
-            self._learned_dimensions = len(embeddings[0]["embedding"])
+        if isinstance(answer, (TextEmbeddings, Embeddings)):
+            self._learned_dimensions = answer.dimensions
         self._mark_ready()
         return True
 

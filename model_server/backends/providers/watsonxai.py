@@ -13,6 +13,7 @@ import json
 from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig
+from ..results import InferenceResult, TextEmbeddings
 from kubeinfer.errors import ElasticsearchError
 from ..base import InferenceRequest
 from ..chat import ChatCompletionChunk, ChatRequest
@@ -25,7 +26,7 @@ IAM_URL = "https://iam.cloud.ibm.com/identity/token"
 APIKEY_GRANT = "urn:ibm:params:oauth:grant-type:apikey"
 
 
-def parse_embeddings(answer: dict[str, Any], count: int) -> dict[str, Any]:
+def parse_embeddings(answer: dict[str, Any], count: int) -> TextEmbeddings:
     results = expect_count(answer["results"], count, "results")
     return text_embeddings([float_vector(r["embedding"]) for r in results])
 
@@ -47,7 +48,7 @@ class WatsonxBackend(TokenExchangeBackend):
             self.iam_url, {"grant_type": APIKEY_GRANT, "apikey": self.secret("api_key")}, parse_iam
         )
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         url = f"{self.setting('url').rstrip('/')}/ml/v1/text/embeddings"
         body = {
             "inputs": list(request.input),

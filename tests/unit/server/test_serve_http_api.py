@@ -8,7 +8,6 @@ real backends have their own tests. Only HTTP-layer behaviour is checked here.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from model_server.api.app import create_app
 from model_server.api.store import SingleEndpointStore
 from model_server.backends.base import Backend, InferenceRequest
+from model_server.backends.results import InferenceResult, RankedDocument, Ranking, TextEmbeddings
 from kubeinfer.catalog import parse_endpoint
 
 
@@ -32,13 +32,13 @@ class RecordingBackend(Backend):
     def ready(self) -> bool:
         return self._ready
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         self.requests.append(request)
         if self.delay:
             await asyncio.sleep(self.delay)
         if request.task_type.value == "rerank":
-            return {"rerank": [{"index": i, "relevance_score": 1.0 / (i + 1)} for i in range(len(request.input))]}
-        return {"text_embedding": [{"embedding": [float(len(text)), 1.0]} for text in request.input]}
+            return Ranking([RankedDocument(i, 1.0 / (i + 1)) for i in range(len(request.input))])
+        return TextEmbeddings([[float(len(text)), 1.0] for text in request.input])
 
 
 def embedding_config(inference_id: str = "my-e5"):
