@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any, ClassVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+
+from ..errors import status_exception
 
 # The vectors' similarity is also a fact of the resource's status, whose module owns it.
 from ..resource import Similarity  # noqa: F401
@@ -104,6 +106,19 @@ class EmbeddingSettings(Settings):
     dimensions: Annotated[int, Field(gt=0)] | None = None
     similarity: Similarity | None = None
     max_input_tokens: Annotated[int, Field(gt=0)] | None = None
+
+
+def embedding_providers(known: type[Enum], embedding: type[Enum]) -> Any:
+    """The type of ``provider`` in a service's embedding settings: one of ``embedding``,
+    the providers with embedding models; a provider of ``known`` that has none gets
+    Elasticsearch's refusal (not pydantic's enum error)."""
+
+    def refuse_providers_without_embeddings(value: Any) -> Any:
+        if isinstance(value, str) and value in known._value2member_map_ and value not in embedding._value2member_map_:
+            raise status_exception(f"The [text_embedding] task type for provider [{value}] is not available")
+        return value
+
+    return Annotated[embedding, BeforeValidator(refuse_providers_without_embeddings)]
 
 
 class NoTaskSettings(Settings):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings,
-    TaskType,
+    TaskType, embedding_providers,
 )
-from ..errors import status_exception
 
 
 class AzureAIStudioProvider(str, Enum):
@@ -39,16 +38,11 @@ class EmbeddingProvider(str, Enum):
     COHERE = AzureAIStudioProvider.COHERE.value
 
 
-class AzureAIStudioEmbeddingServiceSettings(AzureAIStudioServiceSettings, EmbeddingSettings):
-    provider: EmbeddingProvider = Field(description="openai or cohere: the providers with embedding models.")
+EmbeddingProviderName = embedding_providers(AzureAIStudioProvider, EmbeddingProvider)
 
-    @field_validator("provider", mode="before")
-    @classmethod
-    def _provider_embeds(cls, value: object) -> object:
-        known, embeds = AzureAIStudioProvider._value2member_map_, EmbeddingProvider._value2member_map_
-        if isinstance(value, str) and value in known and value not in embeds:
-            raise status_exception(f"The [text_embedding] task type for provider [{value}] is not available")
-        return value
+
+class AzureAIStudioEmbeddingServiceSettings(AzureAIStudioServiceSettings, EmbeddingSettings):
+    provider: EmbeddingProviderName = Field(description="openai or cohere: the providers with embedding models.")
 
 
 class AzureAIStudioEmbeddingTaskSettings(Settings):
