@@ -428,6 +428,26 @@ class KubeEmulator(kmock.KubernetesEmulator):
         owners[mine] = owners.get(mine, set()) | changed
         return owners
 
+    def _scale(self, key: str, namespace: str | None, name: str, method: str, body: Any,
+               manager: str) -> dict[str, Any]:
+        """The ``scale`` subresource (``autoscaling/v1`` Scale): read, or write ``spec.replicas``
+        as autoscalers do, owned by the writer with subresource ``scale``."""
+        obj = self._existing(key, namespace, name)
+        if method in ("PUT", "PATCH"):
+            replicas = ((body or {}).get("spec") or {}).get("replicas") if isinstance(body, dict) else None
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise APIError(422, "Invalid", "spec.replicas: must be a non-negative integer")
+            obj = self.patch(key, namespace, name, {"spec": {"replicas": replicas}}, "merge",
+                             subresource="scale", field_manager=manager)
+        elif method != "GET":
+            raise APIError(405, "MethodNotAllowed", f"{method} is not supported on scale")
+        meta = obj["metadata"]
+        return {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+                             "resourceVersion": meta.get("resourceVersion")},
+                "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+                "status": {"replicas": (obj.get("status") or {}).get("replicas", 0)}}
+
     # ---- writes ---------------------------------------------------------------------------
     def _commit(self, key: str, namespace: str | None, name: str, old: dict[str, Any], new: dict[str, Any],
                 subresource: str | None, *, manager: str | None = None, owners: dict[Owner, set] | None = None,
@@ -844,6 +864,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
                                                   "kind": self._served[key].list_kind,
                                                   "metadata": {}, "items": gone})
             raise APIError(405, "MethodNotAllowed", f"{method} is not supported on a collection")
+        if sub == "scale" and "scale" in self._served[key].subresources and not dry_run:
+            return aiohttp.web.json_response(self._scale(key, ns, name, method, body, manager))
         if sub not in (None, "status") or (sub == "status" and not self._has_status(key)):
             raise APIError(404, "NotFound", "the server could not find the requested resource")
         if method == "GET":
