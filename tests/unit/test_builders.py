@@ -119,12 +119,12 @@ def test_adaptive_allocations_become_an_hpa_on_the_request_metric_that_owns_repl
     assert state.hpa["spec"]["metrics"] == [{"type": "Pods", "pods": {
         "metric": {"name": "kubeinfer_requests_in_flight"}, "target": {"type": "AverageValue", "averageValue": "8"}}}]
     assert "replicas" not in state.deployment["spec"]
-    # an HPA cannot go to zero: at least one replica, and the idle scaler is told the quiet period
+    # an HPA cannot go to zero: at least one replica
     zero = desired_state(local(adaptive_allocations={"enabled": True, "min_number_of_allocations": 0}), SETTINGS,
                          autoscaler="hpa")
     assert zero.hpa["spec"]["minReplicas"] == 1 and zero.hpa["spec"]["maxReplicas"] >= 1
     assert zero.deployment["metadata"]["annotations"] == {
-        "kubeinfer.io/autoscaler": "hpa", "kubeinfer.io/min-replicas": "0", "kubeinfer.io/scale-to-zero-after": "900"}
+        "kubeinfer.io/autoscaler": "hpa", "kubeinfer.io/min-replicas": "0"}
     assert desired_state(local(adaptive_allocations={"enabled": False}), SETTINGS, autoscaler="hpa").hpa is None
 
 
@@ -151,7 +151,7 @@ def test_adaptive_allocations_with_min_zero_become_a_keda_scaled_object_that_act
     # a given minimum is kept, and the operator setting forces an HPA
     one = desired_state(local(adaptive_allocations={"enabled": True, "min_number_of_allocations": 1}), settings)
     assert one.scaled_object["spec"]["minReplicaCount"] == 1
-    assert "kubeinfer.io/scale-to-zero-after" not in one.deployment["metadata"]["annotations"]
+    assert one.deployment["metadata"]["annotations"]["kubeinfer.io/min-replicas"] == "1"
     forced = OperatorSettings.from_env({"KUBEINFER_AUTOSCALER": "HPA"})
     assert desired_state(local(adaptive_allocations={"enabled": True}), forced).scaled_object is None
 
