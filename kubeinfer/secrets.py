@@ -24,8 +24,9 @@ MAX_SECRET_BYTES = 64 * 1024
 
 
 def secret_env_var(field_name: str) -> str:
-    """The environment variable the operator sets for a secret setting, e.g. KUBEINFER_SECRET_API_KEY."""
-    return "KUBEINFER_SECRET_" + field_name.upper()
+    """The environment variable the operator sets for a secret setting, e.g. KUBEINFER_SECRET_API_KEY
+    (``secret_parameters.api_key`` gives KUBEINFER_SECRET_SECRET_PARAMETERS__API_KEY)."""
+    return "KUBEINFER_SECRET_" + field_name.upper().replace(".", "__")
 
 
 class SecretResolver:

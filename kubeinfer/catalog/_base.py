@@ -118,14 +118,14 @@ class EmbeddingSettings(Settings):
     max_input_tokens: Annotated[int, Field(gt=0)] | None = None
 
 
-def embedding_providers(known: type[Enum], embedding: type[Enum]) -> Any:
-    """The type of ``provider`` in a service's embedding settings: one of ``embedding``,
-    the providers with embedding models; a provider of ``known`` that has none gets
-    Elasticsearch's refusal (not pydantic's enum error)."""
+def embedding_providers(known: type[Enum], embedding: type[Enum], task: str = "text_embedding") -> Any:
+    """The type of ``provider`` in a service's embedding (or other ``task``) settings: one
+    of ``embedding``, the providers with such models; a provider of ``known`` that has
+    none gets Elasticsearch's refusal (not pydantic's enum error)."""
 
     def refuse_providers_without_embeddings(value: Any) -> Any:
         if isinstance(value, str) and value in known._value2member_map_ and value not in embedding._value2member_map_:
-            raise status_exception(f"The [text_embedding] task type for provider [{value}] is not available")
+            raise status_exception(f"The [{task}] task type for provider [{value}] is not available")
         return value
 
     return Annotated[embedding, BeforeValidator(refuse_providers_without_embeddings)]
