@@ -839,8 +839,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
                                                   "kind": self._served[key].list_kind,
                                                   "metadata": {}, "items": gone})
             raise APIError(405, "MethodNotAllowed", f"{method} is not supported on a collection")
-        if sub not in (None, "status") or (sub == "status" and not self._has_status(key)):
+        if sub not in (None, "status", "scale") or (sub and sub not in self._served[key].subresources):
             raise APIError(404, "NotFound", "the server could not find the requested resource")
+        if sub == "scale":
+            return aiohttp.web.json_response(self._scale(request, key, ns, name, body, manager))
         if method == "GET":
             obj = copy.deepcopy(self._existing(key, ns, name))
             if table:
@@ -879,6 +881,45 @@ class KubeEmulator(kmock.KubernetesEmulator):
             gone = (key, ns, name) not in self.store
             return aiohttp.web.json_response(result, status=200 if gone else 202)
         raise APIError(405, "MethodNotAllowed", f"{method} is not supported")
+
+    def _scale(self, request: rendering.Request, key: str, ns: str | None, name: str, body: Any,
+               manager: str) -> dict[str, Any]:
+        """The ``scale`` subresource: an autoscaling/v1 Scale over ``spec.replicas``."""
+        obj = self._existing(key, ns, name)
+
+        def scale_of(o: dict[str, Any]) -> dict[str, Any]:
+            labels = ((o.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            meta = {k: o["metadata"][k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                                  "creationTimestamp") if k in o["metadata"]}
+            return {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": meta,
+                    "spec": {"replicas": (o.get("spec") or {}).get("replicas", 1)},
+                    "status": {"replicas": (o.get("status") or {}).get("replicas", 0),
+                               "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}}
+
+        current = scale_of(obj)
+        method = request.method.value
+        if method == "GET":
+            return current
+        if method == "PUT":
+            wanted = body or {}
+        else:
+            ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
+            try:
+                wanted = json_patch(current, body) if ctype == "application/json-patch+json" else \
+                    merge_patch(current, body or {})
+            except PatchError as exc:
+                raise APIError(422, "Invalid", str(exc)) from None
+        rv = (wanted.get("metadata") or {}).get("resourceVersion")
+        if rv and rv != obj["metadata"]["resourceVersion"]:
+            raise _conflict(key, name)
+        replicas = (wanted.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0:
+            raise APIError(422, "Invalid", f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value: '
+                                           "must be greater than or equal to 0")
+        new = copy.deepcopy(obj)
+        new.setdefault("spec", {})["replicas"] = replicas
+        owners = self._owners_after_update(key, ns, name, obj, new, manager, "scale")
+        return scale_of(self._commit(key, ns, name, obj, new, None, owners=owners))
 
     def _selector(self, request: rendering.Request) -> Callable[[dict[str, Any]], bool]:
         labels = _parse_selector(request.params.get("labelSelector", ""))
