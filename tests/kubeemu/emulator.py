@@ -841,6 +841,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 return await self._watch(request, key, ns)
             if method == "GET":
                 listing = self._list(request, key, ns)
+                if _metadata_only(request):
+                    return aiohttp.web.json_response({
+                        "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                        "metadata": listing["metadata"], "items": [_partial(o) for o in listing["items"]]})
                 if table:
                     return aiohttp.web.json_response(tables.table(self._served[key], listing["items"], params,
                                                                   listing["metadata"]))
@@ -968,8 +972,15 @@ class KubeEmulator(kmock.KubernetesEmulator):
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         try:
             await response.prepare(raw)
+            partial = _metadata_only(request)
+
+            def render(event: dict[str, Any]) -> bytes:
+                if partial and event["type"] not in ("ERROR", "BOOKMARK"):
+                    event = {"type": event["type"], "object": _partial(event["object"])}
+                return json.dumps(event).encode() + b"\n"
+
             for event in backlog:
-                await response.write(json.dumps(event).encode() + b"\n")
+                await response.write(render(event))
             if backlog and backlog[0]["type"] == "ERROR":
                 return response
             timeout = float(params.get("timeoutSeconds") or 1800)
@@ -985,12 +996,22 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     continue
                 if event is None:  # dropped by a fault
                     break
-                await response.write(json.dumps(event).encode() + b"\n")
+                await response.write(render(event))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
             self.watchers.remove(watcher)
         return response
+
+
+def _metadata_only(request: rendering.Request) -> bool:
+    """``Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1``."""
+    return "as=PartialObjectMetadata" in request.headers.get("Accept", "")
+
+
+def _partial(obj: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": copy.deepcopy(obj.get("metadata") or {})}
 
 
 _NAMESPACES_PATH = re.compile(r"/api/v1/namespaces(?:/([^/]+))?(?:/(status|finalize))?/?")
