@@ -51,11 +51,21 @@ class Settings(BaseModel):
         )
 
 
+# A Secret's name is a DNS subdomain; a key is what Kubernetes allows in a Secret's data,
+# but never ".", ".." or a name starting with "..". Both patterns are RE2 (no look-ahead),
+# as the API server evaluates a CRD's patterns, and they keep a reference from naming any
+# path outside the folder its Secret is mounted in.
+SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+SECRET_KEY_PATTERN = r"^([-_a-zA-Z0-9][-._a-zA-Z0-9]*|\.[-_a-zA-Z0-9][-._a-zA-Z0-9]*)$"
+
+
 class SecretKeyName(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, description="Name of a Secret in the endpoint's namespace.")
-    key: str = Field(min_length=1, description="Key within the Secret.")
+    name: str = Field(min_length=1, max_length=253, pattern=SECRET_NAME_PATTERN,
+                      description="Name of a Secret in the endpoint's namespace.")
+    key: str = Field(min_length=1, max_length=253, pattern=SECRET_KEY_PATTERN,
+                     description="Key within the Secret.")
 
 
 class SecretKeyRef(BaseModel):

@@ -149,7 +149,7 @@ def get_service(name: str, inference_id: str = "") -> ServiceSpec:
 
 
 def validate_inference_id(inference_id: str) -> None:
-    if not re.match(INFERENCE_ID_PATTERN, inference_id):
+    if not isinstance(inference_id, str) or not re.fullmatch(INFERENCE_ID_PATTERN, inference_id):
         raise validation_exception(
             f"Invalid inference_id; [{inference_id}] must be lowercase letters, digits, '-', '_' or '.', "
             "start and end with a letter or digit, and be at most 253 characters"
@@ -333,6 +333,11 @@ def parse_endpoint(inference_id: str, task_type: TaskType | str, body: Mapping[s
     task = parse_task_type(task_type) if isinstance(task_type, str) else task_type
     allowed = {"service", "service_settings", "task_settings", "chunking_settings", "task_type", "inference_id"}
     extra = {k: v for k, v in body.items() if k not in allowed}
+    if body.get("inference_id") is not None and body["inference_id"] != inference_id:
+        raise status_exception(
+            f"Cannot resolve conflicting inference_id parameter in the request URL [{inference_id}] "
+            f"and the request body [{body['inference_id']}]"
+        )
     service_name = body.get("service")
     if not service_name:
         raise validation_exception("[service] is required")

@@ -20,7 +20,6 @@ The invoke options of the task settings (``custom_attributes``, ``target_variant
 
 from __future__ import annotations
 
-import json
 from typing import Any, AsyncIterator
 from urllib.parse import quote
 
@@ -30,6 +29,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer, ParserError
 
+from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import ElasticsearchError
 from ...event_stream import EventStreamParser
@@ -167,7 +167,7 @@ class AmazonSageMakerBackend(ProviderBackend):
                     headers = message.headers
                     if headers.get(":message-type") != "event":
                         kind = headers.get(":exception-type") or headers.get(":error-code") or "error"
-                        detail = json.loads(message.payload or b"{}").get("Message", "")
+                        detail = strict_json.loads(message.payload or b"{}").get("Message", "")
                         raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: [{kind}] {detail}")
                     if headers.get(":event-type") != "PayloadPart":
                         continue
@@ -188,7 +188,7 @@ class AmazonSageMakerBackend(ProviderBackend):
             async for _event, data in self._payload_events(response):
                 if data.strip() == "[DONE]":
                     return
-                for choice in json.loads(data).get("choices") or []:
+                for choice in strict_json.loads(data).get("choices") or []:
                     text = (choice.get("delta") or {}).get("content")
                     if text:
                         yield delta(text)
@@ -203,7 +203,7 @@ class AmazonSageMakerBackend(ProviderBackend):
             async for _event, data in self._payload_events(response):
                 if data.strip() == "[DONE]":
                     return
-                yield openai_shapes.parse_chat_chunk(json.loads(data))
+                yield openai_shapes.parse_chat_chunk(strict_json.loads(data))
 
 
 def create_backend(config: InferenceEndpointConfig, **options: Any) -> AmazonSageMakerBackend:

@@ -23,6 +23,7 @@ from typing import Any, AsyncIterator
 
 from google.auth import crypt, jwt
 
+from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import status_exception
 from ..results import CompletionDelta, InferenceResult, Ranking, TextEmbeddings
@@ -167,7 +168,7 @@ class GoogleVertexAIBackend(TokenExchangeBackend):
             async for _event, data in server_sent_events(response):
                 if data.strip() == "[DONE]":
                     return
-                event = json.loads(data)
+                event = strict_json.loads(data)
                 if provider is None:
                     text = gemini_texts(event)
                 else:

@@ -11,10 +11,10 @@ The IAM URL can be changed with the ``iam_url`` option (private clouds, tests).
 
 from __future__ import annotations
 
-import json
 
 from typing import Any, AsyncIterator
 
+from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from ..results import InferenceResult, TextEmbeddings
 from kubeinfer.errors import ElasticsearchError
@@ -117,7 +117,7 @@ class WatsonxBackend(TokenExchangeBackend):
             async for _event, data in server_sent_events(response):
                 if data.strip() == "[DONE]":
                     return
-                chunk = json.loads(data)
+                chunk = strict_json.loads(data)
                 if "errors" in chunk or "error" in chunk:
                     raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: {data[:300]}")
                 chunk.setdefault("model", chunk.get("model_id", self.setting("model_id")))
