@@ -76,8 +76,8 @@ def endpoint_server():
     fake.on("/_inference/text_embedding/gw-emb", lambda r: Reply(json={
         "text_embedding": [{"embedding": [float(len(t)), 1.0]} for t in r.json["input"]]}))
     fake.on("/_inference/completion/gw-chat/_stream", Reply(events=[
-        ("message", json.dumps({"completion": [{"delta": "Hel"}]})),
-        ("message", json.dumps({"completion": [{"delta": "lo"}]})),
+        ("message", json.dumps({"completion": [{"delta": "Hel"}]}, separators=(",", ":"))),
+        ("message", json.dumps({"completion": [{"delta": "lo"}]}, separators=(",", ":"))),
         ("message", "[DONE]"),
     ]))
     fake.on("/_inference/chat_completion/gw-talk/_stream", lambda r: Reply(events=[
@@ -259,6 +259,37 @@ async def test_streamed_completion_is_relayed_event_by_event(gateway, cluster, e
     # An error from the endpoint comes back as the endpoint said it.
     failed = await gateway.post("/_inference/completion/gw-chat", json={"input": "hi"}, headers=as_user(VIEWER))
     assert error_of(failed) == (429, "status_exception", "too many requests")
+
+
+async def test_the_gateway_routes_bytes_without_decoding_or_re_encoding_them(gateway, cluster, endpoint_server):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    # The pod's own formatting (spacing, number spelling, key order) survives: nothing re-encodes it.
+    answer = b'{ "text_embedding" : [ {"embedding": [1.50, 2e0]} ],"x-order": 1 }'
+    endpoint_server.fake.on("/_inference/text_embedding/gw-emb",
+                            Reply(raw=answer, content_type="application/json", headers={"X-Pod": "yes"}))
+    sent = b'{"input":  ["abc"] ,  "input_type": "ingest"}'
+    response = await gateway.post("/_inference/gw-emb?timeout=7s", content=sent,
+                                  headers={**as_user(VIEWER), "Content-Type": "application/json"})
+    assert (response.status_code, response.content) == (200, answer)
+    assert response.headers["content-type"] == "application/json" and response.headers["x-pod"] == "yes"
+    received = endpoint_server.fake.to("/_inference/text_embedding/gw-emb")[-1]
+    assert received.body == sent and received.query == {"timeout": "7s"}
+    assert VIEWER not in json.dumps(received.headers)
+
+
+async def test_the_gateways_own_errors_stay_elasticsearch_shaped(gateway, cluster, endpoint_server):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    seen = len(endpoint_server.fake.received)
+    wrong_task = await gateway.post("/_inference/sparse_embedding/gw-emb", json={"input": "x"},
+                                    headers=as_user(VIEWER))
+    assert wrong_task.status_code == 400 and wrong_task.json()["error"]["type"] == "status_exception"
+    missing = await gateway.post("/_inference/nope", json={"input": "x"}, headers=as_user(VIEWER))
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "resource_not_found_exception"
+    assert len(endpoint_server.fake.received) == seen  # neither reached the pod
+    endpoint_server.__exit__(None, None, None)  # the pod goes away
+    gone = await gateway.post("/_inference/gw-emb", json={"input": "x"}, headers=as_user(VIEWER))
+    assert error_of(gone)[:2] == (502, "status_exception")
+    assert "Inference endpoint [gw-emb] is unreachable" in error_of(gone)[2]
 
 
 CHAT_CHUNK = {"id": "c-1", "choices": [{"delta": {"role": "assistant", "tool_calls": [
