@@ -102,7 +102,7 @@ class Reconciler:
         return {key for key, state in self.endpoints.items() if state.ready}
 
     def _publish_ready(self) -> None:
-        metrics.READY_KINDS.set(sum(state.ready for state in self.endpoints.values()))
+        metrics.READY_ENDPOINTS.set(sum(state.ready for state in self.endpoints.values()))
 
     def state(self, cr: Mapping[str, Any]) -> EndpointState:
         """The state of ``cr``'s incarnation (a new uid under a known name starts afresh)."""

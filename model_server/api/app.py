@@ -47,7 +47,7 @@ def create_app(
     app.include_router(endpoints_router(store))
     # Before the inference routes: `/_inference/{task_type}/{inference_id}/_stream` matches it too.
     app.include_router(chat_completion_router(store))
-    app.include_router(inference_router(store, relay))
+    app.include_router(inference_router(store, relay=relay))
     # OpenAI's API over the same endpoints.
     app.include_router(openai_router(store))
     app.state.store = store

@@ -428,6 +428,26 @@ class KubeEmulator(kmock.KubernetesEmulator):
         owners[mine] = owners.get(mine, set()) | changed
         return owners
 
+    def _scale(self, key: str, namespace: str | None, name: str, method: str, body: Any,
+               manager: str) -> dict[str, Any]:
+        """The ``scale`` subresource (``autoscaling/v1`` Scale): read, or write ``spec.replicas``
+        as autoscalers do, owned by the writer with subresource ``scale``."""
+        obj = self._existing(key, namespace, name)
+        if method in ("PUT", "PATCH"):
+            replicas = ((body or {}).get("spec") or {}).get("replicas") if isinstance(body, dict) else None
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise APIError(422, "Invalid", "spec.replicas: must be a non-negative integer")
+            obj = self.patch(key, namespace, name, {"spec": {"replicas": replicas}}, "merge",
+                             subresource="scale", field_manager=manager)
+        elif method != "GET":
+            raise APIError(405, "MethodNotAllowed", f"{method} is not supported on scale")
+        meta = obj["metadata"]
+        return {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+                             "resourceVersion": meta.get("resourceVersion")},
+                "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+                "status": {"replicas": (obj.get("status") or {}).get("replicas", 0)}}
+
     # ---- writes ---------------------------------------------------------------------------
     def _commit(self, key: str, namespace: str | None, name: str, old: dict[str, Any], new: dict[str, Any],
                 subresource: str | None, *, manager: str | None = None, owners: dict[Owner, set] | None = None,
@@ -821,6 +841,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 return await self._watch(request, key, ns)
             if method == "GET":
                 listing = self._list(request, key, ns)
+                if _metadata_only(request):
+                    return aiohttp.web.json_response({
+                        "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                        "metadata": listing["metadata"], "items": [_partial(o) for o in listing["items"]]})
                 if table:
                     return aiohttp.web.json_response(tables.table(self._served[key], listing["items"], params,
                                                                   listing["metadata"]))
@@ -840,6 +864,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
                                                   "kind": self._served[key].list_kind,
                                                   "metadata": {}, "items": gone})
             raise APIError(405, "MethodNotAllowed", f"{method} is not supported on a collection")
+        if sub == "scale" and "scale" in self._served[key].subresources and not dry_run:
+            return aiohttp.web.json_response(self._scale(key, ns, name, method, body, manager))
         if sub not in (None, "status") or (sub == "status" and not self._has_status(key)):
             raise APIError(404, "NotFound", "the server could not find the requested resource")
         if method == "GET":
@@ -946,8 +972,15 @@ class KubeEmulator(kmock.KubernetesEmulator):
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         try:
             await response.prepare(raw)
+            partial = _metadata_only(request)
+
+            def render(event: dict[str, Any]) -> bytes:
+                if partial and event["type"] not in ("ERROR", "BOOKMARK"):
+                    event = {"type": event["type"], "object": _partial(event["object"])}
+                return json.dumps(event).encode() + b"\n"
+
             for event in backlog:
-                await response.write(json.dumps(event).encode() + b"\n")
+                await response.write(render(event))
             if backlog and backlog[0]["type"] == "ERROR":
                 return response
             timeout = float(params.get("timeoutSeconds") or 1800)
@@ -963,12 +996,22 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     continue
                 if event is None:  # dropped by a fault
                     break
-                await response.write(json.dumps(event).encode() + b"\n")
+                await response.write(render(event))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
             self.watchers.remove(watcher)
         return response
+
+
+def _metadata_only(request: rendering.Request) -> bool:
+    """``Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1``."""
+    return "as=PartialObjectMetadata" in request.headers.get("Accept", "")
+
+
+def _partial(obj: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": copy.deepcopy(obj.get("metadata") or {})}
 
 
 _NAMESPACES_PATH = re.compile(r"/api/v1/namespaces(?:/([^/]+))?(?:/(status|finalize))?/?")
