@@ -34,6 +34,7 @@ class HuggingFaceChatServiceSettings(ExternalServiceSettings):
 
 SPEC = ServiceSpec(
     name="hugging_face",
+    label="Hugging Face",
     service_settings={
         TaskType.CHAT_COMPLETION: HuggingFaceChatServiceSettings,
         TaskType.COMPLETION: HuggingFaceModelServiceSettings,
