@@ -45,6 +45,22 @@ class AzureAIStudioEmbeddingServiceSettings(AzureAIStudioServiceSettings, Embedd
     provider: EmbeddingProviderName = Field(description="openai or cohere: the providers with embedding models.")
 
 
+class RerankProvider(str, Enum):
+    COHERE = AzureAIStudioProvider.COHERE.value
+
+
+RerankProviderName = embedding_providers(AzureAIStudioProvider, RerankProvider, task="rerank")
+
+
+class AzureAIStudioRerankServiceSettings(AzureAIStudioServiceSettings):
+    provider: RerankProviderName = Field(description="cohere: the provider with rerank models.")
+
+
+class AzureAIStudioRerankTaskSettings(Settings):
+    return_documents: bool | None = None
+    top_n: int | None = Field(default=None, gt=0)
+
+
 class AzureAIStudioEmbeddingTaskSettings(Settings):
     user: str | None = None
 
@@ -58,14 +74,17 @@ class AzureAIStudioCompletionTaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="azureaistudio",
+    label="Azure AI Studio",
     service_settings={
         TaskType.COMPLETION: AzureAIStudioServiceSettings,
+        TaskType.RERANK: AzureAIStudioRerankServiceSettings,
         TaskType.TEXT_EMBEDDING: AzureAIStudioEmbeddingServiceSettings,
     },
     task_settings={
         TaskType.COMPLETION: AzureAIStudioCompletionTaskSettings,
+        TaskType.RERANK: AzureAIStudioRerankTaskSettings,
         TaskType.TEXT_EMBEDDING: AzureAIStudioEmbeddingTaskSettings,
     },
-    default_rate_limit={TaskType.TEXT_EMBEDDING: 240, TaskType.COMPLETION: 240},
+    default_rate_limit={TaskType.TEXT_EMBEDDING: 240, TaskType.COMPLETION: 240, TaskType.RERANK: 240},
     description="Azure AI Studio deployments (OpenAI, Mistral, Meta, Microsoft Phi, Cohere, Databricks).",
 )

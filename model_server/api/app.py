@@ -20,6 +20,7 @@ from .errors import install_error_handlers
 from .health import health_router
 from .inference import inference_router
 from .openai_api import openai_router
+from .services import services_router
 from .store import EndpointStore
 
 
@@ -41,6 +42,8 @@ def create_app(
     # Extra routers first: their literal paths (e.g. `_all`) must win over `{inference_id}`.
     for router in extra_routers:
         app.include_router(router)
+    # `_services` is a literal: before `/_inference/{inference_id}` and `/{task_type}/{inference_id}`.
+    app.include_router(services_router())
     app.include_router(endpoints_router(store))
     # Before the inference routes: `/_inference/{task_type}/{inference_id}/_stream` matches it too.
     app.include_router(chat_completion_router(store))

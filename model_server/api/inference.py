@@ -21,10 +21,12 @@ from starlette.responses import Response, StreamingResponse
 from ..backends.base import Backend, InferenceRequest
 from ..backends.results import CompletionDelta
 from kubeinfer.catalog import TaskType, check_task_type, parse_task_type
+from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError, status_exception
 from . import elasticsearch_json, metrics, sse
 from .chat_completion import not_a_stream_error
-from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response, read_json_body
+from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response
+from .request_body import read_json_body
 from .inference_request import format_time_value, parse_inference_request
 from .store import EndpointStore
 
@@ -36,10 +38,12 @@ def inference_timeout(request: InferenceRequest) -> ElasticsearchError:
 
 
 class _Observed:
-    """Counts and times one inference request for ``/metrics``."""
+    """Counts and times one inference request for ``/metrics``; labelled by endpoint only
+    once the endpoint is known to exist."""
 
     def __init__(self, inference_id: str) -> None:
-        self.inference_id = inference_id
+        self.requested_id = inference_id
+        self.inference_id = metrics.UNKNOWN_ENDPOINT
         self.task_type = "unknown"
         self.started = time.perf_counter()
 
@@ -51,27 +55,32 @@ class _Observed:
 
 
 async def _prepare(
-    store: EndpointStore, http: Request, inference_id: str, task_type: str | None, observed: _Observed
+    store: EndpointStore, http: Request, inference_id: str, task_type: str | None, observed: _Observed,
+    max_inputs: int,
 ) -> tuple[Backend, InferenceRequest]:
     requested = parse_task_type(task_type) if task_type is not None else None
     config = await store.get(inference_id)
+    observed.inference_id = config.inference_id
     observed.task_type = config.task_type.value
     check_task_type(config, requested, inference=True)
     body = await read_json_body(http)
-    request = parse_inference_request(config, body, http.query_params.get("timeout"))
+    request = parse_inference_request(config, body, http.query_params.get("timeout"), max_inputs=max_inputs)
     if config.task_type is TaskType.CHAT_COMPLETION:
         raise not_a_stream_error(config)
-    metrics.INPUTS.labels(inference_id, config.task_type.value).inc(len(request.input))
+    metrics.INPUTS.labels(config.inference_id, config.task_type.value).inc(len(request.input))
     return await store.backend(inference_id), request
 
 
-def inference_router(store: EndpointStore) -> APIRouter:
+def inference_router(store: EndpointStore, *, max_inputs: int | None = None) -> APIRouter:
+    """The routes over ``store``; ``max_inputs`` per request, ``KUBEINFER_MAX_INPUTS_PER_REQUEST`` by default."""
     router = APIRouter()
+    if max_inputs is None:
+        max_inputs = ServerSettings.from_env().max_inputs_per_request
 
     async def infer(http: Request, inference_id: str, task_type: str | None) -> Response:
         observed = _Observed(inference_id)
         try:
-            backend, request = await _prepare(store, http, inference_id, task_type, observed)
+            backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
             limit = None if math.isinf(request.timeout) else request.timeout
             try:
                 result = await asyncio.wait_for(backend.infer(request), timeout=limit)
@@ -86,7 +95,7 @@ def inference_router(store: EndpointStore) -> APIRouter:
     async def stream(http: Request, inference_id: str, task_type: str | None) -> Response:
         observed = _Observed(inference_id)
         try:
-            backend, request = await _prepare(store, http, inference_id, task_type, observed)
+            backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
             chunks = backend.stream(request)
             first = await _first_chunk(chunks, request)
         except ElasticsearchError as exc:
@@ -144,7 +153,7 @@ async def _event_stream(first: Any, chunks: AsyncIterator[CompletionDelta], obse
         yield sse.error_event(exc.to_body())
         return
     except Exception as exc:  # a stream broke mid-way: tell the client as Elasticsearch does
-        log.exception("stream of [%s] failed", observed.inference_id)
+        log.exception("stream of [%s] failed", observed.requested_id)
         error = ElasticsearchError(500, "exception", f"stream failed: {type(exc).__name__}")
         observed.finish(200, error.type)
         yield sse.error_event(error.to_body())

@@ -35,7 +35,8 @@ from . import metrics
 from .chat_completion import DEFAULT_TIMEOUT as CHAT_TIMEOUT
 from .chat_completion import parse_chat_request
 from .errors import openai_error_body as error_body
-from .errors import is_openai_path, parse_json_body
+from .errors import is_openai_path
+from .request_body import parse_json_body
 from .inference_request import format_time_value, parse_inference_request, parse_time_value
 from .store import EndpointStore
 

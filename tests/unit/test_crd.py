@@ -14,7 +14,9 @@ import pytest
 import yaml
 from jsonschema import Draft4Validator
 
-from catalog_cases import ALL_TASK_TYPES, MINIMAL, PAIRS, REQUIRED, SERVICES_BY_NAME, manifest, secret_ref
+from catalog_cases import (
+    ALL_TASK_TYPES, MINIMAL, PAIRS, REQUIRED, SECRET_SETTINGS, SERVICES_BY_NAME, manifest, secret_ref,
+)
 from kubeinfer.admission import evaluate, rule_problems
 from kubeinfer.crd import build_crd
 from kubeinfer.catalog import from_manifest
@@ -335,7 +337,7 @@ SECRET_MESSAGE = "secrets are given as {secretKeyRef: {name, key}}, never in pla
 
 @pytest.mark.parametrize("service,task", PAIRS)
 def test_plain_text_secrets_are_rejected(service, task):
-    secrets = [k for k, v in manifest(service, task)["spec"]["serviceSettings"].items() if isinstance(v, dict)]
+    secrets = [k for k in manifest(service, task)["spec"]["serviceSettings"] if k in SECRET_SETTINGS]
     union = SPEC["properties"]["serviceSettings"]["properties"]
     for name in secrets:
         obj = manifest(service, task)
@@ -347,6 +349,18 @@ def test_plain_text_secrets_are_rejected(service, task):
         assert rule["message"] == SECRET_MESSAGE
         assert not cel(rule["rule"], {})
         assert cel(rule["rule"], secret_ref())
+
+
+def test_each_value_of_a_map_of_secrets_must_be_a_reference():
+    obj = manifest("custom", "text_embedding")
+    obj["spec"]["serviceSettings"]["secret_parameters"]["api_key"] = "sk-plain-text"
+    errors = list(strict_validator().iter_errors(obj))
+    assert [list(e.absolute_path) for e in errors] == [["spec", "serviceSettings", "secret_parameters", "api_key"]]
+    values = SPEC["properties"]["serviceSettings"]["properties"]["secret_parameters"]["additionalProperties"]
+    [rule] = values["x-kubernetes-validations"]
+    assert rule["message"] == SECRET_MESSAGE
+    assert not cel(rule["rule"], {})
+    assert cel(rule["rule"], secret_ref())
 
 
 def test_secret_rule_is_applied_where_the_secret_sits():

@@ -14,7 +14,6 @@ the stream's events OpenAI-shaped chunks, ending with the usage of its ``metadat
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from typing import Any, AsyncIterator
 from urllib.parse import quote
@@ -25,6 +24,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
 
+from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from ..results import CompletionDelta, Completions, InferenceResult, TextEmbeddings
 from ..base import InferenceRequest
@@ -238,12 +238,12 @@ class AmazonBedrockBackend(ProviderBackend):
                     headers = message.headers
                     if headers.get(":message-type") != "event":
                         kind = headers.get(":exception-type") or headers.get(":error-code") or "error"
-                        detail = json.loads(message.payload or b"{}").get("message", "")
+                        detail = strict_json.loads(message.payload or b"{}").get("message", "")
                         raise ElasticsearchError(
                             502, "status_exception", f"The provider's stream failed: [{kind}] {detail}"
                         )
                     if headers.get(":event-type") == "contentBlockDelta":
-                        text = json.loads(message.payload)["delta"].get("text")
+                        text = strict_json.loads(message.payload)["delta"].get("text")
                         if text:
                             yield delta(text)
                     elif headers.get(":event-type") == "messageStop":
@@ -258,9 +258,9 @@ class AmazonBedrockBackend(ProviderBackend):
                 headers = message.headers
                 if headers.get(":message-type") != "event":
                     kind = headers.get(":exception-type") or headers.get(":error-code") or "error"
-                    detail = self.redact(str(json.loads(message.payload or b"{}").get("message", "")))
+                    detail = self.redact(str(strict_json.loads(message.payload or b"{}").get("message", "")))
                     raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: [{kind}] {detail}")
-                yield str(headers.get(":event-type", "")), json.loads(message.payload or b"{}")
+                yield str(headers.get(":event-type", "")), strict_json.loads(message.payload or b"{}")
         except ParserError as exc:
             raise self.malformed(f"the event stream could not be decoded: {type(exc).__name__}") from None
 

@@ -53,6 +53,11 @@ def byte_embeddings(vectors: list[list[int]]) -> TextEmbeddings:
     return TextEmbeddings(vectors, "byte")
 
 
+def bit_embeddings(vectors: list[list[int]]) -> TextEmbeddings:
+    """Packed bits, eight dimensions a byte (Elasticsearch's ``text_embedding_bits``)."""
+    return TextEmbeddings([byte_vector(v) for v in vectors], "bit")
+
+
 def embeddings(vectors: list[list[float]]) -> Embeddings:
     """The ``embedding`` task's answer."""
     return Embeddings(vectors)

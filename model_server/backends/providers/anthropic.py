@@ -12,9 +12,9 @@ chunks: text and ``input_json_delta`` pieces as deltas, the stop reason as a
 
 from __future__ import annotations
 
-import json
 from typing import Any, AsyncIterator, Iterator
 
+from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.errors import ElasticsearchError
 from ..results import CompletionDelta, Completions, InferenceResult
@@ -177,11 +177,11 @@ class AnthropicBackend(ProviderBackend):
         async with self.open_stream(self.url(), self.body(request, True), request, headers=self.headers()) as response:
             async for event, data in server_sent_events(response):
                 if event == "content_block_delta":
-                    piece = json.loads(data)["delta"]
+                    piece = strict_json.loads(data)["delta"]
                     if piece.get("type") == "text_delta" and piece.get("text"):
                         yield delta(piece["text"])
                 elif event == "error":
-                    error = json.loads(data).get("error") or {}
+                    error = strict_json.loads(data).get("error") or {}
                     message = self.redact(str(error.get("message")))
                     raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: {message}")
                 elif event == "message_stop":
@@ -194,10 +194,10 @@ class AnthropicBackend(ProviderBackend):
             reader = MessageStreamReader()
             async for event, data in server_sent_events(response):
                 if event == "error":
-                    error = json.loads(data).get("error") or {}
+                    error = strict_json.loads(data).get("error") or {}
                     message = self.redact(str(error.get("message")))
                     raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: {message}")
-                for chunk in reader.read(event, json.loads(data) if data.strip().startswith("{") else {}):
+                for chunk in reader.read(event, strict_json.loads(data) if data.strip().startswith("{") else {}):
                     yield chunk
                 if event == "message_stop":
                     return

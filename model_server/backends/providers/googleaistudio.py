@@ -8,9 +8,9 @@ parameter, so that it never appears in a URL (URLs end up in logs).
 
 from __future__ import annotations
 
-import json
 from typing import Any, AsyncIterator
 
+from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from ..results import CompletionDelta, Completions, InferenceResult, TextEmbeddings
 from ..base import InferenceRequest
@@ -81,7 +81,7 @@ class GoogleAIStudioBackend(ProviderBackend):
             params={"alt": "sse"},
         ) as response:
             async for _event, data in server_sent_events(response):
-                chunk = json.loads(data)
+                chunk = strict_json.loads(data)
                 # The last chunks may carry only usage metadata or a finish reason.
                 if not chunk.get("candidates") or "content" not in chunk["candidates"][0]:
                     continue

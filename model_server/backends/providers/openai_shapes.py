@@ -7,11 +7,11 @@ backend can use for the unified chat completion API.
 
 from __future__ import annotations
 
-import json
 from typing import Any, AsyncIterator
 
 import httpx
 
+from kubeinfer import strict_json
 from kubeinfer.errors import ElasticsearchError
 from ..results import CompletionDelta, Completions, TextEmbeddings
 from ..chat import CHUNK_OBJECT, ChatCompletionChunk, ChatRequest, ChoiceDelta, ToolCallDelta, usage
@@ -57,7 +57,7 @@ async def chat_deltas(response: httpx.Response) -> AsyncIterator[CompletionDelta
     async for _event, data in server_sent_events(response):
         if data.strip() == "[DONE]":
             return
-        chunk = json.loads(data)
+        chunk = strict_json.loads(data)
         if "error" in chunk:
             error = chunk["error"]
             message = error.get("message") if isinstance(error, dict) else str(error)
@@ -143,7 +143,7 @@ async def chat_chunks(response: httpx.Response) -> AsyncIterator[ChatCompletionC
     async for _event, data in server_sent_events(response):
         if data.strip() == "[DONE]":
             return
-        chunk = json.loads(data)
+        chunk = strict_json.loads(data)
         if "error" in chunk:
             error = chunk["error"]
             message = error.get("message") if isinstance(error, dict) else str(error)

@@ -23,6 +23,7 @@ from typing import Any, AsyncIterator, Callable
 import httpx
 from tenacity import RetryCallState
 
+from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import ElasticsearchError
 from ..base import Backend, InferenceRequest
@@ -207,10 +208,10 @@ class ProviderBackend(Backend):
         """Send ``body`` as JSON and return the provider's JSON answer, or raise."""
         response = await self._answer(method, url, body, headers, params, request.timeout, stream=False)
         try:
-            return response.json()
-        except ValueError:
+            return strict_json.loads(response.content)
+        except strict_json.JSONRefused as exc:
             raise self.malformed(
-                f"the answer is not JSON (content-type [{response.headers.get('content-type', '')}])"
+                f"the answer is not JSON (content-type [{response.headers.get('content-type', '')}]): {exc}"
             ) from None
 
     @contextlib.asynccontextmanager
