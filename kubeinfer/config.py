@@ -33,12 +33,21 @@ Operator (``OperatorSettings``; the Helm chart sets these):
 ``KUBEINFER_TARGET_REQUESTS``   in-flight requests per replica the autoscaler aims at
 =============================  =====================================================
 
+The HTTP API (``HttpSettings``; ``serve``, ``local`` and ``gateway``):
+
+=====================================  =============================================
+``KUBEINFER_LOG_LEVEL``                 ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``
+``KUBEINFER_HTTP_MAX_CONTENT_LENGTH``   largest request body (``10MiB``; ``512kb``,
+                                        ``100mb``...); larger ones are answered 413
+=====================================  =============================================
+
 Model server (``ServerSettings``; ``kubeinfer serve`` and ``kubeinfer local``):
 
 =====================================  =============================================
 ``KUBEINFER_MODEL_ALIASES``             as for the operator, which sets it on the pod
 ``KUBEINFER_BUILTIN_MODEL_<ID>``        the model for one built-in id (both roles)
-``KUBEINFER_MAX_INPUTS_PER_REQUEST``    inputs one request may carry (2048)
+``KUBEINFER_MAX_INPUTS_PER_REQUEST``    inputs one request may carry (2048), whatever
+                                        serves it: a local model or a provider
 ``KUBEINFER_MAX_BATCH_SIZE``            inputs per model forward pass
 ``KUBEINFER_MAX_BATCH_TOKENS``          padded tokens per model forward pass
 ``KUBEINFER_MAX_BATCH_WAIT_MS``         longest wait for a batch to fill
@@ -62,7 +71,7 @@ import os
 from contextvars import ContextVar
 from typing import Annotated, Any, ClassVar, Literal, Mapping, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import ByteSize, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -218,7 +227,15 @@ class OperatorSettings(ModelSettings):
         return not self.watch_namespaces
 
 
-class ServerSettings(ModelSettings):
+class HttpSettings(KubeinferSettings):
+    """What every role serving the HTTP API reads (``serve``, ``local``, ``gateway``)."""
+
+    http_max_content_length: ByteSize = Field(
+        default=ByteSize(10 * 1024 * 1024), gt=0,
+        description="Largest request body, as Elasticsearch's http.max_content_length; larger ones get a 413.")
+
+
+class ServerSettings(ModelSettings, HttpSettings):
     """What ``kubeinfer serve`` and ``kubeinfer local`` read: models, batching, device."""
 
     max_inputs_per_request: int = Field(default=2048, ge=1, description="Inputs one request may carry.")

@@ -14,7 +14,7 @@ from ._base import (
 )
 from .elasticsearch import BUILTIN_MODELS
 from .endpoint import (
-    ChunkingSettings, InferenceEndpointConfig, check_task_type, from_manifest, get_service, parse_endpoint,
+    ChunkingSettings, InferenceEndpointConfig, check_task_type, returns_documents, from_manifest, get_service, parse_endpoint,
     parse_task_type, validate_inference_id,
 )
 from .registry import SERVICES
@@ -29,5 +29,5 @@ __all__ = [
     "AdaptiveAllocations", "BUILTIN_MODELS", "ChunkingSettings", "InferenceEndpointConfig",
     "RateLimit", "SERVICES", "SecretKeyName", "SecretKeyRef", "SecretValue", "ServiceSpec", "Settings",
     "Similarity", "TaskType", "from_manifest", "get_service", "parse_endpoint",
-    "check_task_type", "parse_task_type", "service_task_pairs", "validate_inference_id",
+    "check_task_type", "parse_task_type", "returns_documents", "service_task_pairs", "validate_inference_id",
 ]

@@ -4,7 +4,8 @@
 answer Elasticsearch's JSON; ``.../_stream`` answers Server-Sent Events as Elasticsearch
 does, errors included (an ``event: error`` carrying the usual error body, with the
 error's HTTP status when nothing was sent yet). Each request is counted, timed and,
-when it fails, counted again by error type.
+when it fails, counted again by error type. With a ``Relay`` (the gateway's), a request
+for an endpoint served elsewhere is handed on as bytes once the endpoint is found.
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
 from ..backends.base import Backend, InferenceRequest
+from ..backends.results import CompletionDelta
 from kubeinfer.catalog import TaskType, check_task_type, parse_task_type
+from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError, status_exception
-from . import metrics, sse
+from . import elasticsearch_json, metrics, sse
 from .chat_completion import not_a_stream_error
-from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response, read_json_body
+from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response
+from .request_body import read_json_body
 from .inference_request import format_time_value, parse_inference_request
+from .relay import Relay
 from .store import EndpointStore
 
 log = logging.getLogger(__name__)
@@ -35,10 +40,12 @@ def inference_timeout(request: InferenceRequest) -> ElasticsearchError:
 
 
 class _Observed:
-    """Counts and times one inference request for ``/metrics``."""
+    """Counts and times one inference request for ``/metrics``; labelled by endpoint only
+    once the endpoint is known to exist."""
 
     def __init__(self, inference_id: str) -> None:
-        self.inference_id = inference_id
+        self.requested_id = inference_id
+        self.inference_id = metrics.UNKNOWN_ENDPOINT
         self.task_type = "unknown"
         self.started = time.perf_counter()
 
@@ -49,28 +56,54 @@ class _Observed:
             metrics.ERRORS.labels(self.inference_id, error_type).inc()
 
 
-async def _prepare(
-    store: EndpointStore, http: Request, inference_id: str, task_type: str | None, observed: _Observed
-) -> tuple[Backend, InferenceRequest]:
+async def _relayed(
+    store: EndpointStore, relay: Relay | None, http: Request, inference_id: str, task_type: str | None,
+    observed: _Observed, stream: bool,
+) -> Response | None:
+    """The relay's answer, once the endpoint is found and takes this request; else None."""
+    if relay is None:
+        return None
     requested = parse_task_type(task_type) if task_type is not None else None
     config = await store.get(inference_id)
     observed.task_type = config.task_type.value
     check_task_type(config, requested, inference=True)
+    if config.task_type is TaskType.CHAT_COMPLETION and not stream:
+        raise not_a_stream_error(config)
+    return await relay(await store.backend(inference_id), http, stream)
+
+
+async def _prepare(
+    store: EndpointStore, http: Request, inference_id: str, task_type: str | None, observed: _Observed,
+    max_inputs: int,
+) -> tuple[Backend, InferenceRequest]:
+    requested = parse_task_type(task_type) if task_type is not None else None
+    config = await store.get(inference_id)
+    observed.inference_id = config.inference_id
+    observed.task_type = config.task_type.value
+    check_task_type(config, requested, inference=True)
     body = await read_json_body(http)
-    request = parse_inference_request(config, body, http.query_params.get("timeout"))
+    request = parse_inference_request(config, body, http.query_params.get("timeout"), max_inputs=max_inputs)
     if config.task_type is TaskType.CHAT_COMPLETION:
         raise not_a_stream_error(config)
-    metrics.INPUTS.labels(inference_id, config.task_type.value).inc(len(request.input))
+    metrics.INPUTS.labels(config.inference_id, config.task_type.value).inc(len(request.input))
     return await store.backend(inference_id), request
 
 
-def inference_router(store: EndpointStore) -> APIRouter:
+def inference_router(store: EndpointStore, *, max_inputs: int | None = None, relay: Relay | None = None) -> APIRouter:
+    """The routes over ``store``; ``max_inputs`` per request, ``KUBEINFER_MAX_INPUTS_PER_REQUEST`` by default;
+    ``relay`` hands requests for the backends it takes on as bytes (the endpoint's server checks them)."""
     router = APIRouter()
+    if max_inputs is None:
+        max_inputs = ServerSettings.from_env().max_inputs_per_request
 
     async def infer(http: Request, inference_id: str, task_type: str | None) -> Response:
         observed = _Observed(inference_id)
         try:
-            backend, request = await _prepare(store, http, inference_id, task_type, observed)
+            relayed = await _relayed(store, relay, http, inference_id, task_type, observed, False)
+            if relayed is not None:
+                observed.finish(relayed.status_code)
+                return relayed
+            backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
             limit = None if math.isinf(request.timeout) else request.timeout
             try:
                 result = await asyncio.wait_for(backend.infer(request), timeout=limit)
@@ -80,12 +113,16 @@ def inference_router(store: EndpointStore) -> APIRouter:
             observed.finish(exc.status, exc.type)
             return error_response(exc)
         observed.finish(200)
-        return ElasticsearchJSONResponse(result)
+        return ElasticsearchJSONResponse(elasticsearch_json.render(result))
 
     async def stream(http: Request, inference_id: str, task_type: str | None) -> Response:
         observed = _Observed(inference_id)
         try:
-            backend, request = await _prepare(store, http, inference_id, task_type, observed)
+            relayed = await _relayed(store, relay, http, inference_id, task_type, observed, True)
+            if relayed is not None:
+                observed.finish(relayed.status_code)
+                return relayed
+            backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
             chunks = backend.stream(request)
             first = await _first_chunk(chunks, request)
         except ElasticsearchError as exc:
@@ -121,7 +158,7 @@ def inference_router(store: EndpointStore) -> APIRouter:
 _END = object()
 
 
-async def _first_chunk(chunks: AsyncIterator[dict[str, Any]], request: InferenceRequest) -> Any:
+async def _first_chunk(chunks: AsyncIterator[CompletionDelta], request: InferenceRequest) -> Any:
     """The first chunk, so that an error before any output gets its own HTTP status."""
     limit = None if math.isinf(request.timeout) else request.timeout
     try:
@@ -132,18 +169,18 @@ async def _first_chunk(chunks: AsyncIterator[dict[str, Any]], request: Inference
         raise inference_timeout(request) from None
 
 
-async def _event_stream(first: Any, chunks: AsyncIterator[dict[str, Any]], observed: _Observed) -> AsyncIterator[bytes]:
+async def _event_stream(first: Any, chunks: AsyncIterator[CompletionDelta], observed: _Observed) -> AsyncIterator[bytes]:
     try:
         if first is not _END:
-            yield sse.message_event(first)
+            yield sse.message_event(elasticsearch_json.render_delta(first))
             async for chunk in chunks:
-                yield sse.message_event(chunk)
+                yield sse.message_event(elasticsearch_json.render_delta(chunk))
     except ElasticsearchError as exc:
         observed.finish(200, exc.type)
         yield sse.error_event(exc.to_body())
         return
     except Exception as exc:  # a stream broke mid-way: tell the client as Elasticsearch does
-        log.exception("stream of [%s] failed", observed.inference_id)
+        log.exception("stream of [%s] failed", observed.requested_id)
         error = ElasticsearchError(500, "exception", f"stream failed: {type(exc).__name__}")
         observed.finish(200, error.type)
         yield sse.error_event(error.to_body())

@@ -25,7 +25,7 @@ from kubeinfer import catalog
 from ..backends.base import Backend
 from ..backends.registry import create_backend
 from kubeinfer.catalog import InferenceEndpointConfig
-from kubeinfer.config import ServerSettings, SettingsError
+from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError, validation_exception
 from kubeinfer.resource import KIND
 from kubeinfer.secrets import SecretResolver
@@ -87,12 +87,7 @@ def build_app(
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    try:
-        settings = ServerSettings.from_env()
-    except SettingsError as exc:
-        print(f"kubeinfer serve: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = ServerSettings.from_env()
     try:
         config = load_endpoint(args.config, args.secrets_dir)
         backend = create_backend(config, cache_dir=getattr(args, "cache_dir", None), settings=settings)

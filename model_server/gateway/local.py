@@ -24,7 +24,7 @@ from ..backends.base import Backend
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType, from_manifest
 
 from ..backends.registry import create_backend
-from kubeinfer.config import ServerSettings, SettingsError
+from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.manifests import ManifestError, load_manifests
 from kubeinfer.secrets import SecretResolver
@@ -131,12 +131,7 @@ def build_local_app(
 def run_local(args: argparse.Namespace) -> int:
     import uvicorn
 
-    try:
-        settings = ServerSettings.from_env()
-    except SettingsError as exc:
-        print(f"kubeinfer local: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = ServerSettings.from_env()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     try:
         manifests = load_endpoint_manifests(list(args.files))

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from ..api.errors import read_json_body
+from ..api.request_body import read_json_body
 from ..api.inference_request import parse_time_value
 from kubeinfer.catalog import check_task_type, parse_endpoint, parse_task_type
 from kubeinfer.errors import ElasticsearchError, status_exception

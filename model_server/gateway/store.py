@@ -76,11 +76,17 @@ def raw_settings(settings: Any) -> dict[str, Any]:
     raw = settings.model_dump(mode="json", by_alias=True, exclude_none=True)
     for name in type(settings).secret_fields:
         value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            raw[name] = value.get_secret_value()
-        elif isinstance(value, SecretKeyRef):
-            raw[name] = value.model_dump(mode="json", by_alias=True)
+        if isinstance(value, dict):
+            raw[name] = {key: _raw_secret(item) for key, item in value.items()}
+        elif value is not None:
+            raw[name] = _raw_secret(value)
     return raw
+
+
+def _raw_secret(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value.model_dump(mode="json", by_alias=True)
 
 
 def create_body(config: InferenceEndpointConfig) -> dict[str, Any]:

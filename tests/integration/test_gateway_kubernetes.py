@@ -13,12 +13,13 @@ import asyncio
 import base64
 import json
 import threading
+import time
 from typing import Any
 
 import httpx
 import pytest
 from fake_providers import FakeProvider, Reply
-from kubeemu import INFERENCE_ENDPOINTS, SECRETS
+from kubeemu import DEPLOYMENTS, INFERENCE_ENDPOINTS, SECRETS, faults
 from local_mode import KubeinferProcess, ServedFake
 
 from kubeinfer.kube import Connection
@@ -76,8 +77,8 @@ def endpoint_server():
     fake.on("/_inference/text_embedding/gw-emb", lambda r: Reply(json={
         "text_embedding": [{"embedding": [float(len(t)), 1.0]} for t in r.json["input"]]}))
     fake.on("/_inference/completion/gw-chat/_stream", Reply(events=[
-        ("message", json.dumps({"completion": [{"delta": "Hel"}]})),
-        ("message", json.dumps({"completion": [{"delta": "lo"}]})),
+        ("message", json.dumps({"completion": [{"delta": "Hel"}]}, separators=(",", ":"))),
+        ("message", json.dumps({"completion": [{"delta": "lo"}]}, separators=(",", ":"))),
         ("message", "[DONE]"),
     ]))
     fake.on("/_inference/chat_completion/gw-talk/_stream", lambda r: Reply(events=[
@@ -261,6 +262,37 @@ async def test_streamed_completion_is_relayed_event_by_event(gateway, cluster, e
     assert error_of(failed) == (429, "status_exception", "too many requests")
 
 
+async def test_the_gateway_routes_bytes_without_decoding_or_re_encoding_them(gateway, cluster, endpoint_server):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    # The pod's own formatting (spacing, number spelling, key order) survives: nothing re-encodes it.
+    answer = b'{ "text_embedding" : [ {"embedding": [1.50, 2e0]} ],"x-order": 1 }'
+    endpoint_server.fake.on("/_inference/text_embedding/gw-emb",
+                            Reply(raw=answer, content_type="application/json", headers={"X-Pod": "yes"}))
+    sent = b'{"input":  ["abc"] ,  "input_type": "ingest"}'
+    response = await gateway.post("/_inference/gw-emb?timeout=7s", content=sent,
+                                  headers={**as_user(VIEWER), "Content-Type": "application/json"})
+    assert (response.status_code, response.content) == (200, answer)
+    assert response.headers["content-type"] == "application/json" and response.headers["x-pod"] == "yes"
+    received = endpoint_server.fake.to("/_inference/text_embedding/gw-emb")[-1]
+    assert received.body == sent and received.query == {"timeout": "7s"}
+    assert VIEWER not in json.dumps(received.headers)
+
+
+async def test_the_gateways_own_errors_stay_elasticsearch_shaped(gateway, cluster, endpoint_server):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    seen = len(endpoint_server.fake.received)
+    wrong_task = await gateway.post("/_inference/sparse_embedding/gw-emb", json={"input": "x"},
+                                    headers=as_user(VIEWER))
+    assert wrong_task.status_code == 400 and wrong_task.json()["error"]["type"] == "status_exception"
+    missing = await gateway.post("/_inference/nope", json={"input": "x"}, headers=as_user(VIEWER))
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "resource_not_found_exception"
+    assert len(endpoint_server.fake.received) == seen  # neither reached the pod
+    endpoint_server.__exit__(None, None, None)  # the pod goes away
+    gone = await gateway.post("/_inference/gw-emb", json={"input": "x"}, headers=as_user(VIEWER))
+    assert error_of(gone)[:2] == (502, "status_exception")
+    assert "Inference endpoint [gw-emb] is unreachable" in error_of(gone)[2]
+
+
 CHAT_CHUNK = {"id": "c-1", "choices": [{"delta": {"role": "assistant", "tool_calls": [
     {"index": 0, "id": "call_1", "function": {"arguments": "{}", "name": "lookup"}, "type": "function"}]}, "index": 0}],
     "model": "gpt-4o", "object": "chat.completion.chunk"}
@@ -296,10 +328,54 @@ async def test_update_rotates_the_secret_and_changes_the_resource(gateway, clust
     assert response.json()["service_settings"]["rate_limit"] == {"requests_per_minute": 60}
     cr = cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb")
     assert cr["spec"]["serviceSettings"]["rate_limit"] == {"requests_per_minute": 60}
-    assert cr["spec"]["serviceSettings"]["api_key"] == {"secretKeyRef": {"name": "gw-emb-secrets", "key": "api_key"}}
-    secret = cluster.get(SECRETS, NS, "gw-emb-secrets")
+    # New credentials come in a new Secret owned by the resource; the old one is gone.
+    ref = cr["spec"]["serviceSettings"]["api_key"]["secretKeyRef"]
+    assert ref["key"] == "api_key" and ref["name"].startswith("gw-emb-secrets-")
+    secret = cluster.get(SECRETS, NS, ref["name"])
     assert base64.b64decode(secret["data"]["api_key"]).decode() == "sk-rotated"
+    assert [o["uid"] for o in secret["metadata"]["ownerReferences"]] == [cr["metadata"]["uid"]]
+    assert [s["metadata"]["name"] for s in cluster.list(SECRETS, NS)] == [ref["name"]]
     assert cluster.reviews[-1]["resourceAttributes"]["verb"] == "update"
+
+
+async def test_an_update_refused_by_a_conflict_leaves_the_old_endpoint_whole(gateway, cluster):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body("sk-old"), headers=as_user(ADMIN))
+    before = cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb")
+    # Someone else writes the resource between the gateway's read and its write.
+    cluster.call(lambda: faults.plan(cluster.emulator).add("PUT", INFERENCE_ENDPOINTS, 409))
+    response = await gateway.put("/_inference/text_embedding/gw-emb/_update", headers=as_user(ADMIN), json={
+        "service_settings": {"api_key": "sk-new", "rate_limit": {"requests_per_minute": 60}}})
+    status, kind, reason = error_of(response)
+    assert (status, kind) == (409, "status_exception") and "nothing was updated" in reason
+    after = cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb")
+    assert after["spec"] == before["spec"]
+    # The old spec still has its old credentials; the new Secret was taken back.
+    assert [s["metadata"]["name"] for s in cluster.list(SECRETS, NS)] == ["gw-emb-secrets"]
+    assert base64.b64decode(cluster.get(SECRETS, NS, "gw-emb-secrets")["data"]["api_key"]) == b"sk-old"
+
+
+async def test_put_watches_the_endpoint_until_ready_instead_of_polling(gateway, cluster):
+    cluster.call(lambda: setattr(cluster.operator, "held", True))
+    put = asyncio.create_task(gateway.put("/_inference/text_embedding/gw-w?timeout=20s", json=openai_body(),
+                                          headers=as_user(ADMIN)))
+
+    def watching() -> bool:
+        return any(r.params.get("watch") == "true" and r.params.get("fieldSelector") == "metadata.name=gw-w"
+                   for r in cluster.requests())
+
+    for _ in range(200):
+        if watching():
+            break
+        await asyncio.sleep(0.02)
+    assert watching()
+    await asyncio.sleep(0.3)  # a poller would read the resource over and over meanwhile
+    cluster.call(cluster.emulator.update_status, INFERENCE_ENDPOINTS, NS, "gw-w", {
+        "observedGeneration": 1, "url": "http://127.0.0.1:9/unused",
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Available", "message": "serving"}]})
+    response = await asyncio.wait_for(put, 10)
+    assert response.status_code == 200, response.text
+    reads = [r for r in cluster.requests() if r.method.value == "GET" and str(r.url.path).endswith("/gw-w")]
+    assert len(reads) <= 1
 
 
 async def test_delete_removes_the_resource_and_its_secret(gateway, cluster):
@@ -457,3 +533,82 @@ async def test_openai_routes_refuse_unknown_and_unauthorized_callers_in_openai_s
     assert stranger.value.body["type"] == "permission_error" and "mallory" in stranger.value.body["message"]
     anonymous = await gateway.post("/v1/embeddings", json={"model": "gw-emb", "input": "x"})
     assert anonymous.status_code == 401 and set(anonymous.json()["error"]) == {"message", "type", "param", "code"}
+
+
+# ---- scale from zero: the gateway holds a request while the endpoint wakes ----------------------
+
+def scale_to_zero(cluster, name: str, autoscaler: str = "hpa") -> None:
+    """The endpoint as the operator leaves it at zero: its Deployment at 0 replicas and the
+    resource Ready with reason ScaledToZero. Once the Deployment asks for a replica, the
+    stand-in reports the endpoint Available (its pod came up)."""
+    cluster.create(DEPLOYMENTS, {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS, "annotations": {"kubeinfer.io/autoscaler": autoscaler,
+                                                                    "kubeinfer.io/min-replicas": "0"}},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": []}}}})
+
+    def mark(reason: str) -> None:
+        cr = cluster.emulator.get(INFERENCE_ENDPOINTS, NS, name)
+        cluster.emulator.update_status(INFERENCE_ENDPOINTS, NS, name, {
+            **cr["status"], "readyReplicas": 0 if reason == "ScaledToZero" else 1,
+            "conditions": [{"type": "Ready", "status": "True", "reason": reason, "message": reason}]})
+
+    def wake_on_scale(event_type: str, key: str, obj: dict[str, Any]) -> None:
+        if key == DEPLOYMENTS and obj["metadata"]["name"] == name and obj["spec"].get("replicas"):
+            mark("Available")
+
+    def configure() -> None:
+        mark("ScaledToZero")
+        cluster.emulator.on_change(wake_on_scale)
+
+    cluster.call(configure)
+    time.sleep(1.1)  # past the gateway's one-second cache of the resource
+
+
+def held(gateway_metrics: str, name: str) -> float:
+    for line in gateway_metrics.splitlines():
+        if line.startswith("kubeinfer_gateway_requests_held{") and f'inference_id="{name}"' in line:
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_a_request_for_an_endpoint_at_zero_scales_it_and_is_answered_once_ready(gateway, cluster):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    scale_to_zero(cluster, "gw-emb")
+    response = await gateway.post("/_inference/text_embedding/gw-emb", json={"input": ["abc"]},
+                                  headers=as_user(VIEWER))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"text_embedding": [{"embedding": [3.0, 1.0]}]}
+    assert cluster.get(DEPLOYMENTS, NS, "gw-emb")["spec"]["replicas"] == 1
+    scale = [r for r in cluster.requests() if r.url.path.endswith("/deployments/gw-emb/scale")]
+    assert [r.method.value for r in scale] == ["PATCH"]
+
+
+async def test_with_keda_the_held_request_is_counted_for_activation_and_released_when_ready(gateway, cluster):
+    from prometheus_client import generate_latest
+
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    scale_to_zero(cluster, "gw-emb", autoscaler="keda")
+    request = asyncio.create_task(gateway.post("/v1/embeddings", json={"model": "gw-emb", "input": "abc"},
+                                               headers=as_user(VIEWER)))
+    for _ in range(200):
+        if held(generate_latest().decode(), "gw-emb") == 1:
+            break
+        await asyncio.sleep(0.02)
+    assert held(generate_latest().decode(), "gw-emb") == 1
+    assert not request.done()
+    # the gateway leaves the replica count to KEDA, which activates on the gauge
+    assert cluster.get(DEPLOYMENTS, NS, "gw-emb")["spec"]["replicas"] == 0
+    cluster.patch(DEPLOYMENTS, NS, "gw-emb", {"spec": {"replicas": 1}})  # KEDA's 0 -> 1
+    response = await asyncio.wait_for(request, 10)
+    assert response.status_code == 200 and response.json()["data"][0]["embedding"] == [3.0, 1.0]
+    assert held(generate_latest().decode(), "gw-emb") == 0
+
+
+async def test_a_held_request_gets_a_408_when_its_timeout_passes_first(gateway, cluster):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    scale_to_zero(cluster, "gw-emb", autoscaler="keda")  # nothing activates it here
+    response = await gateway.post("/_inference/text_embedding/gw-emb", params={"timeout": "300ms"},
+                                  json={"input": ["abc"]}, headers=as_user(VIEWER))
+    assert error_of(response) == (408, "status_exception", "timeout [300ms] waiting for inference result")

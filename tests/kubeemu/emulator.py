@@ -123,6 +123,7 @@ class Watcher:
     namespace: str | None
     match: Callable[[dict[str, Any]], bool]
     queue: asyncio.Queue = attrs.field(factory=asyncio.Queue)
+    agent: str = ""  # the client's User-Agent, for faults aimed at one client
 
 
 @attrs.define(kw_only=True)
@@ -426,6 +427,28 @@ class KubeEmulator(kmock.KubernetesEmulator):
         mine = (manager, "Update", subresource or "")
         owners[mine] = owners.get(mine, set()) | changed
         return owners
+
+    def _scale(self, key: str, namespace: str | None, name: str, method: str, body: Any,
+               manager: str) -> dict[str, Any]:
+        """The ``scale`` subresource (``autoscaling/v1`` Scale): read, or write ``spec.replicas``
+        as autoscalers do, owned by the writer with subresource ``scale``."""
+        obj = self._existing(key, namespace, name)
+        if method in ("PUT", "PATCH"):
+            replicas = ((body or {}).get("spec") or {}).get("replicas") if isinstance(body, dict) else None
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise APIError(422, "Invalid", "spec.replicas: must be a non-negative integer")
+            obj = self.patch(key, namespace, name, {"spec": {"replicas": replicas}}, "merge",
+                             subresource="scale", field_manager=manager)
+        elif method != "GET":
+            raise APIError(405, "MethodNotAllowed", f"{method} is not supported on scale")
+        meta = obj["metadata"]
+        return {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+                             "resourceVersion": meta.get("resourceVersion")},
+                "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+                "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
+                           "selector": ",".join(f"{k}={v}" for k, v in sorted(
+                               (((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}).items()))}}
 
     # ---- writes ---------------------------------------------------------------------------
     def _commit(self, key: str, namespace: str | None, name: str, old: dict[str, Any], new: dict[str, Any],
@@ -820,6 +843,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 return await self._watch(request, key, ns)
             if method == "GET":
                 listing = self._list(request, key, ns)
+                if _metadata_only(request):
+                    return aiohttp.web.json_response({
+                        "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                        "metadata": listing["metadata"], "items": [_partial(o) for o in listing["items"]]})
                 if table:
                     return aiohttp.web.json_response(tables.table(self._served[key], listing["items"], params,
                                                                   listing["metadata"]))
@@ -839,10 +866,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
                                                   "kind": self._served[key].list_kind,
                                                   "metadata": {}, "items": gone})
             raise APIError(405, "MethodNotAllowed", f"{method} is not supported on a collection")
-        if sub not in (None, "status", "scale") or (sub and sub not in self._served[key].subresources):
+        if sub == "scale" and "scale" in self._served[key].subresources and not dry_run:
+            return aiohttp.web.json_response(self._scale(key, ns, name, method, body, manager))
+        if sub not in (None, "status") or (sub == "status" and not self._has_status(key)):
             raise APIError(404, "NotFound", "the server could not find the requested resource")
-        if sub == "scale":
-            return aiohttp.web.json_response(self._scale(request, key, ns, name, body, manager))
         if method == "GET":
             obj = copy.deepcopy(self._existing(key, ns, name))
             if table:
@@ -881,45 +908,6 @@ class KubeEmulator(kmock.KubernetesEmulator):
             gone = (key, ns, name) not in self.store
             return aiohttp.web.json_response(result, status=200 if gone else 202)
         raise APIError(405, "MethodNotAllowed", f"{method} is not supported")
-
-    def _scale(self, request: rendering.Request, key: str, ns: str | None, name: str, body: Any,
-               manager: str) -> dict[str, Any]:
-        """The ``scale`` subresource: an autoscaling/v1 Scale over ``spec.replicas``."""
-        obj = self._existing(key, ns, name)
-
-        def scale_of(o: dict[str, Any]) -> dict[str, Any]:
-            labels = ((o.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-            meta = {k: o["metadata"][k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                                  "creationTimestamp") if k in o["metadata"]}
-            return {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": meta,
-                    "spec": {"replicas": (o.get("spec") or {}).get("replicas", 1)},
-                    "status": {"replicas": (o.get("status") or {}).get("replicas", 0),
-                               "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}}
-
-        current = scale_of(obj)
-        method = request.method.value
-        if method == "GET":
-            return current
-        if method == "PUT":
-            wanted = body or {}
-        else:
-            ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
-            try:
-                wanted = json_patch(current, body) if ctype == "application/json-patch+json" else \
-                    merge_patch(current, body or {})
-            except PatchError as exc:
-                raise APIError(422, "Invalid", str(exc)) from None
-        rv = (wanted.get("metadata") or {}).get("resourceVersion")
-        if rv and rv != obj["metadata"]["resourceVersion"]:
-            raise _conflict(key, name)
-        replicas = (wanted.get("spec") or {}).get("replicas")
-        if not isinstance(replicas, int) or replicas < 0:
-            raise APIError(422, "Invalid", f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value: '
-                                           "must be greater than or equal to 0")
-        new = copy.deepcopy(obj)
-        new.setdefault("spec", {})["replicas"] = replicas
-        owners = self._owners_after_update(key, ns, name, obj, new, manager, "scale")
-        return scale_of(self._commit(key, ns, name, obj, new, None, owners=owners))
 
     def _selector(self, request: rendering.Request) -> Callable[[dict[str, Any]], bool]:
         labels = _parse_selector(request.params.get("labelSelector", ""))
@@ -962,7 +950,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         assert raw is not None
         params = request.params
         match = self._selector(request)
-        watcher = Watcher(resource=key, namespace=ns, match=match)
+        watcher = Watcher(resource=key, namespace=ns, match=match, agent=request.headers.get("User-Agent", ""))
         since = params.get("resourceVersion")
         bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
         backlog: list[dict[str, Any]] = []
@@ -986,8 +974,15 @@ class KubeEmulator(kmock.KubernetesEmulator):
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         try:
             await response.prepare(raw)
+            partial = _metadata_only(request)
+
+            def render(event: dict[str, Any]) -> bytes:
+                if partial and event["type"] not in ("ERROR", "BOOKMARK"):
+                    event = {"type": event["type"], "object": _partial(event["object"])}
+                return json.dumps(event).encode() + b"\n"
+
             for event in backlog:
-                await response.write(json.dumps(event).encode() + b"\n")
+                await response.write(render(event))
             if backlog and backlog[0]["type"] == "ERROR":
                 return response
             timeout = float(params.get("timeoutSeconds") or 1800)
@@ -1003,12 +998,22 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     continue
                 if event is None:  # dropped by a fault
                     break
-                await response.write(json.dumps(event).encode() + b"\n")
+                await response.write(render(event))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
             self.watchers.remove(watcher)
         return response
+
+
+def _metadata_only(request: rendering.Request) -> bool:
+    """``Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1``."""
+    return "as=PartialObjectMetadata" in request.headers.get("Accept", "")
+
+
+def _partial(obj: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": copy.deepcopy(obj.get("metadata") or {})}
 
 
 _NAMESPACES_PATH = re.compile(r"/api/v1/namespaces(?:/([^/]+))?(?:/(status|finalize))?/?")

@@ -280,6 +280,22 @@ def test_an_unforced_apply_that_changes_another_managers_field_conflicts(api):
     assert "f:replicas" in owners["op"]["f:spec"] and "f:replicas" not in owners.get("autoscaler", {}).get("f:spec", {})
 
 
+def test_the_scale_subresource_reads_and_sets_replicas_owned_by_its_writer(api):
+    url = "/apis/apps/v1/namespaces/ns2/deployments/scaled"
+    api.patch(f"{url}?fieldManager=op", content=json.dumps(deployment("scaled")), headers=APPLY)
+    scale = api.get(f"{url}/scale").json()
+    assert (scale["kind"], scale["spec"]["replicas"]) == ("Scale", deployment("scaled")["spec"].get("replicas", 1))
+    woken = api.patch(f"{url}/scale", content=json.dumps({"spec": {"replicas": 0}}), headers=MERGE,
+                      params={"fieldManager": "waker"})
+    assert woken.status_code == 200 and woken.json()["spec"]["replicas"] == 0
+    after = api.get(url).json()
+    assert after["spec"]["replicas"] == 0
+    waker = next(m for m in after["metadata"]["managedFields"] if m["manager"] == "waker")
+    assert waker["subresource"] == "scale" and "f:replicas" in waker["fieldsV1"]["f:spec"]
+    bad = api.patch(f"{url}/scale", content=json.dumps({"spec": {"replicas": -1}}), headers=MERGE)
+    assert bad.status_code == 422
+
+
 def test_a_field_dropped_from_an_apply_stays_while_another_manager_owns_it(api):
     url = "/api/v1/namespaces/ns2/configmaps/shared"
     api.patch(f"{url}?fieldManager=a", headers=APPLY, content=json.dumps(

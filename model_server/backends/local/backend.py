@@ -17,10 +17,11 @@ import logging
 import os
 from typing import Any, Mapping
 
-from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
 from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError, status_exception
 from ..base import Backend, InferenceRequest
+from ..results import InferenceResult, RankedDocument, Ranking, SparseEmbedding, SparseEmbeddings, TextEmbeddings
 from .batching import BatchingOptions, DynamicBatcher
 from .engine import EngineOptions
 from .models import is_e5, locate_model
@@ -168,7 +169,7 @@ class LocalModelBackend(Backend):
             return fn(*args)
         return await asyncio.to_thread(fn, *args)
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         model, batcher = self._model, self._batcher
         if model is None or batcher is None:
             raise status_exception(f"inference endpoint [{self.config.inference_id}] is not ready yet", 503)
@@ -183,35 +184,29 @@ class LocalModelBackend(Backend):
             prefix = self._prefixes.get(request.input_type or "", "")
             texts = [prefix + text for text in request.input] if prefix else request.input
             vectors = await batcher.submit(await self._tokenize(model.encode_texts, texts), request.timeout)
-            return {"text_embedding": [{"embedding": vector} for vector in vectors]}
+            return TextEmbeddings(vectors)
         if task is TaskType.SPARSE_EMBEDDING:
             items = await self._tokenize(model.encode_texts, request.input)
             weights = await batcher.submit(items, request.timeout)
-            return {"sparse_embedding": [
-                {"is_truncated": item.truncated, "embedding": embedding} for item, embedding in zip(items, weights)
-            ]}
+            return SparseEmbeddings([
+                SparseEmbedding(embedding, item.truncated) for item, embedding in zip(items, weights)
+            ])
         if request.query is None:
             raise ElasticsearchError(400, "action_request_validation_exception",
                                      "Validation Failed: 1: Field [query] cannot be null for task type [rerank];")
         items = await self._tokenize(model.encode_pairs, request.query, request.input)
         scores = await batcher.submit(items, request.timeout)
-        return {"rerank": rank(request.input, scores, request.task_settings)}
+        return rank(request.input, scores, request.task_settings,
+                    with_text=returns_documents(self.config, request.task_settings))
 
 
-def rank(documents: list[str], scores: list[float], task_settings: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Elasticsearch's rerank list: best first, ties by input order, ``top_n`` long."""
+def rank(documents: list[str], scores: list[float], task_settings: Mapping[str, Any], *, with_text: bool) -> Ranking:
+    """Elasticsearch's rerank order: best first, ties by input order, ``top_n`` long."""
     order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))
     top_n = task_settings.get("top_n")
     if top_n:
         order = order[: int(top_n)]
-    with_text = task_settings.get("return_documents", True) is not False
-    ranked = []
-    for i in order:
-        entry: dict[str, Any] = {"index": i, "relevance_score": scores[i]}
-        if with_text:
-            entry["text"] = documents[i]
-        ranked.append(entry)
-    return ranked
+    return Ranking([RankedDocument(i, scores[i], documents[i] if with_text else None) for i in order])
 
 
 def _set_threads(count: int) -> None:

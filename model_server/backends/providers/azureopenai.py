@@ -10,24 +10,18 @@ from __future__ import annotations
 from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from ..results import CompletionDelta, InferenceResult
 from ..base import InferenceRequest
 from ..chat import ChatCompletionChunk, ChatRequest
 from . import openai_shapes
 from .proxy import ProviderBackend
-
-OPERATIONS = {
-    TaskType.TEXT_EMBEDDING: "embeddings",
-    TaskType.COMPLETION: "chat/completions",
-    TaskType.CHAT_COMPLETION: "chat/completions",
-}
-
 
 class AzureOpenAIBackend(ProviderBackend):
     default_similarity = "dot_product"
 
     def operation_url(self) -> str:
         base = self.base_url(f"https://{self.setting('resource_name')}.openai.azure.com")
-        return f"{base}/openai/deployments/{self.setting('deployment_id')}/{OPERATIONS[self.config.task_type]}"
+        return f"{base}/openai/deployments/{self.setting('deployment_id')}/{openai_shapes.OPERATIONS[self.config.task_type]}"
 
     def params(self) -> dict[str, str]:
         return {"api-version": self.setting("api_version")}
@@ -37,7 +31,7 @@ class AzureOpenAIBackend(ProviderBackend):
             return {"api-key": self.secret("api_key")}
         return {"Authorization": f"Bearer {self.secret('entra_id')}"}
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         user = request.task_settings.get("user")
         if self.config.task_type == TaskType.TEXT_EMBEDDING:
             body = openai_shapes.embeddings_body(request.input, dimensions=self.setting("dimensions"), user=user)
@@ -49,7 +43,7 @@ class AzureOpenAIBackend(ProviderBackend):
         answer = await self.call_json(self.operation_url(), body, request, headers=self.headers(), params=self.params())
         return self.translate(openai_shapes.parse_chat, answer)
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         if self.config.task_type != TaskType.COMPLETION:
             raise self.streaming_unsupported()
         body = openai_shapes.chat_body(request.input, stream=True, n=1, user=request.task_settings.get("user"))

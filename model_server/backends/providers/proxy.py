@@ -23,9 +23,11 @@ from typing import Any, AsyncIterator, Callable
 import httpx
 from tenacity import RetryCallState
 
+from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import ElasticsearchError
 from ..base import Backend, InferenceRequest
+from ..results import Embeddings, TextEmbeddings
 from ..chat import ChatRequest, Message
 from . import faults, retries
 from .client import hold_shared_client, new_client, release_shared_client
@@ -116,9 +118,8 @@ class ProviderBackend(Backend):
             self.not_ready_reason = f"the start-up check of the provider failed: {exc.reason}"
             log.warning("Endpoint [%s] is not ready: %s", self.config.inference_id, self.not_ready_reason)
             return False
-        embeddings = answer.get("text_embedding") or answer.get("text_embedding_bytes") or answer.get("embeddings")
-        if embeddings:
-            self._learned_dimensions = len(embeddings[0]["embedding"])
+        if isinstance(answer, (TextEmbeddings, Embeddings)):
+            self._learned_dimensions = answer.dimensions
         self._mark_ready()
         return True
 
@@ -205,20 +206,12 @@ class ProviderBackend(Backend):
         method: str = "POST",
     ) -> Any:
         """Send ``body`` as JSON and return the provider's JSON answer, or raise."""
-        loop = asyncio.get_running_loop()
-        timeout = request.timeout
-        deadline = _deadline(loop, timeout)
-        await self._take_slot(timeout)
+        response = await self._answer(method, url, body, headers, params, request.timeout, stream=False)
         try:
-            async with asyncio.timeout_at(deadline):
-                response = await self._send(method, url, body, headers, params, deadline, stream=False)
-        except TimeoutError:
-            raise faults.timed_out(timeout, self.service) from None
-        try:
-            return response.json()
-        except ValueError:
+            return strict_json.loads(response.content)
+        except strict_json.JSONRefused as exc:
             raise self.malformed(
-                f"the answer is not JSON (content-type [{response.headers.get('content-type', '')}])"
+                f"the answer is not JSON (content-type [{response.headers.get('content-type', '')}]): {exc}"
             ) from None
 
     @contextlib.asynccontextmanager
@@ -233,15 +226,8 @@ class ProviderBackend(Backend):
     ) -> AsyncIterator[httpx.Response]:
         """A streaming answer: connecting and the first byte must fit in the timeout, then
         each chunk must come within it."""
-        loop = asyncio.get_running_loop()
         timeout = request.timeout
-        deadline = _deadline(loop, timeout)
-        await self._take_slot(timeout)
-        try:
-            async with asyncio.timeout_at(deadline):
-                response = await self._send("POST", url, body, headers, params, deadline, stream=True)
-        except TimeoutError:
-            raise faults.timed_out(timeout, self.service) from None
+        response = await self._answer("POST", url, body, headers, params, timeout, stream=True)
         try:
             yield response
         except ElasticsearchError as exc:  # an error event of the provider's stream may quote anything
@@ -254,6 +240,17 @@ class ProviderBackend(Backend):
             raise self.malformed(f"a streamed event could not be read: {_describe(exc)}") from None
         finally:
             await response.aclose()
+
+    async def _answer(self, method: str, url: str, body: Any, headers: dict[str, str] | None,
+                      params: dict[str, str] | None, timeout: float, *, stream: bool) -> httpx.Response:
+        """The provider's successful answer within the endpoint's rate limit and ``timeout``."""
+        deadline = _deadline(asyncio.get_running_loop(), timeout)
+        await self._take_slot(timeout)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._send(method, url, body, headers, params, deadline, stream=stream)
+        except TimeoutError:
+            raise faults.timed_out(timeout, self.service) from None
 
     async def _take_slot(self, timeout: float) -> None:
         try:

@@ -8,7 +8,6 @@ real backends have their own tests. Only HTTP-layer behaviour is checked here.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from model_server.api.app import create_app
 from model_server.api.store import SingleEndpointStore
 from model_server.backends.base import Backend, InferenceRequest
+from model_server.backends.results import InferenceResult, RankedDocument, Ranking, TextEmbeddings
 from kubeinfer.catalog import parse_endpoint
 
 
@@ -32,13 +32,13 @@ class RecordingBackend(Backend):
     def ready(self) -> bool:
         return self._ready
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         self.requests.append(request)
         if self.delay:
             await asyncio.sleep(self.delay)
         if request.task_type.value == "rerank":
-            return {"rerank": [{"index": i, "relevance_score": 1.0 / (i + 1)} for i in range(len(request.input))]}
-        return {"text_embedding": [{"embedding": [float(len(text)), 1.0]} for text in request.input]}
+            return Ranking([RankedDocument(i, 1.0 / (i + 1)) for i in range(len(request.input))])
+        return TextEmbeddings([[float(len(text)), 1.0] for text in request.input])
 
 
 def embedding_config(inference_id: str = "my-e5"):
@@ -263,3 +263,27 @@ async def test_metrics_count_requests_errors_and_latency():
             in text)
     assert 'kubeinfer_inference_request_duration_seconds_count{inference_id="metered",task_type="text_embedding"} 2.0' in text
     assert 'kubeinfer_inference_inputs_total{inference_id="metered",task_type="text_embedding"} 2.0' in text
+
+
+# ---- OpenAI's API on the endpoint pod ---------------------------------------------------------
+
+async def test_the_pod_answers_the_openai_sdk_for_its_one_endpoint():
+    import openai
+
+    backend = RecordingBackend(embedding_config())
+    async with client_for(backend) as http:
+        sdk = openai.AsyncOpenAI(base_url="http://test/v1", api_key="unused", http_client=http, max_retries=0)
+        answer = await sdk.embeddings.create(model="my-e5", input=["abc", "de"])
+        assert [d.embedding for d in answer.data] == [[3.0, 1.0], [2.0, 1.0]]
+        assert backend.requests[-1].input == ["abc", "de"]
+        assert [m.id async for m in sdk.models.list()] == ["my-e5"]
+        with pytest.raises(openai.NotFoundError):
+            await sdk.embeddings.create(model="other", input="x")
+
+
+async def test_a_pod_still_loading_its_model_answers_503_in_openai_shape():
+    async with client_for(RecordingBackend(embedding_config(), ready=False)) as http:
+        response = await http.post("/v1/embeddings", json={"model": "my-e5", "input": "x"})
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["type"] == "server_error" and "loading" in error["message"]
