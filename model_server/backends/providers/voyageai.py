@@ -49,8 +49,7 @@ class VoyageAIBackend(ProviderBackend):
     default_similarity = "dot_product"
 
     def url(self, operation: str) -> str:
-        base = self.base_url(BASE_URL)
-        return base if base.endswith(operation) else base + operation
+        return self.provider_url(BASE_URL + operation, operation)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret('api_key')}"}
