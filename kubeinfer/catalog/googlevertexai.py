@@ -80,6 +80,7 @@ class GoogleVertexAIRerankTaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="googlevertexai",
+    label="Google Vertex AI",
     service_settings={
         TaskType.COMPLETION: GoogleVertexAICompletionServiceSettings,
         TaskType.RERANK: GoogleVertexAIServiceSettings,

@@ -4,7 +4,8 @@
 answer Elasticsearch's JSON; ``.../_stream`` answers Server-Sent Events as Elasticsearch
 does, errors included (an ``event: error`` carrying the usual error body, with the
 error's HTTP status when nothing was sent yet). Each request is counted, timed and,
-when it fails, counted again by error type.
+when it fails, counted again by error type. With a ``Relay`` (the gateway's), a request
+for an endpoint served elsewhere is handed on as bytes once the endpoint is found.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .chat_completion import not_a_stream_error
 from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response
 from .request_body import read_json_body
 from .inference_request import format_time_value, parse_inference_request
+from .relay import Relay
 from .store import EndpointStore
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,22 @@ class _Observed:
             metrics.ERRORS.labels(self.inference_id, error_type).inc()
 
 
+async def _relayed(
+    store: EndpointStore, relay: Relay | None, http: Request, inference_id: str, task_type: str | None,
+    observed: _Observed, stream: bool,
+) -> Response | None:
+    """The relay's answer, once the endpoint is found and takes this request; else None."""
+    if relay is None:
+        return None
+    requested = parse_task_type(task_type) if task_type is not None else None
+    config = await store.get(inference_id)
+    observed.task_type = config.task_type.value
+    check_task_type(config, requested, inference=True)
+    if config.task_type is TaskType.CHAT_COMPLETION and not stream:
+        raise not_a_stream_error(config)
+    return await relay(await store.backend(inference_id), http, stream)
+
+
 async def _prepare(
     store: EndpointStore, http: Request, inference_id: str, task_type: str | None, observed: _Observed,
     max_inputs: int,
@@ -71,8 +89,9 @@ async def _prepare(
     return await store.backend(inference_id), request
 
 
-def inference_router(store: EndpointStore, *, max_inputs: int | None = None) -> APIRouter:
-    """The routes over ``store``; ``max_inputs`` per request, ``KUBEINFER_MAX_INPUTS_PER_REQUEST`` by default."""
+def inference_router(store: EndpointStore, *, max_inputs: int | None = None, relay: Relay | None = None) -> APIRouter:
+    """The routes over ``store``; ``max_inputs`` per request, ``KUBEINFER_MAX_INPUTS_PER_REQUEST`` by default;
+    ``relay`` hands requests for the backends it takes on as bytes (the endpoint's server checks them)."""
     router = APIRouter()
     if max_inputs is None:
         max_inputs = ServerSettings.from_env().max_inputs_per_request
@@ -80,6 +99,10 @@ def inference_router(store: EndpointStore, *, max_inputs: int | None = None) -> 
     async def infer(http: Request, inference_id: str, task_type: str | None) -> Response:
         observed = _Observed(inference_id)
         try:
+            relayed = await _relayed(store, relay, http, inference_id, task_type, observed, False)
+            if relayed is not None:
+                observed.finish(relayed.status_code)
+                return relayed
             backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
             limit = None if math.isinf(request.timeout) else request.timeout
             try:
@@ -95,6 +118,10 @@ def inference_router(store: EndpointStore, *, max_inputs: int | None = None) -> 
     async def stream(http: Request, inference_id: str, task_type: str | None) -> Response:
         observed = _Observed(inference_id)
         try:
+            relayed = await _relayed(store, relay, http, inference_id, task_type, observed, True)
+            if relayed is not None:
+                observed.finish(relayed.status_code)
+                return relayed
             backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
             chunks = backend.stream(request)
             first = await _first_chunk(chunks, request)

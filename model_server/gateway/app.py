@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from ..api.app import create_app
 from .management import management_router
 from .product import root_router
+from .forwarding import relay_to_endpoint
 from .store import ManagedEndpointStore
 
 
@@ -30,4 +31,5 @@ def create_gateway_app(
         extra_routers=[root_router(name=name), management_router(store)],
         lifespan=lifespan,
         title=name,
+        relay=relay_to_endpoint,
     )
