@@ -124,6 +124,7 @@ class Watcher:
     match: Callable[[dict[str, Any]], bool]
     queue: asyncio.Queue = attrs.field(factory=asyncio.Queue)
     agent: str = ""  # the client's User-Agent, for faults aimed at one client
+    stalled: bool = False  # a fault: the stream delivers nothing, not even bookmarks
 
 
 @attrs.define(kw_only=True)
@@ -991,7 +992,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 try:
                     event = await asyncio.wait_for(watcher.queue.get(), wait)
                 except asyncio.TimeoutError:
-                    if bookmarks and loop.time() < deadline:
+                    if bookmarks and not watcher.stalled and loop.time() < deadline:
                         await response.write(json.dumps(self._bookmark(key)).encode() + b"\n")
                     continue
                 if event is None:  # dropped by a fault

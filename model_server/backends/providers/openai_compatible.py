@@ -14,12 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
 from ..base import InferenceRequest
 from ..results import CompletionDelta, InferenceResult
 from ..chat import ChatCompletionChunk, ChatRequest
 from . import openai_shapes
-from .answers import expect_count, float_vector, rerank_results, text_embeddings
+from .answers import expect_count, float_vector, parse_results_rerank, rerank_results, text_embeddings
 from .proxy import ProviderBackend
 
 CHAT = "/chat/completions"
@@ -79,22 +79,6 @@ def parse_nvidia_rerank(answer: dict[str, Any], documents: list[str]) -> Inferen
         scored.append((index, item["logit"], None))
     return rerank_results(scored)
 
-
-def parse_results_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> InferenceResult:
-    """The ``{"results": [{"index", "relevance_score", "document"?}]}`` answer of vLLM's
-    (Cohere-shaped) rerank API."""
-    scored = []
-    for item in answer["results"]:
-        index = int(item["index"])
-        if not 0 <= index < len(documents):
-            raise ValueError(f"result index [{index}] is out of range")
-        text = None
-        if return_documents:
-            document = item.get("document")
-            text = document.get("text") if isinstance(document, dict) else document
-            text = documents[index] if text is None else text
-        scored.append((index, item["relevance_score"], text))
-    return rerank_results(scored)
 
 
 class OpenAICompatibleBackend(ProviderBackend):
@@ -171,7 +155,7 @@ class OpenAICompatibleBackend(ProviderBackend):
             answer = await self.call_json(self.url(), body, request, headers=self.headers())
             return self.translate(parse_nvidia_rerank, answer, documents)
         settings = request.task_settings
-        return_documents = bool(settings.get("return_documents"))
+        return_documents = returns_documents(self.config, settings)
         body = {"query": request.query or "", "documents": documents}
         if self.model:
             body = {"model": self.model, **body}
