@@ -201,7 +201,7 @@ CASES: dict[tuple[str, ...], Case] = {
          "request": '{"messages": [{"role": "user", "content": ${input}}], "model": "gpt-4.1"}',
          "response": {"json_parser": {"completion_result": "$.choices[*].message.content"}}},
         "/v1/chat/completions", openai_chat("hi there"),
-        {"messages": [{"role": "user", "content": ["hello"]}], "model": "gpt-4.1"}, COMPLETED, input=["hello"]),
+        {"messages": [{"role": "user", "content": "hello"}], "model": "gpt-4.1"}, COMPLETED, input=["hello"]),
     # ---- new pairs of existing services ------------------------------------------------
     ("azureaistudio", "rerank"): Case(
         {"api_key": KEY, "target": "https://cohere-rerank.models.ai.azure.test", "provider": "cohere",
