@@ -424,12 +424,24 @@ class Informer:
                         if event.get("type") == "BOOKMARK":
                             continue
                         self.events += 1
-                        await self.handler(event["type"], obj)
+                        await self._hand(self.handler, event["type"], obj)
             except KubeError as exc:
                 if exc.status != 410:
                     log.info("watch of %s interrupted (%s); listing again in %.1fs", self.path, exc, delay)
                     await asyncio.sleep(exc.retry_after or delay)
                     delay = min(delay * 2, 30.0)
+            except ValueError as exc:  # a garbled line: start over
+                log.warning("watch of %s sent what is not JSON (%s); listing again", self.path, exc)
+                await asyncio.sleep(delay)
+
+    async def _hand(self, handler: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """A failing handler is logged; the watch goes on."""
+        try:
+            await handler(*args)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("handling a change of %s failed", self.path)
 
     async def _list(self) -> str:
         params = {"labelSelector": self.label_selector} if self.label_selector else None
@@ -438,9 +450,9 @@ class Informer:
         self.lists += 1
         items = listing.get("items") or []
         if self.relisted is not None:
-            await self.relisted(items)
+            await self._hand(self.relisted, items)
         else:
             for obj in items:
-                await self.handler("ADDED", obj)
+                await self._hand(self.handler, "ADDED", obj)
         self.listed.set()
         return (listing.get("metadata") or {}).get("resourceVersion") or ""

@@ -117,13 +117,13 @@ def parse_task_type(value: str) -> TaskType:
 
 def returns_documents(config: InferenceEndpointConfig, task_settings: Mapping[str, Any]) -> bool:
     """Whether a rerank answer carries the documents' text, by Elasticsearch's one rule:
-    ``return_documents`` as the request or the endpoint sets it, else the service's default
-    (``return_documents_default`` of its rerank task settings; the text whenever it is
-    known for a service that has no such setting)."""
+    ``return_documents`` as the request or the endpoint sets it, else the service's default,
+    declared as ``return_documents_default`` on its rerank task settings; without one,
+    false: Elasticsearch then sends the provider nothing and shows no text."""
     given = task_settings.get("return_documents")
     if given is not None:
         return bool(given)
-    return bool(getattr(config.spec.task_settings_model(TaskType.RERANK), "return_documents_default", True))
+    return bool(getattr(config.spec.task_settings_model(TaskType.RERANK), "return_documents_default", False))
 
 
 def check_task_type(config: InferenceEndpointConfig, requested: TaskType | None, *, inference: bool = False) -> None:

@@ -612,3 +612,26 @@ async def test_a_held_request_gets_a_408_when_its_timeout_passes_first(gateway, 
     response = await gateway.post("/_inference/text_embedding/gw-emb", params={"timeout": "300ms"},
                                   json={"input": ["abc"]}, headers=as_user(VIEWER))
     assert error_of(response) == (408, "status_exception", "timeout [300ms] waiting for inference result")
+
+
+async def test_custom_secret_parameters_each_become_a_key_of_the_owned_secret(gateway, cluster):
+    body = {"service": "custom", "service_settings": {
+        "secret_parameters": {"api_key": "sk-custom-one", "org_token": "tok-two"},
+        "url": "https://models.example/v1/embeddings",
+        "headers": {"Authorization": "Bearer ${api_key}", "X-Org": "${org_token}"},
+        "request": "{\"input\": ${input}}",
+        "response": {"json_parser": {"text_embeddings": "$.data[*].embedding[*]"}}}}
+    response = await gateway.put("/_inference/text_embedding/gw-custom", json=body, headers=as_user(ADMIN))
+    assert response.status_code == 200, response.text
+    assert "secret_parameters" not in response.json()["service_settings"]
+    assert "sk-custom-one" not in response.text and "tok-two" not in response.text
+
+    cr = cluster.get(INFERENCE_ENDPOINTS, NS, "gw-custom")
+    assert cr["spec"]["serviceSettings"]["secret_parameters"] == {
+        "api_key": {"secretKeyRef": {"name": "gw-custom-secrets", "key": "secret_parameters.api_key"}},
+        "org_token": {"secretKeyRef": {"name": "gw-custom-secrets", "key": "secret_parameters.org_token"}},
+    }
+    assert "sk-custom-one" not in json.dumps(cr) and "tok-two" not in json.dumps(cr)
+    secret = cluster.get(SECRETS, NS, "gw-custom-secrets")
+    assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == {
+        "secret_parameters.api_key": "sk-custom-one", "secret_parameters.org_token": "tok-two"}

@@ -126,7 +126,7 @@ async def test_informer_relists_after_a_410_and_drops_what_vanished(kube):
     kube.create(SECRETS, secret)
     kube.create(SECRETS, {**secret, "metadata": {"name": "other", "namespace": NS}})
     informer = Informer(client, path_of("v1", "secrets"), handler, relisted, label_selector="mine=yes",
-                        timeout_seconds=1)
+                        timeout_seconds=60)
     task = asyncio.create_task(informer.run())
     try:
         await asyncio.wait_for(informer.listed.wait(), 5)
