@@ -201,7 +201,7 @@ CASES: dict[tuple[str, ...], Case] = {
          "request": '{"messages": [{"role": "user", "content": ${input}}], "model": "gpt-4.1"}',
          "response": {"json_parser": {"completion_result": "$.choices[*].message.content"}}},
         "/v1/chat/completions", openai_chat("hi there"),
-        {"messages": [{"role": "user", "content": ["hello"]}], "model": "gpt-4.1"}, COMPLETED, input=["hello"]),
+        {"messages": [{"role": "user", "content": "hello"}], "model": "gpt-4.1"}, COMPLETED, input=["hello"]),
     # ---- new pairs of existing services ------------------------------------------------
     ("azureaistudio", "rerank"): Case(
         {"api_key": KEY, "target": "https://cohere-rerank.models.ai.azure.test", "provider": "cohere",
@@ -362,7 +362,7 @@ CHAT_CASES = {
     "llama": ({"url": "http://llama.test:8321/v1/openai/v1/chat/completions", "model_id": "llama3.2:3b"},
               "llama.test:8321", "/v1/openai/v1/chat/completions", "max_completion_tokens"),
     "nvidia": ({"api_key": KEY, "model_id": "microsoft/phi-3-mini-128k-instruct"}, "integrate.api.nvidia.com",
-               "/v1/chat/completions", "max_completion_tokens"),
+               "/v1/chat/completions", "max_tokens"),
     "openshift_ai": ({"api_key": KEY, "url": "https://llama.apps.ocp.test/v1/chat/completions",
                       "model_id": "llama-31-8b-instruct"}, "llama.apps.ocp.test", "/v1/chat/completions",
                      "max_completion_tokens"),
