@@ -475,3 +475,15 @@ async def test_binary_embeddings_answer_as_packed_bits():
     assert response.status_code == 200, response.text
     assert response.json() == {"text_embedding_bits": [{"embedding": [-7, 12, 127]}]}
     assert fake.received[0].json["embedding_type"] == "binary"
+
+
+async def test_sagemaker_elastic_api_streams_one_completion_object_a_payload_part():
+    parts = [_raw_event("PayloadPart", json.dumps({"completion": [{"delta": text}]}).encode()) for text in ("Hel", "lo")]
+    path = "/endpoints/my-endpoint/invocations-response-stream"
+    fake = FakeProvider().on(path, Reply(raw=b"".join(parts), content_type="application/vnd.amazon.eventstream"))
+    backend = backend_for(fake, "amazon_sagemaker", "completion", {**SAGEMAKER, "api": "elastic"})
+    response = await post_through_server(backend, {"input": "hello"}, stream=True)
+    assert response.status_code == 200, response.text
+    deltas = [json.loads(data) for _, data in list(parse_events(response.text))[:-1]]
+    assert deltas == [{"completion": [{"delta": "Hel"}]}, {"completion": [{"delta": "lo"}]}]
+    assert fake.received[0].json == {"input": "hello", "stream": True}
