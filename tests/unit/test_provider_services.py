@@ -506,3 +506,25 @@ async def test_the_request_top_n_of_rerank_reaches_the_provider(service, setting
     assert response.status_code == 200, response.text
     body = fake.received[0].json
     assert {k: body[k] for k in sent} == sent
+
+
+async def test_jina_multimodal_embedding_sends_text_and_image_objects():
+    image = "data:image/png;base64,iVBORw0KGgo="
+    fake = FakeProvider().on("/v1/embeddings", Reply(json=openai_embeddings(VEC, VEC2)))
+    backend = backend_for(fake, "jinaai", "embedding", {"api_key": KEY, "model_id": "jina-embeddings-v4"})
+    response = await post_through_server(backend, {"input": [
+        "a cat", {"content": {"type": "image", "value": image, "format": "base64"}}]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"embeddings": [{"embedding": VEC}, {"embedding": VEC2}]}
+    assert fake.received[0].json["input"] == [{"text": "a cat"}, {"image": image}]
+
+
+async def test_jina_text_only_model_refuses_images_for_the_embedding_task():
+    fake = FakeProvider()
+    backend = backend_for(fake, "jinaai", "embedding",
+                          {"api_key": KEY, "model_id": "jina-embeddings-v3", "multimodal_model": False})
+    response = await post_through_server(backend, {"input": [
+        {"content": {"type": "image", "value": "aGk=", "format": "base64"}}]})
+    assert response.status_code == 400
+    assert "[image]" in response.json()["error"]["reason"]
+    assert fake.received == []
