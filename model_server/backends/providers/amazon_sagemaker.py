@@ -44,6 +44,7 @@ from .answers import (
     sparse_embeddings, text_embeddings,
 )
 from .proxy import ProviderBackend
+from .streams import ended_early
 
 SIGNING_NAME = "sagemaker"
 # Settings -> SageMaker's invoke headers.
@@ -212,6 +213,7 @@ class AmazonSageMakerBackend(ProviderBackend):
                     text = (choice.get("delta") or {}).get("content")
                     if text:
                         yield delta(text)
+            raise ended_early("[DONE]")
 
     async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
         # Both apis take the unified request and stream OpenAI's chunks as events.
@@ -223,6 +225,7 @@ class AmazonSageMakerBackend(ProviderBackend):
                 if data.strip() == "[DONE]":
                     return
                 yield openai_shapes.parse_chat_chunk(strict_json.loads(data))
+            raise ended_early("[DONE]")
 
 
 def create_backend(config: InferenceEndpointConfig, **options: Any) -> AmazonSageMakerBackend:
