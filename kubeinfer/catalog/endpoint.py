@@ -45,6 +45,9 @@ class ChunkingSettings(Settings):
     sentence_overlap: int | None = Field(default=None, ge=0, le=1, description="sentence: 0 or 1 sentence shared.")
 
 
+# The task types whose endpoints chunk long inputs (semantic_text), hence take chunking settings.
+CHUNKED_TASK_TYPES = (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.EMBEDDING)
+
 # Strategy -> (its settings, the required ones); Elasticsearch's chunking settings classes.
 CHUNKING_SETTINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "word": (("strategy", "max_chunk_size", "overlap"), ("max_chunk_size", "overlap")),
@@ -208,6 +211,9 @@ class InferenceEndpointConfig:
             body["task_settings"] = task
         if self.chunking_settings is not None:
             body["chunking_settings"] = self.chunking_settings.model_dump(mode="json", exclude_none=True)
+        elif self.task_type in CHUNKED_TASK_TYPES:
+            # Elasticsearch 9 stores (and shows) the default for endpoints created without any.
+            body["chunking_settings"] = dict(DEFAULT_CHUNKING)
         return body
 
     def to_manifest(self, *, name: str | None = None, namespace: str | None = None) -> dict[str, Any]:
@@ -313,7 +319,7 @@ def parse_endpoint(inference_id: str, task_type: TaskType | str, body: Mapping[s
     chunking = body.get("chunking_settings")
     chunking_settings = None
     if chunking is not None:
-        if task not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.EMBEDDING):
+        if task not in CHUNKED_TASK_TYPES:
             # Elasticsearch reads chunking settings only for embeddings; elsewhere they are left over.
             raise status_exception(
                 f"Model configuration contains settings [{_java_map({'chunking_settings': chunking})}] "
