@@ -19,10 +19,15 @@ from pydantic import Field, SecretStr, ValidationError
 from ..errors import ElasticsearchError, status_exception, validation_exception
 from ..resource import API_VERSION, KIND
 from ._base import SecretKeyRef, ServiceSpec, Settings, TaskType
+from .preconfigured import PRECONFIGURED
 from .registry import SERVICES
 
-# Elasticsearch's rule for inference ids, which must also be a valid Kubernetes name here.
-INFERENCE_ID_PATTERN = r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$"
+# Elasticsearch's rule for inference ids, which must also be a valid Kubernetes name here;
+# and the ids of Elasticsearch's preconfigured endpoints, which only they may hold.
+INFERENCE_ID_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?|"
+    + "|".join(i.replace(".", r"\.") for i in sorted(PRECONFIGURED)) + ")$"
+)
 
 
 class ChunkingStrategy(str, Enum):
@@ -126,7 +131,7 @@ def get_service(name: str, inference_id: str = "") -> ServiceSpec:
 
 
 def validate_inference_id(inference_id: str) -> None:
-    if not re.match(INFERENCE_ID_PATTERN, inference_id):
+    if not re.fullmatch(INFERENCE_ID_PATTERN, inference_id):
         raise validation_exception(
             f"Invalid inference_id; [{inference_id}] must be lowercase letters, digits, '-', '_' or '.', "
             "start and end with a letter or digit, and be at most 253 characters"

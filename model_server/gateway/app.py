@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from ..api.app import create_app
 from .management import management_router
+from .preconfigured import WithPreconfiguredEndpoints
 from .product import root_router
 from .store import ManagedEndpointStore
 
@@ -24,7 +25,9 @@ def create_gateway_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None = None,
     name: str = "kubeinfer",
 ) -> FastAPI:
-    """Elasticsearch's whole inference API over ``store``."""
+    """Elasticsearch's whole inference API over ``store``, with Elasticsearch's
+    preconfigured endpoints."""
+    store = WithPreconfiguredEndpoints(store)
     return create_app(
         store,
         extra_routers=[root_router(name=name), management_router(store)],
