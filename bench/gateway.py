@@ -12,6 +12,7 @@ One client sends requests one after another (latency: p50, p99), then many concu
 clients for a fixed time (throughput). Ratios are gateway against direct, in this run.
 
     python -P bench/gateway.py [--sequential 300] [--concurrency 16] [--duration 5]
+    python -P bench/gateway.py --smoke    # a few seconds, tiny sizes: does it still run?
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ def serve_direct(port: int) -> None:
     from model_server.api.app import create_app
     from model_server.api.store import SingleEndpointStore
     from model_server.backends.base import Backend
+    from model_server.backends.results import TextEmbeddings
 
     class FixedEmbedding(Backend):
         async def infer(self, request):
-            return {"text_embedding": [{"embedding": [0.0125 * i for i in range(16)]} for _ in request.input]}
+            return TextEmbeddings([[0.0125 * i for i in range(16)] for _ in request.input])
 
     config = _config()
     app = create_app(SingleEndpointStore(config, FixedEmbedding(config)))
@@ -136,7 +138,10 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--smoke", action="store_true", help="a few seconds at tiny sizes; figures mean nothing")
     args = parser.parse_args()
+    if args.smoke:
+        args.sequential, args.concurrency, args.duration = 20, 4, 0.5
     if args.serve:
         if args.serve[0] == "direct":
             serve_direct(args.port)

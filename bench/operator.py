@@ -1,23 +1,35 @@
-"""Benchmark: how fast the operator brings many InferenceEndpoints to Ready, and its memory.
+"""Benchmark: how fast the operator brings many InferenceEndpoints to Ready, its memory,
+and the watch traffic it receives, beside objects that are none of its business.
 
 Runs the real ``kubeinfer operator`` in a subprocess against the Kubernetes API emulator
 (tests/kubeemu, in this process, with a Deployment controller stand-in that makes
 rollouts available after 50 ms). For each size it creates every endpoint at once (half
 local models, half OpenAI proxies with their Secret), waits until all have a Deployment
 and Ready=True, then changes the spec of all of them and waits until every one reports
-the new observedGeneration, Ready and no rollout in progress. The operator's peak RSS is
-its VmHWM from /proc; its CPU time (from /proc too) shows the work done regardless of
-other load on the machine, which wall time does not.
+the new observedGeneration, Ready and no rollout in progress. An endpoint the operator
+refuses (Ready=False InvalidSpec) ends the run at once, named with its message.
 
-The baseline is the same run with 100 endpoints: the report gives per-endpoint time at
-1000 against it (1.0 = linear scaling), and the targets (1000 Ready < 60 s, < 300 MiB).
+Each size runs twice: alone, and beside ``--unrelated`` Secrets and as many Deployments
+(unlabelled, in another namespace) created before the operator starts. The operator
+watches its owned objects with a label selector and Secrets by metadata, so its memory
+and watch traffic must not grow with them: the report gives both runs and their ratio.
+The operator's peak RSS is its VmHWM from /proc; its CPU time (from /proc too) shows the
+work done regardless of other load on the machine, which wall time does not. Watch
+traffic is what the emulator wrote on the operator's watch streams (events and bytes),
+per endpoint, with every unrelated object changed once during the run; lists are
+counted in objects.
 
-    .venv/bin/python -P bench/operator.py [--sizes 100,1000]
+The baseline is the same run with the first size: the report gives per-endpoint time at
+the largest against it (1.0 = linear scaling), and the targets (1000 Ready < 60 s,
+< 300 MiB). ``--smoke`` runs a tiny size in seconds (make test runs it).
+
+    .venv/bin/python -P bench/operator.py [--sizes 100,1000] [--unrelated 5000] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import socket
 import subprocess
@@ -29,7 +41,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from kubeemu import DEPLOYMENTS, INFERENCE_ENDPOINTS, SECRETS, EmulatedCluster  # noqa: E402
+import aiohttp.web  # noqa: E402
+from kubeemu import DEPLOYMENTS, INFERENCE_ENDPOINTS, SECRETS, EmulatedCluster, KubeEmulator  # noqa: E402
 
 TARGET_SECONDS = 60.0
 TARGET_MIB = 300.0
@@ -47,7 +60,7 @@ def endpoint(i: int, ns: str) -> dict:
                 "serviceSettings": {"model_id": "gpt-4o", "api_key": {"secretKeyRef": {"name": "openai", "key": "k"}}}}
     else:
         spec = {"taskType": "text_embedding", "service": "elasticsearch",
-                "serviceSettings": {"model_id": ".multilingual-e5-small", "num_threads": 1}}
+                "serviceSettings": {"model_id": ".multilingual-e5-small", "num_allocations": 1, "num_threads": 1}}
     return {"apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint",
             "metadata": {"name": f"ep-{i:05d}", "namespace": ns}, "spec": spec}
 
@@ -71,39 +84,116 @@ def cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
-def count_converged(cluster: EmulatedCluster, ns: str, generation: int) -> int:
-    def count() -> int:
+class WatchTraffic:
+    """Counts what the emulator writes on watch streams, per resource (its plural), and
+    the objects it answers lists with."""
+
+    def __init__(self) -> None:
+        self.events: collections.Counter[str] = collections.Counter()
+        self.bytes: collections.Counter[str] = collections.Counter()
+        self.listed: collections.Counter[str] = collections.Counter()
+        self._write = aiohttp.web.StreamResponse.write
+        self._list = KubeEmulator._list
+
+    def __enter__(self) -> "WatchTraffic":
+        traffic, original = self, self._write
+
+        async def write(response: aiohttp.web.StreamResponse, data: bytes) -> None:
+            request = getattr(response, "_req", None)
+            if request is not None and request.query.get("watch") in ("true", "1") and b'"BOOKMARK"' not in data:
+                resource = request.path.rstrip("/").rsplit("/", 1)[-1]
+                traffic.events[resource] += data.count(b"\n")
+                traffic.bytes[resource] += len(data)
+            await original(response, data)
+
+        def list_(emulator: KubeEmulator, request: object, key: str, ns: str | None) -> dict:
+            listing = traffic._list(emulator, request, key, ns)
+            traffic.listed[key.rsplit("/", 1)[-1]] += len(listing["items"])
+            return listing
+
+        aiohttp.web.StreamResponse.write = write  # type: ignore[method-assign]
+        KubeEmulator._list = list_  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        aiohttp.web.StreamResponse.write = self._write  # type: ignore[method-assign]
+        KubeEmulator._list = self._list  # type: ignore[method-assign]
+
+
+def count_converged(cluster: EmulatedCluster, ns: str, generation: int) -> tuple[int, list[str]]:
+    """How many endpoints are Ready at ``generation``, and those refused as invalid."""
+    def count() -> tuple[int, list[str]]:
         emu = cluster.emulator
-        done = 0
+        done, refused = 0, []
         for (key, n, name), obj in emu.store.items():
             if key != INFERENCE_ENDPOINTS or n != ns:
                 continue
             st = obj.get("status") or {}
             conds = {c["type"]: c for c in st.get("conditions") or []}
             ready = conds.get("Ready", {})
+            if ready.get("status") == "False" and ready.get("reason") == "InvalidSpec":
+                refused.append(f"{name}: {ready.get('message')}")
             if (st.get("observedGeneration") == generation and ready.get("status") == "True"
                     and conds.get("Progressing", {}).get("status") != "True"
                     and (DEPLOYMENTS, n, name) in emu.store):
                 done += 1
-        return done
+        return done, refused
     return cluster.call(count)
 
 
-def wait_converged(cluster: EmulatedCluster, ns: str, n: int, generation: int, timeout: float) -> float:
+def wait_converged(cluster: EmulatedCluster, ns: str, n: int, generation: int, timeout: float,
+                   proc: subprocess.Popen) -> float:
     start = time.monotonic()
-    while count_converged(cluster, ns, generation) < n:
+    while True:
+        done, refused = count_converged(cluster, ns, generation)
+        if refused:
+            raise SystemExit(f"{len(refused)} endpoint(s) refused as InvalidSpec, e.g.\n  " + "\n  ".join(refused[:5]))
+        if done >= n:
+            return time.monotonic() - start
+        if proc.poll() is not None:
+            raise SystemExit(f"the operator exited with {proc.returncode} ({done}/{n} converged)")
         if time.monotonic() - start > timeout:
-            raise SystemExit(f"timed out: {count_converged(cluster, ns, generation)}/{n} converged after {timeout}s")
+            raise SystemExit(f"timed out: {done}/{n} converged after {timeout}s")
         time.sleep(0.25)
-    return time.monotonic() - start
 
 
-def run_size(n: int, timeout: float) -> dict:
+def add_unrelated(cluster: EmulatedCluster, count: int) -> None:
+    """``count`` Secrets and ``count`` Deployments that are none of the operator's business."""
+    def create() -> None:
+        emu = cluster.emulator
+        emu.ensure_namespace("unrelated")
+        for i in range(count):
+            emu.create(SECRETS, "unrelated", {"apiVersion": "v1", "kind": "Secret",
+                                              "metadata": {"name": f"s-{i:05d}", "labels": {"app": "web"}},
+                                              "data": {"token": "c2VjcmV0LXZhbHVlLW9mLWEtc29ydA==" * 8}})
+            emu.create(DEPLOYMENTS, "unrelated", {
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": f"d-{i:05d}", "labels": {"app": "web"}},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": f"d-{i:05d}"}},
+                         "template": {"metadata": {"labels": {"app": f"d-{i:05d}"}},
+                                      "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}})
+    cluster.call(create)
+
+
+def touch_unrelated(cluster: EmulatedCluster, count: int) -> None:
+    """Change every unrelated object once, as a busy cluster does."""
+    def touch() -> None:
+        for i in range(count):
+            cluster.emulator.patch(SECRETS, "unrelated", f"s-{i:05d}", {"metadata": {"labels": {"rev": "2"}}}, "merge")
+            cluster.emulator.patch(DEPLOYMENTS, "unrelated", f"d-{i:05d}", {"metadata": {"labels": {"rev": "2"}}},
+                                   "merge")
+    cluster.call(touch)
+
+
+def run_size(n: int, timeout: float, unrelated: int = 0) -> dict:
     ns = f"bench-{n}"
-    with EmulatedCluster(rollout_delay=0.05) as cluster, tempfile.TemporaryDirectory() as tmp:
+    with EmulatedCluster(rollout_delay=0.05, history_window=20_000) as cluster, \
+            tempfile.TemporaryDirectory() as tmp, WatchTraffic() as traffic:
         kubeconfig = cluster.write_kubeconfig(Path(tmp) / "kubeconfig")
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBEINFER_METRICS_PORT": "0",
                "KUBEINFER_LOG_LEVEL": "WARNING", "PYTHONSAFEPATH": "1"}
+        cluster.call(cluster.emulator.ensure_namespace, ns)
+        add_unrelated(cluster, unrelated)
         cluster.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "openai", "namespace": ns},
                                  "data": {"k": "c2stYmVuY2g="}})
         log = open(Path(tmp) / "operator.log", "w")
@@ -122,7 +212,7 @@ def run_size(n: int, timeout: float) -> dict:
                 for i in range(n):
                     cluster.emulator.create(INFERENCE_ENDPOINTS, ns, endpoint(i, ns))
             cluster.call(create_all)
-            create_s = wait_converged(cluster, ns, n, 1, timeout)
+            create_s = wait_converged(cluster, ns, n, 1, timeout, proc)
             cpu_created = cpu_seconds(proc.pid)
 
             def change_all() -> None:
@@ -133,7 +223,8 @@ def run_size(n: int, timeout: float) -> dict:
                                       if i % 2 else {**settings, "num_threads": 2}}}
                     cluster.emulator.patch(INFERENCE_ENDPOINTS, ns, name, patch, "merge")
             cluster.call(change_all)
-            update_s = wait_converged(cluster, ns, n, 2, timeout)
+            touch_unrelated(cluster, unrelated)
+            update_s = wait_converged(cluster, ns, n, 2, timeout, proc)
             cpu_updated = cpu_seconds(proc.pid)
             emulator_cpu = time.process_time() - emulator_start
             peak = peak_rss_mib(proc.pid)
@@ -145,7 +236,11 @@ def run_size(n: int, timeout: float) -> dict:
             except subprocess.TimeoutExpired:
                 proc.kill()
             log.close()
-    return {"n": n, "create_s": create_s, "update_s": update_s, "idle_mib": idle_mib, "peak_mib": peak,
+            if proc.returncode not in (0, -15):
+                print((Path(tmp) / "operator.log").read_text()[-3000:], file=sys.stderr)
+    return {"n": n, "unrelated": unrelated, "watch_events": sum(traffic.events.values()),
+            "watch_bytes": sum(traffic.bytes.values()), "watch_by_resource": dict(traffic.events),
+            "listed": dict(traffic.listed), "create_s": create_s, "update_s": update_s, "idle_mib": idle_mib, "peak_mib": peak,
             "requests": requests, "create_cpu": cpu_created - cpu_start, "update_cpu": cpu_updated - cpu_created,
             "emulator_cpu": emulator_cpu,
             "load": os.getloadavg()[0]}
@@ -155,22 +250,35 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000",
                         help="comma-separated endpoint counts; the first is the baseline")
+    parser.add_argument("--unrelated", type=int, default=5000,
+                        help="unrelated Secrets (and as many Deployments) beside the endpoints in the second run")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--smoke", action="store_true", help="a tiny run that only checks the benchmark works")
     args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.unrelated, args.timeout = "4", 40, 60
     sizes = [int(s) for s in args.sizes.split(",")]
-    results = [run_size(n, args.timeout) for n in sizes]
+    results = []
+    for n in sizes:
+        results.append(run_size(n, args.timeout))
+        results.append(run_size(n, args.timeout, args.unrelated))
     base = results[0]
-    print(f"{'endpoints':>9} {'create->Ready s':>16} {'spec change s':>14} {'per-CR ms':>10} "
+    print(f"{'endpoints':>9} {'unrelated':>9} {'create->Ready s':>16} {'spec change s':>14} {'per-CR ms':>10} "
           f"{'vs baseline':>12} {'operator CPU s':>15} {'emulator CPU s':>15} {'peak RSS MiB':>13} "
-          f"{'idle MiB':>9} {'API requests':>13} {'load':>5}")
+          f"{'idle MiB':>9} {'watch ev/CR':>12} {'watch KiB/CR':>13} {'API requests':>13} {'load':>5}")
     for r in results:
         per_cr = r["create_s"] / r["n"] * 1000
         ratio = (r["create_s"] / r["n"]) / (base["create_s"] / base["n"])
         cpu = f"{r['create_cpu']:.1f}+{r['update_cpu']:.1f}"
-        print(f"{r['n']:>9} {r['create_s']:>16.1f} {r['update_s']:>14.1f} {per_cr:>10.1f} {ratio:>11.2f}x "
-              f"{cpu:>15} {r['emulator_cpu']:>15.1f} {r['peak_mib']:>13.0f} {r['idle_mib']:>9.0f} "
+        print(f"{r['n']:>9} {r['unrelated']:>9} {r['create_s']:>16.1f} {r['update_s']:>14.1f} {per_cr:>10.1f} "
+              f"{ratio:>11.2f}x {cpu:>15} {r['emulator_cpu']:>15.1f} {r['peak_mib']:>13.0f} {r['idle_mib']:>9.0f} "
+              f"{r['watch_events'] / r['n']:>12.1f} {r['watch_bytes'] / r['n'] / 1024:>13.1f} "
               f"{r['requests']:>13} {r['load']:>5.1f}")
-    largest = results[-1]
+    for r in results:
+        events = ", ".join(f"{k} {v}" for k, v in sorted(r["watch_by_resource"].items()))
+        listed = ", ".join(f"{k} {v}" for k, v in sorted(r["listed"].items()))
+        print(f"{r['n']} endpoints, {r['unrelated']} unrelated: watch events {events}; objects listed {listed}")
+    largest, beside = results[-2], results[-1]
     print(f"baseline: {base['n']} endpoints in the same run; ratio = per-endpoint create time against it; "
           "operator CPU = create + spec change; emulator CPU = both phases; "
           "load = the machine's 1-minute load average at the end")
@@ -180,6 +288,9 @@ def main() -> int:
           f"({'met' if largest['update_s'] < TARGET_SECONDS else 'MISSED'})")
     print(f"target peak RSS < {TARGET_MIB:.0f} MiB: {largest['peak_mib']:.0f} MiB "
           f"({'met' if largest['peak_mib'] < TARGET_MIB else 'MISSED'})")
+    print(f"beside {beside['unrelated']} unrelated Secrets and Deployments: peak RSS "
+          f"{beside['peak_mib'] / largest['peak_mib']:.2f}x, watch events "
+          f"{beside['watch_events'] / max(largest['watch_events'], 1):.2f}x the run without them")
     return 0
 
 

@@ -17,6 +17,7 @@ Each server runs in its own process under uvicorn; the load generator is a minim
 HTTP/1.1 keep-alive client so that it costs every target the same.
 
     python -P bench/proxy.py [--concurrency 32] [--duration 5] [--sequential 400]
+    python -P bench/proxy.py --smoke    # a few seconds, tiny sizes: does it still run?
 """
 
 from __future__ import annotations
@@ -244,7 +245,11 @@ def main() -> int:
     parser.add_argument("--serve", choices=["direct", "kubeinfer"])
     parser.add_argument("--port", type=int)
     parser.add_argument("--upstream", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few seconds at tiny sizes, LiteLLM left out; figures mean nothing")
     args = parser.parse_args()
+    if args.smoke:
+        args.sequential, args.concurrency, args.duration = 20, 4, 0.5
     if args.serve:
         serve(args.serve, args.port, args.upstream)
         return 0
@@ -260,7 +265,7 @@ def main() -> int:
         targets["kubeinfer"] = (port, "/_inference/text_embedding/bench", {"input": INPUT})
         with tempfile.TemporaryDirectory() as tmp:
             port = free_port()
-            litellm = start_litellm(port, fake_port, Path(tmp))
+            litellm = None if args.smoke else start_litellm(port, fake_port, Path(tmp))
             if litellm is not None:
                 procs.append(litellm)
                 wait_until_up(port, litellm)

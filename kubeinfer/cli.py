@@ -1,16 +1,22 @@
 """The ``kubeinfer`` command line: one entry point, one subcommand per role.
 
 Each subcommand imports its implementation only when run, so ``kubeinfer validate``
-never loads kopf and ``kubeinfer gateway`` never loads torch.
+never loads kopf and ``kubeinfer gateway`` never loads torch. Logging is set up here for
+every subcommand, and a ``KUBEINFER_*`` setting a subcommand cannot use stops it with
+exit code 2 and a message naming the variable.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Callable, Sequence
 
+from .config import KubeinferSettings, SettingsError
 from .secrets import DEFAULT_SECRETS_DIR
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 # One function per subcommand: it takes the parsed arguments, imports its role and
@@ -107,7 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code = COMMANDS[args.command](args)
+    try:
+        settings = KubeinferSettings.from_env()
+        logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else settings.log_level,
+                            format=LOG_FORMAT)
+        code = COMMANDS[args.command](args)
+    except SettingsError as exc:
+        print(f"kubeinfer {args.command}: {exc}", file=sys.stderr)
+        return 2
     return int(code or 0)
 
 

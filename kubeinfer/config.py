@@ -33,18 +33,33 @@ Operator (``OperatorSettings``; the Helm chart sets these):
 ``KUBEINFER_TARGET_REQUESTS``   in-flight requests per replica the autoscaler aims at
 =============================  =====================================================
 
+The HTTP API (``HttpSettings``; ``serve``, ``local`` and ``gateway``):
+
+=====================================  =============================================
+``KUBEINFER_LOG_LEVEL``                 ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``
+``KUBEINFER_HTTP_MAX_CONTENT_LENGTH``   largest request body (``10MiB``; ``512kb``,
+                                        ``100mb``...); larger ones are answered 413
+=====================================  =============================================
+
 Model server (``ServerSettings``; ``kubeinfer serve`` and ``kubeinfer local``):
 
 =====================================  =============================================
 ``KUBEINFER_MODEL_ALIASES``             as for the operator, which sets it on the pod
 ``KUBEINFER_BUILTIN_MODEL_<ID>``        the model for one built-in id (both roles)
-``KUBEINFER_MAX_INPUTS_PER_REQUEST``    inputs one request may carry (2048)
+``KUBEINFER_MAX_INPUTS_PER_REQUEST``    inputs one request may carry (2048), whatever
+                                        serves it: a local model or a provider
 ``KUBEINFER_MAX_BATCH_SIZE``            inputs per model forward pass
 ``KUBEINFER_MAX_BATCH_TOKENS``          padded tokens per model forward pass
 ``KUBEINFER_MAX_BATCH_WAIT_MS``         longest wait for a batch to fill
 ``KUBEINFER_QUEUE_CAPACITY``            requests in flight before 429s
+``KUBEINFER_SCALE_TO_ZERO_AFTER``       local mode: idle seconds before a min-0 local
+                                        model is unloaded (``900``)
 ``KUBEINFER_DEVICE``                    ``cpu`` or ``cuda``; the best there is when unset
 ``KUBEINFER_CPU_DTYPE``                 ``float32`` (default) or ``bfloat16`` on CPU
+``KUBEINFER_RUNTIME``                   CPU engine: ``auto`` (ONNX Runtime where it matches
+                                        torch), ``torch`` or ``onnx``; GPUs run torch
+``KUBEINFER_QUANTIZATION``              ``none`` or ``int8`` (ONNX Runtime, opt-in)
+``KUBEINFER_INT8_MIN_COSINE``           int8's least mean cosine to fp32 at load (0.99)
 =====================================  =============================================
 
 This module knows nothing of kopf, of the Kubernetes API or of torch.
@@ -56,7 +71,7 @@ import os
 from contextvars import ContextVar
 from typing import Annotated, Any, ClassVar, Literal, Mapping, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import ByteSize, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -212,7 +227,15 @@ class OperatorSettings(ModelSettings):
         return not self.watch_namespaces
 
 
-class ServerSettings(ModelSettings):
+class HttpSettings(KubeinferSettings):
+    """What every role serving the HTTP API reads (``serve``, ``local``, ``gateway``)."""
+
+    http_max_content_length: ByteSize = Field(
+        default=ByteSize(10 * 1024 * 1024), gt=0,
+        description="Largest request body, as Elasticsearch's http.max_content_length; larger ones get a 413.")
+
+
+class ServerSettings(ModelSettings, HttpSettings):
     """What ``kubeinfer serve`` and ``kubeinfer local`` read: models, batching, device."""
 
     max_inputs_per_request: int = Field(default=2048, ge=1, description="Inputs one request may carry.")
@@ -222,10 +245,26 @@ class ServerSettings(ModelSettings):
     queue_capacity: int | None = Field(default=None, ge=1, description="Requests in flight before 429s.")
     device: str | None = Field(default=None, pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu or cuda.")
     cpu_dtype: Literal["float32", "bfloat16", "bf16"] = "float32"
+    runtime: Literal["auto", "torch", "onnx"] = Field(
+        default="auto", description="Engine of local models on CPU: auto (ONNX Runtime where it matches torch), "
+                                    "torch or onnx. GPUs run torch.")
+    quantization: Literal["none", "int8"] = Field(
+        default="none", description="int8: dynamic per-channel quantization on ONNX Runtime (changes results).")
+    int8_min_cosine: float = Field(
+        default=0.99, gt=0, le=1, description="Least mean cosine to fp32 int8 may show at load to be served.")
+    scale_to_zero_after: float = Field(
+        default=900, ge=0, description="Local mode: idle seconds before a min-0 local model is unloaded.")
 
     _BATCHING: ClassVar[tuple[str, ...]] = ("max_batch_size", "max_batch_tokens", "queue_capacity")
 
-    @field_validator("cpu_dtype", "device", mode="before")
+    @field_validator("quantization")
+    @classmethod
+    def _int8_needs_onnx(cls, value: str, info: Any) -> str:
+        if value == "int8" and info.data.get("runtime") == "torch":
+            raise ValueError("int8 runs on ONNX Runtime, so KUBEINFER_RUNTIME must be auto or onnx, not torch")
+        return value
+
+    @field_validator("cpu_dtype", "device", "runtime", "quantization", mode="before")
     @classmethod
     def _lower_case(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

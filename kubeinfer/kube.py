@@ -254,10 +254,18 @@ class KubeClient:
     async def close(self) -> None:
         await self._client.aclose()
 
+    async def reconnect(self, connection: Connection) -> None:
+        """Use new credentials (a fresh login) from now on; open watches end and resume."""
+        old, self.connection = self._client, connection
+        self._client = self._open(connection)
+        await old.aclose()
+
     async def request(self, method: str, path: str, *, json_body: Any = None, content_type: str | None = None,
-                      params: Mapping[str, str] | None = None) -> dict[str, Any]:
+                      params: Mapping[str, str] | None = None, accept: str | None = None) -> dict[str, Any]:
         """Send a request and return the decoded answer; ``KubeError`` for any failure."""
-        headers = {"Content-Type": content_type or "application/json"} if json_body is not None else None
+        headers = {"Content-Type": content_type or "application/json"} if json_body is not None else {}
+        if accept:
+            headers["Accept"] = accept
         content = json.dumps(json_body).encode() if json_body is not None else None
         for attempt in (1, 2):
             try:
@@ -269,9 +277,7 @@ class KubeClient:
             if response.status_code == 401 and attempt == 1 and self._relogin is not None:
                 fresh = self._relogin()
                 if fresh is not None:
-                    await self._client.aclose()
-                    self.connection = fresh
-                    self._client = self._open(fresh)
+                    await self.reconnect(fresh)
                     continue
             if response.status_code >= 400:
                 raise _error(response)
@@ -279,8 +285,9 @@ class KubeClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ---- conveniences by path ----------------------------------------------------------------
-    async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> dict[str, Any]:
-        return await self.request("GET", path, params=params)
+    async def get(self, path: str, *, params: Mapping[str, str] | None = None,
+                  accept: str | None = None) -> dict[str, Any]:
+        return await self.request("GET", path, params=params, accept=accept)
 
     async def get_or_none(self, path: str) -> dict[str, Any] | None:
         try:
@@ -317,7 +324,7 @@ class KubeClient:
 
     async def watch(self, path: str, *, resource_version: str | None = None, label_selector: str | None = None,
                     field_selector: str | None = None, timeout_seconds: int = 300,
-                    bookmarks: bool = True) -> AsyncIterator[dict[str, Any]]:
+                    bookmarks: bool = True, accept: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """Stream watch events (``{"type", "object"}``) of the collection at ``path``; a 410
         (the resourceVersion is too old) and other ``ERROR`` events raise ``KubeError``."""
         params = {"watch": "true", "timeoutSeconds": str(timeout_seconds)}
@@ -331,7 +338,9 @@ class KubeClient:
             params["fieldSelector"] = field_selector
         timeout = httpx.Timeout(self._timeout, connect=10.0, pool=None, read=timeout_seconds + 30)
         try:
-            async with self._client.stream("GET", path, params=params, timeout=timeout) as response:
+            headers = {"Accept": accept} if accept else None
+            async with self._client.stream("GET", path, params=params, timeout=timeout,
+                                           headers=headers) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise _error(response)
@@ -367,6 +376,10 @@ def _error(response: httpx.Response) -> KubeError:
 
 
 # ---- list-and-watch ------------------------------------------------------------------------------
+# Metadata only (no Secret data, no spec), where the API server offers it; plain JSON otherwise.
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, application/json"
+METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json"
+
 Handler = Callable[[str, dict[str, Any]], Awaitable[None]]
 Relisted = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
@@ -378,6 +391,7 @@ class Informer:
     full list, so caches drop what vanished in the gap).
 
     ``label_selector`` scopes it on the server: unrelated objects never reach this process.
+    ``metadata_only`` asks for ``PartialObjectMetadata`` (no ``data``, no ``spec``).
     Objects are handed to ``handler`` and not kept here.
     """
 
@@ -386,6 +400,7 @@ class Informer:
     handler: Handler
     relisted: Relisted | None = None
     label_selector: str | None = None
+    metadata_only: bool = False
     timeout_seconds: int = 300
     backoff: float = 1.0
     # Counters for benchmarks and tests: events received, lists made.
@@ -402,7 +417,8 @@ class Informer:
                 while True:
                     async for event in self.client.watch(self.path, resource_version=version,
                                                          label_selector=self.label_selector,
-                                                         timeout_seconds=self.timeout_seconds):
+                                                         timeout_seconds=self.timeout_seconds,
+                                                         accept=METADATA if self.metadata_only else None):
                         obj = event.get("object") or {}
                         version = (obj.get("metadata") or {}).get("resourceVersion") or version
                         if event.get("type") == "BOOKMARK":
@@ -417,7 +433,8 @@ class Informer:
 
     async def _list(self) -> str:
         params = {"labelSelector": self.label_selector} if self.label_selector else None
-        listing = await self.client.get(self.path, params=params)
+        listing = await self.client.get(self.path, params=params,
+                                        accept=METADATA_LIST if self.metadata_only else None)
         self.lists += 1
         items = listing.get("items") or []
         if self.relisted is not None:

@@ -56,6 +56,9 @@ def to_structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         if props:
             out["properties"] = {k: to_structural(v, defs) for k, v in props.items()}
         elif isinstance(extra, dict) and extra:
+            if secret:
+                # A map of secrets: each value is a secret, the map itself is not.
+                extra, secret = {**extra, SECRET_MARK: True}, False
             out["additionalProperties"] = to_structural(extra, defs)
         else:
             out["x-kubernetes-preserve-unknown-fields"] = True

@@ -17,19 +17,19 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, get_args
 
 import yaml
 
 from kubeinfer.catalog import InferenceEndpointConfig, from_manifest
-from kubeinfer.config import OperatorSettings
+from kubeinfer.config import OperatorSettings, ServerSettings, env_var
 from kubeinfer.errors import validation_exception
 from kubeinfer.model_ids import MODEL_ALIASES_ENV, explicit_aliases, is_local_path, resolve_model
 from kubeinfer.resource import (
-    ANNOTATION_PREFIX, API_VERSION, APP_NAME, KIND, LABEL_COMPONENT, LABEL_ENDPOINT, LABEL_INSTANCE, LABEL_MANAGED_BY,
-    LABEL_NAME, owner_reference,
+    ANNOTATION_PREFIX, API_VERSION, APP_NAME, AUTOSCALER_ANNOTATION, HELD_METRIC, KIND, LABEL_COMPONENT,
+    LABEL_ENDPOINT, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, MIN_REPLICAS_ANNOTATION,
+    owner_reference, workload_name,
 )
 from kubeinfer.secrets import secret_env_var
 
@@ -39,16 +39,10 @@ COMPONENT_PROXY = "provider-proxy"
 CONFIG_HASH_ANNOTATION = f"{ANNOTATION_PREFIX}/config-hash"
 SECRET_VERSIONS_ANNOTATION = f"{ANNOTATION_PREFIX}/secret-versions"
 UID_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
-# On the Deployment: which autoscaler owns its replicas, the fewest it may have and, for
-# min 0, the quiet period before it goes to zero. The gateway and the idle scaler read them.
-AUTOSCALER_ANNOTATION = f"{ANNOTATION_PREFIX}/autoscaler"
-MIN_REPLICAS_ANNOTATION = f"{ANNOTATION_PREFIX}/min-replicas"
-SCALE_TO_ZERO_ANNOTATION = f"{ANNOTATION_PREFIX}/scale-to-zero-after"
 KEDA_API_VERSION = "keda.sh/v1alpha1"
-# Requests admitted by a model server and not yet answered (queued ones included), and
-# requests the gateway holds for an endpoint at zero replicas: the autoscalers' signal.
+# Requests admitted by a model server and not yet answered (queued ones included): with
+# HELD_METRIC (requests the gateway holds for an endpoint at zero), the autoscalers' signal.
 REQUEST_METRIC = "kubeinfer_requests_in_flight"
-HELD_METRIC = "kubeinfer_gateway_requests_held"
 Autoscaler = Literal["keda", "hpa"]
 
 CONFIG_DIR = "/etc/kubeinfer"
@@ -60,30 +54,20 @@ SERVICE_PORT = 80
 RUN_AS_USER = 10001  # the images' kubeinfer user
 # Most replicas an autoscaler built from adaptive_allocations may add when none is given.
 DEFAULT_MAX_ALLOCATIONS = 10
+# spec.deployment fields the model server reads as settings: field -> the values it takes.
+ENGINE_FIELDS = {field: get_args(ServerSettings.model_fields[field].annotation) for field in ("runtime", "quantization")}
+ENGINE_ENV = {field: env_var(field) for field in ENGINE_FIELDS}
 
 PROXY_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
 SERVER_MEMORY_REQUEST = "2Gi"
 INIT_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}}
 
-_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 # Downloads a Hugging Face model into the cache volume before the server starts.
 DOWNLOAD_SCRIPT = (
     "import sys\n"
     "from huggingface_hub import snapshot_download\n"
     "print('downloading', sys.argv[1], 'to', snapshot_download(sys.argv[1]), flush=True)\n"
 )
-
-
-def workload_name(cr_name: str) -> str:
-    """The name of the objects serving the CR: the CR's name when it is a valid DNS label
-    (what a Service name must be), else a shortened, sanitised form with a stable hash."""
-    if _DNS_LABEL.match(cr_name):
-        return cr_name
-    digest = hashlib.sha256(cr_name.encode()).hexdigest()[:8]
-    base = re.sub(r"[^a-z0-9-]+", "-", cr_name.lower()).strip("-")
-    if not base or not base[0].isalpha():
-        base = "ie-" + base
-    return f"{base[:53].rstrip('-')}-{digest}"
 
 
 def endpoint_url(cr_name: str, namespace: str, config: InferenceEndpointConfig, cluster_domain: str) -> str:
@@ -133,7 +117,8 @@ def parse_spec(cr: Mapping[str, Any]) -> InferenceEndpointConfig:
 def _check_overrides(overrides: Any) -> None:
     if not isinstance(overrides, Mapping):
         raise validation_exception("[spec.deployment] must be an object")
-    known = {"replicas", "image", "resources", "nodeSelector", "tolerations", "affinity", "env", "annotations"}
+    known = {"replicas", "image", "resources", "nodeSelector", "tolerations", "affinity", "env", "annotations",
+             "runtime", "quantization"}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise validation_exception(f"[spec.deployment] unknown fields {unknown}")
@@ -147,6 +132,12 @@ def _check_overrides(overrides: Any) -> None:
     for env in overrides.get("env") or []:
         if not isinstance(env, Mapping) or not env.get("name"):
             raise validation_exception("[spec.deployment.env] entries need a name")
+    for field, allowed in ENGINE_FIELDS.items():
+        if overrides.get(field) is not None and overrides[field] not in allowed:
+            raise validation_exception(f"[spec.deployment.{field}] must be one of {list(allowed)}")
+    if overrides.get("quantization") == "int8" and overrides.get("runtime") == "torch":
+        raise validation_exception("[spec.deployment.quantization] int8 runs on ONNX Runtime: "
+                                   "[spec.deployment.runtime] must be auto or onnx, not torch")
 
 
 def desired_state(
@@ -201,8 +192,6 @@ def desired_state(
             hpa = _hpa(name, settings, metadata(), max(1, minimum), maximum)
         deployment["spec"].pop("replicas", None)  # the autoscaler owns the replica count
         annotations = {AUTOSCALER_ANNOTATION: kind, MIN_REPLICAS_ANNOTATION: str(minimum)}
-        if minimum == 0:
-            annotations[SCALE_TO_ZERO_ANNOTATION] = str(settings.scale_to_zero_after)
         deployment["metadata"]["annotations"] = annotations
     _apply_overrides(deployment, overrides)
     if local:  # the one map the init container downloaded by, whatever spec.deployment.env said
@@ -436,6 +425,10 @@ def _apply_overrides(deployment: dict[str, Any], overrides: Mapping[str, Any]) -
     spec = deployment["spec"]
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
+    engine = [{"name": env, "value": overrides[field]} for field, env in ENGINE_ENV.items() if overrides.get(field)]
+    if engine:  # before `env`: an explicit variable there still wins
+        names = {e["name"] for e in engine}
+        container["env"] = [e for e in container["env"] if e["name"] not in names] + engine
     if overrides.get("replicas") is not None:
         spec["replicas"] = overrides["replicas"]
     if overrides.get("image"):

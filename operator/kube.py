@@ -1,8 +1,8 @@
 """The operator's view of the API server: objects by kind, over the project's one client.
 
 kopf watches and patches the InferenceEndpoints; this applies the objects that serve them
-(server-side apply with the operator's field manager), reads Secrets and Deployments and
-writes the endpoints' status, with the identity kopf logged in with
+(server-side apply with the operator's field manager), reads Secrets and Deployments,
+writes the endpoints' status and posts Events about them, with the identity kopf logged in with
 (``kopf.ConnectionInfo``, turned into a ``kubeinfer.kube.Connection`` here). HTTP is
 ``kubeinfer.kube``'s business; this module knows no builders.
 """
@@ -10,6 +10,7 @@ writes the endpoints' status, with the identity kopf logged in with
 from __future__ import annotations
 
 import base64
+import datetime
 from typing import Any, Callable, Mapping
 
 import kopf
@@ -31,6 +32,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers"),
     "ScaledObject": ("keda.sh/v1alpha1", "scaledobjects"),
     KIND: (API_VERSION, PLURAL),
+    "Event": ("v1", "events"),
 }
 
 
@@ -73,6 +75,9 @@ class OperatorClient:
     async def close(self) -> None:
         await self.api.close()
 
+    async def reconnect(self, info: kopf.ConnectionInfo) -> None:
+        await self.api.reconnect(connection_of(info))
+
     async def serves(self, kind: str) -> bool:
         """Whether the API server serves ``kind`` (its CRD is installed): discovery, which
         every authenticated client may read."""
@@ -99,11 +104,30 @@ class OperatorClient:
             raise
         return True
 
-    async def patch_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any]) -> dict | None:
-        """Merge ``status`` into the object's status; ``None`` when the object is gone."""
+    async def post_event(self, obj: Mapping[str, Any], *, type_: str, reason: str, message: str) -> None:
+        """A Kubernetes Event about ``obj`` (as ``kubectl describe`` shows them)."""
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace") or "default"
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        await self.api.create(object_path("Event", namespace), {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name', 'object')}.", "namespace": namespace},
+            "involvedObject": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta.get("name"),
+                               "namespace": namespace, "uid": meta.get("uid")},
+            "type": type_, "reason": reason, "message": message[:1024],
+            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        })
+
+    async def write_status(self, kind: str, namespace: str, name: str, uid: str,
+                           status: Mapping[str, Any]) -> dict | None:
+        """Set the whole ``status`` of the object ``name`` if it is still the incarnation
+        ``uid`` (a JSON patch's ``test``); ``None`` when it is gone or another."""
+        ops = [{"op": "test", "path": "/metadata/uid", "value": uid},
+               {"op": "add", "path": "/status", "value": dict(status)}]
         try:
-            return await self.api.merge_patch(object_path(kind, namespace, name, "status"), {"status": status})
+            return await self.api.json_patch(object_path(kind, namespace, name, "status"), ops)
         except KubeError as exc:
-            if exc.status == 404:
+            if exc.status in (404, 422):
                 return None
             raise

@@ -8,23 +8,13 @@ with neither, the whole cluster is watched. ``--liveness`` serves kopf's health 
 from __future__ import annotations
 
 import argparse
-import logging
 import random
-import sys
 
-from kubeinfer.config import OperatorSettings, SettingsError
+from kubeinfer.config import OperatorSettings
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = OperatorSettings.from_env()
-    except SettingsError as exc:
-        print(f"kubeinfer operator: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else getattr(logging, settings.log_level),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    settings = OperatorSettings.from_env()
     import kopf
 
     from . import handlers  # noqa: F401 - registers the handlers
@@ -40,5 +30,7 @@ def run(args: argparse.Namespace) -> int:
         # distinct priorities, so one works while the others stand by.
         priority=random.randint(1, 10**6) if peering else 0,
         liveness_endpoint=getattr(args, "liveness", None) or None,
+        # The operator's own watches (``watching``) cover the same namespaces as kopf's.
+        memo=kopf.Memo(namespaces=namespaces),
     )
     return 0

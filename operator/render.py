@@ -19,7 +19,7 @@ from kubeinfer.resource import KIND
 from kubeinfer.errors import ElasticsearchError
 
 from .builders import UID_PLACEHOLDER, desired_state
-from kubeinfer.config import OperatorSettings, SettingsError
+from kubeinfer.config import OperatorSettings
 
 
 def _documents(path: str) -> Iterator[dict[str, Any]]:
@@ -42,12 +42,9 @@ def render(path: str, settings: OperatorSettings, uid: str | None = None) -> lis
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = OperatorSettings.from_env()
     try:
-        settings = OperatorSettings.from_env()
         objects = render(args.path, settings, uid=args.uid)
-    except SettingsError as exc:
-        print(f"kubeinfer render: {exc}", file=sys.stderr)
-        return 2
     except (OSError, yaml.YAMLError) as exc:
         print(f"kubeinfer render: cannot read {args.path}: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,8 @@ from typing import Any
 
 PLAIN_SECRET = "plain-secret-value-0123456789"
 SECRET_SETTINGS = ("api_key", "access_key", "secret_key", "service_account_json", "entra_id")
+# Settings that hold a map of secrets (the custom service's template parameters).
+SECRET_MAPS = ("secret_parameters",)
 
 _ALIBABA = {"api_key": PLAIN_SECRET, "service_id": "ops-text-embedding-001", "host": "h.example", "workspace": "default"}
 _BEDROCK = {"access_key": PLAIN_SECRET, "secret_key": PLAIN_SECRET, "region": "us-east-1", "model": "m"}
@@ -15,6 +17,23 @@ _AZURE_STUDIO = {"api_key": PLAIN_SECRET, "target": "https://t.example/score"}
 _AZURE_OPENAI = {"api_key": PLAIN_SECRET, "resource_name": "r", "deployment_id": "d", "api_version": "2024-02-01"}
 _LOCAL = {"model_id": ".multilingual-e5-small", "num_allocations": 1, "num_threads": 1}
 _VERTEX = {"service_account_json": PLAIN_SECRET, "project_id": "p"}
+_KEY_MODEL = {"api_key": PLAIN_SECRET, "model_id": "m"}
+_SAGEMAKER = {"access_key": PLAIN_SECRET, "secret_key": PLAIN_SECRET, "region": "us-east-1", "api": "elastic",
+              "endpoint_name": "my-endpoint"}
+_CUSTOM = {"secret_parameters": {"api_key": PLAIN_SECRET}, "url": "https://c.example/v1/op",
+           "request": '{"input": ${input}}'}
+_CUSTOM_PARSERS = {
+    "completion": {"completion_result": "$.choices[*].message.content"},
+    "rerank": {"relevance_score": "$.results[*].relevance_score"},
+    "sparse_embedding": {"token_path": "$.result[*].embedding[*].token_id",
+                         "weight_path": "$.result[*].embedding[*].weight"},
+    "text_embedding": {"text_embeddings": "$.data[*].embedding[*]"},
+}
+_OPENSHIFT = {"api_key": PLAIN_SECRET, "url": "https://o.example/v1/op"}
+_WATSONX = {
+    "api_key": PLAIN_SECRET, "url": "https://us-south.ml.cloud.ibm.com", "api_version": "2024-05-02",
+    "model_id": "ibm/slate-30m-english-rtrvr", "project_id": "p",
+}
 
 # (service, task type) -> the smallest service_settings Elasticsearch accepts.
 MINIMAL: dict[tuple[str, str], dict[str, Any]] = {
@@ -55,10 +74,33 @@ MINIMAL: dict[tuple[str, str], dict[str, Any]] = {
     ("mistral", "text_embedding"): {"api_key": PLAIN_SECRET, "model": "mistral-embed"},
     ("openai", "completion"): {"api_key": PLAIN_SECRET, "model_id": "gpt-4o-mini"},
     ("openai", "text_embedding"): {"api_key": PLAIN_SECRET, "model_id": "text-embedding-3-small"},
-    ("watsonxai", "text_embedding"): {
-        "api_key": PLAIN_SECRET, "url": "https://us-south.ml.cloud.ibm.com", "api_version": "2024-05-02",
-        "model_id": "ibm/slate-30m-english-rtrvr", "project_id": "p",
-    },
+    ("watsonxai", "text_embedding"): _WATSONX,
+    ("watsonxai", "completion"): _WATSONX,
+    ("watsonxai", "rerank"): _WATSONX,
+    ("azureaistudio", "rerank"): {**_AZURE_STUDIO, "provider": "cohere", "endpoint_type": "token"},
+    ("googlevertexai", "completion"): {**_VERTEX, "model_id": "gemini-2.5-flash"},
+    ("hugging_face", "completion"): {"api_key": PLAIN_SECRET, "url": "https://e.example/v1/chat/completions"},
+    ("hugging_face", "rerank"): {"api_key": PLAIN_SECRET, "url": "https://e.example/rerank"},
+    ("mistral", "completion"): {"api_key": PLAIN_SECRET, "model": "mistral-small-latest"},
+    ("ai21", "chat_completion"): _KEY_MODEL,
+    ("ai21", "completion"): _KEY_MODEL,
+    **{("amazon_sagemaker", t): _SAGEMAKER for t in ("chat_completion", "completion", "rerank", "sparse_embedding")},
+    ("amazon_sagemaker", "text_embedding"): {**_SAGEMAKER, "element_type": "float"},
+    ("contextualai", "rerank"): _KEY_MODEL,
+    **{("custom", t): {**_CUSTOM, "response": {"json_parser": parser}} for t, parser in _CUSTOM_PARSERS.items()},
+    ("deepseek", "chat_completion"): _KEY_MODEL,
+    ("deepseek", "completion"): _KEY_MODEL,
+    **{("fireworksai", t): _KEY_MODEL for t in ("chat_completion", "completion", "text_embedding")},
+    ("groq", "chat_completion"): _KEY_MODEL,
+    **{("jinaai", t): _KEY_MODEL for t in ("embedding", "rerank", "text_embedding")},
+    **{("llama", t): {"url": "http://llama.example:8321/v1/openai/v1/chat/completions", "model_id": "llama3.2:3b"}
+       for t in ("chat_completion", "completion")},
+    ("llama", "text_embedding"): {"url": "http://llama.example:8321/v1/inference/embeddings",
+                                  "model_id": "all-MiniLM-L6-v2"},
+    **{("nvidia", t): _KEY_MODEL for t in ("chat_completion", "completion", "rerank", "text_embedding")},
+    **{("openshift_ai", t): _OPENSHIFT for t in ("chat_completion", "completion", "rerank", "text_embedding")},
+    ("voyageai", "rerank"): {"model_id": "rerank-2"},
+    ("voyageai", "text_embedding"): {"model_id": "voyage-3-large"},
 }
 
 # Task settings some pairs cannot do without.
@@ -102,7 +144,28 @@ REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("mistral", "text_embedding"): ("api_key", "model"),
     ("openai", "completion"): ("api_key", "model_id"),
     ("openai", "text_embedding"): ("api_key", "model_id"),
-    ("watsonxai", "text_embedding"): ("api_key", "url", "api_version", "model_id", "project_id"),
+    **{("watsonxai", t): ("api_key", "url", "api_version", "model_id", "project_id")
+       for t in ("completion", "rerank", "text_embedding")},
+    ("azureaistudio", "rerank"): ("api_key", "target", "provider", "endpoint_type"),
+    # project_id and model_id are required only of the google provider (the default).
+    ("googlevertexai", "completion"): ("service_account_json",),
+    ("hugging_face", "completion"): ("api_key", "url"),
+    ("hugging_face", "rerank"): ("api_key", "url"),
+    ("mistral", "completion"): ("api_key", "model"),
+    **{("ai21", t): ("api_key", "model_id") for t in ("chat_completion", "completion")},
+    **{("amazon_sagemaker", t): ("access_key", "secret_key", "region", "api", "endpoint_name")
+       for t in ("chat_completion", "completion", "rerank", "sparse_embedding", "text_embedding")},
+    ("contextualai", "rerank"): ("api_key", "model_id"),
+    **{("custom", t): ("secret_parameters", "url", "request", "response")
+       for t in ("completion", "rerank", "sparse_embedding", "text_embedding")},
+    **{("deepseek", t): ("api_key", "model_id") for t in ("chat_completion", "completion")},
+    **{("fireworksai", t): ("api_key", "model_id") for t in ("chat_completion", "completion", "text_embedding")},
+    ("groq", "chat_completion"): ("api_key", "model_id"),
+    **{("jinaai", t): ("api_key", "model_id") for t in ("embedding", "rerank", "text_embedding")},
+    **{("llama", t): ("url", "model_id") for t in ("chat_completion", "completion", "text_embedding")},
+    **{("nvidia", t): ("api_key", "model_id") for t in ("chat_completion", "completion", "rerank", "text_embedding")},
+    **{("openshift_ai", t): ("api_key", "url") for t in ("chat_completion", "completion", "rerank", "text_embedding")},
+    **{("voyageai", t): ("model_id",) for t in ("rerank", "text_embedding")},
 }
 
 # Elasticsearch's default rate_limit.requests_per_minute; None: a model run in-process.
@@ -139,10 +202,34 @@ DEFAULT_RATE_LIMIT: dict[tuple[str, str], int | None] = {
     ("openai", "completion"): 500,
     ("openai", "text_embedding"): 3000,
     ("watsonxai", "text_embedding"): 120,
+    ("watsonxai", "completion"): 120,
+    ("watsonxai", "rerank"): 120,
+    ("azureaistudio", "rerank"): 240,
+    ("googlevertexai", "completion"): 1000,
+    ("hugging_face", "completion"): 3000,
+    ("hugging_face", "rerank"): 3000,
+    ("mistral", "completion"): 240,
+    **{("ai21", t): 200 for t in ("chat_completion", "completion")},
+    # Elasticsearch sets no rate limit of its own for SageMaker (the AWS SDK) and DeepSeek.
+    **{("amazon_sagemaker", t): None
+       for t in ("chat_completion", "completion", "rerank", "sparse_embedding", "text_embedding")},
+    ("contextualai", "rerank"): 1000,
+    **{("custom", t): 10000 for t in ("completion", "rerank", "sparse_embedding", "text_embedding")},
+    **{("deepseek", t): None for t in ("chat_completion", "completion")},
+    **{("fireworksai", t): 6000 for t in ("chat_completion", "completion", "text_embedding")},
+    ("groq", "chat_completion"): 1000,
+    **{("jinaai", t): 2000 for t in ("embedding", "rerank", "text_embedding")},
+    **{("llama", t): 3000 for t in ("chat_completion", "completion", "text_embedding")},
+    **{("nvidia", t): 3000 for t in ("chat_completion", "completion", "rerank", "text_embedding")},
+    **{("openshift_ai", t): 3000 for t in ("chat_completion", "completion", "rerank", "text_embedding")},
+    **{("voyageai", t): 2000 for t in ("rerank", "text_embedding")},
 }
 
+# Services that call a provider although Elasticsearch gives them no default rate limit.
+UNLIMITED_EXTERNAL = ("amazon_sagemaker", "deepseek")
+
 PAIRS = sorted(MINIMAL)
-EXTERNAL_PAIRS = [pair for pair in PAIRS if DEFAULT_RATE_LIMIT[pair] is not None]
+EXTERNAL_PAIRS = [pair for pair in PAIRS if DEFAULT_RATE_LIMIT[pair] is not None or pair[0] in UNLIMITED_EXTERNAL]
 ALL_TASK_TYPES = ("chat_completion", "completion", "embedding", "rerank", "sparse_embedding", "text_embedding")
 SERVICES_BY_NAME = sorted({service for service, _ in PAIRS})
 
@@ -163,7 +250,8 @@ def secret_ref(name: str = "provider-credentials", key: str = "api-key") -> dict
 def manifest(service: str, task: str, name: str = "my-endpoint", **spec_overrides: Any) -> dict[str, Any]:
     """An InferenceEndpoint with the minimal settings of the pair, secrets as references."""
     settings = {
-        k: (secret_ref(key=k.replace("_", "-")) if k in SECRET_SETTINGS else v)
+        k: (secret_ref(key=k.replace("_", "-")) if k in SECRET_SETTINGS else
+            {name: secret_ref(key=name.replace("_", "-")) for name in v} if k in SECRET_MAPS else v)
         for k, v in copy.deepcopy(MINIMAL[(service, task)]).items()
     }
     spec: dict[str, Any] = {"taskType": task, "service": service, "serviceSettings": settings}

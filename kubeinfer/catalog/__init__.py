@@ -14,7 +14,7 @@ from ._base import (
 )
 from .elasticsearch import BUILTIN_MODELS
 from .endpoint import (
-    ChunkingSettings, InferenceEndpointConfig, from_manifest, get_service, parse_endpoint,
+    ChunkingSettings, InferenceEndpointConfig, check_task_type, returns_documents, from_manifest, get_service, parse_endpoint,
     parse_task_type, validate_inference_id,
 )
 from .preconfigured import PRECONFIGURED, is_reserved, reserved_id_error_reason
@@ -33,7 +33,9 @@ def service_task_pairs() -> list[tuple[str, TaskType]]:
 
 __all__ = [
     "AdaptiveAllocations", "BUILTIN_MODELS", "ChunkingSettings", "InferenceEndpointConfig",
-    "RateLimit", "PRECONFIGURED", "SERVICES", "SecretKeyName", "SecretKeyRef", "SecretValue", "ServiceSpec", "Settings",
+    "PRECONFIGURED", "RateLimit", "SERVICES", "SecretKeyName", "SecretKeyRef", "SecretValue", "ServiceSpec",
+    "Settings",
     "Similarity", "TaskType", "from_manifest", "get_service", "parse_endpoint",
-    "is_reserved", "parse_task_type", "preconfigured_endpoints", "reserved_id_error_reason", "service_task_pairs", "validate_inference_id",
+    "check_task_type", "is_reserved", "parse_task_type", "preconfigured_endpoints", "reserved_id_error_reason",
+    "returns_documents", "service_task_pairs", "validate_inference_id",
 ]

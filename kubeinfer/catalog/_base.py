@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any, ClassVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+
+from ..errors import status_exception
 
 # The vectors' similarity is also a fact of the resource's status, whose module owns it.
 from ..resource import Similarity  # noqa: F401
@@ -49,11 +51,21 @@ class Settings(BaseModel):
         )
 
 
+# A Secret's name is a DNS subdomain; a key is what Kubernetes allows in a Secret's data,
+# but never ".", ".." or a name starting with "..". Both patterns are RE2 (no look-ahead),
+# as the API server evaluates a CRD's patterns, and they keep a reference from naming any
+# path outside the folder its Secret is mounted in.
+SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+SECRET_KEY_PATTERN = r"^([-_a-zA-Z0-9][-._a-zA-Z0-9]*|\.[-_a-zA-Z0-9][-._a-zA-Z0-9]*)$"
+
+
 class SecretKeyName(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, description="Name of a Secret in the endpoint's namespace.")
-    key: str = Field(min_length=1, description="Key within the Secret.")
+    name: str = Field(min_length=1, max_length=253, pattern=SECRET_NAME_PATTERN,
+                      description="Name of a Secret in the endpoint's namespace.")
+    key: str = Field(min_length=1, max_length=253, pattern=SECRET_KEY_PATTERN,
+                     description="Key within the Secret.")
 
 
 class SecretKeyRef(BaseModel):
@@ -104,6 +116,19 @@ class EmbeddingSettings(Settings):
     dimensions: Annotated[int, Field(gt=0)] | None = None
     similarity: Similarity | None = None
     max_input_tokens: Annotated[int, Field(gt=0)] | None = None
+
+
+def embedding_providers(known: type[Enum], embedding: type[Enum], task: str = "text_embedding") -> Any:
+    """The type of ``provider`` in a service's embedding (or other ``task``) settings: one
+    of ``embedding``, the providers with such models; a provider of ``known`` that has
+    none gets Elasticsearch's refusal (not pydantic's enum error)."""
+
+    def refuse_providers_without_embeddings(value: Any) -> Any:
+        if isinstance(value, str) and value in known._value2member_map_ and value not in embedding._value2member_map_:
+            raise status_exception(f"The [{task}] task type for provider [{value}] is not available")
+        return value
+
+    return Annotated[embedding, BeforeValidator(refuse_providers_without_embeddings)]
 
 
 class NoTaskSettings(Settings):

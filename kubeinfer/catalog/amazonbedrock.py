@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
+    embedding_providers,
 )
-from ..errors import status_exception
 
 
 class BedrockProvider(str, Enum):
@@ -34,16 +34,11 @@ class EmbeddingProvider(str, Enum):
     COHERE = BedrockProvider.COHERE.value
 
 
-class AmazonBedrockEmbeddingServiceSettings(AmazonBedrockServiceSettings, EmbeddingSettings):
-    provider: EmbeddingProvider = Field(description="amazontitan or cohere: the providers with embedding models.")
+EmbeddingProviderName = embedding_providers(BedrockProvider, EmbeddingProvider)
 
-    @field_validator("provider", mode="before")
-    @classmethod
-    def _provider_embeds(cls, value: object) -> object:
-        known, embeds = BedrockProvider._value2member_map_, EmbeddingProvider._value2member_map_
-        if isinstance(value, str) and value in known and value not in embeds:
-            raise status_exception(f"The [text_embedding] task type for provider [{value}] is not available")
-        return value
+
+class AmazonBedrockEmbeddingServiceSettings(AmazonBedrockServiceSettings, EmbeddingSettings):
+    provider: EmbeddingProviderName = Field(description="amazontitan or cohere: the providers with embedding models.")
 
 
 class AmazonBedrockCompletionTaskSettings(Settings):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings,
-    TaskType,
+    TaskType, embedding_providers,
 )
-from ..errors import status_exception
 
 
 class AzureAIStudioProvider(str, Enum):
@@ -39,16 +38,27 @@ class EmbeddingProvider(str, Enum):
     COHERE = AzureAIStudioProvider.COHERE.value
 
 
-class AzureAIStudioEmbeddingServiceSettings(AzureAIStudioServiceSettings, EmbeddingSettings):
-    provider: EmbeddingProvider = Field(description="openai or cohere: the providers with embedding models.")
+EmbeddingProviderName = embedding_providers(AzureAIStudioProvider, EmbeddingProvider)
 
-    @field_validator("provider", mode="before")
-    @classmethod
-    def _provider_embeds(cls, value: object) -> object:
-        known, embeds = AzureAIStudioProvider._value2member_map_, EmbeddingProvider._value2member_map_
-        if isinstance(value, str) and value in known and value not in embeds:
-            raise status_exception(f"The [text_embedding] task type for provider [{value}] is not available")
-        return value
+
+class AzureAIStudioEmbeddingServiceSettings(AzureAIStudioServiceSettings, EmbeddingSettings):
+    provider: EmbeddingProviderName = Field(description="openai or cohere: the providers with embedding models.")
+
+
+class RerankProvider(str, Enum):
+    COHERE = AzureAIStudioProvider.COHERE.value
+
+
+RerankProviderName = embedding_providers(AzureAIStudioProvider, RerankProvider, task="rerank")
+
+
+class AzureAIStudioRerankServiceSettings(AzureAIStudioServiceSettings):
+    provider: RerankProviderName = Field(description="cohere: the provider with rerank models.")
+
+
+class AzureAIStudioRerankTaskSettings(Settings):
+    return_documents: bool | None = None
+    top_n: int | None = Field(default=None, gt=0)
 
 
 class AzureAIStudioEmbeddingTaskSettings(Settings):
@@ -66,12 +76,14 @@ SPEC = ServiceSpec(
     name="azureaistudio",
     service_settings={
         TaskType.COMPLETION: AzureAIStudioServiceSettings,
+        TaskType.RERANK: AzureAIStudioRerankServiceSettings,
         TaskType.TEXT_EMBEDDING: AzureAIStudioEmbeddingServiceSettings,
     },
     task_settings={
         TaskType.COMPLETION: AzureAIStudioCompletionTaskSettings,
+        TaskType.RERANK: AzureAIStudioRerankTaskSettings,
         TaskType.TEXT_EMBEDDING: AzureAIStudioEmbeddingTaskSettings,
     },
-    default_rate_limit={TaskType.TEXT_EMBEDDING: 240, TaskType.COMPLETION: 240},
+    default_rate_limit={TaskType.TEXT_EMBEDDING: 240, TaskType.COMPLETION: 240, TaskType.RERANK: 240},
     description="Azure AI Studio deployments (OpenAI, Mistral, Meta, Microsoft Phi, Cohere, Databricks).",
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -46,6 +47,10 @@ class CohereEmbeddingTaskSettings(Settings):
 
 
 class CohereRerankTaskSettings(Settings):
+    # Elasticsearch sends Cohere no return_documents unless told, and Cohere's rerank then
+    # leaves the documents out.
+    return_documents_default: ClassVar[bool] = False
+
     return_documents: bool | None = None
     top_n: int | None = Field(default=None, gt=0)
     max_chunks_per_doc: int | None = Field(default=None, gt=0)

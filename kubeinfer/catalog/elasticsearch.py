@@ -3,7 +3,9 @@ models, and any Hugging Face model id or local path (what Eland uploads to Elast
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import ClassVar
+
+from pydantic import Field, field_validator
 
 from ._base import AdaptiveAllocations, ServiceSpec, Settings, TaskType
 
@@ -20,13 +22,18 @@ BUILTIN_MODELS: dict[str, str] = {
 }
 
 
+# Elasticsearch's upper bound on threads per allocation.
+MAX_THREADS = 32
+
+
 class LocalModelServiceSettings(Settings):
     model_id: str = Field(description="A built-in id (.multilingual-e5-small, .elser_model_2, .rerank-v1), "
                                       "a Hugging Face model id, or a local path.")
     num_allocations: int | None = Field(
         default=None, ge=1, description="Replicas of the model server; or give adaptive_allocations."
     )
-    num_threads: int = Field(ge=1, description="Inference threads per allocation (CPU cores).")
+    num_threads: int = Field(ge=1, le=MAX_THREADS, description="Inference threads per allocation (CPU cores): "
+                                                             "a power of 2, at most 32.")
     adaptive_allocations: AdaptiveAllocations | None = Field(
         default=None, description="Scale replicas with the load (a HorizontalPodAutoscaler); or give num_allocations."
     )
@@ -35,12 +42,23 @@ class LocalModelServiceSettings(Settings):
     # As in Elasticsearch: a fixed number of allocations, or adaptive ones.
     one_of_required = (("num_allocations", "adaptive_allocations"),)
 
+    @field_validator("num_threads")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        # Elasticsearch's rule for threads per allocation; more threads than cores only thrash.
+        if value & (value - 1):
+            raise ValueError(f"[num_threads] must be a power of 2 less than or equal to {MAX_THREADS}")
+        return value
+
 
 class ElserServiceSettings(LocalModelServiceSettings):
     model_id: str = ".elser_model_2"
 
 
 class RerankTaskSettings(Settings):
+    # Elasticsearch's server default for the models it runs.
+    return_documents_default: ClassVar[bool] = True
+
     return_documents: bool | None = Field(default=None, description="Return the documents' text; true by default.")
     # Newer Elasticsearch takes top_n on the inference request; kept here so that an
     # endpoint can set a default and a request's top_n validates as a task setting.

@@ -123,6 +123,32 @@ def parse_task_type(value: str) -> TaskType:
         raise status_exception(f"Unknown task_type [{value}]") from None
 
 
+def returns_documents(config: InferenceEndpointConfig, task_settings: Mapping[str, Any]) -> bool:
+    """Whether a rerank answer carries the documents' text, by Elasticsearch's one rule:
+    ``return_documents`` as the request or the endpoint sets it, else the service's default
+    (``return_documents_default`` of its rerank task settings; the text whenever it is
+    known for a service that has no such setting)."""
+    given = task_settings.get("return_documents")
+    if given is not None:
+        return bool(given)
+    return bool(getattr(config.spec.task_settings_model(TaskType.RERANK), "return_documents_default", True))
+
+
+def check_task_type(config: InferenceEndpointConfig, requested: TaskType | None, *, inference: bool = False) -> None:
+    """A task type named in a request's path must be the endpoint's own.
+
+    Elasticsearch words the refusal one way for inference and another for getting,
+    updating or deleting an endpoint; ``inference`` picks the first.
+    """
+    if requested is None or requested is config.task_type:
+        return
+    if inference:
+        raise status_exception(f"Incompatible task_type, the requested type [{requested}] does not match the model "
+                               f"type [{config.task_type}]")
+    raise status_exception(f"Requested task type [{requested}] does not match the inference endpoint's task type "
+                           f"[{config.task_type}]")
+
+
 def get_service(name: str, inference_id: str = "") -> ServiceSpec:
     spec = SERVICES.get(name)
     if spec is None:
@@ -131,7 +157,7 @@ def get_service(name: str, inference_id: str = "") -> ServiceSpec:
 
 
 def validate_inference_id(inference_id: str) -> None:
-    if not re.fullmatch(INFERENCE_ID_PATTERN, inference_id):
+    if not isinstance(inference_id, str) or not re.fullmatch(INFERENCE_ID_PATTERN, inference_id):
         raise validation_exception(
             f"Invalid inference_id; [{inference_id}] must be lowercase letters, digits, '-', '_' or '.', "
             "start and end with a letter or digit, and be at most 253 characters"
@@ -161,10 +187,14 @@ class InferenceEndpointConfig:
 
     # ---- secrets -------------------------------------------------------------------
     def secret_values(self) -> dict[str, SecretKeyRef | SecretStr]:
+        """Each secret setting by name; a map of secrets (the custom service's
+        ``secret_parameters``) gives one entry per key, named ``<field>.<key>``."""
         out = {}
         for name in self.service_settings.secret_fields:
             value = getattr(self.service_settings, name)
-            if value is not None:
+            if isinstance(value, Mapping):
+                out.update({f"{name}.{key}": item for key, item in value.items()})
+            elif value is not None:
                 out[name] = value
         return out
 
@@ -176,7 +206,7 @@ class InferenceEndpointConfig:
 
     def secret(self, name: str) -> str | None:
         """The plain value of a secret setting; an error if it is still a reference."""
-        value = getattr(self.service_settings, name, None)
+        value = self.secret_values().get(name) if "." in name else getattr(self.service_settings, name, None)
         if value is None:
             return None
         if isinstance(value, SecretKeyRef):
@@ -188,11 +218,20 @@ class InferenceEndpointConfig:
         refs = self.secret_refs()
         if not refs:
             return self
-        update = {name: SecretStr(resolve(name, ref)) for name, ref in refs.items()}
-        return replace(self, service_settings=self.service_settings.model_copy(update=update))
+        return self._with_secrets({name: SecretStr(resolve(name, ref)) for name, ref in refs.items()})
 
     def with_secret_refs(self, refs: Mapping[str, SecretKeyRef]) -> "InferenceEndpointConfig":
-        return replace(self, service_settings=self.service_settings.model_copy(update=dict(refs)))
+        return self._with_secrets(refs)
+
+    def _with_secrets(self, values: Mapping[str, SecretKeyRef | SecretStr]) -> "InferenceEndpointConfig":
+        update: dict[str, Any] = {}
+        for name, value in values.items():
+            field, _, key = name.partition(".")
+            if key:
+                update.setdefault(field, dict(getattr(self.service_settings, field) or {}))[key] = value
+            else:
+                update[field] = value
+        return replace(self, service_settings=self.service_settings.model_copy(update=update))
 
     # ---- views ---------------------------------------------------------------------
     def service_settings_view(self) -> dict[str, Any]:
@@ -305,6 +344,11 @@ def parse_endpoint(inference_id: str, task_type: TaskType | str, body: Mapping[s
     task = parse_task_type(task_type) if isinstance(task_type, str) else task_type
     allowed = {"service", "service_settings", "task_settings", "chunking_settings", "task_type", "inference_id"}
     extra = {k: v for k, v in body.items() if k not in allowed}
+    if body.get("inference_id") is not None and body["inference_id"] != inference_id:
+        raise status_exception(
+            f"Cannot resolve conflicting inference_id parameter in the request URL [{inference_id}] "
+            f"and the request body [{body['inference_id']}]"
+        )
     service_name = body.get("service")
     if not service_name:
         raise validation_exception("[service] is required")

@@ -1,9 +1,10 @@
-"""Hugging Face Inference Endpoints: feature extraction at the endpoint's ``url``."""
+"""Hugging Face Inference Endpoints: feature extraction, chat completions (the OpenAI-compatible
+``/v1/chat/completions``) and reranking at the endpoint's ``url``."""
 
 from __future__ import annotations
 
 from ._base import (
-    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, TaskType,
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
 )
 from pydantic import Field
 
@@ -12,6 +13,17 @@ class HuggingFaceServiceSettings(ExternalServiceSettings, EmbeddingSettings):
     api_key: SecretValue = SecretField("Hugging Face access token.")
     # Required here, as in Elasticsearch: the Inference Endpoint's own URL.
     url: str = Field(description="The Hugging Face Inference Endpoint URL.")
+
+
+class HuggingFaceModelServiceSettings(ExternalServiceSettings):
+    api_key: SecretValue = SecretField("Hugging Face access token.")
+    url: str = Field(description="The Hugging Face Inference Endpoint URL (with /v1/chat/completions for chat).")
+    model_id: str | None = Field(default=None, description="The model, where the endpoint serves several.")
+
+
+class HuggingFaceRerankTaskSettings(Settings):
+    return_documents: bool | None = None
+    top_n: int | None = Field(default=None, gt=0)
 
 
 class HuggingFaceChatServiceSettings(ExternalServiceSettings):
@@ -24,8 +36,13 @@ SPEC = ServiceSpec(
     name="hugging_face",
     service_settings={
         TaskType.CHAT_COMPLETION: HuggingFaceChatServiceSettings,
+        TaskType.COMPLETION: HuggingFaceModelServiceSettings,
+        TaskType.RERANK: HuggingFaceModelServiceSettings,
         TaskType.TEXT_EMBEDDING: HuggingFaceServiceSettings,
     },
-    default_rate_limit={TaskType.TEXT_EMBEDDING: 3000, TaskType.CHAT_COMPLETION: 3000},
-    description="Hugging Face Inference Endpoints (feature extraction).",
+    task_settings={TaskType.RERANK: HuggingFaceRerankTaskSettings},
+    default_rate_limit={
+        TaskType.CHAT_COMPLETION: 3000, TaskType.COMPLETION: 3000, TaskType.RERANK: 3000, TaskType.TEXT_EMBEDDING: 3000,
+    },
+    description="Hugging Face Inference Endpoints (feature extraction, chat completions, reranking).",
 )

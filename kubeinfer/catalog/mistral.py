@@ -1,4 +1,4 @@
-"""Mistral: the embeddings API."""
+"""Mistral: the embeddings and chat completions APIs."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ from ._base import (
 )
 
 
-class MistralServiceSettings(ExternalServiceSettings, EmbeddingSettings):
+class MistralCompletionServiceSettings(ExternalServiceSettings):
     api_key: SecretValue = SecretField("Mistral API key.")
-    model: str = Field(description="The embedding model, e.g. mistral-embed.")
+    model: str = Field(description="The model, e.g. mistral-embed or mistral-small-latest.")
+    max_input_tokens: int | None = Field(default=None, gt=0)
+
+
+class MistralServiceSettings(MistralCompletionServiceSettings, EmbeddingSettings):
+    pass
 
 
 class MistralChatServiceSettings(ExternalServiceSettings):
@@ -24,8 +29,9 @@ SPEC = ServiceSpec(
     name="mistral",
     service_settings={
         TaskType.CHAT_COMPLETION: MistralChatServiceSettings,
+        TaskType.COMPLETION: MistralCompletionServiceSettings,
         TaskType.TEXT_EMBEDDING: MistralServiceSettings,
     },
-    default_rate_limit={TaskType.TEXT_EMBEDDING: 240, TaskType.CHAT_COMPLETION: 240},
-    description="Mistral embeddings.",
+    default_rate_limit={TaskType.CHAT_COMPLETION: 240, TaskType.COMPLETION: 240, TaskType.TEXT_EMBEDDING: 240},
+    description="Mistral embeddings and chat completions.",
 )

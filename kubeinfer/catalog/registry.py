@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from . import (
-    alibabacloud_ai_search, amazonbedrock, anthropic, azureaistudio, azureopenai, cohere, elasticsearch, elser,
-    googleaistudio, googlevertexai, hugging_face, mistral, openai, watsonxai,
+    ai21, alibabacloud_ai_search, amazon_sagemaker, amazonbedrock, anthropic, azureaistudio, azureopenai, cohere,
+    contextualai, custom, deepseek, elasticsearch, elser, fireworksai, googleaistudio, googlevertexai, groq,
+    hugging_face, jinaai, llama, mistral, nvidia, openai, openshift_ai, voyageai, watsonxai,
 )
 from ._base import ServiceSpec
 
 SERVICES: dict[str, ServiceSpec] = {
     m.SPEC.name: m.SPEC
     for m in (
-        alibabacloud_ai_search, amazonbedrock, anthropic, azureaistudio, azureopenai, cohere, elasticsearch, elser,
-        googleaistudio, googlevertexai, hugging_face, mistral, openai, watsonxai,
+        ai21, alibabacloud_ai_search, amazon_sagemaker, amazonbedrock, anthropic, azureaistudio, azureopenai, cohere,
+        contextualai, custom, deepseek, elasticsearch, elser, fireworksai, googleaistudio, googlevertexai, groq,
+        hugging_face, jinaai, llama, mistral, nvidia, openai, openshift_ai, voyageai, watsonxai,
     )
 }

@@ -1,21 +1,31 @@
-"""IBM watsonx.ai: text embeddings, with the IAM token exchange."""
+"""IBM watsonx.ai: text embeddings, reranking and chat, with the IAM token exchange."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
 from ._base import (
-    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, TaskType,
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
 )
 
 
-class WatsonxServiceSettings(ExternalServiceSettings, EmbeddingSettings):
+class WatsonxModelServiceSettings(ExternalServiceSettings):
     api_key: SecretValue = SecretField("IBM Cloud API key.")
     # Required here, as in Elasticsearch: the watsonx.ai regional URL.
     url: str = Field(description="The watsonx.ai URL, e.g. https://us-south.ml.cloud.ibm.com.")
     api_version: str = Field(description="The watsonx.ai API version date, e.g. 2024-05-02.")
     model_id: str
     project_id: str
+
+
+class WatsonxServiceSettings(WatsonxModelServiceSettings, EmbeddingSettings):
+    pass
+
+
+class WatsonxRerankTaskSettings(Settings):
+    truncate_input_tokens: int | None = Field(default=None, gt=0)
+    return_documents: bool | None = None
+    top_n: int | None = Field(default=None, gt=0)
 
 
 class WatsonxChatServiceSettings(ExternalServiceSettings):
@@ -30,8 +40,13 @@ SPEC = ServiceSpec(
     name="watsonxai",
     service_settings={
         TaskType.CHAT_COMPLETION: WatsonxChatServiceSettings,
+        TaskType.COMPLETION: WatsonxModelServiceSettings,
+        TaskType.RERANK: WatsonxModelServiceSettings,
         TaskType.TEXT_EMBEDDING: WatsonxServiceSettings,
     },
-    default_rate_limit={TaskType.TEXT_EMBEDDING: 120, TaskType.CHAT_COMPLETION: 120},
-    description="IBM watsonx.ai embeddings.",
+    task_settings={TaskType.RERANK: WatsonxRerankTaskSettings},
+    default_rate_limit={
+        TaskType.CHAT_COMPLETION: 120, TaskType.COMPLETION: 120, TaskType.RERANK: 120, TaskType.TEXT_EMBEDDING: 120,
+    },
+    description="IBM watsonx.ai embeddings, reranking and chat.",
 )

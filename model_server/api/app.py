@@ -3,7 +3,8 @@
 ``create_app`` wires the inference routes (Elasticsearch's and OpenAI's) over an
 ``EndpointStore``, the probes, the
 metrics and Elasticsearch-shaped error handling; callers add their own routers (the
-gateway's create/delete, serve's read-only GET) and lifespan.
+gateway's create, update and delete) and lifespan. Every app answers Elasticsearch's
+GET of endpoints from its store.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Callable, Iterable
 from fastapi import APIRouter, FastAPI
 
 from .chat_completion import chat_completion_router
+from .endpoints import endpoints_router
 from .errors import install_error_handlers
 from .health import health_router
 from .inference import inference_router
@@ -39,6 +41,7 @@ def create_app(
     # Extra routers first: their literal paths (e.g. `_all`) must win over `{inference_id}`.
     for router in extra_routers:
         app.include_router(router)
+    app.include_router(endpoints_router(store))
     # Before the inference routes: `/_inference/{task_type}/{inference_id}/_stream` matches it too.
     app.include_router(chat_completion_router(store))
     app.include_router(inference_router(store))

@@ -20,11 +20,12 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import Response, StreamingResponse
 
-from kubeinfer.catalog import SERVICES, InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import SERVICES, InferenceEndpointConfig, TaskType, check_task_type
 from kubeinfer.errors import ElasticsearchError, status_exception
 from ..backends.chat import ChatCompletionChunk, ChatRequest, ChoiceDelta, ToolCallDelta
 from . import metrics, sse
-from .errors import PRODUCT, PRODUCT_HEADER, parse_json_body
+from .errors import PRODUCT, PRODUCT_HEADER
+from .request_body import parse_json_body
 from .inference_request import format_time_value, parse_time_value
 from .store import EndpointStore
 
@@ -142,27 +143,25 @@ def chat_completion_router(store: EndpointStore) -> APIRouter:
     async def chat(http_request: Request, inference_id: str) -> Response:
         started = asyncio.get_running_loop().time()
         task = TaskType.CHAT_COMPLETION.value
+        label = metrics.UNKNOWN_ENDPOINT  # until the endpoint is known to exist
         try:
             request = parse_chat_request(
                 parse_json_body(await http_request.body()), http_request.query_params.get("timeout")
             )
             config = await store.get(inference_id)
-            if config.task_type is not TaskType.CHAT_COMPLETION:
-                raise status_exception(
-                    f"Incompatible task_type, the requested type [chat_completion] does not match the model type "
-                    f"[{config.task_type.value}]"
-                )
+            label = config.inference_id
+            check_task_type(config, TaskType.CHAT_COMPLETION, inference=True)
             backend = await store.backend(inference_id)
             chunks = backend.chat(request)
             first = await _first(chunks, request)
         except ElasticsearchError as exc:
-            _observe(inference_id, task, exc.status, started, exc.type)
+            _observe(label, task, exc.status, started, exc.type)
             return Response(
                 sse.error_event(unified_error(exc)), status_code=exc.status, media_type=sse.MEDIA_TYPE,
                 headers={PRODUCT_HEADER: PRODUCT},
             )
         return StreamingResponse(
-            _events(first, chunks, inference_id, started), media_type=sse.MEDIA_TYPE,
+            _events(first, chunks, label, started), media_type=sse.MEDIA_TYPE,
             headers={PRODUCT_HEADER: PRODUCT},
         )
 

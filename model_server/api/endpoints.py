@@ -1,9 +1,11 @@
-"""Read-only views of the endpoints a store holds: Elasticsearch's get inference API.
+"""Read-only views of the endpoints a store holds: Elasticsearch's get inference API,
+the one implementation behind ``kubeinfer serve``, the gateway and local mode.
 
 ``GET /_inference``, ``/_inference/_all``, ``/_inference/{inference_id}``,
 ``/_inference/{task_type}/_all`` and ``/_inference/{task_type}/{inference_id}``
-answer ``{"endpoints": [...]}`` with secrets left out. Creating and deleting
-endpoints is the gateway's business, not this module's.
+answer ``{"endpoints": [...]}`` sorted by inference id, secrets left out; the task type
+in a path is read as Elasticsearch reads it (any case). Creating and deleting endpoints
+is the gateway's business, not this module's.
 """
 
 from __future__ import annotations
@@ -11,38 +13,39 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from kubeinfer.catalog import InferenceEndpointConfig
+from kubeinfer.catalog import InferenceEndpointConfig, check_task_type, parse_task_type
 from .errors import ElasticsearchJSONResponse
-from .inference import check_task_type, path_task_type
 from .store import EndpointStore
+
+ALL = "_all"
 
 
 def _endpoints(configs: list[InferenceEndpointConfig]) -> Response:
-    return ElasticsearchJSONResponse({"endpoints": [c.es_view() for c in configs]})
+    ordered = sorted(configs, key=lambda c: c.inference_id)
+    return ElasticsearchJSONResponse({"endpoints": [c.es_view() for c in ordered]})
 
 
 def endpoints_router(store: EndpointStore) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/_inference")
-    @router.get("/_inference/_all")
-    async def get_all() -> Response:
-        return _endpoints(await store.list())
+    async def get_endpoints(task_type: str | None, inference_id: str) -> Response:
+        requested = parse_task_type(task_type) if task_type is not None else None
+        if inference_id == ALL:
+            return _endpoints([c for c in await store.list() if requested in (None, c.task_type)])
+        config = await store.get(inference_id)
+        check_task_type(config, requested)
+        return _endpoints([config])
 
-    @router.get("/_inference/{task_type}/_all")
-    async def get_all_of_task_type(task_type: str) -> Response:
-        task = path_task_type(task_type)
-        return _endpoints([c for c in await store.list() if c.task_type is task])
+    @router.get("/_inference")
+    async def get_all() -> Response:
+        return await get_endpoints(None, ALL)
 
     @router.get("/_inference/{inference_id}")
     async def get_one(inference_id: str) -> Response:
-        return _endpoints([await store.get(inference_id)])
+        return await get_endpoints(None, inference_id)
 
     @router.get("/_inference/{task_type}/{inference_id}")
-    async def get_one_of_task_type(task_type: str, inference_id: str) -> Response:
-        task = path_task_type(task_type)
-        config = await store.get(inference_id)
-        check_task_type(task, config)
-        return _endpoints([config])
+    async def get_of_task_type(task_type: str, inference_id: str) -> Response:
+        return await get_endpoints(task_type, inference_id)
 
     return router

@@ -24,6 +24,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kubeinfer.errors import ElasticsearchError
+from .request_body import RequestBodyGate
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ class ElasticsearchJSONResponse(JSONResponse):
         super().__init__(content, status_code=status_code, headers=merged)
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        # backslashreplace: a lone surrogate that got this far is written as its JSON escape.
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+            "utf-8", "backslashreplace")
 
 
 def error_response(error: ElasticsearchError, headers: Mapping[str, str] | None = None) -> Response:
@@ -63,20 +66,6 @@ def openai_error_body(status: int, message: str, *, param: str | None = None,
     """``{"error": {"message", "type", "param", "code"}}``, as OpenAI's API answers errors."""
     kind = _OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
-def parse_json_body(raw: bytes) -> Any:
-    """The request body as JSON, or Elasticsearch's ``parse_exception``."""
-    if not raw or not raw.strip():
-        raise ElasticsearchError(400, "parse_exception", "request body is required")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ElasticsearchError(400, "parse_exception", f"Failed to parse request body: {exc}") from None
-
-
-async def read_json_body(request: Request) -> Any:
-    return parse_json_body(await request.body())
 
 
 def _uri(request: Request) -> str:
@@ -170,9 +159,12 @@ class ProductHeaderMiddleware:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Render every error the way Elasticsearch does, and mark every response as Elasticsearch's."""
+    """Render every error the way Elasticsearch does, and mark every response as Elasticsearch's.
+
+    Request bodies pass ``RequestBodyGate`` first: bounded in size, JSON only."""
     app.add_exception_handler(ElasticsearchError, _on_elasticsearch_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected_error)
+    app.add_middleware(RequestBodyGate)
     app.add_middleware(ProductHeaderMiddleware)

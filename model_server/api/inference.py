@@ -19,31 +19,18 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
 from ..backends.base import Backend, InferenceRequest
-from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from ..backends.results import CompletionDelta
+from kubeinfer.catalog import TaskType, check_task_type, parse_task_type
+from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError, status_exception
-from . import metrics, sse
+from . import elasticsearch_json, metrics, sse
 from .chat_completion import not_a_stream_error
-from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response, read_json_body
+from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response
+from .request_body import read_json_body
 from .inference_request import format_time_value, parse_inference_request
 from .store import EndpointStore
 
 log = logging.getLogger(__name__)
-
-
-def path_task_type(value: str) -> TaskType:
-    """The task type named in a path; Elasticsearch's ``Unknown task_type`` otherwise."""
-    try:
-        return TaskType(value)
-    except ValueError:
-        raise status_exception(f"Unknown task_type [{value}]") from None
-
-
-def check_task_type(requested: TaskType | None, config: InferenceEndpointConfig) -> None:
-    if requested is not None and requested is not config.task_type:
-        raise status_exception(
-            f"Incompatible task_type, the requested type [{requested.value}] does not match the model type "
-            f"[{config.task_type.value}]"
-        )
 
 
 def inference_timeout(request: InferenceRequest) -> ElasticsearchError:
@@ -51,10 +38,12 @@ def inference_timeout(request: InferenceRequest) -> ElasticsearchError:
 
 
 class _Observed:
-    """Counts and times one inference request for ``/metrics``."""
+    """Counts and times one inference request for ``/metrics``; labelled by endpoint only
+    once the endpoint is known to exist."""
 
     def __init__(self, inference_id: str) -> None:
-        self.inference_id = inference_id
+        self.requested_id = inference_id
+        self.inference_id = metrics.UNKNOWN_ENDPOINT
         self.task_type = "unknown"
         self.started = time.perf_counter()
 
@@ -66,27 +55,32 @@ class _Observed:
 
 
 async def _prepare(
-    store: EndpointStore, http: Request, inference_id: str, task_type: str | None, observed: _Observed
+    store: EndpointStore, http: Request, inference_id: str, task_type: str | None, observed: _Observed,
+    max_inputs: int,
 ) -> tuple[Backend, InferenceRequest]:
-    requested = path_task_type(task_type) if task_type is not None else None
+    requested = parse_task_type(task_type) if task_type is not None else None
     config = await store.get(inference_id)
+    observed.inference_id = config.inference_id
     observed.task_type = config.task_type.value
-    check_task_type(requested, config)
+    check_task_type(config, requested, inference=True)
     body = await read_json_body(http)
-    request = parse_inference_request(config, body, http.query_params.get("timeout"))
+    request = parse_inference_request(config, body, http.query_params.get("timeout"), max_inputs=max_inputs)
     if config.task_type is TaskType.CHAT_COMPLETION:
         raise not_a_stream_error(config)
-    metrics.INPUTS.labels(inference_id, config.task_type.value).inc(len(request.input))
+    metrics.INPUTS.labels(config.inference_id, config.task_type.value).inc(len(request.input))
     return await store.backend(inference_id), request
 
 
-def inference_router(store: EndpointStore) -> APIRouter:
+def inference_router(store: EndpointStore, *, max_inputs: int | None = None) -> APIRouter:
+    """The routes over ``store``; ``max_inputs`` per request, ``KUBEINFER_MAX_INPUTS_PER_REQUEST`` by default."""
     router = APIRouter()
+    if max_inputs is None:
+        max_inputs = ServerSettings.from_env().max_inputs_per_request
 
     async def infer(http: Request, inference_id: str, task_type: str | None) -> Response:
         observed = _Observed(inference_id)
         try:
-            backend, request = await _prepare(store, http, inference_id, task_type, observed)
+            backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
             limit = None if math.isinf(request.timeout) else request.timeout
             try:
                 result = await asyncio.wait_for(backend.infer(request), timeout=limit)
@@ -96,12 +90,12 @@ def inference_router(store: EndpointStore) -> APIRouter:
             observed.finish(exc.status, exc.type)
             return error_response(exc)
         observed.finish(200)
-        return ElasticsearchJSONResponse(result)
+        return ElasticsearchJSONResponse(elasticsearch_json.render(result))
 
     async def stream(http: Request, inference_id: str, task_type: str | None) -> Response:
         observed = _Observed(inference_id)
         try:
-            backend, request = await _prepare(store, http, inference_id, task_type, observed)
+            backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
             chunks = backend.stream(request)
             first = await _first_chunk(chunks, request)
         except ElasticsearchError as exc:
@@ -137,7 +131,7 @@ def inference_router(store: EndpointStore) -> APIRouter:
 _END = object()
 
 
-async def _first_chunk(chunks: AsyncIterator[dict[str, Any]], request: InferenceRequest) -> Any:
+async def _first_chunk(chunks: AsyncIterator[CompletionDelta], request: InferenceRequest) -> Any:
     """The first chunk, so that an error before any output gets its own HTTP status."""
     limit = None if math.isinf(request.timeout) else request.timeout
     try:
@@ -148,18 +142,18 @@ async def _first_chunk(chunks: AsyncIterator[dict[str, Any]], request: Inference
         raise inference_timeout(request) from None
 
 
-async def _event_stream(first: Any, chunks: AsyncIterator[dict[str, Any]], observed: _Observed) -> AsyncIterator[bytes]:
+async def _event_stream(first: Any, chunks: AsyncIterator[CompletionDelta], observed: _Observed) -> AsyncIterator[bytes]:
     try:
         if first is not _END:
-            yield sse.message_event(first)
+            yield sse.message_event(elasticsearch_json.render_delta(first))
             async for chunk in chunks:
-                yield sse.message_event(chunk)
+                yield sse.message_event(elasticsearch_json.render_delta(chunk))
     except ElasticsearchError as exc:
         observed.finish(200, exc.type)
         yield sse.error_event(exc.to_body())
         return
     except Exception as exc:  # a stream broke mid-way: tell the client as Elasticsearch does
-        log.exception("stream of [%s] failed", observed.inference_id)
+        log.exception("stream of [%s] failed", observed.requested_id)
         error = ElasticsearchError(500, "exception", f"stream failed: {type(exc).__name__}")
         observed.finish(200, error.type)
         yield sse.error_event(error.to_body())

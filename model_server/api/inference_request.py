@@ -20,6 +20,9 @@ from kubeinfer.catalog.endpoint import _validate_settings
 from kubeinfer.errors import ElasticsearchError
 
 DEFAULT_TIMEOUT = 30.0
+# Inputs one request may carry, whatever serves it (a local model or a provider);
+# ``ServerSettings.max_inputs_per_request`` sets it for an app.
+DEFAULT_MAX_INPUTS = 2048
 # What Elasticsearch's parser calls itself in "unknown field" errors.
 _PARSER_NAME = "cluster:internal/xpack/inference"
 _FIELDS = {"input", "query", "input_type", "task_settings", "return_documents", "top_n", "timeout"}
@@ -153,7 +156,7 @@ def _merged_task_settings(config: InferenceEndpointConfig, overrides: Mapping[st
 
 
 def parse_inference_request(
-    config: InferenceEndpointConfig, body: Any, timeout: str | None = None
+    config: InferenceEndpointConfig, body: Any, timeout: str | None = None, *, max_inputs: int = DEFAULT_MAX_INPUTS
 ) -> InferenceRequest:
     """Validate ``POST /_inference/...``'s body for the endpoint ``config``."""
     if not isinstance(body, Mapping):
@@ -169,6 +172,11 @@ def parse_inference_request(
         inputs, contents = _parse_contents(body)
     else:
         inputs = _parse_input(body)
+    if len(inputs) > max_inputs:
+        raise request_validation_error(
+            f"Field [input] has [{len(inputs)}] entries, more than the [{max_inputs}] one request to "
+            f"[{config.inference_id}] may carry"
+        )
 
     query = body.get("query")
     if query is not None and not isinstance(query, str):

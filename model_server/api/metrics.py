@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 
+# The label of requests to ids no endpoint has: ids come from the URL, and a label value
+# per unknown id would grow ``/metrics`` without bound. Inference ids never start with "_".
+UNKNOWN_ENDPOINT = "_unknown"
+
 REQUESTS = Counter(
     "kubeinfer_inference_requests_total",
     "Inference requests answered, by endpoint, task type and HTTP status.",

@@ -30,11 +30,13 @@ from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import ElasticsearchError
 from ..backends.base import Backend, InferenceRequest
 from ..backends.chat import ChatCompletionChunk, ChatRequest, ChoiceDelta
+from ..backends.results import Completions, InferenceResult, Ranking, TextEmbeddings
 from . import metrics
 from .chat_completion import DEFAULT_TIMEOUT as CHAT_TIMEOUT
 from .chat_completion import parse_chat_request
 from .errors import openai_error_body as error_body
-from .errors import is_openai_path, parse_json_body
+from .errors import is_openai_path
+from .request_body import parse_json_body
 from .inference_request import format_time_value, parse_inference_request, parse_time_value
 from .store import EndpointStore
 
@@ -121,11 +123,10 @@ def _embedding_inputs(value: Any) -> list[str]:
 
 # ---- values to OpenAI's JSON ----------------------------------------------------------------
 
-def embedding_vectors(result: Mapping[str, Any]) -> list[list[float]]:
+def embedding_vectors(result: InferenceResult) -> list[list[float]]:
     """The vectors of a text_embedding result, whatever its element type."""
-    for key in ("text_embedding", "text_embedding_bytes", "text_embedding_bits"):
-        if key in result:
-            return [[float(x) for x in item["embedding"]] for item in result[key]]
+    if isinstance(result, TextEmbeddings):
+        return [[float(x) for x in vector] for vector in result.vectors]
     raise ElasticsearchError(500, "exception", "the endpoint did not answer with embeddings")
 
 
@@ -145,16 +146,18 @@ def embeddings_json(model: str, vectors: list[list[float]], encoding_format: str
     }
 
 
-def rerank_json(model: str, ranking: list[Mapping[str, Any]], documents: list[str], top_n: int | None,
+def rerank_json(model: str, ranking: InferenceResult, documents: list[str], top_n: int | None,
                 return_documents: bool) -> dict[str, Any]:
-    ordered = sorted(ranking, key=lambda r: -float(r["relevance_score"]))
+    if not isinstance(ranking, Ranking):
+        raise ElasticsearchError(500, "exception", "the endpoint did not answer with a ranking")
+    ordered = sorted(ranking.documents, key=lambda r: -r.relevance_score)
     if top_n is not None:
         ordered = ordered[:top_n]
     results = []
     for item in ordered:
-        entry: dict[str, Any] = {"index": int(item["index"]), "relevance_score": float(item["relevance_score"])}
+        entry: dict[str, Any] = {"index": item.index, "relevance_score": float(item.relevance_score)}
         if return_documents:
-            entry["document"] = {"text": documents[int(item["index"])]}
+            entry["document"] = {"text": documents[item.index]}
         results.append(entry)
     return {"id": f"rerank-{uuid.uuid4().hex}", "model": model, "results": results,
             "usage": {"total_tokens": _rough_tokens(documents)}}
@@ -272,13 +275,12 @@ async def _completion_chunks(backend: Backend, request: InferenceRequest, stream
     """A completion endpoint's answer as chat chunks: its streamed deltas, or its one result."""
     yield ChatCompletionChunk(id=chunk_id, model="", choices=(ChoiceDelta(role="assistant", content=""),))
     if stream:
-        async for event in backend.stream(request):
-            for item in event.get("completion") or []:
-                if item.get("delta"):
-                    yield ChatCompletionChunk(id=chunk_id, model="", choices=(ChoiceDelta(content=item["delta"]),))
+        async for piece in backend.stream(request):
+            if piece.text:
+                yield ChatCompletionChunk(id=chunk_id, model="", choices=(ChoiceDelta(content=piece.text),))
     else:
         result = await backend.infer(request)
-        text = "".join(item.get("result", "") for item in result.get("completion") or [])
+        text = "".join(result.texts) if isinstance(result, Completions) else ""
         yield ChatCompletionChunk(id=chunk_id, model="", choices=(ChoiceDelta(content=text),))
     yield ChatCompletionChunk(id=chunk_id, model="", choices=(ChoiceDelta(finish_reason="stop"),))
 
@@ -394,7 +396,7 @@ def openai_router(store: EndpointStore) -> APIRouter:
             timer.finish(exc.status, getattr(exc, "type", "invalid_request_error"))
             return error_response(exc)
         timer.finish(200)
-        return JSONResponse(rerank_json(model_id, result.get("rerank") or [], documents, top_n,
+        return JSONResponse(rerank_json(model_id, result, documents, top_n,
                                         body.get("return_documents", True) is not False))
 
     @router.post("/chat/completions")

@@ -25,12 +25,11 @@ from kubeinfer import catalog
 from ..backends.base import Backend
 from ..backends.registry import create_backend
 from kubeinfer.catalog import InferenceEndpointConfig
-from kubeinfer.config import ServerSettings, SettingsError
+from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError, validation_exception
 from kubeinfer.resource import KIND
 from kubeinfer.secrets import SecretResolver
 from .app import create_app
-from .endpoints import endpoints_router
 from .store import SingleEndpointStore
 
 log = logging.getLogger("kubeinfer.serve")
@@ -82,18 +81,13 @@ def build_app(
                 pass
             await backend.close()
 
-    return create_app(store, extra_routers=[endpoints_router(store)], lifespan=lifespan)
+    return create_app(store, lifespan=lifespan)
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    try:
-        settings = ServerSettings.from_env()
-    except SettingsError as exc:
-        print(f"kubeinfer serve: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = ServerSettings.from_env()
     try:
         config = load_endpoint(args.config, args.secrets_dir)
         backend = create_backend(config, cache_dir=getattr(args, "cache_dir", None), settings=settings)

@@ -21,7 +21,7 @@ MEDIA_TYPE = "text/event-stream"
 
 def encode_event(event: str, data: Any) -> bytes:
     payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"{BOM}event: {event}\ndata: {payload}\n\n".encode("utf-8")
+    return f"{BOM}event: {event}\ndata: {payload}\n\n".encode("utf-8", "backslashreplace")
 
 
 def message_event(chunk: dict[str, Any]) -> bytes:

@@ -2,8 +2,8 @@
 
 A backend is built from a validated ``InferenceEndpointConfig`` (secrets resolved) by
 the factory the catalog names. It knows nothing of HTTP: it takes an
-``InferenceRequest`` and returns the body Elasticsearch would return, or raises
-``ElasticsearchError``.
+``InferenceRequest`` and returns a typed result (``results``), or raises
+``ElasticsearchError``; ``model_server.api`` writes the wire format.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Any, AsyncIterator
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import status_exception
 from .chat import ChatCompletionChunk, ChatRequest
+
+from .results import CompletionDelta, InferenceResult
 
 
 @dataclass(frozen=True)
@@ -63,15 +65,15 @@ class Backend(abc.ABC):
         return True
 
     @abc.abstractmethod
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
-        """Elasticsearch's response body, e.g. ``{"text_embedding": [{"embedding": [...]}]}``."""
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
+        """The result for ``request``: embeddings, a ranking or completions."""
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
-        """Completion chunks, each ``{"completion": [{"delta": "..."}]}``."""
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
+        """Pieces of a completion, as they come."""
         raise status_exception(
             f"Streaming is not supported for the [{self.config.service}] service", 405
         )
-        yield {}  # pragma: no cover - makes this an async generator
+        yield CompletionDelta("")  # pragma: no cover - makes this an async generator
 
     async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
         """The chunks of a unified chat completion (``chat_completion`` endpoints only)."""

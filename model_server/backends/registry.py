@@ -16,8 +16,9 @@ from kubeinfer.errors import status_exception
 from . import local
 from .base import Backend
 from .providers import (
-    alibabacloud_ai_search, amazonbedrock, anthropic, azureaistudio, azureopenai, cohere, googleaistudio,
-    googlevertexai, hugging_face, mistral, openai, watsonxai,
+    alibabacloud_ai_search, amazon_sagemaker, amazonbedrock, anthropic, azureaistudio, azureopenai, cohere,
+    contextualai, custom, googleaistudio, googlevertexai, hugging_face, jinaai, mistral, openai, openai_compatible,
+    voyageai, watsonxai,
 )
 
 BackendFactory = Callable[..., Backend]
@@ -37,6 +38,13 @@ BACKENDS: dict[str, BackendFactory] = {
     "mistral": mistral.create_backend,
     "openai": openai.create_backend,
     "watsonxai": watsonxai.create_backend,
+    "amazon_sagemaker": amazon_sagemaker.create_backend,
+    "contextualai": contextualai.create_backend,
+    "custom": custom.create_backend,
+    "jinaai": jinaai.create_backend,
+    "voyageai": voyageai.create_backend,
+    # The services whose API is OpenAI's share one backend.
+    **{name: openai_compatible.create_backend for name in openai_compatible.PROVIDERS},
 }
 
 

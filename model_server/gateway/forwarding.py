@@ -1,9 +1,9 @@
 """A backend that forwards inference to an endpoint's own server (its Kubernetes Service).
 
-The endpoint pod answers Elasticsearch's JSON already: bodies come back as they are,
-errors are re-raised as the ``ElasticsearchError`` the pod reported, and streamed
-completions and chat completion chunks are relayed event by event as they arrive, never
-buffered whole.
+The endpoint pod answers Elasticsearch's JSON: bodies are read back into the typed
+results the API renders, errors are re-raised as the ``ElasticsearchError`` the pod
+reported, and streamed completions and chat completion chunks are relayed event by event
+as they arrive, never buffered whole.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from typing import Any, AsyncIterator
 
 import httpx
 
+from ..api import elasticsearch_json
 from ..backends.base import Backend, InferenceRequest
+from ..backends.results import CompletionDelta, InferenceResult
 from ..backends.chat import ChatCompletionChunk, ChatRequest
 from ..backends.providers.openai_shapes import parse_chat_chunk
 from ..event_stream import EventStreamParser
@@ -62,7 +64,7 @@ class ForwardingBackend(Backend):
     def _url(self, suffix: str = "") -> str:
         return f"{self.base_url}/_inference/{self.config.task_type.value}/{self.config.inference_id}{suffix}"
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         try:
             response = await self.client.post(
                 self._url(), json=request_body(request), params={"timeout": f"{request.timeout:g}s"},
@@ -76,9 +78,15 @@ class ForwardingBackend(Backend):
             payload = None
         if response.status_code >= 400 or not isinstance(payload, dict):
             raise _upstream_error(response.status_code, payload, self.config.inference_id)
-        return payload
+        try:
+            return elasticsearch_json.parse(payload)
+        except (KeyError, TypeError, ValueError):
+            raise status_exception(
+                f"Inference endpoint [{self.config.inference_id}] answered with a body that is not an inference result",
+                502,
+            ) from None
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         try:
             async with self.client.stream(
                 "POST", self._url("/_stream"), json=request_body(request),
@@ -100,7 +108,7 @@ class ForwardingBackend(Backend):
                     event = json.loads(data)
                     if isinstance(event, dict) and "error" in event:
                         raise _upstream_error(int(event.get("status", 500)), event, self.config.inference_id)
-                    yield event
+                    yield elasticsearch_json.parse_delta(event)
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
 

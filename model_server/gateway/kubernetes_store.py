@@ -4,8 +4,9 @@ Create makes a CR (and, for secrets given in plain text, a Secret owned by the C
 the CR references with ``secretKeyRef``), then waits for the operator to report the
 endpoint Ready. Get and list read CRs; delete deletes the CR (Kubernetes' garbage
 collector deletes its Secret). The gateway writes Secrets but never reads one.
-Inference goes to the URL the operator put in the CR's status. What the operator builds
-from a CR is not this module's business.
+Inference goes to the URL the operator put in the CR's status; an endpoint at zero
+replicas is woken first (``waking``). What the operator builds from a CR is not this
+module's business beyond the Deployment's name and annotations the resource defines.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from kubeinfer.errors import ElasticsearchError, not_found, status_exception, va
 from .forwarding import ForwardingBackend
 from kubeinfer.kube import KubeClient, KubeError
 from kubeinfer.resource import (
-    API_VERSION, LABEL_MANAGED_BY, PLURAL, is_ready, owner_reference, ready_condition, refusal,
+    API_VERSION, LABEL_MANAGED_BY, PLURAL, is_ready, owner_reference, ready_condition, refusal, workload_name,
 )
+from .waking import WakingBackend, at_zero, scaled_by_keda
 from .store import already_exists, with_model_facts
 
 log = logging.getLogger("kubeinfer.gateway")
@@ -160,7 +162,28 @@ class KubernetesEndpointStore:
             condition = ready_condition(obj) or {}
             detail = condition.get("message") or condition.get("reason") or "waiting for the operator"
             raise status_exception(f"Inference endpoint [{inference_id}] is not ready: {detail}", 409)
+        if at_zero(obj):
+            name = obj["metadata"]["name"]
+            return WakingBackend(config, url, self.http, namespace=self.namespace, poll_interval=self.poll_interval,
+                                 wake=lambda: self._wake(name), awake=lambda: self._awake(inference_id))
         return ForwardingBackend(config, url, self.http)
+
+    async def _wake(self, cr_name: str) -> None:
+        """Ask for one replica of the endpoint at zero, unless KEDA owns the count (it
+        activates on the gateway's held-request gauge)."""
+        path = f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{workload_name(cr_name)}"
+        try:
+            deployment = await self.api.get(path)
+            if scaled_by_keda(deployment) or (deployment.get("spec") or {}).get("replicas", 1) > 0:
+                return
+            await self.api.merge_patch(f"{path}/scale", {"spec": {"replicas": 1}})
+        except KubeError as exc:
+            raise _api_failure(exc) from None
+
+    async def _awake(self, inference_id: str) -> str | None:
+        """The endpoint's URL once it has replicas serving; None while it wakes."""
+        obj, _ = await self._read(inference_id)
+        return (obj.get("status") or {}).get("url") if is_ready(obj) and not at_zero(obj) else None
 
     # ---- management ----------------------------------------------------------------
     async def create(self, config: InferenceEndpointConfig, *, timeout: float) -> InferenceEndpointConfig:

@@ -24,7 +24,7 @@ from ..backends.base import Backend
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType, from_manifest
 
 from ..backends.registry import create_backend
-from kubeinfer.config import ServerSettings, SettingsError
+from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.manifests import ManifestError, load_manifests
 from kubeinfer.secrets import SecretResolver
@@ -131,12 +131,7 @@ def build_local_app(
 def run_local(args: argparse.Namespace) -> int:
     import uvicorn
 
-    try:
-        settings = ServerSettings.from_env()
-    except SettingsError as exc:
-        print(f"kubeinfer local: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = ServerSettings.from_env()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     try:
         manifests = load_endpoint_manifests(list(args.files))
@@ -153,7 +148,8 @@ def run_local(args: argparse.Namespace) -> int:
     def backend_factory(config: InferenceEndpointConfig) -> Backend:
         return create_backend(config, **options)
 
-    store = LocalEndpointStore(state, resolve=secrets.resolve, backend_factory=backend_factory)
+    store = LocalEndpointStore(state, resolve=secrets.resolve, backend_factory=backend_factory,
+                               scale_to_zero_after=settings.scale_to_zero_after)
     host = f"[{args.host}]" if ":" in args.host else args.host
     app = build_local_app(store, manifests, base_url=f"http://{host}:{args.port}")
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False))

@@ -5,7 +5,8 @@ Those created through the API persist in a state directory, one JSON file per en
 holding Elasticsearch's create body, plain secrets included: the directory is readable
 by the user only (0700, files 0600) and nothing read back from it is ever returned by
 GET. Manifest endpoints belong to their files: changes made to them through the API
-last until the process stops.
+last until the process stops. A local model whose adaptive allocations allow zero
+unloads after ``scale_to_zero_after`` idle seconds and loads again on the next request.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..backends.base import Backend
 from kubeinfer.catalog import InferenceEndpointConfig, parse_endpoint
 
 from ..backends.registry import create_backend
+from ..backends.scale_to_zero import UnloadingBackend, scales_to_zero
 from kubeinfer.errors import ElasticsearchError, not_found, status_exception
 from .store import already_exists, create_body, with_model_facts
 
@@ -92,10 +94,13 @@ class LocalEndpointStore:
         *,
         resolve: Callable[[InferenceEndpointConfig], InferenceEndpointConfig] = lambda c: c,
         backend_factory: BackendFactory = create_backend,
+        scale_to_zero_after: float = 900.0,
     ) -> None:
         self.state = state
         self.resolve = resolve
         self.backend_factory = backend_factory
+        # Local models whose adaptive allocations allow zero unload after this many idle seconds.
+        self.scale_to_zero_after = scale_to_zero_after
         self._entries: dict[str, _Entry] = {}
         self._lock = asyncio.Lock()
 
@@ -179,7 +184,11 @@ class LocalEndpointStore:
         """Build and start the backend; Elasticsearch's errors when it cannot serve in time."""
         resolved = self.resolve(config)
         try:
-            backend = self.backend_factory(resolved)
+            if scales_to_zero(resolved):
+                backend: Backend = UnloadingBackend(resolved, lambda: self.backend_factory(resolved),
+                                                    self.scale_to_zero_after)
+            else:
+                backend = self.backend_factory(resolved)
         except ElasticsearchError:
             raise
         except Exception as exc:  # a factory that rejects its settings

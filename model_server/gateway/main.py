@@ -17,8 +17,6 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 
-from kubeinfer.config import KubeinferSettings, SettingsError
-
 from .app import create_gateway_app
 from .auth import InferenceAuthorization, SubjectAccessReviewer
 from kubeinfer.kube import Connection, KubeClient
@@ -49,12 +47,6 @@ def build_gateway_app(connection: Connection, namespace: str, *, auth: bool = Tr
 def run_gateway(args: argparse.Namespace) -> int:
     import uvicorn
 
-    try:
-        settings = KubeinferSettings.from_env()
-    except SettingsError as exc:
-        print(f"kubeinfer gateway: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     try:
         connection = Connection.discover()

@@ -1,8 +1,8 @@
-"""Elasticsearch's inference management API: create, update, get and delete endpoints.
+"""Elasticsearch's inference management API: create, update and delete endpoints.
 
 Paths, parameters, bodies and errors follow Elasticsearch's REST API. The routes call a
 ``ManagedEndpointStore`` and raise ``ElasticsearchError``; the app's error handlers
-render it. Inference itself (``POST``) is served by the API layer's inference routes.
+render it. Inference itself (``POST``) and the GET of endpoints are the API layer's.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from ..api.errors import read_json_body
+from ..api.request_body import read_json_body
 from ..api.inference_request import parse_time_value
-from kubeinfer.catalog import parse_endpoint, parse_task_type
+from kubeinfer.catalog import check_task_type, parse_endpoint, parse_task_type
 from kubeinfer.errors import ElasticsearchError, status_exception
-from .store import ManagedEndpointStore, cannot_update, check_task_type, merge_update, resolve_task_type
+from .store import ManagedEndpointStore, cannot_update, merge_update, resolve_task_type
 
 
 def management_router(store: ManagedEndpointStore) -> APIRouter:
@@ -47,18 +47,10 @@ def management_router(store: ManagedEndpointStore) -> APIRouter:
         updated = await store.update(merge_update(existing, body), timeout=timeout)
         return updated.es_view()
 
-    async def get_endpoints(task_type: str | None, inference_id: str | None) -> dict[str, Any]:
-        if inference_id is None or inference_id == "_all":
-            wanted = parse_task_type(task_type) if task_type is not None else None
-            configs = sorted(await store.list(), key=lambda c: c.inference_id)
-            return {"endpoints": [c.es_view() for c in configs if wanted is None or c.task_type == wanted]}
-        config = await store.get(inference_id)
-        check_task_type(config, task_type)
-        return {"endpoints": [config.es_view()]}
-
     async def delete_endpoint(request: Request, inference_id: str, task_type: str | None) -> dict[str, Any]:
+        requested = parse_task_type(task_type) if task_type is not None else None
         config = await store.get(inference_id)
-        check_task_type(config, task_type)
+        check_task_type(config, requested)
         dry_run = request.query_params.get("dry_run", "false").lower() in ("true", "")
         if not dry_run:
             await store.delete(inference_id)
@@ -81,18 +73,6 @@ def management_router(store: ManagedEndpointStore) -> APIRouter:
     @router.put("/_inference/{inference_id}")
     async def put_without_task(request: Request, inference_id: str):
         return await put_endpoint(request, inference_id, None)
-
-    @router.get("/_inference")
-    async def get_all():
-        return await get_endpoints(None, None)
-
-    @router.get("/_inference/{inference_id}")
-    async def get_one(inference_id: str):
-        return await get_endpoints(None, inference_id)
-
-    @router.get("/_inference/{task_type}/{inference_id}")
-    async def get_with_task(task_type: str, inference_id: str):
-        return await get_endpoints(task_type, inference_id)
 
     @router.delete("/_inference/{task_type}/{inference_id}")
     async def delete_with_task(request: Request, task_type: str, inference_id: str):

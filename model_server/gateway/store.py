@@ -57,18 +57,6 @@ def resolve_task_type(url_task_type: str | None, body_task_type: Any) -> TaskTyp
     return body
 
 
-def check_task_type(config: InferenceEndpointConfig, requested: str | None) -> None:
-    """A task type in the path must be the endpoint's own."""
-    if requested is None:
-        return
-    task = parse_task_type(requested)
-    if task != config.task_type:
-        raise status_exception(
-            f"Requested task type [{task.value}] does not match the inference endpoint's task type "
-            f"[{config.task_type.value}]"
-        )
-
-
 def already_exists(inference_id: str) -> ElasticsearchError:
     return ElasticsearchError(
         400, "resource_already_exists_exception", f"Inference endpoint [{inference_id}] already exists"
@@ -88,11 +76,17 @@ def raw_settings(settings: Any) -> dict[str, Any]:
     raw = settings.model_dump(mode="json", by_alias=True, exclude_none=True)
     for name in type(settings).secret_fields:
         value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            raw[name] = value.get_secret_value()
-        elif isinstance(value, SecretKeyRef):
-            raw[name] = value.model_dump(mode="json", by_alias=True)
+        if isinstance(value, dict):
+            raw[name] = {key: _raw_secret(item) for key, item in value.items()}
+        elif value is not None:
+            raw[name] = _raw_secret(value)
     return raw
+
+
+def _raw_secret(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value.model_dump(mode="json", by_alias=True)
 
 
 def create_body(config: InferenceEndpointConfig) -> dict[str, Any]:

@@ -77,7 +77,7 @@ def test_the_operator_setting_forces_an_hpa_and_switching_removes_the_scaled_obj
     monkeypatch.setenv("KUBEINFER_AUTOSCALER", "hpa")
     with running_operator():
         hpa = kube.wait_until(lambda: kube.get(HPAS, NS, "e5"), message="an HPA")
-        # an HPA cannot go below one replica: the idle scaler takes the endpoint to zero
+        # an HPA cannot go below one replica
         assert hpa["spec"]["minReplicas"] == 1
         assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "kubeinfer_requests_in_flight"
         kube.wait_until(lambda: kube.get(SCALED_OBJECTS, NS, "e5") is None, message="the ScaledObject removed")

@@ -13,12 +13,13 @@ import asyncio
 import base64
 import json
 import threading
+import time
 from typing import Any
 
 import httpx
 import pytest
 from fake_providers import FakeProvider, Reply
-from kubeemu import INFERENCE_ENDPOINTS, SECRETS
+from kubeemu import DEPLOYMENTS, INFERENCE_ENDPOINTS, SECRETS
 from local_mode import KubeinferProcess, ServedFake
 
 from kubeinfer.kube import Connection
@@ -168,7 +169,8 @@ async def test_a_spec_the_operator_refuses_is_an_error_and_leaves_nothing(gatewa
     assert error_of(response) == (
         400, "status_exception", "Inference endpoint [gw-emb] is invalid: model [x] needs a GPU this cluster lacks")
     assert cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb") is None
-    assert cluster.get(SECRETS, NS, "gw-emb-secrets") is None
+    # the Secret, owned by the resource, goes with it: the garbage collector works in the background
+    cluster.wait_until(lambda: cluster.get(SECRETS, NS, "gw-emb-secrets") is None)
 
 
 async def test_invalid_put_creates_nothing(gateway, cluster):
@@ -309,7 +311,7 @@ async def test_delete_removes_the_resource_and_its_secret(gateway, cluster):
     response = await gateway.delete("/_inference/text_embedding/gw-emb", headers=as_user(ADMIN))
     assert response.json() == {"acknowledged": True, "pipelines": [], "indexes": []}
     assert cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb") is None
-    assert cluster.get(SECRETS, NS, "gw-emb-secrets") is None
+    cluster.wait_until(lambda: cluster.get(SECRETS, NS, "gw-emb-secrets") is None)
     gone = await gateway.get("/_inference/gw-emb", headers=as_user(ADMIN))
     assert gone.status_code == 404
 
@@ -480,3 +482,82 @@ async def test_preconfigured_endpoints_are_listed_reserved_and_created_on_first_
     cr = cluster.get(INFERENCE_ENDPOINTS, NS, "preconfigured-rerank-v1-elasticsearch")
     assert cr["spec"]["inferenceId"] == ".rerank-v1-elasticsearch"
     assert cr["spec"]["serviceSettings"]["model_id"] == ".rerank-v1"
+
+
+# ---- scale from zero: the gateway holds a request while the endpoint wakes ----------------------
+
+def scale_to_zero(cluster, name: str, autoscaler: str = "hpa") -> None:
+    """The endpoint as the operator leaves it at zero: its Deployment at 0 replicas and the
+    resource Ready with reason ScaledToZero. Once the Deployment asks for a replica, the
+    stand-in reports the endpoint Available (its pod came up)."""
+    cluster.create(DEPLOYMENTS, {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS, "annotations": {"kubeinfer.io/autoscaler": autoscaler,
+                                                                    "kubeinfer.io/min-replicas": "0"}},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": []}}}})
+
+    def mark(reason: str) -> None:
+        cr = cluster.emulator.get(INFERENCE_ENDPOINTS, NS, name)
+        cluster.emulator.update_status(INFERENCE_ENDPOINTS, NS, name, {
+            **cr["status"], "readyReplicas": 0 if reason == "ScaledToZero" else 1,
+            "conditions": [{"type": "Ready", "status": "True", "reason": reason, "message": reason}]})
+
+    def wake_on_scale(event_type: str, key: str, obj: dict[str, Any]) -> None:
+        if key == DEPLOYMENTS and obj["metadata"]["name"] == name and obj["spec"].get("replicas"):
+            mark("Available")
+
+    def configure() -> None:
+        mark("ScaledToZero")
+        cluster.emulator.on_change(wake_on_scale)
+
+    cluster.call(configure)
+    time.sleep(1.1)  # past the gateway's one-second cache of the resource
+
+
+def held(gateway_metrics: str, name: str) -> float:
+    for line in gateway_metrics.splitlines():
+        if line.startswith("kubeinfer_gateway_requests_held{") and f'inference_id="{name}"' in line:
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_a_request_for_an_endpoint_at_zero_scales_it_and_is_answered_once_ready(gateway, cluster):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    scale_to_zero(cluster, "gw-emb")
+    response = await gateway.post("/_inference/text_embedding/gw-emb", json={"input": ["abc"]},
+                                  headers=as_user(VIEWER))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"text_embedding": [{"embedding": [3.0, 1.0]}]}
+    assert cluster.get(DEPLOYMENTS, NS, "gw-emb")["spec"]["replicas"] == 1
+    scale = [r for r in cluster.requests() if r.url.path.endswith("/deployments/gw-emb/scale")]
+    assert [r.method.value for r in scale] == ["PATCH"]
+
+
+async def test_with_keda_the_held_request_is_counted_for_activation_and_released_when_ready(gateway, cluster):
+    from prometheus_client import generate_latest
+
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    scale_to_zero(cluster, "gw-emb", autoscaler="keda")
+    request = asyncio.create_task(gateway.post("/v1/embeddings", json={"model": "gw-emb", "input": "abc"},
+                                               headers=as_user(VIEWER)))
+    for _ in range(200):
+        if held(generate_latest().decode(), "gw-emb") == 1:
+            break
+        await asyncio.sleep(0.02)
+    assert held(generate_latest().decode(), "gw-emb") == 1
+    assert not request.done()
+    # the gateway leaves the replica count to KEDA, which activates on the gauge
+    assert cluster.get(DEPLOYMENTS, NS, "gw-emb")["spec"]["replicas"] == 0
+    cluster.patch(DEPLOYMENTS, NS, "gw-emb", {"spec": {"replicas": 1}})  # KEDA's 0 -> 1
+    response = await asyncio.wait_for(request, 10)
+    assert response.status_code == 200 and response.json()["data"][0]["embedding"] == [3.0, 1.0]
+    assert held(generate_latest().decode(), "gw-emb") == 0
+
+
+async def test_a_held_request_gets_a_408_when_its_timeout_passes_first(gateway, cluster):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    scale_to_zero(cluster, "gw-emb", autoscaler="keda")  # nothing activates it here
+    response = await gateway.post("/_inference/text_embedding/gw-emb", params={"timeout": "300ms"},
+                                  json={"input": ["abc"]}, headers=as_user(VIEWER))
+    assert error_of(response) == (408, "status_exception", "timeout [300ms] waiting for inference result")

@@ -180,3 +180,29 @@ def test_client_certificates_given_as_data_leave_no_file_behind(tmp_path, monkey
     assert connection.tls() is not False
     assert list(scratch.iterdir()) == []
     assert b"PRIVATE" not in repr(connection).encode()
+
+
+async def test_a_metadata_only_informer_never_receives_secret_data(kube):
+    client = KubeClient(Connection(kube.url, token="t"))
+    received: list[dict] = []
+
+    async def handler(event_type: str, obj: dict) -> None:
+        received.append(obj)
+
+    kube.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "listed", "namespace": NS},
+                          "data": {"k": "c2VjcmV0"}})
+    informer = Informer(client, path_of("v1", "secrets", NS), handler, metadata_only=True, timeout_seconds=1)
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(informer.listed.wait(), 5)
+        kube.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "watched", "namespace": NS},
+                              "data": {"k": "c2VjcmV0"}})
+        for _ in range(100):
+            if len(received) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert [o["metadata"]["name"] for o in received] == ["listed", "watched"]
+        assert all(o["kind"] == "PartialObjectMetadata" and "data" not in o for o in received)
+    finally:
+        task.cancel()
+        await client.close()

@@ -80,6 +80,12 @@ def test_operator_command_serves_liveness_metrics_and_watches_only_its_namespace
     assert "kubeinfer_operator_endpoints_ready 1.0" in text
     assert kube.get(DEPLOYMENTS, "team-b", "theirs") is None
     assert proc.poll() is None
+    # Every list and watch of endpoints, their objects and Secrets stays in team-a.
+    listed = {str(r.url.path) for r in kube.requests() if r.method.value == "GET"
+              and str(r.url.path).endswith(("/inferenceendpoints", "/deployments", "/services", "/configmaps",
+                                            "/secrets"))}
+    assert listed and all("/namespaces/team-a/" in path for path in listed), sorted(listed)
+    assert any(path.endswith("/secrets") for path in listed)
 
 
 def test_a_bad_setting_stops_the_operator_with_the_variable_named(tmp_path):

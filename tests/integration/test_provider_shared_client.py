@@ -4,6 +4,7 @@ real TCP; it stays open while any backend holds it and closes with the last one.
 from __future__ import annotations
 
 from fake_providers import FakeProvider, Reply, endpoint, serve_over_tcp
+from model_server.api.elasticsearch_json import render
 from model_server.backends.base import InferenceRequest
 from kubeinfer.catalog import TaskType
 from model_server.backends.registry import create_backend
@@ -22,10 +23,10 @@ async def test_backends_share_one_client_until_the_last_closes():
         assert first.client is second.client
         client = first.client
         request = InferenceRequest(TaskType.TEXT_EMBEDDING, ["x"], timeout=5)
-        assert await first.infer(request) == {"text_embedding": [{"embedding": [0.5]}]}
+        assert render(await first.infer(request)) == {"text_embedding": [{"embedding": [0.5]}]}
         await first.close()
         assert not client.is_closed
-        assert await second.infer(request) == {"text_embedding": [{"embedding": [0.5]}]}
+        assert render(await second.infer(request)) == {"text_embedding": [{"embedding": [0.5]}]}
         await second.close()
         assert client.is_closed
     assert [r.json["model"] for r in fake.received] == ["a", "b"]

@@ -29,13 +29,20 @@ CONFIGMAPS = "v1/configmaps"
 SECRETS = "v1/secrets"
 HPAS = "autoscaling/v2/horizontalpodautoscalers"
 EVENTS = "v1/events"
+NAMESPACES = "v1/namespaces"
+CRDS_DIR = Path(__file__).resolve().parents[2] / "crds"
 
 
 class EmulatedCluster:
     """Start with ``start()`` (or as a context manager); ``url`` is the API server's address."""
 
-    def __init__(self, *, rollout_delay: float = 0.05, host: str = "127.0.0.1", port: int | None = None):
+    def __init__(self, *, rollout_delay: float = 0.05, host: str = "127.0.0.1", port: int | None = None,
+                 crds: bool = True, history_window: int = 200, bookmark_interval: float = 1.0):
+        """``crds=False`` starts with no CRD installed (as a fresh cluster); by default the
+        project's InferenceEndpoint CRD is, from crds/ as a user would apply it."""
         self._rollout_delay = rollout_delay
+        self._crds = crds
+        self._emulator_options = {"history_window": history_window, "bookmark_interval": bookmark_interval}
         self._host, self._port = host, port
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="kube-emulator", daemon=True)
@@ -55,8 +62,12 @@ class EmulatedCluster:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        self.emulator = KubeEmulator()
-        self.emulator.declare(INFERENCE_ENDPOINTS, "InferenceEndpoint", subresources=["status"])
+        self.emulator = KubeEmulator(**self._emulator_options)
+        if self._crds:
+            for path in sorted(CRDS_DIR.glob("*.yaml")):
+                for doc in yaml.safe_load_all(path.read_text()):
+                    self.emulator.create("apiextensions.k8s.io/v1/customresourcedefinitions", None, doc,
+                                         manager="kubectl")
         self.deployments = DeploymentController(emulator=self.emulator, delay=self._rollout_delay)
         async with self.emulator, kmock.Server(self.emulator, host=self._host, port=self._port) as server:
             self.url = str(server.url).rstrip("/")
@@ -93,9 +104,20 @@ class EmulatedCluster:
             return fn(*args, **kwargs)
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
 
-    def create(self, key: str, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+    def create(self, key: str, obj: dict[str, Any], namespace: str | None = None, *,
+               admit: bool = True) -> dict[str, Any]:
+        """Create an object, and its namespace first if there is none yet (as a test's set-up
+        would). ``admit=False`` stores it unchecked, as an older CRD would have admitted it."""
         ns = namespace or obj.get("metadata", {}).get("namespace") or "default"
-        return self.call(self.emulator.create, key, ns, obj)
+
+        def create() -> dict[str, Any]:
+            if self.emulator._namespaced(key):
+                self.emulator.ensure_namespace(ns)
+            return self.emulator.create(key, ns, obj, admit=admit)
+        return self.call(create)
+
+    def create_namespace(self, name: str) -> None:
+        self.call(self.emulator.ensure_namespace, name)
 
     def get(self, key: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         return self.call(self.emulator.get, key, namespace, name)
@@ -107,8 +129,12 @@ class EmulatedCluster:
               subresource: str | None = None) -> dict[str, Any]:
         return self.call(self.emulator.patch, key, namespace, name, patch, "merge", subresource=subresource)
 
-    def delete(self, key: str, namespace: str | None, name: str) -> dict[str, Any]:
-        return self.call(self.emulator.delete, key, namespace, name)
+    def delete(self, key: str, namespace: str | None, name: str, *, propagation: str | None = None) -> dict[str, Any]:
+        return self.call(self.emulator.delete, key, namespace, name, propagation=propagation)
+
+    def compact(self) -> None:
+        """Expire every resourceVersion seen so far: watches resumed from them get 410 Gone."""
+        self.call(self.emulator.compact)
 
     def hold_rollouts(self) -> None:
         self.call(self.deployments.hold)

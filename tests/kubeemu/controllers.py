@@ -16,6 +16,7 @@ import attrs
 from .emulator import KubeEmulator
 
 DEPLOYMENTS = "apps/v1/deployments"
+MANAGER = "kube-controller-manager"
 
 
 @attrs.define(kw_only=True)
@@ -43,7 +44,7 @@ class DeploymentController:
             "replicas": replicas,
             "updatedReplicas": 0,
             "conditions": [_condition("Progressing", "True", "ReplicaSetUpdated")],
-        })
+        }, manager=MANAGER)
         self._pending.add(ident)
         if not self.held:
             self._schedule(ident)
@@ -75,7 +76,7 @@ class DeploymentController:
                 _condition("Available", "True", "MinimumReplicasAvailable"),
                 _condition("Progressing", "True", "NewReplicaSetAvailable"),
             ],
-        })
+        }, manager=MANAGER)
 
     def fail(self, namespace: str, name: str, message: str = "ImagePullBackOff") -> None:
         """Report a rollout that cannot progress (the Deployment's progress deadline passed)."""
@@ -92,7 +93,7 @@ class DeploymentController:
                 _condition("Available", "False", "MinimumReplicasUnavailable"),
                 _condition("Progressing", "False", "ProgressDeadlineExceeded", message),
             ],
-        })
+        }, manager=MANAGER)
 
     def hold(self) -> None:
         """Stop completing rollouts until ``release()``."""

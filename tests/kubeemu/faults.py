@@ -13,7 +13,6 @@ Call them inside the emulator's loop (``EmulatedCluster.call``).
 
 from __future__ import annotations
 
-import collections
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,22 +64,27 @@ def plan(emulator: Any) -> FaultPlan:
     return emulator.fault_plan
 
 
-def stall_watches(emulator: Any, resource: str | None = None) -> None:
+def _aimed(watcher: Any, resource: str | None, agent: str | None) -> bool:
+    return (resource is None or watcher.resource == resource) and (agent is None or watcher.agent.startswith(agent))
+
+
+def stall_watches(emulator: Any, resource: str | None = None, agent: str | None = None) -> None:
+    """Open watches of ``resource`` (by clients whose User-Agent starts with ``agent``)
+    deliver nothing more."""
     for watcher in emulator.watchers:
-        if resource is None or watcher.resource == resource:
+        if _aimed(watcher, resource, agent):
             watcher.match = lambda obj: False
 
 
-def drop_watches(emulator: Any, resource: str | None = None) -> int:
+def drop_watches(emulator: Any, resource: str | None = None, agent: str | None = None) -> int:
     dropped = 0
     for watcher in emulator.watchers:
-        if resource is None or watcher.resource == resource:
+        if _aimed(watcher, resource, agent):
             watcher.queue.put_nowait(None)
             dropped += 1
     return dropped
 
 
 def expire_history(emulator: Any, resource: str) -> None:
-    """Keep only the latest event of ``resource``: resuming from before it is 410 Gone."""
-    history = emulator.history.get(resource) or collections.deque()
-    emulator.history[resource] = collections.deque(list(history)[-1:], maxlen=1)
+    """Forget the events of ``resource`` so far: resuming from before now is 410 Gone."""
+    emulator.compact(resource)

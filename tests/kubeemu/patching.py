@@ -1,16 +1,20 @@
-"""Patch semantics of the Kubernetes API: JSON merge patch (RFC 7386, also used for
-strategic merge patches), JSON patch (RFC 6902) and a simplified server-side apply.
+"""Patch semantics of the Kubernetes API: JSON merge patch (RFC 7386), JSON patch (RFC
+6902), strategic merge patch, and server-side apply with field ownership.
 
-Server-side apply here tracks, per field manager, the configuration it last applied:
-fields that a manager applied before and no longer applies are removed, the rest is
-merged in, lists are replaced whole. That is what a sole owner of an object sees from a
-real API server; conflicts between managers are not modelled (``force`` is implied).
+Strategic merge and apply read a ``Schema`` for how lists merge: by their map keys
+(containers and env by ``name``, ports by ``containerPort`` and ``protocol``...), as sets,
+or whole. Field sets are sets of paths whose elements are written as in ``managedFields``
+(``f:name``, ``k:{"name":"c"}``, ``v:"x"``); ``fields_v1`` turns one into that format. This
+module knows documents and schemas; it does not store objects or speak HTTP.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+import json
+from typing import Any, Iterable
+
+from .schemas import Schema
 
 
 class PatchError(ValueError):
@@ -115,37 +119,224 @@ def _remove(doc: Any, parts: list[str]) -> Any:
     return doc
 
 
-def _leaf_paths(doc: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
-    if isinstance(doc, dict) and doc:
-        out: set[tuple[str, ...]] = set()
-        for key, value in doc.items():
-            out |= _leaf_paths(value, prefix + (key,))
+# ---- strategic merge patch -------------------------------------------------------------------
+def strategic_merge_patch(target: Any, patch: Any, schema: Schema) -> Any:
+    """Kubernetes' strategic merge patch: lists with a merge strategy merge by their key."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    if patch.get("$patch") == "replace":
+        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+    if patch.get("$patch") == "delete":
+        return None
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if key.startswith("$setElementOrder/") or key == "$retainKeys":
+            continue
+        if key.startswith("$deleteFromPrimitiveList/"):
+            name = key.split("/", 1)[1]
+            if isinstance(result.get(name), list):
+                result[name] = [v for v in result[name] if v not in value]
+            continue
+        child = schema.child(key)
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, list) and "merge" in child.patch_strategy():
+            result[key] = _merge_list(result.get(key), value, child)
+        elif isinstance(value, dict) and not child.atomic_map():
+            merged = strategic_merge_patch(result.get(key), value, child)
+            if merged is None:
+                result.pop(key, None)
+            else:
+                result[key] = merged
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def _merge_list(current: Any, patch: list[Any], schema: Schema) -> list[Any]:
+    current = copy.deepcopy(current) if isinstance(current, list) else []
+    merge_key = schema.patch_merge_key()
+    if not merge_key:  # a list of primitives with the merge strategy is a set
+        return current + [v for v in patch if v not in current]
+    for item in patch:
+        if not isinstance(item, dict):
+            raise PatchError(f"a list merged by {merge_key} holds objects only")
+        if item.get("$patch") == "replace":
+            return [{k: v for k, v in i.items() if k != "$patch"} for i in patch if i.get("$patch") != "replace"]
+        at = next((i for i, have in enumerate(current) if isinstance(have, dict)
+                   and have.get(merge_key) == item.get(merge_key)), None)
+        if item.get("$patch") == "delete":
+            if at is not None:
+                del current[at]
+        elif at is None:
+            current.append(strategic_merge_patch({}, item, schema.items()))
+        else:
+            current[at] = strategic_merge_patch(current[at], item, schema.items())
+    return current
+
+
+# ---- field sets and server-side apply ------------------------------------------------------
+Path = tuple[str, ...]
+# What no manager owns: the server's own metadata.
+_UNOWNED = {("f:apiVersion",), ("f:kind",)} | {("f:metadata", f"f:{f}") for f in (
+    "name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp",
+    "deletionGracePeriodSeconds", "managedFields", "selfLink")}
+
+
+def _item_key(item: Any, keys: list[str]) -> str:
+    return "k:" + json.dumps({k: item.get(k) for k in keys if k in item}, sort_keys=True, separators=(",", ":"))
+
+
+def field_set(obj: Any, schema: Schema, prefix: Path = ()) -> set[Path]:
+    """The paths a manager owns when it sets ``obj``: leaves, list items by key, set members."""
+    out: set[Path] = set()
+    if isinstance(obj, dict) and obj and not schema.atomic_map():
+        for key, value in obj.items():
+            path = prefix + (f"f:{key}",)
+            if path in _UNOWNED:
+                continue
+            child = schema.child(key)
+            if isinstance(value, list) and value and child.list_type() in ("map", "set"):
+                out |= _list_set(value, child, path)
+            elif isinstance(value, dict) and value and not child.atomic_map():
+                out |= field_set(value, child, path)
+            else:
+                out.add(path)
         return out
-    return {prefix}
+    out.add(prefix)
+    return out
 
 
-def _drop(doc: dict[str, Any], path: tuple[str, ...]) -> None:
-    node: Any = doc
-    for part in path[:-1]:
-        if not isinstance(node, dict) or part not in node:
-            return
-        node = node[part]
-    if isinstance(node, dict):
-        node.pop(path[-1], None)
+def _list_set(items: list[Any], schema: Schema, path: Path) -> set[Path]:
+    out: set[Path] = set()
+    keys = schema.map_keys()
+    for item in items:
+        if keys and isinstance(item, dict):
+            item_path = path + (_item_key(item, keys),)
+            out.add(item_path)
+            out |= field_set(item, schema.items(), item_path)
+        else:
+            out.add(path + ("v:" + json.dumps(item, sort_keys=True, separators=(",", ":")),))
+    return out
 
 
-def server_side_apply(current: dict[str, Any] | None, applied: dict[str, Any],
-                      previously_applied: dict[str, Any] | None) -> dict[str, Any]:
-    """The object after ``applied`` is applied by a manager that last applied ``previously_applied``."""
-    result = copy.deepcopy(current) if current else {}
-    if previously_applied:
-        for path in _leaf_paths(previously_applied) - _leaf_paths(applied):
-            if path and path[0] != "metadata" or path[:2] in (("metadata", "labels"), ("metadata", "annotations")):
-                _drop(result, path)
-    return merge_patch(result, _without_nulls(applied))
+def value_at(obj: Any, path: Path) -> tuple[bool, Any]:
+    node = obj
+    for part in path:
+        kind, _, name = part.partition(":")
+        if kind == "f" and isinstance(node, dict) and name in node:
+            node = node[name]
+        elif kind == "k" and isinstance(node, list):
+            want = json.loads(name)
+            node = next((i for i in node if isinstance(i, dict) and all(i.get(k) == v for k, v in want.items())),
+                        _MISSING)
+            if node is _MISSING:
+                return False, None
+        elif kind == "v" and isinstance(node, list):
+            value = json.loads(name)
+            if value not in node:
+                return False, None
+            node = value
+        else:
+            return False, None
+    return True, node
 
 
-def _without_nulls(doc: Any) -> Any:
-    if isinstance(doc, dict):
-        return {k: _without_nulls(v) for k, v in doc.items() if v is not None}
-    return doc
+_MISSING = object()
+
+
+def remove_at(obj: Any, path: Path) -> None:
+    found, parent = value_at(obj, path[:-1])
+    if not found:
+        return
+    kind, _, name = path[-1].partition(":")
+    if kind == "f" and isinstance(parent, dict):
+        parent.pop(name, None)
+    elif kind == "k" and isinstance(parent, list):
+        want = json.loads(name)
+        parent[:] = [i for i in parent if not (isinstance(i, dict) and all(i.get(k) == v for k, v in want.items()))]
+    elif kind == "v" and isinstance(parent, list):
+        value = json.loads(name)
+        parent[:] = [i for i in parent if i != value]
+
+
+def changed_paths(old: Any, new: Any, schema: Schema) -> tuple[set[Path], set[Path]]:
+    """(set or changed, removed) paths between two versions of an object."""
+    old_set, new_set = field_set(old, schema), field_set(new, schema)
+    changed = {p for p in new_set if p not in old_set or value_at(old, p) != value_at(new, p)}
+    return changed, old_set - new_set
+
+
+def apply_merge(current: Any, config: Any, schema: Schema) -> Any:
+    """Merge an apply configuration into the live object, lists by their map keys."""
+    if not isinstance(config, dict) or not isinstance(current, dict) or schema.atomic_map():
+        return copy.deepcopy(config)
+    result = copy.deepcopy(current)
+    for key, value in config.items():
+        if value is None:
+            continue
+        child = schema.child(key)
+        if isinstance(value, list) and isinstance(result.get(key), list) and child.list_type() in ("map", "set"):
+            keys = child.map_keys()
+            merged = copy.deepcopy(result[key])
+            for item in value:
+                if keys and isinstance(item, dict):
+                    ident = _item_key(item, keys)
+                    at = next((i for i, have in enumerate(merged)
+                               if isinstance(have, dict) and _item_key(have, keys) == ident), None)
+                    if at is None:
+                        merged.append(copy.deepcopy(item))
+                    else:
+                        merged[at] = apply_merge(merged[at], item, child.items())
+                elif item not in merged:
+                    merged.append(copy.deepcopy(item))
+            result[key] = merged
+        else:
+            result[key] = apply_merge(result.get(key), value, child)
+    return result
+
+
+def conflicts(current: Any, config: Any, mine: set[Path], others: dict[Any, set[Path]]) -> dict[Any, set[Path]]:
+    """The fields of ``config`` that other managers own with a different value in ``current``."""
+    found: dict[Any, set[Path]] = {}
+    for manager, owned in others.items():
+        for path in mine & owned:
+            if path[-1].startswith("k:"):
+                continue  # a list item is shared; its fields may conflict
+            if value_at(current, path) != value_at(config, path):
+                found.setdefault(manager, set()).add(path)
+    return found
+
+
+def remove_unowned(obj: Any, dropped: Iterable[Path], owned_by_others: set[Path]) -> None:
+    """Remove the fields a manager stopped applying unless another manager owns them (or under them)."""
+    for path in sorted(dropped, key=len, reverse=True):
+        if any(p[:len(path)] == path for p in owned_by_others):
+            continue
+        remove_at(obj, path)
+
+
+def fields_v1(paths: Iterable[Path]) -> dict[str, Any]:
+    """A field set in ``managedFields``' FieldsV1 format."""
+    tree: dict[str, Any] = {}
+    for path in paths:
+        node = tree
+        for part in path:
+            node = node.setdefault(part, {})
+        if path and path[-1].startswith("k:"):
+            node["."] = {}
+    return tree
+
+
+def dotted(path: Path) -> str:
+    """A path as conflict messages show it: ``.spec.template.spec.containers[name="c"].image``."""
+    out = ""
+    for part in path:
+        kind, _, name = part.partition(":")
+        if kind == "f":
+            out += f".{name}"
+        elif kind == "k":
+            out += "[" + ",".join(f"{k}={json.dumps(v)}" for k, v in json.loads(name).items()) + "]"
+        else:
+            out += f"[={name}]"
+    return out

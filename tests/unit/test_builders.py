@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import enum
 import json
 import pytest
 import yaml
 
+from catalog_cases import manifest as case_manifest
 from kubeinfer_operator.builders import (
     CONFIG_HASH_ANNOTATION, UID_PLACEHOLDER, desired_state, endpoint_url, workload_name,
 )
@@ -32,33 +32,8 @@ def local(**settings) -> dict:
 
 
 def minimal_spec(service: str, task: str) -> dict:
-    spec = {"taskType": task, "service": service, "serviceSettings": minimal_settings(service, task)}
-    task_model = SERVICES[service].task_settings_model(task)
-    required = {k: 1 for k, f in task_model.model_fields.items() if f.is_required()}
-    if required:
-        spec["taskSettings"] = required
-    return spec
-
-
-def minimal_settings(service: str, task: str) -> dict:
-    """Every required setting of the service, secrets as references."""
-    model = SERVICES[service].service_settings_model(task)
-    out: dict = {}
-    for field_name, field in model.model_fields.items():
-        if field_name in model.secret_fields:
-            if field.is_required() or service == "azureopenai" and field_name == "api_key":
-                out[field_name] = {"secretKeyRef": {"name": f"{service}-creds", "key": field_name}}
-            continue
-        if not field.is_required():
-            continue
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, enum.Enum):
-            out[field_name] = list(ann)[0].value
-        elif "url" in field_name:
-            out[field_name] = "https://provider.example"
-        else:
-            out[field_name] = "x"
-    return out
+    """The documented minimal settings of the pair, secrets as references."""
+    return case_manifest(service, task)["spec"]
 
 
 PAIRS = [(name, task.value) for name in sorted(SERVICES) for task in SERVICES[name].task_types]
@@ -88,7 +63,7 @@ def test_external_services_get_a_small_proxy_with_secrets_from_secret_refs(servi
     config = from_manifest(manifest(minimal_spec(service, task)))
     assert refs == {secret_env_var(f): {"name": r.secret_key_ref.name, "key": r.secret_key_ref.key}
                     for f, r in config.secret_refs().items()}
-    assert set(config.secret_refs()) <= set(secrets)
+    assert {name.partition(".")[0] for name in config.secret_refs()} <= set(secrets)
     assert all("value" not in e for e in c["env"] if e["name"].startswith("KUBEINFER_SECRET_"))
 
 
@@ -144,12 +119,12 @@ def test_adaptive_allocations_become_an_hpa_on_the_request_metric_that_owns_repl
     assert state.hpa["spec"]["metrics"] == [{"type": "Pods", "pods": {
         "metric": {"name": "kubeinfer_requests_in_flight"}, "target": {"type": "AverageValue", "averageValue": "8"}}}]
     assert "replicas" not in state.deployment["spec"]
-    # an HPA cannot go to zero: at least one replica, and the idle scaler is told the quiet period
+    # an HPA cannot go to zero: at least one replica
     zero = desired_state(local(adaptive_allocations={"enabled": True, "min_number_of_allocations": 0}), SETTINGS,
                          autoscaler="hpa")
     assert zero.hpa["spec"]["minReplicas"] == 1 and zero.hpa["spec"]["maxReplicas"] >= 1
     assert zero.deployment["metadata"]["annotations"] == {
-        "kubeinfer.io/autoscaler": "hpa", "kubeinfer.io/min-replicas": "0", "kubeinfer.io/scale-to-zero-after": "900"}
+        "kubeinfer.io/autoscaler": "hpa", "kubeinfer.io/min-replicas": "0"}
     assert desired_state(local(adaptive_allocations={"enabled": False}), SETTINGS, autoscaler="hpa").hpa is None
 
 
@@ -176,7 +151,7 @@ def test_adaptive_allocations_with_min_zero_become_a_keda_scaled_object_that_act
     # a given minimum is kept, and the operator setting forces an HPA
     one = desired_state(local(adaptive_allocations={"enabled": True, "min_number_of_allocations": 1}), settings)
     assert one.scaled_object["spec"]["minReplicaCount"] == 1
-    assert "kubeinfer.io/scale-to-zero-after" not in one.deployment["metadata"]["annotations"]
+    assert one.deployment["metadata"]["annotations"]["kubeinfer.io/min-replicas"] == "1"
     forced = OperatorSettings.from_env({"KUBEINFER_AUTOSCALER": "HPA"})
     assert desired_state(local(adaptive_allocations={"enabled": True}), forced).scaled_object is None
 
@@ -303,3 +278,25 @@ def test_names_that_are_not_dns_labels_get_a_stable_short_name():
     assert state.configmap["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     no_uid = desired_state(manifest(local()["spec"], uid=None), SETTINGS)
     assert no_uid.service["metadata"]["ownerReferences"][0]["uid"] == UID_PLACEHOLDER
+
+
+def test_runtime_and_quantization_become_the_servers_settings():
+    cr = local()
+    cr["spec"]["deployment"] = {"runtime": "onnx", "quantization": "int8"}
+    envs = {e["name"]: e.get("value") for e in container(desired_state(cr, SETTINGS))["env"]}
+    assert envs["KUBEINFER_RUNTIME"] == "onnx" and envs["KUBEINFER_QUANTIZATION"] == "int8"
+    plain = {e["name"] for e in container(desired_state(local(), SETTINGS))["env"]}
+    assert not plain & {"KUBEINFER_RUNTIME", "KUBEINFER_QUANTIZATION"}  # the server's own default: auto
+
+
+@pytest.mark.parametrize("overrides, reason", [
+    ({"runtime": "tensorrt"}, "[spec.deployment.runtime] must be one of ['auto', 'torch', 'onnx']"),
+    ({"quantization": "int4"}, "[spec.deployment.quantization] must be one of ['none', 'int8']"),
+    ({"runtime": "torch", "quantization": "int8"}, "[spec.deployment.runtime] must be auto or onnx, not torch"),
+])
+def test_an_engine_the_server_cannot_run_is_an_invalid_spec(overrides, reason):
+    cr = local()
+    cr["spec"]["deployment"] = overrides
+    with pytest.raises(ElasticsearchError) as caught:
+        desired_state(cr, SETTINGS)
+    assert reason in caught.value.reason

@@ -1,5 +1,7 @@
 """Status conditions as kstatus, Argo CD and Flux read them, from observed Deployments."""
 
+import pytest
+
 from kubeinfer_operator.status import (
     endpoint_status, invalid_spec, observe_deployment, same_status, secret_not_found, transitions,
 )
@@ -81,3 +83,20 @@ def test_the_gateway_reads_the_status_the_operator_writes():
     # A status about an older generation does not speak for the current spec.
     assert not is_ready({**ready, "metadata": {"generation": 3}})
     assert refusal({**refused, "metadata": {"generation": 4}}) is None
+
+
+@pytest.mark.parametrize("observation", [
+    invalid_spec("bad"),
+    secret_not_found(["openai"]),
+    observe_deployment(None, url=URL),
+    observe_deployment(deployment(replicas=0, observedGeneration=1), url=URL),
+    observe_deployment(deployment(replicas=2, observedGeneration=1, updatedReplicas=1, availableReplicas=1,
+                                  readyReplicas=1), url=URL),
+])
+def test_every_status_the_operator_writes_fits_the_crds_status_schema(observation):
+    # The API server prunes what the CRD's schema (built from this model) does not name.
+    from kubeinfer.resource import InferenceEndpointStatus
+
+    status = endpoint_status(None, observation, 4)
+    written = {key: value for key, value in status.items() if value is not None}
+    assert InferenceEndpointStatus.model_validate(written).model_dump(by_alias=True, exclude_none=True) == written

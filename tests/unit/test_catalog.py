@@ -8,7 +8,7 @@ import json
 import pytest
 
 from catalog_cases import (
-    ALL_TASK_TYPES, DEFAULT_RATE_LIMIT, EXTERNAL_PAIRS, MINIMAL, PAIRS, PLAIN_SECRET, REQUIRED, SECRET_SETTINGS,
+    ALL_TASK_TYPES, DEFAULT_RATE_LIMIT, EXTERNAL_PAIRS, MINIMAL, PAIRS, PLAIN_SECRET, REQUIRED, SECRET_MAPS, SECRET_SETTINGS,
     SERVICES_BY_NAME, es_body, manifest,
 )
 from kubeinfer.catalog import SERVICES, SecretKeyRef, from_manifest, parse_endpoint, service_task_pairs
@@ -21,9 +21,9 @@ def rejection(task: str, body: dict, inference_id: str = "my-endpoint") -> Elast
     return caught.value
 
 
-def test_catalog_holds_exactly_the_documented_pairs():
+def test_catalog_holds_exactly_the_documented_pairs_of_the_26_services():
     assert sorted((s, t.value) for s, t in service_task_pairs()) == PAIRS
-    assert len(PAIRS) == 35
+    assert len(SERVICES_BY_NAME) == 26
 
 
 @pytest.mark.parametrize("service,task", PAIRS)
@@ -230,7 +230,9 @@ def test_local_services_take_no_url(service):
 def test_manifest_round_trip_keeps_secret_references(service, task):
     config = from_manifest(manifest(service, task))
     refs = config.secret_refs()
-    assert set(refs) == {k for k in MINIMAL[(service, task)] if k in SECRET_SETTINGS}
+    settings = MINIMAL[(service, task)]
+    assert set(refs) == {k for k in settings if k in SECRET_SETTINGS} | {
+        f"{k}.{name}" for k in settings if k in SECRET_MAPS for name in settings[k]}
     assert all(isinstance(ref, SecretKeyRef) for ref in refs.values())
     again = config.to_manifest(name="my-endpoint")
     assert from_manifest(again).es_view() == config.es_view()

@@ -14,7 +14,9 @@ import pytest
 import yaml
 from jsonschema import Draft4Validator
 
-from catalog_cases import ALL_TASK_TYPES, MINIMAL, PAIRS, REQUIRED, SERVICES_BY_NAME, manifest, secret_ref
+from catalog_cases import (
+    ALL_TASK_TYPES, MINIMAL, PAIRS, REQUIRED, SECRET_SETTINGS, SERVICES_BY_NAME, manifest, secret_ref,
+)
 from kubeinfer.admission import evaluate, rule_problems
 from kubeinfer.crd import build_crd
 from kubeinfer.catalog import from_manifest
@@ -128,7 +130,8 @@ def test_spec_fields_and_enums_come_from_the_catalog():
     assert set(props["taskType"]["enum"]) == set(ALL_TASK_TYPES)
     assert props["service"]["enum"] == SERVICES_BY_NAME
     assert set(props["deployment"]["properties"]) == {
-        "replicas", "image", "resources", "nodeSelector", "tolerations", "affinity", "env", "annotations"}
+        "replicas", "image", "resources", "nodeSelector", "tolerations", "affinity", "env", "annotations",
+        "runtime", "quantization"}
     every_setting = {k for settings in MINIMAL.values() for k in settings}
     assert every_setting <= set(props["serviceSettings"]["properties"])
 
@@ -334,7 +337,7 @@ SECRET_MESSAGE = "secrets are given as {secretKeyRef: {name, key}}, never in pla
 
 @pytest.mark.parametrize("service,task", PAIRS)
 def test_plain_text_secrets_are_rejected(service, task):
-    secrets = [k for k, v in manifest(service, task)["spec"]["serviceSettings"].items() if isinstance(v, dict)]
+    secrets = [k for k in manifest(service, task)["spec"]["serviceSettings"] if k in SECRET_SETTINGS]
     union = SPEC["properties"]["serviceSettings"]["properties"]
     for name in secrets:
         obj = manifest(service, task)
@@ -346,6 +349,18 @@ def test_plain_text_secrets_are_rejected(service, task):
         assert rule["message"] == SECRET_MESSAGE
         assert not cel(rule["rule"], {})
         assert cel(rule["rule"], secret_ref())
+
+
+def test_each_value_of_a_map_of_secrets_must_be_a_reference():
+    obj = manifest("custom", "text_embedding")
+    obj["spec"]["serviceSettings"]["secret_parameters"]["api_key"] = "sk-plain-text"
+    errors = list(strict_validator().iter_errors(obj))
+    assert [list(e.absolute_path) for e in errors] == [["spec", "serviceSettings", "secret_parameters", "api_key"]]
+    values = SPEC["properties"]["serviceSettings"]["properties"]["secret_parameters"]["additionalProperties"]
+    [rule] = values["x-kubernetes-validations"]
+    assert rule["message"] == SECRET_MESSAGE
+    assert not cel(rule["rule"], {})
+    assert cel(rule["rule"], secret_ref())
 
 
 def test_secret_rule_is_applied_where_the_secret_sits():

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from jsonschema import Draft4Validator
 
-from catalog_cases import PAIRS, SECRET_SETTINGS
+from catalog_cases import PAIRS, SECRET_MAPS, SECRET_SETTINGS
 from kubeinfer.crd import build_crd
 from kubeinfer.catalog import SERVICES, from_manifest
 from kubeinfer.cli import main
@@ -38,7 +38,11 @@ def test_example_matches_its_folder_and_validates_against_the_crd_schema(path):
     for name in SECRET_SETTINGS:
         if name in settings:
             assert set(settings[name]) == {"secretKeyRef"}
-    assert set(config.secret_refs()) == {n for n in SECRET_SETTINGS if n in settings}
+    for name in SECRET_MAPS:
+        for value in (settings.get(name) or {}).values():
+            assert set(value) == {"secretKeyRef"}
+    assert set(config.secret_refs()) == {n for n in SECRET_SETTINGS if n in settings} | {
+        f"{n}.{key}" for n in SECRET_MAPS if n in settings for key in settings[n]}
 
 
 def test_all_examples_pass_kubeinfer_validate(capsys):

@@ -26,3 +26,17 @@ def test_import_contracts_hold():
 def test_the_catalog_names_no_backend_even_in_a_string():
     for source in (ROOT / "kubeinfer" / "catalog").glob("*.py"):
         assert "model_server" not in source.read_text(), source
+
+
+def test_the_readmes_map_names_every_core_and_operator_module_and_nothing_that_is_gone():
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    assert "### Map of the code" in text
+    section = text.split("### Map of the code", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`([a-z_]+\.py)`", section))
+    modules = {p.name for folder in ("kubeinfer", "operator") for p in (ROOT / folder).glob("*.py")}
+    assert modules - {"__init__.py"} - named == set(), "modules the map does not name"
+    existing = {p.name for folder in ("kubeinfer", "operator", "model_server", "tests")
+                for p in (ROOT / folder).rglob("*.py")}
+    assert named - existing == set(), "modules the map names that do not exist"

@@ -14,6 +14,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from fake_providers import FakeProvider, Received, Reply, backend_for, post_through_server
+from model_server.api.elasticsearch_json import render, render_delta
 from model_server.backends.base import InferenceRequest
 from kubeinfer.catalog import TaskType
 from kubeinfer.errors import ElasticsearchError
@@ -56,7 +57,7 @@ async def test_titan_embeddings_are_invoked_once_per_text_and_signed():
     backend = backend_for(fake, "amazonbedrock", "text_embedding",
                           settings("amazontitan", "amazon.titan-embed-text-v2:0"))
     await backend.start()
-    answer = await backend.infer(InferenceRequest(TaskType.TEXT_EMBEDDING, ["a", "bbb"], timeout=5))
+    answer = render(await backend.infer(InferenceRequest(TaskType.TEXT_EMBEDDING, ["a", "bbb"], timeout=5)))
     await backend.close()
     assert answer == {"text_embedding": [{"embedding": [1.0, 0.5]}, {"embedding": [3.0, 0.5]}]}
     calls = fake.to(path)
@@ -137,7 +138,7 @@ async def collect(backend):
     await backend.start()
     try:
         request = InferenceRequest(TaskType.COMPLETION, ["hi"], timeout=5)
-        return [chunk async for chunk in backend.stream(request)]
+        return [render_delta(chunk) async for chunk in backend.stream(request)]
     finally:
         await backend.close()
 

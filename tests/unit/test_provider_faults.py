@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from fake_providers import FakeProvider, Reply, backend_for
+from model_server.api.elasticsearch_json import render
 from model_server.backends.base import InferenceRequest
 from kubeinfer.catalog import TaskType
 from kubeinfer.errors import ElasticsearchError
@@ -63,7 +64,7 @@ async def test_retries_after_the_delay_the_provider_asks_for(status):
     busy = Reply(status, {"error": {"message": "slow down", "type": "requests"}}, headers={"Retry-After": "0.2"})
     fake = FakeProvider().on(PATH, busy, OK)
     backend = openai(fake)
-    answer = await backend.infer(embed())
+    answer = render(await backend.infer(embed()))
     await backend.close()
     assert answer == {"text_embedding": [{"embedding": [0.5, 0.5]}]}
     assert len(fake.received) == 2

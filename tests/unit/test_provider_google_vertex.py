@@ -137,3 +137,59 @@ async def test_refused_token_exchange_is_an_authentication_error_without_the_key
     assert "invalid_grant" in info.value.reason
     assert "PRIVATE KEY" not in info.value.reason
     assert not fake.to(EMBED_PATH)
+
+
+GEMINI_PATH = "/v1/projects/proj/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent"
+GEMINI_ANSWER = {"candidates": [{"content": {"role": "model", "parts": [{"text": "Hello "}, {"text": "there"}]},
+                                 "finishReason": "STOP"}],
+                 "usageMetadata": {"promptTokenCount": 2, "candidatesTokenCount": 2, "totalTokenCount": 4}}
+
+
+async def test_completion_calls_gemini_generate_content(key_pair):
+    account, public = key_pair
+    handle, _ = token_server(public, 3600)
+    fake = FakeProvider().on("/token", handle).on(GEMINI_PATH, Reply(json=GEMINI_ANSWER))
+    settings = {"service_account_json": account, "model_id": "gemini-2.5-flash", "project_id": "proj",
+                "location": "us-central1", "url": "https://us-central1-aiplatform.test"}
+    backend = backend_for(fake, "googlevertexai", "completion", settings, {"thinking_config": {"thinking_budget": 64}})
+    response = await post_through_server(backend, {"input": ["hi"]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"completion": [{"result": "Hello there"}]}
+    [call] = fake.to(GEMINI_PATH)
+    assert call.headers["authorization"] == "Bearer ya29.token-1"
+    assert call.json == {"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+                         "generationConfig": {"thinkingConfig": {"thinkingBudget": 64}}}
+
+
+async def test_completion_streams_gemini_deltas(key_pair):
+    account, public = key_pair
+    handle, _ = token_server(public, 3600)
+    path = GEMINI_PATH.replace(":generateContent", ":streamGenerateContent")
+    chunk = lambda text: (None, json.dumps({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}}]}))  # noqa: E731
+    fake = FakeProvider().on("/token", handle).on(path, Reply(events=[chunk("Hel"), chunk("lo")]))
+    settings = {"service_account_json": account, "model_id": "gemini-2.5-flash", "project_id": "proj",
+                "location": "us-central1", "url": "https://us-central1-aiplatform.test"}
+    backend = backend_for(fake, "googlevertexai", "completion", settings)
+    response = await post_through_server(backend, {"input": ["hi"]}, stream=True)
+    assert response.status_code == 200, response.text
+    assert '"delta":"Hel"' in response.text.replace(" ", "") and '"delta":"lo"' in response.text.replace(" ", "")
+    [call] = fake.to(path)
+    assert call.query == {"alt": "sse"}
+
+
+async def test_completion_with_anthropic_on_model_garden_posts_messages_to_its_url(key_pair):
+    account, public = key_pair
+    handle, _ = token_server(public, 3600)
+    path = "/v1/projects/proj/locations/us-east5/publishers/anthropic/models/claude-sonnet-4:rawPredict"
+    answer = {"id": "msg_1", "type": "message", "role": "assistant", "content": [{"type": "text", "text": "Hi!"}],
+              "stop_reason": "end_turn"}
+    fake = FakeProvider().on("/token", handle).on(path, Reply(json=answer))
+    settings = {"service_account_json": account, "provider": "anthropic",
+                "url": f"https://us-east5-aiplatform.test{path}"}
+    backend = backend_for(fake, "googlevertexai", "completion", settings)
+    response = await post_through_server(backend, {"input": ["hi"]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"completion": [{"result": "Hi!"}]}
+    [call] = fake.to(path)
+    assert call.json == {"anthropic_version": "vertex-2023-10-16", "messages": [{"role": "user", "content": "hi"}],
+                         "max_tokens": 1024}

@@ -11,6 +11,7 @@ import pytest
 
 from fake_providers import FakeProvider, Reply, backend_for, post_through_server
 from kubeinfer.catalog import SERVICES, service_task_pairs
+from test_provider_services import CASES as SERVICE_CASES, CHAT_CASES, SAGEMAKER_CASES
 
 KEY = "sk-test-0123456789abcdef"
 VEC = [0.1, -0.2, 0.3]
@@ -177,6 +178,15 @@ OWN_MODULES = {
     ("watsonxai", "text_embedding"): "test_provider_watsonx.py",
     ("amazonbedrock", "text_embedding"): "test_provider_bedrock.py",
     ("amazonbedrock", "completion"): "test_provider_bedrock.py",
+    ("googlevertexai", "completion"): "test_provider_google_vertex.py",
+    ("watsonxai", "completion"): "test_provider_watsonx.py",
+    ("watsonxai", "rerank"): "test_provider_watsonx.py",
+    # The services Elasticsearch 9 added, and the new pairs of older services.
+    **{pair: "test_provider_services.py" for pair in (
+        *(key[:2] for key in SERVICE_CASES), *((s, "chat_completion") for s in CHAT_CASES),
+        *((s, "chat_completion") for s in ("amazon_sagemaker",)),
+        *(("amazon_sagemaker", task) for _, task in SAGEMAKER_CASES),
+    )},
 }
 
 

@@ -12,9 +12,11 @@ import httpx
 import pytest
 
 from fake_providers import FakeProvider, Reply, backend_for
+from model_server.api.elasticsearch_json import render
 from model_server.backends.base import InferenceRequest
 from model_server.backends.providers import retries
 from kubeinfer.catalog import TaskType
+from kubeinfer.errors import ElasticsearchError
 
 KEY = "shape-key-0123456789"
 
@@ -22,7 +24,7 @@ KEY = "shape-key-0123456789"
 async def run(backend, request):
     await backend.start()
     try:
-        return await backend.infer(request)
+        return render(await backend.infer(request))
     finally:
         await backend.close()
 
@@ -115,15 +117,21 @@ def test_retry_after_forms():
 
 
 def test_backoff_grows_with_jitter_and_obeys_retry_after():
-    import random
+    from tenacity import RetryCallState
 
-    rng = random.Random(7)
-    first = [retries.backoff(1, rng=rng) for _ in range(50)]
-    fourth = [retries.backoff(4, rng=rng) for _ in range(50)]
+    def wait_after(attempt: int, response: httpx.Response | None = None) -> float:
+        state = RetryCallState(None, None, (), {})
+        state.attempt_number = attempt
+        state.set_exception((retries.RetryableFailure, retries.RetryableFailure(
+            ElasticsearchError(503, "status_exception", "busy"), response), None))
+        return retries.wait_for_provider()(state)
+
+    first = [wait_after(1) for _ in range(50)]
+    fourth = [wait_after(4) for _ in range(50)]
     assert max(first) <= retries.BASE_DELAY and max(fourth) <= retries.BASE_DELAY * 8
     assert max(fourth) > retries.BASE_DELAY  # grows
     assert len(set(first)) > 1  # jitter
-    assert retries.backoff(1, httpx.Response(503, headers={"retry-after": "2"})) == 2.0
+    assert wait_after(1, httpx.Response(503, headers={"retry-after": "2"})) == 2.0
 
 
 async def test_internal_input_types_count_as_their_public_ones():
@@ -133,3 +141,19 @@ async def test_internal_input_types_count_as_their_public_ones():
     await run(backend, InferenceRequest(TaskType.TEXT_EMBEDDING, ["a"], input_type="internal_ingest",
                                         task_settings={"input_type": "search"}, timeout=5))
     assert fake.received[0].json["input_type"] == "search_document"
+
+
+async def test_cohere_rerank_returns_documents_only_when_asked_as_elasticsearch_does():
+    results = [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}]
+    with_documents = [{**r, "document": {"text": ["hello", "world"][r["index"]]}} for r in results]
+    fake = FakeProvider().on("/v1/rerank", Reply(json={"results": results}), Reply(json={"results": with_documents}))
+    settings = {"api_key": KEY, "url": "https://cohere.test"}
+    plain = await run(backend_for(fake, "cohere", "rerank", settings),
+                      InferenceRequest(TaskType.RERANK, ["hello", "world"], query="q", timeout=5))
+    asked = await run(backend_for(fake, "cohere", "rerank", settings),
+                      InferenceRequest(TaskType.RERANK, ["hello", "world"], query="q", timeout=5,
+                                       task_settings={"return_documents": True}))
+    assert "return_documents" not in fake.received[0].json
+    assert plain == {"rerank": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}]}
+    assert fake.received[1].json["return_documents"] is True
+    assert asked["rerank"][0] == {"index": 1, "relevance_score": 0.9, "text": "world"}

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from fake_providers import FakeProvider, Reply, backend_for
+from model_server.api.elasticsearch_json import render_delta
 from model_server.backends.base import InferenceRequest
 from kubeinfer.catalog import TaskType
 from kubeinfer.errors import ElasticsearchError
@@ -19,7 +20,7 @@ async def collect(backend, text="hi", **task):
     await backend.start()
     try:
         request = InferenceRequest(TaskType.COMPLETION, [text], task_settings=task, timeout=5)
-        return [chunk async for chunk in backend.stream(request)]
+        return [render_delta(chunk) async for chunk in backend.stream(request)]
     finally:
         await backend.close()
 

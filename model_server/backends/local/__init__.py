@@ -15,10 +15,11 @@ def create_backend(
 ) -> Backend:
     """The catalog's factory for local models. Options: ``device`` (``cpu``/``cuda``),
     ``batching`` (``max_batch_size``, ``max_batch_tokens``, ``max_wait``, ``queue_capacity``)
-    and ``settings`` (a ``ServerSettings``; read from the environment when not given)."""
+    ``settings`` (a ``ServerSettings``; read from the environment when not given) and ``engine``
+    (``engine``, ``quantization``, ``int8_min_cosine``: over the settings' runtime knobs)."""
     from .backend import LocalModelBackend
 
     return LocalModelBackend(
         config, cache_dir=cache_dir, device=options.get("device"), batching=options.get("batching"),
-        settings=options.get("settings"),
+        settings=options.get("settings"), engine=options.get("engine"),
     )

@@ -17,11 +17,13 @@ import logging
 import os
 from typing import Any, Mapping
 
-from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
 from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError, status_exception
 from ..base import Backend, InferenceRequest
+from ..results import InferenceResult, RankedDocument, Ranking, SparseEmbedding, SparseEmbeddings, TextEmbeddings
 from .batching import BatchingOptions, DynamicBatcher
+from .engine import EngineOptions
 from .models import is_e5, locate_model
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class LocalModelBackend(Backend):
         device: str | None = None,
         batching: BatchingOptions | Mapping[str, Any] | None = None,
         settings: ServerSettings | None = None,
+        engine: EngineOptions | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(config)
         settings_ = settings if settings is not None else ServerSettings.from_env()
@@ -59,6 +62,8 @@ class LocalModelBackend(Backend):
         else:
             defaults = {"max_batch_tokens": _SPARSE_MAX_BATCH_TOKENS} if config.task_type is TaskType.SPARSE_EMBEDDING else {}
             self.batching = BatchingOptions.resolve(batching, **{**defaults, **settings_.batching()})
+        self.engine = engine if isinstance(engine, EngineOptions) else EngineOptions.resolve(settings_, engine)
+        self.running_on: dict[str, Any] = {}
         self._model: Any = None
         self._batcher: DynamicBatcher | None = None
         self._prefixes: dict[str, str] = {}
@@ -86,8 +91,11 @@ class LocalModelBackend(Backend):
             await batcher.close()
             raise
         self._batcher = batcher
-        log.info("model [%s] ready on %s (%s), max length %d tokens", self.model_id, model.runtime.device,
-                 str(model.runtime.dtype).removeprefix("torch."), model.max_length)
+        engine = self.running_on.get("engine", "torch")
+        if self.running_on.get("quantization") == "int8":
+            engine += " int8"
+        log.info("model [%s] ready on %s (%s, %s), max length %d tokens", self.model_id, model.runtime.device,
+                 engine, str(model.runtime.dtype).removeprefix("torch."), model.max_length)
 
     def _run_batch(self, items: list[Any]) -> list[Any]:
         return self._model.run(items)
@@ -99,6 +107,8 @@ class LocalModelBackend(Backend):
         self._model = None
 
     def _load(self) -> Any:
+        import torch
+
         from .encoders import RerankModel, SparseEmbeddingModel, TextEmbeddingModel
         from .runtime import select_runtime
 
@@ -110,12 +120,22 @@ class LocalModelBackend(Backend):
             TaskType.RERANK: RerankModel,
         }[self.config.task_type]
         try:
-            return kind(path, runtime)
+            model = kind(path, runtime)
         except (OSError, ValueError, KeyError) as exc:
             raise status_exception(
                 f"Could not load model [{self.model_id}] for task type [{self.config.task_type}] from [{path}]: "
                 f"{type(exc).__name__}: {exc}"
             ) from None
+        self.running_on = {"engine": "torch", "quantization": "none"}
+        # GPUs keep torch (bf16, SDPA); so does a CPU asked for bfloat16.
+        if self.engine.wants_onnx and not runtime.on_gpu and runtime.dtype == torch.float32:
+            from .onnx_runtime import switch_to_onnx
+
+            self.running_on = switch_to_onnx(model, self.engine, threads=self.num_threads, cache_dir=self.cache_dir)
+        elif self.engine.quantization == "int8":
+            raise status_exception(f"int8 quantization runs on CPU with ONNX Runtime in float32; model "
+                                   f"[{self.model_id}] runs on {runtime.device} in {runtime.dtype}")
+        return model
 
     def _input_type_prefixes(self, model: Any) -> dict[str, str]:
         """input_type -> text prefix: the model's own prompts, else E5's."""
@@ -149,7 +169,7 @@ class LocalModelBackend(Backend):
             return fn(*args)
         return await asyncio.to_thread(fn, *args)
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         model, batcher = self._model, self._batcher
         if model is None or batcher is None:
             raise status_exception(f"inference endpoint [{self.config.inference_id}] is not ready yet", 503)
@@ -164,35 +184,29 @@ class LocalModelBackend(Backend):
             prefix = self._prefixes.get(request.input_type or "", "")
             texts = [prefix + text for text in request.input] if prefix else request.input
             vectors = await batcher.submit(await self._tokenize(model.encode_texts, texts), request.timeout)
-            return {"text_embedding": [{"embedding": vector} for vector in vectors]}
+            return TextEmbeddings(vectors)
         if task is TaskType.SPARSE_EMBEDDING:
             items = await self._tokenize(model.encode_texts, request.input)
             weights = await batcher.submit(items, request.timeout)
-            return {"sparse_embedding": [
-                {"is_truncated": item.truncated, "embedding": embedding} for item, embedding in zip(items, weights)
-            ]}
+            return SparseEmbeddings([
+                SparseEmbedding(embedding, item.truncated) for item, embedding in zip(items, weights)
+            ])
         if request.query is None:
             raise ElasticsearchError(400, "action_request_validation_exception",
                                      "Validation Failed: 1: Field [query] cannot be null for task type [rerank];")
         items = await self._tokenize(model.encode_pairs, request.query, request.input)
         scores = await batcher.submit(items, request.timeout)
-        return {"rerank": rank(request.input, scores, request.task_settings)}
+        return rank(request.input, scores, request.task_settings,
+                    with_text=returns_documents(self.config, request.task_settings))
 
 
-def rank(documents: list[str], scores: list[float], task_settings: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Elasticsearch's rerank list: best first, ties by input order, ``top_n`` long."""
+def rank(documents: list[str], scores: list[float], task_settings: Mapping[str, Any], *, with_text: bool) -> Ranking:
+    """Elasticsearch's rerank order: best first, ties by input order, ``top_n`` long."""
     order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))
     top_n = task_settings.get("top_n")
     if top_n:
         order = order[: int(top_n)]
-    with_text = task_settings.get("return_documents", True) is not False
-    ranked = []
-    for i in order:
-        entry: dict[str, Any] = {"index": i, "relevance_score": scores[i]}
-        if with_text:
-            entry["text"] = documents[i]
-        ranked.append(entry)
-    return ranked
+    return Ranking([RankedDocument(i, scores[i], documents[i] if with_text else None) for i in order])
 
 
 def _set_threads(count: int) -> None:

@@ -38,6 +38,31 @@ MIN_SLICE_TOKENS = 256
 MAX_SLICE_PADDING = 0.10
 
 
+# What another engine's outputs are checked against torch's on, when a model loads: short
+# and long, plain and odd, so that padding and truncation are exercised too.
+CHECK_SENTENCES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Paris is the capital of France.",
+    "What is the weather like in Paris tomorrow?",
+    "hello",
+    "Vectors capture meaning beyond exact keywords, so similar questions find similar answers "
+    "across languages, products, reviews, weather, sports, music, travel and food.",
+    "Search engines return relevant documents for every query users type into the box.",
+    "A cat sat on the mat; dogs run fast in the rain.",
+    "1234 5678 #tags @names e-mail: someone@example.com",
+    "Der schnelle braune Fuchs springt über den faulen Hund.",
+    "The cluster indexes new pages each minute " * 12,
+)
+
+
+def _cosine(a: Any, b: Any) -> float:
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    norms = a.norm() * b.norm()
+    if norms == 0:
+        return 1.0 if torch.equal(a, b) else 0.0
+    return float((a @ b) / norms)
+
+
 @dataclass(frozen=True)
 class Encoded:
     """One tokenized input (or query-document pair)."""
@@ -61,6 +86,8 @@ class LocalModel:
     """A tokenizer and a model on a runtime; ``run`` is called from one worker thread only."""
 
     auto_class: str = "AutoModel"
+    # The field of the transformers model's output that ``forward`` reads.
+    output_name: str = "last_hidden_state"
 
     def __init__(self, path: Path, runtime: Runtime) -> None:
         import transformers
@@ -151,6 +178,14 @@ class LocalModel:
     def warmup_items(self) -> list[Encoded]:
         return self.encode_texts(["warm-up"])
 
+    def check_items(self) -> list[Encoded]:
+        """The inputs another engine is checked against torch on."""
+        return self.encode_texts(CHECK_SENTENCES)
+
+    def agreement(self, reference: list[Any], candidate: list[Any]) -> float:
+        """How closely ``candidate`` outputs follow ``reference`` ones: the mean cosine."""
+        return sum(_cosine(a, b) for a, b in zip(reference, candidate)) / max(1, len(reference))
+
     def describe(self) -> dict[str, Any]:
         return {}
 
@@ -205,6 +240,7 @@ class TextEmbeddingModel(LocalModel):
 
 class SparseEmbeddingModel(LocalModel):
     auto_class = "AutoModelForMaskedLM"
+    output_name = "logits"
 
     def __init__(self, path: Path, runtime: Runtime) -> None:
         super().__init__(path, runtime)
@@ -212,6 +248,14 @@ class SparseEmbeddingModel(LocalModel):
         tokens = self.tokenizer.convert_ids_to_tokens(list(range(min(vocab_size, len(self.tokenizer)))))
         self.vocabulary: list[str | None] = list(tokens) + [None] * (vocab_size - len(tokens))
         self.excluded = torch.tensor(sorted(set(self.tokenizer.all_special_ids)), dtype=torch.long)
+
+    def agreement(self, reference: list[dict[str, float]], candidate: list[dict[str, float]]) -> float:
+        """The mean cosine of the sparse vectors, over the tokens either one weighs."""
+        total = 0.0
+        for a, b in zip(reference, candidate):
+            tokens = sorted(set(a) | set(b))
+            total += _cosine([a.get(t, 0.0) for t in tokens], [b.get(t, 0.0) for t in tokens])
+        return total / max(1, len(reference))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> list[dict[str, float]]:
         logits = self.model(**batch).logits.float()
@@ -236,6 +280,7 @@ class SparseEmbeddingModel(LocalModel):
 
 class RerankModel(LocalModel):
     auto_class = "AutoModelForSequenceClassification"
+    output_name = "logits"
 
     def __init__(self, path: Path, runtime: Runtime) -> None:
         super().__init__(path, runtime)
@@ -254,6 +299,14 @@ class RerankModel(LocalModel):
 
     def warmup_items(self) -> list[Encoded]:
         return self.encode_pairs("warm-up", ["warm-up"])
+
+    def check_items(self) -> list[Encoded]:
+        return self.encode_pairs(CHECK_SENTENCES[2], list(CHECK_SENTENCES))
+
+    def agreement(self, reference: list[float], candidate: list[float]) -> float:
+        """One score per pair: agreement is one less the largest difference, so a cosine
+        floor reads the same way (scores through a sigmoid lie in [0, 1])."""
+        return 1.0 - max((abs(a - b) for a, b in zip(reference, candidate)), default=0.0)
 
 
 def _length_slices(lengths: list[int], min_tokens: int = MIN_SLICE_TOKENS,

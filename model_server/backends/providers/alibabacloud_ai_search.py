@@ -11,7 +11,8 @@ from typing import Any
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
-from .answers import completions, expect_count, float_vector, rerank_results, text_embeddings
+from ..results import Completions, InferenceResult, Ranking, SparseEmbeddings, TextEmbeddings
+from .answers import completions, expect_count, float_vector, rerank_results, sparse_embeddings, text_embeddings
 from .proxy import ProviderBackend
 
 OPERATIONS = {
@@ -23,13 +24,13 @@ OPERATIONS = {
 INPUT_TYPES = {"ingest": "document", "search": "query"}
 
 
-def parse_embeddings(answer: dict[str, Any], count: int) -> dict[str, Any]:
+def parse_embeddings(answer: dict[str, Any], count: int) -> TextEmbeddings:
     items = expect_count(answer["result"]["embeddings"], count, "embeddings")
     ordered = sorted(items, key=lambda item: item.get("index", 0))
     return text_embeddings([float_vector(item["embedding"]) for item in ordered])
 
 
-def parse_sparse(answer: dict[str, Any], count: int, return_token: bool) -> dict[str, Any]:
+def parse_sparse(answer: dict[str, Any], count: int, return_token: bool) -> SparseEmbeddings:
     items = expect_count(answer["result"]["sparse_embeddings"], count, "sparse embeddings")
     out = []
     for item in sorted(items, key=lambda item: item.get("index", 0)):
@@ -37,11 +38,11 @@ def parse_sparse(answer: dict[str, Any], count: int, return_token: bool) -> dict
         for weight in item["embedding"]:
             key = weight["token"] if return_token and weight.get("token") is not None else weight["token_id"]
             embedding[str(key)] = float(weight["weight"])
-        out.append({"is_truncated": False, "embedding": embedding})
-    return {"sparse_embedding": out}
+        out.append(embedding)
+    return sparse_embeddings(out)
 
 
-def parse_rerank(answer: dict[str, Any], documents: list[str]) -> dict[str, Any]:
+def parse_rerank(answer: dict[str, Any], documents: list[str]) -> Ranking:
     scored = []
     for score in answer["result"]["scores"]:
         index = int(score["index"])
@@ -51,7 +52,7 @@ def parse_rerank(answer: dict[str, Any], documents: list[str]) -> dict[str, Any]
     return rerank_results(scored)
 
 
-def parse_generation(answer: dict[str, Any]) -> dict[str, Any]:
+def parse_generation(answer: dict[str, Any]) -> Completions:
     text = answer["result"]["text"]
     if not isinstance(text, str):
         raise ValueError("[result.text] is not a string")
@@ -67,7 +68,7 @@ class AlibabaCloudSearchBackend(ProviderBackend):
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret('api_key')}"}
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         task = self.config.task_type
         settings = request.task_settings
         if task in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING):

@@ -14,7 +14,6 @@ the stream's events OpenAI-shaped chunks, ending with the usage of its ``metadat
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from typing import Any, AsyncIterator
 from urllib.parse import quote
@@ -25,7 +24,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
 
+from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from ..results import CompletionDelta, Completions, InferenceResult, TextEmbeddings
 from ..base import InferenceRequest
 from ..chat import ChatCompletionChunk, ChatRequest, ChoiceDelta, Message, ToolCallDelta, tool_arguments, usage
 from kubeinfer.errors import ElasticsearchError
@@ -42,7 +43,7 @@ def parse_titan(answer: dict[str, Any]) -> list[float]:
     return float_vector(answer["embedding"])
 
 
-def parse_cohere(answer: dict[str, Any], count: int) -> dict[str, Any]:
+def parse_cohere(answer: dict[str, Any], count: int) -> TextEmbeddings:
     embeddings = answer["embeddings"]
     if isinstance(embeddings, dict):
         embeddings = embeddings["float"]
@@ -50,7 +51,7 @@ def parse_cohere(answer: dict[str, Any], count: int) -> dict[str, Any]:
     return text_embeddings([float_vector(v) for v in embeddings])
 
 
-def parse_converse(answer: dict[str, Any]) -> dict[str, Any]:
+def parse_converse(answer: dict[str, Any]) -> Completions:
     content = answer["output"]["message"]["content"]
     texts = [block["text"] for block in content if "text" in block]
     if not texts or not all(isinstance(t, str) for t in texts):
@@ -199,7 +200,7 @@ class AmazonBedrockBackend(ProviderBackend):
         for name, value in signed.headers.items():
             request.headers[name] = value
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         if self.config.task_type == TaskType.TEXT_EMBEDDING:
             if self.setting("provider") == "amazontitan":
                 return await self._titan(request)
@@ -228,7 +229,7 @@ class AmazonBedrockBackend(ProviderBackend):
             body["additionalModelRequestFields"] = {"top_k": settings["top_k"]}
         return body
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         if self.config.task_type != TaskType.COMPLETION:
             raise self.streaming_unsupported()
         async with self.open_stream(self.url("converse-stream"), self.converse_body(request), request) as response:
@@ -237,12 +238,12 @@ class AmazonBedrockBackend(ProviderBackend):
                     headers = message.headers
                     if headers.get(":message-type") != "event":
                         kind = headers.get(":exception-type") or headers.get(":error-code") or "error"
-                        detail = json.loads(message.payload or b"{}").get("message", "")
+                        detail = strict_json.loads(message.payload or b"{}").get("message", "")
                         raise ElasticsearchError(
                             502, "status_exception", f"The provider's stream failed: [{kind}] {detail}"
                         )
                     if headers.get(":event-type") == "contentBlockDelta":
-                        text = json.loads(message.payload)["delta"].get("text")
+                        text = strict_json.loads(message.payload)["delta"].get("text")
                         if text:
                             yield delta(text)
                     elif headers.get(":event-type") == "messageStop":
@@ -257,9 +258,9 @@ class AmazonBedrockBackend(ProviderBackend):
                 headers = message.headers
                 if headers.get(":message-type") != "event":
                     kind = headers.get(":exception-type") or headers.get(":error-code") or "error"
-                    detail = self.redact(str(json.loads(message.payload or b"{}").get("message", "")))
+                    detail = self.redact(str(strict_json.loads(message.payload or b"{}").get("message", "")))
                     raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: [{kind}] {detail}")
-                yield str(headers.get(":event-type", "")), json.loads(message.payload or b"{}")
+                yield str(headers.get(":event-type", "")), strict_json.loads(message.payload or b"{}")
         except ParserError as exc:
             raise self.malformed(f"the event stream could not be decoded: {type(exc).__name__}") from None
 
@@ -275,7 +276,7 @@ class AmazonBedrockBackend(ProviderBackend):
                 if event == "metadata":
                     return
 
-    async def _titan(self, request: InferenceRequest) -> dict[str, Any]:
+    async def _titan(self, request: InferenceRequest) -> TextEmbeddings:
         # Titan embeds one text per call: send them side by side.
         async def one(text: str) -> list[float]:
             body: dict[str, Any] = {"inputText": text}

@@ -1,14 +1,18 @@
-"""Elasticsearch's inference answers, built from values read out of provider answers.
+"""Typed inference results, built from values read out of provider answers.
 
-The builders give the response bodies (``text_embedding``, ``text_embedding_bytes``,
-``rerank``, ``completion`` and streamed ``delta`` chunks); the checks raise ``ValueError``
-for a value of the wrong kind, which ``ProviderBackend.translate`` turns into a 502.
-Pure functions; no I/O.
+The builders give the backends' results (``TextEmbeddings``, ``SparseEmbeddings``,
+``Ranking``, ``Completions`` and streamed ``CompletionDelta`` values); the checks raise
+``ValueError`` for a value of the wrong kind, which ``ProviderBackend.translate`` turns
+into a 502. Pure functions; no I/O, and no wire format: ``model_server.api`` renders.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from ..results import (
+    CompletionDelta, Completions, Embeddings, RankedDocument, Ranking, SparseEmbedding, SparseEmbeddings, TextEmbeddings,
+)
 
 
 def float_vector(values: Any) -> list[float]:
@@ -41,32 +45,39 @@ def expect_count(items: list, count: int, what: str) -> list:
     return items
 
 
-def text_embeddings(vectors: list[list[float]]) -> dict[str, Any]:
-    return {"text_embedding": [{"embedding": v} for v in vectors]}
+def text_embeddings(vectors: list[list[float]]) -> TextEmbeddings:
+    return TextEmbeddings(vectors)
 
 
-def embeddings(vectors: list[list[float]]) -> dict[str, Any]:
+def byte_embeddings(vectors: list[list[int]]) -> TextEmbeddings:
+    return TextEmbeddings(vectors, "byte")
+
+
+def bit_embeddings(vectors: list[list[int]]) -> TextEmbeddings:
+    """Packed bits, eight dimensions a byte (Elasticsearch's ``text_embedding_bits``)."""
+    return TextEmbeddings([byte_vector(v) for v in vectors], "bit")
+
+
+def embeddings(vectors: list[list[float]]) -> Embeddings:
     """The ``embedding`` task's answer."""
-    return {"embeddings": [{"embedding": v} for v in vectors]}
+    return Embeddings(vectors)
 
 
-def completions(texts: list[str]) -> dict[str, Any]:
-    return {"completion": [{"result": t} for t in texts]}
+def sparse_embeddings(weights: list[dict[str, float]]) -> SparseEmbeddings:
+    return SparseEmbeddings([SparseEmbedding(w) for w in weights])
 
 
-def delta(text: str) -> dict[str, Any]:
-    return {"completion": [{"delta": text}]}
+def completions(texts: list[str]) -> Completions:
+    return Completions(texts)
 
 
-def rerank_results(scored: list[tuple[int, float, str | None]], top_n: int | None = None) -> dict[str, Any]:
-    """ES's rerank: best first, each with the input's index, its score, and the text if known."""
+def delta(text: str) -> CompletionDelta:
+    return CompletionDelta(text)
+
+
+def rerank_results(scored: list[tuple[int, float, str | None]], top_n: int | None = None) -> Ranking:
+    """Best first, each with the input's index, its score, and the text if known."""
     ordered = sorted(scored, key=lambda s: s[1], reverse=True)
     if top_n:
         ordered = ordered[:top_n]
-    out = []
-    for index, score, text in ordered:
-        item: dict[str, Any] = {"index": int(index), "relevance_score": _number(score)}
-        if text is not None:
-            item["text"] = text
-        out.append(item)
-    return {"rerank": out}
+    return Ranking([RankedDocument(int(index), _number(score), text) for index, score, text in ordered])

@@ -12,11 +12,12 @@ chunks: text and ``input_json_delta`` pieces as deltas, the stop reason as a
 
 from __future__ import annotations
 
-import json
 from typing import Any, AsyncIterator, Iterator
 
+from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.errors import ElasticsearchError
+from ..results import CompletionDelta, Completions, InferenceResult
 from ..base import InferenceRequest
 from ..chat import ChatCompletionChunk, ChatRequest, ChoiceDelta, Message, ToolCallDelta, tool_arguments, usage
 from .answers import completions, delta
@@ -27,7 +28,7 @@ BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
 
 
-def parse_messages(answer: dict[str, Any]) -> dict[str, Any]:
+def parse_messages(answer: dict[str, Any]) -> Completions:
     texts = [block["text"] for block in answer["content"] if block.get("type") == "text"]
     if not texts or not all(isinstance(t, str) for t in texts):
         raise ValueError("[content] holds no text block")
@@ -168,19 +169,19 @@ class AnthropicBackend(ProviderBackend):
             body["stream"] = True
         return body
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         answer = await self.call_json(self.url(), self.body(request), request, headers=self.headers())
         return self.translate(parse_messages, answer)
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         async with self.open_stream(self.url(), self.body(request, True), request, headers=self.headers()) as response:
             async for event, data in server_sent_events(response):
                 if event == "content_block_delta":
-                    piece = json.loads(data)["delta"]
+                    piece = strict_json.loads(data)["delta"]
                     if piece.get("type") == "text_delta" and piece.get("text"):
                         yield delta(piece["text"])
                 elif event == "error":
-                    error = json.loads(data).get("error") or {}
+                    error = strict_json.loads(data).get("error") or {}
                     message = self.redact(str(error.get("message")))
                     raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: {message}")
                 elif event == "message_stop":
@@ -193,10 +194,10 @@ class AnthropicBackend(ProviderBackend):
             reader = MessageStreamReader()
             async for event, data in server_sent_events(response):
                 if event == "error":
-                    error = json.loads(data).get("error") or {}
+                    error = strict_json.loads(data).get("error") or {}
                     message = self.redact(str(error.get("message")))
                     raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: {message}")
-                for chunk in reader.read(event, json.loads(data) if data.strip().startswith("{") else {}):
+                for chunk in reader.read(event, strict_json.loads(data) if data.strip().startswith("{") else {}):
                     yield chunk
                 if event == "message_stop":
                     return

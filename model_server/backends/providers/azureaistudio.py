@@ -7,7 +7,8 @@
 - realtime: ``target`` as is, ``Authorization: Bearer <key>``, completion body
   ``{"input_data": {"input_string": [...], "parameters": {...}}}`` answered ``{"output": ".."}``.
 
-Token completion endpoints also stream (OpenAI's event stream). ``url`` replaces ``target``.
+Rerank (Cohere's models) posts Cohere's rerank body to ``target`` plus ``/v1/rerank`` and
+reads Cohere's ``results``. Token completion endpoints also stream (OpenAI's event stream). ``url`` replaces ``target``.
 """
 
 from __future__ import annotations
@@ -15,15 +16,20 @@ from __future__ import annotations
 from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from ..results import CompletionDelta, Completions, InferenceResult
 from ..base import InferenceRequest
 from . import openai_shapes
-from .answers import completions
+from .answers import completions, rerank_results
 from .proxy import ProviderBackend
 
-TOKEN_PATHS = {TaskType.TEXT_EMBEDDING: "/v1/embeddings", TaskType.COMPLETION: "/v1/chat/completions"}
+TOKEN_PATHS = {
+    TaskType.TEXT_EMBEDDING: "/v1/embeddings",
+    TaskType.COMPLETION: "/v1/chat/completions",
+    TaskType.RERANK: "/v1/rerank",
+}
 
 
-def parse_realtime(answer: Any) -> dict[str, Any]:
+def parse_realtime(answer: Any) -> Completions:
     # Realtime deployments answer {"output": ".."} or a list of such objects.
     items = answer if isinstance(answer, list) else [answer]
     texts = []
@@ -35,6 +41,21 @@ def parse_realtime(answer: Any) -> dict[str, Any]:
     if not texts:
         raise ValueError("the answer holds no [output]")
     return completions(texts)
+
+
+def parse_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> InferenceResult:
+    scored = []
+    for item in answer["results"]:
+        index = int(item["index"])
+        if not 0 <= index < len(documents):
+            raise ValueError(f"result index [{index}] is out of range")
+        text = None
+        if return_documents:
+            document = item.get("document")
+            text = document.get("text") if isinstance(document, dict) else document
+            text = documents[index] if text is None else text
+        scored.append((index, item["relevance_score"], text))
+    return rerank_results(scored)
 
 
 class AzureAIStudioBackend(ProviderBackend):
@@ -57,8 +78,17 @@ class AzureAIStudioBackend(ProviderBackend):
             return {"api-key": key}
         return {"Authorization": key}
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         settings = request.task_settings
+        if self.config.task_type == TaskType.RERANK:
+            return_documents = bool(settings.get("return_documents"))
+            body: dict[str, Any] = {"documents": list(request.input), "query": request.query or ""}
+            if settings.get("top_n") is not None:
+                body["top_n"] = settings["top_n"]
+            if settings.get("return_documents") is not None:
+                body["return_documents"] = return_documents
+            answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
+            return self.translate(parse_rerank, answer, list(request.input), return_documents)
         if self.config.task_type == TaskType.TEXT_EMBEDDING:
             body = openai_shapes.embeddings_body(
                 request.input, dimensions=self.setting("dimensions"), user=settings.get("user")
@@ -89,7 +119,7 @@ class AzureAIStudioBackend(ProviderBackend):
             max_tokens=settings.get("max_new_tokens"),
         )
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         # Token endpoints stream as OpenAI's chat completions do; realtime ones do not stream.
         if self.config.task_type != TaskType.COMPLETION or self.realtime:
             raise self.streaming_unsupported()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from ..results import CompletionDelta, InferenceResult
 from ..base import InferenceRequest
 from ..chat import ChatCompletionChunk, ChatRequest
 from . import openai_shapes
@@ -37,7 +38,7 @@ class AzureOpenAIBackend(ProviderBackend):
             return {"api-key": self.secret("api_key")}
         return {"Authorization": f"Bearer {self.secret('entra_id')}"}
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         user = request.task_settings.get("user")
         if self.config.task_type == TaskType.TEXT_EMBEDDING:
             body = openai_shapes.embeddings_body(request.input, dimensions=self.setting("dimensions"), user=user)
@@ -49,7 +50,7 @@ class AzureOpenAIBackend(ProviderBackend):
         answer = await self.call_json(self.operation_url(), body, request, headers=self.headers(), params=self.params())
         return self.translate(openai_shapes.parse_chat, answer)
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         if self.config.task_type != TaskType.COMPLETION:
             raise self.streaming_unsupported()
         body = openai_shapes.chat_body(request.input, stream=True, n=1, user=request.task_settings.get("user"))

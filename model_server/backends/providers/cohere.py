@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator
 
-from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
 from kubeinfer.errors import ElasticsearchError
+from ..results import CompletionDelta, Completions, InferenceResult, Ranking, TextEmbeddings
 from ..base import InferenceRequest
-from .answers import byte_vector, completions, delta, expect_count, float_vector, rerank_results, text_embeddings
+from .answers import (
+    byte_embeddings, byte_vector, completions, delta, expect_count, float_vector, rerank_results, text_embeddings,
+)
 from .proxy import ProviderBackend
 from .streams import json_lines
 
@@ -26,7 +29,7 @@ INPUT_TYPES = {
 }
 
 
-def parse_embed(answer: dict[str, Any], count: int, embedding_type: str) -> dict[str, Any]:
+def parse_embed(answer: dict[str, Any], count: int, embedding_type: str) -> TextEmbeddings:
     embeddings = answer["embeddings"]
     if isinstance(embeddings, dict):  # response_type "embeddings_by_type"
         key = "float" if embedding_type == "float" else "int8"
@@ -34,10 +37,10 @@ def parse_embed(answer: dict[str, Any], count: int, embedding_type: str) -> dict
     expect_count(embeddings, count, "embeddings")
     if embedding_type == "float":
         return text_embeddings([float_vector(v) for v in embeddings])
-    return {"text_embedding_bytes": [{"embedding": byte_vector(v)} for v in embeddings]}
+    return byte_embeddings([byte_vector(v) for v in embeddings])
 
 
-def parse_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> dict[str, Any]:
+def parse_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> Ranking:
     scored = []
     for result in answer["results"]:
         index = int(result["index"])
@@ -51,7 +54,7 @@ def parse_rerank(answer: dict[str, Any], documents: list[str], return_documents:
     return rerank_results(scored)
 
 
-def parse_chat(answer: dict[str, Any]) -> dict[str, Any]:
+def parse_chat(answer: dict[str, Any]) -> Completions:
     text = answer["text"]
     if not isinstance(text, str):
         raise ValueError("[text] is not a string")
@@ -66,7 +69,7 @@ class CohereBackend(ProviderBackend):
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret('api_key')}", "Accept": "application/json"}
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         task = self.config.task_type
         settings = request.task_settings
         if task == TaskType.TEXT_EMBEDDING:
@@ -85,7 +88,7 @@ class CohereBackend(ProviderBackend):
             answer = await self.call_json(self.url("/v1/embed"), body, request, headers=self.headers())
             return self.translate(parse_embed, answer, len(request.input), embedding_type)
         if task == TaskType.RERANK:
-            return_documents = bool(settings.get("return_documents"))
+            return_documents = returns_documents(self.config, settings)
             body = {"query": request.query or "", "documents": list(request.input)}
             if self.setting("model_id"):
                 body["model"] = self.setting("model_id")
@@ -106,7 +109,7 @@ class CohereBackend(ProviderBackend):
             body["stream"] = True
         return body
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         if self.config.task_type != TaskType.COMPLETION:
             raise self.streaming_unsupported()
         body = self.chat_body(request, stream=True)

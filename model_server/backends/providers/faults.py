@@ -16,15 +16,31 @@ from typing import Any, Iterable
 
 import httpx
 
+from kubeinfer import strict_json
 from kubeinfer.errors import ElasticsearchError
 
 REDACTED = "[redacted]"
 # How much of a provider's error body is worth quoting back.
 MAX_MESSAGE = 1000
+# How much of it is read at all; redaction runs over this much, before the cut to MAX_MESSAGE.
+MAX_READ = 64 * 1024
+# A run of this many characters of a secret is enough to hide: a fragment of a key helps
+# whoever guesses the rest.
+MIN_FRAGMENT = 8
+
+
+def _fold(text: str) -> str:
+    """``text`` lower-cased character by character, so that offsets stay the same."""
+    folded = text.lower()
+    if len(folded) == len(text):
+        return folded
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
 
 
 class Redactor:
-    """Replaces every known secret value (and its JSON-escaped form) in a text."""
+    """Hides every known secret in a text: whole or in part, in any letter case, JSON-escaped
+    or not. Any run of ``MIN_FRAGMENT`` characters of a secret is replaced, so a message cut
+    short, or quoting only part of a key, leaks nothing either."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         values: set[str] = set()
@@ -32,25 +48,52 @@ class Redactor:
             if not secret:
                 continue
             values.add(secret)
+            # As a JSON string holds it; a multi-line secret (a service account key) is
+            # then hidden line by line too, each line being a run of the secret.
             values.add(json.dumps(secret)[1:-1])
-            # A multi-line secret (a service account key) is also hidden line by line.
-            values.update(line.strip() for line in secret.splitlines() if len(line.strip()) >= 8)
-        self._values = sorted(values, key=len, reverse=True)
+        self._short = sorted({_fold(v) for v in values if len(v) < MIN_FRAGMENT}, key=len, reverse=True)
+        self._fragments = {
+            _fold(v)[i:i + MIN_FRAGMENT] for v in values if len(v) >= MIN_FRAGMENT
+            for i in range(len(v) - MIN_FRAGMENT + 1)
+        }
 
     def __call__(self, text: str) -> str:
-        for value in self._values:
-            if value in text:
-                text = text.replace(value, REDACTED)
-        return text
+        if not text or not (self._fragments or self._short):
+            return text
+        folded = _fold(text)
+        hidden = bytearray(len(text))
+        for i in range(len(text) - MIN_FRAGMENT + 1):
+            if folded[i:i + MIN_FRAGMENT] in self._fragments:
+                hidden[i:i + MIN_FRAGMENT] = b"\x01" * MIN_FRAGMENT
+        for value in self._short:
+            start = folded.find(value)
+            while start != -1:
+                hidden[start:start + len(value)] = b"\x01" * len(value)
+                start = folded.find(value, start + 1)
+        if not any(hidden):
+            return text
+        out, i = [], 0
+        while i < len(text):
+            if hidden[i]:
+                while i < len(text) and hidden[i]:
+                    i += 1
+                out.append(REDACTED)
+            else:
+                j = i
+                while j < len(text) and not hidden[j]:
+                    j += 1
+                out.append(text[i:j])
+                i = j
+        return "".join(out)
 
 
 def provider_message(response: httpx.Response) -> str:
-    """The human part of a provider's error body, whatever its shape."""
+    """The human part of a provider's error body, whatever its shape; not yet redacted nor cut."""
     try:
-        body: Any = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return response.text.strip()[:MAX_MESSAGE]
-    return _message_of(body)[:MAX_MESSAGE]
+        body: Any = strict_json.loads(response.content)
+    except ValueError:
+        return response.content[:MAX_READ].decode("utf-8", "replace").strip()
+    return _message_of(body)[:MAX_READ]
 
 
 def _message_of(body: Any) -> str:
@@ -95,7 +138,8 @@ def provider_error(
     text = message if message is not None else provider_message(response)
     reason = _status_reason(status, inference_id, service)
     if text:
-        reason += f". Error message: [{redact(text)}]"
+        # Redacted first, then cut: a cut made first could leave part of a secret behind.
+        reason += f". Error message: [{redact(text[:MAX_READ])[:MAX_MESSAGE]}]"
     # Keep the provider's status: 4xx is the caller's to fix, 429 says "slow down",
     # 5xx says the provider failed. Anything odd becomes a 502.
     if not 400 <= status <= 599:
@@ -110,7 +154,7 @@ def timed_out(timeout: float, service: str) -> ElasticsearchError:
 
 
 def unreachable(exc: Exception, service: str, redact: Redactor) -> ElasticsearchError:
-    detail = redact(str(exc)) or type(exc).__name__
+    detail = redact(str(exc))[:MAX_MESSAGE] or type(exc).__name__
     return ElasticsearchError(
         502, "status_exception", f"Failed to send request to the [{service}] service: {type(exc).__name__}: {detail}"
     )
@@ -121,5 +165,5 @@ def malformed(service: str, inference_id: str, detail: str, redact: Redactor) ->
         502,
         "status_exception",
         f"Failed to parse the response of the [{service}] service for inference entity id [{inference_id}]: "
-        f"{redact(detail)[:MAX_MESSAGE]}",
+        f"{redact(detail[:MAX_READ])[:MAX_MESSAGE]}",
     )

@@ -8,10 +8,11 @@ parameter, so that it never appears in a URL (URLs end up in logs).
 
 from __future__ import annotations
 
-import json
 from typing import Any, AsyncIterator
 
+from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from ..results import CompletionDelta, Completions, InferenceResult, TextEmbeddings
 from ..base import InferenceRequest
 from .answers import completions, delta, expect_count, float_vector, text_embeddings
 from .proxy import ProviderBackend
@@ -20,7 +21,7 @@ from .streams import server_sent_events
 BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 
 
-def parse_embeddings(answer: dict[str, Any], count: int) -> dict[str, Any]:
+def parse_embeddings(answer: dict[str, Any], count: int) -> TextEmbeddings:
     embeddings = expect_count(answer["embeddings"], count, "embeddings")
     return text_embeddings([float_vector(e["values"]) for e in embeddings])
 
@@ -33,7 +34,7 @@ def candidate_text(answer: dict[str, Any]) -> str:
     return "".join(texts)
 
 
-def parse_generate(answer: dict[str, Any]) -> dict[str, Any]:
+def parse_generate(answer: dict[str, Any]) -> Completions:
     return completions([candidate_text(answer)])
 
 
@@ -50,7 +51,7 @@ class GoogleAIStudioBackend(ProviderBackend):
             "generationConfig": {"candidateCount": 1},
         }
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         if self.config.task_type == TaskType.TEXT_EMBEDDING:
             model = f"models/{self.setting('model_id')}"
             dimensions = self.setting("dimensions")
@@ -69,7 +70,7 @@ class GoogleAIStudioBackend(ProviderBackend):
         )
         return self.translate(parse_generate, answer)
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         if self.config.task_type != TaskType.COMPLETION:
             raise self.streaming_unsupported()
         async with self.open_stream(
@@ -80,7 +81,7 @@ class GoogleAIStudioBackend(ProviderBackend):
             params={"alt": "sse"},
         ) as response:
             async for _event, data in server_sent_events(response):
-                chunk = json.loads(data)
+                chunk = strict_json.loads(data)
                 # The last chunks may carry only usage metadata or a finish reason.
                 if not chunk.get("candidates") or "content" not in chunk["candidates"][0]:
                     continue

@@ -6,20 +6,31 @@ The token: a JWT signed with the key by google-auth's signer, exchanged at the k
 ``token_uri`` (RFC 7523 JWT bearer grant) on the shared async client, cached and refreshed
 before expiry. ``url`` replaces the API host
 (``https://<location>-aiplatform.googleapis.com`` or ``https://discoveryengine.googleapis.com``).
+
+Completion with the ``google`` provider posts Gemini's ``generateContent`` (streamed:
+``streamGenerateContent?alt=sse``) at the regional host, or the global one without a
+``location``. With a Model Garden provider it posts to the endpoint's own ``url``
+(``streaming_url`` for streams): Anthropic's messages body (``anthropic_version``
+``vertex-2023-10-16``, ``max_tokens`` 1024 unless set) for ``anthropic``, OpenAI's chat
+body for the others (Meta, Hugging Face, Mistral, AI21).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, AsyncIterator
 
 from google.auth import crypt, jwt
 
+from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import status_exception
+from ..results import CompletionDelta, InferenceResult, Ranking, TextEmbeddings
 from ..base import InferenceRequest
-from .answers import expect_count, float_vector, rerank_results, text_embeddings
+from . import openai_shapes
+from .answers import completions, delta, expect_count, float_vector, rerank_results, text_embeddings
+from .streams import server_sent_events
 from .tokens import TokenExchangeBackend
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -31,12 +42,12 @@ TASK_TYPES = {"ingest": "RETRIEVAL_DOCUMENT", "search": "RETRIEVAL_QUERY",
               "classification": "CLASSIFICATION", "clustering": "CLUSTERING"}
 
 
-def parse_predictions(answer: dict[str, Any], count: int) -> dict[str, Any]:
+def parse_predictions(answer: dict[str, Any], count: int) -> TextEmbeddings:
     predictions = expect_count(answer["predictions"], count, "predictions")
     return text_embeddings([float_vector(p["embeddings"]["values"]) for p in predictions])
 
 
-def parse_ranking(answer: dict[str, Any], count: int, top_n: int | None) -> dict[str, Any]:
+def parse_ranking(answer: dict[str, Any], count: int, top_n: int | None) -> Ranking:
     scored = []
     for record in answer.get("records", []):
         index = int(record["id"])
@@ -44,6 +55,29 @@ def parse_ranking(answer: dict[str, Any], count: int, top_n: int | None) -> dict
             raise ValueError(f"record id [{index}] is out of range")
         scored.append((index, record["score"], record.get("content")))
     return rerank_results(scored, top_n)
+
+
+ANTHROPIC_VERSION = "vertex-2023-10-16"
+
+
+def gemini_texts(answer: dict[str, Any]) -> str:
+    """The text of a ``generateContent`` answer (or of one streamed chunk of it)."""
+    candidates = answer.get("candidates") or []
+    parts = ((candidates[0].get("content") or {}).get("parts") or []) if candidates else []
+    return "".join(part.get("text", "") for part in parts if not part.get("thought"))
+
+
+def parse_gemini(answer: dict[str, Any]) -> InferenceResult:
+    if not answer["candidates"]:
+        raise ValueError("[candidates] is empty")
+    return completions([gemini_texts(answer)])
+
+
+def parse_anthropic(answer: dict[str, Any]) -> InferenceResult:
+    texts = [block["text"] for block in answer["content"] if block.get("type") == "text"]
+    if not texts:
+        raise ValueError("[content] holds no text")
+    return completions(["".join(texts)])
 
 
 def parse_token(response: Any) -> tuple[str, float]:
@@ -74,7 +108,80 @@ class GoogleVertexAIBackend(TokenExchangeBackend):
             self._token_uri, {"grant_type": JWT_GRANT, "assertion": assertion.decode()}, parse_token
         )
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    # ---- completion -------------------------------------------------------------------
+    @property
+    def model_garden(self) -> str | None:
+        provider = self.setting("provider")
+        return provider if provider not in (None, "google") else None
+
+    def gemini_url(self, stream: bool) -> str:
+        location = self.setting("location")
+        host = f"https://{location}-aiplatform.googleapis.com" if location else "https://aiplatform.googleapis.com"
+        base = host if self.model_garden else self.base_url(host)
+        operation = "streamGenerateContent" if stream else "generateContent"
+        return (f"{base}/v1/projects/{self.setting('project_id')}/locations/{location or 'global'}"
+                f"/publishers/google/models/{self.setting('model_id')}:{operation}")
+
+    def completion_request(self, request: InferenceRequest, stream: bool) -> tuple[str, dict[str, Any]]:
+        settings = request.task_settings
+        provider = self.model_garden
+        if provider is None:
+            body: dict[str, Any] = {
+                "contents": [{"role": "user", "parts": [{"text": text}]} for text in request.input],
+            }
+            thinking = settings.get("thinking_config") or {}
+            if thinking.get("thinking_budget") is not None:
+                body["generationConfig"] = {"thinkingConfig": {"thinkingBudget": thinking["thinking_budget"]}}
+            return self.gemini_url(stream), body
+        url = (self.setting("streaming_url") or self.setting("url")) if stream else (
+            self.setting("url") or self.setting("streaming_url"))
+        if provider == "anthropic":
+            body = {
+                "anthropic_version": ANTHROPIC_VERSION,
+                "messages": [{"role": "user", "content": text} for text in request.input],
+                "max_tokens": settings.get("max_tokens") or 1024,
+            }
+            if stream:
+                body["stream"] = True
+            return url, body
+        return url, openai_shapes.chat_body(request.input, stream=stream, model=self.setting("model_id"))
+
+    async def _complete(self, request: InferenceRequest) -> InferenceResult:
+        url, body = self.completion_request(request, stream=False)
+        answer = await self.call_json(url, body, request)
+        provider = self.model_garden
+        parse = parse_gemini if provider is None else parse_anthropic if provider == "anthropic" else \
+            openai_shapes.parse_chat
+        return self.translate(parse, answer)
+
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
+        if self.config.task_type != TaskType.COMPLETION:
+            raise self.streaming_unsupported()
+        url, body = self.completion_request(request, stream=True)
+        provider = self.model_garden
+        params = {"alt": "sse"} if provider is None else None
+        async with self.open_stream(url, body, request, params=params) as response:
+            if provider not in (None, "anthropic"):
+                async for chunk in openai_shapes.chat_deltas(response):
+                    yield chunk
+                return
+            async for _event, data in server_sent_events(response):
+                if data.strip() == "[DONE]":
+                    return
+                event = strict_json.loads(data)
+                if provider is None:
+                    text = gemini_texts(event)
+                else:
+                    if event.get("type") == "message_stop":
+                        return
+                    text = (event.get("delta") or {}).get("text") if event.get("type") == "content_block_delta" \
+                        else None
+                if text:
+                    yield delta(text)
+
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
+        if self.config.task_type == TaskType.COMPLETION:
+            return await self._complete(request)
         project = self.setting("project_id")
         if self.config.task_type == TaskType.TEXT_EMBEDDING:
             location = self.setting("location")

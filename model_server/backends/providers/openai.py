@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from ..results import CompletionDelta, InferenceResult
 from ..base import InferenceRequest
 from ..chat import ChatCompletionChunk, ChatRequest
 from . import openai_shapes
@@ -39,7 +40,7 @@ class OpenAIBackend(ProviderBackend):
             headers["OpenAI-Organization"] = organization
         return headers
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         user = request.task_settings.get("user")
         if self.config.task_type in (TaskType.TEXT_EMBEDDING, TaskType.EMBEDDING):
             self.require_text(request)
@@ -53,13 +54,13 @@ class OpenAIBackend(ProviderBackend):
             answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
             parsed = self.translate(openai_shapes.parse_embeddings, answer, len(request.input))
             if self.config.task_type == TaskType.EMBEDDING:
-                return embeddings([item["embedding"] for item in parsed["text_embedding"]])
+                return embeddings(parsed.vectors)
             return parsed
         body = openai_shapes.chat_body(request.input, model=self.setting("model_id"), n=1, user=user)
         answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
         return self.translate(openai_shapes.parse_chat, answer)
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         if self.config.task_type != TaskType.COMPLETION:
             raise self.streaming_unsupported()
         body = openai_shapes.chat_body(

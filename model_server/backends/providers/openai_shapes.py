@@ -7,12 +7,13 @@ backend can use for the unified chat completion API.
 
 from __future__ import annotations
 
-import json
 from typing import Any, AsyncIterator
 
 import httpx
 
+from kubeinfer import strict_json
 from kubeinfer.errors import ElasticsearchError
+from ..results import CompletionDelta, Completions, TextEmbeddings
 from ..chat import CHUNK_OBJECT, ChatCompletionChunk, ChatRequest, ChoiceDelta, ToolCallDelta, usage
 from .answers import completions, delta, expect_count, float_vector, text_embeddings
 from .streams import server_sent_events
@@ -24,7 +25,7 @@ def embeddings_body(inputs: list[str], **fields: Any) -> dict[str, Any]:
     return body
 
 
-def parse_embeddings(answer: dict[str, Any], count: int) -> dict[str, Any]:
+def parse_embeddings(answer: dict[str, Any], count: int) -> TextEmbeddings:
     data = expect_count(answer["data"], count, "embeddings")
     ordered = sorted(data, key=lambda item: item.get("index", 0))
     return text_embeddings([float_vector(item["embedding"]) for item in ordered])
@@ -38,7 +39,7 @@ def chat_body(inputs: list[str], *, stream: bool = False, **fields: Any) -> dict
     return body
 
 
-def parse_chat(answer: dict[str, Any]) -> dict[str, Any]:
+def parse_chat(answer: dict[str, Any]) -> Completions:
     choices = answer["choices"]
     if not isinstance(choices, list) or not choices:
         raise ValueError("[choices] is empty")
@@ -51,12 +52,12 @@ def parse_chat(answer: dict[str, Any]) -> dict[str, Any]:
     return completions(texts)
 
 
-async def chat_deltas(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+async def chat_deltas(response: httpx.Response) -> AsyncIterator[CompletionDelta]:
     """ES completion chunks from an OpenAI chat completion event stream."""
     async for _event, data in server_sent_events(response):
         if data.strip() == "[DONE]":
             return
-        chunk = json.loads(data)
+        chunk = strict_json.loads(data)
         if "error" in chunk:
             error = chunk["error"]
             message = error.get("message") if isinstance(error, dict) else str(error)
@@ -142,7 +143,7 @@ async def chat_chunks(response: httpx.Response) -> AsyncIterator[ChatCompletionC
     async for _event, data in server_sent_events(response):
         if data.strip() == "[DONE]":
             return
-        chunk = json.loads(data)
+        chunk = strict_json.loads(data)
         if "error" in chunk:
             error = chunk["error"]
             message = error.get("message") if isinstance(error, dict) else str(error)

@@ -21,10 +21,13 @@ import math
 from typing import Any, AsyncIterator, Callable
 
 import httpx
+from tenacity import RetryCallState
 
+from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import ElasticsearchError
 from ..base import Backend, InferenceRequest
+from ..results import Embeddings, TextEmbeddings
 from ..chat import ChatRequest, Message
 from . import faults, retries
 from .client import hold_shared_client, new_client, release_shared_client
@@ -115,9 +118,8 @@ class ProviderBackend(Backend):
             self.not_ready_reason = f"the start-up check of the provider failed: {exc.reason}"
             log.warning("Endpoint [%s] is not ready: %s", self.config.inference_id, self.not_ready_reason)
             return False
-        embeddings = answer.get("text_embedding") or answer.get("text_embedding_bytes") or answer.get("embeddings")
-        if embeddings:
-            self._learned_dimensions = len(embeddings[0]["embedding"])
+        if isinstance(answer, (TextEmbeddings, Embeddings)):
+            self._learned_dimensions = answer.dimensions
         self._mark_ready()
         return True
 
@@ -204,20 +206,12 @@ class ProviderBackend(Backend):
         method: str = "POST",
     ) -> Any:
         """Send ``body`` as JSON and return the provider's JSON answer, or raise."""
-        loop = asyncio.get_running_loop()
-        timeout = request.timeout
-        deadline = _deadline(loop, timeout)
-        await self._take_slot(timeout)
+        response = await self._answer(method, url, body, headers, params, request.timeout, stream=False)
         try:
-            async with asyncio.timeout_at(deadline):
-                response = await self._send(method, url, body, headers, params, deadline, stream=False)
-        except TimeoutError:
-            raise faults.timed_out(timeout, self.service) from None
-        try:
-            return response.json()
-        except ValueError:
+            return strict_json.loads(response.content)
+        except strict_json.JSONRefused as exc:
             raise self.malformed(
-                f"the answer is not JSON (content-type [{response.headers.get('content-type', '')}])"
+                f"the answer is not JSON (content-type [{response.headers.get('content-type', '')}]): {exc}"
             ) from None
 
     @contextlib.asynccontextmanager
@@ -232,15 +226,8 @@ class ProviderBackend(Backend):
     ) -> AsyncIterator[httpx.Response]:
         """A streaming answer: connecting and the first byte must fit in the timeout, then
         each chunk must come within it."""
-        loop = asyncio.get_running_loop()
         timeout = request.timeout
-        deadline = _deadline(loop, timeout)
-        await self._take_slot(timeout)
-        try:
-            async with asyncio.timeout_at(deadline):
-                response = await self._send("POST", url, body, headers, params, deadline, stream=True)
-        except TimeoutError:
-            raise faults.timed_out(timeout, self.service) from None
+        response = await self._answer("POST", url, body, headers, params, timeout, stream=True)
         try:
             yield response
         except ElasticsearchError as exc:  # an error event of the provider's stream may quote anything
@@ -253,6 +240,17 @@ class ProviderBackend(Backend):
             raise self.malformed(f"a streamed event could not be read: {_describe(exc)}") from None
         finally:
             await response.aclose()
+
+    async def _answer(self, method: str, url: str, body: Any, headers: dict[str, str] | None,
+                      params: dict[str, str] | None, timeout: float, *, stream: bool) -> httpx.Response:
+        """The provider's successful answer within the endpoint's rate limit and ``timeout``."""
+        deadline = _deadline(asyncio.get_running_loop(), timeout)
+        await self._take_slot(timeout)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._send(method, url, body, headers, params, deadline, stream=stream)
+        except TimeoutError:
+            raise faults.timed_out(timeout, self.service) from None
 
     async def _take_slot(self, timeout: float) -> None:
         try:
@@ -273,9 +271,8 @@ class ProviderBackend(Backend):
         stream: bool,
     ) -> httpx.Response:
         loop = asyncio.get_running_loop()
-        attempt = 0
-        while True:
-            attempt += 1
+
+        async def attempt() -> httpx.Response:
             outgoing = self.client.build_request(
                 method,
                 url,
@@ -285,7 +282,6 @@ class ProviderBackend(Backend):
                 timeout=httpx.Timeout(None if deadline is None else max(0.001, deadline - loop.time())),
             )
             await self.authorize(outgoing)
-            response: httpx.Response | None = None
             sent = loop.time()
             try:
                 response = await self.client.send(outgoing, stream=stream)
@@ -294,30 +290,30 @@ class ProviderBackend(Backend):
                 if isinstance(exc, httpx.TimeoutException) and (deadline is None or loop.time() >= deadline - 0.01):
                     raise TimeoutError from None
                 # A connection dropped or refused before the deadline: worth another try.
-                error = faults.unreachable(exc, self.service, self.redact)
-            else:
-                self.metrics.call(response.status_code)
-                self.metrics.duration.observe(loop.time() - sent)
-                if response.is_success:
-                    return response
-                if stream:
-                    await response.aread()
-                    await response.aclose()
-                error = self.provider_error(response)
-                if not retries.retryable(response):
-                    raise error
-            if attempt >= retries.MAX_ATTEMPTS:
+                raise retries.RetryableFailure(faults.unreachable(exc, self.service, self.redact)) from None
+            self.metrics.call(response.status_code)
+            self.metrics.duration.observe(loop.time() - sent)
+            if response.is_success:
+                return response
+            if stream:
+                await response.aread()
+                await response.aclose()
+            error = self.provider_error(response)
+            if not retries.retryable(response):
                 raise error
-            delay = retries.backoff(attempt, response)
-            if deadline is not None and loop.time() + delay >= deadline:
-                raise error
+            raise retries.RetryableFailure(error, response)
+
+        def before_retry(state: RetryCallState) -> None:
             self.metrics.retries.inc()
+            failure = state.outcome.exception() if state.outcome is not None else None
+            response = getattr(failure, "response", None)
             log.info(
                 "Retrying request of endpoint [%s] to the [%s] service in %.2fs (attempt %d): status [%s]",
-                self.config.inference_id, self.service, delay, attempt + 1,
+                self.config.inference_id, self.service, state.upcoming_sleep, state.attempt_number + 1,
                 response.status_code if response is not None else "no answer",
             )
-            await asyncio.sleep(delay)
+
+        return await retries.with_retries(attempt, deadline, loop.time, before_retry)
 
     # ---- answers ----------------------------------------------------------------------
     def provider_error(self, response: httpx.Response) -> ElasticsearchError:

@@ -1,22 +1,39 @@
-"""When and how long to wait before sending a request to a provider again.
+"""When and how long to wait before sending a request to a provider again, as a tenacity
+policy.
 
-Retried: 429 and 5xx answers and connection failures. The wait grows exponentially with
-full jitter, or is what the provider's ``Retry-After`` asks for; a wait that would end
-past the request's deadline is not taken, and the last failure stands.
+Retried: 429 and 5xx answers and connection failures (an attempt raises
+``RetryableFailure`` for those). The wait grows exponentially with full jitter, or is
+what the provider's ``Retry-After`` asks for; a wait that would end past the request's
+deadline is not taken, nor a seventh attempt, and the last failure stands.
 """
 
 from __future__ import annotations
 
 import email.utils
-import random
 import time
+from typing import Any, Awaitable, Callable
 
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base, wait_random_exponential
+
+from kubeinfer.errors import ElasticsearchError
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 529})
 MAX_ATTEMPTS = 6
 BASE_DELAY = 0.2
 MAX_DELAY = 10.0
+
+
+class RetryableFailure(Exception):
+    """An attempt that failed in a way worth another: the error to report if it is the
+    last, and the provider's answer (``None`` when there was none)."""
+
+    def __init__(self, error: ElasticsearchError, response: httpx.Response | None = None) -> None:
+        super().__init__(error.reason)
+        self.error = error
+        self.response = response
 
 
 def retryable(response: httpx.Response) -> bool:
@@ -46,10 +63,51 @@ def retry_after(response: httpx.Response | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def backoff(attempt: int, response: httpx.Response | None = None, *, rng: random.Random | None = None) -> float:
-    """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
-    asked = retry_after(response)
-    if asked is not None:
-        return asked
-    ceiling = min(MAX_DELAY, BASE_DELAY * (2 ** (attempt - 1)))
-    return (rng or random).uniform(0.0, ceiling)
+def _failure(retry_state: RetryCallState) -> RetryableFailure | None:
+    exc = retry_state.outcome.exception() if retry_state.outcome is not None else None
+    return exc if isinstance(exc, RetryableFailure) else None
+
+
+class wait_for_provider(wait_base):
+    """What ``Retry-After`` asks for, else exponential backoff with full jitter."""
+
+    def __init__(self) -> None:
+        self.backoff = wait_random_exponential(multiplier=BASE_DELAY, max=MAX_DELAY)
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        failure = _failure(retry_state)
+        asked = retry_after(failure.response if failure is not None else None)
+        return asked if asked is not None else self.backoff(retry_state)
+
+
+class stop_at_deadline(stop_base):
+    """Stop when the next wait would end at or past ``deadline`` (a ``clock()`` time)."""
+
+    def __init__(self, deadline: float | None, clock: Callable[[], float]) -> None:
+        self.deadline = deadline
+        self.clock = clock
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.deadline is not None and self.clock() + retry_state.upcoming_sleep >= self.deadline
+
+
+def policy(deadline: float | None, clock: Callable[[], float],
+           before_sleep: Callable[[RetryCallState], Any] | None = None) -> AsyncRetrying:
+    """The retrying of one request that must be answered by ``deadline`` (``None``: no limit)."""
+    return AsyncRetrying(
+        retry=retry_if_exception_type(RetryableFailure),
+        wait=wait_for_provider(),
+        stop=stop_after_attempt(MAX_ATTEMPTS) | stop_at_deadline(deadline, clock),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+async def with_retries(attempt: Callable[[], Awaitable[httpx.Response]], deadline: float | None,
+                       clock: Callable[[], float],
+                       before_sleep: Callable[[RetryCallState], Any] | None = None) -> httpx.Response:
+    """``attempt()`` until it answers, retried by ``policy``; the last failure's error otherwise."""
+    try:
+        return await policy(deadline, clock, before_sleep)(attempt)
+    except RetryableFailure as failure:
+        raise failure.error from None

@@ -7,11 +7,11 @@ per non-empty line (Cohere's v1 chat stream).
 
 from __future__ import annotations
 
-import json
 from typing import Any, AsyncIterator
 
 import httpx
 
+from kubeinfer import strict_json
 from ...event_stream import EventStreamParser
 
 
@@ -28,4 +28,4 @@ async def json_lines(response: httpx.Response) -> AsyncIterator[Any]:
     async for line in response.aiter_lines():
         line = line.strip()
         if line:
-            yield json.loads(line)
+            yield strict_json.loads(line)

@@ -121,6 +121,13 @@ async def test_rerank_sorts_by_score_and_honours_top_n_and_return_documents(tiny
     assert top.json()["rerank"] == [{"index": r["index"], "relevance_score": r["relevance_score"]} for r in ranked[:2]]
 
 
+async def test_local_rerank_returns_the_documents_unless_told_not_to(tiny_models):
+    # Elasticsearch's server default for the models it runs: return_documents is true.
+    async with serving(endpoint("rerank", tiny_models["rerank"])) as (client, _):
+        r = await client.post("/_inference/rerank/local", json={"input": ["a cat", "rain"], "query": "cat"})
+    assert {item["text"] for item in r.json()["rerank"]} == {"a cat", "rain"}
+
+
 async def test_unknown_local_model_fails_start_with_a_clear_reason(tmp_path):
     from kubeinfer.errors import ElasticsearchError
 

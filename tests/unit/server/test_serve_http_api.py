@@ -8,15 +8,14 @@ real backends have their own tests. Only HTTP-layer behaviour is checked here.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 import pytest
 
 from model_server.api.app import create_app
-from model_server.api.endpoints import endpoints_router
 from model_server.api.store import SingleEndpointStore
 from model_server.backends.base import Backend, InferenceRequest
+from model_server.backends.results import InferenceResult, RankedDocument, Ranking, TextEmbeddings
 from kubeinfer.catalog import parse_endpoint
 
 
@@ -33,13 +32,13 @@ class RecordingBackend(Backend):
     def ready(self) -> bool:
         return self._ready
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
         self.requests.append(request)
         if self.delay:
             await asyncio.sleep(self.delay)
         if request.task_type.value == "rerank":
-            return {"rerank": [{"index": i, "relevance_score": 1.0 / (i + 1)} for i in range(len(request.input))]}
-        return {"text_embedding": [{"embedding": [float(len(text)), 1.0]} for text in request.input]}
+            return Ranking([RankedDocument(i, 1.0 / (i + 1)) for i in range(len(request.input))])
+        return TextEmbeddings([[float(len(text)), 1.0] for text in request.input])
 
 
 def embedding_config(inference_id: str = "my-e5"):
@@ -57,7 +56,7 @@ def rerank_config():
 
 def client_for(backend: Backend) -> httpx.AsyncClient:
     store = SingleEndpointStore(backend.config, backend)
-    app = create_app(store, extra_routers=[endpoints_router(store)])
+    app = create_app(store)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
 
@@ -226,7 +225,21 @@ async def test_get_returns_the_endpoint_config_without_secrets():
     assert one.json() == expected
     assert typed.json() == expected
     assert every.json() == expected
-    assert_es_error(wrong, 400, "status_exception")
+    assert_es_error(wrong, 400, "status_exception",
+                    "Requested task type [rerank] does not match the inference endpoint's task type [text_embedding]")
+
+
+async def test_task_type_in_a_path_is_read_in_any_case_as_elasticsearch_does():
+    backend = RecordingBackend(embedding_config())
+    async with client_for(backend) as client:
+        every = await client.get("/_inference/TEXT_EMBEDDING/_all")
+        none = await client.get("/_inference/Rerank/_all")
+        one = await client.get("/_inference/Text_Embedding/my-e5")
+        inferred = await client.post("/_inference/TEXT_EMBEDDING/my-e5", json={"input": "x"})
+    assert [e["inference_id"] for e in every.json()["endpoints"]] == ["my-e5"]
+    assert none.json() == {"endpoints": []}
+    assert one.status_code == 200 and inferred.status_code == 200
+    assert len(backend.requests) == 1
 
 
 async def test_readyz_follows_the_backend_and_requests_wait_for_it():

@@ -7,7 +7,7 @@ SSE rendering is under test.
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 import httpx
 
@@ -15,6 +15,7 @@ from model_server.api.app import create_app
 from model_server.api.sse import error_event, parse_events
 from model_server.api.store import SingleEndpointStore
 from model_server.backends.base import Backend, InferenceRequest
+from model_server.backends.results import CompletionDelta, Completions
 from kubeinfer.catalog import parse_endpoint
 from kubeinfer.errors import ElasticsearchError, status_exception
 
@@ -27,16 +28,16 @@ class ScriptedCompletion(Backend):
         self.closed = False
         self.seen: list[InferenceRequest] = []
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
-        return {"completion": [{"result": "".join(self.deltas)}]}
+    async def infer(self, request: InferenceRequest) -> Completions:
+        return Completions(["".join(self.deltas)])
 
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
         self.seen.append(request)
         try:
             for i, delta in enumerate(self.deltas):
                 if self.fail_after is not None and i == self.fail_after:
                     raise status_exception("Received a rate limit status code. Remaining tokens: 0", 429)
-                yield {"completion": [{"delta": delta}]}
+                yield CompletionDelta(delta)
         finally:
             self.closed = True
 

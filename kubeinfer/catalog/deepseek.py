@@ -1,0 +1,26 @@
+"""DeepSeek: chat completions (OpenAI's wire format) at api.deepseek.com or ``url``."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ._base import ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, TaskType
+
+
+class DeepSeekServiceSettings(ExternalServiceSettings):
+    api_key: SecretValue = SecretField("DeepSeek API key.")
+    model_id: str = Field(description="The model, e.g. deepseek-chat.")
+    url: str | None = Field(
+        default=None, description="The chat completions URL; https://api.deepseek.com/chat/completions when unset."
+    )
+
+
+SPEC = ServiceSpec(
+    name="deepseek",
+    service_settings={
+        TaskType.COMPLETION: DeepSeekServiceSettings, TaskType.CHAT_COMPLETION: DeepSeekServiceSettings,
+    },
+    # Elasticsearch sets no rate limit of its own for DeepSeek.
+    default_rate_limit={},
+    description="DeepSeek chat completions.",
+)

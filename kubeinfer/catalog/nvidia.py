@@ -1,0 +1,59 @@
+"""NVIDIA NIM: embeddings, chat completions (OpenAI's wire format) and the retrieval
+reranking API, at NVIDIA's hosted endpoints or a NIM's ``url``."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import Field, field_validator
+
+from ._base import (
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
+)
+
+
+class NvidiaInputType(str, Enum):
+    INGEST = "ingest"
+    SEARCH = "search"
+
+
+class NvidiaTruncate(str, Enum):
+    END = "END"
+    NONE = "NONE"
+    START = "START"
+
+
+class NvidiaServiceSettings(ExternalServiceSettings):
+    api_key: SecretValue = SecretField("NVIDIA API key.")
+    model_id: str = Field(description="The model, e.g. nvidia/llama-3.2-nv-embedqa-1b-v2.")
+
+
+class NvidiaEmbeddingServiceSettings(NvidiaServiceSettings, EmbeddingSettings):
+    pass
+
+
+class NvidiaEmbeddingTaskSettings(Settings):
+    input_type: NvidiaInputType | None = Field(default=None, description="ingest (passage) or search (query).")
+    truncate: NvidiaTruncate | None = None
+
+    @field_validator("truncate", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        # Elasticsearch reads the truncation case-insensitively ("start" in its own examples).
+        return value.upper() if isinstance(value, str) else value
+
+
+SPEC = ServiceSpec(
+    name="nvidia",
+    service_settings={
+        TaskType.CHAT_COMPLETION: NvidiaServiceSettings,
+        TaskType.COMPLETION: NvidiaServiceSettings,
+        TaskType.RERANK: NvidiaServiceSettings,
+        TaskType.TEXT_EMBEDDING: NvidiaEmbeddingServiceSettings,
+    },
+    task_settings={TaskType.TEXT_EMBEDDING: NvidiaEmbeddingTaskSettings},
+    default_rate_limit={
+        TaskType.CHAT_COMPLETION: 3000, TaskType.COMPLETION: 3000, TaskType.RERANK: 3000, TaskType.TEXT_EMBEDDING: 3000,
+    },
+    description="NVIDIA NIM embeddings, reranking and chat completions.",
+)

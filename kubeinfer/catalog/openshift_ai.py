@@ -1,0 +1,42 @@
+"""Red Hat OpenShift AI: models served at the endpoint's ``url`` with OpenAI's wire format
+(embeddings, chat completions) and the vLLM/Cohere-style rerank API."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ._base import (
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
+)
+
+
+class OpenShiftAiServiceSettings(ExternalServiceSettings):
+    api_key: SecretValue = SecretField("The model's token (Token authentication).")
+    # Required here, as in Elasticsearch: the hosted model's URL.
+    url: str = Field(description="The URL of the model served by OpenShift AI.")
+    model_id: str | None = Field(default=None, description="The model, where the server needs its name.")
+
+
+class OpenShiftAiEmbeddingServiceSettings(OpenShiftAiServiceSettings, EmbeddingSettings):
+    pass
+
+
+class OpenShiftAiRerankTaskSettings(Settings):
+    return_documents: bool | None = None
+    top_n: int | None = Field(default=None, gt=0)
+
+
+SPEC = ServiceSpec(
+    name="openshift_ai",
+    service_settings={
+        TaskType.CHAT_COMPLETION: OpenShiftAiServiceSettings,
+        TaskType.COMPLETION: OpenShiftAiServiceSettings,
+        TaskType.RERANK: OpenShiftAiServiceSettings,
+        TaskType.TEXT_EMBEDDING: OpenShiftAiEmbeddingServiceSettings,
+    },
+    task_settings={TaskType.RERANK: OpenShiftAiRerankTaskSettings},
+    default_rate_limit={
+        TaskType.CHAT_COMPLETION: 3000, TaskType.COMPLETION: 3000, TaskType.RERANK: 3000, TaskType.TEXT_EMBEDDING: 3000,
+    },
+    description="Red Hat OpenShift AI embeddings, reranking and chat completions.",
+)

@@ -1,0 +1,202 @@
+"""ONNX Runtime under a local model on CPU: exported once, checked against torch, then served.
+
+The transformer body (what ``transformers`` computes from ``input_ids``,
+``attention_mask`` and ``token_type_ids``: the last hidden state, or a head's logits) is
+exported with ``torch.onnx.export`` into the model cache, under the model's name and
+revision, and reused by every later start and by every replica sharing the cache. A
+cache entry is written to a temporary folder and renamed into place, so a reader never
+sees half an export. Tokenization, pooling, normalisation, SPLADE's weighting and
+rerank's activation stay the torch code of ``encoders``: ``OnnxBody`` takes the place of
+the transformers model and answers with the same tensors.
+
+Before it serves, the ONNX body is run on ``encoders.CHECK_SENTENCES`` beside torch:
+fp32 must agree to ``FP32_MIN_COSINE`` or the model stays on torch (with a log line);
+int8 (dynamic, per-channel) reports its agreement and is refused below its floor.
+
+Imports torch and ONNX Runtime: only the local backend's loading path imports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+from kubeinfer.errors import ElasticsearchError
+from .engine import FP32_MIN_COSINE, EngineOptions
+
+log = logging.getLogger(__name__)
+
+# Bump when the export changes: older cache entries are then left alone, not misread.
+EXPORT_FORMAT = "1"
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json")
+_EDGE = 1 << 20
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
+    """Where exports live: beside the downloaded models, so they share the models' volume."""
+    if cache_dir is not None:
+        return Path(cache_dir) / "kubeinfer-onnx"
+    hf_home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    return Path(hf_home) / "kubeinfer-onnx"
+
+
+def model_key(path: Path) -> tuple[str, str]:
+    """(model name, revision) of a model folder. A Hugging Face snapshot names both
+    (``models--org--name/snapshots/<commit>``). Another folder is named by its own name
+    and revised by its configs' contents and its weights' names, sizes and first and last
+    MiB: cheap to read at every start, and changed by any new training of the weights."""
+    if path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--"):
+        return path.parent.parent.name.removeprefix("models--"), path.name
+    digest = hashlib.sha256()
+    for file in sorted(path.rglob("*")):
+        if not file.is_file() or file.suffix not in _WEIGHT_SUFFIXES:
+            continue
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(path).as_posix()}:{size}:".encode())
+        with file.open("rb") as stream:
+            digest.update(stream.read(_EDGE))
+            if size > 2 * _EDGE:
+                stream.seek(-_EDGE, os.SEEK_END)
+                digest.update(stream.read(_EDGE))
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", path.name).strip("-") or "model", digest.hexdigest()[:16]
+
+
+def _publish(build: Any, target: Path) -> Path:
+    """``target``, built by ``build(folder)`` into a temporary folder unless it exists already."""
+    if (target / "model.onnx").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    log.info("exporting [%s] to ONNX, once per model revision", target)
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)  # the exporter and the quantizer narrate every graph pass
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            build(scratch)
+        logging.disable(previous)
+        try:
+            os.replace(scratch, target)
+        except OSError:
+            if not (target / "model.onnx").is_file():  # not another replica winning the race
+                raise
+    finally:
+        logging.disable(previous)
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+class _Body(torch.nn.Module):
+    def __init__(self, model: Any, output: str) -> None:
+        super().__init__()
+        self.model, self.output = model, output
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return getattr(self.model(input_ids=input_ids, attention_mask=attention_mask), self.output)
+
+
+class _BodyWithTypes(_Body):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,  # type: ignore[override]
+                token_type_ids: torch.Tensor) -> torch.Tensor:
+        return getattr(self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                  token_type_ids=token_type_ids), self.output)
+
+
+def export(model: Any, folder: Path) -> None:
+    """Write ``model``'s transformer body to ``folder/model.onnx``, batch and length dynamic."""
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if model.uses_token_types else [])
+    body = (_BodyWithTypes if model.uses_token_types else _Body)(model.model, model.output_name).eval()
+    example = model.collate(model.encode_texts(["an example sentence to trace", "a second one"]))
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence", max=max(model.max_length, 16))
+    torch.onnx.export(
+        body, tuple(example[name] for name in names), str(folder / "model.onnx"), dynamo=True,
+        input_names=names, output_names=["output"], dynamic_shapes={n: {0: batch, 1: length} for n in names},
+        external_data=True, verbose=False,
+    )
+
+
+def quantize_int8(fp32: Path, folder: Path) -> None:
+    """Dynamic int8 quantization of ``fp32``, weights per output channel (per-tensor loses too much)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(fp32 / "model.onnx"), str(folder / "model.onnx"), per_channel=True,
+                     weight_type=QuantType.QInt8)
+
+
+class OnnxBody:
+    """An ONNX Runtime session with the calling convention of the transformers model it
+    replaces: keyword tensors in, an object with ``last_hidden_state`` or ``logits`` out."""
+
+    def __init__(self, folder: Path, config: Any, output: str, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, int(threads))
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.config, self.output, self.folder = config, output, folder
+
+    def __call__(self, **batch: torch.Tensor) -> SimpleNamespace:
+        feeds = {name: batch[name].numpy() for name in self.inputs}
+        (output,) = self.session.run(None, feeds)
+        return SimpleNamespace(**{self.output: torch.from_numpy(np.asarray(output))})
+
+
+def switch_to_onnx(model: Any, options: EngineOptions, *, threads: int,
+                   cache_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """Put ``model`` on ONNX Runtime when it agrees with torch; what runs it, as a dict
+    (``engine``, ``quantization``, ``cosine``). Raises when int8 is asked for and cannot serve."""
+    int8 = options.quantization == "int8"
+    items = model.check_items()
+    reference = model.run(items)
+    torch_body = model.model
+    name, revision = model_key(model.path)
+    entry = cache_root(cache_dir) / name / revision / f"{type(torch_body).__name__}-v{EXPORT_FORMAT}"
+    try:
+        fp32 = _publish(lambda folder: export(model, folder), entry / "fp32")
+        model.model = OnnxBody(fp32, torch_body.config, model.output_name, threads)
+        agreement = model.agreement(reference, model.run(items))
+    except Exception as exc:  # an architecture the exporter cannot trace: torch still serves it
+        model.model = torch_body
+        if int8:
+            raise ElasticsearchError(500, "status_exception", f"Cannot quantize model [{name}] to int8: its ONNX "
+                                     f"export failed ({type(exc).__name__}: {exc})") from None
+        log.warning("model [%s]: ONNX export failed (%s: %s); serving with torch", name, type(exc).__name__, exc)
+        return {"engine": "torch", "quantization": "none"}
+    if agreement < FP32_MIN_COSINE:
+        model.model = torch_body
+        if int8:
+            raise ElasticsearchError(500, "status_exception", f"Cannot quantize model [{name}] to int8: its fp32 "
+                                     f"ONNX export agrees with torch to only {agreement:.6f}")
+        log.warning("model [%s]: ONNX Runtime agrees with torch to a mean cosine of %.6f, below %s; "
+                    "serving with torch", name, agreement, FP32_MIN_COSINE)
+        return {"engine": "torch", "quantization": "none"}
+    if not int8:
+        log.info("model [%s]: ONNX Runtime fp32, mean cosine %.6f to torch on %d check inputs",
+                 name, agreement, len(items))
+        return {"engine": "onnx", "quantization": "none", "cosine": agreement}
+    quantized = _publish(lambda folder: quantize_int8(fp32, folder), entry / "int8")
+    model.model = OnnxBody(quantized, torch_body.config, model.output_name, threads)
+    agreement = model.agreement(reference, model.run(items))
+    log.info("model [%s]: ONNX Runtime int8, mean cosine %.4f to fp32 on %d check inputs (floor %s)",
+             name, agreement, len(items), options.int8_min_cosine)
+    if agreement < options.int8_min_cosine:
+        raise ElasticsearchError(
+            500, "status_exception",
+            f"Refusing to serve model [{name}] in int8: its mean cosine to fp32 on the check inputs is "
+            f"{agreement:.4f}, below the floor of {options.int8_min_cosine} (KUBEINFER_INT8_MIN_COSINE)",
+        )
+    return {"engine": "onnx", "quantization": "int8", "cosine": agreement}

@@ -1,0 +1,98 @@
+"""Jina AI: ``/v1/embeddings`` and ``/v1/rerank`` with a bearer API key.
+
+Embeddings carry Jina's ``task`` for Elasticsearch's input type (``retrieval.passage``
+for ingest, ``retrieval.query`` for search), ``late_chunking``, ``dimensions`` and the
+``embedding_type`` (``float``, or ``binary`` answered as Elasticsearch's
+``text_embedding_bits``). The ``embedding`` task sends multimodal models a list of
+``{"text": ...}`` objects, other models plain strings, and answers ``embeddings``. ``url`` replaces
+``https://api.jina.ai/v1`` (or is the full URL of the operation).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from ..base import InferenceRequest
+from ..results import InferenceResult
+from .answers import bit_embeddings, embeddings, expect_count, float_vector, rerank_results, text_embeddings
+from .proxy import ProviderBackend
+
+BASE_URL = "https://api.jina.ai/v1"
+TASKS = {"ingest": "retrieval.passage", "search": "retrieval.query",
+         "classification": "classification", "clustering": "separation"}
+
+
+def parse_embeddings(answer: dict[str, Any], count: int, binary: bool, task: TaskType) -> InferenceResult:
+    """Dense vectors (packed bits for ``binary``); the ``embedding`` task's own answer for it."""
+    data = sorted(expect_count(answer["data"], count, "embeddings"), key=lambda item: item.get("index", 0))
+    if task == TaskType.EMBEDDING:
+        return embeddings([float_vector(item["embedding"]) for item in data])
+    if binary:
+        return bit_embeddings([item["embedding"] for item in data])
+    return text_embeddings([float_vector(item["embedding"]) for item in data])
+
+
+def parse_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> InferenceResult:
+    scored = []
+    for item in answer["results"]:
+        index = int(item["index"])
+        if not 0 <= index < len(documents):
+            raise ValueError(f"result index [{index}] is out of range")
+        text = None
+        if return_documents:
+            document = item.get("document")
+            text = document.get("text") if isinstance(document, dict) else document
+            text = documents[index] if text is None else text
+        scored.append((index, item["relevance_score"], text))
+    return rerank_results(scored)
+
+
+class JinaAIBackend(ProviderBackend):
+    default_similarity = "dot_product"
+
+    def url(self, operation: str) -> str:
+        base = self.base_url(BASE_URL)
+        return base if base.endswith(operation) else base + operation
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret('api_key')}", "Accept": "application/json"}
+
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
+        if self.config.task_type == TaskType.RERANK:
+            return await self._rerank(request)
+        settings = request.task_settings
+        # The embedding task's answer holds float vectors only.
+        binary = self.setting("embedding_type") in ("bit", "binary") and self.config.task_type != TaskType.EMBEDDING
+        multimodal = self.config.task_type == TaskType.EMBEDDING and self.setting("multimodal_model", True)
+        body: dict[str, Any] = {
+            "model": self.setting("model_id"),
+            "input": [{"text": text} for text in request.input] if multimodal else list(request.input),
+            "embedding_type": "binary" if binary else "float",
+        }
+        task = TASKS.get(self.input_type(request) or "")
+        if task:
+            body["task"] = task
+        if self.setting("dimensions"):
+            body["dimensions"] = self.setting("dimensions")
+        if settings.get("late_chunking") is not None:
+            body["late_chunking"] = settings["late_chunking"]
+        answer = await self.call_json(self.url("/embeddings"), body, request, headers=self.headers())
+        return self.translate(parse_embeddings, answer, len(request.input), binary, self.config.task_type)
+
+    async def _rerank(self, request: InferenceRequest) -> InferenceResult:
+        settings = request.task_settings
+        return_documents = bool(settings.get("return_documents"))
+        body: dict[str, Any] = {
+            "model": self.setting("model_id"), "query": request.query or "", "documents": list(request.input),
+        }
+        if settings.get("top_n") is not None:
+            body["top_n"] = settings["top_n"]
+        if settings.get("return_documents") is not None:
+            body["return_documents"] = return_documents
+        answer = await self.call_json(self.url("/rerank"), body, request, headers=self.headers())
+        return self.translate(parse_rerank, answer, list(request.input), return_documents)
+
+
+def create_backend(config: InferenceEndpointConfig, **options: Any) -> JinaAIBackend:
+    return JinaAIBackend(config, **options)

@@ -1,0 +1,259 @@
+"""The schemas the emulator knows objects by: the OpenAPI definitions of the built-in kinds
+(as published by Kubernetes and shipped in the ``kubernetes-validate`` wheel) and the
+``openAPIV3Schema`` of each served CRD version.
+
+``Schema`` walks either kind of schema for what patching needs (list types and their map
+keys, patch strategies); ``prune``, ``default`` and ``problems`` apply a CRD's structural
+schema as the API server does on every write. This module knows schemas, not objects'
+storage or HTTP.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import kubernetes_validate
+from jsonschema import Draft4Validator
+
+from kubeinfer.admission import evaluate
+
+_SCHEMAS_DIR = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+
+
+@functools.lru_cache(maxsize=1)
+def definitions() -> dict[str, dict[str, Any]]:
+    """The built-in types' definitions, by name (``io.k8s.api.apps.v1.Deployment``)."""
+    newest = max((p for p in _SCHEMAS_DIR.iterdir() if p.name.endswith("-local")),
+                 key=lambda p: tuple(int(x) for x in p.name[1:].split("-")[0].split(".")))
+    return json.loads((newest / "_definitions.json").read_text())["$defs"]
+
+
+@functools.lru_cache(maxsize=None)
+def builtin_definition(api_version: str, kind: str) -> str | None:
+    group, _, version = api_version.rpartition("/")
+    for name, node in definitions().items():
+        for gvk in node.get("x-kubernetes-group-version-kind", ()):
+            if (gvk.get("group", ""), gvk["version"], gvk["kind"]) == (group, version, kind):
+                return name
+    return None
+
+
+class Schema:
+    """A node of a schema; ``Schema(None)`` knows nothing (maps merge, lists are atomic)."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: dict[str, Any] | None):
+        self.node = _resolve(node) if node else None
+
+    def child(self, name: str) -> "Schema":
+        if not self.node:
+            return Schema(None)
+        props = self.node.get("properties") or {}
+        if name in props:
+            return Schema(props[name])
+        extra = self.node.get("additionalProperties")
+        return Schema(extra if isinstance(extra, dict) else None)
+
+    def items(self) -> "Schema":
+        return Schema(self.node.get("items") if self.node else None)
+
+    def _get(self, key: str) -> Any:
+        return self.node.get(key) if self.node else None
+
+    def list_type(self) -> str:
+        """``map``, ``set`` or ``atomic``, as server-side apply treats the list."""
+        return self._get("x-kubernetes-list-type") or ("map" if self.map_keys() else "atomic")
+
+    def map_keys(self) -> list[str]:
+        keys = self._get("x-kubernetes-list-map-keys")
+        if keys:
+            return list(keys)
+        merge_key = self._get("x-kubernetes-patch-merge-key")
+        return [merge_key] if merge_key and self._get("x-kubernetes-list-type") == "map" else []
+
+    def atomic_map(self) -> bool:
+        return self._get("x-kubernetes-map-type") == "atomic"
+
+    def patch_strategy(self) -> tuple[str, ...]:
+        return tuple(filter(None, (self._get("x-kubernetes-patch-strategy") or "").split(",")))
+
+    def patch_merge_key(self) -> str | None:
+        return self._get("x-kubernetes-patch-merge-key")
+
+
+def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    while True:
+        ref = node.get("$ref") or next((s.get("$ref") for s in node.get("allOf", ()) if "$ref" in s), None)
+        if not ref:
+            return node
+        target = definitions()[ref.rsplit("/", 1)[-1]]
+        node = {**target, **{k: v for k, v in node.items() if k not in ("$ref", "allOf", "description")}}
+
+
+def builtin_schema(api_version: str, kind: str) -> Schema:
+    name = builtin_definition(api_version, kind)
+    return Schema(definitions()[name] if name else None)
+
+
+# ---- CRD structural schemas ------------------------------------------------------------------
+_META_KEEP = {"apiVersion", "kind", "metadata"}
+
+
+def prune(obj: Any, schema: dict[str, Any] | None, *, root: bool = True) -> Any:
+    """Drop the fields the structural schema does not declare (metadata is the server's)."""
+    if not schema or schema.get("x-kubernetes-preserve-unknown-fields") and "properties" not in schema:
+        return obj
+    if isinstance(obj, dict):
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        out = {}
+        for key, value in obj.items():
+            if root and key in _META_KEEP:
+                out[key] = value
+            elif props is not None and key in props:
+                out[key] = prune(value, props[key], root=False)
+            elif isinstance(extra, dict):
+                out[key] = prune(value, extra, root=False)
+            elif extra is True or schema.get("x-kubernetes-preserve-unknown-fields"):
+                out[key] = value
+            elif props is None and extra is None and schema.get("type") != "object":
+                out[key] = value
+        return out
+    if isinstance(obj, list) and isinstance(schema.get("items"), dict):
+        return [prune(item, schema["items"], root=False) for item in obj]
+    return obj
+
+
+def default(obj: Any, schema: dict[str, Any] | None) -> Any:
+    """Fill in the schema's defaults where a field is absent."""
+    if not schema:
+        return obj
+    if isinstance(obj, dict):
+        for key, child in (schema.get("properties") or {}).items():
+            if key not in obj and "default" in child:
+                obj[key] = copy.deepcopy(child["default"])
+            if key in obj:
+                obj[key] = default(obj[key], child)
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key in list(obj):
+                if key not in (schema.get("properties") or {}):
+                    obj[key] = default(obj[key], extra)
+    elif isinstance(obj, list) and isinstance(schema.get("items"), dict):
+        return [default(item, schema["items"]) for item in obj]
+    return obj
+
+
+def _json_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The CRD schema as JSON Schema draft 4 reads it (int-or-string and nullable spelled out)."""
+    def visit(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {k: visit(v) for k, v in node.items() if k not in ("x-kubernetes-validations", "default")}
+            if node.get("x-kubernetes-int-or-string"):
+                out.pop("type", None)
+                out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+            if node.get("nullable") and isinstance(out.get("type"), str):
+                out["type"] = [out["type"], "null"]
+            if "properties" in node and isinstance(node["properties"], dict):
+                out["properties"] = {k: visit(v) for k, v in node["properties"].items()}
+            return out
+        if isinstance(node, list):
+            return [visit(v) for v in node]
+        return node
+    return visit(schema)
+
+
+@functools.lru_cache(maxsize=32)
+def _validator(schema_json: str) -> Draft4Validator:
+    return Draft4Validator(_json_schema(json.loads(schema_json)))
+
+
+def _path(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def problems(obj: Any, old: Any, schema: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(field, reason, message) for each way ``obj`` breaks the schema, then its CEL rules."""
+    body = {k: v for k, v in obj.items() if k != "metadata"}
+    found = []
+    for error in _validator(json.dumps(schema, sort_keys=True)).iter_errors(body):
+        field = _path(error.absolute_path)
+        if error.validator == "enum":
+            found.append((field, "FieldValueNotSupported",
+                          "Unsupported value: supported values: " + ", ".join(f'"{v}"' for v in error.validator_value)))
+        elif error.validator == "required":
+            missing = [n for n in error.validator_value if n not in (error.instance or {})]
+            for name in missing:
+                found.append((_path([*error.absolute_path, name]), "FieldValueRequired", "Required value"))
+        elif error.validator == "type":
+            found.append((field, "FieldValueTypeInvalid", f"Invalid value: must be of type {error.validator_value}"))
+        else:
+            found.append((field, "FieldValueInvalid", f"Invalid value: violates {error.validator} {error.validator_value}"))
+    if found:
+        return found
+    # CEL rules at the root see metadata.name and metadata.generateName only.
+    visible = lambda o: {**{k: v for k, v in o.items() if k != "metadata"}, "metadata": {
+        k: v for k, v in (o.get("metadata") or {}).items() if k in ("name", "generateName")}}
+    return [(field, "FieldValueInvalid", message)
+            for field, message in _rules(visible(obj), visible(old) if old else None, schema, "")]
+
+
+@functools.lru_cache(maxsize=8192)
+def _holds(expression: str, value: str, old: str) -> bool | str:
+    """Whether a rule holds (CEL is pure, so answers are kept); a string says why it could not run."""
+    try:
+        ok = evaluate(expression, json.loads(value), json.loads(old))
+    except Exception as exc:  # cel-python raises its own errors for a rule it cannot evaluate
+        return str(exc)
+    return str(ok) if isinstance(ok, Exception) else bool(ok)
+
+
+# Rules generated per service open with this guard; for another service the rule holds.
+_SERVICE_GUARD = re.compile(r"^self\.service != '([^']+)' \|\| ")
+
+
+def _rules(value: Any, old: Any, schema: dict[str, Any], path: str) -> Iterator[tuple[str, str]]:
+    if old is not None and value == old:
+        return  # validation ratcheting: an unchanged value is not checked again
+    for rule in schema.get("x-kubernetes-validations", ()):
+        expression = rule["rule"]
+        if "oldSelf" in expression and old is None:
+            continue
+        guard = _SERVICE_GUARD.match(expression)
+        if guard and isinstance(value, dict) and value.get("service") != guard.group(1):
+            continue
+        ok = _holds(expression, json.dumps(value, sort_keys=True), json.dumps(old, sort_keys=True))
+        if isinstance(ok, str):
+            yield path, f"Invalid value: rule [{expression}] could not be evaluated: {ok}"
+            continue
+        if not ok:
+            message = rule.get("message")
+            if not message and "messageExpression" in rule:
+                try:
+                    message = str(evaluate(rule["messageExpression"], value, old))
+                except Exception:
+                    message = None
+            yield path, f"Invalid value: {message or 'failed rule: ' + expression}"
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        if props:
+            for name, child in props.items():
+                if name in value:
+                    old_child = old.get(name) if isinstance(old, dict) else None
+                    yield from _rules(value[name], old_child, child, f"{path}.{name}" if path else name)
+        elif isinstance(schema.get("additionalProperties"), dict):
+            for name, item in value.items():
+                old_item = old.get(name) if isinstance(old, dict) else None
+                yield from _rules(item, old_item, schema["additionalProperties"], f"{path}[{name}]")
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            yield from _rules(item, None, schema["items"], f"{path}[{i}]")

@@ -1,0 +1,37 @@
+"""Elasticsearch's result shapes, written from the backends' typed results and read back
+from a body an endpoint pod wrote (the gateway's path)."""
+
+import pytest
+
+from model_server.api.elasticsearch_json import parse, parse_delta, render, render_delta
+from model_server.backends.results import (
+    CompletionDelta, Completions, Embeddings, RankedDocument, Ranking, SparseEmbedding, SparseEmbeddings, TextEmbeddings,
+)
+
+CASES = [
+    (TextEmbeddings([[0.5, -1.0]]), {"text_embedding": [{"embedding": [0.5, -1.0]}]}),
+    (TextEmbeddings([[1, -2]], "byte"), {"text_embedding_bytes": [{"embedding": [1, -2]}]}),
+    (TextEmbeddings([[7]], "bit"), {"text_embedding_bits": [{"embedding": [7]}]}),
+    (Embeddings([[0.25]]), {"embeddings": [{"embedding": [0.25]}]}),
+    (SparseEmbeddings([SparseEmbedding({"cat": 0.5}, True)]),
+     {"sparse_embedding": [{"is_truncated": True, "embedding": {"cat": 0.5}}]}),
+    (Ranking([RankedDocument(2, 0.9, "b"), RankedDocument(0, 0.1)]),
+     {"rerank": [{"index": 2, "relevance_score": 0.9, "text": "b"}, {"index": 0, "relevance_score": 0.1}]}),
+    (Completions(["hi"]), {"completion": [{"result": "hi"}]}),
+]
+
+
+@pytest.mark.parametrize("result,body", CASES)
+def test_each_result_renders_as_elasticsearch_writes_it_and_reads_back(result, body):
+    assert render(result) == body
+    assert parse(body) == result
+
+
+def test_a_streamed_piece_is_a_completion_delta():
+    assert render_delta(CompletionDelta("Hel")) == {"completion": [{"delta": "Hel"}]}
+    assert parse_delta({"completion": [{"delta": "Hel"}]}) == CompletionDelta("Hel")
+
+
+def test_a_body_that_is_no_inference_result_is_refused():
+    with pytest.raises(ValueError):
+        parse({"acknowledged": True})

@@ -1,0 +1,27 @@
+"""Benchmarks that cannot rot: each script under bench/ runs its ``--smoke`` mode (a few
+seconds, tiny sizes) to the end and prints its table. Timings are never asserted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.mark.parametrize("script, table_head", [
+    ("embeddings.py", "| server | clients | embeddings/s |"),
+    ("gateway.py", "target     p50 ms"),
+    ("proxy.py", "target     seq p50 ms"),
+    ("operator.py", "beside 40 unrelated Secrets and Deployments: peak RSS"),
+])
+def test_benchmark_smoke_run_completes_and_prints_its_table(script, table_head):
+    env = {**os.environ, "PYTHONSAFEPATH": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-P", str(BENCH / script), "--smoke"], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert table_head in done.stdout, done.stdout[-3000:]
