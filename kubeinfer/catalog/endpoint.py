@@ -125,13 +125,13 @@ def parse_task_type(value: str) -> TaskType:
 
 def returns_documents(config: InferenceEndpointConfig, task_settings: Mapping[str, Any]) -> bool:
     """Whether a rerank answer carries the documents' text, by Elasticsearch's one rule:
-    ``return_documents`` as the request or the endpoint sets it, else the service's default
-    (``return_documents_default`` of its rerank task settings; the text whenever it is
-    known for a service that has no such setting)."""
+    ``return_documents`` as the request or the endpoint sets it, else the service's default,
+    declared as ``return_documents_default`` on its rerank task settings; without one,
+    false: Elasticsearch then sends the provider nothing and shows no text."""
     given = task_settings.get("return_documents")
     if given is not None:
         return bool(given)
-    return bool(getattr(config.spec.task_settings_model(TaskType.RERANK), "return_documents_default", True))
+    return bool(getattr(config.spec.task_settings_model(TaskType.RERANK), "return_documents_default", False))
 
 
 def check_task_type(config: InferenceEndpointConfig, requested: TaskType | None, *, inference: bool = False) -> None:
@@ -156,8 +156,13 @@ def get_service(name: str, inference_id: str = "") -> ServiceSpec:
     return spec
 
 
+def is_inference_id(value: object) -> bool:
+    """Whether ``value`` is a valid inference id, in full (no trailing newline)."""
+    return isinstance(value, str) and re.fullmatch(INFERENCE_ID_PATTERN, value) is not None
+
+
 def validate_inference_id(inference_id: str) -> None:
-    if not isinstance(inference_id, str) or not re.fullmatch(INFERENCE_ID_PATTERN, inference_id):
+    if not is_inference_id(inference_id):
         raise validation_exception(
             f"Invalid inference_id; [{inference_id}] must be lowercase letters, digits, '-', '_' or '.', "
             "start and end with a letter or digit, and be at most 253 characters"

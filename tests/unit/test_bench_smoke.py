@@ -17,6 +17,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
     ("embeddings.py", "| server | clients | embeddings/s |"),
     ("gateway.py", "target     p50 ms"),
     ("proxy.py", "target     seq p50 ms"),
+    ("cold_start.py", "| case | seconds | x warm request |"),
     ("operator.py", "beside 40 unrelated Secrets and Deployments: peak RSS"),
 ])
 def test_benchmark_smoke_run_completes_and_prints_its_table(script, table_head):

@@ -201,7 +201,7 @@ CASES: dict[tuple[str, ...], Case] = {
          "request": '{"messages": [{"role": "user", "content": ${input}}], "model": "gpt-4.1"}',
          "response": {"json_parser": {"completion_result": "$.choices[*].message.content"}}},
         "/v1/chat/completions", openai_chat("hi there"),
-        {"messages": [{"role": "user", "content": ["hello"]}], "model": "gpt-4.1"}, COMPLETED, input=["hello"]),
+        {"messages": [{"role": "user", "content": "hello"}], "model": "gpt-4.1"}, COMPLETED, input=["hello"]),
     # ---- new pairs of existing services ------------------------------------------------
     ("azureaistudio", "rerank"): Case(
         {"api_key": KEY, "target": "https://cohere-rerank.models.ai.azure.test", "provider": "cohere",
@@ -362,7 +362,7 @@ CHAT_CASES = {
     "llama": ({"url": "http://llama.test:8321/v1/openai/v1/chat/completions", "model_id": "llama3.2:3b"},
               "llama.test:8321", "/v1/openai/v1/chat/completions", "max_completion_tokens"),
     "nvidia": ({"api_key": KEY, "model_id": "microsoft/phi-3-mini-128k-instruct"}, "integrate.api.nvidia.com",
-               "/v1/chat/completions", "max_completion_tokens"),
+               "/v1/chat/completions", "max_tokens"),
     "openshift_ai": ({"api_key": KEY, "url": "https://llama.apps.ocp.test/v1/chat/completions",
                       "model_id": "llama-31-8b-instruct"}, "llama.apps.ocp.test", "/v1/chat/completions",
                      "max_completion_tokens"),
@@ -422,3 +422,32 @@ def _raw_event(kind: str, payload: bytes) -> bytes:
     prelude = struct.pack(">II", 12 + len(encoded) + len(payload) + 4, len(encoded))
     message = prelude + struct.pack(">I", binascii.crc32(prelude)) + encoded + payload
     return message + struct.pack(">I", binascii.crc32(message))
+
+
+@pytest.mark.parametrize("service,task,url,path", [
+    # A bare host keeps the provider's own path, whatever the service.
+    ("groq", "chat_completion", "http://fake.test", "/openai/v1/chat/completions"),
+    ("nvidia", "text_embedding", "http://fake.test:8080/", "/v1/embeddings"),
+    ("jinaai", "rerank", "http://fake.test", "/v1/rerank"),
+    ("voyageai", "text_embedding", "http://fake.test", "/v1/embeddings"),
+    # A base URL gets the operation added; a URL of the operation is used as is.
+    ("ai21", "completion", "http://fake.test/proxy/v1", "/proxy/v1/chat/completions"),
+    ("jinaai", "text_embedding", "http://fake.test/v1/embeddings", "/v1/embeddings"),
+    # Where Elasticsearch takes url as the operation's own URL, it is.
+    ("deepseek", "completion", "http://fake.test/beta/chat/completions", "/beta/chat/completions"),
+])
+async def test_url_override_reaches_the_operation(service, task, url, path):
+    settings = {"api_key": KEY, "model_id": "m", "url": url}
+    replies = {"text_embedding": Reply(json=openai_embeddings(VEC)),
+               "rerank": Reply(json={"results": [{"index": 0, "relevance_score": 0.5}]})}
+    fake = FakeProvider().on(path, replies.get(task, Reply(json=openai_chat("ok"))))
+    backend = backend_for(fake, service, task, settings)
+    if task == "chat_completion":
+        fake.on(path, Reply(events=openai_stream()))
+        response = await post_chat(backend, CHAT_REQUEST)
+    else:
+        body = {"input": ["hello"], **({"query": "q"} if task == "rerank" else {})}
+        response = await post_through_server(backend, body)
+    assert response.status_code == 200, response.text
+    [received] = fake.received
+    assert received.path == path

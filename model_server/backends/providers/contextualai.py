@@ -28,8 +28,7 @@ def parse_rerank(answer: dict[str, Any], count: int) -> InferenceResult:
 
 class ContextualAIBackend(ProviderBackend):
     async def infer(self, request: InferenceRequest) -> InferenceResult:
-        base = self.base_url(BASE_URL)
-        url = base if base.endswith("/rerank") else base + "/rerank"
+        url = self.provider_url(BASE_URL + "/rerank", "/rerank")
         settings = request.task_settings
         body: dict[str, Any] = {
             "query": request.query or "", "documents": list(request.input), "model": self.setting("model_id"),

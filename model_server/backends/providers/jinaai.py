@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
 from ..base import InferenceRequest
 from ..results import InferenceResult
-from .answers import bit_embeddings, embeddings, expect_count, float_vector, rerank_results, text_embeddings
+from .answers import bit_embeddings, embeddings, expect_count, float_vector, parse_results_rerank, text_embeddings
 from .proxy import ProviderBackend
 
 BASE_URL = "https://api.jina.ai/v1"
@@ -33,27 +33,12 @@ def parse_embeddings(answer: dict[str, Any], count: int, binary: bool, task: Tas
     return text_embeddings([float_vector(item["embedding"]) for item in data])
 
 
-def parse_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> InferenceResult:
-    scored = []
-    for item in answer["results"]:
-        index = int(item["index"])
-        if not 0 <= index < len(documents):
-            raise ValueError(f"result index [{index}] is out of range")
-        text = None
-        if return_documents:
-            document = item.get("document")
-            text = document.get("text") if isinstance(document, dict) else document
-            text = documents[index] if text is None else text
-        scored.append((index, item["relevance_score"], text))
-    return rerank_results(scored)
-
 
 class JinaAIBackend(ProviderBackend):
     default_similarity = "dot_product"
 
     def url(self, operation: str) -> str:
-        base = self.base_url(BASE_URL)
-        return base if base.endswith(operation) else base + operation
+        return self.provider_url(BASE_URL + operation, operation)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret('api_key')}", "Accept": "application/json"}
@@ -82,7 +67,7 @@ class JinaAIBackend(ProviderBackend):
 
     async def _rerank(self, request: InferenceRequest) -> InferenceResult:
         settings = request.task_settings
-        return_documents = bool(settings.get("return_documents"))
+        return_documents = returns_documents(self.config, settings)
         body: dict[str, Any] = {
             "model": self.setting("model_id"), "query": request.query or "", "documents": list(request.input),
         }
@@ -91,7 +76,7 @@ class JinaAIBackend(ProviderBackend):
         if settings.get("return_documents") is not None:
             body["return_documents"] = return_documents
         answer = await self.call_json(self.url("/rerank"), body, request, headers=self.headers())
-        return self.translate(parse_rerank, answer, list(request.input), return_documents)
+        return self.translate(parse_results_rerank, answer, list(request.input), return_documents)
 
 
 def create_backend(config: InferenceEndpointConfig, **options: Any) -> JinaAIBackend:

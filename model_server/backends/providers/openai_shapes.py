@@ -12,11 +12,21 @@ from typing import Any, AsyncIterator
 import httpx
 
 from kubeinfer import strict_json
+from kubeinfer.catalog import TaskType
 from kubeinfer.errors import ElasticsearchError
 from ..results import CompletionDelta, Completions, TextEmbeddings
 from ..chat import CHUNK_OBJECT, ChatCompletionChunk, ChatRequest, ChoiceDelta, ToolCallDelta, usage
 from .answers import completions, delta, expect_count, float_vector, text_embeddings
 from .streams import server_sent_events
+
+
+# The operation each task type calls, relative to the API's base URL.
+OPERATIONS = {
+    TaskType.TEXT_EMBEDDING: "embeddings",
+    TaskType.EMBEDDING: "embeddings",
+    TaskType.COMPLETION: "chat/completions",
+    TaskType.CHAT_COMPLETION: "chat/completions",
+}
 
 
 def embeddings_body(inputs: list[str], **fields: Any) -> dict[str, Any]:

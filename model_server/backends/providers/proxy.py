@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from urllib.parse import urlsplit
 from typing import Any, AsyncIterator, Callable
 
 import httpx
@@ -178,6 +179,22 @@ class ProviderBackend(Backend):
     def base_url(self, default: str) -> str:
         """The catalog's ``url`` override, else the provider's own base URL (no trailing slash)."""
         return (self.setting("url") or default).rstrip("/")
+
+    def provider_url(self, default: str, suffix: str, *, full: bool = False) -> str:
+        """Where an operation goes: ``default`` (the provider's own URL of it), or the ``url``
+        override. A bare host (``http://proxy:8080``) takes the provider's own path; a URL
+        that already ends with ``suffix`` (``/embeddings``), or any URL where ``full`` says
+        the setting is the whole URL of the operation (as Elasticsearch takes it for some
+        services), is used as is; any other URL is a base that ``suffix`` is added to."""
+        url = self.setting("url")
+        if not url:
+            return default
+        parsed = urlsplit(url)
+        if parsed.path in ("", "/") and not parsed.query:
+            return url.rstrip("/") + urlsplit(default).path
+        if full or parsed.path.rstrip("/").endswith(suffix):
+            return url
+        return url.rstrip("/") + suffix
 
     @staticmethod
     def input_type(request: InferenceRequest) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
 from ..base import InferenceRequest
 from ..results import InferenceResult
 from .answers import (
@@ -49,16 +49,17 @@ class VoyageAIBackend(ProviderBackend):
     default_similarity = "dot_product"
 
     def url(self, operation: str) -> str:
-        base = self.base_url(BASE_URL)
-        return base if base.endswith(operation) else base + operation
+        return self.provider_url(BASE_URL + operation, operation)
 
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret('api_key')}"}
+        # The key is optional in the catalog (Elasticsearch's own examples leave it out).
+        key = self.secret("api_key")
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def infer(self, request: InferenceRequest) -> InferenceResult:
         settings = request.task_settings
         if self.config.task_type == TaskType.RERANK:
-            return_documents = bool(settings.get("return_documents"))
+            return_documents = returns_documents(self.config, settings)
             body: dict[str, Any] = {
                 "query": request.query or "", "documents": list(request.input), "model": self.setting("model_id"),
             }

@@ -265,3 +265,27 @@ async def test_metrics_count_requests_errors_and_latency():
             in text)
     assert 'kubeinfer_inference_request_duration_seconds_count{inference_id="metered",task_type="text_embedding"} 2.0' in text
     assert 'kubeinfer_inference_inputs_total{inference_id="metered",task_type="text_embedding"} 2.0' in text
+
+
+# ---- OpenAI's API on the endpoint pod ---------------------------------------------------------
+
+async def test_the_pod_answers_the_openai_sdk_for_its_one_endpoint():
+    import openai
+
+    backend = RecordingBackend(embedding_config())
+    async with client_for(backend) as http:
+        sdk = openai.AsyncOpenAI(base_url="http://test/v1", api_key="unused", http_client=http, max_retries=0)
+        answer = await sdk.embeddings.create(model="my-e5", input=["abc", "de"])
+        assert [d.embedding for d in answer.data] == [[3.0, 1.0], [2.0, 1.0]]
+        assert backend.requests[-1].input == ["abc", "de"]
+        assert [m.id async for m in sdk.models.list()] == ["my-e5"]
+        with pytest.raises(openai.NotFoundError):
+            await sdk.embeddings.create(model="other", input="x")
+
+
+async def test_a_pod_still_loading_its_model_answers_503_in_openai_shape():
+    async with client_for(RecordingBackend(embedding_config(), ready=False)) as http:
+        response = await http.post("/v1/embeddings", json={"model": "my-e5", "input": "x"})
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["type"] == "server_error" and "loading" in error["message"]
