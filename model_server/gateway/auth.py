@@ -82,6 +82,8 @@ def required_privilege(method: str, path: str) -> Privilege | None:
         return Privilege("delete", "cluster:admin/xpack/inference/delete")
     if method == "POST":
         return Privilege("get", "cluster:monitor/xpack/inference")
+    if path == "/_inference/_services" or path.startswith("/_inference/_services/"):
+        return Privilege("get", "cluster:monitor/xpack/inference/services/get")
     return Privilege("get", "cluster:monitor/xpack/inference/get")
 
 

@@ -672,6 +672,15 @@ async def test_custom_secret_parameters_each_become_a_key_of_the_owned_secret(ga
         "secret_parameters.api_key": "sk-custom-one", "secret_parameters.org_token": "tok-two"}
 
 
+async def test_services_api_answers_readers_and_names_its_own_action_to_others(gateway, cluster):
+    listed = await gateway.get("/_inference/_services/chat_completion", headers=as_user(VIEWER))
+    assert listed.status_code == 200, listed.text
+    assert "groq" in [s["service"] for s in listed.json()]
+    status, kind, reason = error_of(await gateway.get("/_inference/_services", headers=as_user(STRANGER)))
+    assert (status, kind) == (403, "security_exception")
+    assert reason.startswith("action [cluster:monitor/xpack/inference/services/get] is unauthorized for user [mallory]")
+
+
 # ---- hostile callers -----------------------------------------------------------------------
 def referencing_body(secret: str, url: str = "https://attacker.example/v1") -> dict[str, Any]:
     return {"service": "openai", "service_settings": {
