@@ -137,7 +137,11 @@ class AmazonSageMakerBackend(ProviderBackend):
             body["input_type"] = self.input_type(request)
         if request.query is not None:
             body["query"] = request.query
-        extra = {k: v for k, v in request.task_settings.items() if k not in INVOKE_OPTIONS}
+        for name in ("return_documents", "top_n"):
+            if request.task_settings.get(name) is not None:
+                body[name] = request.task_settings[name]
+        extra = {k: v for k, v in request.task_settings.items()
+                 if k not in INVOKE_OPTIONS and k not in ("return_documents", "top_n")}
         if extra:
             body["task_settings"] = extra
         return body
