@@ -139,7 +139,7 @@ REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("googleaistudio", "completion"): ("api_key", "model_id"),
     ("googleaistudio", "text_embedding"): ("api_key", "model_id"),
     ("googlevertexai", "rerank"): ("service_account_json", "project_id"),
-    ("googlevertexai", "text_embedding"): ("service_account_json", "location", "model_id", "project_id"),
+    ("googlevertexai", "text_embedding"): ("service_account_json", "model_id", "project_id"),
     ("hugging_face", "text_embedding"): ("api_key", "url"),
     ("mistral", "text_embedding"): ("api_key", "model"),
     ("openai", "completion"): ("api_key", "model_id"),

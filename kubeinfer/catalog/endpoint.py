@@ -148,8 +148,13 @@ def get_service(name: str, inference_id: str = "") -> ServiceSpec:
     return spec
 
 
+def is_inference_id(value: object) -> bool:
+    """Whether ``value`` is a valid inference id, in full (no trailing newline)."""
+    return isinstance(value, str) and re.fullmatch(INFERENCE_ID_PATTERN, value) is not None
+
+
 def validate_inference_id(inference_id: str) -> None:
-    if not isinstance(inference_id, str) or not re.fullmatch(INFERENCE_ID_PATTERN, inference_id):
+    if not is_inference_id(inference_id):
         raise validation_exception(
             f"Invalid inference_id; [{inference_id}] must be lowercase letters, digits, '-', '_' or '.', "
             "start and end with a letter or digit, and be at most 253 characters"

@@ -23,7 +23,9 @@ class GoogleVertexAIServiceSettings(ExternalServiceSettings):
 
 class GoogleVertexAIEmbeddingServiceSettings(GoogleVertexAIServiceSettings, EmbeddingSettings):
     model_id: str = Field(description="The embedding model, e.g. text-embedding-004.")
-    location: str = Field(description="The region of the model, e.g. us-central1.")
+    location: str | None = Field(
+        default=None, description="The region of the model, e.g. us-central1; the global endpoint when unset."
+    )
 
 
 class ModelGardenProvider(str, Enum):

@@ -23,6 +23,7 @@ import httpx
 
 from ..backends.base import Backend
 from kubeinfer.catalog import InferenceEndpointConfig, SecretKeyRef, from_manifest
+from kubeinfer.catalog.endpoint import is_inference_id
 from kubeinfer.errors import ElasticsearchError, not_found, status_exception, validation_exception
 from .forwarding import ForwardingBackend
 from kubeinfer.kube import KubeClient, KubeError
@@ -126,6 +127,8 @@ class KubernetesEndpointStore:
 
     # ---- reading -------------------------------------------------------------------
     async def _read(self, inference_id: str, *, cached: bool = False) -> tuple[dict[str, Any], InferenceEndpointConfig]:
+        if not is_inference_id(inference_id):  # no such endpoint can exist; nor may it reach a URL path
+            raise not_found(inference_id)
         hit = self._cache.get(inference_id) if cached else None
         if hit is not None and hit[0] > time.monotonic():
             return hit[1], hit[2]
@@ -375,8 +378,10 @@ class KubernetesEndpointStore:
 
 
 def _api_failure(exc: KubeError) -> ElasticsearchError:
-    if exc.status == 422:
+    if exc.status in (400, 422):
         return validation_exception(exc.message)
+    if exc.status == 409:
+        return status_exception(f"Kubernetes refused the change: {exc.message}", 409)
     if exc.status == 403:
         return ElasticsearchError(
             500, "status_exception", f"The gateway is not allowed to do this in Kubernetes: {exc.message}"

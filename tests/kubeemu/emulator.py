@@ -447,7 +447,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": meta.get("uid"),
                              "resourceVersion": meta.get("resourceVersion")},
                 "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
-                "status": {"replicas": (obj.get("status") or {}).get("replicas", 0)}}
+                "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
+                           "selector": ",".join(f"{k}={v}" for k, v in sorted(
+                               (((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}).items()))}}
 
     # ---- writes ---------------------------------------------------------------------------
     def _commit(self, key: str, namespace: str | None, name: str, old: dict[str, Any], new: dict[str, Any],

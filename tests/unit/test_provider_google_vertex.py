@@ -193,3 +193,17 @@ async def test_completion_with_anthropic_on_model_garden_posts_messages_to_its_u
     [call] = fake.to(path)
     assert call.json == {"anthropic_version": "vertex-2023-10-16", "messages": [{"role": "user", "content": "hi"}],
                          "max_tokens": 1024}
+
+
+async def test_embeddings_without_a_location_use_the_global_endpoint(key_pair):
+    account, public = key_pair
+    handle, _ = token_server(public, 3600)
+    path = "/v1/projects/proj/locations/global/publishers/google/models/text-embedding-004:predict"
+    fake = FakeProvider().on("/token", handle).on(path, Reply(json={"predictions": [
+        {"embeddings": {"values": [0.1, 0.2]}}]}))
+    settings = {k: v for k, v in embed_settings(account).items() if k not in ("location", "url")}
+    backend = backend_for(fake, "googlevertexai", "text_embedding", settings)
+    response = await post_through_server(backend, {"input": ["a"]})
+    assert response.status_code == 200, response.text
+    [call] = fake.to(path)
+    assert call.host == "aiplatform.googleapis.com"

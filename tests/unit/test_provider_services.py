@@ -201,7 +201,7 @@ CASES: dict[tuple[str, ...], Case] = {
          "request": '{"messages": [{"role": "user", "content": ${input}}], "model": "gpt-4.1"}',
          "response": {"json_parser": {"completion_result": "$.choices[*].message.content"}}},
         "/v1/chat/completions", openai_chat("hi there"),
-        {"messages": [{"role": "user", "content": ["hello"]}], "model": "gpt-4.1"}, COMPLETED, input=["hello"]),
+        {"messages": [{"role": "user", "content": "hello"}], "model": "gpt-4.1"}, COMPLETED, input=["hello"]),
     # ---- new pairs of existing services ------------------------------------------------
     ("azureaistudio", "rerank"): Case(
         {"api_key": KEY, "target": "https://cohere-rerank.models.ai.azure.test", "provider": "cohere",
@@ -362,7 +362,7 @@ CHAT_CASES = {
     "llama": ({"url": "http://llama.test:8321/v1/openai/v1/chat/completions", "model_id": "llama3.2:3b"},
               "llama.test:8321", "/v1/openai/v1/chat/completions", "max_completion_tokens"),
     "nvidia": ({"api_key": KEY, "model_id": "microsoft/phi-3-mini-128k-instruct"}, "integrate.api.nvidia.com",
-               "/v1/chat/completions", "max_completion_tokens"),
+               "/v1/chat/completions", "max_tokens"),
     "openshift_ai": ({"api_key": KEY, "url": "https://llama.apps.ocp.test/v1/chat/completions",
                       "model_id": "llama-31-8b-instruct"}, "llama.apps.ocp.test", "/v1/chat/completions",
                      "max_completion_tokens"),
@@ -451,3 +451,39 @@ async def test_url_override_reaches_the_operation(service, task, url, path):
     assert response.status_code == 200, response.text
     [received] = fake.received
     assert received.path == path
+
+
+async def test_completion_of_an_openai_compatible_service_streams_deltas():
+    fake = FakeProvider().on("/chat/completions", Reply(events=openai_stream("deepseek-chat")))
+    backend = backend_for(fake, "deepseek", "completion", {"api_key": KEY, "model_id": "deepseek-chat"})
+    response = await post_through_server(backend, {"input": "hello"}, stream=True)
+    assert response.status_code == 200, response.text
+    events = list(parse_events(response.text))
+    assert json.loads(events[0][1]) == {"completion": [{"delta": "Hi"}]}
+    assert events[-1][1] == "[DONE]"
+    [received] = fake.received
+    assert received.json["stream"] is True and received.json["messages"] == [{"role": "user", "content": "hello"}]
+
+
+async def test_binary_embeddings_answer_as_packed_bits():
+    reply = {"object": "list", "model": "jina-embeddings-v3", "usage": {"total_tokens": 1},
+             "data": [{"object": "embedding", "index": 0, "embedding": [-7, 12, 127]}]}
+    fake = FakeProvider().on("/v1/embeddings", Reply(json=reply))
+    backend = backend_for(fake, "jinaai", "text_embedding",
+                          {"api_key": KEY, "model_id": "jina-embeddings-v3", "embedding_type": "bit"})
+    response = await post_through_server(backend, {"input": ["hello"]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"text_embedding_bits": [{"embedding": [-7, 12, 127]}]}
+    assert fake.received[0].json["embedding_type"] == "binary"
+
+
+async def test_sagemaker_elastic_api_streams_one_completion_object_a_payload_part():
+    parts = [_raw_event("PayloadPart", json.dumps({"completion": [{"delta": text}]}).encode()) for text in ("Hel", "lo")]
+    path = "/endpoints/my-endpoint/invocations-response-stream"
+    fake = FakeProvider().on(path, Reply(raw=b"".join(parts), content_type="application/vnd.amazon.eventstream"))
+    backend = backend_for(fake, "amazon_sagemaker", "completion", {**SAGEMAKER, "api": "elastic"})
+    response = await post_through_server(backend, {"input": "hello"}, stream=True)
+    assert response.status_code == 200, response.text
+    deltas = [json.loads(data) for _, data in list(parse_events(response.text))[:-1]]
+    assert deltas == [{"completion": [{"delta": "Hel"}]}, {"completion": [{"delta": "lo"}]}]
+    assert fake.received[0].json == {"input": "hello", "stream": True}

@@ -185,8 +185,9 @@ class GoogleVertexAIBackend(TokenExchangeBackend):
         project = self.setting("project_id")
         if self.config.task_type == TaskType.TEXT_EMBEDDING:
             location = self.setting("location")
-            base = self.base_url(f"https://{location}-aiplatform.googleapis.com")
-            url = (f"{base}/v1/projects/{project}/locations/{location}/publishers/google/models/"
+            host = f"https://{location}-aiplatform.googleapis.com" if location else "https://aiplatform.googleapis.com"
+            base = self.base_url(host)
+            url = (f"{base}/v1/projects/{project}/locations/{location or 'global'}/publishers/google/models/"
                    f"{self.setting('model_id')}:predict")
             task_type = TASK_TYPES.get(self.input_type(request) or "")
             instances = []

@@ -52,7 +52,9 @@ class VoyageAIBackend(ProviderBackend):
         return self.provider_url(BASE_URL + operation, operation)
 
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret('api_key')}"}
+        # The key is optional in the catalog (Elasticsearch's own examples leave it out).
+        key = self.secret("api_key")
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def infer(self, request: InferenceRequest) -> InferenceResult:
         settings = request.task_settings
