@@ -148,6 +148,8 @@ class ServiceSpec:
     # services that run a model in-process.
     default_rate_limit: dict[TaskType, int] | None = None
     description: str = ""
+    # The name people know the service by ("OpenAI", "Amazon Bedrock"), as Kibana shows it.
+    label: str = ""
 
     @property
     def task_types(self) -> tuple[TaskType, ...]:

@@ -44,6 +44,7 @@ class AlibabaSparseTaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="alibabacloud-ai-search",
+    label="AlibabaCloud AI Search",
     service_settings={
         TaskType.COMPLETION: AlibabaCloudServiceSettings,
         TaskType.RERANK: AlibabaCloudServiceSettings,

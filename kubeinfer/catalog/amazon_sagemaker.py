@@ -87,6 +87,7 @@ class AmazonSageMakerTaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="amazon_sagemaker",
+    label="Amazon SageMaker",
     service_settings={
         TaskType.CHAT_COMPLETION: AmazonSageMakerServiceSettings,
         TaskType.COMPLETION: AmazonSageMakerServiceSettings,

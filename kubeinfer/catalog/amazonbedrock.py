@@ -50,6 +50,7 @@ class AmazonBedrockCompletionTaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="amazonbedrock",
+    label="Amazon Bedrock",
     service_settings={
         TaskType.CHAT_COMPLETION: AmazonBedrockServiceSettings,
         TaskType.COMPLETION: AmazonBedrockServiceSettings,

@@ -21,6 +21,7 @@ class AnthropicTaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="anthropic",
+    label="Anthropic",
     service_settings={TaskType.CHAT_COMPLETION: AnthropicServiceSettings, TaskType.COMPLETION: AnthropicServiceSettings},
     task_settings={TaskType.CHAT_COMPLETION: AnthropicTaskSettings, TaskType.COMPLETION: AnthropicTaskSettings},
     default_rate_limit={TaskType.CHAT_COMPLETION: 50, TaskType.COMPLETION: 50},

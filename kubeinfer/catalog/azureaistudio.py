@@ -74,6 +74,7 @@ class AzureAIStudioCompletionTaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="azureaistudio",
+    label="Azure AI Studio",
     service_settings={
         TaskType.COMPLETION: AzureAIStudioServiceSettings,
         TaskType.RERANK: AzureAIStudioRerankServiceSettings,

@@ -44,6 +44,7 @@ class AzureOpenAITaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="azureopenai",
+    label="Azure OpenAI",
     service_settings={
         TaskType.CHAT_COMPLETION: AzureOpenAIServiceSettings,
         TaskType.COMPLETION: AzureOpenAIServiceSettings,

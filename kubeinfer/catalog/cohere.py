@@ -62,6 +62,7 @@ class CohereCompletionTaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="cohere",
+    label="Cohere",
     service_settings={
         TaskType.COMPLETION: CohereServiceSettings,
         TaskType.RERANK: CohereServiceSettings,

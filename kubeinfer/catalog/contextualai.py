@@ -19,6 +19,7 @@ class ContextualAIRerankTaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="contextualai",
+    label="Contextual AI",
     service_settings={TaskType.RERANK: ContextualAIServiceSettings},
     task_settings={TaskType.RERANK: ContextualAIRerankTaskSettings},
     default_rate_limit={TaskType.RERANK: 1000},

@@ -101,6 +101,7 @@ CustomCompletionServiceSettings = _settings(CompletionParser)
 
 SPEC = ServiceSpec(
     name="custom",
+    label="Custom",
     service_settings={
         TaskType.COMPLETION: CustomCompletionServiceSettings,
         TaskType.RERANK: CustomRerankServiceSettings,

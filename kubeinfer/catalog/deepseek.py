@@ -17,6 +17,7 @@ class DeepSeekServiceSettings(ExternalServiceSettings):
 
 SPEC = ServiceSpec(
     name="deepseek",
+    label="DeepSeek",
     service_settings={
         TaskType.COMPLETION: DeepSeekServiceSettings, TaskType.CHAT_COMPLETION: DeepSeekServiceSettings,
     },

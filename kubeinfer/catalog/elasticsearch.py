@@ -67,6 +67,7 @@ class RerankTaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="elasticsearch",
+    label="Elasticsearch",
     service_settings={
         TaskType.RERANK: LocalModelServiceSettings,
         TaskType.SPARSE_EMBEDDING: LocalModelServiceSettings,

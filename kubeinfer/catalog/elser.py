@@ -7,6 +7,7 @@ from .elasticsearch import ElserServiceSettings
 
 SPEC = ServiceSpec(
     name="elser",
+    label="Elser",
     service_settings={TaskType.SPARSE_EMBEDDING: ElserServiceSettings},
     description="ELSER sparse embeddings (deprecated in Elasticsearch in favour of the elasticsearch service).",
 )

@@ -25,6 +25,7 @@ class FireworksAIChatTaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="fireworksai",
+    label="Fireworks AI",
     service_settings={
         TaskType.CHAT_COMPLETION: FireworksAIServiceSettings,
         TaskType.COMPLETION: FireworksAIServiceSettings,

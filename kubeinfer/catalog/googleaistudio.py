@@ -20,6 +20,7 @@ class GoogleAIStudioEmbeddingServiceSettings(GoogleAIStudioServiceSettings, Embe
 
 SPEC = ServiceSpec(
     name="googleaistudio",
+    label="Google AI Studio",
     service_settings={
         TaskType.COMPLETION: GoogleAIStudioServiceSettings,
         TaskType.TEXT_EMBEDDING: GoogleAIStudioEmbeddingServiceSettings,

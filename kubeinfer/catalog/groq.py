@@ -14,6 +14,7 @@ class GroqServiceSettings(ExternalServiceSettings):
 
 SPEC = ServiceSpec(
     name="groq",
+    label="Groq",
     service_settings={TaskType.CHAT_COMPLETION: GroqServiceSettings},
     default_rate_limit={TaskType.CHAT_COMPLETION: 1000},
     description="Groq chat completions.",

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
 )
@@ -22,6 +24,9 @@ class HuggingFaceModelServiceSettings(ExternalServiceSettings):
 
 
 class HuggingFaceRerankTaskSettings(Settings):
+    # Elasticsearch asks Text Embeddings Inference for the texts unless told not to.
+    return_documents_default: ClassVar[bool] = True
+
     return_documents: bool | None = None
     top_n: int | None = Field(default=None, gt=0)
 
@@ -34,6 +39,7 @@ class HuggingFaceChatServiceSettings(ExternalServiceSettings):
 
 SPEC = ServiceSpec(
     name="hugging_face",
+    label="Hugging Face",
     service_settings={
         TaskType.CHAT_COMPLETION: HuggingFaceChatServiceSettings,
         TaskType.COMPLETION: HuggingFaceModelServiceSettings,

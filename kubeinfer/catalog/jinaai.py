@@ -51,6 +51,7 @@ class JinaAIRerankTaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="jinaai",
+    label="Jina AI",
     service_settings={
         TaskType.EMBEDDING: JinaAIMultimodalServiceSettings,
         TaskType.RERANK: JinaAIServiceSettings,

@@ -21,6 +21,7 @@ class LlamaEmbeddingServiceSettings(LlamaServiceSettings, EmbeddingSettings):
 
 SPEC = ServiceSpec(
     name="llama",
+    label="Llama",
     service_settings={
         TaskType.CHAT_COMPLETION: LlamaServiceSettings,
         TaskType.COMPLETION: LlamaServiceSettings,

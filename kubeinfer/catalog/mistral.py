@@ -27,6 +27,7 @@ class MistralChatServiceSettings(ExternalServiceSettings):
 
 SPEC = ServiceSpec(
     name="mistral",
+    label="Mistral",
     service_settings={
         TaskType.CHAT_COMPLETION: MistralChatServiceSettings,
         TaskType.COMPLETION: MistralCompletionServiceSettings,

@@ -45,6 +45,7 @@ class NvidiaEmbeddingTaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="nvidia",
+    label="Nvidia",
     service_settings={
         TaskType.CHAT_COMPLETION: NvidiaServiceSettings,
         TaskType.COMPLETION: NvidiaServiceSettings,

@@ -27,6 +27,7 @@ class OpenAITaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="openai",
+    label="OpenAI",
     service_settings={
         TaskType.CHAT_COMPLETION: OpenAIServiceSettings,
         TaskType.COMPLETION: OpenAIServiceSettings,

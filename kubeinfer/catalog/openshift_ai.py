@@ -28,6 +28,7 @@ class OpenShiftAiRerankTaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="openshift_ai",
+    label="OpenShift AI",
     service_settings={
         TaskType.CHAT_COMPLETION: OpenShiftAiServiceSettings,
         TaskType.COMPLETION: OpenShiftAiServiceSettings,

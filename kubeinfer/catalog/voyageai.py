@@ -42,6 +42,7 @@ class VoyageAIRerankTaskSettings(Settings):
 
 SPEC = ServiceSpec(
     name="voyageai",
+    label="Voyage AI",
     service_settings={
         TaskType.RERANK: VoyageAIServiceSettings,
         TaskType.TEXT_EMBEDDING: VoyageAIEmbeddingServiceSettings,

@@ -38,6 +38,7 @@ class WatsonxChatServiceSettings(ExternalServiceSettings):
 
 SPEC = ServiceSpec(
     name="watsonxai",
+    label="IBM watsonx",
     service_settings={
         TaskType.CHAT_COMPLETION: WatsonxChatServiceSettings,
         TaskType.COMPLETION: WatsonxModelServiceSettings,

@@ -20,6 +20,8 @@ from .errors import install_error_handlers
 from .health import health_router
 from .inference import inference_router
 from .openai_api import openai_router
+from .relay import Relay
+from .services import services_router
 from .store import EndpointStore
 
 
@@ -30,21 +32,26 @@ def create_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None = None,
     readiness: Callable[[], bool] | None = None,
     title: str = "kubeinfer",
+    relay: Relay | None = None,
 ) -> FastAPI:
-    """The HTTP app. ``readiness`` backs ``/readyz``; by default the store's ``ready``."""
+    """The HTTP app. ``readiness`` backs ``/readyz``; by default the store's ``ready``. ``relay``
+    hands inference for the backends it takes on as bytes (see ``relay``)."""
     app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
     if readiness is None:
         def readiness() -> bool:
             return bool(getattr(store, "ready", True))
+    # Inference is the hot path and every request walks the routes in order: its routes come
+    # first. Chat completion's before the others, as `/_inference/{endpoint}/_stream` matches
+    # its path too. These declare POST routes only, so the GET, PUT and DELETE routes below
+    # keep their literal paths (`_all`, `_services`) ahead of `{inference_id}`.
+    app.include_router(chat_completion_router(store))
+    app.include_router(inference_router(store, relay=relay))
     app.include_router(health_router(readiness))
-    # Extra routers first: their literal paths (e.g. `_all`) must win over `{inference_id}`.
     for router in extra_routers:
         app.include_router(router)
+    app.include_router(services_router())
     app.include_router(endpoints_router(store))
-    # Before the inference routes: `/_inference/{task_type}/{inference_id}/_stream` matches it too.
-    app.include_router(chat_completion_router(store))
-    app.include_router(inference_router(store))
     # OpenAI's API over the same endpoints.
     app.include_router(openai_router(store))
     app.state.store = store

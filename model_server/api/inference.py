@@ -4,7 +4,8 @@
 answer Elasticsearch's JSON; ``.../_stream`` answers Server-Sent Events as Elasticsearch
 does, errors included (an ``event: error`` carrying the usual error body, with the
 error's HTTP status when nothing was sent yet). Each request is counted, timed and,
-when it fails, counted again by error type.
+when it fails, counted again by error type. With a ``Relay`` (the gateway's), a request
+for an endpoint served elsewhere is handed on as bytes once the endpoint is found.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, Request
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response, StreamingResponse
 
 from ..backends.base import Backend, InferenceRequest
@@ -28,9 +30,32 @@ from .chat_completion import not_a_stream_error
 from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response
 from .request_body import read_json_body
 from .inference_request import format_time_value, parse_inference_request
+from .relay import Relay
 from .store import EndpointStore
 
 log = logging.getLogger(__name__)
+
+
+class EndpointConvertor(Convertor[str]):
+    """``<inference_id>`` or ``<task_type>/<inference_id>``: Elasticsearch's two ways of
+    naming an endpoint in a path, so that each route is declared once."""
+
+    regex = "(?:[^/]+/)?[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("endpoint", EndpointConvertor())
+
+
+def endpoint_path(value: str) -> tuple[str | None, str]:
+    """(task type or None, inference id) of an ``{endpoint:endpoint}`` path parameter."""
+    task_type, _, inference_id = value.rpartition("/")
+    return task_type or None, inference_id
 
 
 def inference_timeout(request: InferenceRequest) -> ElasticsearchError:
@@ -54,6 +79,22 @@ class _Observed:
             metrics.ERRORS.labels(self.inference_id, error_type).inc()
 
 
+async def _relayed(
+    store: EndpointStore, relay: Relay | None, http: Request, inference_id: str, task_type: str | None,
+    observed: _Observed, stream: bool,
+) -> Response | None:
+    """The relay's answer, once the endpoint is found and takes this request; else None."""
+    if relay is None:
+        return None
+    requested = parse_task_type(task_type) if task_type is not None else None
+    config = await store.get(inference_id)
+    observed.task_type = config.task_type.value
+    check_task_type(config, requested, inference=True)
+    if config.task_type is TaskType.CHAT_COMPLETION and not stream:
+        raise not_a_stream_error(config)
+    return await relay(await store.backend(inference_id), http, stream)
+
+
 async def _prepare(
     store: EndpointStore, http: Request, inference_id: str, task_type: str | None, observed: _Observed,
     max_inputs: int,
@@ -71,8 +112,9 @@ async def _prepare(
     return await store.backend(inference_id), request
 
 
-def inference_router(store: EndpointStore, *, max_inputs: int | None = None) -> APIRouter:
-    """The routes over ``store``; ``max_inputs`` per request, ``KUBEINFER_MAX_INPUTS_PER_REQUEST`` by default."""
+def inference_router(store: EndpointStore, *, max_inputs: int | None = None, relay: Relay | None = None) -> APIRouter:
+    """The routes over ``store``; ``max_inputs`` per request, ``KUBEINFER_MAX_INPUTS_PER_REQUEST`` by default;
+    ``relay`` hands requests for the backends it takes on as bytes (the endpoint's server checks them)."""
     router = APIRouter()
     if max_inputs is None:
         max_inputs = ServerSettings.from_env().max_inputs_per_request
@@ -80,11 +122,17 @@ def inference_router(store: EndpointStore, *, max_inputs: int | None = None) -> 
     async def infer(http: Request, inference_id: str, task_type: str | None) -> Response:
         observed = _Observed(inference_id)
         try:
+            relayed = await _relayed(store, relay, http, inference_id, task_type, observed, False)
+            if relayed is not None:
+                observed.finish(relayed.status_code)
+                return relayed
             backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
             limit = None if math.isinf(request.timeout) else request.timeout
             try:
-                result = await asyncio.wait_for(backend.infer(request), timeout=limit)
-            except asyncio.TimeoutError:
+                # A deadline on this task, not a task per request as wait_for makes.
+                async with asyncio.timeout(limit):
+                    result = await backend.infer(request)
+            except TimeoutError:
                 raise inference_timeout(request) from None
         except ElasticsearchError as exc:
             observed.finish(exc.status, exc.type)
@@ -95,6 +143,10 @@ def inference_router(store: EndpointStore, *, max_inputs: int | None = None) -> 
     async def stream(http: Request, inference_id: str, task_type: str | None) -> Response:
         observed = _Observed(inference_id)
         try:
+            relayed = await _relayed(store, relay, http, inference_id, task_type, observed, True)
+            if relayed is not None:
+                observed.finish(relayed.status_code)
+                return relayed
             backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
             chunks = backend.stream(request)
             first = await _first_chunk(chunks, request)
@@ -108,23 +160,18 @@ def inference_router(store: EndpointStore, *, max_inputs: int | None = None) -> 
             _event_stream(first, chunks, observed), media_type=sse.MEDIA_TYPE, headers={PRODUCT_HEADER: PRODUCT}
         )
 
-    # Literal `_stream` routes first: `/_inference/{task_type}/{inference_id}` would match them too.
-    @router.post("/_inference/{task_type}/{inference_id}/_stream")
-    async def stream_with_task_type(http: Request, task_type: str, inference_id: str) -> Response:
+    async def stream_route(http: Request) -> Response:
+        task_type, inference_id = endpoint_path(http.path_params["endpoint"])
         return await stream(http, inference_id, task_type)
 
-    @router.post("/_inference/{inference_id}/_stream")
-    async def stream_by_id(http: Request, inference_id: str) -> Response:
-        return await stream(http, inference_id, None)
-
-    @router.post("/_inference/{task_type}/{inference_id}")
-    async def infer_with_task_type(http: Request, task_type: str, inference_id: str) -> Response:
+    async def infer_route(http: Request) -> Response:
+        task_type, inference_id = endpoint_path(http.path_params["endpoint"])
         return await infer(http, inference_id, task_type)
 
-    @router.post("/_inference/{inference_id}")
-    async def infer_by_id(http: Request, inference_id: str) -> Response:
-        return await infer(http, inference_id, None)
-
+    # Plain Starlette routes: the hot path needs no dependency injection. `_stream` first,
+    # since `{endpoint}` alone would take `<inference_id>/_stream` for `<task_type>/<inference_id>`.
+    router.add_route("/_inference/{endpoint:endpoint}/_stream", stream_route, methods=["POST"])
+    router.add_route("/_inference/{endpoint:endpoint}", infer_route, methods=["POST"])
     return router
 
 

@@ -1,9 +1,14 @@
 """A backend that forwards inference to an endpoint's own server (its Kubernetes Service).
 
-The endpoint pod answers Elasticsearch's JSON: bodies are read back into the typed
-results the API renders, errors are re-raised as the ``ElasticsearchError`` the pod
-reported, and streamed completions and chat completion chunks are relayed event by event
-as they arrive, never buffered whole.
+On the gateway's inference routes, ``relay_to_endpoint`` hands the request to the pod as
+bytes and the pod's answer back as bytes, status and headers included: the pod already
+speaks Elasticsearch's JSON, so nothing is parsed or re-encoded on the way, and a
+``_stream`` answer goes back chunk by chunk as it arrives. Only the gateway's own errors
+(the pod unreachable) are written here, in Elasticsearch's shape.
+
+Called as a ``Backend`` (``infer``, ``stream``, ``chat``), it reads the pod's answers back
+into the typed results the API renders, re-raising the pod's errors as the
+``ElasticsearchError`` it reported.
 """
 
 from __future__ import annotations
@@ -12,8 +17,12 @@ import json
 from typing import Any, AsyncIterator
 
 import httpx
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 
 from ..api import elasticsearch_json
+from ..api.inference_request import parse_time_value
 from ..backends.base import Backend, InferenceRequest
 from ..backends.results import CompletionDelta, InferenceResult
 from ..backends.chat import ChatCompletionChunk, ChatRequest
@@ -33,6 +42,19 @@ def request_body(request: InferenceRequest) -> dict[str, Any]:
     if request.task_settings:
         body["task_settings"] = dict(request.task_settings)
     return body
+
+
+# Headers of one hop, not of the answer: the relay's own server writes its own.
+_HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"})
+# A body at most this large is read whole before it goes on; a larger one is streamed.
+_BUFFERED_BODY = 1 << 16
+
+
+async def relay_to_endpoint(backend: Backend, http: Request, stream: bool) -> Response | None:
+    """The gateway's ``Relay``: bytes to and from the pod when ``backend`` forwards; else None."""
+    if not isinstance(backend, ForwardingBackend):
+        return None
+    return await backend.relay(http, stream)
 
 
 def _upstream_error(status: int, payload: Any, inference_id: str) -> ElasticsearchError:
@@ -63,6 +85,35 @@ class ForwardingBackend(Backend):
 
     def _url(self, suffix: str = "") -> str:
         return f"{self.base_url}/_inference/{self.config.task_type.value}/{self.config.inference_id}{suffix}"
+
+    async def relay(self, http: Request, stream: bool) -> Response:
+        """``http`` sent on to the pod, and the pod's answer as it comes."""
+        timeout = parse_time_value(http.query_params.get("timeout"))
+        headers = {"content-type": http.headers.get("content-type", "application/json")}
+        if stream:
+            headers["accept"] = "text/event-stream"
+        length = http.headers.get("content-length")
+        small = length is not None and length.isdigit() and int(length) <= _BUFFERED_BODY
+        upstream_request = self.client.build_request(
+            "POST", self._url("/_stream" if stream else ""), params=http.query_params, headers=headers,
+            content=await http.body() if small else http.stream(),
+            timeout=None if timeout == float("inf") else timeout + 5,
+        )
+        try:
+            upstream = await self.client.send(upstream_request, stream=True)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        answer_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
+        if stream:
+            return StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code, headers=answer_headers,
+                                     background=BackgroundTask(upstream.aclose))
+        try:
+            body = await upstream.aread()
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        finally:
+            await upstream.aclose()
+        return Response(body, status_code=upstream.status_code, headers=answer_headers)
 
     async def infer(self, request: InferenceRequest) -> InferenceResult:
         try:
@@ -99,10 +150,12 @@ class ForwardingBackend(Backend):
                     except ValueError:
                         payload = None
                     raise _upstream_error(response.status_code, payload, self.config.inference_id)
+                parser = EventStreamParser()
                 async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
+                    parsed = parser.feed(line)
+                    if parsed is None:
                         continue
-                    data = line[5:].strip()
+                    data = parsed[1].strip()
                     if data == "[DONE]":
                         return
                     event = json.loads(data)

@@ -1,8 +1,9 @@
 """Endpoints as InferenceEndpoint custom resources: the store behind ``kubeinfer gateway``.
 
 Create makes a CR (and, for secrets given in plain text, a Secret owned by the CR that
-the CR references with ``secretKeyRef``), then waits for the operator to report the
-endpoint Ready. Get and list read CRs; delete deletes the CR (Kubernetes' garbage
+the CR references with ``secretKeyRef``), then watches it until the operator reports the
+endpoint Ready. Update swaps new secrets in through a new Secret, so that a refused write
+leaves the old endpoint whole. Get and list read CRs; delete deletes the CR (Kubernetes' garbage
 collector deletes its Secret). The gateway writes Secrets but never reads one.
 Inference goes to the URL the operator put in the CR's status; an endpoint at zero
 replicas is woken first (``waking``). What the operator builds from a CR is not this
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -21,6 +23,7 @@ import httpx
 
 from ..backends.base import Backend
 from kubeinfer.catalog import InferenceEndpointConfig, SecretKeyRef, from_manifest
+from kubeinfer.catalog.endpoint import is_inference_id
 from kubeinfer.errors import ElasticsearchError, not_found, status_exception, validation_exception
 from .forwarding import ForwardingBackend
 from kubeinfer.kube import KubeClient, KubeError
@@ -36,8 +39,10 @@ MANAGED_BY = {LABEL_MANAGED_BY: "kubeinfer-gateway"}
 
 
 def resource_name(inference_id: str) -> str:
-    """The CR's name: the inference id, with ``_`` (not allowed in names) as ``-``."""
-    return inference_id.replace("_", "-")
+    """The CR's name: the inference id, with ``_`` (not allowed in names) as ``-``; a
+    preconfigured endpoint's (``.elser-2-elasticsearch``) gets a prefix for its dot."""
+    name = inference_id.replace("_", "-")
+    return f"preconfigured-{name[1:]}" if name.startswith(".") else name
 
 
 def secret_name(inference_id: str) -> str:
@@ -49,7 +54,8 @@ def served_config(obj: dict[str, Any]) -> InferenceEndpointConfig:
     return with_model_facts(from_manifest(obj), obj.get("status"))
 
 
-def owned_secret(config: InferenceEndpointConfig, cr: dict[str, Any] | None, namespace: str) -> dict[str, Any]:
+def owned_secret(config: InferenceEndpointConfig, cr: dict[str, Any] | None, namespace: str, *,
+                 name: str | None = None) -> dict[str, Any]:
     """The Secret holding ``config``'s plain secrets, owned by (deleted with) the CR once
     there is one."""
     return {
@@ -57,7 +63,7 @@ def owned_secret(config: InferenceEndpointConfig, cr: dict[str, Any] | None, nam
         "kind": "Secret",
         "type": "Opaque",
         "metadata": {
-            "name": secret_name(config.inference_id),
+            "name": name or secret_name(config.inference_id),
             "namespace": namespace,
             "labels": dict(MANAGED_BY),
             "ownerReferences": [] if cr is None else [owner_reference(cr["metadata"]["name"], cr["metadata"]["uid"])],
@@ -69,11 +75,24 @@ def owned_secret(config: InferenceEndpointConfig, cr: dict[str, Any] | None, nam
     }
 
 
-def with_secret_references(config: InferenceEndpointConfig) -> InferenceEndpointConfig:
-    """``config`` with each plain secret replaced by a reference to the owned Secret."""
+def rotated_secret_name(inference_id: str) -> str:
+    """A new name for the Secret of an endpoint whose secrets change (swapped in by ``update``)."""
+    return f"{secret_name(inference_id)}-{secrets.token_hex(3)}"
+
+
+def is_gateway_secret(name: str, inference_id: str) -> bool:
+    """Whether ``name`` is a name this gateway gives the Secrets of ``inference_id``."""
+    base = secret_name(inference_id)
+    return name == base or (name.startswith(f"{base}-") and len(name) == len(base) + 7)
+
+
+def with_secret_references(config: InferenceEndpointConfig, name: str | None = None) -> InferenceEndpointConfig:
+    """``config`` with each plain secret replaced by a reference to the owned Secret
+    (``name``, or the endpoint's first Secret's)."""
+    name = name or secret_name(config.inference_id)
     refs = {
-        name: SecretKeyRef.model_validate({"secretKeyRef": {"name": secret_name(config.inference_id), "key": name}})
-        for name in config.plain_secrets()
+        key: SecretKeyRef.model_validate({"secretKeyRef": {"name": name, "key": key}})
+        for key in config.plain_secrets()
     }
     return config.with_secret_refs(refs) if refs else config
 
@@ -110,6 +129,8 @@ class KubernetesEndpointStore:
 
     # ---- reading -------------------------------------------------------------------
     async def _read(self, inference_id: str, *, cached: bool = False) -> tuple[dict[str, Any], InferenceEndpointConfig]:
+        if not is_inference_id(inference_id):  # no such endpoint can exist; nor may it reach a URL path
+            raise not_found(inference_id)
         hit = self._cache.get(inference_id) if cached else None
         if hit is not None and hit[0] > time.monotonic():
             return hit[1], hit[2]
@@ -214,7 +235,7 @@ class KubernetesEndpointStore:
             await self._delete_quietly(self._cr_path(manifest["metadata"]["name"]))
             raise _api_failure(exc) from None
         try:
-            await self._wait_ready(config.inference_id, timeout)
+            await self._wait_ready(config.inference_id, timeout, after=cr)
         except ElasticsearchError as exc:
             if exc.status == 400:  # the operator refused the spec: as if never created
                 await self.delete(config.inference_id)
@@ -222,18 +243,42 @@ class KubernetesEndpointStore:
         return stored
 
     async def update(self, config: InferenceEndpointConfig, *, timeout: float) -> InferenceEndpointConfig:
+        """Change the resource; new plain secrets go to a new Secret, swapped in.
+
+        The new Secret is owned by the resource before the resource names it, and the
+        resource is replaced in one write that fails if anyone changed it meanwhile: a
+        refused write leaves the old spec with its old Secret, whole, and the new Secret
+        is deleted. Only then does the Secret no longer named go."""
         self._cache.pop(config.inference_id, None)
-        obj, _ = await self._read(config.inference_id)
-        if config.plain_secrets():
-            await self._write_secret(config, obj)
-        stored = with_secret_references(config)
-        manifest = stored.to_manifest(name=obj["metadata"]["name"], namespace=self.namespace)
-        obj = {**obj, "spec": manifest["spec"]}
+        obj, before = await self._read(config.inference_id)
+        cr_name = obj["metadata"]["name"]
+        fresh = rotated_secret_name(config.inference_id) if config.plain_secrets() else None
+        if fresh is not None:
+            secret = owned_secret(config, obj, self.namespace, name=fresh)
+            try:
+                await self.api.create(self._secret_path(), secret)
+            except KubeError as exc:
+                raise _api_failure(exc) from None
+        stored = with_secret_references(config, name=fresh)
+        manifest = stored.to_manifest(name=cr_name, namespace=self.namespace)
         try:
-            await self.api.replace(self._cr_path(obj["metadata"]["name"]), obj)
+            # resourceVersion as read: a 409 if the resource changed since.
+            replaced = await self.api.replace(self._cr_path(cr_name), {**obj, "spec": manifest["spec"]})
         except KubeError as exc:
+            if fresh is not None:
+                await self._delete_quietly(self._secret_path(fresh))
+            if exc.status == 409:
+                raise status_exception(
+                    f"Inference endpoint [{config.inference_id}] was changed by someone else meanwhile; "
+                    "nothing was updated, try again", 409) from None
             raise _api_failure(exc) from None
-        await self._wait_ready(config.inference_id, timeout)
+        named = {ref.secret_key_ref.name for ref in stored.secret_refs().values()}
+        for ref in before.secret_refs().values():
+            old = ref.secret_key_ref.name
+            if old not in named and is_gateway_secret(old, config.inference_id):
+                named.add(old)  # once
+                await self._delete_quietly(self._secret_path(old))
+        await self._wait_ready(config.inference_id, timeout, after=replaced)
         return stored
 
     async def delete(self, inference_id: str) -> None:
@@ -244,25 +289,6 @@ class KubernetesEndpointStore:
         except KubeError as exc:
             raise not_found(inference_id) if exc.status == 404 else _api_failure(exc) from None
         # Kubernetes' garbage collector deletes the Secret the resource owns.
-
-    async def _write_secret(self, config: InferenceEndpointConfig, cr: dict[str, Any]) -> None:
-        """Set the endpoint's new secrets in its Secret, which must be the resource's own.
-
-        The ownership check and the write are one JSON patch (its ``test`` operation), so
-        the gateway needs no right to read Secrets and never writes a stranger's."""
-        secret = owned_secret(config, cr, self.namespace)
-        path = self._secret_path(secret["metadata"]["name"])
-        ops = [{"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": cr["metadata"]["uid"]}]
-        ops += [{"op": "add", "path": f"/data/{key}", "value": value} for key, value in secret["data"].items()]
-        try:
-            await self.api.json_patch(path, ops)
-        except KubeError as exc:
-            if exc.status != 404:
-                raise self._secret_failure(exc, config.inference_id) from None
-            try:
-                await self.api.create(self._secret_path(), secret)
-            except KubeError as exc2:
-                raise self._secret_failure(exc2, config.inference_id) from None
 
     async def _create_unowned_secret(self, config: InferenceEndpointConfig) -> None:
         """Create the Secret, or take over one this gateway made for an endpoint of the same
@@ -294,19 +320,25 @@ class KubernetesEndpointStore:
             )
         return _api_failure(exc)
 
-    async def _wait_ready(self, inference_id: str, timeout: float) -> None:
-        """Return once the operator reports Ready; Elasticsearch's timeout error otherwise."""
+    async def _wait_ready(self, inference_id: str, timeout: float, *, after: dict[str, Any] | None = None) -> None:
+        """Return once the operator reports Ready; Elasticsearch's timeout error otherwise.
+
+        Watches the resource (from ``after``, the resource as just written, or a fresh
+        read) rather than polling it."""
         if timeout <= 0:
             return
         deadline = time.monotonic() + timeout
+        obj = after
         while True:
-            obj, _ = await self._read(inference_id)
+            if obj is None:
+                obj, _ = await self._read(inference_id)
             if is_ready(obj):
                 return
             refused = refusal(obj)
             if refused is not None:
                 raise status_exception(f"Inference endpoint [{inference_id}] is invalid: {refused}")
-            if time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 condition = ready_condition(obj) or {}
                 detail = condition.get("message") or condition.get("reason") or "no status from the operator yet"
                 raise status_exception(
@@ -314,7 +346,30 @@ class KubernetesEndpointStore:
                     f"({detail}); it was created and becomes usable once ready",
                     408,
                 )
-            await asyncio.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0.01)))
+            obj = await self._next_version(inference_id, obj, remaining)
+
+    async def _next_version(self, inference_id: str, obj: dict[str, Any], wait: float) -> dict[str, Any]:
+        """The resource's next version from a watch, or ``obj`` again after ``wait`` seconds."""
+        meta = obj["metadata"]
+        try:
+            async with asyncio.timeout(wait):
+                async for event in self.api.watch(self._collection, resource_version=meta.get("resourceVersion"),
+                                                  field_selector=f"metadata.name={meta['name']}",
+                                                  timeout_seconds=max(1, int(wait) + 1)):
+                    if event.get("type") in ("ADDED", "MODIFIED"):
+                        return event["object"]
+                    if event.get("type") == "DELETED":
+                        raise not_found(inference_id)
+        except TimeoutError:
+            return obj
+        except KubeError as exc:  # a 410 or a dropped stream: read afresh, soon
+            log.debug("watch of %s ended: %s", meta["name"], exc)
+            await asyncio.sleep(min(self.poll_interval, wait))
+            fresh, _ = await self._read(inference_id)
+            return fresh
+        # The server ended the watch (its timeout): read afresh.
+        fresh, _ = await self._read(inference_id)
+        return fresh
 
     async def _delete_quietly(self, path: str) -> None:
         try:
@@ -325,8 +380,10 @@ class KubernetesEndpointStore:
 
 
 def _api_failure(exc: KubeError) -> ElasticsearchError:
-    if exc.status == 422:
+    if exc.status in (400, 422):
         return validation_exception(exc.message)
+    if exc.status == 409:
+        return status_exception(f"Kubernetes refused the change: {exc.message}", 409)
     if exc.status == 403:
         return ElasticsearchError(
             500, "status_exception", f"The gateway is not allowed to do this in Kubernetes: {exc.message}"

@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from prometheus_client import Gauge
+from starlette.requests import Request
+from starlette.responses import Response
 
 from kubeinfer.resource import AUTOSCALER_ANNOTATION, HELD_METRIC, SCALED_TO_ZERO, is_ready, ready_condition
+from kubeinfer.errors import status_exception
+from ..api.inference_request import format_time_value, parse_time_value
 from ..backends.base import InferenceRequest
 from ..backends.chat import ChatCompletionChunk, ChatRequest
 from .forwarding import ForwardingBackend
@@ -79,3 +84,12 @@ class WakingBackend(ForwardingBackend):
         await self._until_awake()
         async for chunk in super().chat(request):
             yield chunk
+
+    async def relay(self, http: Request, stream: bool) -> Response:
+        # The route's time limit bounds the wait, as it bounds inference: a 408 after it.
+        timeout = parse_time_value(http.query_params.get("timeout"))
+        try:
+            await asyncio.wait_for(self._until_awake(), None if math.isinf(timeout) else timeout)
+        except asyncio.TimeoutError:
+            raise status_exception(f"timeout [{format_time_value(timeout)}] waiting for inference result", 408) from None
+        return await super().relay(http, stream)

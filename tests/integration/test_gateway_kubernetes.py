@@ -19,21 +19,25 @@ from typing import Any
 import httpx
 import pytest
 from fake_providers import FakeProvider, Reply
-from kubeemu import DEPLOYMENTS, INFERENCE_ENDPOINTS, SECRETS
+from kubeemu import DEPLOYMENTS, INFERENCE_ENDPOINTS, SECRETS, faults
 from local_mode import KubeinferProcess, ServedFake
 
 from kubeinfer.kube import Connection
 from model_server.gateway.main import build_gateway_app
 
 NS = "default"
-ADMIN, VIEWER, STRANGER = "admin-token", "viewer-token", "stranger-token"
+ADMIN, VIEWER, STRANGER, PROMETHEUS = "admin-token", "viewer-token", "stranger-token", "prometheus-token"
 USERS = {
     ADMIN: {"username": "alice", "uid": "u-1", "groups": ["ml-admins"]},
     VIEWER: {"username": "bob", "uid": "u-2", "groups": ["apps"]},
     STRANGER: {"username": "mallory", "uid": "u-3", "groups": []},
+    PROMETHEUS: {"username": "system:serviceaccount:monitoring:prometheus", "uid": "u-4", "groups": []},
 }
 # Kubernetes RBAC as the Helm chart's ClusterRoles grant it.
 GRANTS = {"alice": {"get", "list", "create", "update", "delete"}, "bob": {"get", "list"}}
+# Secrets each user may get, and non-resource URLs each may get.
+SECRET_GRANTS = {"alice": {"team-a-openai"}}
+URL_GRANTS = {"system:serviceaccount:monitoring:prometheus": {"/metrics"}}
 
 
 class OperatorStandIn:
@@ -77,8 +81,8 @@ def endpoint_server():
     fake.on("/_inference/text_embedding/gw-emb", lambda r: Reply(json={
         "text_embedding": [{"embedding": [float(len(t)), 1.0]} for t in r.json["input"]]}))
     fake.on("/_inference/completion/gw-chat/_stream", Reply(events=[
-        ("message", json.dumps({"completion": [{"delta": "Hel"}]})),
-        ("message", json.dumps({"completion": [{"delta": "lo"}]})),
+        ("message", json.dumps({"completion": [{"delta": "Hel"}]}, separators=(",", ":"))),
+        ("message", json.dumps({"completion": [{"delta": "lo"}]}, separators=(",", ":"))),
         ("message", "[DONE]"),
     ]))
     fake.on("/_inference/chat_completion/gw-talk/_stream", lambda r: Reply(events=[
@@ -101,8 +105,15 @@ def cluster(kube, endpoint_server):
     def policy(spec: dict[str, Any]) -> tuple[bool, str]:
         reviews.append(spec)
         attrs = spec.get("resourceAttributes") or {}
-        ok = (attrs.get("group"), attrs.get("resource"), attrs.get("namespace")) == (
-            "kubeinfer.io", "inferenceendpoints", NS) and attrs.get("verb") in GRANTS.get(spec.get("user"), ())
+        url = spec.get("nonResourceAttributes") or {}
+        if url:
+            ok = url.get("verb") == "get" and url.get("path") in URL_GRANTS.get(spec.get("user"), ())
+        elif (attrs.get("group"), attrs.get("resource")) == ("", "secrets"):
+            ok = attrs.get("verb") == "get" and attrs.get("namespace") == NS and attrs.get("name") in SECRET_GRANTS.get(
+                spec.get("user"), ())
+        else:
+            ok = (attrs.get("group"), attrs.get("resource"), attrs.get("namespace")) == (
+                "kubeinfer.io", "inferenceendpoints", NS) and attrs.get("verb") in GRANTS.get(spec.get("user"), ())
         return ok, "RBAC: allowed" if ok else ""
 
     def configure() -> OperatorStandIn:
@@ -188,9 +199,12 @@ async def test_get_lists_resources_including_those_applied_with_kubectl(gateway,
     await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
 
     listed = await gateway.get("/_inference", headers=as_user(VIEWER))
-    assert [e["inference_id"] for e in listed.json()["endpoints"]] == ["applied-e5", "gw-emb"]
+    # Elasticsearch's preconfigured endpoints (ids starting with a dot) are listed too.
+    assert [e["inference_id"] for e in listed.json()["endpoints"]] == [
+        ".elser-2-elasticsearch", ".multilingual-e5-small-elasticsearch", ".rerank-v1-elasticsearch",
+        "applied-e5", "gw-emb"]
     # What the operator learnt of the model, as Elasticsearch shows it.
-    openai_view = listed.json()["endpoints"][1]["service_settings"]
+    openai_view = listed.json()["endpoints"][4]["service_settings"]
     assert (openai_view["dimensions"], openai_view["similarity"]) == (2, "dot_product")
     assert "sk-cluster-secret" not in listed.text
     one = await gateway.get("/_inference/text_embedding/applied-e5", headers=as_user(VIEWER))
@@ -262,6 +276,37 @@ async def test_streamed_completion_is_relayed_event_by_event(gateway, cluster, e
     assert error_of(failed) == (429, "status_exception", "too many requests")
 
 
+async def test_the_gateway_routes_bytes_without_decoding_or_re_encoding_them(gateway, cluster, endpoint_server):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    # The pod's own formatting (spacing, number spelling, key order) survives: nothing re-encodes it.
+    answer = b'{ "text_embedding" : [ {"embedding": [1.50, 2e0]} ],"x-order": 1 }'
+    endpoint_server.fake.on("/_inference/text_embedding/gw-emb",
+                            Reply(raw=answer, content_type="application/json", headers={"X-Pod": "yes"}))
+    sent = b'{"input":  ["abc"] ,  "input_type": "ingest"}'
+    response = await gateway.post("/_inference/gw-emb?timeout=7s", content=sent,
+                                  headers={**as_user(VIEWER), "Content-Type": "application/json"})
+    assert (response.status_code, response.content) == (200, answer)
+    assert response.headers["content-type"] == "application/json" and response.headers["x-pod"] == "yes"
+    received = endpoint_server.fake.to("/_inference/text_embedding/gw-emb")[-1]
+    assert received.body == sent and received.query == {"timeout": "7s"}
+    assert VIEWER not in json.dumps(received.headers)
+
+
+async def test_the_gateways_own_errors_stay_elasticsearch_shaped(gateway, cluster, endpoint_server):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    seen = len(endpoint_server.fake.received)
+    wrong_task = await gateway.post("/_inference/sparse_embedding/gw-emb", json={"input": "x"},
+                                    headers=as_user(VIEWER))
+    assert wrong_task.status_code == 400 and wrong_task.json()["error"]["type"] == "status_exception"
+    missing = await gateway.post("/_inference/nope", json={"input": "x"}, headers=as_user(VIEWER))
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "resource_not_found_exception"
+    assert len(endpoint_server.fake.received) == seen  # neither reached the pod
+    endpoint_server.__exit__(None, None, None)  # the pod goes away
+    gone = await gateway.post("/_inference/gw-emb", json={"input": "x"}, headers=as_user(VIEWER))
+    assert error_of(gone)[:2] == (502, "status_exception")
+    assert "Inference endpoint [gw-emb] is unreachable" in error_of(gone)[2]
+
+
 CHAT_CHUNK = {"id": "c-1", "choices": [{"delta": {"role": "assistant", "tool_calls": [
     {"index": 0, "id": "call_1", "function": {"arguments": "{}", "name": "lookup"}, "type": "function"}]}, "index": 0}],
     "model": "gpt-4o", "object": "chat.completion.chunk"}
@@ -297,10 +342,54 @@ async def test_update_rotates_the_secret_and_changes_the_resource(gateway, clust
     assert response.json()["service_settings"]["rate_limit"] == {"requests_per_minute": 60}
     cr = cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb")
     assert cr["spec"]["serviceSettings"]["rate_limit"] == {"requests_per_minute": 60}
-    assert cr["spec"]["serviceSettings"]["api_key"] == {"secretKeyRef": {"name": "gw-emb-secrets", "key": "api_key"}}
-    secret = cluster.get(SECRETS, NS, "gw-emb-secrets")
+    # New credentials come in a new Secret owned by the resource; the old one is gone.
+    ref = cr["spec"]["serviceSettings"]["api_key"]["secretKeyRef"]
+    assert ref["key"] == "api_key" and ref["name"].startswith("gw-emb-secrets-")
+    secret = cluster.get(SECRETS, NS, ref["name"])
     assert base64.b64decode(secret["data"]["api_key"]).decode() == "sk-rotated"
+    assert [o["uid"] for o in secret["metadata"]["ownerReferences"]] == [cr["metadata"]["uid"]]
+    assert [s["metadata"]["name"] for s in cluster.list(SECRETS, NS)] == [ref["name"]]
     assert cluster.reviews[-1]["resourceAttributes"]["verb"] == "update"
+
+
+async def test_an_update_refused_by_a_conflict_leaves_the_old_endpoint_whole(gateway, cluster):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body("sk-old"), headers=as_user(ADMIN))
+    before = cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb")
+    # Someone else writes the resource between the gateway's read and its write.
+    cluster.call(lambda: faults.plan(cluster.emulator).add("PUT", INFERENCE_ENDPOINTS, 409))
+    response = await gateway.put("/_inference/text_embedding/gw-emb/_update", headers=as_user(ADMIN), json={
+        "service_settings": {"api_key": "sk-new", "rate_limit": {"requests_per_minute": 60}}})
+    status, kind, reason = error_of(response)
+    assert (status, kind) == (409, "status_exception") and "nothing was updated" in reason
+    after = cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb")
+    assert after["spec"] == before["spec"]
+    # The old spec still has its old credentials; the new Secret was taken back.
+    assert [s["metadata"]["name"] for s in cluster.list(SECRETS, NS)] == ["gw-emb-secrets"]
+    assert base64.b64decode(cluster.get(SECRETS, NS, "gw-emb-secrets")["data"]["api_key"]) == b"sk-old"
+
+
+async def test_put_watches_the_endpoint_until_ready_instead_of_polling(gateway, cluster):
+    cluster.call(lambda: setattr(cluster.operator, "held", True))
+    put = asyncio.create_task(gateway.put("/_inference/text_embedding/gw-w?timeout=20s", json=openai_body(),
+                                          headers=as_user(ADMIN)))
+
+    def watching() -> bool:
+        return any(r.params.get("watch") == "true" and r.params.get("fieldSelector") == "metadata.name=gw-w"
+                   for r in cluster.requests())
+
+    for _ in range(200):
+        if watching():
+            break
+        await asyncio.sleep(0.02)
+    assert watching()
+    await asyncio.sleep(0.3)  # a poller would read the resource over and over meanwhile
+    cluster.call(cluster.emulator.update_status, INFERENCE_ENDPOINTS, NS, "gw-w", {
+        "observedGeneration": 1, "url": "http://127.0.0.1:9/unused",
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Available", "message": "serving"}]})
+    response = await asyncio.wait_for(put, 10)
+    assert response.status_code == 200, response.text
+    reads = [r for r in cluster.requests() if r.method.value == "GET" and str(r.url.path).endswith("/gw-w")]
+    assert len(reads) <= 1
 
 
 async def test_delete_removes_the_resource_and_its_secret(gateway, cluster):
@@ -373,7 +462,8 @@ def test_kubeinfer_gateway_command_finds_the_cluster_through_kubeconfig(cluster,
     with KubeinferProcess("gateway", "--host", "127.0.0.1", env={"KUBECONFIG": kubeconfig}) as gateway:
         assert gateway.client.get("/_inference").status_code == 401
         listed = gateway.client.get("/_inference", headers=as_user(VIEWER))
-        assert [e["inference_id"] for e in listed.json()["endpoints"]] == ["cli-e5"], gateway.text
+        listed_ids = [e["inference_id"] for e in listed.json()["endpoints"]]
+        assert [i for i in listed_ids if not i.startswith(".")] == ["cli-e5"], gateway.text
         assert gateway.interrupt() == 0
 
 
@@ -442,7 +532,7 @@ async def test_openai_sdk_through_the_gateway_with_the_callers_token(gateway, cl
     [call] = chunks[0].choices[0].delta.tool_calls
     assert (call.id, call.function.name) == ("call_1", "lookup")
     assert chunks[-1].usage.total_tokens == 5
-    assert {m.id async for m in sdk.models.list()} == {"gw-emb", "gw-talk"}
+    assert {m.id async for m in sdk.models.list() if not m.id.startswith(".")} == {"gw-emb", "gw-talk"}
     # the gateway asked RBAC about the SDK's key, as about any bearer token
     assert {r["resourceAttributes"]["verb"] for r in cluster.reviews if r["user"] == "bob"} == {"get"}
 
@@ -458,6 +548,26 @@ async def test_openai_routes_refuse_unknown_and_unauthorized_callers_in_openai_s
     assert stranger.value.body["type"] == "permission_error" and "mallory" in stranger.value.body["message"]
     anonymous = await gateway.post("/v1/embeddings", json={"model": "gw-emb", "input": "x"})
     assert anonymous.status_code == 401 and set(anonymous.json()["error"]) == {"message", "type", "param", "code"}
+
+
+async def test_preconfigured_endpoints_are_listed_reserved_and_created_on_first_use(gateway, cluster):
+    listed = await gateway.get("/_inference/sparse_embedding/.elser-2-elasticsearch", headers=as_user(VIEWER))
+    assert listed.json() == {"endpoints": [{
+        "inference_id": ".elser-2-elasticsearch", "task_type": "sparse_embedding", "service": "elasticsearch",
+        "service_settings": {"model_id": ".elser_model_2", "num_threads": 1, "adaptive_allocations": {
+            "enabled": True, "min_number_of_allocations": 0, "max_number_of_allocations": 32}},
+        "chunking_settings": {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1}}]}
+    refused = await gateway.put("/_inference/text_embedding/.multilingual-e5-small-elasticsearch",
+                                json=openai_body(), headers=as_user(ADMIN))
+    assert error_of(refused) == (400, "status_exception", (
+        "[.multilingual-e5-small-elasticsearch] is a reserved inference ID. Cannot create a new inference "
+        "endpoint with a reserved ID."))
+    # The first inference asks the operator for the model's Deployment through a resource.
+    await gateway.post("/_inference/.rerank-v1-elasticsearch", json={"input": ["a"], "query": "q"},
+                       headers=as_user(VIEWER))
+    cr = cluster.get(INFERENCE_ENDPOINTS, NS, "preconfigured-rerank-v1-elasticsearch")
+    assert cr["spec"]["inferenceId"] == ".rerank-v1-elasticsearch"
+    assert cr["spec"]["serviceSettings"]["model_id"] == ".rerank-v1"
 
 
 # ---- scale from zero: the gateway holds a request while the endpoint wakes ----------------------
@@ -537,3 +647,95 @@ async def test_a_held_request_gets_a_408_when_its_timeout_passes_first(gateway, 
     response = await gateway.post("/_inference/text_embedding/gw-emb", params={"timeout": "300ms"},
                                   json={"input": ["abc"]}, headers=as_user(VIEWER))
     assert error_of(response) == (408, "status_exception", "timeout [300ms] waiting for inference result")
+
+
+async def test_custom_secret_parameters_each_become_a_key_of_the_owned_secret(gateway, cluster):
+    body = {"service": "custom", "service_settings": {
+        "secret_parameters": {"api_key": "sk-custom-one", "org_token": "tok-two"},
+        "url": "https://models.example/v1/embeddings",
+        "headers": {"Authorization": "Bearer ${api_key}", "X-Org": "${org_token}"},
+        "request": "{\"input\": ${input}}",
+        "response": {"json_parser": {"text_embeddings": "$.data[*].embedding[*]"}}}}
+    response = await gateway.put("/_inference/text_embedding/gw-custom", json=body, headers=as_user(ADMIN))
+    assert response.status_code == 200, response.text
+    assert "secret_parameters" not in response.json()["service_settings"]
+    assert "sk-custom-one" not in response.text and "tok-two" not in response.text
+
+    cr = cluster.get(INFERENCE_ENDPOINTS, NS, "gw-custom")
+    assert cr["spec"]["serviceSettings"]["secret_parameters"] == {
+        "api_key": {"secretKeyRef": {"name": "gw-custom-secrets", "key": "secret_parameters.api_key"}},
+        "org_token": {"secretKeyRef": {"name": "gw-custom-secrets", "key": "secret_parameters.org_token"}},
+    }
+    assert "sk-custom-one" not in json.dumps(cr) and "tok-two" not in json.dumps(cr)
+    secret = cluster.get(SECRETS, NS, "gw-custom-secrets")
+    assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == {
+        "secret_parameters.api_key": "sk-custom-one", "secret_parameters.org_token": "tok-two"}
+
+
+async def test_services_api_answers_readers_and_names_its_own_action_to_others(gateway, cluster):
+    listed = await gateway.get("/_inference/_services/chat_completion", headers=as_user(VIEWER))
+    assert listed.status_code == 200, listed.text
+    assert "groq" in [s["service"] for s in listed.json()]
+    status, kind, reason = error_of(await gateway.get("/_inference/_services", headers=as_user(STRANGER)))
+    assert (status, kind) == (403, "security_exception")
+    assert reason.startswith("action [cluster:monitor/xpack/inference/services/get] is unauthorized for user [mallory]")
+
+
+# ---- hostile callers -----------------------------------------------------------------------
+def referencing_body(secret: str, url: str = "https://attacker.example/v1") -> dict[str, Any]:
+    return {"service": "openai", "service_settings": {
+        "api_key": {"secretKeyRef": {"name": secret, "key": "api-key"}}, "model_id": "text-embedding-3-small",
+        "url": url}}
+
+
+async def test_a_secret_the_caller_may_not_read_cannot_be_referenced(gateway, cluster):
+    # bob may use endpoints; give him the right to create them too, but not to read team A's key.
+    GRANTS["bob"] = {"get", "list", "create", "update"}
+    try:
+        response = await gateway.put("/_inference/text_embedding/stolen", json=referencing_body("team-a-openai"),
+                                     headers=as_user(VIEWER))
+    finally:
+        GRANTS["bob"] = {"get", "list"}
+    status, kind, reason = error_of(response)
+    assert (status, kind) == (403, "security_exception")
+    assert "[bob]" in reason and "[secrets] named [team-a-openai]" in reason
+    assert cluster.get(INFERENCE_ENDPOINTS, NS, "stolen") is None
+    secret_reviews = [r for r in cluster.reviews if (r.get("resourceAttributes") or {}).get("resource") == "secrets"]
+    assert secret_reviews[-1]["user"] == "bob"
+    assert secret_reviews[-1]["resourceAttributes"]["name"] == "team-a-openai"
+
+
+async def test_a_secret_the_caller_may_read_can_be_referenced(gateway, cluster):
+    response = await gateway.put("/_inference/text_embedding/own-key", json=referencing_body("team-a-openai"),
+                                 headers=as_user(ADMIN))
+    assert response.status_code == 200, response.text
+    cr = cluster.get(INFERENCE_ENDPOINTS, NS, "own-key")
+    assert cr["spec"]["serviceSettings"]["api_key"] == {"secretKeyRef": {"name": "team-a-openai", "key": "api-key"}}
+    # An update that points the same endpoint at a Secret alice may not read is refused.
+    moved = await gateway.put("/_inference/own-key/_update", json={"service_settings": {
+        "api_key": {"secretKeyRef": {"name": "team-b-openai", "key": "api-key"}}}}, headers=as_user(ADMIN))
+    assert error_of(moved)[:2] == (403, "security_exception")
+    cr = cluster.get(INFERENCE_ENDPOINTS, NS, "own-key")
+    assert cr["spec"]["serviceSettings"]["api_key"]["secretKeyRef"]["name"] == "team-a-openai"
+
+
+async def test_metrics_need_a_token_allowed_to_get_them(gateway, cluster):
+    assert (await gateway.get("/metrics")).status_code == 401
+    assert error_of(await gateway.get("/metrics", headers=as_user(VIEWER)))[:2] == (403, "security_exception")
+    scraped = await gateway.get("/metrics", headers=as_user(PROMETHEUS))
+    assert scraped.status_code == 200
+    assert "kubeinfer_inference_requests_total" in scraped.text
+
+
+@pytest.mark.parametrize("suffix", ["%0A", "%0D", "%00", "%20", "%E2%80%8B", "%0A%0Aextra"])
+async def test_ids_that_no_endpoint_can_have_are_not_found(gateway, cluster, suffix):
+    for method, path in [("GET", f"/_inference/gw-emb{suffix}"), ("DELETE", f"/_inference/gw-emb{suffix}"),
+                         ("POST", f"/_inference/text_embedding/gw-emb{suffix}"),
+                         ("PUT", f"/_inference/gw-emb{suffix}/_update")]:
+        response = await gateway.request(method, path, json={"input": "x"} if method != "GET" else None,
+                                         headers=as_user(ADMIN))
+        assert response.status_code in (400, 404), (method, path, response.text)
+        assert response.json()["error"]["type"] in ("resource_not_found_exception", "validation_exception")
+    created = await gateway.put(f"/_inference/text_embedding/gw-emb{suffix}", json=openai_body(),
+                                headers=as_user(ADMIN))
+    assert error_of(created)[:2] == (400, "validation_exception")

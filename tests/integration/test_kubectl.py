@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,11 @@ def kubectl(env: dict[str, str], *args: str, check: bool = True, stdin: str | No
 def operator(fresh, tmp_path) -> Iterator[None]:
     cluster, env = fresh
     log = open(tmp_path / "operator.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-P", "-m", "kubeinfer.cli", "operator"],
+    with socket.socket() as sock:  # a free port for its liveness endpoint
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "kubeinfer.cli", "operator",
+                             "--liveness", f"http://127.0.0.1:{port}/healthz"],
                             env={**os.environ, **env, "KUBEINFER_METRICS_PORT": "0", "KUBEINFER_GPUS_PER_ENDPOINT": "0"},
                             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:

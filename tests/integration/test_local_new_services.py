@@ -70,3 +70,39 @@ def test_new_service_without_a_required_setting_is_refused_as_elasticsearch_does
         "service": "groq", "service_settings": {"api_key": "k", "model_id": "m"}})
     assert unsupported.status_code == 400
     assert unsupported.json()["error"]["reason"] == "The [groq] service does not support task type [rerank]"
+
+
+def test_services_api_lists_the_26_services_with_their_task_types_as_documented(local):
+    from catalog_cases import PAIRS
+
+    response = local.client.get("/_inference/_services")
+    assert response.status_code == 200, response.text
+    services = response.json()
+    assert [s["service"] for s in services] == sorted({service for service, _ in PAIRS})
+    assert len(services) == 26
+    assert sorted((s["service"], t) for s in services for t in s["task_types"]) == PAIRS
+    openai = next(s for s in services if s["service"] == "openai")
+    assert openai["name"] == "OpenAI"
+    key = openai["configurations"]["api_key"]
+    assert (key["label"], key["required"], key["sensitive"], key["updatable"], key["type"]) == (
+        "API Key", True, True, True, "str")
+    assert openai["configurations"]["dimensions"]["supported_task_types"] == ["embedding", "text_embedding"]
+    limit = openai["configurations"]["rate_limit.requests_per_minute"]
+    assert (limit["type"], limit["required"]) == ("int", False)
+    for service in services:
+        for name, field in service["configurations"].items():
+            assert set(field) <= {"default_value", "description", "label", "required", "sensitive", "updatable",
+                                  "type", "supported_task_types"}, name
+            assert field["type"] in ("str", "int", "bool", "list", "map")
+            assert set(field["supported_task_types"]) <= set(service["task_types"])
+
+
+def test_services_api_for_a_task_type_lists_only_the_services_that_perform_it(local):
+    from catalog_cases import PAIRS
+
+    response = local.client.get("/_inference/_services/RERANK")
+    assert response.status_code == 200, response.text
+    assert [s["service"] for s in response.json()] == sorted(s for s, t in PAIRS if t == "rerank")
+    unknown = local.client.get("/_inference/_services/translation")
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["reason"] == "Unknown task_type [translation]"

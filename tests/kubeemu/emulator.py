@@ -124,6 +124,7 @@ class Watcher:
     match: Callable[[dict[str, Any]], bool]
     queue: asyncio.Queue = attrs.field(factory=asyncio.Queue)
     agent: str = ""  # the client's User-Agent, for faults aimed at one client
+    stalled: bool = False  # a fault: the stream delivers nothing, not even bookmarks
 
 
 @attrs.define(kw_only=True)
@@ -446,7 +447,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": meta.get("uid"),
                              "resourceVersion": meta.get("resourceVersion")},
                 "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
-                "status": {"replicas": (obj.get("status") or {}).get("replicas", 0)}}
+                "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
+                           "selector": ",".join(f"{k}={v}" for k, v in sorted(
+                               (((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}).items()))}}
 
     # ---- writes ---------------------------------------------------------------------------
     def _commit(self, key: str, namespace: str | None, name: str, old: dict[str, Any], new: dict[str, Any],
@@ -991,7 +994,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 try:
                     event = await asyncio.wait_for(watcher.queue.get(), wait)
                 except asyncio.TimeoutError:
-                    if bookmarks and loop.time() < deadline:
+                    if bookmarks and not watcher.stalled and loop.time() < deadline:
                         await response.write(json.dumps(self._bookmark(key)).encode() + b"\n")
                     continue
                 if event is None:  # dropped by a fault

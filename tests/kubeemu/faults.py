@@ -74,6 +74,7 @@ def stall_watches(emulator: Any, resource: str | None = None, agent: str | None 
     for watcher in emulator.watchers:
         if _aimed(watcher, resource, agent):
             watcher.match = lambda obj: False
+            watcher.stalled = True
 
 
 def drop_watches(emulator: Any, resource: str | None = None, agent: str | None = None) -> int:

@@ -434,3 +434,17 @@ def test_a_crd_created_through_the_api_is_served_with_its_schema(api, cluster):
     api.delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
     assert api.get(url).status_code == 404
     assert cluster.list(WIDGETS) == []
+
+
+def test_the_scale_subresource_sets_replicas_under_its_own_manager(api):
+    api.post("/apis/apps/v1/namespaces/ns3/deployments", json=deployment("scaled")).raise_for_status()
+    url = "/apis/apps/v1/namespaces/ns3/deployments/scaled/scale"
+    scale = api.get(url).json()
+    assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 1 and scale["status"]["selector"] == "app=scaled"
+    r = api.patch(url, content=json.dumps({"spec": {"replicas": 3}}), headers=MERGE,
+                  params={"fieldManager": "hpa"})
+    assert r.status_code == 200 and r.json()["spec"]["replicas"] == 3
+    got = api.get("/apis/apps/v1/namespaces/ns3/deployments/scaled").json()
+    assert got["spec"]["replicas"] == 3
+    entry = next(m for m in got["metadata"]["managedFields"] if m["manager"] == "hpa")
+    assert entry["subresource"] == "scale" and entry["fieldsV1"] == {"f:spec": {"f:replicas": {}}}

@@ -248,3 +248,15 @@ def test_a_manifest_refuses_plain_secrets_on_the_way_out():
 def test_every_service_declares_its_default_rate_limit_per_task_type():
     for (service, task), expected in DEFAULT_RATE_LIMIT.items():
         assert SERVICES[service].rate_limit_for(task) == expected
+
+
+def test_a_pod_resolves_each_secret_parameter_from_the_variable_the_operator_sets():
+    from kubeinfer.secrets import SecretResolver, secret_env_var
+
+    config = from_manifest(manifest("custom", "text_embedding"))
+    [name] = config.secret_refs()
+    assert secret_env_var(name) == "KUBEINFER_SECRET_SECRET_PARAMETERS__API_KEY"
+    resolved = SecretResolver("/nonexistent", environ={secret_env_var(name): "sk-from-env"}).resolve(config)
+    assert resolved.secret("secret_parameters.api_key") == "sk-from-env"
+    assert resolved.plain_secrets() == {"secret_parameters.api_key": resolved.secret_values()[name]}
+    assert "sk-from-env" not in str(resolved.es_view())

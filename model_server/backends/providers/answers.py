@@ -81,3 +81,22 @@ def rerank_results(scored: list[tuple[int, float, str | None]], top_n: int | Non
     if top_n:
         ordered = ordered[:top_n]
     return Ranking([RankedDocument(int(index), _number(score), text) for index, score, text in ordered])
+
+
+def parse_results_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> Ranking:
+    """The ``{"results": [{"index", "relevance_score", "document"?}]}`` rerank answer that
+    Cohere made common (Jina AI, Azure AI Studio, vLLM and other OpenAI-compatible servers
+    speak it): the document's text when asked for, the input's own where the answer
+    leaves it out."""
+    scored = []
+    for item in answer["results"]:
+        index = int(item["index"])
+        if not 0 <= index < len(documents):
+            raise ValueError(f"result index [{index}] is out of range")
+        text = None
+        if return_documents:
+            document = item.get("document")
+            text = document.get("text") if isinstance(document, dict) else document
+            text = documents[index] if text is None else text
+        scored.append((index, item["relevance_score"], text))
+    return rerank_results(scored)

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator
 
-from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
 from ..results import CompletionDelta, Completions, InferenceResult
 from ..base import InferenceRequest
 from . import openai_shapes
-from .answers import completions, rerank_results
+from .answers import completions, parse_results_rerank
 from .proxy import ProviderBackend
 
 TOKEN_PATHS = {
@@ -42,20 +42,6 @@ def parse_realtime(answer: Any) -> Completions:
         raise ValueError("the answer holds no [output]")
     return completions(texts)
 
-
-def parse_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> InferenceResult:
-    scored = []
-    for item in answer["results"]:
-        index = int(item["index"])
-        if not 0 <= index < len(documents):
-            raise ValueError(f"result index [{index}] is out of range")
-        text = None
-        if return_documents:
-            document = item.get("document")
-            text = document.get("text") if isinstance(document, dict) else document
-            text = documents[index] if text is None else text
-        scored.append((index, item["relevance_score"], text))
-    return rerank_results(scored)
 
 
 class AzureAIStudioBackend(ProviderBackend):
@@ -81,14 +67,14 @@ class AzureAIStudioBackend(ProviderBackend):
     async def infer(self, request: InferenceRequest) -> InferenceResult:
         settings = request.task_settings
         if self.config.task_type == TaskType.RERANK:
-            return_documents = bool(settings.get("return_documents"))
+            return_documents = returns_documents(self.config, settings)
             body: dict[str, Any] = {"documents": list(request.input), "query": request.query or ""}
             if settings.get("top_n") is not None:
                 body["top_n"] = settings["top_n"]
             if settings.get("return_documents") is not None:
                 body["return_documents"] = return_documents
             answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
-            return self.translate(parse_rerank, answer, list(request.input), return_documents)
+            return self.translate(parse_results_rerank, answer, list(request.input), return_documents)
         if self.config.task_type == TaskType.TEXT_EMBEDDING:
             body = openai_shapes.embeddings_body(
                 request.input, dimensions=self.setting("dimensions"), user=settings.get("user")

@@ -16,19 +16,12 @@ from ..chat import ChatCompletionChunk, ChatRequest
 from . import openai_shapes
 from .proxy import ProviderBackend
 
-OPERATIONS = {
-    TaskType.TEXT_EMBEDDING: "embeddings",
-    TaskType.COMPLETION: "chat/completions",
-    TaskType.CHAT_COMPLETION: "chat/completions",
-}
-
-
 class AzureOpenAIBackend(ProviderBackend):
     default_similarity = "dot_product"
 
     def operation_url(self) -> str:
         base = self.base_url(f"https://{self.setting('resource_name')}.openai.azure.com")
-        return f"{base}/openai/deployments/{self.setting('deployment_id')}/{OPERATIONS[self.config.task_type]}"
+        return f"{base}/openai/deployments/{self.setting('deployment_id')}/{openai_shapes.OPERATIONS[self.config.task_type]}"
 
     def params(self) -> dict[str, str]:
         return {"api-version": self.setting("api_version")}

@@ -11,10 +11,10 @@ from typing import Any, AsyncIterator
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
 from kubeinfer.errors import ElasticsearchError
-from ..results import CompletionDelta, Completions, InferenceResult, Ranking, TextEmbeddings
+from ..results import CompletionDelta, Completions, InferenceResult, TextEmbeddings
 from ..base import InferenceRequest
 from .answers import (
-    byte_embeddings, byte_vector, completions, delta, expect_count, float_vector, rerank_results, text_embeddings,
+    byte_embeddings, byte_vector, completions, delta, expect_count, float_vector, parse_results_rerank, text_embeddings,
 )
 from .proxy import ProviderBackend
 from .streams import json_lines
@@ -39,19 +39,6 @@ def parse_embed(answer: dict[str, Any], count: int, embedding_type: str) -> Text
         return text_embeddings([float_vector(v) for v in embeddings])
     return byte_embeddings([byte_vector(v) for v in embeddings])
 
-
-def parse_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> Ranking:
-    scored = []
-    for result in answer["results"]:
-        index = int(result["index"])
-        if not 0 <= index < len(documents):
-            raise ValueError(f"result index [{index}] is out of range")
-        text = None
-        if return_documents:
-            document = result.get("document") or {}
-            text = document.get("text", documents[index])
-        scored.append((index, result["relevance_score"], text))
-    return rerank_results(scored)
 
 
 def parse_chat(answer: dict[str, Any]) -> Completions:
@@ -97,7 +84,7 @@ class CohereBackend(ProviderBackend):
             if "return_documents" in settings:
                 body["return_documents"] = return_documents
             answer = await self.call_json(self.url("/v1/rerank"), body, request, headers=self.headers())
-            return self.translate(parse_rerank, answer, list(request.input), return_documents)
+            return self.translate(parse_results_rerank, answer, list(request.input), return_documents)
         answer = await self.call_json(self.url("/v1/chat"), self.chat_body(request), request, headers=self.headers())
         return self.translate(parse_chat, answer)
 

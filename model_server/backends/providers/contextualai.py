@@ -28,14 +28,14 @@ def parse_rerank(answer: dict[str, Any], count: int) -> InferenceResult:
 
 class ContextualAIBackend(ProviderBackend):
     async def infer(self, request: InferenceRequest) -> InferenceResult:
-        base = self.base_url(BASE_URL)
-        url = base if base.endswith("/rerank") else base + "/rerank"
+        url = self.provider_url(BASE_URL + "/rerank", "/rerank")
         settings = request.task_settings
         body: dict[str, Any] = {
             "query": request.query or "", "documents": list(request.input), "model": self.setting("model_id"),
         }
-        if settings.get("top_k") is not None:
-            body["top_n"] = settings["top_k"]
+        top_n = settings.get("top_n", settings.get("top_k"))  # the request's own top_n wins
+        if top_n is not None:
+            body["top_n"] = top_n
         if settings.get("instruction") is not None:
             body["instruction"] = settings["instruction"]
         headers = {"Authorization": f"Bearer {self.secret('api_key')}"}

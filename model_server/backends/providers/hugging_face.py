@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator
 
-from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
 from ..results import CompletionDelta, InferenceResult, TextEmbeddings
 from ..base import InferenceRequest
 from ..chat import ChatCompletionChunk, ChatRequest
@@ -53,7 +53,7 @@ class HuggingFaceBackend(ProviderBackend):
             return self.translate(openai_shapes.parse_chat, answer)
         if task == TaskType.RERANK:
             settings = request.task_settings
-            return_text = settings.get("return_documents") is not False
+            return_text = returns_documents(self.config, settings)
             body: dict[str, Any] = {"texts": list(request.input), "query": request.query or "",
                                     "return_text": return_text}
             if settings.get("top_n") is not None:

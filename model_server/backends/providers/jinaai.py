@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
 from ..base import InferenceRequest
 from ..results import InferenceResult
-from .answers import bit_embeddings, embeddings, expect_count, float_vector, rerank_results, text_embeddings
+from .answers import bit_embeddings, embeddings, expect_count, float_vector, parse_results_rerank, text_embeddings
 from .proxy import ProviderBackend
 
 BASE_URL = "https://api.jina.ai/v1"
@@ -33,27 +33,12 @@ def parse_embeddings(answer: dict[str, Any], count: int, binary: bool, task: Tas
     return text_embeddings([float_vector(item["embedding"]) for item in data])
 
 
-def parse_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> InferenceResult:
-    scored = []
-    for item in answer["results"]:
-        index = int(item["index"])
-        if not 0 <= index < len(documents):
-            raise ValueError(f"result index [{index}] is out of range")
-        text = None
-        if return_documents:
-            document = item.get("document")
-            text = document.get("text") if isinstance(document, dict) else document
-            text = documents[index] if text is None else text
-        scored.append((index, item["relevance_score"], text))
-    return rerank_results(scored)
-
 
 class JinaAIBackend(ProviderBackend):
     default_similarity = "dot_product"
 
     def url(self, operation: str) -> str:
-        base = self.base_url(BASE_URL)
-        return base if base.endswith(operation) else base + operation
+        return self.provider_url(BASE_URL + operation, operation)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret('api_key')}", "Accept": "application/json"}
@@ -65,9 +50,11 @@ class JinaAIBackend(ProviderBackend):
         # The embedding task's answer holds float vectors only.
         binary = self.setting("embedding_type") in ("bit", "binary") and self.config.task_type != TaskType.EMBEDDING
         multimodal = self.config.task_type == TaskType.EMBEDDING and self.setting("multimodal_model", True)
+        if self.config.task_type == TaskType.EMBEDDING and not multimodal:
+            self.require_text(request)
         body: dict[str, Any] = {
             "model": self.setting("model_id"),
-            "input": [{"text": text} for text in request.input] if multimodal else list(request.input),
+            "input": self.multimodal_input(request) if multimodal else list(request.input),
             "embedding_type": "binary" if binary else "float",
         }
         task = TASKS.get(self.input_type(request) or "")
@@ -80,9 +67,23 @@ class JinaAIBackend(ProviderBackend):
         answer = await self.call_json(self.url("/embeddings"), body, request, headers=self.headers())
         return self.translate(parse_embeddings, answer, len(request.input), binary, self.config.task_type)
 
+    def multimodal_input(self, request: InferenceRequest) -> list[dict[str, str]]:
+        """Jina's multimodal input: one ``{"text": ...}`` or ``{"image": ...}`` object per input."""
+        if not request.contents:
+            return [{"text": text} for text in request.input]
+        out = []
+        for group in request.contents:
+            if len(group) != 1:
+                raise self.unsupported("more than one item per content object")
+            item = group[0]
+            if item.type not in ("text", "image"):
+                raise self.unsupported(f"[{item.type}] inputs for the [embedding] task")
+            out.append({item.type: item.value})
+        return out
+
     async def _rerank(self, request: InferenceRequest) -> InferenceResult:
         settings = request.task_settings
-        return_documents = bool(settings.get("return_documents"))
+        return_documents = returns_documents(self.config, settings)
         body: dict[str, Any] = {
             "model": self.setting("model_id"), "query": request.query or "", "documents": list(request.input),
         }
@@ -91,7 +92,7 @@ class JinaAIBackend(ProviderBackend):
         if settings.get("return_documents") is not None:
             body["return_documents"] = return_documents
         answer = await self.call_json(self.url("/rerank"), body, request, headers=self.headers())
-        return self.translate(parse_rerank, answer, list(request.input), return_documents)
+        return self.translate(parse_results_rerank, answer, list(request.input), return_documents)
 
 
 def create_backend(config: InferenceEndpointConfig, **options: Any) -> JinaAIBackend:

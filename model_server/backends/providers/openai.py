@@ -17,19 +17,13 @@ from .answers import embeddings
 from .proxy import ProviderBackend
 
 BASE_URL = "https://api.openai.com/v1"
-OPERATIONS = {
-    TaskType.TEXT_EMBEDDING: "/embeddings",
-    TaskType.COMPLETION: "/chat/completions",
-    TaskType.CHAT_COMPLETION: "/chat/completions",
-    TaskType.EMBEDDING: "/embeddings",
-}
 
 
 class OpenAIBackend(ProviderBackend):
     default_similarity = "dot_product"
 
     def operation_url(self) -> str:
-        path = OPERATIONS[self.config.task_type]
+        path = "/" + openai_shapes.OPERATIONS[self.config.task_type]
         base = self.base_url(BASE_URL)
         return base if base.endswith(path) else base + path
 

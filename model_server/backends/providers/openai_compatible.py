@@ -14,12 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
 from ..base import InferenceRequest
 from ..results import CompletionDelta, InferenceResult
 from ..chat import ChatCompletionChunk, ChatRequest
 from . import openai_shapes
-from .answers import expect_count, float_vector, rerank_results, text_embeddings
+from .answers import expect_count, float_vector, parse_results_rerank, rerank_results, text_embeddings
 from .proxy import ProviderBackend
 
 CHAT = "/chat/completions"
@@ -54,7 +54,7 @@ PROVIDERS: dict[str, Provider] = {
         **_chat_and_completion("https://integrate.api.nvidia.com/v1/chat/completions"),
         TaskType.TEXT_EMBEDDING: "https://integrate.api.nvidia.com/v1/embeddings",
         TaskType.RERANK: "https://ai.api.nvidia.com/v1/retrieval/nvidia/reranking",
-    }, full_url=True),
+    }, full_url=True, unified_fields=False),
     "openshift_ai": Provider(full_url=True),
     "llama": Provider(full_url=True),
 }
@@ -80,22 +80,6 @@ def parse_nvidia_rerank(answer: dict[str, Any], documents: list[str]) -> Inferen
     return rerank_results(scored)
 
 
-def parse_results_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> InferenceResult:
-    """The ``{"results": [{"index", "relevance_score", "document"?}]}`` answer of vLLM's
-    (Cohere-shaped) rerank API."""
-    scored = []
-    for item in answer["results"]:
-        index = int(item["index"])
-        if not 0 <= index < len(documents):
-            raise ValueError(f"result index [{index}] is out of range")
-        text = None
-        if return_documents:
-            document = item.get("document")
-            text = document.get("text") if isinstance(document, dict) else document
-            text = documents[index] if text is None else text
-        scored.append((index, item["relevance_score"], text))
-    return rerank_results(scored)
-
 
 class OpenAICompatibleBackend(ProviderBackend):
     default_similarity = "dot_product"
@@ -105,17 +89,13 @@ class OpenAICompatibleBackend(ProviderBackend):
         self.provider = PROVIDERS[config.service]
 
     # ---- where and who ----------------------------------------------------------------
-    def operation_url(self, task: TaskType | None = None) -> str:
-        task = task or self.config.task_type
-        url = self.setting("url")
+    def url(self) -> str:
+        task = self.config.task_type
         default = self.provider.urls.get(task)
-        if not url:
-            return default or ""
-        url = url.rstrip("/")
-        if self.provider.full_url or default is None:
-            return url
-        path = CHAT if task in (TaskType.COMPLETION, TaskType.CHAT_COMPLETION) else EMBEDDINGS
-        return url if url.split("?")[0].endswith(path) else url + path
+        if default is None:  # url is required, and is the operation's own
+            return self.setting("url")
+        suffix = {TaskType.TEXT_EMBEDDING: EMBEDDINGS, TaskType.RERANK: "/reranking"}.get(task, CHAT)
+        return self.provider_url(default, suffix, full=self.provider.full_url)
 
     def headers(self, request_settings: dict[str, Any] | None = None) -> dict[str, str]:
         headers = {}
@@ -140,7 +120,7 @@ class OpenAICompatibleBackend(ProviderBackend):
         if task == TaskType.RERANK:
             return await self._rerank(request)
         body = self.chat_body(request)
-        answer = await self.call_json(self.operation_url(), body, request, headers=self.headers(request.task_settings))
+        answer = await self.call_json(self.url(), body, request, headers=self.headers(request.task_settings))
         return self.translate(openai_shapes.parse_chat, answer)
 
     def chat_body(self, request: InferenceRequest, stream: bool = False) -> dict[str, Any]:
@@ -149,7 +129,7 @@ class OpenAICompatibleBackend(ProviderBackend):
         )
 
     async def _embeddings(self, request: InferenceRequest) -> InferenceResult:
-        url = self.operation_url()
+        url = self.url()
         if self.config.service == "llama":
             body: dict[str, Any] = {"model_id": self.model, "contents": list(request.input)}
             answer = await self.call_json(url, body, request, headers=self.headers())
@@ -172,10 +152,10 @@ class OpenAICompatibleBackend(ProviderBackend):
                 "query": {"text": request.query or ""},
                 "passages": [{"text": text} for text in documents],
             }
-            answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
+            answer = await self.call_json(self.url(), body, request, headers=self.headers())
             return self.translate(parse_nvidia_rerank, answer, documents)
         settings = request.task_settings
-        return_documents = bool(settings.get("return_documents"))
+        return_documents = returns_documents(self.config, settings)
         body = {"query": request.query or "", "documents": documents}
         if self.model:
             body = {"model": self.model, **body}
@@ -183,7 +163,7 @@ class OpenAICompatibleBackend(ProviderBackend):
             body["top_n"] = settings["top_n"]
         if settings.get("return_documents") is not None:
             body["return_documents"] = return_documents
-        answer = await self.call_json(self.operation_url(), body, request, headers=self.headers())
+        answer = await self.call_json(self.url(), body, request, headers=self.headers())
         return self.translate(parse_results_rerank, answer, documents, return_documents)
 
     async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
@@ -191,7 +171,7 @@ class OpenAICompatibleBackend(ProviderBackend):
             raise self.streaming_unsupported()
         body = self.chat_body(request, stream=True)
         headers = self.headers(request.task_settings)
-        async with self.open_stream(self.operation_url(), body, request, headers=headers) as response:
+        async with self.open_stream(self.url(), body, request, headers=headers) as response:
             async for chunk in openai_shapes.chat_deltas(response):
                 yield chunk
 
@@ -205,7 +185,7 @@ class OpenAICompatibleBackend(ProviderBackend):
             stream_options=unified,
             user=settings.get("user"),
         )
-        async with self.open_stream(self.operation_url(), body, request, headers=self.headers(settings)) as response:
+        async with self.open_stream(self.url(), body, request, headers=self.headers(settings)) as response:
             async for chunk in openai_shapes.chat_chunks(response):
                 yield chunk
 

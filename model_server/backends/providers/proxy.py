@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from urllib.parse import urlsplit
 from typing import Any, AsyncIterator, Callable
 
 import httpx
@@ -179,6 +180,22 @@ class ProviderBackend(Backend):
         """The catalog's ``url`` override, else the provider's own base URL (no trailing slash)."""
         return (self.setting("url") or default).rstrip("/")
 
+    def provider_url(self, default: str, suffix: str, *, full: bool = False) -> str:
+        """Where an operation goes: ``default`` (the provider's own URL of it), or the ``url``
+        override. A bare host (``http://proxy:8080``) takes the provider's own path; a URL
+        that already ends with ``suffix`` (``/embeddings``), or any URL where ``full`` says
+        the setting is the whole URL of the operation (as Elasticsearch takes it for some
+        services), is used as is; any other URL is a base that ``suffix`` is added to."""
+        url = self.setting("url")
+        if not url:
+            return default
+        parsed = urlsplit(url)
+        if parsed.path in ("", "/") and not parsed.query:
+            return url.rstrip("/") + urlsplit(default).path
+        if full or parsed.path.rstrip("/").endswith(suffix):
+            return url
+        return url.rstrip("/") + suffix
+
     @staticmethod
     def input_type(request: InferenceRequest) -> str | None:
         """The request's input type (``ingest``, ``search``...), else the endpoint's task setting.
@@ -232,9 +249,9 @@ class ProviderBackend(Backend):
             yield response
         except ElasticsearchError as exc:  # an error event of the provider's stream may quote anything
             raise ElasticsearchError(exc.status, exc.type, self.redact(exc.reason)) from None
-        except httpx.TimeoutException:
-            raise faults.timed_out(timeout, self.service) from None
         except httpx.TransportError as exc:
+            if faults.is_timeout(exc):
+                raise faults.timed_out(timeout, self.service) from None
             raise faults.unreachable(exc, self.service, self.redact) from None
         except ParseErrors as exc:
             raise self.malformed(f"a streamed event could not be read: {_describe(exc)}") from None
@@ -287,7 +304,7 @@ class ProviderBackend(Backend):
                 response = await self.client.send(outgoing, stream=stream)
             except httpx.TransportError as exc:
                 self.metrics.call(None)
-                if isinstance(exc, httpx.TimeoutException) and (deadline is None or loop.time() >= deadline - 0.01):
+                if faults.is_timeout(exc) and (deadline is None or loop.time() >= deadline - 0.01):
                     raise TimeoutError from None
                 # A connection dropped or refused before the deadline: worth another try.
                 raise retries.RetryableFailure(faults.unreachable(exc, self.service, self.redact)) from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
 from ..base import InferenceRequest
 from ..results import InferenceResult
 from .answers import (
@@ -49,22 +49,25 @@ class VoyageAIBackend(ProviderBackend):
     default_similarity = "dot_product"
 
     def url(self, operation: str) -> str:
-        base = self.base_url(BASE_URL)
-        return base if base.endswith(operation) else base + operation
+        return self.provider_url(BASE_URL + operation, operation)
 
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret('api_key')}"}
+        # The key is optional in the catalog (Elasticsearch's own examples leave it out).
+        key = self.secret("api_key")
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def infer(self, request: InferenceRequest) -> InferenceResult:
         settings = request.task_settings
         if self.config.task_type == TaskType.RERANK:
-            return_documents = bool(settings.get("return_documents"))
+            return_documents = returns_documents(self.config, settings)
             body: dict[str, Any] = {
                 "query": request.query or "", "documents": list(request.input), "model": self.setting("model_id"),
             }
             for name in ("top_k", "return_documents", "truncation"):
                 if settings.get(name) is not None:
                     body[name] = settings[name]
+            if settings.get("top_n") is not None:  # the request's own top_n wins, as in Elasticsearch
+                body["top_k"] = settings["top_n"]
             answer = await self.call_json(self.url("/rerank"), body, request, headers=self.headers())
             return self.translate(parse_rerank, answer, list(request.input), return_documents)
         dtype = DTYPES[self.setting("embedding_type", "float")]

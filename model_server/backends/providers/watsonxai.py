@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, AsyncIterator
 
 from kubeinfer import strict_json
-from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
 from ..results import InferenceResult, TextEmbeddings
 from kubeinfer.errors import ElasticsearchError
 from ..base import InferenceRequest
@@ -69,7 +69,7 @@ class WatsonxBackend(TokenExchangeBackend):
         params = {"version": self.setting("api_version")}
         if self.config.task_type == TaskType.RERANK:
             settings = request.task_settings
-            return_text = bool(settings.get("return_documents"))
+            return_text = returns_documents(self.config, settings)
             return_options: dict[str, Any] = {"inputs": return_text}
             if settings.get("top_n") is not None:
                 return_options["top_n"] = settings["top_n"]
