@@ -145,8 +145,12 @@ def count_converged(cluster: EmulatedCluster, ns: str, generation: int) -> tuple
 def wait_converged(cluster: EmulatedCluster, ns: str, n: int, generation: int, timeout: float,
                    proc: subprocess.Popen) -> float:
     start = time.monotonic()
+    done = 0
     while True:
-        done, refused = count_converged(cluster, ns, generation)
+        try:
+            done, refused = count_converged(cluster, ns, generation)
+        except TimeoutError:  # the emulator's loop is busy serving: ask again
+            refused = []
         if refused:
             raise SystemExit(f"{len(refused)} endpoint(s) refused as InvalidSpec, e.g.\n  " + "\n  ".join(refused[:5]))
         if done >= n:
@@ -158,7 +162,7 @@ def wait_converged(cluster: EmulatedCluster, ns: str, n: int, generation: int, t
         time.sleep(0.25)
 
 
-def in_chunks(cluster: EmulatedCluster, count: int, each: Callable[[int], None], chunk: int = 100) -> None:
+def in_chunks(cluster: EmulatedCluster, count: int, each: Callable[[int], None], chunk: int = 50) -> None:
     """``each(i)`` for every ``i`` below ``count``, in the emulator's loop, a chunk per call
     (one call must end within its time limit)."""
     for start in range(0, count, chunk):

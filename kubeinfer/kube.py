@@ -1,7 +1,7 @@
 """The project's one client of the Kubernetes API server, used by the operator and the gateway.
 
-What it does: log in (a kubeconfig, the pod's service account, or details handed over by
-kopf's own login), send requests by path, server-side apply with a field manager, list
+What it does: log in (a kubeconfig, with its exec credential plugin if it names one; the
+pod's service account; or details handed over by kopf's own login), send requests by path, server-side apply with a field manager, list
 and watch (``watch`` streams events; ``Informer`` keeps a label-scoped list-and-watch
 running, re-listing after a 410), and turn every refusal into one ``KubeError``.
 
@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import json
 import logging
 import os
 import ssl
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Mapping
+from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Mapping
 
 import httpx
 import yaml
@@ -77,6 +79,8 @@ class Connection:
     cert_data: bytes | None = field(default=None, repr=False)  # PEM
     key_data: bytes | None = field(default=None, repr=False)  # PEM
     namespace: str = "default"
+    # A kubeconfig ``exec`` credential plugin (``aws eks get-token``, ``gke-gcloud-auth-plugin``...).
+    exec_plugin: dict[str, Any] | None = None
 
     @classmethod
     def in_cluster(cls, directory: Path = SERVICE_ACCOUNT_DIR) -> "Connection":
@@ -120,9 +124,9 @@ class Connection:
         if cluster is None or not cluster.get("server"):
             raise LoginError(f"the kubeconfig context {name!r} names no cluster with a server")
         user = merged["users"].get(ctx.get("user", ""), {})
-        if user.get("exec") or user.get("auth-provider"):
-            raise LoginError("kubeconfig credential plugins (exec, auth-provider) are not supported: "
-                             "use a token, a token file or a client certificate")
+        if user.get("auth-provider"):
+            raise LoginError("kubeconfig auth-provider plugins are not supported (kubectl dropped them too): "
+                             "use an exec plugin, a token, a token file or a client certificate")
 
         def local(section: str, entry: str, value: str | None) -> str | None:
             return str(homes[(section, entry)] / Path(value).expanduser()) if value else None
@@ -144,6 +148,7 @@ class Connection:
             cert_data=data(user.get("client-certificate-data")),
             key_data=data(user.get("client-key-data")),
             namespace=ctx.get("namespace") or "default",
+            exec_plugin=user.get("exec"),
         )
 
     @classmethod
@@ -175,13 +180,46 @@ class Connection:
 
 
 class Credentials(httpx.Auth):
-    """The connection's token (re-read from its file when the file changes, and after a 401)
-    or basic credentials."""
+    """The connection's token (re-read from its file when the file changes, and after a 401;
+    or got from its exec plugin, again when it expires or after a 401) or basic credentials."""
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self._token = connection.token
         self._stamp: tuple[float, int] | None = None
+        self._expires: float | None = None  # of an exec plugin's token (time.time())
+
+    async def _exec_token(self, *, force: bool = False) -> None:
+        plugin = self.connection.exec_plugin or {}
+        if not force and self._token and (self._expires is None or time.time() < self._expires - 30):
+            return
+        env = {**os.environ, **{e["name"]: e["value"] for e in plugin.get("env") or []},
+               "KUBERNETES_EXEC_INFO": json.dumps({
+                   "apiVersion": plugin.get("apiVersion", "client.authentication.k8s.io/v1"),
+                   "kind": "ExecCredential", "spec": {"interactive": False}})}
+        process = await asyncio.create_subprocess_exec(
+            plugin["command"], *(plugin.get("args") or []), env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await process.communicate()
+        if process.returncode != 0:
+            raise KubeError(401, "Unauthorized", f"the kubeconfig's exec plugin {plugin['command']!r} failed: "
+                                                 f"{err.decode(errors='replace')[-300:]}")
+        status = (json.loads(out) or {}).get("status") or {}
+        self._token = status.get("token")
+        expiry = status.get("expirationTimestamp")
+        self._expires = datetime.datetime.fromisoformat(expiry.replace("Z", "+00:00")).timestamp() \
+            if expiry else None
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if self.connection.exec_plugin:
+            await self._exec_token()
+        self._authorize(request)
+        response = yield request
+        if response.status_code == 401 and (self.connection.token_file or self.connection.exec_plugin):
+            if self.connection.exec_plugin:
+                await self._exec_token(force=True)
+            self._authorize(request, force=True)
+            yield request
 
     def _current_token(self, *, force: bool = False) -> str | None:
         path = self.connection.token_file

@@ -41,16 +41,17 @@ def create_app(
     if readiness is None:
         def readiness() -> bool:
             return bool(getattr(store, "ready", True))
-    app.include_router(health_router(readiness))
-    # Extra routers first: their literal paths (e.g. `_all`) must win over `{inference_id}`.
-    for router in extra_routers:
-        app.include_router(router)
-    # `_services` is a literal: before `/_inference/{inference_id}` and `/{task_type}/{inference_id}`.
-    app.include_router(services_router())
-    app.include_router(endpoints_router(store))
-    # Before the inference routes: `/_inference/{task_type}/{inference_id}/_stream` matches it too.
+    # Inference is the hot path and every request walks the routes in order: its routes come
+    # first. Chat completion's before the others, as `/_inference/{endpoint}/_stream` matches
+    # its path too. These declare POST routes only, so the GET, PUT and DELETE routes below
+    # keep their literal paths (`_all`, `_services`) ahead of `{inference_id}`.
     app.include_router(chat_completion_router(store))
     app.include_router(inference_router(store, relay=relay))
+    app.include_router(health_router(readiness))
+    for router in extra_routers:
+        app.include_router(router)
+    app.include_router(services_router())
+    app.include_router(endpoints_router(store))
     # OpenAI's API over the same endpoints.
     app.include_router(openai_router(store))
     app.state.store = store

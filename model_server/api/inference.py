@@ -17,6 +17,7 @@ import time
 from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, Request
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response, StreamingResponse
 
 from ..backends.base import Backend, InferenceRequest
@@ -33,6 +34,28 @@ from .relay import Relay
 from .store import EndpointStore
 
 log = logging.getLogger(__name__)
+
+
+class EndpointConvertor(Convertor[str]):
+    """``<inference_id>`` or ``<task_type>/<inference_id>``: Elasticsearch's two ways of
+    naming an endpoint in a path, so that each route is declared once."""
+
+    regex = "(?:[^/]+/)?[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("endpoint", EndpointConvertor())
+
+
+def endpoint_path(value: str) -> tuple[str | None, str]:
+    """(task type or None, inference id) of an ``{endpoint:endpoint}`` path parameter."""
+    task_type, _, inference_id = value.rpartition("/")
+    return task_type or None, inference_id
 
 
 def inference_timeout(request: InferenceRequest) -> ElasticsearchError:
@@ -106,8 +129,10 @@ def inference_router(store: EndpointStore, *, max_inputs: int | None = None, rel
             backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
             limit = None if math.isinf(request.timeout) else request.timeout
             try:
-                result = await asyncio.wait_for(backend.infer(request), timeout=limit)
-            except asyncio.TimeoutError:
+                # A deadline on this task, not a task per request as wait_for makes.
+                async with asyncio.timeout(limit):
+                    result = await backend.infer(request)
+            except TimeoutError:
                 raise inference_timeout(request) from None
         except ElasticsearchError as exc:
             observed.finish(exc.status, exc.type)
@@ -135,23 +160,18 @@ def inference_router(store: EndpointStore, *, max_inputs: int | None = None, rel
             _event_stream(first, chunks, observed), media_type=sse.MEDIA_TYPE, headers={PRODUCT_HEADER: PRODUCT}
         )
 
-    # Literal `_stream` routes first: `/_inference/{task_type}/{inference_id}` would match them too.
-    @router.post("/_inference/{task_type}/{inference_id}/_stream")
-    async def stream_with_task_type(http: Request, task_type: str, inference_id: str) -> Response:
+    async def stream_route(http: Request) -> Response:
+        task_type, inference_id = endpoint_path(http.path_params["endpoint"])
         return await stream(http, inference_id, task_type)
 
-    @router.post("/_inference/{inference_id}/_stream")
-    async def stream_by_id(http: Request, inference_id: str) -> Response:
-        return await stream(http, inference_id, None)
-
-    @router.post("/_inference/{task_type}/{inference_id}")
-    async def infer_with_task_type(http: Request, task_type: str, inference_id: str) -> Response:
+    async def infer_route(http: Request) -> Response:
+        task_type, inference_id = endpoint_path(http.path_params["endpoint"])
         return await infer(http, inference_id, task_type)
 
-    @router.post("/_inference/{inference_id}")
-    async def infer_by_id(http: Request, inference_id: str) -> Response:
-        return await infer(http, inference_id, None)
-
+    # Plain Starlette routes: the hot path needs no dependency injection. `_stream` first,
+    # since `{endpoint}` alone would take `<inference_id>/_stream` for `<task_type>/<inference_id>`.
+    router.add_route("/_inference/{endpoint:endpoint}/_stream", stream_route, methods=["POST"])
+    router.add_route("/_inference/{endpoint:endpoint}", infer_route, methods=["POST"])
     return router
 
 

@@ -13,7 +13,8 @@ from typing import Any, Callable
 from fastapi import FastAPI
 
 from ..api.app import create_app
-from .management import management_router
+from .management import ReferenceCheck, management_router
+from .preconfigured import WithPreconfiguredEndpoints
 from .product import root_router
 from .forwarding import relay_to_endpoint
 from .store import ManagedEndpointStore
@@ -24,11 +25,15 @@ def create_gateway_app(
     *,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None = None,
     name: str = "kubeinfer",
+    check_references: ReferenceCheck | None = None,
 ) -> FastAPI:
-    """Elasticsearch's whole inference API over ``store``."""
+    """Elasticsearch's whole inference API over ``store``, with Elasticsearch's preconfigured
+    endpoints; ``check_references`` vets what a create or update references (in a cluster:
+    the Secrets its caller may read)."""
+    store = WithPreconfiguredEndpoints(store)
     return create_app(
         store,
-        extra_routers=[root_router(name=name), management_router(store)],
+        extra_routers=[root_router(name=name), management_router(store, check_references=check_references)],
         lifespan=lifespan,
         title=name,
         relay=relay_to_endpoint,

@@ -8,7 +8,13 @@ endpoint or run inference. No token, or one the API server does not accept: 401.
 allowed: 403. Both in Elasticsearch's ``security_exception`` shape, or in OpenAI's error
 shape on the OpenAI-compatible ``/v1`` routes (where every call is inference or a read:
 ``get``; an OpenAI SDK sends its API key as the bearer token). Answers are cached
-for a few seconds per token and verb, so inference does not cost two API calls each.
+for a few seconds per token and question, so inference does not cost two API calls each.
+
+``/metrics`` names endpoint ids: it takes a token too, allowed to ``get`` the non-resource
+URL ``/metrics`` (what Prometheus' service account is usually granted). A create or
+update whose settings reference Secrets (``secretKeyRef``) needs the caller to be allowed
+to ``get`` each of them (``SecretReferenceCheck``): a user who cannot read a Secret cannot
+make kubeinfer send it anywhere.
 """
 
 from __future__ import annotations
@@ -33,10 +39,35 @@ class Privilege:
     verb: str
     # The Elasticsearch action the request stands for, as its security errors name it.
     action: str
+    # What RBAC must grant: a resource (by group and plural, and a name) or a non-resource URL.
+    group: str = GROUP
+    resource: str = RESOURCE
+    name: str | None = None
+    non_resource_path: str | None = None
+
+    def attributes(self, namespace: str) -> dict[str, Any]:
+        if self.non_resource_path is not None:
+            return {"nonResourceAttributes": {"path": self.non_resource_path, "verb": self.verb}}
+        attributes = {"namespace": namespace, "verb": self.verb, "group": self.group, "resource": self.resource}
+        if self.name is not None:
+            attributes["name"] = self.name
+        return {"resourceAttributes": attributes}
+
+    def granted_by(self) -> str:
+        if self.non_resource_path is not None:
+            return f"the Kubernetes RBAC verb [{self.verb}] on the non-resource URL [{self.non_resource_path}]"
+        what = f"{self.resource}.{self.group}" if self.group else self.resource
+        named = f" named [{self.name}]" if self.name is not None else ""
+        return f"the Kubernetes RBAC verb [{self.verb}] on [{what}]{named}"
+
+
+METRICS = Privilege("get", "cluster:monitor/prometheus/metrics", non_resource_path="/metrics")
 
 
 def required_privilege(method: str, path: str) -> Privilege | None:
-    """What a request needs; None for paths outside the inference APIs."""
+    """What a request needs; None for paths outside the inference APIs and ``/metrics``."""
+    if path == "/metrics" or path.startswith("/metrics/"):
+        return METRICS
     if is_openai_path(path):
         if method == "POST":
             return Privilege("get", "cluster:monitor/xpack/inference")
@@ -51,6 +82,8 @@ def required_privilege(method: str, path: str) -> Privilege | None:
         return Privilege("delete", "cluster:admin/xpack/inference/delete")
     if method == "POST":
         return Privilege("get", "cluster:monitor/xpack/inference")
+    if path == "/_inference/_services" or path.startswith("/_inference/_services/"):
+        return Privilege("get", "cluster:monitor/xpack/inference/services/get")
     return Privilege("get", "cluster:monitor/xpack/inference/get")
 
 
@@ -64,9 +97,13 @@ def unauthorized(privilege: Privilege, user: str) -> ElasticsearchError:
     return ElasticsearchError(
         403,
         "security_exception",
-        f"action [{privilege.action}] is unauthorized for user [{user}], this action is granted by the "
-        f"Kubernetes RBAC verb [{privilege.verb}] on [{RESOURCE}.{GROUP}]",
+        f"action [{privilege.action}] is unauthorized for user [{user}], this action is granted by "
+        f"{privilege.granted_by()}",
     )
+
+
+def secret_privilege(name: str, action: str) -> Privilege:
+    return Privilege("get", action, group="", resource="secrets", name=name)
 
 
 class SubjectAccessReviewer:
@@ -76,10 +113,10 @@ class SubjectAccessReviewer:
         self.api = api
         self.namespace = namespace
         self.cache_seconds = cache_seconds
-        self._cache: dict[tuple[str, str], tuple[float, ElasticsearchError | None]] = {}
+        self._cache: dict[tuple[str, Privilege], tuple[float, ElasticsearchError | None]] = {}
 
     async def check(self, token: str, privilege: Privilege, path: str) -> None:
-        key = (hashlib.sha256(token.encode()).hexdigest(), privilege.verb)
+        key = (hashlib.sha256(token.encode()).hexdigest(), privilege)
         cached = self._cache.get(key)
         now = time.monotonic()
         if cached and cached[0] > now:
@@ -117,12 +154,7 @@ class SubjectAccessReviewer:
                         "uid": user.get("uid"),
                         "groups": user.get("groups", []),
                         "extra": user.get("extra"),
-                        "resourceAttributes": {
-                            "namespace": self.namespace,
-                            "verb": privilege.verb,
-                            "group": GROUP,
-                            "resource": RESOURCE,
-                        },
+                        **privilege.attributes(self.namespace),
                     },
                 },
             )
@@ -158,7 +190,32 @@ class InferenceAuthorization:
         except ElasticsearchError as exc:
             await _send_error(send, exc, openai=is_openai_path(path))
             return
+        # For the checks a route makes on what the request names (the Secrets it references).
+        scope.setdefault("state", {})[CALLER_TOKEN] = token
         await self.app(scope, receive, send)
+
+
+CALLER_TOKEN = "kubeinfer.caller_token"
+
+
+class SecretReferenceCheck:
+    """Refuses a create or update that references a Secret its caller may not ``get``."""
+
+    def __init__(self, reviewer: SubjectAccessReviewer) -> None:
+        self.reviewer = reviewer
+
+    async def __call__(self, request: Any, config: Any, existing: Any = None) -> None:
+        token = request.scope.get("state", {}).get(CALLER_TOKEN)
+        known = {ref.secret_key_ref.name for ref in existing.secret_refs().values()} if existing is not None else set()
+        names = sorted({ref.secret_key_ref.name for ref in config.secret_refs().values()} - known)
+        if not names:
+            return
+        if token is None:
+            raise unauthenticated(request.url.path)
+        action = ("cluster:admin/xpack/inference/update" if existing is not None
+                  else "cluster:admin/xpack/inference/put")
+        for name in names:
+            await self.reviewer.check(token, secret_privilege(name, action), request.url.path)
 
 
 def _bearer_token(scope: dict) -> str | None:

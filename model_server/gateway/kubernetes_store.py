@@ -23,6 +23,7 @@ import httpx
 
 from ..backends.base import Backend
 from kubeinfer.catalog import InferenceEndpointConfig, SecretKeyRef, from_manifest
+from kubeinfer.catalog.endpoint import is_inference_id
 from kubeinfer.errors import ElasticsearchError, not_found, status_exception, validation_exception
 from .forwarding import ForwardingBackend
 from kubeinfer.kube import KubeClient, KubeError
@@ -38,8 +39,10 @@ MANAGED_BY = {LABEL_MANAGED_BY: "kubeinfer-gateway"}
 
 
 def resource_name(inference_id: str) -> str:
-    """The CR's name: the inference id, with ``_`` (not allowed in names) as ``-``."""
-    return inference_id.replace("_", "-")
+    """The CR's name: the inference id, with ``_`` (not allowed in names) as ``-``; a
+    preconfigured endpoint's (``.elser-2-elasticsearch``) gets a prefix for its dot."""
+    name = inference_id.replace("_", "-")
+    return f"preconfigured-{name[1:]}" if name.startswith(".") else name
 
 
 def secret_name(inference_id: str) -> str:
@@ -126,6 +129,8 @@ class KubernetesEndpointStore:
 
     # ---- reading -------------------------------------------------------------------
     async def _read(self, inference_id: str, *, cached: bool = False) -> tuple[dict[str, Any], InferenceEndpointConfig]:
+        if not is_inference_id(inference_id):  # no such endpoint can exist; nor may it reach a URL path
+            raise not_found(inference_id)
         hit = self._cache.get(inference_id) if cached else None
         if hit is not None and hit[0] > time.monotonic():
             return hit[1], hit[2]
@@ -375,8 +380,10 @@ class KubernetesEndpointStore:
 
 
 def _api_failure(exc: KubeError) -> ElasticsearchError:
-    if exc.status == 422:
+    if exc.status in (400, 422):
         return validation_exception(exc.message)
+    if exc.status == 409:
+        return status_exception(f"Kubernetes refused the change: {exc.message}", 409)
     if exc.status == 403:
         return ElasticsearchError(
             500, "status_exception", f"The gateway is not allowed to do this in Kubernetes: {exc.message}"

@@ -7,6 +7,12 @@ by the user only (0700, files 0600) and nothing read back from it is ever return
 GET. Manifest endpoints belong to their files: changes made to them through the API
 last until the process stops. A local model whose adaptive allocations allow zero
 unloads after ``scale_to_zero_after`` idle seconds and loads again on the next request.
+
+A stored endpoint whose backend cannot start (its provider is down) is kept, as
+Elasticsearch keeps it: it is listed and can be deleted, and inference answers a clear
+error while starting it is tried again. A state file that cannot be read is skipped with
+an error in the log. No network call is made while holding the store's lock: a provider
+that hangs holds up its own create, never another endpoint's.
 """
 
 from __future__ import annotations
@@ -15,11 +21,13 @@ import asyncio
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
-from ..backends.base import Backend
+from ..backends.base import Backend, InferenceRequest
+from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, parse_endpoint
 
 from ..backends.registry import create_backend
@@ -57,15 +65,26 @@ class EndpointState:
         return self.endpoints_dir / f"{inference_id}.json"
 
     def save(self, config: InferenceEndpointConfig) -> None:
-        self._ensure()
+        """Write the endpoint's record atomically; a failure (a full disk) leaves no file behind
+        and is Elasticsearch's error."""
         record = {"inference_id": config.inference_id, "task_type": config.task_type.value, **create_body(config)}
         target = self._path(config.inference_id)
         tmp = target.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(record, out, indent=2, sort_keys=True)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
+        try:
+            self._ensure()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                json.dump(record, out, indent=2, sort_keys=True)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise status_exception(
+                f"Could not store inference endpoint [{config.inference_id}] in [{self.endpoints_dir}]: "
+                f"{exc.strerror or type(exc).__name__}", 500,
+            ) from None
 
     def remove(self, inference_id: str) -> None:
         self._path(inference_id).unlink(missing_ok=True)
@@ -73,13 +92,17 @@ class EndpointState:
     def load(self) -> list[InferenceEndpointConfig]:
         if not self.endpoints_dir.is_dir():
             return []
+        for leftover in self.endpoints_dir.glob("*.tmp"):  # a write cut short (a full disk, a crash)
+            leftover.unlink(missing_ok=True)
         configs = []
         for path in sorted(self.endpoints_dir.glob("*.json")):
             try:
-                record = json.loads(path.read_text())
+                record = strict_json.loads(path.read_bytes())
+                if not isinstance(record, dict):
+                    raise ValueError("not a JSON object")
                 configs.append(parse_endpoint(record["inference_id"], record["task_type"], record))
-            except (OSError, ValueError, KeyError, ElasticsearchError) as exc:
-                # The reason only: the record holds secrets.
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the start
+                # The reason only, never the record: it holds secrets.
                 reason = exc.reason if isinstance(exc, ElasticsearchError) else type(exc).__name__
                 log.error("skipping stored endpoint %s: %s", path.name, reason)
         return configs
@@ -102,6 +125,8 @@ class LocalEndpointStore:
         # Local models whose adaptive allocations allow zero unload after this many idle seconds.
         self.scale_to_zero_after = scale_to_zero_after
         self._entries: dict[str, _Entry] = {}
+        # Ids being created or updated: reserved under the lock, started outside it.
+        self._busy: set[str] = set()
         self._lock = asyncio.Lock()
 
     # ---- the EndpointStore the inference routes read ------------------------------
@@ -128,25 +153,53 @@ class LocalEndpointStore:
         return await self._add(config, timeout=timeout, persist=False)
 
     async def _add(self, config: InferenceEndpointConfig, *, timeout: float, persist: bool) -> InferenceEndpointConfig:
+        inference_id = config.inference_id
         async with self._lock:
-            if config.inference_id in self._entries:
-                raise already_exists(config.inference_id)
+            if inference_id in self._entries or inference_id in self._busy:
+                raise already_exists(inference_id)
+            self._busy.add(inference_id)
+        try:
             backend = await self._start(config, timeout)
             config = with_model_facts(config, backend.describe())
-            if persist and self.state is not None:
-                self.state.save(config)
-            self._entries[config.inference_id] = _Entry(config, backend, persist and self.state is not None)
-        log.info("endpoint [%s] (%s, %s) is ready", config.inference_id, config.task_type.value, config.service)
+            persisted = persist and self.state is not None
+            async with self._lock:
+                try:
+                    if persisted:
+                        self.state.save(config)
+                except ElasticsearchError:
+                    await _close_quietly(backend)
+                    raise
+                self._entries[inference_id] = _Entry(config, backend, persisted)
+        finally:
+            self._busy.discard(inference_id)
+        log.info("endpoint [%s] (%s, %s) is ready", inference_id, config.task_type.value, config.service)
         return config
 
     async def update(self, config: InferenceEndpointConfig, *, timeout: float) -> InferenceEndpointConfig:
+        inference_id = config.inference_id
         async with self._lock:
-            old = self._entry(config.inference_id)
+            self._entry(inference_id)
+            if inference_id in self._busy:
+                raise status_exception(f"Inference endpoint [{inference_id}] is being changed by another request",
+                                       409)
+            self._busy.add(inference_id)
+        try:
             backend = await self._start(config, timeout)
             config = with_model_facts(config, backend.describe())
-            self._entries[config.inference_id] = _Entry(config, backend, old.persisted)
-            if old.persisted and self.state is not None:
-                self.state.save(config)
+            async with self._lock:
+                old = self._entries.get(inference_id)
+                if old is None:  # deleted while the new backend started
+                    await _close_quietly(backend)
+                    raise not_found(inference_id)
+                if old.persisted and self.state is not None:
+                    try:
+                        self.state.save(config)
+                    except ElasticsearchError:
+                        await _close_quietly(backend)
+                        raise
+                self._entries[inference_id] = _Entry(config, backend, old.persisted)
+        finally:
+            self._busy.discard(inference_id)
         await _close_quietly(old.backend)
         return config
 
@@ -156,23 +209,34 @@ class LocalEndpointStore:
             del self._entries[inference_id]
             if entry.persisted and self.state is not None:
                 self.state.remove(inference_id)
+        # Requests in flight on it fail at once (the backend's close fails them).
         await _close_quietly(entry.backend)
 
     async def restore(self, *, timeout: float) -> list[InferenceEndpointConfig]:
-        """Start the endpoints kept in the state directory; a broken one is logged and skipped."""
-        started = []
-        for config in self.state.load() if self.state is not None else []:
+        """Start the endpoints kept in the state directory, side by side. One that cannot
+        start is kept all the same, answering a clear error until it can."""
+        configs = self.state.load() if self.state is not None else []
+
+        async def bring_back(config: InferenceEndpointConfig) -> InferenceEndpointConfig | None:
+            if config.inference_id in self._entries or config.inference_id in self._busy:
+                log.warning("stored endpoint [%s] is shadowed by a manifest", config.inference_id)
+                return None
+            self._busy.add(config.inference_id)
             try:
+                try:
+                    backend: Backend = await self._start(config, timeout)
+                except ElasticsearchError as exc:
+                    log.error("stored endpoint [%s] did not start, retrying on use: %s",
+                              config.inference_id, exc.reason)
+                    backend = DeferredBackend(config, lambda: self._start(config, RETRY_START_TIMEOUT), exc.reason)
                 async with self._lock:
-                    if config.inference_id in self._entries:
-                        log.warning("stored endpoint [%s] is shadowed by a manifest", config.inference_id)
-                        continue
-                    backend = await self._start(config, timeout)
                     self._entries[config.inference_id] = _Entry(config, backend, True)
-                started.append(config)
-            except ElasticsearchError as exc:
-                log.error("stored endpoint [%s] did not start: %s", config.inference_id, exc.reason)
-        return started
+            finally:
+                self._busy.discard(config.inference_id)
+            return config
+
+        restored = await asyncio.gather(*(bring_back(c) for c in configs))
+        return [c for c in restored if c is not None]
 
     async def close(self) -> None:
         async with self._lock:
@@ -222,6 +286,77 @@ class LocalEndpointStore:
                 f"exception: {reason}"
             )
         return backend
+
+
+# How long one retry of a stored endpoint's start may take, and how often it is tried.
+RETRY_START_TIMEOUT = 30.0
+RETRY_START_EVERY = 10.0
+
+
+class DeferredBackend(Backend):
+    """A stored endpoint whose backend could not start: it stays listed and deletable, and
+    each request tries to start it (at most every ``RETRY_START_EVERY`` seconds), answering
+    a clear error until that works."""
+
+    def __init__(self, config: InferenceEndpointConfig, start: Callable[[], Awaitable[Backend]],
+                 reason: str) -> None:
+        super().__init__(config)
+        self._start = start
+        self.reason = reason
+        self._backend: Backend | None = None
+        self._next_try = time.monotonic() + RETRY_START_EVERY
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def ready(self) -> bool:
+        return self._backend is not None and self._backend.ready
+
+    def describe(self) -> dict[str, Any]:
+        return self._backend.describe() if self._backend is not None else {}
+
+    def _unavailable(self) -> ElasticsearchError:
+        return status_exception(
+            f"Inference endpoint [{self.config.inference_id}] is not available: it could not be started "
+            f"({self.reason}); it is tried again on use", 409,
+        )
+
+    async def started(self) -> Backend:
+        if self._backend is not None:
+            return self._backend
+        async with self._lock:
+            if self._backend is not None:
+                return self._backend
+            if self._closed or time.monotonic() < self._next_try:
+                raise self._unavailable()
+            try:
+                backend = await self._start()
+            except ElasticsearchError as exc:
+                self.reason = exc.reason
+                self._next_try = time.monotonic() + RETRY_START_EVERY
+                raise self._unavailable() from None
+            if self._closed:
+                await _close_quietly(backend)
+                raise self._unavailable()
+            self._backend = backend
+            log.info("stored endpoint [%s] started", self.config.inference_id)
+            return backend
+
+    async def infer(self, request: InferenceRequest) -> Any:
+        return await (await self.started()).infer(request)
+
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[Any]:
+        async for chunk in (await self.started()).stream(request):
+            yield chunk
+
+    async def chat(self, request: Any) -> AsyncIterator[Any]:
+        async for chunk in (await self.started()).chat(request):
+            yield chunk
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._backend is not None:
+            await _close_quietly(self._backend)
 
 
 def _time(seconds: float) -> str:

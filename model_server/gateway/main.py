@@ -18,7 +18,7 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from .app import create_gateway_app
-from .auth import InferenceAuthorization, SubjectAccessReviewer
+from .auth import InferenceAuthorization, SecretReferenceCheck, SubjectAccessReviewer
 from kubeinfer.kube import Connection, KubeClient
 from .kubernetes_store import KubernetesEndpointStore
 
@@ -38,9 +38,11 @@ def build_gateway_app(connection: Connection, namespace: str, *, auth: bool = Tr
         finally:
             await store.close()
 
-    app = create_gateway_app(store, lifespan=lifespan, name="kubeinfer-gateway")
-    if auth:
-        app.add_middleware(InferenceAuthorization, reviewer=SubjectAccessReviewer(api, namespace))
+    reviewer = SubjectAccessReviewer(api, namespace) if auth else None
+    app = create_gateway_app(store, lifespan=lifespan, name="kubeinfer-gateway",
+                             check_references=SecretReferenceCheck(reviewer) if reviewer is not None else None)
+    if reviewer is not None:
+        app.add_middleware(InferenceAuthorization, reviewer=reviewer)
     return app
 
 

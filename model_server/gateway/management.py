@@ -7,18 +7,23 @@ render it. Inference itself (``POST``) and the GET of endpoints are the API laye
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from fastapi import APIRouter, Request
 
 from ..api.request_body import read_json_body
 from ..api.inference_request import parse_time_value
-from kubeinfer.catalog import check_task_type, parse_endpoint, parse_task_type
+from kubeinfer.catalog import InferenceEndpointConfig, check_task_type, parse_endpoint, parse_task_type
 from kubeinfer.errors import ElasticsearchError, status_exception
 from .store import ManagedEndpointStore, cannot_update, merge_update, resolve_task_type
 
 
-def management_router(store: ManagedEndpointStore) -> APIRouter:
+# Called with the request, the endpoint to store and the one it replaces (None on create);
+# raises when the caller may not store it (in a cluster: Secrets it may not read).
+ReferenceCheck = Callable[[Request, InferenceEndpointConfig, InferenceEndpointConfig | None], Awaitable[None]]
+
+
+def management_router(store: ManagedEndpointStore, *, check_references: ReferenceCheck | None = None) -> APIRouter:
     """The create, update, get and delete routes over ``store``."""
     router = APIRouter()
 
@@ -29,6 +34,8 @@ def management_router(store: ManagedEndpointStore) -> APIRouter:
             raise ElasticsearchError(400, "parse_exception", "request body must be an object")
         task = resolve_task_type(task_type, body.get("task_type"))
         config = parse_endpoint(inference_id, task, body)
+        if check_references is not None:
+            await check_references(request, config, None)
         created = await store.create(config, timeout=timeout)
         return created.es_view()
 
@@ -44,7 +51,10 @@ def management_router(store: ManagedEndpointStore) -> APIRouter:
             raise
         if requested is not None and requested != existing.task_type:
             raise status_exception("Task type must match the task type of the existing endpoint")
-        updated = await store.update(merge_update(existing, body), timeout=timeout)
+        merged = merge_update(existing, body)
+        if check_references is not None:
+            await check_references(request, merged, existing)
+        updated = await store.update(merged, timeout=timeout)
         return updated.es_view()
 
     async def delete_endpoint(request: Request, inference_id: str, task_type: str | None) -> dict[str, Any]:

@@ -26,14 +26,18 @@ from kubeinfer.kube import Connection
 from model_server.gateway.main import build_gateway_app
 
 NS = "default"
-ADMIN, VIEWER, STRANGER = "admin-token", "viewer-token", "stranger-token"
+ADMIN, VIEWER, STRANGER, PROMETHEUS = "admin-token", "viewer-token", "stranger-token", "prometheus-token"
 USERS = {
     ADMIN: {"username": "alice", "uid": "u-1", "groups": ["ml-admins"]},
     VIEWER: {"username": "bob", "uid": "u-2", "groups": ["apps"]},
     STRANGER: {"username": "mallory", "uid": "u-3", "groups": []},
+    PROMETHEUS: {"username": "system:serviceaccount:monitoring:prometheus", "uid": "u-4", "groups": []},
 }
 # Kubernetes RBAC as the Helm chart's ClusterRoles grant it.
 GRANTS = {"alice": {"get", "list", "create", "update", "delete"}, "bob": {"get", "list"}}
+# Secrets each user may get, and non-resource URLs each may get.
+SECRET_GRANTS = {"alice": {"team-a-openai"}}
+URL_GRANTS = {"system:serviceaccount:monitoring:prometheus": {"/metrics"}}
 
 
 class OperatorStandIn:
@@ -65,7 +69,8 @@ class OperatorStandIn:
             return
         self.emulator.update_status(INFERENCE_ENDPOINTS, meta["namespace"], meta["name"], {
             "observedGeneration": meta["generation"],
-            "url": f"{self.url}",
+            # As the operator writes it: the endpoint's own _inference path on its Service.
+            "url": f"{self.url}/_inference/{obj['spec']['taskType']}/{obj['spec'].get('inferenceId', meta['name'])}",
             "dimensions": 2, "similarity": "dot_product",
             "conditions": [{"type": "Ready", "status": "True", "reason": "Available", "message": "serving"}],
         })
@@ -101,8 +106,15 @@ def cluster(kube, endpoint_server):
     def policy(spec: dict[str, Any]) -> tuple[bool, str]:
         reviews.append(spec)
         attrs = spec.get("resourceAttributes") or {}
-        ok = (attrs.get("group"), attrs.get("resource"), attrs.get("namespace")) == (
-            "kubeinfer.io", "inferenceendpoints", NS) and attrs.get("verb") in GRANTS.get(spec.get("user"), ())
+        url = spec.get("nonResourceAttributes") or {}
+        if url:
+            ok = url.get("verb") == "get" and url.get("path") in URL_GRANTS.get(spec.get("user"), ())
+        elif (attrs.get("group"), attrs.get("resource")) == ("", "secrets"):
+            ok = attrs.get("verb") == "get" and attrs.get("namespace") == NS and attrs.get("name") in SECRET_GRANTS.get(
+                spec.get("user"), ())
+        else:
+            ok = (attrs.get("group"), attrs.get("resource"), attrs.get("namespace")) == (
+                "kubeinfer.io", "inferenceendpoints", NS) and attrs.get("verb") in GRANTS.get(spec.get("user"), ())
         return ok, "RBAC: allowed" if ok else ""
 
     def configure() -> OperatorStandIn:
@@ -188,9 +200,12 @@ async def test_get_lists_resources_including_those_applied_with_kubectl(gateway,
     await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
 
     listed = await gateway.get("/_inference", headers=as_user(VIEWER))
-    assert [e["inference_id"] for e in listed.json()["endpoints"]] == ["applied-e5", "gw-emb"]
+    # Elasticsearch's preconfigured endpoints (ids starting with a dot) are listed too.
+    assert [e["inference_id"] for e in listed.json()["endpoints"]] == [
+        ".elser-2-elasticsearch", ".multilingual-e5-small-elasticsearch", ".rerank-v1-elasticsearch",
+        "applied-e5", "gw-emb"]
     # What the operator learnt of the model, as Elasticsearch shows it.
-    openai_view = listed.json()["endpoints"][1]["service_settings"]
+    openai_view = listed.json()["endpoints"][4]["service_settings"]
     assert (openai_view["dimensions"], openai_view["similarity"]) == (2, "dot_product")
     assert "sk-cluster-secret" not in listed.text
     one = await gateway.get("/_inference/text_embedding/applied-e5", headers=as_user(VIEWER))
@@ -448,7 +463,8 @@ def test_kubeinfer_gateway_command_finds_the_cluster_through_kubeconfig(cluster,
     with KubeinferProcess("gateway", "--host", "127.0.0.1", env={"KUBECONFIG": kubeconfig}) as gateway:
         assert gateway.client.get("/_inference").status_code == 401
         listed = gateway.client.get("/_inference", headers=as_user(VIEWER))
-        assert [e["inference_id"] for e in listed.json()["endpoints"]] == ["cli-e5"], gateway.text
+        listed_ids = [e["inference_id"] for e in listed.json()["endpoints"]]
+        assert [i for i in listed_ids if not i.startswith(".")] == ["cli-e5"], gateway.text
         assert gateway.interrupt() == 0
 
 
@@ -517,7 +533,7 @@ async def test_openai_sdk_through_the_gateway_with_the_callers_token(gateway, cl
     [call] = chunks[0].choices[0].delta.tool_calls
     assert (call.id, call.function.name) == ("call_1", "lookup")
     assert chunks[-1].usage.total_tokens == 5
-    assert {m.id async for m in sdk.models.list()} == {"gw-emb", "gw-talk"}
+    assert {m.id async for m in sdk.models.list() if not m.id.startswith(".")} == {"gw-emb", "gw-talk"}
     # the gateway asked RBAC about the SDK's key, as about any bearer token
     assert {r["resourceAttributes"]["verb"] for r in cluster.reviews if r["user"] == "bob"} == {"get"}
 
@@ -533,6 +549,26 @@ async def test_openai_routes_refuse_unknown_and_unauthorized_callers_in_openai_s
     assert stranger.value.body["type"] == "permission_error" and "mallory" in stranger.value.body["message"]
     anonymous = await gateway.post("/v1/embeddings", json={"model": "gw-emb", "input": "x"})
     assert anonymous.status_code == 401 and set(anonymous.json()["error"]) == {"message", "type", "param", "code"}
+
+
+async def test_preconfigured_endpoints_are_listed_reserved_and_created_on_first_use(gateway, cluster):
+    listed = await gateway.get("/_inference/sparse_embedding/.elser-2-elasticsearch", headers=as_user(VIEWER))
+    assert listed.json() == {"endpoints": [{
+        "inference_id": ".elser-2-elasticsearch", "task_type": "sparse_embedding", "service": "elasticsearch",
+        "service_settings": {"model_id": ".elser_model_2", "num_threads": 1, "adaptive_allocations": {
+            "enabled": True, "min_number_of_allocations": 0, "max_number_of_allocations": 32}},
+        "chunking_settings": {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1}}]}
+    refused = await gateway.put("/_inference/text_embedding/.multilingual-e5-small-elasticsearch",
+                                json=openai_body(), headers=as_user(ADMIN))
+    assert error_of(refused) == (400, "status_exception", (
+        "[.multilingual-e5-small-elasticsearch] is a reserved inference ID. Cannot create a new inference "
+        "endpoint with a reserved ID."))
+    # The first inference asks the operator for the model's Deployment through a resource.
+    await gateway.post("/_inference/.rerank-v1-elasticsearch", json={"input": ["a"], "query": "q"},
+                       headers=as_user(VIEWER))
+    cr = cluster.get(INFERENCE_ENDPOINTS, NS, "preconfigured-rerank-v1-elasticsearch")
+    assert cr["spec"]["inferenceId"] == ".rerank-v1-elasticsearch"
+    assert cr["spec"]["serviceSettings"]["model_id"] == ".rerank-v1"
 
 
 # ---- scale from zero: the gateway holds a request while the endpoint wakes ----------------------
@@ -635,3 +671,72 @@ async def test_custom_secret_parameters_each_become_a_key_of_the_owned_secret(ga
     secret = cluster.get(SECRETS, NS, "gw-custom-secrets")
     assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == {
         "secret_parameters.api_key": "sk-custom-one", "secret_parameters.org_token": "tok-two"}
+
+
+async def test_services_api_answers_readers_and_names_its_own_action_to_others(gateway, cluster):
+    listed = await gateway.get("/_inference/_services/chat_completion", headers=as_user(VIEWER))
+    assert listed.status_code == 200, listed.text
+    assert "groq" in [s["service"] for s in listed.json()]
+    status, kind, reason = error_of(await gateway.get("/_inference/_services", headers=as_user(STRANGER)))
+    assert (status, kind) == (403, "security_exception")
+    assert reason.startswith("action [cluster:monitor/xpack/inference/services/get] is unauthorized for user [mallory]")
+
+
+# ---- hostile callers -----------------------------------------------------------------------
+def referencing_body(secret: str, url: str = "https://attacker.example/v1") -> dict[str, Any]:
+    return {"service": "openai", "service_settings": {
+        "api_key": {"secretKeyRef": {"name": secret, "key": "api-key"}}, "model_id": "text-embedding-3-small",
+        "url": url}}
+
+
+async def test_a_secret_the_caller_may_not_read_cannot_be_referenced(gateway, cluster):
+    # bob may use endpoints; give him the right to create them too, but not to read team A's key.
+    GRANTS["bob"] = {"get", "list", "create", "update"}
+    try:
+        response = await gateway.put("/_inference/text_embedding/stolen", json=referencing_body("team-a-openai"),
+                                     headers=as_user(VIEWER))
+    finally:
+        GRANTS["bob"] = {"get", "list"}
+    status, kind, reason = error_of(response)
+    assert (status, kind) == (403, "security_exception")
+    assert "[bob]" in reason and "[secrets] named [team-a-openai]" in reason
+    assert cluster.get(INFERENCE_ENDPOINTS, NS, "stolen") is None
+    secret_reviews = [r for r in cluster.reviews if (r.get("resourceAttributes") or {}).get("resource") == "secrets"]
+    assert secret_reviews[-1]["user"] == "bob"
+    assert secret_reviews[-1]["resourceAttributes"]["name"] == "team-a-openai"
+
+
+async def test_a_secret_the_caller_may_read_can_be_referenced(gateway, cluster):
+    response = await gateway.put("/_inference/text_embedding/own-key", json=referencing_body("team-a-openai"),
+                                 headers=as_user(ADMIN))
+    assert response.status_code == 200, response.text
+    cr = cluster.get(INFERENCE_ENDPOINTS, NS, "own-key")
+    assert cr["spec"]["serviceSettings"]["api_key"] == {"secretKeyRef": {"name": "team-a-openai", "key": "api-key"}}
+    # An update that points the same endpoint at a Secret alice may not read is refused.
+    moved = await gateway.put("/_inference/own-key/_update", json={"service_settings": {
+        "api_key": {"secretKeyRef": {"name": "team-b-openai", "key": "api-key"}}}}, headers=as_user(ADMIN))
+    assert error_of(moved)[:2] == (403, "security_exception")
+    cr = cluster.get(INFERENCE_ENDPOINTS, NS, "own-key")
+    assert cr["spec"]["serviceSettings"]["api_key"]["secretKeyRef"]["name"] == "team-a-openai"
+
+
+async def test_metrics_need_a_token_allowed_to_get_them(gateway, cluster):
+    assert (await gateway.get("/metrics")).status_code == 401
+    assert error_of(await gateway.get("/metrics", headers=as_user(VIEWER)))[:2] == (403, "security_exception")
+    scraped = await gateway.get("/metrics", headers=as_user(PROMETHEUS))
+    assert scraped.status_code == 200
+    assert "kubeinfer_inference_requests_total" in scraped.text
+
+
+@pytest.mark.parametrize("suffix", ["%0A", "%0D", "%00", "%20", "%E2%80%8B", "%0A%0Aextra"])
+async def test_ids_that_no_endpoint_can_have_are_not_found(gateway, cluster, suffix):
+    for method, path in [("GET", f"/_inference/gw-emb{suffix}"), ("DELETE", f"/_inference/gw-emb{suffix}"),
+                         ("POST", f"/_inference/text_embedding/gw-emb{suffix}"),
+                         ("PUT", f"/_inference/gw-emb{suffix}/_update")]:
+        response = await gateway.request(method, path, json={"input": "x"} if method != "GET" else None,
+                                         headers=as_user(ADMIN))
+        assert response.status_code in (400, 404), (method, path, response.text)
+        assert response.json()["error"]["type"] in ("resource_not_found_exception", "validation_exception")
+    created = await gateway.put(f"/_inference/text_embedding/gw-emb{suffix}", json=openai_body(),
+                                headers=as_user(ADMIN))
+    assert error_of(created)[:2] == (400, "validation_exception")

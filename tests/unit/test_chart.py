@@ -324,8 +324,11 @@ async def test_gateway_serves_the_probes_the_chart_points_at():
             for probe in ("livenessProbe", "readinessProbe"):
                 response = await client.get(gateway[probe]["httpGet"]["path"])
                 assert response.status_code == 200, (probe, response.text)
-            # Prometheus scrapes without a token.
-            assert (await client.get("/metrics")).status_code == 200
+            # /metrics names endpoint ids: without a token, none are shown.
+            assert (await client.get("/metrics")).status_code == 401
+    monitor = of_kind(render({"serviceMonitor.enabled": True}), "ServiceMonitor")[0]
+    gateway_scrape = [e for e in monitor["spec"]["endpoints"] if e["port"] == "http"][0]
+    assert gateway_scrape["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
 def test_chart_installs_on_the_oldest_kubernetes_it_is_validated_for_and_not_older():

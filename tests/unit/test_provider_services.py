@@ -201,7 +201,7 @@ CASES: dict[tuple[str, ...], Case] = {
          "request": '{"messages": [{"role": "user", "content": ${input}}], "model": "gpt-4.1"}',
          "response": {"json_parser": {"completion_result": "$.choices[*].message.content"}}},
         "/v1/chat/completions", openai_chat("hi there"),
-        {"messages": [{"role": "user", "content": ["hello"]}], "model": "gpt-4.1"}, COMPLETED, input=["hello"]),
+        {"messages": [{"role": "user", "content": "hello"}], "model": "gpt-4.1"}, COMPLETED, input=["hello"]),
     # ---- new pairs of existing services ------------------------------------------------
     ("azureaistudio", "rerank"): Case(
         {"api_key": KEY, "target": "https://cohere-rerank.models.ai.azure.test", "provider": "cohere",
@@ -362,7 +362,7 @@ CHAT_CASES = {
     "llama": ({"url": "http://llama.test:8321/v1/openai/v1/chat/completions", "model_id": "llama3.2:3b"},
               "llama.test:8321", "/v1/openai/v1/chat/completions", "max_completion_tokens"),
     "nvidia": ({"api_key": KEY, "model_id": "microsoft/phi-3-mini-128k-instruct"}, "integrate.api.nvidia.com",
-               "/v1/chat/completions", "max_completion_tokens"),
+               "/v1/chat/completions", "max_tokens"),
     "openshift_ai": ({"api_key": KEY, "url": "https://llama.apps.ocp.test/v1/chat/completions",
                       "model_id": "llama-31-8b-instruct"}, "llama.apps.ocp.test", "/v1/chat/completions",
                      "max_completion_tokens"),
@@ -451,3 +451,80 @@ async def test_url_override_reaches_the_operation(service, task, url, path):
     assert response.status_code == 200, response.text
     [received] = fake.received
     assert received.path == path
+
+
+async def test_completion_of_an_openai_compatible_service_streams_deltas():
+    fake = FakeProvider().on("/chat/completions", Reply(events=openai_stream("deepseek-chat")))
+    backend = backend_for(fake, "deepseek", "completion", {"api_key": KEY, "model_id": "deepseek-chat"})
+    response = await post_through_server(backend, {"input": "hello"}, stream=True)
+    assert response.status_code == 200, response.text
+    events = list(parse_events(response.text))
+    assert json.loads(events[0][1]) == {"completion": [{"delta": "Hi"}]}
+    assert events[-1][1] == "[DONE]"
+    [received] = fake.received
+    assert received.json["stream"] is True and received.json["messages"] == [{"role": "user", "content": "hello"}]
+
+
+async def test_binary_embeddings_answer_as_packed_bits():
+    reply = {"object": "list", "model": "jina-embeddings-v3", "usage": {"total_tokens": 1},
+             "data": [{"object": "embedding", "index": 0, "embedding": [-7, 12, 127]}]}
+    fake = FakeProvider().on("/v1/embeddings", Reply(json=reply))
+    backend = backend_for(fake, "jinaai", "text_embedding",
+                          {"api_key": KEY, "model_id": "jina-embeddings-v3", "embedding_type": "bit"})
+    response = await post_through_server(backend, {"input": ["hello"]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"text_embedding_bits": [{"embedding": [-7, 12, 127]}]}
+    assert fake.received[0].json["embedding_type"] == "binary"
+
+
+async def test_sagemaker_elastic_api_streams_one_completion_object_a_payload_part():
+    parts = [_raw_event("PayloadPart", json.dumps({"completion": [{"delta": text}]}).encode()) for text in ("Hel", "lo")]
+    path = "/endpoints/my-endpoint/invocations-response-stream"
+    fake = FakeProvider().on(path, Reply(raw=b"".join(parts), content_type="application/vnd.amazon.eventstream"))
+    backend = backend_for(fake, "amazon_sagemaker", "completion", {**SAGEMAKER, "api": "elastic"})
+    response = await post_through_server(backend, {"input": "hello"}, stream=True)
+    assert response.status_code == 200, response.text
+    deltas = [json.loads(data) for _, data in list(parse_events(response.text))[:-1]]
+    assert deltas == [{"completion": [{"delta": "Hel"}]}, {"completion": [{"delta": "lo"}]}]
+    assert fake.received[0].json == {"input": "hello", "stream": True}
+
+
+@pytest.mark.parametrize("service,settings,path,reply,sent", [
+    ("voyageai", {"api_key": KEY, "model_id": "rerank-2"}, "/v1/rerank",
+     {"data": [{"index": 0, "relevance_score": 0.5}]}, {"top_k": 1}),
+    ("contextualai", {"api_key": KEY, "model_id": "ctxl-rerank"}, "/v1/rerank",
+     {"results": [{"index": 0, "relevance_score": 0.5}]}, {"top_n": 1}),
+    ("custom", {**CUSTOM, "url": "https://r.test/rerank",
+                "request": '{"q": ${query}, "docs": ${input}, "top": ${top_n}}',
+                "response": {"json_parser": {"relevance_score": "$.scores[*]"}}},
+     "/rerank", {"scores": [0.5]}, {"top": 1}),
+])
+async def test_the_request_top_n_of_rerank_reaches_the_provider(service, settings, path, reply, sent):
+    fake = FakeProvider().on(path, Reply(json=reply))
+    backend = backend_for(fake, service, "rerank", settings)
+    response = await post_through_server(backend, {"input": ["a", "b"], "query": "q", "top_n": 1})
+    assert response.status_code == 200, response.text
+    body = fake.received[0].json
+    assert {k: body[k] for k in sent} == sent
+
+
+async def test_jina_multimodal_embedding_sends_text_and_image_objects():
+    image = "data:image/png;base64,iVBORw0KGgo="
+    fake = FakeProvider().on("/v1/embeddings", Reply(json=openai_embeddings(VEC, VEC2)))
+    backend = backend_for(fake, "jinaai", "embedding", {"api_key": KEY, "model_id": "jina-embeddings-v4"})
+    response = await post_through_server(backend, {"input": [
+        "a cat", {"content": {"type": "image", "value": image, "format": "base64"}}]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"embeddings": [{"embedding": VEC}, {"embedding": VEC2}]}
+    assert fake.received[0].json["input"] == [{"text": "a cat"}, {"image": image}]
+
+
+async def test_jina_text_only_model_refuses_images_for_the_embedding_task():
+    fake = FakeProvider()
+    backend = backend_for(fake, "jinaai", "embedding",
+                          {"api_key": KEY, "model_id": "jina-embeddings-v3", "multimodal_model": False})
+    response = await post_through_server(backend, {"input": [
+        {"content": {"type": "image", "value": "aGk=", "format": "base64"}}]})
+    assert response.status_code == 400
+    assert "[image]" in response.json()["error"]["reason"]
+    assert fake.received == []

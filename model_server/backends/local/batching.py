@@ -126,6 +126,8 @@ class DynamicBatcher(Generic[Item]):
         self.options = options
         self._worker_init = worker_init
         self._waiting: list[_Waiting] = []
+        # Every job not yet answered, queued or on the model: closing fails them all at once.
+        self._jobs: set[_Job] = set()
         self._in_flight = 0
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -150,9 +152,12 @@ class DynamicBatcher(Generic[Item]):
             except asyncio.CancelledError:
                 pass
             self._task = None
-        closing = status_exception(f"inference endpoint [{self.name}] is shutting down", 503)
-        for waiting in self._waiting:
-            waiting.job.fail(closing)
+        # Deleted, updated or shutting down: nobody waits for an answer that will not come.
+        closing = status_exception(
+            f"inference endpoint [{self.name}] was stopped (deleted, updated or shut down) before it answered", 409)
+        for job in list(self._jobs):
+            job.fail(closing)
+        self._jobs.clear()
         self._waiting.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -183,6 +188,7 @@ class DynamicBatcher(Generic[Item]):
             raise status_exception(QUEUE_FULL_REASON, 429)
         loop = asyncio.get_running_loop()
         job = _Job(loop.create_future(), len(items), loop.time() + timeout)
+        self._jobs.add(job)
         self._waiting.extend(_Waiting(job, i, item, len(item)) for i, item in enumerate(items))
         self._metrics["depth"].set(len(self._waiting))
         self._wakeup.set()
@@ -191,6 +197,7 @@ class DynamicBatcher(Generic[Item]):
         try:
             return await job.future
         finally:
+            self._jobs.discard(job)
             self._in_flight -= 1
             self._metrics["in_flight"].set(self._in_flight)
 

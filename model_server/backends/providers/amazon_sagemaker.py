@@ -9,7 +9,9 @@ The body follows the endpoint's ``api``:
   completions body, answered in OpenAI's shapes; streams are OpenAI's event stream
   carried in the payload parts;
 - ``elastic``: Elasticsearch's own request (``input``, ``input_type``, ``query``,
-  ``task_settings``), answered in Elasticsearch's own response shapes.
+  ``task_settings``), answered in Elasticsearch's own response shapes; a streamed
+  completion is one ``{"completion": [{"delta": ...}]}`` object a payload part, and
+  chat completion takes the unified request and streams OpenAI's chunks, as with ``openai``.
 
 The invoke options of the task settings (``custom_attributes``, ``target_variant``,
 ``session_id``...) and of the service settings (``target_model``,
@@ -42,6 +44,7 @@ from .answers import (
     sparse_embeddings, text_embeddings,
 )
 from .proxy import ProviderBackend
+from .streams import ended_early
 
 SIGNING_NAME = "sagemaker"
 # Settings -> SageMaker's invoke headers.
@@ -134,7 +137,11 @@ class AmazonSageMakerBackend(ProviderBackend):
             body["input_type"] = self.input_type(request)
         if request.query is not None:
             body["query"] = request.query
-        extra = {k: v for k, v in request.task_settings.items() if k not in INVOKE_OPTIONS}
+        for name in ("return_documents", "top_n"):
+            if request.task_settings.get(name) is not None:
+                body[name] = request.task_settings[name]
+        extra = {k: v for k, v in request.task_settings.items()
+                 if k not in INVOKE_OPTIONS and k not in ("return_documents", "top_n")}
         if extra:
             body["task_settings"] = extra
         return body
@@ -157,9 +164,9 @@ class AmazonSageMakerBackend(ProviderBackend):
             return self.translate(openai_shapes.parse_embeddings, answer, len(request.input))
         return self.translate(openai_shapes.parse_chat, answer)
 
-    async def _payload_events(self, response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
-        """Server-Sent Events carried in the payload parts of AWS's event stream."""
-        frames, parser = EventStreamBuffer(), EventStreamParser()
+    async def _payload_parts(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        """The bytes of each ``PayloadPart`` of AWS's event stream."""
+        frames = EventStreamBuffer()
         try:
             async for data in response.aiter_bytes():
                 frames.add_data(data)
@@ -169,21 +176,35 @@ class AmazonSageMakerBackend(ProviderBackend):
                         kind = headers.get(":exception-type") or headers.get(":error-code") or "error"
                         detail = strict_json.loads(message.payload or b"{}").get("Message", "")
                         raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: [{kind}] {detail}")
-                    if headers.get(":event-type") != "PayloadPart":
-                        continue
-                    for line in message.payload.decode().splitlines():
-                        if (event := parser.feed(line)) is not None:
-                            yield event
+                    if headers.get(":event-type") == "PayloadPart":
+                        yield message.payload
         except ParserError as exc:
             raise self.malformed(f"the event stream could not be decoded: {type(exc).__name__}") from None
+
+    async def _payload_events(self, response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
+        """Server-Sent Events carried in the payload parts (a part may end mid-event)."""
+        parser = EventStreamParser()
+        async for part in self._payload_parts(response):
+            for line in part.decode().splitlines():
+                if (event := parser.feed(line)) is not None:
+                    yield event
         if (event := parser.close()) is not None:
             yield event
 
     async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
-        if self.config.task_type != TaskType.COMPLETION or not self.openai:
+        if self.config.task_type != TaskType.COMPLETION:
             raise self.streaming_unsupported()
-        body = self.openai_body(request, stream=True)
         headers = self.headers(request.task_settings, stream=True)
+        if not self.openai:
+            # The elastic api streams one {"completion": [{"delta": ...}]} object a part.
+            body = {**self.elastic_body(request), "stream": True}
+            async with self.open_stream(self.url(stream=True), body, request, headers=headers) as response:
+                async for part in self._payload_parts(response):
+                    for item in strict_json.loads(part)["completion"]:
+                        if item.get("delta"):
+                            yield delta(item["delta"])
+            return
+        body = self.openai_body(request, stream=True)
         async with self.open_stream(self.url(stream=True), body, request, headers=headers) as response:
             async for _event, data in self._payload_events(response):
                 if data.strip() == "[DONE]":
@@ -192,10 +213,10 @@ class AmazonSageMakerBackend(ProviderBackend):
                     text = (choice.get("delta") or {}).get("content")
                     if text:
                         yield delta(text)
+            raise ended_early("[DONE]")
 
     async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
-        if not self.openai:
-            raise self.unsupported("chat_completion with the [elastic] api; use the [openai] api")
+        # Both apis take the unified request and stream OpenAI's chunks as events.
         settings = self.config.task_settings.model_dump(exclude_none=True)
         body = openai_shapes.unified_chat_body(request, model=None, user=settings.get("user"))
         headers = self.headers(settings, stream=True)
@@ -204,6 +225,7 @@ class AmazonSageMakerBackend(ProviderBackend):
                 if data.strip() == "[DONE]":
                     return
                 yield openai_shapes.parse_chat_chunk(strict_json.loads(data))
+            raise ended_early("[DONE]")
 
 
 def create_backend(config: InferenceEndpointConfig, **options: Any) -> AmazonSageMakerBackend:

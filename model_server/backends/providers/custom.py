@@ -1,7 +1,8 @@
 """Custom: any HTTP model, reached through the endpoint's own request template and read
 back through its JSONPath response parsers, as Elasticsearch's ``custom`` service does.
 
-The ``request`` template takes JSON values: ``${input}`` (the list of inputs),
+The ``request`` template takes JSON values: ``${input}`` (the list of inputs; for
+``completion`` the first input, a string, as Elasticsearch sends it),
 ``${query}``, ``${input_type}`` (translated by ``input_type.translation``, else its
 ``default``), ``${top_n}`` and ``${return_documents}`` where the request gives them,
 every ``secret_parameters`` key and every ``task_settings.parameters`` key. The
@@ -121,7 +122,8 @@ class CustomBackend(ProviderBackend):
                 f"[task_settings.parameters] cannot contain the keys of [secret_parameters]: {clash}"
             )
         json_values: dict[str, Any] = {**given, **secrets}
-        json_values["input"] = list(request.input)
+        inputs = list(request.input)
+        json_values["input"] = (inputs[0] if inputs else "") if self.config.task_type == TaskType.COMPLETION else inputs
         if request.query is not None:
             json_values["query"] = request.query
         translation = self.setting("input_type")
@@ -144,11 +146,11 @@ class CustomBackend(ProviderBackend):
             raise validation_exception("[service_settings.request] is not JSON once its placeholders are replaced") \
                 from None
         url = substitute(self.setting("url"), text_values, "url")
-        pairs = [(substitute(k, text_values, "query_parameters"), substitute(v, text_values, "query_parameters"))
+        pairs = [(k, substitute(v, text_values, f"query parameters: [{k}]"))
                  for k, v in self.setting("query_parameters", [])]
         if pairs:
             url += ("&" if "?" in url else "?") + urlencode(pairs)
-        headers = {k: substitute(v, text_values, "headers") for k, v in (self.setting("headers") or {}).items()}
+        headers = {k: substitute(v, text_values, f"header.{k}") for k, v in (self.setting("headers") or {}).items()}
         answer = await self.call_json(url, body, request, headers=headers)
         parser = self.config.service_settings.response.json_parser.model_dump(exclude_none=True)
         return self.translate(parse_answer, answer, self.config.task_type, parser, list(request.input))

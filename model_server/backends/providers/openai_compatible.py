@@ -54,7 +54,7 @@ PROVIDERS: dict[str, Provider] = {
         **_chat_and_completion("https://integrate.api.nvidia.com/v1/chat/completions"),
         TaskType.TEXT_EMBEDDING: "https://integrate.api.nvidia.com/v1/embeddings",
         TaskType.RERANK: "https://ai.api.nvidia.com/v1/retrieval/nvidia/reranking",
-    }, full_url=True),
+    }, full_url=True, unified_fields=False),
     "openshift_ai": Provider(full_url=True),
     "llama": Provider(full_url=True),
 }
