@@ -13,6 +13,7 @@ import logging
 import sys
 from typing import Callable, Sequence
 
+from . import __version__
 from .config import KubeinferSettings, SettingsError
 from .secrets import DEFAULT_SECRETS_DIR
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubeinfer", description="The Elasticsearch inference API on Kubernetes."
     )
+    parser.add_argument("--version", action="version", version=f"kubeinfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("operator", help="run the operator that reconciles InferenceEndpoints")

@@ -4,13 +4,18 @@ Argo CD or Flux sync them.
 Each InferenceEndpoint document goes through what the API server would check (the CRD's
 schema and CEL rules) and then through the catalog, as the operator would. Documents of
 other kinds are skipped, so a whole kustomize folder can be given, or ``-`` to read
-``kustomize build`` output from standard input. One line per problem,
-``FILE: PATH: MESSAGE``; the exit status is 1 when there is any problem.
+``kustomize build`` output from standard input; but a document that looks meant to be one
+(a misspelled kind, an unknown apiVersion) is a problem, and so is finding none at all.
+Names are checked as the API server checks them (a DNS subdomain), not rewritten as
+``render`` would. One line per problem, ``FILE: PATH: MESSAGE``; the exit status is 1
+when there is any problem.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import sys
 from dataclasses import dataclass
 from typing import Iterable, TextIO
@@ -55,21 +60,57 @@ def catalog_problems(manifest: dict) -> list[tuple[str, str]]:
 STDIN = "-"
 
 
-def _other_version(body: object) -> bool:
-    """An InferenceEndpoint of a version this kubeinfer does not serve."""
-    return (isinstance(body, dict) and body.get("kind") == KIND
-            and str(body.get("apiVersion", "")).startswith(f"{GROUP}/") and body.get("apiVersion") != API_VERSION)
+# What the API server accepts as an object's name (a DNS subdomain) and namespace (a label).
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def _looks_like_our_kind(kind: object) -> bool:
+    """A kind that was surely meant to be InferenceEndpoint (a typo, a plural, another case)."""
+    if not isinstance(kind, str) or kind == KIND:
+        return False
+    return difflib.SequenceMatcher(None, kind.lower(), KIND.lower()).ratio() >= 0.85
+
+
+def identity_problems(body: object) -> list[tuple[str, str]]:
+    """apiVersion and kind of a document meant to be an InferenceEndpoint; empty for other kinds."""
+    if not isinstance(body, dict):
+        return []
+    kind, version = body.get("kind"), body.get("apiVersion")
+    in_group = isinstance(version, str) and version.startswith(f"{GROUP}/")
+    if kind == KIND and version != API_VERSION:
+        return [("apiVersion", f"must be {API_VERSION}")]
+    if _looks_like_our_kind(kind) or (in_group and kind != KIND):
+        return [("kind", f"[{kind}] is not a kind of {GROUP}: must be {KIND}")]
+    return []
+
+
+def name_problems(body: dict) -> list[tuple[str, str]]:
+    """metadata.name and namespace as the API server checks them."""
+    metadata = body.get("metadata")
+    if not isinstance(metadata, dict):
+        return [("metadata", "is required, with a name")]
+    problems = []
+    name = metadata.get("name")
+    if name is not None and (not isinstance(name, str) or len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name)):
+        problems.append(("metadata.name", f"[{name}] is not a valid Kubernetes name: lowercase letters, digits, "
+                                          "'-' and '.', starting and ending with a letter or digit"))
+    namespace = metadata.get("namespace")
+    if namespace is not None and (not isinstance(namespace, str) or not _DNS_LABEL.fullmatch(namespace)):
+        problems.append(("metadata.namespace", f"[{namespace}] is not a valid Kubernetes namespace"))
+    return problems
 
 
 def validate_documents(documents: Iterable[Document], report: Report) -> None:
     for doc in documents:
-        if _other_version(doc.body):
-            report.findings.append(Finding(doc.source, "apiVersion", f"must be {API_VERSION}"))
+        identity = identity_problems(doc.body)
+        if identity:
+            report.findings.extend(Finding(doc.source, where, message) for where, message in identity)
             continue
         if not doc.is_inference_endpoint:
             continue
         report.endpoints += 1
-        problems = admission_problems(doc.body) or catalog_problems(doc.body)
+        problems = name_problems(doc.body) or admission_problems(doc.body) or catalog_problems(doc.body)
         report.findings.extend(Finding(doc.source, where, message) for where, message in problems)
 
 
@@ -99,6 +140,9 @@ def validate_paths(paths: Iterable[str], stdin: TextIO | None = None) -> Report:
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     report = validate_paths(args.paths)
+    if report.ok and report.endpoints == 0:
+        report.findings.append(Finding(", ".join(args.paths), "<file>",
+                                       f"no {KIND} manifest ({API_VERSION}) found"))
     for finding in report.findings:
         print(finding, file=out)
     if not report.ok:

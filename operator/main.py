@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 
 from kubeinfer.config import OperatorSettings
+from kubeinfer.kube import Connection
 
 
 def run(args: argparse.Namespace) -> int:
     settings = OperatorSettings.from_env()
+    try:
+        Connection.discover()
+    except Exception as exc:  # no service account and no usable kubeconfig: say so in one line
+        print(f"kubeinfer operator: cannot reach a Kubernetes API server: {exc}", file=sys.stderr)
+        return 2
     import kopf
 
     from . import handlers  # noqa: F401 - registers the handlers

@@ -79,6 +79,7 @@ MINIMAL: dict[tuple[str, str], dict[str, Any]] = {
     ("watsonxai", "rerank"): _WATSONX,
     ("azureaistudio", "rerank"): {**_AZURE_STUDIO, "provider": "cohere", "endpoint_type": "token"},
     ("googlevertexai", "completion"): {**_VERTEX, "model_id": "gemini-2.5-flash"},
+    ("googlevertexai", "chat_completion"): {**_VERTEX, "model_id": "gemini-2.5-flash"},
     ("hugging_face", "completion"): {"api_key": PLAIN_SECRET, "url": "https://e.example/v1/chat/completions"},
     ("hugging_face", "rerank"): {"api_key": PLAIN_SECRET, "url": "https://e.example/rerank"},
     ("mistral", "completion"): {"api_key": PLAIN_SECRET, "model": "mistral-small-latest"},
@@ -149,6 +150,7 @@ REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("azureaistudio", "rerank"): ("api_key", "target", "provider", "endpoint_type"),
     # project_id and model_id are required only of the google provider (the default).
     ("googlevertexai", "completion"): ("service_account_json",),
+    ("googlevertexai", "chat_completion"): ("service_account_json",),
     ("hugging_face", "completion"): ("api_key", "url"),
     ("hugging_face", "rerank"): ("api_key", "url"),
     ("mistral", "completion"): ("api_key", "model"),
@@ -206,6 +208,7 @@ DEFAULT_RATE_LIMIT: dict[tuple[str, str], int | None] = {
     ("watsonxai", "rerank"): 120,
     ("azureaistudio", "rerank"): 240,
     ("googlevertexai", "completion"): 1000,
+    ("googlevertexai", "chat_completion"): 1000,
     ("hugging_face", "completion"): 3000,
     ("hugging_face", "rerank"): 3000,
     ("mistral", "completion"): 240,

@@ -17,7 +17,13 @@ from .endpoint import (
     ChunkingSettings, InferenceEndpointConfig, check_task_type, returns_documents, from_manifest, get_service, parse_endpoint,
     parse_task_type, validate_inference_id,
 )
+from .preconfigured import PRECONFIGURED, is_reserved, reserved_id_error_reason
 from .registry import SERVICES
+
+
+def preconfigured_endpoints() -> list[InferenceEndpointConfig]:
+    """Elasticsearch's preconfigured endpoints, as endpoints of the catalog."""
+    return [parse_endpoint(inference_id, task, body) for inference_id, (task, body) in sorted(PRECONFIGURED.items())]
 
 
 def service_task_pairs() -> list[tuple[str, TaskType]]:
@@ -27,7 +33,9 @@ def service_task_pairs() -> list[tuple[str, TaskType]]:
 
 __all__ = [
     "AdaptiveAllocations", "BUILTIN_MODELS", "ChunkingSettings", "InferenceEndpointConfig",
-    "RateLimit", "SERVICES", "SecretKeyName", "SecretKeyRef", "SecretValue", "ServiceSpec", "Settings",
+    "PRECONFIGURED", "RateLimit", "SERVICES", "SecretKeyName", "SecretKeyRef", "SecretValue", "ServiceSpec",
+    "Settings",
     "Similarity", "TaskType", "from_manifest", "get_service", "parse_endpoint",
-    "check_task_type", "parse_task_type", "returns_documents", "service_task_pairs", "validate_inference_id",
+    "check_task_type", "is_reserved", "parse_task_type", "preconfigured_endpoints", "reserved_id_error_reason",
+    "returns_documents", "service_task_pairs", "validate_inference_id",
 ]

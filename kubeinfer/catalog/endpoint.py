@@ -19,10 +19,15 @@ from pydantic import Field, SecretStr, ValidationError
 from ..errors import ElasticsearchError, status_exception, validation_exception
 from ..resource import API_VERSION, KIND
 from ._base import SecretKeyRef, ServiceSpec, Settings, TaskType
+from .preconfigured import PRECONFIGURED
 from .registry import SERVICES
 
-# Elasticsearch's rule for inference ids, which must also be a valid Kubernetes name here.
-INFERENCE_ID_PATTERN = r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$"
+# Elasticsearch's rule for inference ids, which must also be a valid Kubernetes name here;
+# and the ids of Elasticsearch's preconfigured endpoints, which only they may hold.
+INFERENCE_ID_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?|"
+    + "|".join(i.replace(".", r"\.") for i in sorted(PRECONFIGURED)) + ")$"
+)
 
 
 class ChunkingStrategy(str, Enum):
@@ -44,6 +49,9 @@ class ChunkingSettings(Settings):
                                                                 "at most half of max_chunk_size.")
     sentence_overlap: int | None = Field(default=None, ge=0, le=1, description="sentence: 0 or 1 sentence shared.")
 
+
+# The task types whose endpoints chunk long inputs (semantic_text), hence take chunking settings.
+CHUNKED_TASK_TYPES = (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.EMBEDDING)
 
 # Strategy -> (its settings, the required ones); Elasticsearch's chunking settings classes.
 CHUNKING_SETTINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -252,6 +260,9 @@ class InferenceEndpointConfig:
             body["task_settings"] = task
         if self.chunking_settings is not None:
             body["chunking_settings"] = self.chunking_settings.model_dump(mode="json", exclude_none=True)
+        elif self.task_type in CHUNKED_TASK_TYPES:
+            # Elasticsearch 9 stores (and shows) the default for endpoints created without any.
+            body["chunking_settings"] = dict(DEFAULT_CHUNKING)
         return body
 
     def to_manifest(self, *, name: str | None = None, namespace: str | None = None) -> dict[str, Any]:
@@ -362,7 +373,7 @@ def parse_endpoint(inference_id: str, task_type: TaskType | str, body: Mapping[s
     chunking = body.get("chunking_settings")
     chunking_settings = None
     if chunking is not None:
-        if task not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.EMBEDDING):
+        if task not in CHUNKED_TASK_TYPES:
             # Elasticsearch reads chunking settings only for embeddings; elsewhere they are left over.
             raise status_exception(
                 f"Model configuration contains settings [{_java_map({'chunking_settings': chunking})}] "

@@ -195,12 +195,17 @@ def parse_inference_request(
             400, "x_content_parse_exception", f"[{_PARSER_NAME}] failed to parse field [task_settings]"
         )
     overrides = dict(overrides)
+    # A rerank request's own top_n and return_documents override the task settings of the
+    # same name; for services whose task settings have no such field (Voyage AI's top_k,
+    # the custom service's ${top_n}) they travel beside the task settings, unvalidated by them.
+    settings_fields = config.spec.task_settings_model(task).model_fields
+    request_fields: dict[str, Any] = {}
     for field in ("return_documents", "top_n"):
         if body.get(field) is None:
             continue
         if task is not TaskType.RERANK:
             raise request_validation_error(f"Field [{field}] cannot be specified for task type [{task.value}]")
-        overrides[field] = body[field]
+        (overrides if field in settings_fields else request_fields)[field] = body[field]
 
     timeout_value = timeout if timeout is not None else body.get("timeout")
     return InferenceRequest(
@@ -208,7 +213,7 @@ def parse_inference_request(
         input=inputs,
         query=query,
         input_type=_parse_input_type(body.get("input_type"), task),
-        task_settings=_merged_task_settings(config, overrides),
+        task_settings={**_merged_task_settings(config, overrides), **request_fields},
         timeout=parse_time_value(timeout_value),
         contents=contents,
     )

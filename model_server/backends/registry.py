@@ -11,10 +11,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from kubeinfer.catalog import InferenceEndpointConfig
+from kubeinfer.config import ServerSettings
 from kubeinfer.errors import status_exception
 
 from . import local
 from .base import Backend
+from .url_policy import check_urls
 from .providers import (
     alibabacloud_ai_search, amazon_sagemaker, amazonbedrock, anthropic, azureaistudio, azureopenai, cohere,
     contextualai, custom, googleaistudio, googlevertexai, hugging_face, jinaai, mistral, openai, openai_compatible,
@@ -53,4 +55,8 @@ def create_backend(config: InferenceEndpointConfig, **options: Any) -> Backend:
     factory = BACKENDS.get(config.service)
     if factory is None:
         raise status_exception(f"Unknown service [{config.service}]", 400)
+    settings = options.get("settings")
+    if settings is None:
+        settings = ServerSettings.from_env()
+    check_urls(config, allow_link_local=settings.allow_link_local_urls)
     return factory(config, **options)

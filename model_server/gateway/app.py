@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from ..api.app import create_app
 from .management import ReferenceCheck, management_router
+from .preconfigured import WithPreconfiguredEndpoints
 from .product import root_router
 from .forwarding import relay_to_endpoint
 from .store import ManagedEndpointStore
@@ -26,8 +27,10 @@ def create_gateway_app(
     name: str = "kubeinfer",
     check_references: ReferenceCheck | None = None,
 ) -> FastAPI:
-    """Elasticsearch's whole inference API over ``store``; ``check_references`` vets what a
-    create or update references (in a cluster: the Secrets its caller may read)."""
+    """Elasticsearch's whole inference API over ``store``, with Elasticsearch's preconfigured
+    endpoints; ``check_references`` vets what a create or update references (in a cluster:
+    the Secrets its caller may read)."""
+    store = WithPreconfiguredEndpoints(store)
     return create_app(
         store,
         extra_routers=[root_router(name=name), management_router(store, check_references=check_references)],

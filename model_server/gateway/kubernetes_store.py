@@ -39,8 +39,10 @@ MANAGED_BY = {LABEL_MANAGED_BY: "kubeinfer-gateway"}
 
 
 def resource_name(inference_id: str) -> str:
-    """The CR's name: the inference id, with ``_`` (not allowed in names) as ``-``."""
-    return inference_id.replace("_", "-")
+    """The CR's name: the inference id, with ``_`` (not allowed in names) as ``-``; a
+    preconfigured endpoint's (``.elser-2-elasticsearch``) gets a prefix for its dot."""
+    name = inference_id.replace("_", "-")
+    return f"preconfigured-{name[1:]}" if name.startswith(".") else name
 
 
 def secret_name(inference_id: str) -> str:

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import math
+import socket
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -150,11 +151,34 @@ def run_local(args: argparse.Namespace) -> int:
 
     store = LocalEndpointStore(state, resolve=secrets.resolve, backend_factory=backend_factory,
                                scale_to_zero_after=settings.scale_to_zero_after)
+    # The port first: the banner, printed once endpoints have started, must be true.
+    try:
+        listening = listen(args.host, args.port)
+    except OSError as exc:
+        print(f"kubeinfer local: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     host = f"[{args.host}]" if ":" in args.host else args.host
     app = build_local_app(store, manifests, base_url=f"http://{host}:{args.port}")
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False))
     try:
-        server.run()
+        server.run(sockets=[listening])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
         pass
+    finally:
+        listening.close()
     return 0 if server.started else 1
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and listening, as uvicorn would open it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock

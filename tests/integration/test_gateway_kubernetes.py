@@ -69,7 +69,8 @@ class OperatorStandIn:
             return
         self.emulator.update_status(INFERENCE_ENDPOINTS, meta["namespace"], meta["name"], {
             "observedGeneration": meta["generation"],
-            "url": f"{self.url}",
+            # As the operator writes it: the endpoint's own _inference path on its Service.
+            "url": f"{self.url}/_inference/{obj['spec']['taskType']}/{obj['spec'].get('inferenceId', meta['name'])}",
             "dimensions": 2, "similarity": "dot_product",
             "conditions": [{"type": "Ready", "status": "True", "reason": "Available", "message": "serving"}],
         })
@@ -199,9 +200,12 @@ async def test_get_lists_resources_including_those_applied_with_kubectl(gateway,
     await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
 
     listed = await gateway.get("/_inference", headers=as_user(VIEWER))
-    assert [e["inference_id"] for e in listed.json()["endpoints"]] == ["applied-e5", "gw-emb"]
+    # Elasticsearch's preconfigured endpoints (ids starting with a dot) are listed too.
+    assert [e["inference_id"] for e in listed.json()["endpoints"]] == [
+        ".elser-2-elasticsearch", ".multilingual-e5-small-elasticsearch", ".rerank-v1-elasticsearch",
+        "applied-e5", "gw-emb"]
     # What the operator learnt of the model, as Elasticsearch shows it.
-    openai_view = listed.json()["endpoints"][1]["service_settings"]
+    openai_view = listed.json()["endpoints"][4]["service_settings"]
     assert (openai_view["dimensions"], openai_view["similarity"]) == (2, "dot_product")
     assert "sk-cluster-secret" not in listed.text
     one = await gateway.get("/_inference/text_embedding/applied-e5", headers=as_user(VIEWER))
@@ -459,7 +463,8 @@ def test_kubeinfer_gateway_command_finds_the_cluster_through_kubeconfig(cluster,
     with KubeinferProcess("gateway", "--host", "127.0.0.1", env={"KUBECONFIG": kubeconfig}) as gateway:
         assert gateway.client.get("/_inference").status_code == 401
         listed = gateway.client.get("/_inference", headers=as_user(VIEWER))
-        assert [e["inference_id"] for e in listed.json()["endpoints"]] == ["cli-e5"], gateway.text
+        listed_ids = [e["inference_id"] for e in listed.json()["endpoints"]]
+        assert [i for i in listed_ids if not i.startswith(".")] == ["cli-e5"], gateway.text
         assert gateway.interrupt() == 0
 
 
@@ -528,7 +533,7 @@ async def test_openai_sdk_through_the_gateway_with_the_callers_token(gateway, cl
     [call] = chunks[0].choices[0].delta.tool_calls
     assert (call.id, call.function.name) == ("call_1", "lookup")
     assert chunks[-1].usage.total_tokens == 5
-    assert {m.id async for m in sdk.models.list()} == {"gw-emb", "gw-talk"}
+    assert {m.id async for m in sdk.models.list() if not m.id.startswith(".")} == {"gw-emb", "gw-talk"}
     # the gateway asked RBAC about the SDK's key, as about any bearer token
     assert {r["resourceAttributes"]["verb"] for r in cluster.reviews if r["user"] == "bob"} == {"get"}
 
@@ -544,6 +549,26 @@ async def test_openai_routes_refuse_unknown_and_unauthorized_callers_in_openai_s
     assert stranger.value.body["type"] == "permission_error" and "mallory" in stranger.value.body["message"]
     anonymous = await gateway.post("/v1/embeddings", json={"model": "gw-emb", "input": "x"})
     assert anonymous.status_code == 401 and set(anonymous.json()["error"]) == {"message", "type", "param", "code"}
+
+
+async def test_preconfigured_endpoints_are_listed_reserved_and_created_on_first_use(gateway, cluster):
+    listed = await gateway.get("/_inference/sparse_embedding/.elser-2-elasticsearch", headers=as_user(VIEWER))
+    assert listed.json() == {"endpoints": [{
+        "inference_id": ".elser-2-elasticsearch", "task_type": "sparse_embedding", "service": "elasticsearch",
+        "service_settings": {"model_id": ".elser_model_2", "num_threads": 1, "adaptive_allocations": {
+            "enabled": True, "min_number_of_allocations": 0, "max_number_of_allocations": 32}},
+        "chunking_settings": {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1}}]}
+    refused = await gateway.put("/_inference/text_embedding/.multilingual-e5-small-elasticsearch",
+                                json=openai_body(), headers=as_user(ADMIN))
+    assert error_of(refused) == (400, "status_exception", (
+        "[.multilingual-e5-small-elasticsearch] is a reserved inference ID. Cannot create a new inference "
+        "endpoint with a reserved ID."))
+    # The first inference asks the operator for the model's Deployment through a resource.
+    await gateway.post("/_inference/.rerank-v1-elasticsearch", json={"input": ["a"], "query": "q"},
+                       headers=as_user(VIEWER))
+    cr = cluster.get(INFERENCE_ENDPOINTS, NS, "preconfigured-rerank-v1-elasticsearch")
+    assert cr["spec"]["inferenceId"] == ".rerank-v1-elasticsearch"
+    assert cr["spec"]["serviceSettings"]["model_id"] == ".rerank-v1"
 
 
 # ---- scale from zero: the gateway holds a request while the endpoint wakes ----------------------

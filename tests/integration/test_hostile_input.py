@@ -261,3 +261,75 @@ def test_provider_error_never_carries_the_key(local, provider, shape):
     for i in range(len(KEY) - 7):
         assert KEY[i:i + 8].lower() not in text
     assert KEY[-8:].lower() not in local.text.lower()
+
+
+# ---- where secrets may be sent -----------------------------------------------------------
+@pytest.mark.parametrize("url", [
+    "http://169.254.169.254/latest/meta-data",
+    "http://169.254.170.2/v1",
+    "http://[fd00:ec2::254]/v1",
+    "http://[fe80::1]:8080/v1",
+    "http://metadata.google.internal/computeMetadata/v1",
+    "http://[::ffff:169.254.169.254]/v1",
+])
+def test_provider_url_at_a_link_local_or_metadata_address_is_refused(local, provider, url):
+    body = create_body(provider, "sk-never-sent")
+    body["service_settings"]["url"] = url
+    response = local.client.put("/_inference/text_embedding/metadata?timeout=5s", json=body)
+    status, kind, reason = es_error(response)
+    assert (status, kind) == (400, "validation_exception")
+    assert "link-local" in reason and "[url]" in reason
+    assert local.client.get("/_inference/metadata").status_code == 404
+
+
+# ---- broken provider streams and connections ---------------------------------------------
+def _chat_chunk(text: str) -> str:
+    return json.dumps({"id": "c-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+                       "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
+
+
+def test_provider_stream_cut_before_its_end_marker_is_an_error(local, provider):
+    provider.fake.on("/cut/v1/chat/completions", lambda r: Reply(events=[(None, _chat_chunk("Bon")),
+                                                                          (None, _chat_chunk("jour"))])
+                     if r.json.get("stream") else Reply(json={"id": "c", "object": "chat.completion", "choices": [
+                         {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}]}))
+    body = {"service": "openai", "service_settings": {"api_key": "sk-cut", "model_id": "gpt-4o-mini",
+                                                      "url": f"{provider.url}/cut/v1"}}
+    assert local.client.put("/_inference/completion/cut", json=body).status_code == 200
+    streamed = local.client.post("/_inference/completion/cut/_stream", json={"input": "hi"})
+    assert "event: error" in streamed.text
+    assert "data: [DONE]" not in streamed.text
+    assert "end marker" in streamed.text
+
+
+def test_a_reset_connection_is_named_a_reset_not_a_timeout(local, tmp_path):
+    import socket
+    import struct
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+
+    def reset_every_connection():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    threading.Thread(target=reset_every_connection, daemon=True).start()
+    try:
+        body = {"service": "openai", "service_settings": {
+            "api_key": "sk-reset", "model_id": "text-embedding-3-small",
+            "url": f"http://127.0.0.1:{server.getsockname()[1]}/v1"}}
+        response = local.client.put("/_inference/text_embedding/reset?timeout=20s", json=body)
+    finally:
+        server.close()
+    status, _, reason = es_error(response)
+    assert status in (400, 408, 502)
+    assert "ConnectionReset" in reason
+    assert "Timeout" not in reason

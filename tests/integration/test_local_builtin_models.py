@@ -120,3 +120,21 @@ def test_a_model_that_cannot_be_found_is_not_created(local):
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "resource_not_found_exception"
     assert local.client.get("/_inference/no-model").status_code == 404
+
+
+def test_preconfigured_endpoint_is_served_on_first_use_without_a_put(tmp_path):
+    import json
+
+    model = build_tiny_bert(tmp_path / "e5", "base", sentence_transformers={})
+    env = {"KUBEINFER_MODEL_ALIASES": json.dumps({".multilingual-e5-small": str(model)})}
+    with LocalMode(state_dir=tmp_path / "state", env=env) as running:
+        listed = running.client.get("/_inference/_all").json()["endpoints"]
+        assert [e["inference_id"] for e in listed] == [
+            ".elser-2-elasticsearch", ".multilingual-e5-small-elasticsearch", ".rerank-v1-elasticsearch"]
+        answer = running.client.post("/_inference/text_embedding/.multilingual-e5-small-elasticsearch",
+                                     json={"input": ["hello", "world"]})
+        assert answer.status_code == 200, answer.text
+        vectors = [item["embedding"] for item in answer.json()["text_embedding"]]
+        assert len(vectors) == 2 and len(vectors[0]) == len(vectors[1]) > 0
+        refused = running.client.delete("/_inference/.multilingual-e5-small-elasticsearch")
+        assert refused.status_code == 400

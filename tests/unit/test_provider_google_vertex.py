@@ -10,9 +10,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import jwt
 
-from fake_providers import FakeProvider, Received, Reply, backend_for, post_through_server
+from fake_providers import FakeProvider, Received, Reply, backend_for, post_chat, post_through_server
 from model_server.backends.base import InferenceRequest
 from kubeinfer.catalog import TaskType
+from model_server.api.sse import parse_events
 
 TOKEN_URI = "https://oauth.test/token"
 EMBED_PATH = "/v1/projects/proj/locations/us-central1/publishers/google/models/text-embedding-004:predict"
@@ -207,3 +208,88 @@ async def test_embeddings_without_a_location_use_the_global_endpoint(key_pair):
     assert response.status_code == 200, response.text
     [call] = fake.to(path)
     assert call.host == "aiplatform.googleapis.com"
+
+
+# ---- chat completion ------------------------------------------------------------------------
+
+CHAT = {
+    "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Boston?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_K", "type": "function", "function": {
+            "name": "get_weather", "arguments": "{\"city\":\"Boston\"}"}}]},
+        {"role": "tool", "content": "cold", "tool_call_id": "call_K"},
+    ],
+    "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+                                                "parameters": {"type": "object"}}}],
+    "tool_choice": "auto",
+    "max_completion_tokens": 50,
+}
+
+
+async def test_gemini_chat_completion_streams_function_calls_as_tool_calls(key_pair):
+    account, public = key_pair
+    handle, _ = token_server(public, 3600)
+    path = GEMINI_PATH.replace(":generateContent", ":streamGenerateContent")
+    events = [
+        (None, json.dumps({"candidates": [{"content": {"role": "model", "parts": [{"text": "Checking"}]},
+                                           "index": 0}], "modelVersion": "gemini-2.5-flash", "responseId": "r-1"})),
+        (None, json.dumps({"candidates": [{"content": {"role": "model", "parts": [
+            {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]}, "finishReason": "STOP",
+            "index": 0}], "usageMetadata": {"promptTokenCount": 20, "candidatesTokenCount": 5, "totalTokenCount": 25},
+            "modelVersion": "gemini-2.5-flash", "responseId": "r-1"})),
+    ]
+    fake = FakeProvider().on("/token", handle).on(path, Reply(events=events))
+    settings = {"service_account_json": account, "model_id": "gemini-2.5-flash", "project_id": "proj",
+                "location": "us-central1", "url": "https://us-central1-aiplatform.test"}
+    backend = backend_for(fake, "googlevertexai", "chat_completion", settings)
+    response = await post_chat(backend, CHAT)
+    assert response.status_code == 200, response.text
+    data = [d for _, d in parse_events(response.text)]
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in data[:-1]]
+    assert chunks[0] == {"id": "r-1", "choices": [{"delta": {"content": "Checking", "role": "assistant"}, "index": 0}],
+                         "model": "gemini-2.5-flash", "object": "chat.completion.chunk"}
+    assert chunks[1]["choices"][0]["delta"]["tool_calls"] == [
+        {"index": 0, "id": "call_0", "function": {"arguments": "{\"city\":\"Paris\"}", "name": "get_weather"},
+         "type": "function"}]
+    assert chunks[2]["choices"][0]["finish_reason"] == "tool_calls"
+    assert chunks[3]["usage"] == {"completion_tokens": 5, "prompt_tokens": 20, "total_tokens": 25}
+    [call] = fake.to(path)
+    assert call.query == {"alt": "sse"} and call.headers["authorization"] == "Bearer ya29.token-1"
+    assert call.json == {
+        "contents": [
+            {"role": "user", "parts": [{"text": "Weather in Boston?"}]},
+            {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Boston"}}}]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"content": "cold"}}}]},
+        ],
+        "systemInstruction": {"parts": [{"text": "Be brief."}]},
+        "generationConfig": {"maxOutputTokens": 50},
+        "tools": [{"functionDeclarations": [{"name": "get_weather", "description": "Weather of a city",
+                                             "parameters": {"type": "object"}}]}],
+        "toolConfig": {"functionCallingConfig": {"mode": "AUTO"}},
+    }
+
+
+async def test_anthropic_on_model_garden_chat_streams_from_the_streaming_url(key_pair):
+    account, public = key_pair
+    handle, _ = token_server(public, 3600)
+    path = "/v1/projects/proj/locations/us-east5/publishers/anthropic/models/claude-sonnet-4:streamRawPredict"
+    events = [(name, json.dumps({"type": name, **data})) for name, data in (
+        ("message_start", {"message": {"id": "msg_v", "model": "claude-sonnet-4", "usage": {"input_tokens": 9}}}),
+        ("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "Hi!"}}),
+        ("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2}}),
+        ("message_stop", {}),
+    )]
+    fake = FakeProvider().on("/token", handle).on(path, Reply(events=events))
+    settings = {"service_account_json": account, "provider": "anthropic",
+                "streaming_url": f"https://us-east5-aiplatform.test{path}"}
+    backend = backend_for(fake, "googlevertexai", "chat_completion", settings, {"max_tokens": 128})
+    response = await post_chat(backend, {"messages": [{"role": "user", "content": "hi"}]})
+    chunks = [json.loads(d) for _, d in parse_events(response.text) if d != "[DONE]"]
+    assert [c["choices"][0]["delta"] for c in chunks[:-1]] == [{"content": "", "role": "assistant"},
+                                                                {"content": "Hi!"}, {}]
+    assert chunks[-1]["usage"] == {"completion_tokens": 2, "prompt_tokens": 9, "total_tokens": 11}
+    [call] = fake.to(path)
+    assert call.json == {"anthropic_version": "vertex-2023-10-16", "messages": [{"role": "user", "content": "hi"}],
+                         "max_tokens": 128, "stream": True}

@@ -172,6 +172,7 @@ OWN_MODULES = {
     **{(service, "chat_completion"): "test_chat_completion_providers.py"
        for service in ("amazonbedrock", "anthropic", "azureopenai", "hugging_face", "mistral", "watsonxai")},
     ("openai", "chat_completion"): "test_chat_completion_openai.py",
+    ("googlevertexai", "chat_completion"): "test_provider_google_vertex.py",
     ("openai", "embedding"): "test_embedding_task.py",
     ("googlevertexai", "text_embedding"): "test_provider_google_vertex.py",
     ("googlevertexai", "rerank"): "test_provider_google_vertex.py",

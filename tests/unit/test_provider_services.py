@@ -487,3 +487,44 @@ async def test_sagemaker_elastic_api_streams_one_completion_object_a_payload_par
     deltas = [json.loads(data) for _, data in list(parse_events(response.text))[:-1]]
     assert deltas == [{"completion": [{"delta": "Hel"}]}, {"completion": [{"delta": "lo"}]}]
     assert fake.received[0].json == {"input": "hello", "stream": True}
+
+
+@pytest.mark.parametrize("service,settings,path,reply,sent", [
+    ("voyageai", {"api_key": KEY, "model_id": "rerank-2"}, "/v1/rerank",
+     {"data": [{"index": 0, "relevance_score": 0.5}]}, {"top_k": 1}),
+    ("contextualai", {"api_key": KEY, "model_id": "ctxl-rerank"}, "/v1/rerank",
+     {"results": [{"index": 0, "relevance_score": 0.5}]}, {"top_n": 1}),
+    ("custom", {**CUSTOM, "url": "https://r.test/rerank",
+                "request": '{"q": ${query}, "docs": ${input}, "top": ${top_n}}',
+                "response": {"json_parser": {"relevance_score": "$.scores[*]"}}},
+     "/rerank", {"scores": [0.5]}, {"top": 1}),
+])
+async def test_the_request_top_n_of_rerank_reaches_the_provider(service, settings, path, reply, sent):
+    fake = FakeProvider().on(path, Reply(json=reply))
+    backend = backend_for(fake, service, "rerank", settings)
+    response = await post_through_server(backend, {"input": ["a", "b"], "query": "q", "top_n": 1})
+    assert response.status_code == 200, response.text
+    body = fake.received[0].json
+    assert {k: body[k] for k in sent} == sent
+
+
+async def test_jina_multimodal_embedding_sends_text_and_image_objects():
+    image = "data:image/png;base64,iVBORw0KGgo="
+    fake = FakeProvider().on("/v1/embeddings", Reply(json=openai_embeddings(VEC, VEC2)))
+    backend = backend_for(fake, "jinaai", "embedding", {"api_key": KEY, "model_id": "jina-embeddings-v4"})
+    response = await post_through_server(backend, {"input": [
+        "a cat", {"content": {"type": "image", "value": image, "format": "base64"}}]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"embeddings": [{"embedding": VEC}, {"embedding": VEC2}]}
+    assert fake.received[0].json["input"] == [{"text": "a cat"}, {"image": image}]
+
+
+async def test_jina_text_only_model_refuses_images_for_the_embedding_task():
+    fake = FakeProvider()
+    backend = backend_for(fake, "jinaai", "embedding",
+                          {"api_key": KEY, "model_id": "jina-embeddings-v3", "multimodal_model": False})
+    response = await post_through_server(backend, {"input": [
+        {"content": {"type": "image", "value": "aGk=", "format": "base64"}}]})
+    assert response.status_code == 400
+    assert "[image]" in response.json()["error"]["reason"]
+    assert fake.received == []

@@ -59,6 +59,13 @@ def locate_model(model_id: str, name: str, cache_dir: str | os.PathLike[str] | N
     try:
         return Path(snapshot_download(repo_id=name, cache_dir=cache_dir, allow_patterns=_ALLOW_PATTERNS))
     except LocalEntryNotFoundError:
-        raise model_not_found(model_id, f"[{name}] is not in the model cache and downloads are disabled") from None
+        # Offline by choice, or no network: either way, say how to get the files there.
+        command = f"huggingface-cli download {name}" + (f" --cache-dir {cache_dir}" if cache_dir is not None else "")
+        hint = f"pre-fill the cache with `{command}`"
+        if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+            reason = f"[{name}] is not in the model cache and HF_HUB_OFFLINE forbids downloads; {hint}"
+        else:
+            reason = f"[{name}] is not in the model cache and the Hugging Face Hub cannot be reached; {hint}"
+        raise model_not_found(model_id, reason) from None
     except (HfHubHTTPError, OSError, ValueError) as exc:
         raise model_not_found(model_id, f"could not download [{name}]: {type(exc).__name__}") from None

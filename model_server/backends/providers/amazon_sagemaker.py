@@ -44,6 +44,7 @@ from .answers import (
     sparse_embeddings, text_embeddings,
 )
 from .proxy import ProviderBackend
+from .streams import ended_early
 
 SIGNING_NAME = "sagemaker"
 # Settings -> SageMaker's invoke headers.
@@ -136,7 +137,11 @@ class AmazonSageMakerBackend(ProviderBackend):
             body["input_type"] = self.input_type(request)
         if request.query is not None:
             body["query"] = request.query
-        extra = {k: v for k, v in request.task_settings.items() if k not in INVOKE_OPTIONS}
+        for name in ("return_documents", "top_n"):
+            if request.task_settings.get(name) is not None:
+                body[name] = request.task_settings[name]
+        extra = {k: v for k, v in request.task_settings.items()
+                 if k not in INVOKE_OPTIONS and k not in ("return_documents", "top_n")}
         if extra:
             body["task_settings"] = extra
         return body
@@ -208,6 +213,7 @@ class AmazonSageMakerBackend(ProviderBackend):
                     text = (choice.get("delta") or {}).get("content")
                     if text:
                         yield delta(text)
+            raise ended_early("[DONE]")
 
     async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
         # Both apis take the unified request and stream OpenAI's chunks as events.
@@ -219,6 +225,7 @@ class AmazonSageMakerBackend(ProviderBackend):
                 if data.strip() == "[DONE]":
                     return
                 yield openai_shapes.parse_chat_chunk(strict_json.loads(data))
+            raise ended_early("[DONE]")
 
 
 def create_backend(config: InferenceEndpointConfig, **options: Any) -> AmazonSageMakerBackend:

@@ -22,7 +22,7 @@ from ..base import InferenceRequest
 from ..chat import ChatCompletionChunk, ChatRequest, ChoiceDelta, Message, ToolCallDelta, tool_arguments, usage
 from .answers import completions, delta
 from .proxy import ProviderBackend
-from .streams import server_sent_events
+from .streams import ended_early, server_sent_events
 
 BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -186,6 +186,7 @@ class AnthropicBackend(ProviderBackend):
                     raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: {message}")
                 elif event == "message_stop":
                     return
+            raise ended_early("message_stop")
 
 
     async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
@@ -201,6 +202,7 @@ class AnthropicBackend(ProviderBackend):
                     yield chunk
                 if event == "message_stop":
                     return
+            raise ended_early("message_stop")
 
 
 def create_backend(config: InferenceEndpointConfig, **options: Any) -> AnthropicBackend:

@@ -33,8 +33,9 @@ class ContextualAIBackend(ProviderBackend):
         body: dict[str, Any] = {
             "query": request.query or "", "documents": list(request.input), "model": self.setting("model_id"),
         }
-        if settings.get("top_k") is not None:
-            body["top_n"] = settings["top_k"]
+        top_n = settings.get("top_n", settings.get("top_k"))  # the request's own top_n wins
+        if top_n is not None:
+            body["top_n"] = top_n
         if settings.get("instruction") is not None:
             body["instruction"] = settings["instruction"]
         headers = {"Authorization": f"Bearer {self.secret('api_key')}"}

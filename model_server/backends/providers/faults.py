@@ -153,10 +153,41 @@ def timed_out(timeout: float, service: str) -> ElasticsearchError:
     )
 
 
+# OS-level causes, by what they mean for the caller; the transport may wrap them in
+# another exception (httpx-aiohttp reports a connection reset as ConnectTimeout).
+_CAUSES: tuple[tuple[type[BaseException], str], ...] = (
+    (ConnectionResetError, "ConnectionReset"),
+    (ConnectionRefusedError, "ConnectionRefused"),
+    (ConnectionAbortedError, "ConnectionAborted"),
+    (BrokenPipeError, "ConnectionClosed"),
+)
+
+
+def failure_name(exc: BaseException) -> str:
+    """The name of a transport failure after what really happened, not its wrapper."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        for kind, name in _CAUSES:
+            if isinstance(cause, kind):
+                return name
+        if type(cause).__name__ == "ServerDisconnectedError":
+            return "ServerDisconnected"
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """A transport failure that really is a timeout (not a reset the transport calls one)."""
+    return isinstance(exc, httpx.TimeoutException) and failure_name(exc) == type(exc).__name__
+
+
 def unreachable(exc: Exception, service: str, redact: Redactor) -> ElasticsearchError:
-    detail = redact(str(exc))[:MAX_MESSAGE] or type(exc).__name__
+    name = failure_name(exc)
+    detail = redact(str(exc))[:MAX_MESSAGE] or name
     return ElasticsearchError(
-        502, "status_exception", f"Failed to send request to the [{service}] service: {type(exc).__name__}: {detail}"
+        502, "status_exception", f"Failed to send request to the [{service}] service: {name}: {detail}"
     )
 
 

@@ -13,6 +13,11 @@ Completion with the ``google`` provider posts Gemini's ``generateContent`` (stre
 (``streaming_url`` for streams): Anthropic's messages body (``anthropic_version``
 ``vertex-2023-10-16``, ``max_tokens`` 1024 unless set) for ``anthropic``, OpenAI's chat
 body for the others (Meta, Hugging Face, Mistral, AI21).
+
+Chat completion streams the same ways: Gemini's ``streamGenerateContent`` with the
+unified request as Gemini contents (``functionCall``/``functionResponse`` parts,
+``functionDeclarations``, ``toolConfig``), its candidates read back as unified chunks;
+Anthropic on Vertex through the anthropic module's translation; the others as OpenAI chat.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import status_exception
 from ..results import CompletionDelta, InferenceResult, Ranking, TextEmbeddings
 from ..base import InferenceRequest
+from ..chat import ChatCompletionChunk, ChatRequest, ChoiceDelta, Message, ToolCallDelta, tool_arguments, usage
+from .anthropic import MessageStreamReader, messages_body
 from . import openai_shapes
 from .answers import completions, delta, expect_count, float_vector, rerank_results, text_embeddings
 from .streams import server_sent_events
@@ -83,6 +90,107 @@ def parse_anthropic(answer: dict[str, Any]) -> InferenceResult:
 def parse_token(response: Any) -> tuple[str, float]:
     answer = response.json()
     return str(answer["access_token"]), float(answer.get("expires_in", TOKEN_LIFETIME))
+
+
+GEMINI_FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
+                 "PROHIBITED_CONTENT": "content_filter", "BLOCKLIST": "content_filter", "SPII": "content_filter"}
+GEMINI_TOOL_MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
+
+
+def _gemini_parts(message: Message) -> list[dict[str, Any]]:
+    if isinstance(message.content, list):
+        return [{"text": part.text} for part in message.content]
+    return [{"text": message.content}] if message.content else []
+
+
+def gemini_chat_body(request: ChatRequest, task_settings: dict[str, Any]) -> dict[str, Any]:
+    """Gemini's ``generateContent`` request for a unified chat request."""
+    names: dict[str, str] = {}  # tool call id -> function name, for the answers that quote it
+    system: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] = []
+    for message in request.messages:
+        if message.role in ("system", "developer"):
+            system.extend(_gemini_parts(message))
+        elif message.role == "tool":
+            name = names.get(message.tool_call_id or "", message.tool_call_id or "")
+            contents.append({"role": "user", "parts": [
+                {"functionResponse": {"name": name, "response": {"content": message.text}}}]})
+        elif message.role == "assistant":
+            parts = _gemini_parts(message)
+            for call in message.tool_calls or ():
+                names[call.id] = call.function.name
+                args = tool_arguments(call)
+                parts.append({"functionCall": {"name": call.function.name,
+                                               "args": args if isinstance(args, dict) else {"value": args}}})
+            contents.append({"role": "model", "parts": parts})
+        else:
+            contents.append({"role": "user", "parts": _gemini_parts(message)})
+    body: dict[str, Any] = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": system}
+    config: dict[str, Any] = {}
+    for key, value in (("maxOutputTokens", request.max_completion_tokens), ("temperature", request.temperature),
+                       ("topP", request.top_p), ("stopSequences", list(request.stop) if request.stop else None)):
+        if value is not None:
+            config[key] = value
+    thinking = task_settings.get("thinking_config") or {}
+    if thinking.get("thinking_budget") is not None:
+        config["thinkingConfig"] = {"thinkingBudget": thinking["thinking_budget"]}
+    if config:
+        body["generationConfig"] = config
+    if request.tools:
+        body["tools"] = [{"functionDeclarations": [
+            {"name": t.function.name, **({"description": t.function.description} if t.function.description else {}),
+             **({"parameters": t.function.parameters} if t.function.parameters else {})}
+            for t in request.tools]}]
+    if request.tool_choice is not None:
+        choice = request.tool_choice_json()
+        if isinstance(choice, str):
+            body["toolConfig"] = {"functionCallingConfig": {"mode": GEMINI_TOOL_MODES[choice]}}
+        else:
+            body["toolConfig"] = {"functionCallingConfig": {
+                "mode": "ANY", "allowedFunctionNames": [choice["function"]["name"]]}}
+    return body
+
+
+class GeminiStreamReader:
+    """Gemini's streamed ``GenerateContentResponse`` objects into unified chunks."""
+
+    def __init__(self, model: str) -> None:
+        self.id, self.model = "", model
+        self.calls = 0
+        self.usage: dict[str, Any] = {}
+
+    def read(self, answer: dict[str, Any]) -> list[ChatCompletionChunk]:
+        self.id = str(answer.get("responseId") or self.id)
+        self.model = str(answer.get("modelVersion") or self.model)
+        self.usage = answer.get("usageMetadata") or self.usage
+        out = []
+        for candidate in answer.get("candidates") or ():
+            index = int(candidate.get("index", 0))
+            for part in (candidate.get("content") or {}).get("parts") or ():
+                if "functionCall" in part:
+                    call = part["functionCall"]
+                    out.append(self._chunk(ChoiceDelta(role="assistant", index=index, tool_calls=(ToolCallDelta(
+                        index=self.calls, id=call.get("id") or f"call_{self.calls}", name=call.get("name"),
+                        arguments=json.dumps(call.get("args") or {}, separators=(",", ":")), type="function"),))))
+                    self.calls += 1
+                elif part.get("text") and not part.get("thought"):
+                    out.append(self._chunk(ChoiceDelta(role="assistant", content=part["text"], index=index)))
+            reason = candidate.get("finishReason")
+            if reason:
+                finish = "tool_calls" if self.calls and reason == "STOP" else GEMINI_FINISH.get(reason, reason.lower())
+                out.append(self._chunk(ChoiceDelta(finish_reason=finish, index=index)))
+        return out
+
+    def _chunk(self, choice: ChoiceDelta) -> ChatCompletionChunk:
+        return ChatCompletionChunk(id=self.id, model=self.model, choices=(choice,))
+
+    def last(self) -> ChatCompletionChunk:
+        """The usage chunk that ends the stream."""
+        prompt = int(self.usage.get("promptTokenCount", 0))
+        completion = int(self.usage.get("candidatesTokenCount", 0)) + int(self.usage.get("thoughtsTokenCount", 0))
+        return ChatCompletionChunk(id=self.id, model=self.model, choices=(), usage=usage(prompt, completion))
 
 
 class GoogleVertexAIBackend(TokenExchangeBackend):
@@ -178,6 +286,36 @@ class GoogleVertexAIBackend(TokenExchangeBackend):
                         else None
                 if text:
                     yield delta(text)
+
+    async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
+        provider = self.model_garden
+        settings = self.config.task_settings.model_dump()
+        if provider is None:
+            body = gemini_chat_body(request, settings)
+            async with self.open_stream(self.gemini_url(True), body, request, params={"alt": "sse"}) as response:
+                reader = GeminiStreamReader(self.setting("model_id"))
+                async for _event, data in server_sent_events(response):
+                    for chunk in reader.read(strict_json.loads(data)):
+                        yield chunk
+                yield reader.last()
+            return
+        url = self.setting("streaming_url") or self.setting("url")
+        if provider == "anthropic":
+            body = messages_body(request, "", {**settings, "max_tokens": settings.get("max_tokens") or 1024})
+            del body["model"]  # the URL names the model
+            body = {"anthropic_version": ANTHROPIC_VERSION, **body}
+            async with self.open_stream(url, body, request) as response:
+                reader = MessageStreamReader()
+                async for event, data in server_sent_events(response):
+                    for chunk in reader.read(event, strict_json.loads(data) if data.strip().startswith("{") else {}):
+                        yield chunk
+                    if event == "message_stop":
+                        return
+            return
+        body = openai_shapes.unified_chat_body(request, model=self.setting("model_id"))
+        async with self.open_stream(url, body, request) as response:
+            async for chunk in openai_shapes.chat_chunks(response):
+                yield chunk
 
     async def infer(self, request: InferenceRequest) -> InferenceResult:
         if self.config.task_type == TaskType.COMPLETION:

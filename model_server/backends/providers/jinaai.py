@@ -50,9 +50,11 @@ class JinaAIBackend(ProviderBackend):
         # The embedding task's answer holds float vectors only.
         binary = self.setting("embedding_type") in ("bit", "binary") and self.config.task_type != TaskType.EMBEDDING
         multimodal = self.config.task_type == TaskType.EMBEDDING and self.setting("multimodal_model", True)
+        if self.config.task_type == TaskType.EMBEDDING and not multimodal:
+            self.require_text(request)
         body: dict[str, Any] = {
             "model": self.setting("model_id"),
-            "input": [{"text": text} for text in request.input] if multimodal else list(request.input),
+            "input": self.multimodal_input(request) if multimodal else list(request.input),
             "embedding_type": "binary" if binary else "float",
         }
         task = TASKS.get(self.input_type(request) or "")
@@ -64,6 +66,20 @@ class JinaAIBackend(ProviderBackend):
             body["late_chunking"] = settings["late_chunking"]
         answer = await self.call_json(self.url("/embeddings"), body, request, headers=self.headers())
         return self.translate(parse_embeddings, answer, len(request.input), binary, self.config.task_type)
+
+    def multimodal_input(self, request: InferenceRequest) -> list[dict[str, str]]:
+        """Jina's multimodal input: one ``{"text": ...}`` or ``{"image": ...}`` object per input."""
+        if not request.contents:
+            return [{"text": text} for text in request.input]
+        out = []
+        for group in request.contents:
+            if len(group) != 1:
+                raise self.unsupported("more than one item per content object")
+            item = group[0]
+            if item.type not in ("text", "image"):
+                raise self.unsupported(f"[{item.type}] inputs for the [embedding] task")
+            out.append({item.type: item.value})
+        return out
 
     async def _rerank(self, request: InferenceRequest) -> InferenceResult:
         settings = request.task_settings

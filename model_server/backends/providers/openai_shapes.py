@@ -17,7 +17,7 @@ from kubeinfer.errors import ElasticsearchError
 from ..results import CompletionDelta, Completions, TextEmbeddings
 from ..chat import CHUNK_OBJECT, ChatCompletionChunk, ChatRequest, ChoiceDelta, ToolCallDelta, usage
 from .answers import completions, delta, expect_count, float_vector, text_embeddings
-from .streams import server_sent_events
+from .streams import ended_early, server_sent_events
 
 
 # The operation each task type calls, relative to the API's base URL.
@@ -76,6 +76,7 @@ async def chat_deltas(response: httpx.Response) -> AsyncIterator[CompletionDelta
             text = (choice.get("delta") or {}).get("content")
             if text:
                 yield delta(text)
+    raise ended_early("[DONE]")
 
 
 # ---- the unified chat completion API (Elasticsearch's chat_completion task) -------------
@@ -159,3 +160,4 @@ async def chat_chunks(response: httpx.Response) -> AsyncIterator[ChatCompletionC
             message = error.get("message") if isinstance(error, dict) else str(error)
             raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: {message}")
         yield parse_chat_chunk(chunk)
+    raise ended_early("[DONE]")

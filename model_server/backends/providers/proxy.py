@@ -249,9 +249,9 @@ class ProviderBackend(Backend):
             yield response
         except ElasticsearchError as exc:  # an error event of the provider's stream may quote anything
             raise ElasticsearchError(exc.status, exc.type, self.redact(exc.reason)) from None
-        except httpx.TimeoutException:
-            raise faults.timed_out(timeout, self.service) from None
         except httpx.TransportError as exc:
+            if faults.is_timeout(exc):
+                raise faults.timed_out(timeout, self.service) from None
             raise faults.unreachable(exc, self.service, self.redact) from None
         except ParseErrors as exc:
             raise self.malformed(f"a streamed event could not be read: {_describe(exc)}") from None
@@ -304,7 +304,7 @@ class ProviderBackend(Backend):
                 response = await self.client.send(outgoing, stream=stream)
             except httpx.TransportError as exc:
                 self.metrics.call(None)
-                if isinstance(exc, httpx.TimeoutException) and (deadline is None or loop.time() >= deadline - 0.01):
+                if faults.is_timeout(exc) and (deadline is None or loop.time() >= deadline - 0.01):
                     raise TimeoutError from None
                 # A connection dropped or refused before the deadline: worth another try.
                 raise retries.RetryableFailure(faults.unreachable(exc, self.service, self.redact)) from None

@@ -15,6 +15,13 @@ from kubeinfer import strict_json
 from ...event_stream import EventStreamParser
 
 
+def ended_early(marker: str) -> ValueError:
+    """A stream that stopped before the provider's end marker: cut off, not complete.
+
+    A ``ValueError``, so that the provider backend reports it as an answer it could not read."""
+    return ValueError(f"the stream ended before its end marker [{marker}]: the answer is incomplete")
+
+
 async def server_sent_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
     parser = EventStreamParser()
     async for line in response.aiter_lines():

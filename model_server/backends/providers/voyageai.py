@@ -66,6 +66,8 @@ class VoyageAIBackend(ProviderBackend):
             for name in ("top_k", "return_documents", "truncation"):
                 if settings.get(name) is not None:
                     body[name] = settings[name]
+            if settings.get("top_n") is not None:  # the request's own top_n wins, as in Elasticsearch
+                body["top_k"] = settings["top_n"]
             answer = await self.call_json(self.url("/rerank"), body, request, headers=self.headers())
             return self.translate(parse_rerank, answer, list(request.input), return_documents)
         dtype = DTYPES[self.setting("embedding_type", "float")]

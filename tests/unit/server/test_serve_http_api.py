@@ -219,6 +219,8 @@ async def test_get_returns_the_endpoint_config_without_secrets():
     expected = {"endpoints": [{
         "inference_id": "my-e5", "task_type": "text_embedding", "service": "elasticsearch",
         "service_settings": {"model_id": ".multilingual-e5-small", "num_allocations": 1, "num_threads": 1},
+        # Elasticsearch 9 shows the default chunking of an embedding endpoint created without any.
+        "chunking_settings": {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1},
     }]}
     assert one.json() == expected
     assert typed.json() == expected
