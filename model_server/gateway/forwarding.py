@@ -76,11 +76,12 @@ def _unified_error(status: int, data: str, inference_id: str) -> ElasticsearchEr
 
 
 class ForwardingBackend(Backend):
-    """Serves ``config`` by calling ``base_url``, where the endpoint's server listens."""
+    """Serves ``config`` by calling ``base_url``, where the endpoint's server listens: its
+    root, or the endpoint's ``_inference`` URL as the operator reports it in status."""
 
     def __init__(self, config: InferenceEndpointConfig, base_url: str, client: httpx.AsyncClient) -> None:
         super().__init__(config)
-        self.base_url = base_url.rstrip("/")
+        self.base_url = base_url.split("/_inference/", 1)[0].rstrip("/")
         self.client = client
 
     def _url(self, suffix: str = "") -> str:

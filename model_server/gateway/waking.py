@@ -67,7 +67,7 @@ class WakingBackend(ForwardingBackend):
             await self._wake()
             while (url := await self._awake()) is None:
                 await asyncio.sleep(self.poll_interval)
-            self.base_url = url.rstrip("/")
+            self.base_url = url.split("/_inference/", 1)[0].rstrip("/")
         finally:
             gauge.dec()
 

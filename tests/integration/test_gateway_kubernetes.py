@@ -69,7 +69,8 @@ class OperatorStandIn:
             return
         self.emulator.update_status(INFERENCE_ENDPOINTS, meta["namespace"], meta["name"], {
             "observedGeneration": meta["generation"],
-            "url": f"{self.url}",
+            # As the operator writes it: the endpoint's own _inference path on its Service.
+            "url": f"{self.url}/_inference/{obj['spec']['taskType']}/{obj['spec'].get('inferenceId', meta['name'])}",
             "dimensions": 2, "similarity": "dot_product",
             "conditions": [{"type": "Ready", "status": "True", "reason": "Available", "message": "serving"}],
         })

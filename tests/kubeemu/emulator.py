@@ -355,9 +355,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
                warnings: list[str] | None) -> dict[str, Any]:
         """A CRD's structural schema: unknown fields pruned (or refused), defaults, validation."""
         served = self._served.get(key)
-        if served is None or not served.crd or not served.schema:
+        if served is None or key in REVIEWS or (served.crd and not served.schema):
             return obj
-        pruned = schemas.prune(obj, served.schema)
+        if served.crd:
+            pruned = schemas.prune(obj, served.schema)
+        else:
+            pruned = schemas.prune_typed(obj, self.schema_of(key))
         unknown = _dropped_fields(obj, pruned)
         if unknown and validation == "Strict":
             raise APIError(400, "BadRequest", f"{served.kind} in version \"{key.split('/')[-2]}\" cannot be handled "
@@ -365,6 +368,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
                                               + ", ".join(f'unknown field "{f}"' for f in unknown))
         if unknown and warnings is not None and validation == "Warn":
             warnings.extend(f'unknown field "{f}"' for f in unknown)
+        if not served.crd:
+            return pruned
         obj = schemas.default(pruned, served.schema)
         found = schemas.problems(obj, old, served.schema)
         if found:

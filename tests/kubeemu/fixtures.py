@@ -2,7 +2,7 @@
 
     from kubeemu.fixtures import kube, kubeconfig, kubeinfer_operator  # noqa: F401
 
-``kube`` is a started ``EmulatedCluster`` (with InferenceEndpoints declared and a
+``kube`` is a started ``EmulatedCluster`` (with the project's CRD installed from crds/ and a
 Deployment controller stand-in); ``kubeconfig`` writes a kubeconfig for it and points
 ``KUBECONFIG`` at it, so kopf and the project's own client both find the emulator;
 ``kubeinfer_operator`` runs the real operator against it (CPU endpoints, no metrics

@@ -96,6 +96,23 @@ def _resolve(node: dict[str, Any]) -> dict[str, Any]:
         node = {**target, **{k: v for k, v in node.items() if k not in ("$ref", "allOf", "description")}}
 
 
+def prune_typed(obj: Any, schema: Schema) -> Any:
+    """Drop the fields a built-in kind does not have, as decoding into its Go type does."""
+    node = schema.node
+    if not node or node.get("x-kubernetes-preserve-unknown-fields"):
+        return obj
+    if isinstance(obj, dict):
+        props = node.get("properties")
+        extra = node.get("additionalProperties")
+        if props is None:
+            return {k: prune_typed(v, Schema(extra)) for k, v in obj.items()} if isinstance(extra, dict) else obj
+        return {k: prune_typed(v, schema.child(k)) for k, v in obj.items() if k in props}
+    if isinstance(obj, list) and node.get("items"):
+        items = schema.items()
+        return [prune_typed(v, items) for v in obj]
+    return obj
+
+
 def builtin_schema(api_version: str, kind: str) -> Schema:
     name = builtin_definition(api_version, kind)
     return Schema(definitions()[name] if name else None)

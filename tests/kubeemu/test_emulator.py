@@ -448,3 +448,19 @@ def test_the_scale_subresource_sets_replicas_under_its_own_manager(api):
     assert got["spec"]["replicas"] == 3
     entry = next(m for m in got["metadata"]["managedFields"] if m["manager"] == "hpa")
     assert entry["subresource"] == "scale" and entry["fieldsV1"] == {"f:spec": {"f:replicas": {}}}
+
+
+def test_built_in_kinds_lose_fields_their_type_does_not_have(api):
+    body = deployment("typed")
+    body["spec"]["replicaz"] = 2
+    body["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = "Always"
+    body["spec"]["template"]["spec"]["containers"][0]["imagee"] = "typo"
+    created = api.post("/apis/apps/v1/namespaces/ns3/deployments", json=body)
+    assert created.status_code == 201
+    container = created.json()["spec"]["template"]["spec"]["containers"][0]
+    assert "replicaz" not in created.json()["spec"] and "imagee" not in container
+    assert container["imagePullPolicy"] == "Always"
+    assert 'unknown field "spec.replicaz"' in created.headers["Warning"]
+    strict = api.post("/apis/apps/v1/namespaces/ns3/deployments", json={**body, "metadata": {"name": "typed2"}},
+                      params={"fieldValidation": "Strict"})
+    assert strict.status_code == 400 and "strict decoding error" in strict.json()["message"]

@@ -47,3 +47,32 @@ def test_render_reports_an_invalid_manifest_with_the_catalogs_reason(tmp_path: P
     path.write_text(MANIFEST.replace("model_id: gpt-4o", "bogus: 1"))
     assert main(["render", str(path)]) == 1
     assert "unknown to the [openai] service" in capsys.readouterr().err
+
+
+SCALE_TO_ZERO = """\
+apiVersion: kubeinfer.io/v1alpha1
+kind: InferenceEndpoint
+metadata: {name: e5, namespace: ml}
+spec:
+  taskType: text_embedding
+  service: elasticsearch
+  serviceSettings:
+    model_id: .multilingual-e5-small
+    num_threads: 1
+    adaptive_allocations: {enabled: true, min_number_of_allocations: 0, max_number_of_allocations: 4}
+"""
+
+
+def test_render_of_min_zero_shows_a_keda_scaled_object_or_with_keda_off_an_hpa(tmp_path: Path, capsys, monkeypatch):
+    path = tmp_path / "e5.yaml"
+    path.write_text(SCALE_TO_ZERO)
+    assert main(["render", str(path), "--uid", "1"]) == 0
+    docs = {d["kind"]: d for d in yaml.safe_load_all(capsys.readouterr().out)}
+    assert docs["ScaledObject"]["spec"]["minReplicaCount"] == 0
+    assert "HorizontalPodAutoscaler" not in docs and "replicas" not in docs["Deployment"]["spec"]
+    monkeypatch.setenv("KUBEINFER_AUTOSCALER", "hpa")
+    assert main(["render", str(path), "--uid", "1"]) == 0
+    docs = {d["kind"]: d for d in yaml.safe_load_all(capsys.readouterr().out)}
+    assert "ScaledObject" not in docs
+    hpa = docs["HorizontalPodAutoscaler"]["spec"]
+    assert (hpa["minReplicas"], hpa["metrics"][0]["pods"]["metric"]["name"]) == (1, "kubeinfer_requests_in_flight")
