@@ -30,6 +30,27 @@ class TaskType(str, Enum):
         return self.value
 
 
+# Elasticsearch's input types of embedding requests: what the texts are for.
+class InputType(str, Enum):
+    CLASSIFICATION = "classification"
+    CLUSTERING = "clustering"
+    INGEST = "ingest"
+    SEARCH = "search"
+
+
+# The input types of services that know only documents and queries.
+class SearchInputType(str, Enum):
+    INGEST = "ingest"
+    SEARCH = "search"
+
+
+# Which end of an input too long for the model a provider cuts, or NONE for an error.
+class Truncate(str, Enum):
+    END = "END"
+    NONE = "NONE"
+    START = "START"
+
+
 class Settings(BaseModel):
     """Base of every settings model: unknown keys are an error, as in Elasticsearch."""
 
@@ -142,14 +163,21 @@ class ServiceSpec:
     name: str
     # Task type -> the service_settings model for that task.
     service_settings: dict[TaskType, type[Settings]]
-    # Task type -> the task_settings model; NoTaskSettings where the service has none.
-    task_settings: dict[TaskType, type[Settings]] = field(default_factory=dict)
-    # Elasticsearch's default rate limit (requests per minute) per task type; None for
-    # services that run a model in-process.
-    default_rate_limit: dict[TaskType, int] | None = None
+    # Task type -> the task_settings model, or one model for every task type;
+    # NoTaskSettings where the service has none.
+    task_settings: dict[TaskType, type[Settings]] | type[Settings] = field(default_factory=dict)
+    # Elasticsearch's default rate limit (requests per minute) per task type, or one for
+    # every task type; None for services that run a model in-process.
+    default_rate_limit: dict[TaskType, int] | int | None = None
     description: str = ""
     # The name people know the service by ("OpenAI", "Amazon Bedrock"), as Kibana shows it.
     label: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.task_settings, type):
+            object.__setattr__(self, "task_settings", dict.fromkeys(self.service_settings, self.task_settings))
+        if isinstance(self.default_rate_limit, int):
+            object.__setattr__(self, "default_rate_limit", dict.fromkeys(self.service_settings, self.default_rate_limit))
 
     @property
     def task_types(self) -> tuple[TaskType, ...]:

@@ -15,7 +15,7 @@ class Ai21ServiceSettings(ExternalServiceSettings):
 SPEC = ServiceSpec(
     name="ai21",
     label="AI21",
-    service_settings={TaskType.COMPLETION: Ai21ServiceSettings, TaskType.CHAT_COMPLETION: Ai21ServiceSettings},
-    default_rate_limit={TaskType.COMPLETION: 200, TaskType.CHAT_COMPLETION: 200},
+    service_settings=dict.fromkeys((TaskType.COMPLETION, TaskType.CHAT_COMPLETION), Ai21ServiceSettings),
+    default_rate_limit=200,
     description="AI21 Jamba chat completions.",
 )

@@ -7,18 +7,14 @@ from enum import Enum
 from pydantic import Field
 
 from ._base import (
-    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
+    EmbeddingSettings, ExternalServiceSettings, SearchInputType, SecretField, SecretValue, ServiceSpec, Settings,
+    TaskType,
 )
 
 
 class HttpSchema(str, Enum):
     HTTPS = "https"
     HTTP = "http"
-
-
-class AlibabaInputType(str, Enum):
-    INGEST = "ingest"
-    SEARCH = "search"
 
 
 class AlibabaCloudServiceSettings(ExternalServiceSettings):
@@ -34,11 +30,11 @@ class AlibabaCloudEmbeddingServiceSettings(AlibabaCloudServiceSettings, Embeddin
 
 
 class AlibabaEmbeddingTaskSettings(Settings):
-    input_type: AlibabaInputType | None = None
+    input_type: SearchInputType | None = None
 
 
 class AlibabaSparseTaskSettings(Settings):
-    input_type: AlibabaInputType | None = None
+    input_type: SearchInputType | None = None
     return_token: bool | None = None
 
 
@@ -46,15 +42,13 @@ SPEC = ServiceSpec(
     name="alibabacloud-ai-search",
     label="AlibabaCloud AI Search",
     service_settings={
-        TaskType.COMPLETION: AlibabaCloudServiceSettings,
-        TaskType.RERANK: AlibabaCloudServiceSettings,
-        TaskType.SPARSE_EMBEDDING: AlibabaCloudServiceSettings,
+        **dict.fromkeys((TaskType.COMPLETION, TaskType.RERANK, TaskType.SPARSE_EMBEDDING), AlibabaCloudServiceSettings),
         TaskType.TEXT_EMBEDDING: AlibabaCloudEmbeddingServiceSettings,
     },
     task_settings={
         TaskType.SPARSE_EMBEDDING: AlibabaSparseTaskSettings,
         TaskType.TEXT_EMBEDDING: AlibabaEmbeddingTaskSettings,
     },
-    default_rate_limit={t: 1000 for t in TaskType},
+    default_rate_limit=1000,
     description="AlibabaCloud AI Search.",
 )

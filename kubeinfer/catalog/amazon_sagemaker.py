@@ -89,8 +89,7 @@ SPEC = ServiceSpec(
     name="amazon_sagemaker",
     label="Amazon SageMaker",
     service_settings={
-        TaskType.CHAT_COMPLETION: AmazonSageMakerServiceSettings,
-        TaskType.COMPLETION: AmazonSageMakerServiceSettings,
+        **dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION), AmazonSageMakerServiceSettings),
         TaskType.RERANK: _for_tasks(TaskType.RERANK),
         TaskType.SPARSE_EMBEDDING: _for_tasks(TaskType.SPARSE_EMBEDDING),
         TaskType.TEXT_EMBEDDING: AmazonSageMakerEmbeddingServiceSettings,

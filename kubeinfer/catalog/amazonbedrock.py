@@ -52,14 +52,10 @@ SPEC = ServiceSpec(
     name="amazonbedrock",
     label="Amazon Bedrock",
     service_settings={
-        TaskType.CHAT_COMPLETION: AmazonBedrockServiceSettings,
-        TaskType.COMPLETION: AmazonBedrockServiceSettings,
+        **dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION), AmazonBedrockServiceSettings),
         TaskType.TEXT_EMBEDDING: AmazonBedrockEmbeddingServiceSettings,
     },
-    task_settings={
-        TaskType.CHAT_COMPLETION: AmazonBedrockCompletionTaskSettings,
-        TaskType.COMPLETION: AmazonBedrockCompletionTaskSettings,
-    },
-    default_rate_limit={TaskType.TEXT_EMBEDDING: 240, TaskType.COMPLETION: 240, TaskType.CHAT_COMPLETION: 240},
+    task_settings=dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION), AmazonBedrockCompletionTaskSettings),
+    default_rate_limit=240,
     description="Amazon Bedrock (Titan, Cohere, Anthropic, AI21 Labs, Meta, Mistral).",
 )

@@ -22,8 +22,8 @@ class AnthropicTaskSettings(Settings):
 SPEC = ServiceSpec(
     name="anthropic",
     label="Anthropic",
-    service_settings={TaskType.CHAT_COMPLETION: AnthropicServiceSettings, TaskType.COMPLETION: AnthropicServiceSettings},
-    task_settings={TaskType.CHAT_COMPLETION: AnthropicTaskSettings, TaskType.COMPLETION: AnthropicTaskSettings},
-    default_rate_limit={TaskType.CHAT_COMPLETION: 50, TaskType.COMPLETION: 50},
+    service_settings=dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION), AnthropicServiceSettings),
+    task_settings=dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION), AnthropicTaskSettings),
+    default_rate_limit=50,
     description="Anthropic messages, plain and as the unified chat completion API.",
 )

@@ -85,6 +85,6 @@ SPEC = ServiceSpec(
         TaskType.RERANK: AzureAIStudioRerankTaskSettings,
         TaskType.TEXT_EMBEDDING: AzureAIStudioEmbeddingTaskSettings,
     },
-    default_rate_limit={TaskType.TEXT_EMBEDDING: 240, TaskType.COMPLETION: 240, TaskType.RERANK: 240},
+    default_rate_limit=240,
     description="Azure AI Studio deployments (OpenAI, Mistral, Meta, Microsoft Phi, Cohere, Databricks).",
 )

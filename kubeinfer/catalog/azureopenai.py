@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from ._base import (
-    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings,
-    TaskType,
-)
+from ._base import EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, TaskType
 from ..errors import validation_exception
+from .openai import OpenAITaskSettings
 
 
 class AzureOpenAIServiceSettings(ExternalServiceSettings):
@@ -38,23 +36,18 @@ class AzureOpenAIEmbeddingServiceSettings(AzureOpenAIServiceSettings, EmbeddingS
     pass
 
 
-class AzureOpenAITaskSettings(Settings):
-    user: str | None = None
-
-
 SPEC = ServiceSpec(
     name="azureopenai",
     label="Azure OpenAI",
     service_settings={
-        TaskType.CHAT_COMPLETION: AzureOpenAIServiceSettings,
-        TaskType.COMPLETION: AzureOpenAIServiceSettings,
+        **dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION), AzureOpenAIServiceSettings),
         TaskType.TEXT_EMBEDDING: AzureOpenAIEmbeddingServiceSettings,
     },
-    task_settings={
-        TaskType.CHAT_COMPLETION: AzureOpenAITaskSettings,
-        TaskType.COMPLETION: AzureOpenAITaskSettings,
-        TaskType.TEXT_EMBEDDING: AzureOpenAITaskSettings,
+    # Azure's deployments take OpenAI's task settings.
+    task_settings=OpenAITaskSettings,
+    default_rate_limit={
+        TaskType.TEXT_EMBEDDING: 1440,
+        **dict.fromkeys((TaskType.COMPLETION, TaskType.CHAT_COMPLETION), 120),
     },
-    default_rate_limit={TaskType.TEXT_EMBEDDING: 1440, TaskType.COMPLETION: 120, TaskType.CHAT_COMPLETION: 120},
     description="Azure OpenAI embeddings and chat completions.",
 )

@@ -8,8 +8,8 @@ from typing import ClassVar
 from pydantic import Field
 
 from ._base import (
-    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings,
-    TaskType,
+    EmbeddingSettings, ExternalServiceSettings, InputType, SecretField, SecretValue, ServiceSpec, Settings,
+    TaskType, Truncate,
 )
 
 
@@ -17,19 +17,6 @@ class EmbeddingType(str, Enum):
     FLOAT = "float"
     BYTE = "byte"
     INT8 = "int8"
-
-
-class InputType(str, Enum):
-    CLASSIFICATION = "classification"
-    CLUSTERING = "clustering"
-    INGEST = "ingest"
-    SEARCH = "search"
-
-
-class Truncate(str, Enum):
-    END = "END"
-    NONE = "NONE"
-    START = "START"
 
 
 class CohereServiceSettings(ExternalServiceSettings):
@@ -64,8 +51,7 @@ SPEC = ServiceSpec(
     name="cohere",
     label="Cohere",
     service_settings={
-        TaskType.COMPLETION: CohereServiceSettings,
-        TaskType.RERANK: CohereServiceSettings,
+        **dict.fromkeys((TaskType.COMPLETION, TaskType.RERANK), CohereServiceSettings),
         TaskType.TEXT_EMBEDDING: CohereEmbeddingServiceSettings,
     },
     task_settings={
@@ -73,6 +59,6 @@ SPEC = ServiceSpec(
         TaskType.RERANK: CohereRerankTaskSettings,
         TaskType.TEXT_EMBEDDING: CohereEmbeddingTaskSettings,
     },
-    default_rate_limit={TaskType.TEXT_EMBEDDING: 10000, TaskType.RERANK: 10000, TaskType.COMPLETION: 10000},
+    default_rate_limit=10000,
     description="Cohere embed, rerank and chat.",
 )

@@ -22,6 +22,6 @@ SPEC = ServiceSpec(
     label="Contextual AI",
     service_settings={TaskType.RERANK: ContextualAIServiceSettings},
     task_settings={TaskType.RERANK: ContextualAIRerankTaskSettings},
-    default_rate_limit={TaskType.RERANK: 1000},
+    default_rate_limit=1000,
     description="Contextual AI reranking.",
 )

@@ -111,9 +111,6 @@ SPEC = ServiceSpec(
     task_settings={t: CustomTaskSettings for t in (
         TaskType.COMPLETION, TaskType.RERANK, TaskType.SPARSE_EMBEDDING, TaskType.TEXT_EMBEDDING,
     )},
-    default_rate_limit={
-        TaskType.COMPLETION: 10000, TaskType.RERANK: 10000, TaskType.SPARSE_EMBEDDING: 10000,
-        TaskType.TEXT_EMBEDDING: 10000,
-    },
+    default_rate_limit=10000,
     description="Any HTTP model: a request template and JSONPath response parsers.",
 )

@@ -18,9 +18,7 @@ class DeepSeekServiceSettings(ExternalServiceSettings):
 SPEC = ServiceSpec(
     name="deepseek",
     label="DeepSeek",
-    service_settings={
-        TaskType.COMPLETION: DeepSeekServiceSettings, TaskType.CHAT_COMPLETION: DeepSeekServiceSettings,
-    },
+    service_settings=dict.fromkeys((TaskType.COMPLETION, TaskType.CHAT_COMPLETION), DeepSeekServiceSettings),
     # Elasticsearch sets no rate limit of its own for DeepSeek.
     default_rate_limit={},
     description="DeepSeek chat completions.",

@@ -27,14 +27,10 @@ SPEC = ServiceSpec(
     name="fireworksai",
     label="Fireworks AI",
     service_settings={
-        TaskType.CHAT_COMPLETION: FireworksAIServiceSettings,
-        TaskType.COMPLETION: FireworksAIServiceSettings,
+        **dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION), FireworksAIServiceSettings),
         TaskType.TEXT_EMBEDDING: FireworksAIEmbeddingServiceSettings,
     },
-    task_settings={
-        TaskType.CHAT_COMPLETION: FireworksAIChatTaskSettings,
-        TaskType.COMPLETION: FireworksAIChatTaskSettings,
-    },
-    default_rate_limit={TaskType.CHAT_COMPLETION: 6000, TaskType.COMPLETION: 6000, TaskType.TEXT_EMBEDDING: 6000},
+    task_settings=dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION), FireworksAIChatTaskSettings),
+    default_rate_limit=6000,
     description="Fireworks AI embeddings and chat completions.",
 )

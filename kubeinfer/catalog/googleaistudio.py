@@ -25,6 +25,6 @@ SPEC = ServiceSpec(
         TaskType.COMPLETION: GoogleAIStudioServiceSettings,
         TaskType.TEXT_EMBEDDING: GoogleAIStudioEmbeddingServiceSettings,
     },
-    default_rate_limit={TaskType.TEXT_EMBEDDING: 360, TaskType.COMPLETION: 360},
+    default_rate_limit=360,
     description="Google AI Studio (Gemini) embeddings and generation.",
 )

@@ -16,6 +16,6 @@ SPEC = ServiceSpec(
     name="groq",
     label="Groq",
     service_settings={TaskType.CHAT_COMPLETION: GroqServiceSettings},
-    default_rate_limit={TaskType.CHAT_COMPLETION: 1000},
+    default_rate_limit=1000,
     description="Groq chat completions.",
 )

@@ -42,13 +42,10 @@ SPEC = ServiceSpec(
     label="Hugging Face",
     service_settings={
         TaskType.CHAT_COMPLETION: HuggingFaceChatServiceSettings,
-        TaskType.COMPLETION: HuggingFaceModelServiceSettings,
-        TaskType.RERANK: HuggingFaceModelServiceSettings,
+        **dict.fromkeys((TaskType.COMPLETION, TaskType.RERANK), HuggingFaceModelServiceSettings),
         TaskType.TEXT_EMBEDDING: HuggingFaceServiceSettings,
     },
     task_settings={TaskType.RERANK: HuggingFaceRerankTaskSettings},
-    default_rate_limit={
-        TaskType.CHAT_COMPLETION: 3000, TaskType.COMPLETION: 3000, TaskType.RERANK: 3000, TaskType.TEXT_EMBEDDING: 3000,
-    },
+    default_rate_limit=3000,
     description="Hugging Face Inference Endpoints (feature extraction, chat completions, reranking).",
 )

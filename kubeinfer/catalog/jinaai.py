@@ -7,7 +7,7 @@ from enum import Enum
 from pydantic import Field
 
 from ._base import (
-    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
+    EmbeddingSettings, ExternalServiceSettings, InputType, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
 )
 
 
@@ -15,13 +15,6 @@ class JinaEmbeddingType(str, Enum):
     BINARY = "binary"
     BIT = "bit"
     FLOAT = "float"
-
-
-class JinaInputType(str, Enum):
-    CLASSIFICATION = "classification"
-    CLUSTERING = "clustering"
-    INGEST = "ingest"
-    SEARCH = "search"
 
 
 class JinaAIServiceSettings(ExternalServiceSettings):
@@ -40,7 +33,7 @@ class JinaAIMultimodalServiceSettings(JinaAIEmbeddingServiceSettings):
 
 
 class JinaAIEmbeddingTaskSettings(Settings):
-    input_type: JinaInputType | None = None
+    input_type: InputType | None = None
     late_chunking: bool | None = None
 
 
@@ -62,6 +55,6 @@ SPEC = ServiceSpec(
         TaskType.RERANK: JinaAIRerankTaskSettings,
         TaskType.TEXT_EMBEDDING: JinaAIEmbeddingTaskSettings,
     },
-    default_rate_limit={TaskType.EMBEDDING: 2000, TaskType.RERANK: 2000, TaskType.TEXT_EMBEDDING: 2000},
+    default_rate_limit=2000,
     description="Jina AI embeddings and reranking.",
 )

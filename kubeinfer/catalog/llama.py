@@ -23,10 +23,9 @@ SPEC = ServiceSpec(
     name="llama",
     label="Llama",
     service_settings={
-        TaskType.CHAT_COMPLETION: LlamaServiceSettings,
-        TaskType.COMPLETION: LlamaServiceSettings,
+        **dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION), LlamaServiceSettings),
         TaskType.TEXT_EMBEDDING: LlamaEmbeddingServiceSettings,
     },
-    default_rate_limit={TaskType.CHAT_COMPLETION: 3000, TaskType.COMPLETION: 3000, TaskType.TEXT_EMBEDDING: 3000},
+    default_rate_limit=3000,
     description="Llama Stack embeddings and chat completions.",
 )

@@ -33,6 +33,6 @@ SPEC = ServiceSpec(
         TaskType.COMPLETION: MistralCompletionServiceSettings,
         TaskType.TEXT_EMBEDDING: MistralServiceSettings,
     },
-    default_rate_limit={TaskType.CHAT_COMPLETION: 240, TaskType.COMPLETION: 240, TaskType.TEXT_EMBEDDING: 240},
+    default_rate_limit=240,
     description="Mistral embeddings and chat completions.",
 )

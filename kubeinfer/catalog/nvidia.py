@@ -3,24 +3,13 @@ reranking API, at NVIDIA's hosted endpoints or a NIM's ``url``."""
 
 from __future__ import annotations
 
-from enum import Enum
 
 from pydantic import Field, field_validator
 
 from ._base import (
-    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
+    EmbeddingSettings, ExternalServiceSettings, SearchInputType, SecretField, SecretValue, ServiceSpec, Settings,
+    TaskType, Truncate,
 )
-
-
-class NvidiaInputType(str, Enum):
-    INGEST = "ingest"
-    SEARCH = "search"
-
-
-class NvidiaTruncate(str, Enum):
-    END = "END"
-    NONE = "NONE"
-    START = "START"
 
 
 class NvidiaServiceSettings(ExternalServiceSettings):
@@ -33,8 +22,8 @@ class NvidiaEmbeddingServiceSettings(NvidiaServiceSettings, EmbeddingSettings):
 
 
 class NvidiaEmbeddingTaskSettings(Settings):
-    input_type: NvidiaInputType | None = Field(default=None, description="ingest (passage) or search (query).")
-    truncate: NvidiaTruncate | None = None
+    input_type: SearchInputType | None = Field(default=None, description="ingest (passage) or search (query).")
+    truncate: Truncate | None = None
 
     @field_validator("truncate", mode="before")
     @classmethod
@@ -47,14 +36,10 @@ SPEC = ServiceSpec(
     name="nvidia",
     label="Nvidia",
     service_settings={
-        TaskType.CHAT_COMPLETION: NvidiaServiceSettings,
-        TaskType.COMPLETION: NvidiaServiceSettings,
-        TaskType.RERANK: NvidiaServiceSettings,
+        **dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION, TaskType.RERANK), NvidiaServiceSettings),
         TaskType.TEXT_EMBEDDING: NvidiaEmbeddingServiceSettings,
     },
     task_settings={TaskType.TEXT_EMBEDDING: NvidiaEmbeddingTaskSettings},
-    default_rate_limit={
-        TaskType.CHAT_COMPLETION: 3000, TaskType.COMPLETION: 3000, TaskType.RERANK: 3000, TaskType.TEXT_EMBEDDING: 3000,
-    },
+    default_rate_limit=3000,
     description="NVIDIA NIM embeddings, reranking and chat completions.",
 )

@@ -29,20 +29,13 @@ SPEC = ServiceSpec(
     name="openai",
     label="OpenAI",
     service_settings={
-        TaskType.CHAT_COMPLETION: OpenAIServiceSettings,
-        TaskType.COMPLETION: OpenAIServiceSettings,
-        TaskType.EMBEDDING: OpenAIEmbeddingServiceSettings,
-        TaskType.TEXT_EMBEDDING: OpenAIEmbeddingServiceSettings,
+        **dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION), OpenAIServiceSettings),
+        **dict.fromkeys((TaskType.EMBEDDING, TaskType.TEXT_EMBEDDING), OpenAIEmbeddingServiceSettings),
     },
-    task_settings={
-        TaskType.CHAT_COMPLETION: OpenAITaskSettings,
-        TaskType.COMPLETION: OpenAITaskSettings,
-        TaskType.EMBEDDING: OpenAITaskSettings,
-        TaskType.TEXT_EMBEDDING: OpenAITaskSettings,
-    },
+    task_settings=OpenAITaskSettings,
     default_rate_limit={
-        TaskType.TEXT_EMBEDDING: 3000, TaskType.EMBEDDING: 3000, TaskType.COMPLETION: 500,
-        TaskType.CHAT_COMPLETION: 500,
+        **dict.fromkeys((TaskType.TEXT_EMBEDDING, TaskType.EMBEDDING), 3000),
+        **dict.fromkeys((TaskType.COMPLETION, TaskType.CHAT_COMPLETION), 500),
     },
     description="OpenAI embeddings, completions and the unified chat completion API.",
 )

@@ -30,14 +30,10 @@ SPEC = ServiceSpec(
     name="openshift_ai",
     label="OpenShift AI",
     service_settings={
-        TaskType.CHAT_COMPLETION: OpenShiftAiServiceSettings,
-        TaskType.COMPLETION: OpenShiftAiServiceSettings,
-        TaskType.RERANK: OpenShiftAiServiceSettings,
+        **dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION, TaskType.RERANK), OpenShiftAiServiceSettings),
         TaskType.TEXT_EMBEDDING: OpenShiftAiEmbeddingServiceSettings,
     },
     task_settings={TaskType.RERANK: OpenShiftAiRerankTaskSettings},
-    default_rate_limit={
-        TaskType.CHAT_COMPLETION: 3000, TaskType.COMPLETION: 3000, TaskType.RERANK: 3000, TaskType.TEXT_EMBEDDING: 3000,
-    },
+    default_rate_limit=3000,
     description="Red Hat OpenShift AI embeddings, reranking and chat completions.",
 )

@@ -48,6 +48,6 @@ SPEC = ServiceSpec(
         TaskType.TEXT_EMBEDDING: VoyageAIEmbeddingServiceSettings,
     },
     task_settings={TaskType.RERANK: VoyageAIRerankTaskSettings, TaskType.TEXT_EMBEDDING: VoyageAIEmbeddingTaskSettings},
-    default_rate_limit={TaskType.RERANK: 2000, TaskType.TEXT_EMBEDDING: 2000},
+    default_rate_limit=2000,
     description="Voyage AI embeddings and reranking.",
 )

@@ -28,26 +28,14 @@ class WatsonxRerankTaskSettings(Settings):
     top_n: int | None = Field(default=None, gt=0)
 
 
-class WatsonxChatServiceSettings(ExternalServiceSettings):
-    api_key: SecretValue = SecretField("IBM Cloud API key.")
-    url: str = Field(description="The watsonx.ai URL, e.g. https://us-south.ml.cloud.ibm.com.")
-    api_version: str = Field(description="The watsonx.ai API version date, e.g. 2024-05-02.")
-    model_id: str
-    project_id: str
-
-
 SPEC = ServiceSpec(
     name="watsonxai",
     label="IBM watsonx",
     service_settings={
-        TaskType.CHAT_COMPLETION: WatsonxChatServiceSettings,
-        TaskType.COMPLETION: WatsonxModelServiceSettings,
-        TaskType.RERANK: WatsonxModelServiceSettings,
+        **dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION, TaskType.RERANK), WatsonxModelServiceSettings),
         TaskType.TEXT_EMBEDDING: WatsonxServiceSettings,
     },
     task_settings={TaskType.RERANK: WatsonxRerankTaskSettings},
-    default_rate_limit={
-        TaskType.CHAT_COMPLETION: 120, TaskType.COMPLETION: 120, TaskType.RERANK: 120, TaskType.TEXT_EMBEDDING: 120,
-    },
+    default_rate_limit=120,
     description="IBM watsonx.ai embeddings, reranking and chat.",
 )
