@@ -982,9 +982,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
             await response.prepare(raw)
             partial = _metadata_only(request)
 
+            table = "as=Table" in request.headers.get("Accept", "")
+
             def render(event: dict[str, Any]) -> bytes:
                 if partial and event["type"] not in ("ERROR", "BOOKMARK"):
                     event = {"type": event["type"], "object": _partial(event["object"])}
+                elif table and event["type"] not in ("ERROR", "BOOKMARK"):  # kubectl get -w
+                    event = {"type": event["type"], "object": tables.table(self._served[key], [event["object"]],
+                                                                           params, {})}
                 return json.dumps(event).encode() + b"\n"
 
             for event in backlog:

@@ -464,3 +464,16 @@ def test_built_in_kinds_lose_fields_their_type_does_not_have(api):
     strict = api.post("/apis/apps/v1/namespaces/ns3/deployments", json={**body, "metadata": {"name": "typed2"}},
                       params={"fieldValidation": "Strict"})
     assert strict.status_code == 400 and "strict decoding error" in strict.json()["message"]
+
+
+def test_a_watch_asked_for_tables_streams_rows_as_kubectl_get_watch_reads_them(api):
+    since = api.get("/api/v1/namespaces/ns5/configmaps").json()["metadata"]["resourceVersion"]
+    api.post("/api/v1/namespaces/ns5/configmaps", json={"metadata": {"name": "rowed"}, "data": {"a": "1"}})
+    with api.stream("GET", "/api/v1/namespaces/ns5/configmaps",
+                    params={"watch": "true", "resourceVersion": since, "timeoutSeconds": "1"},
+                    headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}) as r:
+        events = [json.loads(line) for line in r.iter_lines() if line]
+    assert [e["type"] for e in events] == ["ADDED"]
+    table = events[0]["object"]
+    assert table["kind"] == "Table" and [c["name"] for c in table["columnDefinitions"]] == ["Name", "Data", "Age"]
+    assert table["rows"][0]["cells"][:2] == ["rowed", 1]
