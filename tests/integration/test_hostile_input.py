@@ -333,3 +333,27 @@ def test_a_reset_connection_is_named_a_reset_not_a_timeout(local, tmp_path):
     assert status in (400, 408, 502)
     assert "ConnectionReset" in reason
     assert "Timeout" not in reason
+
+
+def test_a_429_makes_every_request_of_the_endpoint_back_off(local, provider):
+    answered = {"check": False}
+
+    def storm(received):
+        if not answered["check"]:  # the start-up check of the create goes through
+            answered["check"] = True
+            return Reply(json=openai_embeddings([1.0, 0.0]))
+        return Reply(429, {"error": {"message": "Rate limit reached", "type": "requests"}},
+                     headers={"Retry-After": "30"})
+
+    provider.fake.on("/storm/v1/embeddings", storm)
+    body = create_body(provider, "sk-storm")
+    body["service_settings"]["url"] = f"{provider.url}/storm/v1"
+    assert local.client.put("/_inference/text_embedding/storm", json=body).status_code == 200
+    calls = len(provider.fake.to("/storm/v1/embeddings"))
+    first = local.client.post("/_inference/text_embedding/storm?timeout=5s", json={"input": "a"})
+    assert es_error(first)[0] == 429
+    # The provider asked for 30s: within the next requests' deadlines nobody calls it again.
+    for _ in range(3):
+        again = local.client.post("/_inference/text_embedding/storm?timeout=5s", json={"input": "b"})
+        assert es_error(again)[0] == 429
+    assert len(provider.fake.to("/storm/v1/embeddings")) == calls + 1

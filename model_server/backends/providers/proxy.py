@@ -75,6 +75,12 @@ class ProviderBackend(Backend):
         self.not_ready_reason: str | None = "the start-up check of the provider has not run"
         self._learned_dimensions: int | None = None
         self._recheck: asyncio.Task | None = None
+        # Back-off shared by every request of the endpoint: after a 429, nobody calls the
+        # provider again before ``_quiet_until`` (loop time); a request whose deadline comes
+        # first gets the provider's 429 at once instead of adding to the storm.
+        self._quiet_until = 0.0
+        self._throttled: ElasticsearchError | None = None
+        self._throttle_streak = 0
 
     # ---- life cycle -----------------------------------------------------------------
     @property
@@ -290,6 +296,7 @@ class ProviderBackend(Backend):
         loop = asyncio.get_running_loop()
 
         async def attempt() -> httpx.Response:
+            await self._wait_out_throttling(deadline)
             outgoing = self.client.build_request(
                 method,
                 url,
@@ -311,11 +318,14 @@ class ProviderBackend(Backend):
             self.metrics.call(response.status_code)
             self.metrics.duration.observe(loop.time() - sent)
             if response.is_success:
+                self._throttle_streak = 0
                 return response
             if stream:
                 await response.aread()
                 await response.aclose()
             error = self.provider_error(response)
+            if response.status_code == 429:
+                self._note_throttled(response, error)
             if not retries.retryable(response):
                 raise error
             raise retries.RetryableFailure(error, response)
@@ -331,6 +341,26 @@ class ProviderBackend(Backend):
             )
 
         return await retries.with_retries(attempt, deadline, loop.time, before_retry)
+
+    def _note_throttled(self, response: httpx.Response, error: ElasticsearchError) -> None:
+        """The provider said "slow down": every request of the endpoint waits, not just this one."""
+        self._throttle_streak += 1
+        asked = retries.retry_after(response)
+        pause = asked if asked is not None else min(
+            retries.MAX_DELAY, retries.BASE_DELAY * 2 ** (self._throttle_streak - 1))
+        loop = asyncio.get_running_loop()
+        self._quiet_until = max(self._quiet_until, loop.time() + pause)
+        self._throttled = error
+
+    async def _wait_out_throttling(self, deadline: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        wait = self._quiet_until - loop.time()
+        if wait <= 0:
+            return
+        if deadline is not None and loop.time() + wait >= deadline and self._throttled is not None:
+            self.metrics.rate_limited.inc()
+            raise ElasticsearchError(self._throttled.status, self._throttled.type, self._throttled.reason)
+        await asyncio.sleep(wait)
 
     # ---- answers ----------------------------------------------------------------------
     def provider_error(self, response: httpx.Response) -> ElasticsearchError:
