@@ -36,6 +36,9 @@ LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_ENDPOINT = f"{GROUP}/endpoint"
+# A Secret's owner lets endpoints send it to a URL of their own (not the provider's own
+# API) by labelling it so; a Secret the endpoint owns (made by the gateway) needs no label.
+LABEL_ALLOW_CUSTOM_URL = f"{GROUP}/allow-custom-url"
 APP_NAME = "kubeinfer"
 
 
@@ -81,6 +84,7 @@ STALLED = "Stalled"
 AVAILABLE = "Available"
 INVALID_SPEC = "InvalidSpec"
 SECRET_NOT_FOUND = "SecretNotFound"
+SECRET_NOT_ALLOWED = "SecretNotAllowed"
 ROLLING_OUT = "RollingOut"
 ROLLOUT_COMPLETE = "RolloutComplete"
 ROLLOUT_FAILED = "ProgressDeadlineExceeded"

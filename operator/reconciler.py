@@ -27,9 +27,10 @@ from . import metrics
 from .builders import Autoscaler, DesiredState, desired_state, endpoint_url, parse_spec, referenced_secrets, workload_name
 from .kube import KubeError, OperatorClient
 from kubeinfer.config import OperatorSettings
+from kubeinfer.resource import LABEL_ALLOW_CUSTOM_URL
 from .status import (
-    Observation, apply_failed, endpoint_status, invalid_spec, observe_deployment, same_status, secret_not_found,
-    transitions,
+    Observation, apply_failed, endpoint_status, invalid_spec, observe_deployment, same_status, secret_not_allowed,
+    secret_not_found, transitions,
 )
 
 Key = tuple[str, str]  # (namespace, name) of an InferenceEndpoint, or of a Secret
@@ -199,9 +200,12 @@ class Reconciler:
         versions: dict[str, str] = {}
         missing: dict[str, list[str]] = {}
         used: dict[Key, str | None] = {}
+        custom_url = custom_url_setting(config)
+        not_allowed: list[str] = []
+        uid = (cr.get("metadata") or {}).get("uid")
         for secret_name, keys in referenced_secrets(config).items():
             secret = await self.client.get("Secret", namespace, secret_name)
-            # Only the key names and the version are kept: never the data.
+            # Only the key names, the version and the consent are kept: never the data.
             present = set((secret or {}).get("data") or {}) | set((secret or {}).get("stringData") or {})
             version = secret["metadata"]["resourceVersion"] if secret is not None else None
             used[(namespace, secret_name)] = version
@@ -209,10 +213,14 @@ class Reconciler:
                 missing[secret_name] = sorted(set(keys) - present)
             else:
                 versions[secret_name] = version
+                if custom_url is not None and not may_leave_for_custom_url(secret["metadata"], uid):
+                    not_allowed.append(secret_name)
             del secret
         self._use_secrets(key, state, used)
         if missing:
             return secret_not_found(missing)
+        if not_allowed:
+            return secret_not_allowed(not_allowed, custom_url or "url")
         desired = desired_state(cr, self.settings, secret_versions=versions, autoscaler=await self.autoscaler())
         deployment = await self._apply(desired, key, state)
         url = endpoint_url(key[1], namespace, desired.config, self.settings.cluster_domain)
@@ -380,3 +388,24 @@ def with_vectors(observation: Observation, config: InferenceEndpointConfig) -> O
         dimensions=getattr(settings, "dimensions", None),
         similarity=getattr(similarity, "value", similarity),
     )
+
+
+# Settings that send requests somewhere else than the provider's own API.
+CUSTOM_URL_SETTINGS = ("url", "streaming_url", "target", "host")
+
+
+def custom_url_setting(config: Any) -> str | None:
+    """The first setting of ``config`` that sends its requests (and secrets) to a URL of its own."""
+    for name in CUSTOM_URL_SETTINGS:
+        if getattr(config.service_settings, name, None):
+            return name
+    return None
+
+
+def may_leave_for_custom_url(metadata: Mapping[str, Any], endpoint_uid: str | None) -> bool:
+    """Whether a Secret may be sent to an endpoint's own URL: its owner said so with the
+    label, or the endpoint itself owns it (the gateway made it from the key it was given)."""
+    if (metadata.get("labels") or {}).get(LABEL_ALLOW_CUSTOM_URL) == "true":
+        return True
+    return endpoint_uid is not None and any(
+        ref.get("uid") == endpoint_uid for ref in metadata.get("ownerReferences") or [])

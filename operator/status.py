@@ -17,7 +17,8 @@ from typing import Any, Mapping
 
 from kubeinfer.resource import (
     APPLY_FAILED, AVAILABLE, DEPLOYMENT_NOT_FOUND, INVALID_SPEC, PROGRESSING, READY, RECONCILING, ROLLING_OUT,
-    ROLLOUT_COMPLETE, ROLLOUT_FAILED, SCALED_TO_ZERO, SECRET_NOT_FOUND, STALLED, UNAVAILABLE, ConditionStatus,
+    ROLLOUT_COMPLETE, ROLLOUT_FAILED, SCALED_TO_ZERO, SECRET_NOT_ALLOWED, SECRET_NOT_FOUND, STALLED, UNAVAILABLE,
+    ConditionStatus, LABEL_ALLOW_CUSTOM_URL,
 )
 
 
@@ -49,6 +50,15 @@ def secret_not_found(missing: Mapping[str, list[str]] | list[str]) -> Observatio
     names = ", ".join(sorted(missing))
     return Observation(ready=False, reason=SECRET_NOT_FOUND,
                        message=f"waiting for Secret(s) [{names}] referenced by serviceSettings")
+
+
+def secret_not_allowed(names: list[str], setting: str) -> Observation:
+    listed = ", ".join(sorted(names))
+    return Observation(
+        ready=False, reason=SECRET_NOT_ALLOWED,
+        message=f"Secret(s) [{listed}] would be sent to the custom [{setting}]: label them "
+                f"{LABEL_ALLOW_CUSTOM_URL}=true to allow it (their owner's consent), or use the provider's own URL",
+    )
 
 
 def apply_failed(message: str) -> Observation:

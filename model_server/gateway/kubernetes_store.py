@@ -28,7 +28,7 @@ from kubeinfer.errors import ElasticsearchError, not_found, status_exception, va
 from .forwarding import ForwardingBackend
 from kubeinfer.kube import KubeClient, KubeError
 from kubeinfer.resource import (
-    API_VERSION, LABEL_MANAGED_BY, PLURAL, is_ready, owner_reference, ready_condition, refusal, workload_name,
+    API_VERSION, LABEL_ALLOW_CUSTOM_URL, LABEL_MANAGED_BY, PLURAL, is_ready, owner_reference, ready_condition, refusal, workload_name,
 )
 from .waking import WakingBackend, at_zero, scaled_by_keda
 from .store import already_exists, with_model_facts
@@ -65,7 +65,8 @@ def owned_secret(config: InferenceEndpointConfig, cr: dict[str, Any] | None, nam
         "metadata": {
             "name": name or secret_name(config.inference_id),
             "namespace": namespace,
-            "labels": dict(MANAGED_BY),
+            # The creator gave the key with the endpoint: it may go to the endpoint's own url.
+            "labels": {**MANAGED_BY, LABEL_ALLOW_CUSTOM_URL: "true"},
             "ownerReferences": [] if cr is None else [owner_reference(cr["metadata"]["name"], cr["metadata"]["uid"])],
         },
         "data": {

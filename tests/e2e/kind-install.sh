@@ -111,6 +111,8 @@ YAML
 k rollout status -n "$ENDPOINT_NS" deployment/fake-openai --timeout 3m
 k create secret generic openai -n "$ENDPOINT_NS" --from-literal=api-key=sk-e2e-test \
   --dry-run=client -o yaml | k apply -f -
+# The endpoint sends it to its own url (the fake provider): the Secret's consent.
+k label secret openai -n "$ENDPOINT_NS" kubeinfer.io/allow-custom-url=true --overwrite
 
 log "applying the endpoints and waiting for Ready"
 k apply -f "$HERE/kind-endpoints.yaml"

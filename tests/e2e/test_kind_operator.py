@@ -104,6 +104,7 @@ def test_missing_secret_then_ready_then_rollout_and_repair(cluster):
     wait_for(lambda: ready_reason() == ("False", "SecretNotFound"), 120, "SecretNotFound")
     assert not kubectl("get", "deployments", "-n", NS, "-o", "name")
     kubectl("create", "secret", "generic", "openai", "-n", NS, "--from-literal=api-key=sk-e2e")
+    kubectl("label", "secret", "openai", "-n", NS, "kubeinfer.io/allow-custom-url=true")
     wait_for(lambda: ready_reason() == ("True", "Available"), 600, "Ready after the Secret appeared")
     assert status()["url"] == f"http://chat.{NS}.svc.cluster.local/_inference/completion/chat"
     deployment = json.loads(kubectl("get", "deployment", "chat", "-n", NS, "-o", "json"))

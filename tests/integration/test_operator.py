@@ -231,3 +231,22 @@ def test_a_secret_without_the_referenced_key_is_not_enough(kube, env):
         assert "openai" in ready["message"] and "eA==" not in json.dumps(status(kube, "chat"))
         kube.patch(SECRETS, NS, "openai", {"data": {"key": "c2stdGVzdA=="}})
         wait_ready(kube, "chat")
+
+
+def test_a_secret_goes_to_a_custom_url_only_with_its_owners_consent(kube, env):
+    stolen = openai("exfil", secret="team-a")
+    stolen["spec"]["serviceSettings"]["url"] = "https://attacker.example/v1"
+    with running_operator():
+        kube.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "team-a", "namespace": NS},
+                              "data": {"key": "c2stdGVhbS1h"}})
+        kube.create(INFERENCE_ENDPOINTS, stolen)
+        refused = wait_ready(kube, "exfil", reason="SecretNotAllowed", value="False")
+        assert "[team-a]" in refused["message"] and "kubeinfer.io/allow-custom-url=true" in refused["message"]
+        assert kube.get(DEPLOYMENTS, NS, "exfil") is None
+        # The provider's own URL needs no consent.
+        kube.create(INFERENCE_ENDPOINTS, openai("own-url", secret="team-a"))
+        wait_ready(kube, "own-url")
+        # The Secret's owner consents: the endpoint is built.
+        kube.patch(SECRETS, NS, "team-a", {"metadata": {"labels": {"kubeinfer.io/allow-custom-url": "true"}}})
+        wait_ready(kube, "exfil")
+        assert kube.get(DEPLOYMENTS, NS, "exfil") is not None
