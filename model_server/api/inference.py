@@ -22,7 +22,7 @@ from starlette.responses import Response, StreamingResponse
 
 from ..backends.base import Backend, InferenceRequest
 from ..backends.results import CompletionDelta
-from kubeinfer.catalog import TaskType, check_task_type, parse_task_type
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, check_task_type, parse_task_type
 from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError
 from . import elasticsearch_json, metrics, sse
@@ -82,24 +82,31 @@ async def _relayed(
     """The relay's answer, once the endpoint is found and takes this request; else None."""
     if relay is None:
         return None
-    requested = parse_task_type(task_type) if task_type is not None else None
-    config = await store.get(inference_id)
-    observed.task_type = config.task_type.value
-    check_task_type(config, requested, inference=True)
+    config = await _endpoint(store, inference_id, task_type, observed)
     if config.task_type is TaskType.CHAT_COMPLETION and not stream:
         raise not_a_stream_error(config)
-    return await relay(await store.backend(inference_id), http, stream)
+    answer = await relay(await store.backend(inference_id), http, stream)
+    if answer is not None:
+        observed.finish(answer.status_code)
+    return answer
+
+
+async def _endpoint(store: EndpointStore, inference_id: str, task_type: str | None,
+                    observed: _Observed) -> InferenceEndpointConfig:
+    """The endpoint a request names, which must have the task type its path names."""
+    requested = parse_task_type(task_type) if task_type is not None else None
+    config = await store.get(inference_id)
+    observed.inference_id = config.inference_id
+    observed.task_type = config.task_type.value
+    check_task_type(config, requested, inference=True)
+    return config
 
 
 async def _prepare(
     store: EndpointStore, http: Request, inference_id: str, task_type: str | None, observed: _Observed,
     max_inputs: int,
 ) -> tuple[Backend, InferenceRequest]:
-    requested = parse_task_type(task_type) if task_type is not None else None
-    config = await store.get(inference_id)
-    observed.inference_id = config.inference_id
-    observed.task_type = config.task_type.value
-    check_task_type(config, requested, inference=True)
+    config = await _endpoint(store, inference_id, task_type, observed)
     body = await read_json_body(http)
     request = parse_inference_request(config, body, http.query_params.get("timeout"), max_inputs=max_inputs)
     if config.task_type is TaskType.CHAT_COMPLETION:
@@ -120,7 +127,6 @@ def inference_router(store: EndpointStore, *, max_inputs: int | None = None, rel
         try:
             relayed = await _relayed(store, relay, http, inference_id, task_type, observed, False)
             if relayed is not None:
-                observed.finish(relayed.status_code)
                 return relayed
             backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
             limit = None if math.isinf(request.timeout) else request.timeout
@@ -141,7 +147,6 @@ def inference_router(store: EndpointStore, *, max_inputs: int | None = None, rel
         try:
             relayed = await _relayed(store, relay, http, inference_id, task_type, observed, True)
             if relayed is not None:
-                observed.finish(relayed.status_code)
                 return relayed
             backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
             chunks = backend.stream(request)
