@@ -31,6 +31,12 @@ Operator (``OperatorSettings``; the Helm chart sets these):
                                 adaptive allocations allow it goes to zero (``900``)
 ``KUBEINFER_PROMETHEUS_ADDRESS`` Prometheus that KEDA queries for the request metric
 ``KUBEINFER_TARGET_REQUESTS``   in-flight requests per replica the autoscaler aims at
+``KUBEINFER_ENDPOINT_NETWORK_POLICY`` ``true`` (default): a NetworkPolicy per endpoint admits
+                                only the gateway and the allowed namespaces to its pods
+``KUBEINFER_ENDPOINT_ALLOWED_NAMESPACES`` comma-separated namespaces whose pods may call
+                                endpoint pods directly, skipping the gateway
+``KUBEINFER_GATEWAY_NAMESPACE`` namespace of the gateway's pods; empty: any namespace
+``KUBEINFER_GATEWAY_POD_LABELS`` JSON object of labels selecting the gateway's pods
 =============================  =====================================================
 
 The HTTP API (``HttpSettings``; ``serve``, ``local`` and ``gateway``):
@@ -206,6 +212,21 @@ class OperatorSettings(ModelSettings):
         default="http://prometheus-operated.monitoring.svc:9090", min_length=1,
         description="Prometheus that KEDA asks for the in-flight request metric.")
     target_requests: int = Field(default=8, ge=1, description="In-flight requests per replica to aim at.")
+    endpoint_network_policy: bool = Field(
+        default=True, description="A NetworkPolicy per endpoint: only the gateway (and allowed namespaces) may call it.")
+    endpoint_allowed_namespaces: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Namespaces whose pods may call endpoint pods directly.")
+    gateway_namespace: str = Field(default="", description="Namespace of the gateway's pods; empty: any.")
+    gateway_pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "kubeinfer", "app.kubernetes.io/component": "gateway"},
+        description="Labels that select the gateway's pods.")
+
+    @field_validator("endpoint_allowed_namespaces", mode="before")
+    @classmethod
+    def _namespace_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(ns.strip() for ns in value.split(",") if ns.strip())
+        return value
 
     @field_validator("watch_namespaces", mode="before")
     @classmethod

@@ -94,10 +94,11 @@ class DesiredState:
     service: dict[str, Any]
     hpa: dict[str, Any] | None
     scaled_object: dict[str, Any] | None = None
+    network_policy: dict[str, Any] | None = None
 
     def objects(self) -> list[dict[str, Any]]:
-        return [o for o in (self.configmap, self.service, self.deployment, self.hpa, self.scaled_object)
-                if o is not None]
+        return [o for o in (self.configmap, self.service, self.network_policy, self.deployment, self.hpa,
+                            self.scaled_object) if o is not None]
 
 
 def parse_spec(cr: Mapping[str, Any]) -> InferenceEndpointConfig:
@@ -210,8 +211,35 @@ def desired_state(
             "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }
+    network_policy = _network_policy(settings, metadata(), selector) if settings.endpoint_network_policy else None
     return DesiredState(config=config, configmap=configmap, deployment=deployment, service=service, hpa=hpa,
-                        scaled_object=scaled_object)
+                        scaled_object=scaled_object, network_policy=network_policy)
+
+
+def _network_policy(settings: OperatorSettings, metadata: dict[str, Any], selector: dict[str, str]) -> dict[str, Any]:
+    """Ingress to the endpoint's pods from the gateway and the allowed namespaces only: an
+    endpoint pod has no authentication of its own, so nothing else may skip the gateway's
+    checks. (The kubelet's probes are not subject to NetworkPolicies.)"""
+    gateway: dict[str, Any] = {"podSelector": {"matchLabels": dict(settings.gateway_pod_labels)}}
+    gateway["namespaceSelector"] = (
+        {"matchLabels": {"kubernetes.io/metadata.name": settings.gateway_namespace}}
+        if settings.gateway_namespace else {}
+    )
+    peers = [gateway]
+    if settings.endpoint_allowed_namespaces:
+        peers.append({"namespaceSelector": {"matchExpressions": [{
+            "key": "kubernetes.io/metadata.name", "operator": "In",
+            "values": sorted(settings.endpoint_allowed_namespaces)}]}})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata,
+        "spec": {
+            "podSelector": {"matchLabels": dict(selector)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"port": "http", "protocol": "TCP"}]}],
+        },
+    }
 
 
 def _model_aliases(settings: OperatorSettings, overrides: Mapping[str, Any]) -> dict[str, str]:

@@ -221,7 +221,9 @@ class Reconciler:
     async def _apply(self, desired: DesiredState, key: Key, state: EndpointState) -> dict[str, Any]:
         namespace = key[0]
         name = workload_name(key[1])
-        for obj in (desired.configmap, desired.service):
+        for obj in (desired.configmap, desired.service, desired.network_policy):
+            if obj is None:
+                continue
             applied = await self.client.apply(obj)
             state.applied_versions[obj["kind"]] = applied["metadata"]["resourceVersion"]
         deployment = await self.client.apply(desired.deployment)

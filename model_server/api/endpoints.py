@@ -10,11 +10,12 @@ is the gateway's business, not this module's.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from kubeinfer.catalog import InferenceEndpointConfig, check_task_type, parse_task_type
 from .errors import ElasticsearchJSONResponse
+from .inference import endpoint_path
 from .store import EndpointStore
 
 ALL = "_all"
@@ -36,16 +37,14 @@ def endpoints_router(store: EndpointStore) -> APIRouter:
         check_task_type(config, requested)
         return _endpoints([config])
 
-    @router.get("/_inference")
-    async def get_all() -> Response:
+    async def get_all(request: Request) -> Response:
         return await get_endpoints(None, ALL)
 
-    @router.get("/_inference/{inference_id}")
-    async def get_one(inference_id: str) -> Response:
-        return await get_endpoints(None, inference_id)
+    async def get_by_endpoint(request: Request) -> Response:
+        return await get_endpoints(*endpoint_path(request.path_params["endpoint"]))
 
-    @router.get("/_inference/{task_type}/{inference_id}")
-    async def get_of_task_type(task_type: str, inference_id: str) -> Response:
-        return await get_endpoints(task_type, inference_id)
+    router.add_route("/_inference", get_all, methods=["GET"])
+    # `<inference_id>` and `<task_type>/<inference_id>` alike, `_all` included.
+    router.add_route("/_inference/{endpoint:endpoint}", get_by_endpoint, methods=["GET"])
 
     return router

@@ -24,12 +24,12 @@ from ..backends.base import Backend, InferenceRequest
 from ..backends.results import CompletionDelta
 from kubeinfer.catalog import TaskType, check_task_type, parse_task_type
 from kubeinfer.config import ServerSettings
-from kubeinfer.errors import ElasticsearchError, status_exception
+from kubeinfer.errors import ElasticsearchError
 from . import elasticsearch_json, metrics, sse
 from .chat_completion import not_a_stream_error
 from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response
 from .request_body import read_json_body
-from .inference_request import format_time_value, parse_inference_request
+from .inference_request import parse_inference_request
 from .relay import Relay
 from .store import EndpointStore
 
@@ -56,10 +56,6 @@ def endpoint_path(value: str) -> tuple[str | None, str]:
     """(task type or None, inference id) of an ``{endpoint:endpoint}`` path parameter."""
     task_type, _, inference_id = value.rpartition("/")
     return task_type or None, inference_id
-
-
-def inference_timeout(request: InferenceRequest) -> ElasticsearchError:
-    return status_exception(f"timeout [{format_time_value(request.timeout)}] waiting for inference result", 408)
 
 
 class _Observed:
@@ -133,7 +129,7 @@ def inference_router(store: EndpointStore, *, max_inputs: int | None = None, rel
                 async with asyncio.timeout(limit):
                     result = await backend.infer(request)
             except TimeoutError:
-                raise inference_timeout(request) from None
+                raise sse.timed_out(request.timeout) from None
         except ElasticsearchError as exc:
             observed.finish(exc.status, exc.type)
             return error_response(exc)
@@ -149,7 +145,7 @@ def inference_router(store: EndpointStore, *, max_inputs: int | None = None, rel
                 return relayed
             backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
             chunks = backend.stream(request)
-            first = await _first_chunk(chunks, request)
+            first = await sse.first_chunk(chunks, request.timeout)
         except ElasticsearchError as exc:
             observed.finish(exc.status, exc.type)
             return Response(
@@ -175,23 +171,9 @@ def inference_router(store: EndpointStore, *, max_inputs: int | None = None, rel
     return router
 
 
-_END = object()
-
-
-async def _first_chunk(chunks: AsyncIterator[CompletionDelta], request: InferenceRequest) -> Any:
-    """The first chunk, so that an error before any output gets its own HTTP status."""
-    limit = None if math.isinf(request.timeout) else request.timeout
-    try:
-        return await asyncio.wait_for(anext(chunks), timeout=limit)
-    except StopAsyncIteration:
-        return _END
-    except asyncio.TimeoutError:
-        raise inference_timeout(request) from None
-
-
 async def _event_stream(first: Any, chunks: AsyncIterator[CompletionDelta], observed: _Observed) -> AsyncIterator[bytes]:
     try:
-        if first is not _END:
+        if first is not sse.END:
             yield sse.message_event(elasticsearch_json.render_delta(first))
             async for chunk in chunks:
                 yield sse.message_event(elasticsearch_json.render_delta(chunk))

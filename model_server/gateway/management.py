@@ -12,6 +12,7 @@ from typing import Any, Awaitable, Callable
 from fastapi import APIRouter, Request
 
 from ..api.request_body import read_json_body
+from ..api.inference import endpoint_path
 from ..api.inference_request import parse_time_value
 from kubeinfer.catalog import InferenceEndpointConfig, check_task_type, parse_endpoint, parse_task_type
 from kubeinfer.errors import ElasticsearchError, status_exception
@@ -67,29 +68,15 @@ def management_router(store: ManagedEndpointStore, *, check_references: Referenc
         # No ingest pipelines or indices live here to reference an endpoint.
         return {"acknowledged": not dry_run, "pipelines": [], "indexes": []}
 
-    # _update and _all before the generic two-segment paths they would otherwise match.
-    @router.put("/_inference/{task_type}/{inference_id}/_update")
-    async def update_with_task(request: Request, task_type: str, inference_id: str):
-        return await update_endpoint(request, inference_id, task_type)
+    def by_endpoint(handler: Callable[[Request, str, str | None], Awaitable[dict[str, Any]]]) -> Any:
+        async def route(request: Request) -> dict[str, Any]:
+            task_type, inference_id = endpoint_path(request.path_params["endpoint"])
+            return await handler(request, inference_id, task_type)
+        return route
 
-    @router.put("/_inference/{inference_id}/_update")
-    async def update_without_task(request: Request, inference_id: str):
-        return await update_endpoint(request, inference_id, None)
-
-    @router.put("/_inference/{task_type}/{inference_id}")
-    async def put_with_task(request: Request, task_type: str, inference_id: str):
-        return await put_endpoint(request, inference_id, task_type)
-
-    @router.put("/_inference/{inference_id}")
-    async def put_without_task(request: Request, inference_id: str):
-        return await put_endpoint(request, inference_id, None)
-
-    @router.delete("/_inference/{task_type}/{inference_id}")
-    async def delete_with_task(request: Request, task_type: str, inference_id: str):
-        return await delete_endpoint(request, inference_id, task_type)
-
-    @router.delete("/_inference/{inference_id}")
-    async def delete_without_task(request: Request, inference_id: str):
-        return await delete_endpoint(request, inference_id, None)
-
+    # Each route once, for `<inference_id>` and `<task_type>/<inference_id>` alike; `_update`
+    # first, since `{endpoint}` alone would take `<inference_id>/_update` for a pair.
+    router.add_api_route("/_inference/{endpoint:endpoint}/_update", by_endpoint(update_endpoint), methods=["PUT"])
+    router.add_api_route("/_inference/{endpoint:endpoint}", by_endpoint(put_endpoint), methods=["PUT"])
+    router.add_api_route("/_inference/{endpoint:endpoint}", by_endpoint(delete_endpoint), methods=["DELETE"])
     return router

@@ -27,9 +27,9 @@ def test_render_prints_the_objects_with_the_given_uid(tmp_path: Path, capsys, mo
     path.write_text(MANIFEST)
     assert main(["render", str(path), "--uid", "1234"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["kind"] for d in docs] == ["ConfigMap", "Service", "Deployment"]
+    assert [d["kind"] for d in docs] == ["ConfigMap", "Service", "NetworkPolicy", "Deployment"]
     assert all(d["metadata"]["ownerReferences"][0]["uid"] == "1234" for d in docs)
-    assert docs[2]["spec"]["template"]["spec"]["containers"][0]["image"] == "reg/proxy:9"
+    assert docs[3]["spec"]["template"]["spec"]["containers"][0]["image"] == "reg/proxy:9"
 
 
 def test_render_without_uid_uses_a_placeholder_and_says_so(tmp_path: Path):

@@ -34,6 +34,10 @@ def test_every_setting_is_read_from_its_variable():
         "KUBEINFER_SCALE_TO_ZERO_AFTER": "60",
         "KUBEINFER_PROMETHEUS_ADDRESS": "http://prom:9090",
         "KUBEINFER_TARGET_REQUESTS": "2",
+        "KUBEINFER_ENDPOINT_NETWORK_POLICY": "false",
+        "KUBEINFER_ENDPOINT_ALLOWED_NAMESPACES": "monitoring, apps",
+        "KUBEINFER_GATEWAY_NAMESPACE": "kubeinfer",
+        "KUBEINFER_GATEWAY_POD_LABELS": '{"app": "gw"}',
     }
     assert set(env) == set(ENVIRONMENT.values())
     s = OperatorSettings.from_env(env)
@@ -48,6 +52,8 @@ def test_every_setting_is_read_from_its_variable():
     assert (s.cluster_domain, s.log_level, s.metrics_port) == ("corp.local", "DEBUG", 9100)
     assert (s.autoscaler, s.scale_to_zero_after, s.prometheus_address, s.target_requests) == (
         "keda", 60, "http://prom:9090", 2)
+    assert (s.endpoint_network_policy, s.endpoint_allowed_namespaces) == (False, ("monitoring", "apps"))
+    assert (s.gateway_namespace, s.gateway_pod_labels) == ("kubeinfer", {"app": "gw"})
 
 
 @pytest.mark.parametrize(
