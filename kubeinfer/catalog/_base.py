@@ -139,17 +139,19 @@ class EmbeddingSettings(Settings):
     max_input_tokens: Annotated[int, Field(gt=0)] | None = None
 
 
-def embedding_providers(known: type[Enum], embedding: type[Enum], task: str = "text_embedding") -> Any:
-    """The type of ``provider`` in a service's embedding (or other ``task``) settings: one
-    of ``embedding``, the providers with such models; a provider of ``known`` that has
-    none gets Elasticsearch's refusal (not pydantic's enum error)."""
+def providers_for(task: TaskType, known: type[Enum], *members: Enum) -> Any:
+    """The type of ``provider`` in a service's settings for ``task``: one of ``members``,
+    the providers of ``known`` with models for that task; any other provider of ``known``
+    gets Elasticsearch's refusal (not pydantic's enum error)."""
+    subset = Enum(f"{known.__name__}For{task.name.title().replace('_', '')}",  # type: ignore[misc]
+                  [(m.name, m.value) for m in members], type=str)
 
-    def refuse_providers_without_embeddings(value: Any) -> Any:
-        if isinstance(value, str) and value in known._value2member_map_ and value not in embedding._value2member_map_:
+    def refuse_providers_without_models(value: Any) -> Any:
+        if isinstance(value, str) and value in known._value2member_map_ and value not in subset._value2member_map_:
             raise status_exception(f"The [{task}] task type for provider [{value}] is not available")
         return value
 
-    return Annotated[embedding, BeforeValidator(refuse_providers_without_embeddings)]
+    return Annotated[subset, BeforeValidator(refuse_providers_without_models)]
 
 
 class NoTaskSettings(Settings):
