@@ -122,52 +122,46 @@ def inference_router(store: EndpointStore, *, max_inputs: int | None = None, rel
     if max_inputs is None:
         max_inputs = ServerSettings.from_env().max_inputs_per_request
 
-    async def infer(http: Request, inference_id: str, task_type: str | None) -> Response:
+    async def answer(http: Request, stream: bool) -> Response:
+        """One request, inference or its ``_stream`` form: relayed as bytes where the relay
+        takes its backend, served here otherwise."""
+        task_type, inference_id = endpoint_path(http.path_params["endpoint"])
         observed = _Observed(inference_id)
         try:
-            relayed = await _relayed(store, relay, http, inference_id, task_type, observed, False)
+            relayed = await _relayed(store, relay, http, inference_id, task_type, observed, stream)
             if relayed is not None:
                 return relayed
             backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
-            limit = None if math.isinf(request.timeout) else request.timeout
-            try:
-                # A deadline on this task, not a task per request as wait_for makes.
-                async with asyncio.timeout(limit):
-                    result = await backend.infer(request)
-            except TimeoutError:
-                raise sse.timed_out(request.timeout) from None
+            if stream:
+                chunks = backend.stream(request)
+                first = await sse.first_chunk(chunks, request.timeout)
+            else:
+                try:
+                    # A deadline on this task, not a task per request as wait_for makes.
+                    async with asyncio.timeout(None if math.isinf(request.timeout) else request.timeout):
+                        result = await backend.infer(request)
+                except TimeoutError:
+                    raise sse.timed_out(request.timeout) from None
         except ElasticsearchError as exc:
             observed.finish(exc.status, exc.type)
-            return error_response(exc)
-        observed.finish(200)
-        return ElasticsearchJSONResponse(elasticsearch_json.render(result))
-
-    async def stream(http: Request, inference_id: str, task_type: str | None) -> Response:
-        observed = _Observed(inference_id)
-        try:
-            relayed = await _relayed(store, relay, http, inference_id, task_type, observed, True)
-            if relayed is not None:
-                return relayed
-            backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
-            chunks = backend.stream(request)
-            first = await sse.first_chunk(chunks, request.timeout)
-        except ElasticsearchError as exc:
-            observed.finish(exc.status, exc.type)
+            if not stream:
+                return error_response(exc)
             return Response(
                 sse.error_event(exc.to_body()), status_code=exc.status, media_type=sse.MEDIA_TYPE,
                 headers={PRODUCT_HEADER: PRODUCT},
             )
-        return StreamingResponse(
-            _event_stream(first, chunks, observed), media_type=sse.MEDIA_TYPE, headers={PRODUCT_HEADER: PRODUCT}
-        )
+        if stream:
+            return StreamingResponse(
+                _event_stream(first, chunks, observed), media_type=sse.MEDIA_TYPE, headers={PRODUCT_HEADER: PRODUCT}
+            )
+        observed.finish(200)
+        return ElasticsearchJSONResponse(elasticsearch_json.render(result))
 
     async def stream_route(http: Request) -> Response:
-        task_type, inference_id = endpoint_path(http.path_params["endpoint"])
-        return await stream(http, inference_id, task_type)
+        return await answer(http, stream=True)
 
     async def infer_route(http: Request) -> Response:
-        task_type, inference_id = endpoint_path(http.path_params["endpoint"])
-        return await infer(http, inference_id, task_type)
+        return await answer(http, stream=False)
 
     # Plain Starlette routes: the hot path needs no dependency injection. `_stream` first,
     # since `{endpoint}` alone would take `<inference_id>/_stream` for `<task_type>/<inference_id>`.
