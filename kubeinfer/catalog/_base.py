@@ -38,10 +38,13 @@ class InputType(str, Enum):
     SEARCH = "search"
 
 
+def enum_subset(name: str, *members: Enum) -> Any:
+    """A str enum of some members of another: the values one service or task accepts."""
+    return Enum(name, [(m.name, m.value) for m in members], type=str)  # type: ignore[misc]
+
+
 # The input types of services that know only documents and queries.
-class SearchInputType(str, Enum):
-    INGEST = "ingest"
-    SEARCH = "search"
+SearchInputType = enum_subset("SearchInputType", InputType.INGEST, InputType.SEARCH)
 
 
 # Which end of an input too long for the model a provider cuts, or NONE for an error.
@@ -143,8 +146,7 @@ def providers_for(task: TaskType, known: type[Enum], *members: Enum) -> Any:
     """The type of ``provider`` in a service's settings for ``task``: one of ``members``,
     the providers of ``known`` with models for that task; any other provider of ``known``
     gets Elasticsearch's refusal (not pydantic's enum error)."""
-    subset = Enum(f"{known.__name__}For{task.name.title().replace('_', '')}",  # type: ignore[misc]
-                  [(m.name, m.value) for m in members], type=str)
+    subset = enum_subset(f"{known.__name__}For{task.name.title().replace('_', '')}", *members)
 
     def refuse_providers_without_models(value: Any) -> Any:
         if isinstance(value, str) and value in known._value2member_map_ and value not in subset._value2member_map_:
