@@ -38,10 +38,13 @@ class InputType(str, Enum):
     SEARCH = "search"
 
 
+def enum_subset(name: str, *members: Enum) -> Any:
+    """A str enum of some members of another: the values one service or task accepts."""
+    return Enum(name, [(m.name, m.value) for m in members], type=str)  # type: ignore[misc]
+
+
 # The input types of services that know only documents and queries.
-class SearchInputType(str, Enum):
-    INGEST = "ingest"
-    SEARCH = "search"
+SearchInputType = enum_subset("SearchInputType", InputType.INGEST, InputType.SEARCH)
 
 
 # Which end of an input too long for the model a provider cuts, or NONE for an error.
@@ -139,17 +142,18 @@ class EmbeddingSettings(Settings):
     max_input_tokens: Annotated[int, Field(gt=0)] | None = None
 
 
-def embedding_providers(known: type[Enum], embedding: type[Enum], task: str = "text_embedding") -> Any:
-    """The type of ``provider`` in a service's embedding (or other ``task``) settings: one
-    of ``embedding``, the providers with such models; a provider of ``known`` that has
-    none gets Elasticsearch's refusal (not pydantic's enum error)."""
+def providers_for(task: TaskType, known: type[Enum], *members: Enum) -> Any:
+    """The type of ``provider`` in a service's settings for ``task``: one of ``members``,
+    the providers of ``known`` with models for that task; any other provider of ``known``
+    gets Elasticsearch's refusal (not pydantic's enum error)."""
+    subset = enum_subset(f"{known.__name__}For{task.name.title().replace('_', '')}", *members)
 
-    def refuse_providers_without_embeddings(value: Any) -> Any:
-        if isinstance(value, str) and value in known._value2member_map_ and value not in embedding._value2member_map_:
+    def refuse_providers_without_models(value: Any) -> Any:
+        if isinstance(value, str) and value in known._value2member_map_ and value not in subset._value2member_map_:
             raise status_exception(f"The [{task}] task type for provider [{value}] is not available")
         return value
 
-    return Annotated[embedding, BeforeValidator(refuse_providers_without_embeddings)]
+    return Annotated[subset, BeforeValidator(refuse_providers_without_models)]
 
 
 class NoTaskSettings(Settings):

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
-    embedding_providers,
+    providers_for,
 )
 
 
@@ -29,12 +29,8 @@ class AmazonBedrockServiceSettings(ExternalServiceSettings):
     model: str = Field(description="The model id or inference profile, e.g. amazon.titan-embed-text-v2:0.")
 
 
-class EmbeddingProvider(str, Enum):
-    AMAZONTITAN = BedrockProvider.AMAZONTITAN.value
-    COHERE = BedrockProvider.COHERE.value
-
-
-EmbeddingProviderName = embedding_providers(BedrockProvider, EmbeddingProvider)
+EmbeddingProviderName = providers_for(TaskType.TEXT_EMBEDDING, BedrockProvider, BedrockProvider.AMAZONTITAN,
+                                      BedrockProvider.COHERE)
 
 
 class AmazonBedrockEmbeddingServiceSettings(AmazonBedrockServiceSettings, EmbeddingSettings):

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings,
-    TaskType, embedding_providers,
+    TaskType, providers_for,
 )
 
 
@@ -33,23 +33,15 @@ class AzureAIStudioServiceSettings(ExternalServiceSettings):
     endpoint_type: EndpointType
 
 
-class EmbeddingProvider(str, Enum):
-    OPENAI = AzureAIStudioProvider.OPENAI.value
-    COHERE = AzureAIStudioProvider.COHERE.value
-
-
-EmbeddingProviderName = embedding_providers(AzureAIStudioProvider, EmbeddingProvider)
+EmbeddingProviderName = providers_for(TaskType.TEXT_EMBEDDING, AzureAIStudioProvider, AzureAIStudioProvider.OPENAI,
+                                      AzureAIStudioProvider.COHERE)
 
 
 class AzureAIStudioEmbeddingServiceSettings(AzureAIStudioServiceSettings, EmbeddingSettings):
     provider: EmbeddingProviderName = Field(description="openai or cohere: the providers with embedding models.")
 
 
-class RerankProvider(str, Enum):
-    COHERE = AzureAIStudioProvider.COHERE.value
-
-
-RerankProviderName = embedding_providers(AzureAIStudioProvider, RerankProvider, task="rerank")
+RerankProviderName = providers_for(TaskType.RERANK, AzureAIStudioProvider, AzureAIStudioProvider.COHERE)
 
 
 class AzureAIStudioRerankServiceSettings(AzureAIStudioServiceSettings):

@@ -84,20 +84,19 @@ SPEC = ServiceSpec(
     name="googlevertexai",
     label="Google Vertex AI",
     service_settings={
-        TaskType.CHAT_COMPLETION: GoogleVertexAICompletionServiceSettings,
-        TaskType.COMPLETION: GoogleVertexAICompletionServiceSettings,
+        **dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION), GoogleVertexAICompletionServiceSettings),
         TaskType.RERANK: GoogleVertexAIServiceSettings,
         TaskType.TEXT_EMBEDDING: GoogleVertexAIEmbeddingServiceSettings,
     },
     task_settings={
-        TaskType.CHAT_COMPLETION: GoogleVertexAICompletionTaskSettings,
-        TaskType.COMPLETION: GoogleVertexAICompletionTaskSettings,
+        **dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION), GoogleVertexAICompletionTaskSettings),
         TaskType.RERANK: GoogleVertexAIRerankTaskSettings,
         TaskType.TEXT_EMBEDDING: GoogleVertexAIEmbeddingTaskSettings,
     },
     default_rate_limit={
-        TaskType.TEXT_EMBEDDING: 30000, TaskType.RERANK: 300, TaskType.COMPLETION: 1000,
-        TaskType.CHAT_COMPLETION: 1000,
+        TaskType.TEXT_EMBEDDING: 30000,
+        TaskType.RERANK: 300,
+        **dict.fromkeys((TaskType.COMPLETION, TaskType.CHAT_COMPLETION), 1000),
     },
     description="Google Vertex AI embeddings and ranking.",
 )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-import math
 from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, Request
@@ -26,7 +25,7 @@ from ..backends.chat import ChatCompletionChunk, ChatRequest, ChoiceDelta, ToolC
 from . import metrics, sse
 from .errors import PRODUCT, PRODUCT_HEADER
 from .request_body import parse_json_body
-from .inference_request import format_time_value, parse_time_value
+from .inference_request import parse_time_value
 from .store import EndpointStore
 
 log = logging.getLogger(__name__)
@@ -153,7 +152,7 @@ def chat_completion_router(store: EndpointStore) -> APIRouter:
             check_task_type(config, TaskType.CHAT_COMPLETION, inference=True)
             backend = await store.backend(inference_id)
             chunks = backend.chat(request)
-            first = await _first(chunks, request)
+            first = await sse.first_chunk(chunks, request.timeout)
         except ElasticsearchError as exc:
             _observe(label, task, exc.status, started, exc.type)
             return Response(
@@ -177,26 +176,11 @@ def chat_completion_router(store: EndpointStore) -> APIRouter:
     return router
 
 
-_END = object()
-
-
-async def _first(chunks: AsyncIterator[ChatCompletionChunk], request: ChatRequest) -> Any:
-    limit = None if math.isinf(request.timeout) else request.timeout
-    try:
-        return await asyncio.wait_for(anext(chunks), timeout=limit)
-    except StopAsyncIteration:
-        return _END
-    except asyncio.TimeoutError:
-        raise status_exception(
-            f"timeout [{format_time_value(request.timeout)}] waiting for inference result", 408
-        ) from None
-
-
 async def _events(first: Any, chunks: AsyncIterator[ChatCompletionChunk], inference_id: str,
                   started: float) -> AsyncIterator[bytes]:
     task = TaskType.CHAT_COMPLETION.value
     try:
-        if first is not _END:
+        if first is not sse.END:
             yield sse.message_event(chunk_json(first))
             async for chunk in chunks:
                 yield sse.message_event(chunk_json(chunk))

@@ -22,14 +22,14 @@ from starlette.responses import Response, StreamingResponse
 
 from ..backends.base import Backend, InferenceRequest
 from ..backends.results import CompletionDelta
-from kubeinfer.catalog import TaskType, check_task_type, parse_task_type
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, check_task_type, parse_task_type
 from kubeinfer.config import ServerSettings
-from kubeinfer.errors import ElasticsearchError, status_exception
+from kubeinfer.errors import ElasticsearchError
 from . import elasticsearch_json, metrics, sse
 from .chat_completion import not_a_stream_error
 from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response
 from .request_body import read_json_body
-from .inference_request import format_time_value, parse_inference_request
+from .inference_request import parse_inference_request
 from .relay import Relay
 from .store import EndpointStore
 
@@ -58,10 +58,6 @@ def endpoint_path(value: str) -> tuple[str | None, str]:
     return task_type or None, inference_id
 
 
-def inference_timeout(request: InferenceRequest) -> ElasticsearchError:
-    return status_exception(f"timeout [{format_time_value(request.timeout)}] waiting for inference result", 408)
-
-
 class _Observed:
     """Counts and times one inference request for ``/metrics``; labelled by endpoint only
     once the endpoint is known to exist."""
@@ -86,24 +82,31 @@ async def _relayed(
     """The relay's answer, once the endpoint is found and takes this request; else None."""
     if relay is None:
         return None
-    requested = parse_task_type(task_type) if task_type is not None else None
-    config = await store.get(inference_id)
-    observed.task_type = config.task_type.value
-    check_task_type(config, requested, inference=True)
+    config = await _endpoint(store, inference_id, task_type, observed)
     if config.task_type is TaskType.CHAT_COMPLETION and not stream:
         raise not_a_stream_error(config)
-    return await relay(await store.backend(inference_id), http, stream)
+    answer = await relay(await store.backend(inference_id), http, stream)
+    if answer is not None:
+        observed.finish(answer.status_code)
+    return answer
+
+
+async def _endpoint(store: EndpointStore, inference_id: str, task_type: str | None,
+                    observed: _Observed) -> InferenceEndpointConfig:
+    """The endpoint a request names, which must have the task type its path names."""
+    requested = parse_task_type(task_type) if task_type is not None else None
+    config = await store.get(inference_id)
+    observed.inference_id = config.inference_id
+    observed.task_type = config.task_type.value
+    check_task_type(config, requested, inference=True)
+    return config
 
 
 async def _prepare(
     store: EndpointStore, http: Request, inference_id: str, task_type: str | None, observed: _Observed,
     max_inputs: int,
 ) -> tuple[Backend, InferenceRequest]:
-    requested = parse_task_type(task_type) if task_type is not None else None
-    config = await store.get(inference_id)
-    observed.inference_id = config.inference_id
-    observed.task_type = config.task_type.value
-    check_task_type(config, requested, inference=True)
+    config = await _endpoint(store, inference_id, task_type, observed)
     body = await read_json_body(http)
     request = parse_inference_request(config, body, http.query_params.get("timeout"), max_inputs=max_inputs)
     if config.task_type is TaskType.CHAT_COMPLETION:
@@ -119,54 +122,46 @@ def inference_router(store: EndpointStore, *, max_inputs: int | None = None, rel
     if max_inputs is None:
         max_inputs = ServerSettings.from_env().max_inputs_per_request
 
-    async def infer(http: Request, inference_id: str, task_type: str | None) -> Response:
+    async def answer(http: Request, stream: bool) -> Response:
+        """One request, inference or its ``_stream`` form: relayed as bytes where the relay
+        takes its backend, served here otherwise."""
+        task_type, inference_id = endpoint_path(http.path_params["endpoint"])
         observed = _Observed(inference_id)
         try:
-            relayed = await _relayed(store, relay, http, inference_id, task_type, observed, False)
+            relayed = await _relayed(store, relay, http, inference_id, task_type, observed, stream)
             if relayed is not None:
-                observed.finish(relayed.status_code)
                 return relayed
             backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
-            limit = None if math.isinf(request.timeout) else request.timeout
-            try:
-                # A deadline on this task, not a task per request as wait_for makes.
-                async with asyncio.timeout(limit):
-                    result = await backend.infer(request)
-            except TimeoutError:
-                raise inference_timeout(request) from None
+            if stream:
+                chunks = backend.stream(request)
+                first = await sse.first_chunk(chunks, request.timeout)
+            else:
+                try:
+                    # A deadline on this task, not a task per request as wait_for makes.
+                    async with asyncio.timeout(None if math.isinf(request.timeout) else request.timeout):
+                        result = await backend.infer(request)
+                except TimeoutError:
+                    raise sse.timed_out(request.timeout) from None
         except ElasticsearchError as exc:
             observed.finish(exc.status, exc.type)
-            return error_response(exc)
-        observed.finish(200)
-        return ElasticsearchJSONResponse(elasticsearch_json.render(result))
-
-    async def stream(http: Request, inference_id: str, task_type: str | None) -> Response:
-        observed = _Observed(inference_id)
-        try:
-            relayed = await _relayed(store, relay, http, inference_id, task_type, observed, True)
-            if relayed is not None:
-                observed.finish(relayed.status_code)
-                return relayed
-            backend, request = await _prepare(store, http, inference_id, task_type, observed, max_inputs)
-            chunks = backend.stream(request)
-            first = await _first_chunk(chunks, request)
-        except ElasticsearchError as exc:
-            observed.finish(exc.status, exc.type)
+            if not stream:
+                return error_response(exc)
             return Response(
                 sse.error_event(exc.to_body()), status_code=exc.status, media_type=sse.MEDIA_TYPE,
                 headers={PRODUCT_HEADER: PRODUCT},
             )
-        return StreamingResponse(
-            _event_stream(first, chunks, observed), media_type=sse.MEDIA_TYPE, headers={PRODUCT_HEADER: PRODUCT}
-        )
+        if stream:
+            return StreamingResponse(
+                _event_stream(first, chunks, observed), media_type=sse.MEDIA_TYPE, headers={PRODUCT_HEADER: PRODUCT}
+            )
+        observed.finish(200)
+        return ElasticsearchJSONResponse(elasticsearch_json.render(result))
 
     async def stream_route(http: Request) -> Response:
-        task_type, inference_id = endpoint_path(http.path_params["endpoint"])
-        return await stream(http, inference_id, task_type)
+        return await answer(http, stream=True)
 
     async def infer_route(http: Request) -> Response:
-        task_type, inference_id = endpoint_path(http.path_params["endpoint"])
-        return await infer(http, inference_id, task_type)
+        return await answer(http, stream=False)
 
     # Plain Starlette routes: the hot path needs no dependency injection. `_stream` first,
     # since `{endpoint}` alone would take `<inference_id>/_stream` for `<task_type>/<inference_id>`.
@@ -175,23 +170,9 @@ def inference_router(store: EndpointStore, *, max_inputs: int | None = None, rel
     return router
 
 
-_END = object()
-
-
-async def _first_chunk(chunks: AsyncIterator[CompletionDelta], request: InferenceRequest) -> Any:
-    """The first chunk, so that an error before any output gets its own HTTP status."""
-    limit = None if math.isinf(request.timeout) else request.timeout
-    try:
-        return await asyncio.wait_for(anext(chunks), timeout=limit)
-    except StopAsyncIteration:
-        return _END
-    except asyncio.TimeoutError:
-        raise inference_timeout(request) from None
-
-
 async def _event_stream(first: Any, chunks: AsyncIterator[CompletionDelta], observed: _Observed) -> AsyncIterator[bytes]:
     try:
-        if first is not _END:
+        if first is not sse.END:
             yield sse.message_event(elasticsearch_json.render_delta(first))
             async for chunk in chunks:
                 yield sse.message_event(elasticsearch_json.render_delta(chunk))

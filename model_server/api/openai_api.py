@@ -92,6 +92,13 @@ def _model(body: Mapping[str, Any]) -> str:
     return model
 
 
+async def _body_and_model(http_request: Request, timer: "_Timer") -> tuple[dict[str, Any], str]:
+    """The request's JSON object and the endpoint its ``model`` names, which the timer counts under."""
+    body = _object(await http_request.body())
+    timer.inference_id = model_id = _model(body)
+    return body, model_id
+
+
 def _with_timeout(request: InferenceRequest, timeout: float) -> InferenceRequest:
     return dataclasses.replace(request, timeout=timeout)
 
@@ -347,8 +354,7 @@ def openai_router(store: EndpointStore) -> APIRouter:
     async def embeddings(http_request: Request) -> Response:
         timer = _Timer("unknown", TaskType.TEXT_EMBEDDING.value)
         try:
-            body = _object(await http_request.body())
-            timer.inference_id = model_id = _model(body)
+            body, model_id = await _body_and_model(http_request, timer)
             encoding = body.get("encoding_format") or "float"
             if encoding not in ("float", "base64"):
                 raise OpenAIError(400, "encoding_format must be float or base64", param="encoding_format")
@@ -374,8 +380,7 @@ def openai_router(store: EndpointStore) -> APIRouter:
     async def rerank(http_request: Request) -> Response:
         timer = _Timer("unknown", TaskType.RERANK.value)
         try:
-            body = _object(await http_request.body())
-            timer.inference_id = model_id = _model(body)
+            body, model_id = await _body_and_model(http_request, timer)
             config = await store.get(model_id)
             _require_task(config, "/v1/rerank", TaskType.RERANK)
             documents = [d.get("text") if isinstance(d, dict) else d for d in body.get("documents") or []]
@@ -404,8 +409,7 @@ def openai_router(store: EndpointStore) -> APIRouter:
         timer = _Timer("unknown", TaskType.CHAT_COMPLETION.value)
         created = int(time.time())
         try:
-            body = _object(await http_request.body())
-            timer.inference_id = model_id = _model(body)
+            body, model_id = await _body_and_model(http_request, timer)
             stream = bool(body.get("stream"))
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             config = await store.get(model_id)

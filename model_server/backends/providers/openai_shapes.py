@@ -62,8 +62,9 @@ def parse_chat(answer: dict[str, Any]) -> Completions:
     return completions(texts)
 
 
-async def chat_deltas(response: httpx.Response) -> AsyncIterator[CompletionDelta]:
-    """ES completion chunks from an OpenAI chat completion event stream."""
+async def stream_chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """The JSON chunks of an OpenAI chat completion event stream, up to ``[DONE]``; an error
+    event raises, and so does a stream cut off before ``[DONE]``."""
     async for _event, data in server_sent_events(response):
         if data.strip() == "[DONE]":
             return
@@ -72,11 +73,17 @@ async def chat_deltas(response: httpx.Response) -> AsyncIterator[CompletionDelta
             error = chunk["error"]
             message = error.get("message") if isinstance(error, dict) else str(error)
             raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: {message}")
+        yield chunk
+    raise ended_early("[DONE]")
+
+
+async def chat_deltas(response: httpx.Response) -> AsyncIterator[CompletionDelta]:
+    """ES completion chunks from an OpenAI chat completion event stream."""
+    async for chunk in stream_chunks(response):
         for choice in chunk.get("choices") or []:
             text = (choice.get("delta") or {}).get("content")
             if text:
                 yield delta(text)
-    raise ended_early("[DONE]")
 
 
 # ---- the unified chat completion API (Elasticsearch's chat_completion task) -------------
@@ -151,13 +158,5 @@ def parse_chat_chunk(chunk: dict[str, Any]) -> ChatCompletionChunk:
 
 async def chat_chunks(response: httpx.Response) -> AsyncIterator[ChatCompletionChunk]:
     """Typed chunks from an OpenAI-compatible chat completion event stream."""
-    async for _event, data in server_sent_events(response):
-        if data.strip() == "[DONE]":
-            return
-        chunk = strict_json.loads(data)
-        if "error" in chunk:
-            error = chunk["error"]
-            message = error.get("message") if isinstance(error, dict) else str(error)
-            raise ElasticsearchError(502, "status_exception", f"The provider's stream failed: {message}")
+    async for chunk in stream_chunks(response):
         yield parse_chat_chunk(chunk)
-    raise ended_early("[DONE]")
