@@ -264,6 +264,15 @@ async def test_inference_is_forwarded_to_the_endpoint_service(gateway, cluster, 
     assert VIEWER not in json.dumps(received.headers)
 
 
+async def test_relayed_inference_is_counted_under_its_endpoint(gateway, cluster, endpoint_server):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    response = await gateway.post("/_inference/gw-emb", json={"input": "abc"}, headers=as_user(VIEWER))
+    assert response.status_code == 200, response.text
+    scraped = (await gateway.get("/metrics", headers=as_user(PROMETHEUS))).text
+    assert ('kubeinfer_inference_requests_total{inference_id="gw-emb",status="200",task_type="text_embedding"}'
+            in scraped)
+
+
 async def test_streamed_completion_is_relayed_event_by_event(gateway, cluster, endpoint_server):
     body = {"service": "openai", "service_settings": {"api_key": "k", "model_id": "gpt-4o-mini"}}
     assert (await gateway.put("/_inference/completion/gw-chat", json=body, headers=as_user(ADMIN))).status_code == 200
