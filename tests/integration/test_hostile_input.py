@@ -357,3 +357,9 @@ def test_a_429_makes_every_request_of_the_endpoint_back_off(local, provider):
         again = local.client.post("/_inference/text_embedding/storm?timeout=5s", json={"input": "b"})
         assert es_error(again)[0] == 429
     assert len(provider.fake.to("/storm/v1/embeddings")) == calls + 1
+
+
+@pytest.mark.parametrize("timeout", ["99999999999d", "1" * 400 + "s", "-1", "0.000001nanos"])
+def test_extreme_timeouts_are_honoured_or_refused_never_a_5xx(local, embeddings, timeout):
+    response = local.client.post(f"{embeddings}?timeout={timeout}", json={"input": "x"})
+    assert response.status_code < 500, response.text
