@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 import yaml
 
 from kubeemu import DEPLOYMENTS, EmulatedCluster
+from operator_process import free_port, running_operator
 from shipping import REPO, run, tool
 
 NS = "search"
@@ -45,26 +44,9 @@ def kubectl(env: dict[str, str], *args: str, check: bool = True, stdin: str | No
 @pytest.fixture
 def operator(fresh, tmp_path) -> Iterator[None]:
     cluster, env = fresh
-    log = open(tmp_path / "operator.log", "w+")
-    with socket.socket() as sock:  # a free port for its liveness endpoint
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-P", "-m", "kubeinfer.cli", "operator",
-                             "--liveness", f"http://127.0.0.1:{port}/healthz"],
-                            env={**os.environ, **env, "KUBEINFER_METRICS_PORT": "0", "KUBEINFER_GPUS_PER_ENDPOINT": "0"},
-                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-    try:
+    with running_operator({**os.environ, **env, "KUBEINFER_METRICS_PORT": "0", "KUBEINFER_GPUS_PER_ENDPOINT": "0"},
+                          tmp_path, free_port()):
         yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.seek(0)
-        output = log.read()
-        log.close()
-        assert "Traceback" not in output, output[-4000:]
 
 
 def manifest(name: str, **settings: object) -> str:

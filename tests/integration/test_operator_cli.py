@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,12 +11,7 @@ import httpx
 import pytest
 
 from kubeemu import DEPLOYMENTS, INFERENCE_ENDPOINTS
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from operator_process import free_port, running_operator
 
 
 def wait_http(url: str, timeout: float = 20) -> httpx.Response:
@@ -36,22 +30,8 @@ def operator_process(kube, kubeconfig, tmp_path):
     health, metrics = free_port(), free_port()
     env = {**os.environ, "KUBEINFER_METRICS_PORT": str(metrics), "KUBEINFER_GPUS_PER_ENDPOINT": "0",
            "KUBEINFER_SERVER_CPU_IMAGE": "reg/server:7", "KUBEINFER_WATCH_NAMESPACES": "team-a"}
-    log = open(tmp_path / "operator.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-P", "-m", "kubeinfer.cli", "operator",
-                             "--liveness", f"http://127.0.0.1:{health}/healthz"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-    try:
+    with running_operator(env, tmp_path, health) as proc:
         yield proc, health, metrics
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.seek(0)
-        output = log.read()
-        log.close()
-        assert "Traceback" not in output, output[-4000:]
 
 
 def endpoint(name: str, namespace: str) -> dict:
