@@ -4,48 +4,12 @@ provider received (path, auth, body) and the Elasticsearch answer the HTTP clien
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
-from fake_providers import FakeProvider, Reply, backend_for, post_through_server
+from provider_cases import EMBEDDED, KEY, MESSAGES, VEC, VEC2, Case, openai_chat, openai_embeddings, serve_case
 from kubeinfer.catalog import SERVICES, service_task_pairs
 from test_provider_services import CASES as SERVICE_CASES, CHAT_CASES, SAGEMAKER_CASES
-
-KEY = "sk-test-0123456789abcdef"
-VEC = [0.1, -0.2, 0.3]
-VEC2 = [0.4, 0.5, -0.6]
-
-
-@dataclass
-class Case:
-    service_settings: dict
-    path: str
-    reply: Any
-    expect_body: dict
-    expect_answer: dict
-    task_settings: dict | None = None
-    input: list = field(default_factory=lambda: ["hello", "world"])
-    query: str | None = None
-    input_type: str | None = None
-    headers: dict = field(default_factory=lambda: {"authorization": f"Bearer {KEY}"})
-    query_params: dict = field(default_factory=dict)
-    host: str | None = None
-
-
-def openai_embeddings(*vectors):
-    return {"object": "list", "model": "m", "usage": {"prompt_tokens": 2, "total_tokens": 2},
-            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]}
-
-
-def openai_chat(text):
-    return {"id": "chatcmpl-1", "object": "chat.completion", "model": "m",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}
-
-
-EMBEDDED = {"text_embedding": [{"embedding": VEC}, {"embedding": VEC2}]}
-MESSAGES = [{"role": "user", "content": "hello"}, {"role": "user", "content": "world"}]
 
 CASES: dict[tuple[str, str], Case] = {
     ("openai", "text_embedding"): Case(
@@ -202,17 +166,8 @@ def test_every_external_pair_is_covered():
 @pytest.mark.parametrize(("service", "task"), sorted(CASES), ids=lambda v: str(v))
 async def test_pair_sends_provider_format_and_answers_elasticsearch_json(service, task):
     case = CASES[(service, task)]
-    fake = FakeProvider().on(case.path, Reply(json=case.reply))
-    backend = backend_for(fake, service, task, case.service_settings, case.task_settings)
-    body: dict[str, Any] = {"input": case.input}
-    if case.query is not None:
-        body["query"] = case.query
-    if case.input_type is not None:
-        body["input_type"] = case.input_type
-    response = await post_through_server(backend, body)
-    assert response.status_code == 200, response.text
+    response, received = await serve_case(service, task, case)
     assert response.json() == case.expect_answer
-    [received] = fake.received
     assert received.method == "POST"
     assert received.path == case.path
     if case.host:

@@ -6,46 +6,13 @@ client got. The chat_completion pairs stream unified chunks from OpenAI-shaped s
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from fake_providers import FakeProvider, Reply, backend_for, post_chat, post_through_server
+from provider_cases import BEARER, EMBEDDED, KEY, MESSAGES, VEC, VEC2, Case, openai_chat, openai_embeddings, serve_case
 from model_server.api.sse import parse_events
-
-KEY = "sk-test-0123456789abcdef"
-VEC, VEC2 = [0.1, -0.2, 0.3], [0.4, 0.5, -0.6]
-EMBEDDED = {"text_embedding": [{"embedding": VEC}, {"embedding": VEC2}]}
-MESSAGES = [{"role": "user", "content": "hello"}, {"role": "user", "content": "world"}]
-BEARER = {"authorization": f"Bearer {KEY}"}
-
-
-@dataclass
-class Case:
-    service_settings: dict
-    path: str
-    reply: Any
-    expect_body: dict
-    expect_answer: dict
-    task_settings: dict | None = None
-    input: list = field(default_factory=lambda: ["hello", "world"])
-    query: str | None = None
-    input_type: str | None = None
-    headers: dict = field(default_factory=lambda: dict(BEARER))
-    host: str | None = None
-    query_params: dict = field(default_factory=dict)
-
-
-def openai_embeddings(*vectors):
-    return {"object": "list", "model": "m", "usage": {"prompt_tokens": 2, "total_tokens": 2},
-            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]}
-
-
-def openai_chat(text):
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}
-
 
 def chat_body(model=None, **fields):
     body: dict[str, Any] = {"messages": MESSAGES}
@@ -231,17 +198,8 @@ SAGEMAKER_PATH = "/endpoints/my-endpoint/invocations"
 async def test_pair_sends_provider_format_and_answers_elasticsearch_json(key):
     service, task = key[:2]
     case = CASES[key]
-    fake = FakeProvider().on(case.path, Reply(json=case.reply))
-    backend = backend_for(fake, service, task, case.service_settings, case.task_settings)
-    body: dict[str, Any] = {"input": case.input}
-    if case.query is not None:
-        body["query"] = case.query
-    if case.input_type is not None:
-        body["input_type"] = case.input_type
-    response = await post_through_server(backend, body)
-    assert response.status_code == 200, response.text
+    response, received = await serve_case(service, task, case)
     assert response.json() == case.expect_answer
-    [received] = fake.received
     assert (received.method, received.path) == ("POST", case.path)
     if case.host:
         assert received.host == case.host
