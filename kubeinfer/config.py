@@ -37,6 +37,9 @@ Operator (``OperatorSettings``; the Helm chart sets these):
                                 endpoint pods directly, skipping the gateway
 ``KUBEINFER_GATEWAY_NAMESPACE`` namespace of the gateway's pods; empty: any namespace
 ``KUBEINFER_GATEWAY_POD_LABELS`` JSON object of labels selecting the gateway's pods
+``KUBEINFER_ALLOW_LINK_LOCAL_URLS`` ``true`` lets every endpoint's provider URL point at
+                                link-local and cloud metadata addresses (the operator
+                                sets it on the pods; a CR cannot)
 =============================  =====================================================
 
 The HTTP API (``HttpSettings``; ``serve``, ``local`` and ``gateway``):
@@ -220,6 +223,8 @@ class OperatorSettings(ModelSettings):
     gateway_pod_labels: dict[str, str] = Field(
         default_factory=lambda: {"app.kubernetes.io/name": "kubeinfer", "app.kubernetes.io/component": "gateway"},
         description="Labels that select the gateway's pods.")
+    allow_link_local_urls: bool = Field(
+        default=False, description="Let provider URLs point at link-local and cloud metadata addresses.")
 
     @field_validator("endpoint_allowed_namespaces", mode="before")
     @classmethod

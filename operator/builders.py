@@ -57,6 +57,10 @@ DEFAULT_MAX_ALLOCATIONS = 10
 # spec.deployment fields the model server reads as settings: field -> the values it takes.
 ENGINE_FIELDS = {field: get_args(ServerSettings.model_fields[field].annotation) for field in ("runtime", "quantization")}
 ENGINE_ENV = {field: env_var(field) for field in ENGINE_FIELDS}
+# Server settings that guard the cluster rather than tune an endpoint: only the operator
+# sets them on a pod, so whoever may write a CR cannot lift them for their own endpoint.
+ALLOW_LINK_LOCAL_ENV = env_var("allow_link_local_urls")
+OPERATOR_ONLY_ENV = frozenset({ALLOW_LINK_LOCAL_ENV})
 
 PROXY_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
 SERVER_MEMORY_REQUEST = "2Gi"
@@ -133,6 +137,10 @@ def _check_overrides(overrides: Any) -> None:
     for env in overrides.get("env") or []:
         if not isinstance(env, Mapping) or not env.get("name"):
             raise validation_exception("[spec.deployment.env] entries need a name")
+        if env["name"] in OPERATOR_ONLY_ENV:
+            raise validation_exception(
+                f"[spec.deployment.env] may not set [{env['name']}]: it is the operator's setting, "
+                f"for every endpoint")
     for field, allowed in ENGINE_FIELDS.items():
         if overrides.get(field) is not None and overrides[field] not in allowed:
             raise validation_exception(f"[spec.deployment.{field}] must be one of {list(allowed)}")
@@ -329,6 +337,8 @@ def _deployment(
         resources = copy.deepcopy(PROXY_RESOURCES)
         startup = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 2, "failureThreshold": 30}
 
+    if settings.allow_link_local_urls:
+        env.append({"name": ALLOW_LINK_LOCAL_ENV, "value": "true"})
     container: dict[str, Any] = {
         "name": "server",
         "image": image,

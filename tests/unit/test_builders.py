@@ -300,3 +300,20 @@ def test_an_engine_the_server_cannot_run_is_an_invalid_spec(overrides, reason):
     with pytest.raises(ElasticsearchError) as caught:
         desired_state(cr, SETTINGS)
     assert reason in caught.value.reason
+
+
+def test_link_local_provider_urls_are_the_operators_to_allow_not_a_crs():
+    spec = {**minimal_spec("openai", "text_embedding"),
+            "deployment": {"env": [{"name": "KUBEINFER_ALLOW_LINK_LOCAL_URLS", "value": "true"}]}}
+    with pytest.raises(ElasticsearchError) as err:
+        desired_state(manifest(spec), SETTINGS)
+    assert "KUBEINFER_ALLOW_LINK_LOCAL_URLS" in err.value.reason and "operator" in err.value.reason
+
+    def pod_env(settings):
+        state = desired_state(manifest(minimal_spec("openai", "text_embedding")), settings)
+        [container] = state.deployment["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    assert "KUBEINFER_ALLOW_LINK_LOCAL_URLS" not in pod_env(SETTINGS)
+    allowing = OperatorSettings.from_env({"KUBEINFER_ALLOW_LINK_LOCAL_URLS": "true"})
+    assert pod_env(allowing)["KUBEINFER_ALLOW_LINK_LOCAL_URLS"] == "true"
