@@ -38,6 +38,7 @@ def test_every_setting_is_read_from_its_variable():
         "KUBEINFER_ENDPOINT_ALLOWED_NAMESPACES": "monitoring, apps",
         "KUBEINFER_GATEWAY_NAMESPACE": "kubeinfer",
         "KUBEINFER_GATEWAY_POD_LABELS": '{"app": "gw"}',
+        "KUBEINFER_ALLOW_LINK_LOCAL_URLS": "true",
     }
     assert set(env) == set(ENVIRONMENT.values())
     s = OperatorSettings.from_env(env)
@@ -54,6 +55,7 @@ def test_every_setting_is_read_from_its_variable():
         "keda", 60, "http://prom:9090", 2)
     assert (s.endpoint_network_policy, s.endpoint_allowed_namespaces) == (False, ("monitoring", "apps"))
     assert (s.gateway_namespace, s.gateway_pod_labels) == ("kubeinfer", {"app": "gw"})
+    assert s.allow_link_local_urls is True
 
 
 @pytest.mark.parametrize(
