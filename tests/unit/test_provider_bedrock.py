@@ -3,17 +3,16 @@ signature is checked by recomputing it with botocore from what the fake received
 
 from __future__ import annotations
 
-import binascii
-import json
 import re
-import struct
 
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from fake_providers import FakeProvider, Received, Reply, backend_for, post_through_server
+from fake_providers import (
+    FakeProvider, Received, Reply, aws_event, aws_event_frame, backend_for, post_through_server,
+)
 from model_server.api.elasticsearch_json import render, render_delta
 from model_server.backends.base import InferenceRequest
 from kubeinfer.catalog import TaskType
@@ -115,21 +114,6 @@ def test_embeddings_with_a_chat_only_provider_are_refused():
     assert info.value.status == 400
 
 
-def event_frame(headers: dict[str, str], payload: dict) -> bytes:
-    """One message of AWS's binary event stream: prelude, CRCs, string headers, payload."""
-    body = json.dumps(payload).encode()
-    encoded = b""
-    for name, value in headers.items():
-        encoded += struct.pack("B", len(name)) + name.encode() + b"\x07" + struct.pack(">H", len(value)) + value.encode()
-    prelude = struct.pack(">II", 12 + len(encoded) + len(body) + 4, len(encoded))
-    message = prelude + struct.pack(">I", binascii.crc32(prelude)) + encoded + body
-    return message + struct.pack(">I", binascii.crc32(message))
-
-
-def event(kind: str, payload: dict) -> bytes:
-    return event_frame({":event-type": kind, ":content-type": "application/json", ":message-type": "event"}, payload)
-
-
 STREAM_MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 STREAM_PATH = f"/model/{STREAM_MODEL}/converse-stream"
 
@@ -145,11 +129,11 @@ async def collect(backend):
 
 async def test_converse_stream_yields_deltas_from_the_event_stream():
     frames = b"".join([
-        event("messageStart", {"role": "assistant"}),
-        event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Bed"}}),
-        event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "rock"}}),
-        event("contentBlockStop", {"contentBlockIndex": 0}),
-        event("messageStop", {"stopReason": "end_turn"}),
+        aws_event("messageStart", {"role": "assistant"}),
+        aws_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Bed"}}),
+        aws_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "rock"}}),
+        aws_event("contentBlockStop", {"contentBlockIndex": 0}),
+        aws_event("messageStop", {"stopReason": "end_turn"}),
     ])
     fake = FakeProvider().on(STREAM_PATH, Reply(raw=frames, content_type="application/vnd.amazon.eventstream"))
     backend = backend_for(fake, "amazonbedrock", "completion", settings("anthropic", STREAM_MODEL))
@@ -160,7 +144,7 @@ async def test_converse_stream_yields_deltas_from_the_event_stream():
 
 
 async def test_exception_in_the_event_stream_is_an_error():
-    frames = event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "x"}}) + event_frame(
+    frames = aws_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "x"}}) + aws_event_frame(
         {":exception-type": "throttlingException", ":content-type": "application/json", ":message-type": "exception"},
         {"message": "Too many tokens"},
     )
@@ -173,7 +157,7 @@ async def test_exception_in_the_event_stream_is_an_error():
 
 
 async def test_corrupt_event_stream_is_a_502():
-    frame = bytearray(event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "x"}}))
+    frame = bytearray(aws_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "x"}}))
     frame[-1] ^= 0xFF  # break the message checksum
     fake = FakeProvider().on(STREAM_PATH, Reply(raw=bytes(frame), content_type="application/vnd.amazon.eventstream"))
     backend = backend_for(fake, "amazonbedrock", "completion", settings("anthropic", STREAM_MODEL))
