@@ -11,8 +11,12 @@ clients, each sending one sentence per request, back to back.
 - ``kubeinfer-torch``: the same with ``KUBEINFER_RUNTIME=torch``.
 - ``naive``: one transformers forward pass per request, one request at a time.
 - ``st-encode``: sentence-transformers ``encode`` per request, one request at a time.
-- ``infinity``: Infinity's ``AsyncEmbeddingEngine`` (torch engine, its own batching),
-  when ``infinity_emb`` is installed (``pip install 'infinity-emb[torch]'``).
+- ``infinity``: Infinity's ``AsyncEmbeddingEngine`` (torch engine, its own batching and
+  default batch size, no ONNX or optimum), when ``infinity_emb`` is installed. It pins
+  older transformers and numpy than kubeinfer's, so it goes in a venv of its own, and this
+  script runs from that venv (every server then runs on the same libraries):
+  ``python -m pip install 'infinity-emb[torch]' torch==2.13.0`` (the torch pin keeps the
+  CPU build).
 
 Prints throughput, p50/p99 latency, the ratio of each server to ``kubeinfer-torch`` and
 to the naive one at the same concurrency, the mean cosine of each server's vectors to
@@ -71,10 +75,26 @@ def sentences(count: int = 512, seed: int = 1) -> list[str]:
 
 
 # ---- the baseline servers (run in their own process with --serve) -------------------------
+INFINITY_INSTALL = "pip install 'infinity-emb[torch]' torch==2.13.0"
+
+
 def infinity_installed() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("infinity_emb") is not None
+
+
+def library_versions() -> str:
+    """The versions the servers run on: Infinity's venv pins older ones than kubeinfer's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in ("torch", "transformers", "onnxruntime", "numpy", "infinity_emb"):
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            pass
+    return ", ".join(found)
 
 
 def baseline_app(kind: str, model: Path, threads: int) -> Any:
@@ -83,6 +103,8 @@ def baseline_app(kind: str, model: Path, threads: int) -> Any:
     import torch
     from fastapi import FastAPI
 
+    # As kubeinfer's server does: no tokenizer thread pool beside the model's threads.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     executor = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(threads,))
     torch.set_num_threads(threads)
     device = os.environ.get("KUBEINFER_DEVICE") or "cpu"
@@ -132,7 +154,9 @@ def baseline_app(kind: str, model: Path, threads: int) -> Any:
 
 
 def infinity_app(model: Path, device: str, dtype: str) -> Any:
-    """Infinity's engine behind the same route: its own queue and batching, torch engine."""
+    """Infinity's engine behind the same route: its own queue, batching and default batch
+    size, torch engine. Without optimum installed it runs the model as sentence-transformers
+    loads it (no BetterTransformer); ``torch.set_num_threads`` already holds its threads."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI
@@ -157,7 +181,7 @@ def infinity_app(model: Path, device: str, dtype: str) -> Any:
         body = await request.json()
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         vectors, _ = await engine.embed(sentences=texts)
-        return JSONResponse({"text_embedding": [{"embedding": [float(x) for x in v]} for v in vectors]})
+        return JSONResponse({"text_embedding": [{"embedding": v.tolist()} for v in vectors]})
 
     return app
 
@@ -336,9 +360,9 @@ async def benchmark(args: argparse.Namespace) -> None:
     levels = args.levels or ([1, 4] if args.smoke else [1, 64] if args.quick else [1, 8, 64])
     seconds = args.seconds or (0.5 if args.smoke else 3.0 if args.quick else 10.0)
     servers = [s for s in args.servers if s != "infinity" or infinity_installed()]
-    if "infinity" in args.servers and "infinity" not in servers:
-        print("Infinity is not installed; `pip install 'infinity-emb[torch]'` to measure it as a baseline.",
-              file=sys.stderr)
+    if ("infinity" in args.servers or args.smoke) and not infinity_installed():
+        print(f"Infinity is not installed, so it is not measured; `{INFINITY_INSTALL}` in a venv of its own "
+              "and run this script from it to measure it as a baseline.", file=sys.stderr)
     results: dict[tuple[str, int], dict[str, float]] = {}
     vectors: dict[str, list[list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -367,7 +391,7 @@ async def benchmark(args: argparse.Namespace) -> None:
     per_token = flops_per_token(model, tokens)
     print(f"\nall-MiniLM-L6-v2, one sentence per request ({tokens:.1f} tokens on average), {where}, "
           f"{seconds:g} s per point, load average before the run {load_before:.2f}, "
-          f"after {os.getloadavg()[0]:.2f}\n")
+          f"after {os.getloadavg()[0]:.2f}; {library_versions()}\n")
     print("| server | clients | embeddings/s | p50 ms | p99 ms | vs kubeinfer-torch | vs naive | cosine to torch "
           "| GFLOP/s | % of peak |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
