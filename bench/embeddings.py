@@ -18,14 +18,18 @@ clients, each sending one sentence per request, back to back.
   ``python -m pip install 'infinity-emb[torch]' torch==2.13.0`` (the torch pin keeps the
   CPU build).
 
-Prints throughput, p50/p99 latency, the ratio of each server to ``kubeinfer-torch`` and
-to the naive one at the same concurrency, the mean cosine of each server's vectors to
-``kubeinfer-torch``'s, and the achieved model FLOP/s (useful tokens only) against this
-machine's measured float32 matrix-multiply peak on the same thread count.
+All the servers stay up during the run and the points alternate between them (with
+``--rounds``, several times, in a rotated order each round), so that other work on a shared
+machine weighs on every server alike. Prints throughput, p50/p99 latency, the ratio of each
+server to ``kubeinfer-torch`` and to the naive one at the same concurrency, the mean cosine
+of each server's vectors to ``kubeinfer-torch``'s, and the achieved model FLOP/s (useful
+tokens only) against this machine's measured float32 matrix-multiply peak on the same
+thread count.
 
     python -P bench/embeddings.py            # 10 s per point
     python -P bench/embeddings.py --quick    # 3 s per point, 1 and 64 clients
     python -P bench/embeddings.py --dtype bfloat16   # every server in bfloat16
+    python -P bench/embeddings.py --rounds 3 # each point 3 times, servers alternating: for a busy machine
     python -P bench/embeddings.py --smoke    # a few seconds, tiny sizes: does it still run?
     python -P bench/embeddings.py --gpu      # on a CUDA machine: bf16, 1/64/256 clients,
                                              # kubeinfer against the naive server, names the card
@@ -363,23 +367,36 @@ async def benchmark(args: argparse.Namespace) -> None:
     if ("infinity" in args.servers or args.smoke) and not infinity_installed():
         print(f"Infinity is not installed, so it is not measured; `{INFINITY_INSTALL}` in a venv of its own "
               "and run this script from it to measure it as a baseline.", file=sys.stderr)
-    results: dict[tuple[str, int], dict[str, float]] = {}
+    rounds: dict[tuple[str, int], list[dict[str, float]]] = {}
     vectors: dict[str, list[list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in servers:
-            port = free_port()
-            process = start_server(kind, model, args.threads, port, Path(tmp))
-            try:
-                await wait_ready(port, process)
-                vectors[kind] = await embeddings_of(port, texts[:64])
+        ports: dict[str, int] = {}
+        processes: list[subprocess.Popen] = []
+        try:
+            for kind in servers:  # one after another, so that no start-up slows another's
+                ports[kind] = free_port()
+                processes.append(start_server(kind, model, args.threads, ports[kind], Path(tmp)))
+                await wait_ready(ports[kind], processes[-1])
+                vectors[kind] = await embeddings_of(ports[kind], texts[:64])
+            # Every server stays up; the points alternate between them, each round in a
+            # rotated order, so that other work on the machine falls on all of them alike.
+            for round_ in range(args.rounds):
+                order = servers[round_ % len(servers):] + servers[:round_ % len(servers)]
                 for clients in levels:
-                    results[kind, clients] = await load(port, clients, seconds, texts)
-                    r = results[kind, clients]
-                    print(f"  {kind:>15} x{clients:<3} {r['throughput']:8.1f} emb/s  p50 {r['p50']:7.1f} ms  "
-                          f"p99 {r['p99']:7.1f} ms", file=sys.stderr)
-            finally:
+                    for kind in order:
+                        r = await load(ports[kind], clients, seconds, texts)
+                        rounds.setdefault((kind, clients), []).append(r)
+                        print(f"  {kind:>15} x{clients:<3} {r['throughput']:8.1f} emb/s  p50 {r['p50']:7.1f} ms  "
+                              f"p99 {r['p99']:7.1f} ms  (round {round_ + 1}, load average "
+                              f"{os.getloadavg()[0]:.2f})", file=sys.stderr)
+        finally:
+            for process in processes:
                 process.terminate()
+            for process in processes:
                 process.wait(timeout=30)
+    # Each point's figures are those of its round with the median throughput; the ratios are
+    # the medians of the ratios within each round.
+    results = {key: sorted(runs, key=lambda r: r["throughput"])[len(runs) // 2] for key, runs in rounds.items()}
 
     tokens = mean_token_count(model, texts)
     if args.gpu:
@@ -390,30 +407,37 @@ async def benchmark(args: argparse.Namespace) -> None:
                  f"{args.threads} thread(s): {peak / 1e9:.1f} GFLOP/s")
     per_token = flops_per_token(model, tokens)
     print(f"\nall-MiniLM-L6-v2, one sentence per request ({tokens:.1f} tokens on average), {where}, "
-          f"{seconds:g} s per point, load average before the run {load_before:.2f}, "
+          f"{seconds:g} s per point, {args.rounds} round(s) (medians shown), load average before the run "
+          f"{load_before:.2f}, "
           f"after {os.getloadavg()[0]:.2f}; {library_versions()}\n")
     print("| server | clients | embeddings/s | p50 ms | p99 ms | vs kubeinfer-torch | vs naive | cosine to torch "
           "| GFLOP/s | % of peak |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    def ratios(kind: str, base: str, clients: int) -> list[float]:
+        """Throughput of one server over another's, round by round (points of one round ran close together)."""
+        return [o["throughput"] / b["throughput"]
+                for o, b in zip(rounds.get((kind, clients), []), rounds.get((base, clients), []))]
+
+    def ratio(kind: str, base: str, clients: int) -> str:
+        found = ratios(kind, base, clients)
+        return f"{statistics.median(found):.2f}x" if found else "-"
+
     reference = vectors.get("kubeinfer-torch") or vectors.get("naive")
     for clients in levels:
-        torch_base, naive = results.get(("kubeinfer-torch", clients)), results.get(("naive", clients))
         for kind in servers:
             r = results[kind, clients]
-            vs_torch = f"{r['throughput'] / torch_base['throughput']:.2f}x" if torch_base else "-"
-            vs_naive = f"{r['throughput'] / naive['throughput']:.2f}x" if naive else "-"
             agreement = f"{mean_cosine(vectors[kind], reference):.4f}" if reference else "-"
             achieved = r["throughput"] * tokens * per_token
             share = f"{100 * achieved / peak:.1f}%" if peak else "-"
-            print(f"| {kind} | {clients} | {r['throughput']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {vs_torch} | "
-                  f"{vs_naive} | {agreement} | {achieved / 1e9:.2f} | {share} |")
+            print(f"| {kind} | {clients} | {r['throughput']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | "
+                  f"{ratio(kind, 'kubeinfer-torch', clients)} | {ratio(kind, 'naive', clients)} | {agreement} | "
+                  f"{achieved / 1e9:.2f} | {share} |")
     top = max(levels)
-    ours = results.get(("kubeinfer", top))
     for baseline in ("kubeinfer-torch", "infinity", "naive"):
-        base = results.get((baseline, top))
-        if ours and base and baseline != "kubeinfer":
-            print(f"\nkubeinfer at {top} clients vs {baseline} at {top}: {ours['throughput'] / base['throughput']:.2f}x")
-
+        found = ratios("kubeinfer", baseline, top)
+        if found:
+            each = f" (round by round: {', '.join(f'{x:.2f}x' for x in found)})" if len(found) > 1 else ""
+            print(f"\nkubeinfer at {top} clients vs {baseline} at {top}: {statistics.median(found):.2f}x{each}")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -425,6 +449,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="measurement time per point")
     parser.add_argument("--levels", type=int, nargs="+", default=None, help="concurrent clients per point")
     parser.add_argument("--threads", type=int, default=1, help="threads per server")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every point this many times, alternating the servers; report the median")
     parser.add_argument("--servers", nargs="+", choices=SERVERS, default=None)
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                         help="CPU precision of every server (KUBEINFER_CPU_DTYPE)")
