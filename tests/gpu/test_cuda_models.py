@@ -44,6 +44,12 @@ async def answer(config, device: str, path: str, body: dict, **options) -> dict:
     return r.json()
 
 
+def eager() -> dict:
+    from kubeinfer.config import ServerSettings
+
+    return {"settings": ServerSettings(cuda_graphs=False)}
+
+
 @pytest.fixture(params=["tiny", "minilm"])
 def embedding_model(request, tiny_models):
     if request.param == "tiny":
@@ -60,6 +66,21 @@ async def test_text_embedding_on_gpu_matches_cpu(embedding_model):
     cosines = [cosine(g["embedding"], c["embedding"]) for g, c in pairs]
     assert min(cosines) > 0.99, cosines
     assert torch.cuda.max_memory_allocated() > 0
+
+
+async def test_cuda_graphs_are_recorded_and_answer_as_the_eager_pass(embedding_model):
+    config = endpoint("text_embedding", embedding_model)
+    sizes = [1, 3, 8, 17]  # several batch buckets, and a width that is not a bucket's
+    texts = [" ".join(SENTENCES[i % len(SENTENCES)] for i in range(n)) for n in sizes]
+    async with serving(config, device="cuda") as (client, backend):
+        graphed = await client.post("/_inference/gpu", json={"input": texts})
+        assert backend.running_on.get("cuda_graphs") is True
+        assert backend.running_on["cosine"] > 0.999
+    async with serving(config, device="cuda", **eager()) as (client, backend):
+        plain = await client.post("/_inference/gpu", json={"input": texts})
+        assert not backend.running_on.get("cuda_graphs")
+    for g, p in zip(graphed.json()["text_embedding"], plain.json()["text_embedding"]):
+        assert cosine(g["embedding"], p["embedding"]) > 0.999
 
 
 async def test_concurrent_requests_on_gpu_each_get_their_own_vector(tiny_models):
