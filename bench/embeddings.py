@@ -434,6 +434,7 @@ def main() -> None:
     if args.smoke:
         args.servers = args.servers or ["kubeinfer"]
     if args.gpu:
+        card_name()  # no CUDA device: say so before starting any server
         os.environ["KUBEINFER_DEVICE"] = "cuda"
         args.servers = args.servers or ["kubeinfer", "kubeinfer-eager", "naive"]
         args.levels = args.levels or [1, 64, 256]
