@@ -9,6 +9,7 @@ clients, each sending one sentence per request, back to back.
   ONNX Runtime in fp32).
 - ``kubeinfer-int8``: the same with ``KUBEINFER_QUANTIZATION=int8``.
 - ``kubeinfer-torch``: the same with ``KUBEINFER_RUNTIME=torch``.
+- ``kubeinfer-eager``: on a GPU, the same without CUDA graphs (``KUBEINFER_CUDA_GRAPHS=false``).
 - ``naive``: one transformers forward pass per request, one request at a time.
 - ``st-encode``: sentence-transformers ``encode`` per request, one request at a time.
 - ``infinity``: Infinity's ``AsyncEmbeddingEngine`` (torch engine, its own batching and
@@ -32,7 +33,8 @@ thread count.
     python -P bench/embeddings.py --rounds 3 # each point 3 times, servers alternating: for a busy machine
     python -P bench/embeddings.py --smoke    # a few seconds, tiny sizes: does it still run?
     python -P bench/embeddings.py --gpu      # on a CUDA machine: bf16, 1/64/256 clients,
-                                             # kubeinfer against the naive server, names the card
+                                             # kubeinfer with and without CUDA graphs against
+                                             # the naive server, names the card
 """
 
 from __future__ import annotations
@@ -54,11 +56,12 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-SERVERS = ("kubeinfer", "kubeinfer-int8", "kubeinfer-torch", "naive", "st-encode", "infinity")
+SERVERS = ("kubeinfer", "kubeinfer-int8", "kubeinfer-torch", "kubeinfer-eager", "naive", "st-encode", "infinity")
 BASELINES = ("naive", "st-encode", "infinity")  # served by this script with --serve
 # kubeinfer's servers: the engine settings each one runs with.
 ENGINES = {"kubeinfer": {}, "kubeinfer-int8": {"KUBEINFER_QUANTIZATION": "int8"},
-           "kubeinfer-torch": {"KUBEINFER_RUNTIME": "torch"}}
+           "kubeinfer-torch": {"KUBEINFER_RUNTIME": "torch"}, "kubeinfer-eager": {"KUBEINFER_CUDA_GRAPHS": "false"}}
+CPU_SERVERS = tuple(s for s in SERVERS if s != "kubeinfer-eager")  # kubeinfer-eager differs on GPUs only
 INFERENCE_ID = "minilm"
 WORDS = (
     "search engine returns relevant documents for every query users type into the box while the cluster "
@@ -330,6 +333,20 @@ def mean_token_count(model: Path, texts: list[str]) -> float:
     return statistics.mean(len(ids) for ids in tokenizer(texts)["input_ids"])
 
 
+async def batch_totals(port: int) -> tuple[float, float]:
+    """Inputs and forward passes so far, from a kubeinfer server's ``kubeinfer_batch_size``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    text = (await reader.read()).decode()
+    writer.close()
+    totals = {"sum": 0.0, "count": 0.0}
+    for line in text.splitlines():
+        for kind in totals:
+            if line.startswith(f"kubeinfer_batch_size_{kind}{{"):
+                totals[kind] += float(line.rsplit(" ", 1)[1])
+    return totals["sum"], totals["count"]
+
+
 async def embeddings_of(port: int, texts: list[str]) -> list[list[float]]:
     connection = await Connection.open(port)
     try:
@@ -384,11 +401,15 @@ async def benchmark(args: argparse.Namespace) -> None:
                 order = servers[round_ % len(servers):] + servers[:round_ % len(servers)]
                 for clients in levels:
                     for kind in order:
+                        before = await batch_totals(ports[kind]) if kind in ENGINES else None
                         r = await load(ports[kind], clients, seconds, texts)
+                        if before is not None:
+                            inputs, batches = (x - y for x, y in zip(await batch_totals(ports[kind]), before))
+                            r["batch"] = inputs / batches if batches else 0.0
                         rounds.setdefault((kind, clients), []).append(r)
                         print(f"  {kind:>15} x{clients:<3} {r['throughput']:8.1f} emb/s  p50 {r['p50']:7.1f} ms  "
-                              f"p99 {r['p99']:7.1f} ms  (round {round_ + 1}, load average "
-                              f"{os.getloadavg()[0]:.2f})", file=sys.stderr)
+                              f"p99 {r['p99']:7.1f} ms  mean batch {r.get('batch', 1.0):5.1f}  (round {round_ + 1}, "
+                              f"load average {os.getloadavg()[0]:.2f})", file=sys.stderr)
         finally:
             for process in processes:
                 process.terminate()
@@ -408,11 +429,11 @@ async def benchmark(args: argparse.Namespace) -> None:
     per_token = flops_per_token(model, tokens)
     print(f"\nall-MiniLM-L6-v2, one sentence per request ({tokens:.1f} tokens on average), {where}, "
           f"{seconds:g} s per point, {args.rounds} round(s) (medians shown), load average before the run "
-          f"{load_before:.2f}, "
-          f"after {os.getloadavg()[0]:.2f}; {library_versions()}\n")
-    print("| server | clients | embeddings/s | p50 ms | p99 ms | vs kubeinfer-torch | vs naive | cosine to torch "
-          "| GFLOP/s | % of peak |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          f"{load_before:.2f}, after {os.getloadavg()[0]:.2f}; {library_versions()}\n")
+    print("| server | clients | embeddings/s | p50 ms | p99 ms | mean batch | vs kubeinfer-torch | vs naive "
+          "| cosine to torch | GFLOP/s | % of peak |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
     def ratios(kind: str, base: str, clients: int) -> list[float]:
         """Throughput of one server over another's, round by round (points of one round ran close together)."""
         return [o["throughput"] / b["throughput"]
@@ -429,7 +450,8 @@ async def benchmark(args: argparse.Namespace) -> None:
             agreement = f"{mean_cosine(vectors[kind], reference):.4f}" if reference else "-"
             achieved = r["throughput"] * tokens * per_token
             share = f"{100 * achieved / peak:.1f}%" if peak else "-"
-            print(f"| {kind} | {clients} | {r['throughput']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | "
+            batch = f"{r['batch']:.1f}" if "batch" in r else "-"
+            print(f"| {kind} | {clients} | {r['throughput']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {batch} | "
                   f"{ratio(kind, 'kubeinfer-torch', clients)} | {ratio(kind, 'naive', clients)} | {agreement} | "
                   f"{achieved / 1e9:.2f} | {share} |")
     top = max(levels)
@@ -438,6 +460,7 @@ async def benchmark(args: argparse.Namespace) -> None:
         if found:
             each = f" (round by round: {', '.join(f'{x:.2f}x' for x in found)})" if len(found) > 1 else ""
             print(f"\nkubeinfer at {top} clients vs {baseline} at {top}: {statistics.median(found):.2f}x{each}")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -462,10 +485,11 @@ def main() -> None:
     if args.smoke:
         args.servers = args.servers or ["kubeinfer"]
     if args.gpu:
+        card_name()  # no CUDA device: say so before starting any server
         os.environ["KUBEINFER_DEVICE"] = "cuda"
-        args.servers = args.servers or ["kubeinfer", "naive"]
+        args.servers = args.servers or ["kubeinfer", "kubeinfer-eager", "naive"]
         args.levels = args.levels or [1, 64, 256]
-    args.servers = args.servers or list(SERVERS)
+    args.servers = args.servers or list(CPU_SERVERS)
     os.environ["KUBEINFER_CPU_DTYPE"] = args.dtype
     if args.serve:
         import uvicorn
