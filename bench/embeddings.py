@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 SERVERS = ("kubeinfer", "kubeinfer-int8", "kubeinfer-torch", "kubeinfer-eager", "naive", "st-encode", "infinity")
 BASELINES = ("naive", "st-encode", "infinity")  # served by this script with --serve
@@ -104,6 +104,13 @@ def library_versions() -> str:
     return ", ".join(found)
 
 
+def json_response(content: Any) -> Response:
+    """The body as kubeinfer's server and Infinity's own server write theirs: with orjson."""
+    import orjson
+
+    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+
+
 def baseline_app(kind: str, model: Path, threads: int) -> Any:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -151,11 +158,11 @@ def baseline_app(kind: str, model: Path, threads: int) -> Any:
         return {"status": "ready"}
 
     @app.post("/_inference/text_embedding/{inference_id}")
-    async def infer(inference_id: str, request: Request) -> JSONResponse:
+    async def infer(inference_id: str, request: Request) -> Response:
         body = await request.json()
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         vectors = await asyncio.get_running_loop().run_in_executor(executor, embed, texts)
-        return JSONResponse({"text_embedding": [{"embedding": v} for v in vectors]})
+        return json_response({"text_embedding": [{"embedding": v} for v in vectors]})
 
     return app
 
@@ -184,11 +191,11 @@ def infinity_app(model: Path, device: str, dtype: str) -> Any:
         return {"status": "ready"}
 
     @app.post("/_inference/text_embedding/{inference_id}")
-    async def infer(inference_id: str, request: Request) -> JSONResponse:
+    async def infer(inference_id: str, request: Request) -> Response:
         body = await request.json()
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         vectors, _ = await engine.embed(sentences=texts)
-        return JSONResponse({"text_embedding": [{"embedding": v.tolist()} for v in vectors]})
+        return json_response({"text_embedding": [{"embedding": v} for v in vectors]})
 
     return app
 
