@@ -18,7 +18,7 @@ clients for a fixed time (throughput in requests per second, p50/p99 under load)
 Each server runs in its own process under uvicorn; the load generator is a minimal
 HTTP/1.1 keep-alive client so that it costs every target the same.
 
-    python -P bench/proxy.py [--concurrency 32] [--duration 5] [--sequential 400]
+    python -P bench/proxy.py [--concurrency 32] [--duration 5] [--sequential 400] [--rounds 3]
     python -P bench/proxy.py --smoke    # a few seconds, tiny sizes: does it still run?
 """
 
@@ -33,6 +33,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -262,6 +263,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--sequential", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every target this many times, taking turns; report the medians")
     parser.add_argument("--serve", choices=["direct", "kubeinfer"])
     parser.add_argument("--port", type=int)
     parser.add_argument("--upstream", type=int, default=0)
@@ -298,31 +301,46 @@ def main() -> int:
                 procs.append(litellm)
                 wait_until_up(port, litellm)
                 targets["litellm"] = (port, "/v1/embeddings", {"model": "bench", "input": INPUT})
-            results = {}
-            for name, (port, path, body) in targets.items():
-                data = json.dumps(body).encode()
-                seq = asyncio.run(sequential(port, path, data, args.sequential))
-                load = asyncio.run(concurrent(port, path, data, args.concurrency, args.duration))
-                results[name] = (seq, load)
+            # Targets take turns, each round in a rotated order, so that other work on a
+            # shared machine weighs on all of them alike.
+            names = list(targets)
+            runs: dict[str, list[tuple[dict, dict]]] = {name: [] for name in names}
+            for round_ in range(args.rounds):
+                for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+                    port, path, body = targets[name]
+                    data = json.dumps(body).encode()
+                    seq = asyncio.run(sequential(port, path, data, args.sequential))
+                    load = asyncio.run(concurrent(port, path, data, args.concurrency, args.duration))
+                    runs[name].append((seq, load))
     finally:
         for proc in procs:
             stop(proc)
 
-    direct_p50 = results["direct"][0]["p50"]
+    def added(name: str, round_: int) -> float:
+        """What a target adds to the fake's own sequential p50, both measured in one round."""
+        return runs[name][round_][0]["p50"] - runs["direct"][round_][0]["p50"]
+
+    rounds = range(args.rounds)
     print(f"\nProxy benchmark: {args.sequential} sequential requests, then {args.concurrency} concurrent clients "
-          f"for {args.duration:g}s; {os.cpu_count()} CPUs; one embedding per request; load average before the "
-          f"run {load_before:.2f}, after {os.getloadavg()[0]:.2f}; {versions()}\n")
+          f"for {args.duration:g}s, {args.rounds} round(s) (medians shown); {os.cpu_count()} CPUs; one embedding "
+          f"per request; load average before the run {load_before:.2f}, after {os.getloadavg()[0]:.2f}; "
+          f"{versions()}\n")
     print(f"{'target':<10} {'seq p50 ms':>10} {'seq p99 ms':>10} {'added p50 ms':>12} {'req/s':>9} "
           f"{'load p50 ms':>11} {'load p99 ms':>11} {'errors':>6}")
-    for name, (seq, load) in results.items():
-        added = (seq["p50"] - direct_p50) * 1000 if name != "direct" else 0.0
-        print(f"{name:<10} {seq['p50'] * 1000:>10.2f} {seq['p99'] * 1000:>10.2f} {added:>12.2f} {load['rps']:>9.0f} "
-              f"{load['p50'] * 1000:>11.2f} {load['p99'] * 1000:>11.2f} {seq['errors'] + load['errors']:>6}")
-    if "litellm" in results:
-        ours, base = results["kubeinfer"], results["litellm"]
-        print(f"\nkubeinfer / litellm (baseline): throughput x{ours[1]['rps'] / base[1]['rps']:.2f}, "
-              f"sequential p50 x{ours[0]['p50'] / base[0]['p50']:.2f}, "
-              f"added p50 x{(ours[0]['p50'] - direct_p50) / max(1e-9, base[0]['p50'] - direct_p50):.2f}")
+    for name, rows in runs.items():
+        seq, load = sorted(rows, key=lambda row: row[1]["rps"])[len(rows) // 2]  # the median round by req/s
+        errors = sum(s["errors"] + c["errors"] for s, c in rows)
+        print(f"{name:<10} {statistics.median(s['p50'] for s, _ in rows) * 1000:>10.2f} "
+              f"{seq['p99'] * 1000:>10.2f} {statistics.median(added(name, r) for r in rounds) * 1000:>12.2f} "
+              f"{load['rps']:>9.0f} {load['p50'] * 1000:>11.2f} {load['p99'] * 1000:>11.2f} {errors:>6}")
+    if "litellm" in runs:
+        ours, base = runs["kubeinfer"], runs["litellm"]
+        throughput = [ours[r][1]["rps"] / base[r][1]["rps"] for r in rounds]
+        each = f" (round by round: {', '.join(f'x{x:.2f}' for x in throughput)})" if args.rounds > 1 else ""
+        sequential_p50 = statistics.median(ours[r][0]["p50"] / base[r][0]["p50"] for r in rounds)
+        added_p50 = statistics.median(added("kubeinfer", r) / max(1e-9, added("litellm", r)) for r in rounds)
+        print(f"\nkubeinfer / litellm (baseline): throughput x{statistics.median(throughput):.2f}{each}, "
+              f"sequential p50 x{sequential_p50:.2f}, added p50 x{added_p50:.2f}")
     else:
         print("\nLiteLLM baseline skipped: no ratio to report.")
     return 0
