@@ -414,8 +414,9 @@ async def benchmark(args: argparse.Namespace) -> None:
                             inputs, batches = (x - y for x, y in zip(await batch_totals(ports[kind]), before))
                             r["batch"] = inputs / batches if batches else 0.0
                         rounds.setdefault((kind, clients), []).append(r)
+                        batch = f"{r['batch']:5.1f}" if "batch" in r else "    -"  # kubeinfer's metric only
                         print(f"  {kind:>15} x{clients:<3} {r['throughput']:8.1f} emb/s  p50 {r['p50']:7.1f} ms  "
-                              f"p99 {r['p99']:7.1f} ms  mean batch {r.get('batch', 1.0):5.1f}  (round {round_ + 1}, "
+                              f"p99 {r['p99']:7.1f} ms  mean batch {batch}  (round {round_ + 1}, "
                               f"load average {os.getloadavg()[0]:.2f})", file=sys.stderr)
         finally:
             for process in processes:
