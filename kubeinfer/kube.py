@@ -37,6 +37,7 @@ from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Gene
 
 import httpx
 import yaml
+from httpx_aiohttp import AiohttpTransport
 
 log = logging.getLogger("kubeinfer.kube")
 
@@ -285,8 +286,13 @@ class KubeClient:
         # No pool-wait limit: with many endpoints reconciling at once, requests queue for a
         # connection; connecting and reading are bounded.
         timeout = httpx.Timeout(self._timeout, connect=10.0, pool=None)
-        return httpx.AsyncClient(base_url=connection.server.rstrip("/"), auth=Credentials(connection), verify=verify,
-                                 timeout=timeout, limits=self._limits,
+        # aiohttp's pool under httpx's API: with hundreds of requests waiting for a
+        # connection, httpcore's own pool rescans every waiting request against every
+        # connection whenever one is taken or given back (quadratic in the queue);
+        # aiohttp's hands connections to its waiters in turn.
+        transport = AiohttpTransport(verify=verify, limits=self._limits)
+        return httpx.AsyncClient(base_url=connection.server.rstrip("/"), auth=Credentials(connection),
+                                 transport=transport, timeout=timeout,
                                  headers={"Accept": "application/json", "User-Agent": self._user_agent})
 
     async def close(self) -> None:
