@@ -480,8 +480,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
         meta, old_meta = new.setdefault("metadata", {}), old["metadata"]
         for field in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "generation",
                       "resourceVersion", "managedFields"):
-            if field in old_meta:
-                meta[field] = clone(old_meta[field])
+            if field in old_meta:  # managedFields are only read, then replaced by ``_record_owners``
+                meta[field] = old_meta[field]
             else:
                 meta.pop(field, None)
         new["apiVersion"], new["kind"] = old.get("apiVersion"), old.get("kind")
@@ -579,7 +579,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                manager: str, force: bool, validation: str, warnings: list[str] | None) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise APIError(400, "BadRequest", "an apply patch must be an object")
-        config = _without_nulls(clone(body))
+        config = _without_nulls(body)  # a copy: maps and lists are built anew
         meta = config.setdefault("metadata", {})
         if meta.get("name") not in (None, name):
             raise APIError(400, "BadRequest", "the name of the object does not match the name of the URL")

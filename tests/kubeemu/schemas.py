@@ -257,6 +257,32 @@ def _holds(expression: str, value: str, old: str) -> bool | str:
     return str(ok) if isinstance(ok, Exception) else bool(ok)
 
 
+# A rule reading ``self`` (or ``oldSelf``) only through named fields: ``self.spec.x``, not
+# ``self`` whole, ``self[...]`` or a method of ``self``.
+_FIELD_READ = re.compile(r"\b(self|oldSelf)\b(\.[A-Za-z_][A-Za-z0-9_]*)?(\s*\()?")
+
+
+@functools.lru_cache(maxsize=None)
+def _fields_read(expression: str) -> frozenset[str] | None:
+    """The top-level fields of ``self`` and ``oldSelf`` a rule reads; ``None`` when it may
+    read more. Like the API server, which converts values to CEL lazily, a rule then costs
+    what it reads, not the size of the whole object (a status write does not convert the
+    status for a rule about the spec)."""
+    names = set()
+    for match in _FIELD_READ.finditer(expression):
+        if match.group(2) is None or match.group(3):
+            return None
+        names.add(match.group(2)[1:])
+    return frozenset(names)
+
+
+def _read_by(expression: str, value: Any) -> Any:
+    fields = _fields_read(expression)
+    if fields is None or not isinstance(value, dict):
+        return value
+    return {k: v for k, v in value.items() if k in fields}
+
+
 # Rules generated per service open with this guard; for another service the rule holds.
 _SERVICE_GUARD = re.compile(r"^self\.service != '([^']+)' \|\| ")
 
@@ -271,7 +297,8 @@ def _rules(value: Any, old: Any, schema: dict[str, Any], path: str) -> Iterator[
         guard = _SERVICE_GUARD.match(expression)
         if guard and isinstance(value, dict) and value.get("service") != guard.group(1):
             continue
-        ok = _holds(expression, json.dumps(value, sort_keys=True), json.dumps(old, sort_keys=True))
+        ok = _holds(expression, json.dumps(_read_by(expression, value), sort_keys=True),
+                    json.dumps(_read_by(expression, old), sort_keys=True))
         if isinstance(ok, str):
             yield path, f"Invalid value: rule [{expression}] could not be evaluated: {ok}"
             continue
