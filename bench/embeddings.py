@@ -17,8 +17,10 @@ clients, each sending one sentence per request, back to back.
 
 Prints throughput, p50/p99 latency, the ratio of each server to ``kubeinfer-torch`` and
 to the naive one at the same concurrency, the mean cosine of each server's vectors to
-``kubeinfer-torch``'s, and the achieved model FLOP/s (useful tokens only) against this
-machine's measured float32 matrix-multiply peak on the same thread count.
+``kubeinfer-torch``'s, the achieved model FLOP/s (useful tokens only) against this
+machine's measured float32 matrix-multiply peak on the same thread count, and the CPU time
+the server process spent per embedding (every thread, from /proc): on a machine others
+share, throughput follows their load, while CPU time per embedding changes much less.
 
     python -P bench/embeddings.py            # 10 s per point
     python -P bench/embeddings.py --quick    # 3 s per point, 1 and 64 clients
@@ -319,6 +321,15 @@ async def batch_totals(port: int) -> tuple[float, float]:
     return totals["sum"], totals["count"]
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time a process has used so far, all its threads (Linux's /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def embeddings_of(port: int, texts: list[str]) -> list[list[float]]:
     connection = await Connection.open(port)
     try:
@@ -367,8 +378,12 @@ async def benchmark(args: argparse.Namespace) -> None:
                 vectors[kind] = await embeddings_of(port, texts[:64])
                 for clients in levels:
                     before = await batch_totals(port) if kind in ENGINES else None
+                    cpu_before = cpu_seconds(process.pid)
                     results[kind, clients] = await load(port, clients, seconds, texts)
                     r = results[kind, clients]
+                    cpu_after = cpu_seconds(process.pid)
+                    if cpu_before is not None and cpu_after is not None:
+                        r["cpu_ms"] = 1000 * (cpu_after - cpu_before) / max(1, r["requests"])
                     if before is not None:
                         inputs, batches = (a - b for a, b in zip(await batch_totals(port), before))
                         r["batch"] = inputs / batches if batches else 0.0
@@ -390,8 +405,8 @@ async def benchmark(args: argparse.Namespace) -> None:
           f"{seconds:g} s per point, load average before the run {load_before:.2f}, "
           f"after {os.getloadavg()[0]:.2f}\n")
     print("| server | clients | embeddings/s | p50 ms | p99 ms | mean batch | vs kubeinfer-torch | vs naive "
-          "| cosine to torch | GFLOP/s | % of peak |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| cosine to torch | GFLOP/s | % of peak | server CPU ms/emb | CPU vs torch |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     reference = vectors.get("kubeinfer-torch") or vectors.get("naive")
     for clients in levels:
         torch_base, naive = results.get(("kubeinfer-torch", clients)), results.get(("naive", clients))
@@ -403,8 +418,11 @@ async def benchmark(args: argparse.Namespace) -> None:
             achieved = r["throughput"] * tokens * per_token
             share = f"{100 * achieved / peak:.1f}%" if peak else "-"
             batch = f"{r['batch']:.1f}" if "batch" in r else "-"
+            cpu = f"{r['cpu_ms']:.2f}" if "cpu_ms" in r else "-"
+            cpu_vs_torch = (f"{torch_base['cpu_ms'] / r['cpu_ms']:.2f}x"
+                            if torch_base and r.get("cpu_ms") and "cpu_ms" in torch_base else "-")
             print(f"| {kind} | {clients} | {r['throughput']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {batch} | {vs_torch} | "
-                  f"{vs_naive} | {agreement} | {achieved / 1e9:.2f} | {share} |")
+                  f"{vs_naive} | {agreement} | {achieved / 1e9:.2f} | {share} | {cpu} | {cpu_vs_torch} |")
     top = max(levels)
     ours = results.get(("kubeinfer", top))
     for baseline in ("kubeinfer-torch", "infinity", "naive"):
