@@ -9,22 +9,34 @@ clients, each sending one sentence per request, back to back.
   ONNX Runtime in fp32).
 - ``kubeinfer-int8``: the same with ``KUBEINFER_QUANTIZATION=int8``.
 - ``kubeinfer-torch``: the same with ``KUBEINFER_RUNTIME=torch``.
+- ``kubeinfer-eager``: on a GPU, the same without CUDA graphs (``KUBEINFER_CUDA_GRAPHS=false``).
 - ``naive``: one transformers forward pass per request, one request at a time.
 - ``st-encode``: sentence-transformers ``encode`` per request, one request at a time.
-- ``infinity``: Infinity's ``AsyncEmbeddingEngine`` (torch engine, its own batching),
-  when ``infinity_emb`` is installed (``pip install 'infinity-emb[torch]'``).
+- ``infinity``: Infinity's ``AsyncEmbeddingEngine`` (torch engine, its own batching and
+  default batch size, no ONNX or optimum), when ``infinity_emb`` is installed. It pins
+  older transformers and numpy than kubeinfer's, so it goes in a venv of its own, and this
+  script runs from that venv (every server then runs on the same libraries):
+  ``python -m pip install 'infinity-emb[torch]' torch==2.13.0`` (the torch pin keeps the
+  CPU build).
 
-Prints throughput, p50/p99 latency, the ratio of each server to ``kubeinfer-torch`` and
-to the naive one at the same concurrency, the mean cosine of each server's vectors to
-``kubeinfer-torch``'s, and the achieved model FLOP/s (useful tokens only) against this
-machine's measured float32 matrix-multiply peak on the same thread count.
+All the servers stay up during the run and the points alternate between them (with
+``--rounds``, several times, in a rotated order each round), so that other work on a shared
+machine weighs on every server alike. Prints throughput, p50/p99 latency, the ratio of each
+server to ``kubeinfer-torch`` and to the naive one at the same concurrency, the mean cosine
+of each server's vectors to ``kubeinfer-torch``'s, the achieved model FLOP/s (useful
+tokens only) against this machine's measured float32 matrix-multiply peak on the same
+thread count, and the CPU time each server process spent per embedding (all its threads,
+from /proc): throughput follows the load others put on a shared machine, CPU time per
+embedding much less.
 
     python -P bench/embeddings.py            # 10 s per point
     python -P bench/embeddings.py --quick    # 3 s per point, 1 and 64 clients
     python -P bench/embeddings.py --dtype bfloat16   # every server in bfloat16
+    python -P bench/embeddings.py --rounds 3 # each point 3 times, servers alternating: for a busy machine
     python -P bench/embeddings.py --smoke    # a few seconds, tiny sizes: does it still run?
     python -P bench/embeddings.py --gpu      # on a CUDA machine: bf16, 1/64/256 clients,
-                                             # kubeinfer against the naive server, names the card
+                                             # kubeinfer with and without CUDA graphs against
+                                             # the naive server, names the card
 """
 
 from __future__ import annotations
@@ -44,13 +56,14 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
-SERVERS = ("kubeinfer", "kubeinfer-int8", "kubeinfer-torch", "naive", "st-encode", "infinity")
+SERVERS = ("kubeinfer", "kubeinfer-int8", "kubeinfer-torch", "kubeinfer-eager", "naive", "st-encode", "infinity")
 BASELINES = ("naive", "st-encode", "infinity")  # served by this script with --serve
 # kubeinfer's servers: the engine settings each one runs with.
 ENGINES = {"kubeinfer": {}, "kubeinfer-int8": {"KUBEINFER_QUANTIZATION": "int8"},
-           "kubeinfer-torch": {"KUBEINFER_RUNTIME": "torch"}}
+           "kubeinfer-torch": {"KUBEINFER_RUNTIME": "torch"}, "kubeinfer-eager": {"KUBEINFER_CUDA_GRAPHS": "false"}}
+CPU_SERVERS = tuple(s for s in SERVERS if s != "kubeinfer-eager")  # kubeinfer-eager differs on GPUs only
 INFERENCE_ID = "minilm"
 WORDS = (
     "search engine returns relevant documents for every query users type into the box while the cluster "
@@ -71,10 +84,33 @@ def sentences(count: int = 512, seed: int = 1) -> list[str]:
 
 
 # ---- the baseline servers (run in their own process with --serve) -------------------------
+INFINITY_INSTALL = "pip install 'infinity-emb[torch]' torch==2.13.0"
+
+
 def infinity_installed() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("infinity_emb") is not None
+
+
+def library_versions() -> str:
+    """The versions the servers run on: Infinity's venv pins older ones than kubeinfer's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in ("torch", "transformers", "onnxruntime", "numpy", "infinity_emb"):
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            pass
+    return ", ".join(found)
+
+
+def json_response(content: Any) -> Response:
+    """The body as kubeinfer's server and Infinity's own server write theirs: with orjson."""
+    import orjson
+
+    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 def baseline_app(kind: str, model: Path, threads: int) -> Any:
@@ -83,6 +119,8 @@ def baseline_app(kind: str, model: Path, threads: int) -> Any:
     import torch
     from fastapi import FastAPI
 
+    # As kubeinfer's server does: no tokenizer thread pool beside the model's threads.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     executor = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(threads,))
     torch.set_num_threads(threads)
     device = os.environ.get("KUBEINFER_DEVICE") or "cpu"
@@ -122,17 +160,19 @@ def baseline_app(kind: str, model: Path, threads: int) -> Any:
         return {"status": "ready"}
 
     @app.post("/_inference/text_embedding/{inference_id}")
-    async def infer(inference_id: str, request: Request) -> JSONResponse:
+    async def infer(inference_id: str, request: Request) -> Response:
         body = await request.json()
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         vectors = await asyncio.get_running_loop().run_in_executor(executor, embed, texts)
-        return JSONResponse({"text_embedding": [{"embedding": v} for v in vectors]})
+        return json_response({"text_embedding": [{"embedding": v} for v in vectors]})
 
     return app
 
 
 def infinity_app(model: Path, device: str, dtype: str) -> Any:
-    """Infinity's engine behind the same route: its own queue and batching, torch engine."""
+    """Infinity's engine behind the same route: its own queue, batching and default batch
+    size, torch engine. Without optimum installed it runs the model as sentence-transformers
+    loads it (no BetterTransformer); ``torch.set_num_threads`` already holds its threads."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI
@@ -153,11 +193,11 @@ def infinity_app(model: Path, device: str, dtype: str) -> Any:
         return {"status": "ready"}
 
     @app.post("/_inference/text_embedding/{inference_id}")
-    async def infer(inference_id: str, request: Request) -> JSONResponse:
+    async def infer(inference_id: str, request: Request) -> Response:
         body = await request.json()
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         vectors, _ = await engine.embed(sentences=texts)
-        return JSONResponse({"text_embedding": [{"embedding": [float(x) for x in v]} for v in vectors]})
+        return json_response({"text_embedding": [{"embedding": v} for v in vectors]})
 
     return app
 
@@ -302,6 +342,29 @@ def mean_token_count(model: Path, texts: list[str]) -> float:
     return statistics.mean(len(ids) for ids in tokenizer(texts)["input_ids"])
 
 
+async def batch_totals(port: int) -> tuple[float, float]:
+    """Inputs and forward passes so far, from a kubeinfer server's ``kubeinfer_batch_size``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    text = (await reader.read()).decode()
+    writer.close()
+    totals = {"sum": 0.0, "count": 0.0}
+    for line in text.splitlines():
+        for kind in totals:
+            if line.startswith(f"kubeinfer_batch_size_{kind}{{"):
+                totals[kind] += float(line.rsplit(" ", 1)[1])
+    return totals["sum"], totals["count"]
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time a process has used so far, all its threads (Linux's /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def embeddings_of(port: int, texts: list[str]) -> list[list[float]]:
     connection = await Connection.open(port)
     try:
@@ -336,26 +399,49 @@ async def benchmark(args: argparse.Namespace) -> None:
     levels = args.levels or ([1, 4] if args.smoke else [1, 64] if args.quick else [1, 8, 64])
     seconds = args.seconds or (0.5 if args.smoke else 3.0 if args.quick else 10.0)
     servers = [s for s in args.servers if s != "infinity" or infinity_installed()]
-    if "infinity" in args.servers and "infinity" not in servers:
-        print("Infinity is not installed; `pip install 'infinity-emb[torch]'` to measure it as a baseline.",
-              file=sys.stderr)
-    results: dict[tuple[str, int], dict[str, float]] = {}
+    if ("infinity" in args.servers or args.smoke) and not infinity_installed():
+        print(f"Infinity is not installed, so it is not measured; `{INFINITY_INSTALL}` in a venv of its own "
+              "and run this script from it to measure it as a baseline.", file=sys.stderr)
+    rounds: dict[tuple[str, int], list[dict[str, float]]] = {}
     vectors: dict[str, list[list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in servers:
-            port = free_port()
-            process = start_server(kind, model, args.threads, port, Path(tmp))
-            try:
-                await wait_ready(port, process)
-                vectors[kind] = await embeddings_of(port, texts[:64])
+        ports: dict[str, int] = {}
+        processes: list[subprocess.Popen] = []
+        pids: dict[str, int] = {}
+        try:
+            for kind in servers:  # one after another, so that no start-up slows another's
+                ports[kind] = free_port()
+                processes.append(start_server(kind, model, args.threads, ports[kind], Path(tmp)))
+                pids[kind] = processes[-1].pid
+                await wait_ready(ports[kind], processes[-1])
+                vectors[kind] = await embeddings_of(ports[kind], texts[:64])
+            # Every server stays up; the points alternate between them, each round in a
+            # rotated order, so that other work on the machine falls on all of them alike.
+            for round_ in range(args.rounds):
+                order = servers[round_ % len(servers):] + servers[:round_ % len(servers)]
                 for clients in levels:
-                    results[kind, clients] = await load(port, clients, seconds, texts)
-                    r = results[kind, clients]
-                    print(f"  {kind:>15} x{clients:<3} {r['throughput']:8.1f} emb/s  p50 {r['p50']:7.1f} ms  "
-                          f"p99 {r['p99']:7.1f} ms", file=sys.stderr)
-            finally:
+                    for kind in order:
+                        before = await batch_totals(ports[kind]) if kind in ENGINES else None
+                        cpu_before = cpu_seconds(pids[kind])
+                        r = await load(ports[kind], clients, seconds, texts)
+                        cpu_after = cpu_seconds(pids[kind])
+                        if cpu_before is not None and cpu_after is not None:
+                            r["cpu_ms"] = 1000 * (cpu_after - cpu_before) / max(1, r["requests"])
+                        if before is not None:
+                            inputs, batches = (x - y for x, y in zip(await batch_totals(ports[kind]), before))
+                            r["batch"] = inputs / batches if batches else 0.0
+                        rounds.setdefault((kind, clients), []).append(r)
+                        print(f"  {kind:>15} x{clients:<3} {r['throughput']:8.1f} emb/s  p50 {r['p50']:7.1f} ms  "
+                              f"p99 {r['p99']:7.1f} ms  mean batch {r.get('batch', 1.0):5.1f}  (round {round_ + 1}, "
+                              f"load average {os.getloadavg()[0]:.2f})", file=sys.stderr)
+        finally:
+            for process in processes:
                 process.terminate()
+            for process in processes:
                 process.wait(timeout=30)
+    # Each point's figures are those of its round with the median throughput; the ratios are
+    # the medians of the ratios within each round.
+    results = {key: sorted(runs, key=lambda r: r["throughput"])[len(runs) // 2] for key, runs in rounds.items()}
 
     tokens = mean_token_count(model, texts)
     if args.gpu:
@@ -366,29 +452,48 @@ async def benchmark(args: argparse.Namespace) -> None:
                  f"{args.threads} thread(s): {peak / 1e9:.1f} GFLOP/s")
     per_token = flops_per_token(model, tokens)
     print(f"\nall-MiniLM-L6-v2, one sentence per request ({tokens:.1f} tokens on average), {where}, "
-          f"{seconds:g} s per point, load average before the run {load_before:.2f}, "
-          f"after {os.getloadavg()[0]:.2f}\n")
-    print("| server | clients | embeddings/s | p50 ms | p99 ms | vs kubeinfer-torch | vs naive | cosine to torch "
-          "| GFLOP/s | % of peak |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          f"{seconds:g} s per point, {args.rounds} round(s) (medians shown), load average before the run "
+          f"{load_before:.2f}, after {os.getloadavg()[0]:.2f}; {library_versions()}\n")
+    print("| server | clients | embeddings/s | p50 ms | p99 ms | mean batch | vs kubeinfer-torch | vs naive "
+          "| cosine to torch | GFLOP/s | % of peak | server CPU ms/emb | CPU vs kubeinfer-torch |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+    def ratios(kind: str, base: str, clients: int) -> list[float]:
+        """Throughput of one server over another's, round by round (points of one round ran close together)."""
+        return [o["throughput"] / b["throughput"]
+                for o, b in zip(rounds.get((kind, clients), []), rounds.get((base, clients), []))]
+
+    def ratio(kind: str, base: str, clients: int) -> str:
+        found = ratios(kind, base, clients)
+        return f"{statistics.median(found):.2f}x" if found else "-"
+
+    def cpu_ms(kind: str, clients: int) -> str:
+        found = [r["cpu_ms"] for r in rounds.get((kind, clients), []) if "cpu_ms" in r]
+        return f"{statistics.median(found):.2f}" if found else "-"
+
+    def cpu_ratio(kind: str, base: str, clients: int) -> str:
+        """The base's CPU time per embedding over this server's, round by round."""
+        found = [b["cpu_ms"] / o["cpu_ms"] for o, b in zip(rounds.get((kind, clients), []), rounds.get((base, clients), []))
+                 if o.get("cpu_ms") and b.get("cpu_ms")]
+        return f"{statistics.median(found):.2f}x" if found else "-"
+
     reference = vectors.get("kubeinfer-torch") or vectors.get("naive")
     for clients in levels:
-        torch_base, naive = results.get(("kubeinfer-torch", clients)), results.get(("naive", clients))
         for kind in servers:
             r = results[kind, clients]
-            vs_torch = f"{r['throughput'] / torch_base['throughput']:.2f}x" if torch_base else "-"
-            vs_naive = f"{r['throughput'] / naive['throughput']:.2f}x" if naive else "-"
             agreement = f"{mean_cosine(vectors[kind], reference):.4f}" if reference else "-"
             achieved = r["throughput"] * tokens * per_token
             share = f"{100 * achieved / peak:.1f}%" if peak else "-"
-            print(f"| {kind} | {clients} | {r['throughput']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {vs_torch} | "
-                  f"{vs_naive} | {agreement} | {achieved / 1e9:.2f} | {share} |")
+            batch = f"{r['batch']:.1f}" if "batch" in r else "-"
+            print(f"| {kind} | {clients} | {r['throughput']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {batch} | "
+                  f"{ratio(kind, 'kubeinfer-torch', clients)} | {ratio(kind, 'naive', clients)} | {agreement} | "
+                  f"{achieved / 1e9:.2f} | {share} | {cpu_ms(kind, clients)} | {cpu_ratio(kind, 'kubeinfer-torch', clients)} |")
     top = max(levels)
-    ours = results.get(("kubeinfer", top))
     for baseline in ("kubeinfer-torch", "infinity", "naive"):
-        base = results.get((baseline, top))
-        if ours and base and baseline != "kubeinfer":
-            print(f"\nkubeinfer at {top} clients vs {baseline} at {top}: {ours['throughput'] / base['throughput']:.2f}x")
+        found = ratios("kubeinfer", baseline, top)
+        if found:
+            each = f" (round by round: {', '.join(f'{x:.2f}x' for x in found)})" if len(found) > 1 else ""
+            print(f"\nkubeinfer at {top} clients vs {baseline} at {top}: {statistics.median(found):.2f}x{each}")
 
 
 def main() -> None:
@@ -401,6 +506,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="measurement time per point")
     parser.add_argument("--levels", type=int, nargs="+", default=None, help="concurrent clients per point")
     parser.add_argument("--threads", type=int, default=1, help="threads per server")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every point this many times, alternating the servers; report the median")
     parser.add_argument("--servers", nargs="+", choices=SERVERS, default=None)
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                         help="CPU precision of every server (KUBEINFER_CPU_DTYPE)")
@@ -412,10 +519,11 @@ def main() -> None:
     if args.smoke:
         args.servers = args.servers or ["kubeinfer"]
     if args.gpu:
+        card_name()  # no CUDA device: say so before starting any server
         os.environ["KUBEINFER_DEVICE"] = "cuda"
-        args.servers = args.servers or ["kubeinfer", "naive"]
+        args.servers = args.servers or ["kubeinfer", "kubeinfer-eager", "naive"]
         args.levels = args.levels or [1, 64, 256]
-    args.servers = args.servers or list(SERVERS)
+    args.servers = args.servers or list(CPU_SERVERS)
     os.environ["KUBEINFER_CPU_DTYPE"] = args.dtype
     if args.serve:
         import uvicorn

@@ -6,9 +6,11 @@ Three targets, each measured in this run on this machine:
   kubeinfer  `kubeinfer serve`'s app for an openai text_embedding endpoint
              (POST /_inference/text_embedding/bench) in front of the fake;
   litellm    LiteLLM's proxy (`litellm --config`, POST /v1/embeddings) in front of the
-             fake - the named baseline. Skipped, with a message, if LiteLLM's proxy is
-             not installed (`pip install 'litellm[proxy]'`; it is not a kubeinfer
-             dependency).
+             fake - the named baseline, one uvicorn worker as it starts by default.
+             Skipped, with a message, if LiteLLM's proxy is not installed; it is not a
+             kubeinfer dependency and goes in a venv of its own, from which this script
+             then runs: `python -m pip install 'litellm[proxy]' torch==2.13.0` (the torch
+             pin keeps the CPU build of a copied project venv).
 
 Two phases per target: one client sending requests one after another (latency: p50
 and p99, and what the proxy adds to the direct p50), then many concurrent keep-alive
@@ -42,6 +44,7 @@ EMBEDDING = [0.0125 * i for i in range(16)]
 # Every target gets the same Authorization header; LiteLLM's proxy checks it.
 MASTER_KEY = "sk-" + secrets.token_hex(24)
 INPUT = ["the quick brown fox jumps over the lazy dog"]
+LITELLM_INSTALL = "pip install 'litellm[proxy]' torch==2.13.0"
 
 
 # ---- the servers (each runs as `python -P bench/proxy.py --serve NAME --port P`) ----------
@@ -196,14 +199,31 @@ def start_self(name: str, port: int, upstream: int) -> subprocess.Popen:
     return subprocess.Popen(cmd, start_new_session=True)
 
 
-def start_litellm(port: int, upstream: int, workdir: Path) -> subprocess.Popen | None:
-    exe = shutil.which("litellm") or str(Path(sys.executable).with_name("litellm"))
-    if importlib.util.find_spec("litellm") is None or not Path(exe).exists() or (
+def litellm_executable() -> str | None:
+    """LiteLLM's proxy command beside this interpreter, if LiteLLM and its [proxy] extra are here."""
+    exe = Path(sys.executable).with_name("litellm")
+    if not exe.exists():
+        exe = Path(shutil.which("litellm") or exe)
+    if importlib.util.find_spec("litellm") is None or not exe.exists() or (
         importlib.util.find_spec("backoff") is None  # one of the [proxy] extra's packages
     ):
-        print("LiteLLM's proxy is not installed; `pip install 'litellm[proxy]'` to measure the baseline. "
-              "Skipping it.")
         return None
+    return str(exe)
+
+
+def versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in ("uvicorn", "fastapi", "httpx", "aiohttp", "litellm"):
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            pass
+    return ", ".join(found)
+
+
+def start_litellm(exe: str, port: int, upstream: int, workdir: Path) -> subprocess.Popen:
     config = workdir / "litellm.yaml"
     config.write_text(
         "model_list:\n"
@@ -254,6 +274,13 @@ def main() -> int:
         serve(args.serve, args.port, args.upstream)
         return 0
 
+    litellm_exe = litellm_executable()
+    if litellm_exe is None:
+        print(f"LiteLLM's proxy is not installed, so it is not measured; `{LITELLM_INSTALL}` in a venv of its "
+              "own and run this script from it to measure the baseline.")
+    elif args.smoke:
+        print("LiteLLM's proxy is left out of --smoke; run without --smoke to measure it.")
+    load_before = os.getloadavg()[0]
     fake_port = free_port()
     procs = [start_self("direct", fake_port, 0)]
     targets = {"direct": (fake_port, "/v1/embeddings", {"model": "text-embedding-3-small", "input": INPUT})}
@@ -265,7 +292,8 @@ def main() -> int:
         targets["kubeinfer"] = (port, "/_inference/text_embedding/bench", {"input": INPUT})
         with tempfile.TemporaryDirectory() as tmp:
             port = free_port()
-            litellm = None if args.smoke else start_litellm(port, fake_port, Path(tmp))
+            litellm = None if args.smoke or litellm_exe is None else start_litellm(litellm_exe, port, fake_port,
+                                                                                   Path(tmp))
             if litellm is not None:
                 procs.append(litellm)
                 wait_until_up(port, litellm)
@@ -282,7 +310,8 @@ def main() -> int:
 
     direct_p50 = results["direct"][0]["p50"]
     print(f"\nProxy benchmark: {args.sequential} sequential requests, then {args.concurrency} concurrent clients "
-          f"for {args.duration:g}s; {os.cpu_count()} CPUs; one embedding per request\n")
+          f"for {args.duration:g}s; {os.cpu_count()} CPUs; one embedding per request; load average before the "
+          f"run {load_before:.2f}, after {os.getloadavg()[0]:.2f}; {versions()}\n")
     print(f"{'target':<10} {'seq p50 ms':>10} {'seq p99 ms':>10} {'added p50 ms':>12} {'req/s':>9} "
           f"{'load p50 ms':>11} {'load p99 ms':>11} {'errors':>6}")
     for name, (seq, load) in results.items():

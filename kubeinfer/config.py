@@ -65,6 +65,8 @@ Model server (``ServerSettings``; ``kubeinfer serve`` and ``kubeinfer local``):
                                         model is unloaded (``900``)
 ``KUBEINFER_DEVICE``                    ``cpu`` or ``cuda``; the best there is when unset
 ``KUBEINFER_CPU_DTYPE``                 ``float32`` (default) or ``bfloat16`` on CPU
+``KUBEINFER_CUDA_GRAPHS``               ``false`` runs local models on a GPU without
+                                        CUDA graphs (on by default)
 ``KUBEINFER_ALLOW_LINK_LOCAL_URLS``     ``true`` lets provider URLs point at link-local
                                         and cloud metadata addresses (refused by default)
 ``KUBEINFER_RUNTIME``                   CPU engine: ``auto`` (ONNX Runtime where it matches
@@ -273,6 +275,8 @@ class ServerSettings(ModelSettings, HttpSettings):
     queue_capacity: int | None = Field(default=None, ge=1, description="Requests in flight before 429s.")
     device: str | None = Field(default=None, pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu or cuda.")
     cpu_dtype: Literal["float32", "bfloat16", "bf16"] = "float32"
+    cuda_graphs: bool = Field(
+        default=True, description="On a GPU, replay CUDA graphs of local models' forward pass: one launch per batch.")
     allow_link_local_urls: bool = Field(
         default=False, description="Let provider URLs point at link-local and cloud metadata addresses.")
     runtime: Literal["auto", "torch", "onnx"] = Field(

@@ -57,6 +57,7 @@ class LocalModelBackend(Backend):
         self.cache_dir = cache_dir
         self.device = device or settings_.device
         self.cpu_dtype = settings_.cpu_dtype
+        self.cuda_graphs = settings_.cuda_graphs
         if isinstance(batching, BatchingOptions):
             self.batching = batching
         else:
@@ -94,6 +95,8 @@ class LocalModelBackend(Backend):
         engine = self.running_on.get("engine", "torch")
         if self.running_on.get("quantization") == "int8":
             engine += " int8"
+        if self.running_on.get("cuda_graphs"):
+            engine += " with CUDA graphs"
         log.info("model [%s] ready on %s (%s, %s), max length %d tokens", self.model_id, model.runtime.device,
                  engine, str(model.runtime.dtype).removeprefix("torch."), model.max_length)
 
@@ -113,7 +116,7 @@ class LocalModelBackend(Backend):
         from .runtime import select_runtime
 
         path = locate_model(self.model_id, self.model_name, self.cache_dir)
-        runtime = select_runtime(self.num_threads, self.device, self.cpu_dtype)
+        runtime = select_runtime(self.num_threads, self.device, self.cpu_dtype, self.cuda_graphs)
         kind = {
             TaskType.TEXT_EMBEDDING: TextEmbeddingModel,
             TaskType.SPARSE_EMBEDDING: SparseEmbeddingModel,
@@ -135,6 +138,10 @@ class LocalModelBackend(Backend):
         elif self.engine.quantization == "int8":
             raise status_exception(f"int8 quantization runs on CPU with ONNX Runtime in float32; model "
                                    f"[{self.model_id}] runs on {runtime.device} in {runtime.dtype}")
+        elif runtime.on_gpu and runtime.cuda_graphs:
+            agreement = model.use_cuda_graphs()
+            if agreement is not None:
+                self.running_on.update(cuda_graphs=True, cosine=agreement)
         return model
 
     def _input_type_prefixes(self, model: Any) -> dict[str, str]:

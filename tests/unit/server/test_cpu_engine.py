@@ -135,3 +135,24 @@ def test_bad_engine_settings_fail_before_any_model_loads(tiny_models, monkeypatc
     with pytest.raises(SettingsError) as caught:
         create_backend(endpoint("text_embedding", tiny_models["embedding"]))
     assert reason in str(caught.value)
+
+
+async def test_a_model_the_torchscript_exporter_refuses_is_exported_with_dynamo(tiny_models, tmp_path, monkeypatch):
+    import torch
+
+    config = endpoint("text_embedding", tiny_models["embedding"])
+    torch_answer, _ = await answer(config, {"input": SENTENCES}, tmp_path, engine="torch")
+    real_export, exporters = torch.onnx.export, []
+
+    def export(*args, dynamo=True, **kwargs):
+        exporters.append("dynamo" if dynamo else "torchscript")
+        if not dynamo:
+            raise RuntimeError("unsupported operator")
+        return real_export(*args, dynamo=dynamo, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", export)
+    onnx_answer, running_on = await answer(config, {"input": SENTENCES}, tmp_path)
+    assert exporters == ["torchscript", "dynamo"]
+    assert running_on["engine"] == "onnx" and running_on["cosine"] >= 0.9999
+    for ours, theirs in zip(onnx_answer["text_embedding"], torch_answer["text_embedding"]):
+        assert cosine(ours["embedding"], theirs["embedding"]) > 0.99999

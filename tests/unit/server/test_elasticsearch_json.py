@@ -35,3 +35,26 @@ def test_a_streamed_piece_is_a_completion_delta():
 def test_a_body_that_is_no_inference_result_is_refused():
     with pytest.raises(ValueError):
         parse({"acknowledged": True})
+
+
+def test_an_embedding_body_is_written_compactly_and_its_floats_read_back_exactly():
+    import json
+    import random
+
+    import numpy as np
+
+    from model_server.api.errors import ElasticsearchJSONResponse
+
+    rng = random.Random(7)
+    vectors = np.asarray([[rng.gauss(0, 0.05) for _ in range(384)] for _ in range(3)], dtype=np.float32).tolist()
+    body = render(TextEmbeddings(vectors))
+    written = ElasticsearchJSONResponse(body).body
+    assert b" " not in written and json.loads(written) == body
+    assert parse(json.loads(written)) == TextEmbeddings(vectors)
+
+
+def test_a_body_orjson_cannot_write_is_written_by_the_json_module():
+    from model_server.api.errors import ElasticsearchJSONResponse
+
+    written = ElasticsearchJSONResponse({"completion": [{"result": "a\ud800b"}], "big": 2 ** 70, 3: "x"}).body
+    assert written == b'{"completion":[{"result":"a\\ud800b"}],"big":1180591620717411303424,"3":"x"}'
