@@ -186,6 +186,35 @@ def test_client_certificates_given_as_data_leave_no_file_behind(tmp_path, monkey
     assert b"PRIVATE" not in repr(connection).encode()
 
 
+async def test_an_informer_lists_in_pages_and_keeps_only_what_it_is_told(kube):
+    client = KubeClient(Connection(kube.url, token="t"))
+    relists: list[list[dict]] = []
+
+    async def relisted(items: list[dict]) -> None:
+        relists.append(items)
+
+    async def handler(event_type: str, obj: dict) -> None:
+        pass
+
+    for i in range(7):
+        kube.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "data": {"k": "c2VjcmV0"},
+                              "metadata": {"name": f"paged-{i}", "namespace": NS, "labels": {"paged": "yes"}}})
+    informer = Informer(client, path_of("v1", "secrets", NS), handler, relisted, label_selector="paged=yes",
+                        metadata_only=True, page_size=3, timeout_seconds=1,
+                        keep=lambda obj: {"name": obj["metadata"]["name"]})
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(informer.listed.wait(), 5)
+        assert relists == [[{"name": f"paged-{i}"} for i in range(7)]]
+        pages = [r for r in kube.requests() if r.method.value == "GET" and r.params.get("labelSelector") == "paged=yes"
+                 and r.params.get("watch") is None]
+        assert [r.params.get("limit") for r in pages] == ["3", "3", "3"]
+        assert [bool(r.params.get("continue")) for r in pages] == [False, True, True]
+    finally:
+        task.cancel()
+        await client.close()
+
+
 async def test_a_metadata_only_informer_never_receives_secret_data(kube):
     client = KubeClient(Connection(kube.url, token="t"))
     received: list[dict] = []

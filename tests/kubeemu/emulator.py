@@ -19,6 +19,8 @@ README.md beside this module lists what it still does not do.
 from __future__ import annotations
 
 import asyncio
+import base64
+import bisect
 import collections
 import datetime
 import itertools
@@ -973,11 +975,38 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return match
 
     def _list(self, request: rendering.Request, key: str, ns: str | None) -> dict[str, Any]:
+        """A list, in pages of ``limit`` objects when asked, ordered by namespace and name,
+        a page going on with the ``continue`` token of the one before. Every page carries
+        the first one's resourceVersion; with no snapshots to serve them from, later pages
+        show objects as they are now (a watch from that resourceVersion catches up), and a
+        token from before the history window is 410 Gone, as a compacted one is."""
         match = self._selector(request)
-        items = [clone(o) for (k, n, _), o in self.store.items()
-                 if k == key and (ns is None or n == ns) and match(o)]
-        return {"apiVersion": key.rsplit("/", 1)[0], "kind": self._served[key].list_kind,
-                "metadata": {"resourceVersion": str(self._last_rv)}, "items": items}
+        limit_text = request.params.get("limit") or "0"
+        if not limit_text.isdigit():
+            raise APIError(400, "BadRequest", f"invalid limit {limit_text!r}")
+        limit, version, after = int(limit_text), str(self._last_rv), None
+        if request.params.get("continue"):
+            version, after = _continued(request.params["continue"])
+            if int(version) < self._compacted.get(key, 0):
+                raise APIError(410, "Expired", "The provided continue parameter is too old to display a consistent "
+                                               "list result. You can start a new list without the continue parameter.")
+        found = sorted((n or "", name) for (k, n, name) in self.store if k == key and (ns is None or n == ns))
+        if after is not None:
+            found = found[bisect.bisect_right(found, after):]
+        items: list[dict[str, Any]] = []
+        meta: dict[str, Any] = {"resourceVersion": version}
+        for at, (n, name) in enumerate(found):
+            obj = self.store[(key, n or None, name)]
+            if not match(obj):
+                continue
+            if limit and len(items) == limit:
+                last = items[-1]["metadata"]
+                meta["continue"] = _continue_token(version, (last.get("namespace") or "", last["name"]))
+                meta["remainingItemCount"] = sum(match(self.store[(key, m or None, o)]) for m, o in found[at:])
+                break
+            items.append(clone(obj))
+        return {"apiVersion": key.rsplit("/", 1)[0], "kind": self._served[key].list_kind, "metadata": meta,
+                "items": items}
 
     def _bookmark(self, key: str, initial_end: bool = False) -> dict[str, Any]:
         meta: dict[str, Any] = {"resourceVersion": str(self._last_rv)}
@@ -1056,6 +1085,21 @@ class KubeEmulator(kmock.KubernetesEmulator):
         finally:
             self.watchers.remove(watcher)
         return response
+
+
+def _continue_token(version: str, after: tuple[str, str]) -> str:
+    """An opaque ``continue`` token: the list's resourceVersion and the last key served."""
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": int(version), "start": "/".join(after)})
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _continued(token: str) -> tuple[str, tuple[str, str]]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(token.encode()))
+        namespace, _, name = raw["start"].partition("/")
+        return str(int(raw["rv"])), (namespace, name)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise APIError(400, "BadRequest", "continue key is not valid") from None
 
 
 def _metadata_only(request: rendering.Request) -> bool:

@@ -509,3 +509,26 @@ def test_one_change_reaches_a_full_and_a_metadata_only_watch_each_in_its_own_for
         ("ADDED", "PartialObjectMetadata", False), ("MODIFIED", "PartialObjectMetadata", False)]
     assert seen["partial"][1]["object"]["metadata"]["resourceVersion"] == \
         seen["full"][1]["object"]["metadata"]["resourceVersion"]
+
+
+def test_a_list_comes_in_pages_of_limit_objects_in_name_order(api, cluster):
+    for name in ("p3", "p1", "p5", "p2", "p4"):
+        api.post("/api/v1/namespaces/ns3/configmaps", json={"metadata": {"name": name}}).raise_for_status()
+    first = api.get("/api/v1/namespaces/ns3/configmaps", params={"limit": "2"}).json()
+    assert [o["metadata"]["name"] for o in first["items"]] == ["p1", "p2"]
+    assert first["metadata"]["remainingItemCount"] == 3
+    api.delete("/api/v1/namespaces/ns3/configmaps/p3").raise_for_status()
+    pages, token = [first], first["metadata"]["continue"]
+    while token:
+        page = api.get("/api/v1/namespaces/ns3/configmaps", params={"limit": "2", "continue": token}).json()
+        pages.append(page)
+        token = page["metadata"].get("continue")
+    assert [[o["metadata"]["name"] for o in p["items"]] for p in pages] == [["p1", "p2"], ["p4", "p5"]]
+    assert {p["metadata"]["resourceVersion"] for p in pages} == {first["metadata"]["resourceVersion"]}
+    whole = api.get("/api/v1/namespaces/ns3/configmaps").json()
+    assert "continue" not in whole["metadata"] and len(whole["items"]) == 4
+    bad = api.get("/api/v1/namespaces/ns3/configmaps", params={"limit": "2", "continue": "not-a-token"})
+    assert bad.status_code == 400
+    cluster.call(cluster.emulator.compact, "v1/configmaps")
+    gone = api.get("/api/v1/namespaces/ns3/configmaps", params={"limit": "2", "continue": first["metadata"]["continue"]})
+    assert gone.status_code == 410 and gone.json()["reason"] == "Expired"
