@@ -273,8 +273,9 @@ class Reconciler:
         state = self.state(cr)
         previous = state.written_status or cr.get("status") or {}
         status = endpoint_status(previous, observation, meta.get("generation"))
-        state.ready = observation.ready
-        self._publish_ready()
+        if state.ready != observation.ready:  # counting them all on every write is quadratic
+            state.ready = observation.ready
+            self._publish_ready()
         if same_status(previous, status):
             return status
         # The whole status, with the fields to clear left out, for this incarnation only.
