@@ -23,9 +23,11 @@ All the servers stay up during the run and the points alternate between them (wi
 ``--rounds``, several times, in a rotated order each round), so that other work on a shared
 machine weighs on every server alike. Prints throughput, p50/p99 latency, the ratio of each
 server to ``kubeinfer-torch`` and to the naive one at the same concurrency, the mean cosine
-of each server's vectors to ``kubeinfer-torch``'s, and the achieved model FLOP/s (useful
+of each server's vectors to ``kubeinfer-torch``'s, the achieved model FLOP/s (useful
 tokens only) against this machine's measured float32 matrix-multiply peak on the same
-thread count.
+thread count, and the CPU time each server process spent per embedding (all its threads,
+from /proc): throughput follows the load others put on a shared machine, CPU time per
+embedding much less.
 
     python -P bench/embeddings.py            # 10 s per point
     python -P bench/embeddings.py --quick    # 3 s per point, 1 and 64 clients
@@ -354,6 +356,15 @@ async def batch_totals(port: int) -> tuple[float, float]:
     return totals["sum"], totals["count"]
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time a process has used so far, all its threads (Linux's /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def embeddings_of(port: int, texts: list[str]) -> list[list[float]]:
     connection = await Connection.open(port)
     try:
@@ -396,10 +407,12 @@ async def benchmark(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ports: dict[str, int] = {}
         processes: list[subprocess.Popen] = []
+        pids: dict[str, int] = {}
         try:
             for kind in servers:  # one after another, so that no start-up slows another's
                 ports[kind] = free_port()
                 processes.append(start_server(kind, model, args.threads, ports[kind], Path(tmp)))
+                pids[kind] = processes[-1].pid
                 await wait_ready(ports[kind], processes[-1])
                 vectors[kind] = await embeddings_of(ports[kind], texts[:64])
             # Every server stays up; the points alternate between them, each round in a
@@ -409,7 +422,11 @@ async def benchmark(args: argparse.Namespace) -> None:
                 for clients in levels:
                     for kind in order:
                         before = await batch_totals(ports[kind]) if kind in ENGINES else None
+                        cpu_before = cpu_seconds(pids[kind])
                         r = await load(ports[kind], clients, seconds, texts)
+                        cpu_after = cpu_seconds(pids[kind])
+                        if cpu_before is not None and cpu_after is not None:
+                            r["cpu_ms"] = 1000 * (cpu_after - cpu_before) / max(1, r["requests"])
                         if before is not None:
                             inputs, batches = (x - y for x, y in zip(await batch_totals(ports[kind]), before))
                             r["batch"] = inputs / batches if batches else 0.0
@@ -439,8 +456,8 @@ async def benchmark(args: argparse.Namespace) -> None:
           f"{seconds:g} s per point, {args.rounds} round(s) (medians shown), load average before the run "
           f"{load_before:.2f}, after {os.getloadavg()[0]:.2f}; {library_versions()}\n")
     print("| server | clients | embeddings/s | p50 ms | p99 ms | mean batch | vs kubeinfer-torch | vs naive "
-          "| cosine to torch | GFLOP/s | % of peak |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| cosine to torch | GFLOP/s | % of peak | server CPU ms/emb | CPU vs kubeinfer-torch |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
     def ratios(kind: str, base: str, clients: int) -> list[float]:
         """Throughput of one server over another's, round by round (points of one round ran close together)."""
@@ -449,6 +466,16 @@ async def benchmark(args: argparse.Namespace) -> None:
 
     def ratio(kind: str, base: str, clients: int) -> str:
         found = ratios(kind, base, clients)
+        return f"{statistics.median(found):.2f}x" if found else "-"
+
+    def cpu_ms(kind: str, clients: int) -> str:
+        found = [r["cpu_ms"] for r in rounds.get((kind, clients), []) if "cpu_ms" in r]
+        return f"{statistics.median(found):.2f}" if found else "-"
+
+    def cpu_ratio(kind: str, base: str, clients: int) -> str:
+        """The base's CPU time per embedding over this server's, round by round."""
+        found = [b["cpu_ms"] / o["cpu_ms"] for o, b in zip(rounds.get((kind, clients), []), rounds.get((base, clients), []))
+                 if o.get("cpu_ms") and b.get("cpu_ms")]
         return f"{statistics.median(found):.2f}x" if found else "-"
 
     reference = vectors.get("kubeinfer-torch") or vectors.get("naive")
@@ -461,7 +488,7 @@ async def benchmark(args: argparse.Namespace) -> None:
             batch = f"{r['batch']:.1f}" if "batch" in r else "-"
             print(f"| {kind} | {clients} | {r['throughput']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {batch} | "
                   f"{ratio(kind, 'kubeinfer-torch', clients)} | {ratio(kind, 'naive', clients)} | {agreement} | "
-                  f"{achieved / 1e9:.2f} | {share} |")
+                  f"{achieved / 1e9:.2f} | {share} | {cpu_ms(kind, clients)} | {cpu_ratio(kind, 'kubeinfer-torch', clients)} |")
     top = max(levels)
     for baseline in ("kubeinfer-torch", "infinity", "naive"):
         found = ratios("kubeinfer", baseline, top)

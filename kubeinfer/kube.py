@@ -37,6 +37,7 @@ from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Gene
 
 import httpx
 import yaml
+from httpx_aiohttp import AiohttpTransport
 
 log = logging.getLogger("kubeinfer.kube")
 
@@ -285,8 +286,13 @@ class KubeClient:
         # No pool-wait limit: with many endpoints reconciling at once, requests queue for a
         # connection; connecting and reading are bounded.
         timeout = httpx.Timeout(self._timeout, connect=10.0, pool=None)
-        return httpx.AsyncClient(base_url=connection.server.rstrip("/"), auth=Credentials(connection), verify=verify,
-                                 timeout=timeout, limits=self._limits,
+        # aiohttp's pool under httpx's API: with hundreds of requests waiting for a
+        # connection, httpcore's own pool rescans every waiting request against every
+        # connection whenever one is taken or given back (quadratic in the queue);
+        # aiohttp's hands connections to its waiters in turn.
+        transport = AiohttpTransport(verify=verify, limits=self._limits)
+        return httpx.AsyncClient(base_url=connection.server.rstrip("/"), auth=Credentials(connection),
+                                 transport=transport, timeout=timeout,
                                  headers={"Accept": "application/json", "User-Agent": self._user_agent})
 
     async def close(self) -> None:
@@ -430,7 +436,10 @@ class Informer:
 
     ``label_selector`` scopes it on the server: unrelated objects never reach this process.
     ``metadata_only`` asks for ``PartialObjectMetadata`` (no ``data``, no ``spec``).
-    Objects are handed to ``handler`` and not kept here.
+    Objects are handed to ``handler`` and not kept here. Lists come in pages of
+    ``page_size`` objects, as client-go's reflector asks for them, so that a namespace of
+    thousands of objects is never one answer in memory; ``keep`` (when given) says what of
+    each listed object ``relisted`` needs, and only that is held until the list is whole.
     """
 
     client: KubeClient
@@ -441,6 +450,8 @@ class Informer:
     metadata_only: bool = False
     timeout_seconds: int = 300
     backoff: float = 1.0
+    page_size: int = 500
+    keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     # Counters for benchmarks and tests: events received, lists made.
     events: int = 0
     lists: int = 0
@@ -482,15 +493,27 @@ class Informer:
             log.exception("handling a change of %s failed", self.path)
 
     async def _list(self) -> str:
-        params = {"labelSelector": self.label_selector} if self.label_selector else None
-        listing = await self.client.get(self.path, params=params,
-                                        accept=METADATA_LIST if self.metadata_only else None)
+        params = {"limit": str(self.page_size)}
+        if self.label_selector:
+            params["labelSelector"] = self.label_selector
+        items: list[dict[str, Any]] = []
+        version = ""
+        while True:
+            listing = await self.client.get(self.path, params=params,
+                                            accept=METADATA_LIST if self.metadata_only else None)
+            meta = listing.get("metadata") or {}
+            version = version or meta.get("resourceVersion") or ""
+            for obj in listing.get("items") or []:
+                if self.relisted is None:
+                    await self._hand(self.handler, "ADDED", obj)
+                else:
+                    items.append(self.keep(obj) if self.keep is not None else obj)
+            del listing
+            if not meta.get("continue"):
+                break
+            params["continue"] = meta["continue"]
         self.lists += 1
-        items = listing.get("items") or []
         if self.relisted is not None:
             await self._hand(self.relisted, items)
-        else:
-            for obj in items:
-                await self._hand(self.handler, "ADDED", obj)
         self.listed.set()
-        return (listing.get("metadata") or {}).get("resourceVersion") or ""
+        return version

@@ -36,6 +36,10 @@ from .status import (
 Key = tuple[str, str]  # (namespace, name) of an InferenceEndpoint, or of a Secret
 # How long the answer to "is KEDA installed?" is trusted: installing KEDA later is noticed.
 DISCOVERY_TTL = 60.0
+# Reconciles in flight at once. More would only queue for one of the client's connections,
+# each holding its desired objects and requests in memory meanwhile: a thousand endpoints
+# created together take turns rather than all building their objects at once.
+CONCURRENT_RECONCILES = 32
 
 
 @dataclass
@@ -93,6 +97,7 @@ class Reconciler:
     # Secret -> the endpoints that reference it (the reverse of ``EndpointState.secrets``).
     secret_users: dict[Key, set[Key]] = field(default_factory=dict)
     lock: KeyLocks = field(default_factory=KeyLocks)
+    turns: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONCURRENT_RECONCILES))
     # Whether KEDA's ScaledObject CRD is installed, and when that was last asked.
     keda_installed: bool | None = None
     keda_checked_at: float = 0.0
@@ -168,7 +173,7 @@ class Reconciler:
         key: Key = (meta.get("namespace") or "default", meta["name"])
         started = time.monotonic()
         result = "ready"
-        async with self.lock(key):
+        async with self.turns, self.lock(key):
             state = self.state(cr)
             if trigger == "create":
                 state.hpa_known_absent = True  # a new endpoint has no autoscaler yet
@@ -268,8 +273,9 @@ class Reconciler:
         state = self.state(cr)
         previous = state.written_status or cr.get("status") or {}
         status = endpoint_status(previous, observation, meta.get("generation"))
-        state.ready = observation.ready
-        self._publish_ready()
+        if state.ready != observation.ready:  # counting them all on every write is quadratic
+            state.ready = observation.ready
+            self._publish_ready()
         if same_status(previous, status):
             return status
         # The whole status, with the fields to clear left out, for this incarnation only.

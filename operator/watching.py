@@ -53,8 +53,14 @@ def informers(reconciler: Reconciler, namespaces: list[str]) -> list[Informer]:
 
         found.append(Informer(client, path_of(*ENDPOINTS, namespace), endpoint_event, endpoints_listed))
         found.append(Informer(client, path_of(*SECRETS, namespace), secret_event, secrets_listed,
-                              metadata_only=True))
+                              metadata_only=True, keep=secret_identity))
     return found
+
+
+def secret_identity(obj: dict[str, Any]) -> dict[str, Any]:
+    """What a listed Secret's metadata is needed for: which one it is, and its version."""
+    meta = obj.get("metadata") or {}
+    return {"metadata": {k: meta[k] for k in ("namespace", "name", "resourceVersion") if k in meta}}
 
 
 async def watch(watches: list[Informer]) -> None:

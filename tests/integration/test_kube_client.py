@@ -9,10 +9,13 @@ import asyncio
 import base64
 import datetime
 import os
+import ssl
 import tempfile
 
+import aiohttp.web
 import httpx
 import pytest
+import trustme
 import yaml
 from kubeemu import SECRETS, faults
 
@@ -184,6 +187,78 @@ def test_client_certificates_given_as_data_leave_no_file_behind(tmp_path, monkey
     assert connection.tls() is not False
     assert list(scratch.iterdir()) == []
     assert b"PRIVATE" not in repr(connection).encode()
+
+
+async def test_the_client_speaks_tls_with_the_clusters_ca_and_a_client_certificate():
+    """Most clusters are reached over TLS with the cluster's CA and, often, a client
+    certificate: an API server stand-in that verifies both answers a list."""
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    client_cert = ca.issue_cert("kubeinfer-operator")
+    seen: list[dict] = []
+
+    async def configmaps(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        seen.append({"path": request.path, "peer": (peer or {}).get("subjectAltName")})
+        return aiohttp.web.json_response({"apiVersion": "v1", "kind": "ConfigMapList",
+                                          "metadata": {"resourceVersion": "7"}, "items": []})
+
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_cert.configure_cert(server_tls)
+    ca.configure_trust(server_tls)
+    server_tls.verify_mode = ssl.CERT_REQUIRED
+    app = aiohttp.web.Application()
+    app.router.add_get("/api/v1/namespaces/default/configmaps", configmaps)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    client = KubeClient(Connection(f"https://127.0.0.1:{port}", ca_data=ca.cert_pem.bytes(),
+                                   cert_data=client_cert.cert_chain_pems[0].bytes(),
+                                   key_data=client_cert.private_key_pem.bytes()))
+    untrusting = KubeClient(Connection(f"https://127.0.0.1:{port}", cert_data=client_cert.cert_chain_pems[0].bytes(),
+                                       key_data=client_cert.private_key_pem.bytes()))
+    try:
+        listing = await client.get(path_of("v1", "configmaps", NS))
+        assert listing["metadata"]["resourceVersion"] == "7"
+        assert seen == [{"path": "/api/v1/namespaces/default/configmaps", "peer": (("DNS", "kubeinfer-operator"),)}]
+        with pytest.raises(KubeError) as refused:  # a server whose CA it does not trust
+            await untrusting.get(path_of("v1", "configmaps", NS))
+        assert refused.value.status == 503 and len(seen) == 1
+    finally:
+        await client.close()
+        await untrusting.close()
+        await runner.cleanup()
+
+
+async def test_an_informer_lists_in_pages_and_keeps_only_what_it_is_told(kube):
+    client = KubeClient(Connection(kube.url, token="t"))
+    relists: list[list[dict]] = []
+
+    async def relisted(items: list[dict]) -> None:
+        relists.append(items)
+
+    async def handler(event_type: str, obj: dict) -> None:
+        pass
+
+    for i in range(7):
+        kube.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "data": {"k": "c2VjcmV0"},
+                              "metadata": {"name": f"paged-{i}", "namespace": NS, "labels": {"paged": "yes"}}})
+    informer = Informer(client, path_of("v1", "secrets", NS), handler, relisted, label_selector="paged=yes",
+                        metadata_only=True, page_size=3, timeout_seconds=1,
+                        keep=lambda obj: {"name": obj["metadata"]["name"]})
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(informer.listed.wait(), 5)
+        assert relists == [[{"name": f"paged-{i}"} for i in range(7)]]
+        pages = [r for r in kube.requests() if r.method.value == "GET" and r.params.get("labelSelector") == "paged=yes"
+                 and r.params.get("watch") is None]
+        assert [r.params.get("limit") for r in pages] == ["3", "3", "3"]
+        assert [bool(r.params.get("continue")) for r in pages] == [False, True, True]
+    finally:
+        task.cancel()
+        await client.close()
 
 
 async def test_a_metadata_only_informer_never_receives_secret_data(kube):

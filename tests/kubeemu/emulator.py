@@ -19,8 +19,9 @@ README.md beside this module lists what it still does not do.
 from __future__ import annotations
 
 import asyncio
+import base64
+import bisect
 import collections
-import copy
 import datetime
 import itertools
 import json
@@ -36,8 +37,8 @@ from kmock._internal import rendering
 
 from . import discovery, protobuf, schemas, tables
 from .patching import (
-    PatchError, PatchTestFailed, apply_merge, changed_paths, conflicts, dotted, field_set, fields_v1, json_patch,
-    merge_patch, remove_unowned, strategic_merge_patch,
+    PatchError, PatchTestFailed, apply_merge, changed_paths, clone, conflicts, dotted, field_set, fields_v1,
+    json_patch, merge_patch, remove_unowned, strategic_merge_patch,
 )
 from .schemas import Schema
 
@@ -117,6 +118,17 @@ class Served:
     columns: list[dict[str, Any]] = attrs.field(factory=list)  # additionalPrinterColumns
 
 
+class WatchEvent(dict):
+    """A change as queued to every watch it matches, encoded at most once per form (the
+    whole object, its metadata only), as the API server's watch cache does."""
+
+    __slots__ = ("encoded",)
+
+    def __init__(self, event_type: str, obj: dict[str, Any]) -> None:
+        super().__init__(type=event_type, object=obj)
+        self.encoded: dict[bool, bytes] = {}
+
+
 @attrs.define(kw_only=True)
 class Watcher:
     resource: str
@@ -157,6 +169,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _served: dict[str, Served] = attrs.field(factory=dict, init=False)
     _infos: dict[str, kmock.ResourceInfo] = attrs.field(factory=dict, init=False)
     _gc_pending: asyncio.TimerHandle | None = attrs.field(default=None, init=False)
+    # A collection that could not be scheduled (no running loop): the next write schedules it.
+    _gc_owed: bool = attrs.field(default=False, init=False)
+    # The stored objects by uid, for the garbage collector's look-ups of owners.
+    _uids: dict[str, Key] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -206,10 +222,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
     # ---- direct access for tests and controllers ----------------------------------------------
     def get(self, key: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         obj = self.store.get((key, namespace, name))
-        return copy.deepcopy(obj) if obj is not None else None
+        return clone(obj) if obj is not None else None
 
     def list(self, key: str, namespace: str | None = None) -> list[dict[str, Any]]:
-        return [copy.deepcopy(o) for (k, ns, _), o in self.store.items()
+        return [clone(o) for (k, ns, _), o in self.store.items()
                 if k == key and (namespace is None or ns == namespace)]
 
     def put(self, key: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -248,17 +264,18 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return str(self._last_rv)
 
     def _emit(self, key: str, event_type: str, obj: dict[str, Any]) -> None:
-        snapshot = copy.deepcopy(obj)
+        snapshot = clone(obj)
         rv = int(obj["metadata"]["resourceVersion"])
         hist = self.history.setdefault(key, collections.deque())
         hist.append((rv, event_type, snapshot))
         while len(hist) > self.history_window:
             self._compacted[key] = hist.popleft()[0]
         ns = obj["metadata"].get("namespace")
+        event = WatchEvent(event_type, snapshot)
         for watcher in self.watchers:
             if watcher.resource == key and (watcher.namespace is None or watcher.namespace == ns):
                 if watcher.match(snapshot):
-                    watcher.queue.put_nowait({"type": event_type, "object": snapshot})
+                    watcher.queue.put_nowait(event)
         for listener in list(self.listeners):
             listener(event_type, key, snapshot)
 
@@ -303,7 +320,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         would have (objects stored before a CRD upgrade are not checked again until written)."""
         if not isinstance(body, dict):
             raise APIError(400, "BadRequest", "the body must be a JSON object")
-        obj = copy.deepcopy(body)
+        obj = clone(body)
         meta = obj.setdefault("metadata", {})
         if not self._namespaced(key):
             namespace = None
@@ -344,12 +361,13 @@ class KubeEmulator(kmock.KubernetesEmulator):
             owners = {(manager or "unknown", "Update", ""): field_set(obj, self.schema_of(key))}
         self._record_owners(key, namespace, name, obj, owners)
         self.store[(key, namespace, name)] = obj
+        self._uids[meta["uid"]] = (key, namespace, name)
         self._emit(key, "ADDED", obj)
         if key == CRDS:
             self._crd_changed(obj)
-        if meta.get("ownerReferences"):
+        if self._collectable(meta):
             self._schedule_gc()
-        return copy.deepcopy(obj)
+        return clone(obj)
 
     def _admit(self, key: str, obj: dict[str, Any], old: dict[str, Any] | None, validation: str,
                warnings: list[str] | None) -> dict[str, Any]:
@@ -464,20 +482,20 @@ class KubeEmulator(kmock.KubernetesEmulator):
         meta, old_meta = new.setdefault("metadata", {}), old["metadata"]
         for field in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "generation",
                       "resourceVersion", "managedFields"):
-            if field in old_meta:
-                meta[field] = copy.deepcopy(old_meta[field])
+            if field in old_meta:  # managedFields are only read, then replaced by ``_record_owners``
+                meta[field] = old_meta[field]
             else:
                 meta.pop(field, None)
         new["apiVersion"], new["kind"] = old.get("apiVersion"), old.get("kind")
         if self._has_status(key):
             if subresource == "status":
-                new = {**copy.deepcopy(old), "status": new.get("status")}
+                new = {**clone(old), "status": new.get("status")}
                 if new["status"] is None:
                     new.pop("status")
             else:
                 new.pop("status", None)
                 if "status" in old:
-                    new["status"] = copy.deepcopy(old["status"])
+                    new["status"] = clone(old["status"])
         if old_meta.get("deletionTimestamp"):
             added = set(new["metadata"].get("finalizers") or ()) - set(old_meta.get("finalizers") or ())
             if added:
@@ -490,7 +508,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             owners = self._owners_after_update(key, namespace, name, old, new, manager or "unknown", subresource)
         self._record_owners(key, namespace, name, new, owners)
         if new == old:
-            return copy.deepcopy(old)  # a no-op write changes nothing and notifies nobody
+            return clone(old)  # a no-op write changes nothing and notifies nobody
         if _spec_of(new) != _spec_of(old):
             new["metadata"]["generation"] = old_meta.get("generation", 1) + 1
         new["metadata"]["resourceVersion"] = self._next_rv()
@@ -500,9 +518,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
         self._emit(key, "MODIFIED", new)
         if key == CRDS:
             self._crd_changed(new)
-        if new["metadata"].get("ownerReferences") != old_meta.get("ownerReferences"):
+        if new["metadata"].get("ownerReferences") != old_meta.get("ownerReferences") and \
+                self._collectable(new["metadata"]):
             self._schedule_gc()
-        return copy.deepcopy(new)
+        return clone(new)
 
     def replace(self, key: str, namespace: str | None, name: str, body: dict[str, Any], *,
                 subresource: str | None = None, status: bool = False, manager: str | None = None,
@@ -512,12 +531,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise _conflict(key, name)
         if status and self._has_status(key):  # direct writes by tests keep the given status
-            result = self._commit(key, namespace, name, old, copy.deepcopy(body), None, manager=manager)
+            result = self._commit(key, namespace, name, old, clone(body), None, manager=manager)
             if "status" in body:
                 current = self._existing(key, namespace, name)
-                result = self._commit(key, namespace, name, current, copy.deepcopy(body), "status", manager=manager)
+                result = self._commit(key, namespace, name, current, clone(body), "status", manager=manager)
             return result
-        return self._commit(key, namespace, name, old, copy.deepcopy(body), subresource, manager=manager,
+        return self._commit(key, namespace, name, old, clone(body), subresource, manager=manager,
                             validation=validation, warnings=warnings)
 
     def patch(self, key: str, namespace: str | None, name: str, body: Any, patch_type: str, *,
@@ -562,7 +581,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                manager: str, force: bool, validation: str, warnings: list[str] | None) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise APIError(400, "BadRequest", "an apply patch must be an object")
-        config = _without_nulls(copy.deepcopy(body))
+        config = _without_nulls(body)  # a copy: maps and lists are built anew
         meta = config.setdefault("metadata", {})
         if meta.get("name") not in (None, name):
             raise APIError(400, "BadRequest", "the name of the object does not match the name of the URL")
@@ -620,7 +639,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 obj["metadata"]["resourceVersion"] = self._next_rv()
                 self._emit(key, "MODIFIED", obj)
                 self._schedule_gc()
-            return copy.deepcopy(obj)
+            return clone(obj)
         if finalizers:
             if not obj["metadata"].get("deletionTimestamp") or finalizers != obj["metadata"].get("finalizers"):
                 if not obj["metadata"].get("deletionTimestamp"):
@@ -631,18 +650,19 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 obj["metadata"]["resourceVersion"] = self._next_rv()
                 self._emit(key, "MODIFIED", obj)
                 self._schedule_gc()
-            return copy.deepcopy(obj)
+            return clone(obj)
         obj["metadata"]["resourceVersion"] = self._next_rv()
         return self._purge(key, namespace, name, obj)
 
     def _purge(self, key: str, namespace: str | None, name: str, obj: dict[str, Any]) -> dict[str, Any]:
         self.store.pop((key, namespace, name), None)
+        self._uids.pop(obj["metadata"].get("uid", ""), None)
         self.managed.pop((key, namespace, name), None)
         self._emit(key, "DELETED", obj)
         if key == CRDS:
             self._crd_removed(obj)
         self._schedule_gc()
-        return copy.deepcopy(obj)
+        return clone(obj)
 
     def _dependents(self, owner: dict[str, Any]) -> list[Key]:
         uid = owner["metadata"]["uid"]
@@ -653,11 +673,25 @@ class KubeEmulator(kmock.KubernetesEmulator):
         for (key, ns, name), obj in list(self.store.items()):
             refs = obj["metadata"].get("ownerReferences") or []
             if any(r.get("uid") == uid for r in refs):
-                new = copy.deepcopy(obj)
+                new = clone(obj)
                 new["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != uid] or None
                 if new["metadata"]["ownerReferences"] is None:
                     del new["metadata"]["ownerReferences"]
                 self._commit(key, ns, name, obj, new, None, manager="garbage-collector")
+
+    def _collectable(self, meta: dict[str, Any]) -> bool:
+        """Whether a written object may be garbage already: an owner it names is gone or
+        being deleted in the foreground (or an earlier collection is owed). Objects whose
+        owners all live wait for a deletion to be looked at, as with the real collector,
+        which follows changes rather than rescanning everything on every write."""
+        if self._gc_owed:
+            return True
+        for ref in meta.get("ownerReferences") or ():
+            owner = self.store.get(self._uids.get(ref.get("uid"), ("", None, "")))
+            if owner is None or owner["metadata"].get("uid") != ref.get("uid") or \
+                    "foregroundDeletion" in (owner["metadata"].get("finalizers") or ()):
+                return True
+        return False
 
     def _schedule_gc(self) -> None:
         if self._gc_pending is not None:
@@ -665,12 +699,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return  # no loop: collected on the next write made from one
+            self._gc_owed = True  # no loop: collected on the next write made from one
+            return
         self._gc_pending = loop.call_later(self.gc_delay, self.collect_garbage)
 
     def collect_garbage(self) -> None:
         """One pass of the garbage collector (run in the background after deletions)."""
         self._gc_pending = None
+        self._gc_owed = False
         live = {o["metadata"]["uid"]: o for o in self.store.values()}
         again = False
         for (key, ns, name), obj in list(self.store.items()):
@@ -689,7 +725,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             if not meta.get("deletionTimestamp"):
                 continue
             if "foregroundDeletion" in (meta.get("finalizers") or ()) and not self._dependents(obj):
-                new = copy.deepcopy(obj)
+                new = clone(obj)
                 new["metadata"]["finalizers"] = [f for f in meta["finalizers"] if f != "foregroundDeletion"]
                 self._commit(key, ns, name, obj, new, None, manager="garbage-collector")
             if key == NAMESPACES:
@@ -741,7 +777,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         }
         if (crd.get("status") or {}).get("acceptedNames") != names:
             stored = self.store[(CRDS, None, crd["metadata"]["name"])]
-            new = {**copy.deepcopy(stored), "status": status}
+            new = {**clone(stored), "status": status}
             self._commit(CRDS, None, crd["metadata"]["name"], stored, new, "status",
                          manager="kube-apiserver")
 
@@ -749,7 +785,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
         for key, info in list(self._served.items()):
             if info.crd == crd["metadata"]["name"]:
                 for (k, ns, name) in [k for k in self.store if k[0] == key]:
-                    self.store.pop((k, ns, name), None)
+                    gone = self.store.pop((k, ns, name), None)
+                    self._uids.pop(((gone or {}).get("metadata") or {}).get("uid", ""), None)
                 self.undeclare(key)
 
     def review(self, key: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -877,12 +914,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
         if sub not in (None, "status") or (sub == "status" and not self._has_status(key)):
             raise APIError(404, "NotFound", "the server could not find the requested resource")
         if method == "GET":
-            obj = copy.deepcopy(self._existing(key, ns, name))
+            obj = clone(self._existing(key, ns, name))
             if table:
                 return aiohttp.web.json_response(tables.table(self._served[key], [obj], params, {}))
             return aiohttp.web.json_response(obj)
         if dry_run and method in ("PUT", "PATCH", "DELETE"):
-            return aiohttp.web.json_response(copy.deepcopy(self._existing(key, ns, name)))
+            return aiohttp.web.json_response(clone(self._existing(key, ns, name)))
         if method == "PUT":
             return aiohttp.web.json_response(self.replace(key, ns, name, body or {}, subresource=sub,
                                                           manager=manager, validation=validation,
@@ -938,11 +975,38 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return match
 
     def _list(self, request: rendering.Request, key: str, ns: str | None) -> dict[str, Any]:
+        """A list, in pages of ``limit`` objects when asked, ordered by namespace and name,
+        a page going on with the ``continue`` token of the one before. Every page carries
+        the first one's resourceVersion; with no snapshots to serve them from, later pages
+        show objects as they are now (a watch from that resourceVersion catches up), and a
+        token from before the history window is 410 Gone, as a compacted one is."""
         match = self._selector(request)
-        items = [copy.deepcopy(o) for (k, n, _), o in self.store.items()
-                 if k == key and (ns is None or n == ns) and match(o)]
-        return {"apiVersion": key.rsplit("/", 1)[0], "kind": self._served[key].list_kind,
-                "metadata": {"resourceVersion": str(self._last_rv)}, "items": items}
+        limit_text = request.params.get("limit") or "0"
+        if not limit_text.isdigit():
+            raise APIError(400, "BadRequest", f"invalid limit {limit_text!r}")
+        limit, version, after = int(limit_text), str(self._last_rv), None
+        if request.params.get("continue"):
+            version, after = _continued(request.params["continue"])
+            if int(version) < self._compacted.get(key, 0):
+                raise APIError(410, "Expired", "The provided continue parameter is too old to display a consistent "
+                                               "list result. You can start a new list without the continue parameter.")
+        found = sorted((n or "", name) for (k, n, name) in self.store if k == key and (ns is None or n == ns))
+        if after is not None:
+            found = found[bisect.bisect_right(found, after):]
+        items: list[dict[str, Any]] = []
+        meta: dict[str, Any] = {"resourceVersion": version}
+        for at, (n, name) in enumerate(found):
+            obj = self.store[(key, n or None, name)]
+            if not match(obj):
+                continue
+            if limit and len(items) == limit:
+                last = items[-1]["metadata"]
+                meta["continue"] = _continue_token(version, (last.get("namespace") or "", last["name"]))
+                meta["remainingItemCount"] = sum(match(self.store[(key, m or None, o)]) for m, o in found[at:])
+                break
+            items.append(clone(obj))
+        return {"apiVersion": key.rsplit("/", 1)[0], "kind": self._served[key].list_kind, "metadata": meta,
+                "items": items}
 
     def _bookmark(self, key: str, initial_end: bool = False) -> dict[str, Any]:
         meta: dict[str, Any] = {"resourceVersion": str(self._last_rv)}
@@ -972,7 +1036,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     if rv > int(since) and (ns is None or obj["metadata"].get("namespace") == ns) and match(obj):
                         backlog.append({"type": event_type, "object": obj})
         else:
-            backlog = [{"type": "ADDED", "object": copy.deepcopy(o)} for (k, n, _), o in self.store.items()
+            backlog = [{"type": "ADDED", "object": clone(o)} for (k, n, _), o in self.store.items()
                        if k == key and (ns is None or n == ns) and match(o)]
             if params.get("sendInitialEvents") == "true" and bookmarks:
                 backlog.append(self._bookmark(key, initial_end=True))
@@ -985,12 +1049,18 @@ class KubeEmulator(kmock.KubernetesEmulator):
             table = "as=Table" in request.headers.get("Accept", "")
 
             def render(event: dict[str, Any]) -> bytes:
-                if partial and event["type"] not in ("ERROR", "BOOKMARK"):
-                    event = {"type": event["type"], "object": _partial(event["object"])}
-                elif table and event["type"] not in ("ERROR", "BOOKMARK"):  # kubectl get -w
-                    event = {"type": event["type"], "object": tables.table(self._served[key], [event["object"]],
-                                                                           params, {})}
-                return json.dumps(event).encode() + b"\n"
+                if table and event["type"] not in ("ERROR", "BOOKMARK"):  # kubectl get -w
+                    return json.dumps({"type": event["type"], "object": tables.table(
+                        self._served[key], [event["object"]], params, {})}).encode() + b"\n"
+                encoded = event.encoded.get(partial) if isinstance(event, WatchEvent) else None
+                if encoded is None:
+                    shown = event
+                    if partial and event["type"] not in ("ERROR", "BOOKMARK"):
+                        shown = {"type": event["type"], "object": _partial(event["object"])}
+                    encoded = json.dumps(shown).encode() + b"\n"
+                    if isinstance(event, WatchEvent):
+                        event.encoded[partial] = encoded
+                return encoded
 
             for event in backlog:
                 await response.write(render(event))
@@ -1017,6 +1087,21 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return response
 
 
+def _continue_token(version: str, after: tuple[str, str]) -> str:
+    """An opaque ``continue`` token: the list's resourceVersion and the last key served."""
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": int(version), "start": "/".join(after)})
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _continued(token: str) -> tuple[str, tuple[str, str]]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(token.encode()))
+        namespace, _, name = raw["start"].partition("/")
+        return str(int(raw["rv"])), (namespace, name)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise APIError(400, "BadRequest", "continue key is not valid") from None
+
+
 def _metadata_only(request: rendering.Request) -> bool:
     """``Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1``."""
     return "as=PartialObjectMetadata" in request.headers.get("Accept", "")
@@ -1024,7 +1109,7 @@ def _metadata_only(request: rendering.Request) -> bool:
 
 def _partial(obj: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
-            "metadata": copy.deepcopy(obj.get("metadata") or {})}
+            "metadata": clone(obj.get("metadata") or {})}
 
 
 _NAMESPACES_PATH = re.compile(r"/api/v1/namespaces(?:/([^/]+))?(?:/(status|finalize))?/?")

@@ -17,6 +17,22 @@ from typing import Any, Iterable
 from .schemas import Schema
 
 
+def clone(doc: Any) -> Any:
+    """A deep copy of a JSON document: dicts and lists are copied, scalars shared. Several
+    times faster than ``copy.deepcopy`` (no memo), to which anything else is left."""
+    kind = type(doc)
+    if kind is dict:
+        return {k: clone(v) for k, v in doc.items()}
+    if kind is list:
+        return [clone(v) for v in doc]
+    if kind in _SCALARS:
+        return doc
+    return copy.deepcopy(doc)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 class PatchError(ValueError):
     """The patch cannot be applied (422 Unprocessable Entity)."""
 
@@ -28,7 +44,7 @@ class PatchTestFailed(PatchError):
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386: dicts merge recursively, ``None`` removes a key, anything else replaces."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return clone(patch)
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
@@ -59,7 +75,7 @@ def _walk(doc: Any, parts: list[str]) -> Any:
 
 def json_patch(target: Any, ops: list[dict[str, Any]]) -> Any:
     """RFC 6902 operations: add, remove, replace, test, move, copy."""
-    doc = copy.deepcopy(target)
+    doc = clone(target)
     for op in ops:
         kind, parts = op.get("op"), _pointer(op.get("path", ""))
         try:
@@ -69,18 +85,18 @@ def json_patch(target: Any, ops: list[dict[str, Any]]) -> Any:
                 continue
             if kind in ("move", "copy"):
                 src = _pointer(op["from"])
-                value = copy.deepcopy(_walk(doc, src))
+                value = clone(_walk(doc, src))
                 if kind == "move":
                     doc = _remove(doc, src)
                 doc = _add(doc, parts, value)
             elif kind == "add":
-                doc = _add(doc, parts, copy.deepcopy(op.get("value")))
+                doc = _add(doc, parts, clone(op.get("value")))
             elif kind == "remove":
                 doc = _remove(doc, parts)
             elif kind == "replace":
                 _walk(doc, parts)  # must exist
                 doc = _remove(doc, parts)
-                doc = _add(doc, parts, copy.deepcopy(op.get("value")))
+                doc = _add(doc, parts, clone(op.get("value")))
             else:
                 raise PatchError(f"unknown JSON patch operation {kind!r}")
         except (KeyError, IndexError, ValueError, TypeError) as exc:
@@ -123,12 +139,12 @@ def _remove(doc: Any, parts: list[str]) -> Any:
 def strategic_merge_patch(target: Any, patch: Any, schema: Schema) -> Any:
     """Kubernetes' strategic merge patch: lists with a merge strategy merge by their key."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return clone(patch)
     if patch.get("$patch") == "replace":
-        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+        return {k: clone(v) for k, v in patch.items() if k != "$patch"}
     if patch.get("$patch") == "delete":
         return None
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    result = clone(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if key.startswith("$setElementOrder/") or key == "$retainKeys":
             continue
@@ -149,12 +165,12 @@ def strategic_merge_patch(target: Any, patch: Any, schema: Schema) -> Any:
             else:
                 result[key] = merged
         else:
-            result[key] = copy.deepcopy(value)
+            result[key] = clone(value)
     return result
 
 
 def _merge_list(current: Any, patch: list[Any], schema: Schema) -> list[Any]:
-    current = copy.deepcopy(current) if isinstance(current, list) else []
+    current = clone(current) if isinstance(current, list) else []
     merge_key = schema.patch_merge_key()
     if not merge_key:  # a list of primitives with the merge strategy is a set
         return current + [v for v in patch if v not in current]
@@ -189,22 +205,28 @@ def _item_key(item: Any, keys: list[str]) -> str:
 
 def field_set(obj: Any, schema: Schema, prefix: Path = ()) -> set[Path]:
     """The paths a manager owns when it sets ``obj``: leaves, list items by key, set members."""
-    out: set[Path] = set()
-    if isinstance(obj, dict) and obj and not schema.atomic_map():
+    if _is_map(obj, schema):
+        out: set[Path] = set()
         for key, value in obj.items():
             path = prefix + (f"f:{key}",)
-            if path in _UNOWNED:
-                continue
-            child = schema.child(key)
-            if isinstance(value, list) and value and child.list_type() in ("map", "set"):
-                out |= _list_set(value, child, path)
-            elif isinstance(value, dict) and value and not child.atomic_map():
-                out |= field_set(value, child, path)
-            else:
-                out.add(path)
+            if path not in _UNOWNED:
+                out |= _value_set(value, schema.child(key), path)
         return out
-    out.add(prefix)
-    return out
+    return {prefix}
+
+
+def _is_map(value: Any, schema: Schema) -> bool:
+    """Whether ``value`` is owned field by field (a non-empty map that is not atomic)."""
+    return isinstance(value, dict) and bool(value) and not schema.atomic_map()
+
+
+def _value_set(value: Any, schema: Schema, path: Path) -> set[Path]:
+    """The paths owned by setting the field at ``path`` to ``value``."""
+    if isinstance(value, list) and value and schema.list_type() in ("map", "set"):
+        return _list_set(value, schema, path)
+    if _is_map(value, schema):
+        return field_set(value, schema, path)
+    return {path}
 
 
 def _list_set(items: list[Any], schema: Schema, path: Path) -> set[Path]:
@@ -261,35 +283,55 @@ def remove_at(obj: Any, path: Path) -> None:
 
 
 def changed_paths(old: Any, new: Any, schema: Schema) -> tuple[set[Path], set[Path]]:
-    """(set or changed, removed) paths between two versions of an object."""
-    old_set, new_set = field_set(old, schema), field_set(new, schema)
-    changed = {p for p in new_set if p not in old_set or value_at(old, p) != value_at(new, p)}
-    return changed, old_set - new_set
+    """(set or changed, removed) paths between two versions of an object. Fields equal in
+    both are skipped whole: a status write does not walk the spec."""
+    if not (_is_map(old, schema) and _is_map(new, schema)):
+        old_set, new_set = field_set(old, schema), field_set(new, schema)
+        return {p for p in new_set if p not in old_set or value_at(old, p) != value_at(new, p)}, old_set - new_set
+    changed: set[Path] = set()
+    removed: set[Path] = set()
+
+    def diff(before: dict[str, Any], after: dict[str, Any], node: Schema, prefix: Path) -> None:
+        for key in {**before, **after}:
+            path = prefix + (f"f:{key}",)
+            if path in _UNOWNED or (key in before and key in after and before[key] == after[key]):
+                continue
+            child = node.child(key)
+            if key in before and key in after and _is_map(before[key], child) and _is_map(after[key], child):
+                diff(before[key], after[key], child, path)
+                continue
+            old_set = _value_set(before[key], child, path) if key in before else set()
+            new_set = _value_set(after[key], child, path) if key in after else set()
+            changed.update(p for p in new_set if p not in old_set or value_at(old, p) != value_at(new, p))
+            removed.update(old_set - new_set)
+
+    diff(old, new, schema, ())
+    return changed, removed
 
 
 def apply_merge(current: Any, config: Any, schema: Schema) -> Any:
     """Merge an apply configuration into the live object, lists by their map keys."""
     if not isinstance(config, dict) or not isinstance(current, dict) or schema.atomic_map():
-        return copy.deepcopy(config)
-    result = copy.deepcopy(current)
+        return clone(config)
+    result = clone(current)
     for key, value in config.items():
         if value is None:
             continue
         child = schema.child(key)
         if isinstance(value, list) and isinstance(result.get(key), list) and child.list_type() in ("map", "set"):
             keys = child.map_keys()
-            merged = copy.deepcopy(result[key])
+            merged = clone(result[key])
             for item in value:
                 if keys and isinstance(item, dict):
                     ident = _item_key(item, keys)
                     at = next((i for i, have in enumerate(merged)
                                if isinstance(have, dict) and _item_key(have, keys) == ident), None)
                     if at is None:
-                        merged.append(copy.deepcopy(item))
+                        merged.append(clone(item))
                     else:
                         merged[at] = apply_merge(merged[at], item, child.items())
                 elif item not in merged:
-                    merged.append(copy.deepcopy(item))
+                    merged.append(clone(item))
             result[key] = merged
         else:
             result[key] = apply_merge(result.get(key), value, child)

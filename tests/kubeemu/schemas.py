@@ -49,7 +49,7 @@ class Schema:
     __slots__ = ("node",)
 
     def __init__(self, node: dict[str, Any] | None):
-        self.node = _resolve(node) if node else None
+        self.node = _resolved(node) if node else None
 
     def child(self, name: str) -> "Schema":
         if not self.node:
@@ -85,6 +85,20 @@ class Schema:
 
     def patch_merge_key(self) -> str | None:
         return self._get("x-kubernetes-patch-merge-key")
+
+
+# Nodes with a $ref, by id, with what they resolve to: definitions never change, and a
+# node is kept alive with its entry so that its id is not reused.
+_RESOLVED: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+
+def _resolved(node: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" not in node and "allOf" not in node:
+        return node
+    hit = _RESOLVED.get(id(node))
+    if hit is None or hit[0] is not node:
+        hit = _RESOLVED[id(node)] = (node, _resolve(node))
+    return hit[1]
 
 
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:
@@ -186,9 +200,18 @@ def _json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return visit(schema)
 
 
-@functools.lru_cache(maxsize=32)
-def _validator(schema_json: str) -> Draft4Validator:
-    return Draft4Validator(_json_schema(json.loads(schema_json)))
+# Validators by the id of the schema they check (kept alive with them): built once per
+# CRD version, as the API server does, not per write.
+_VALIDATORS: dict[int, tuple[dict[str, Any], Draft4Validator]] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Draft4Validator:
+    hit = _VALIDATORS.get(id(schema))
+    if hit is None or hit[0] is not schema:
+        if len(_VALIDATORS) >= 64:
+            _VALIDATORS.clear()
+        hit = _VALIDATORS[id(schema)] = (schema, Draft4Validator(_json_schema(copy.deepcopy(schema))))
+    return hit[1]
 
 
 def _path(parts: Any) -> str:
@@ -202,7 +225,7 @@ def problems(obj: Any, old: Any, schema: dict[str, Any]) -> list[tuple[str, str,
     """(field, reason, message) for each way ``obj`` breaks the schema, then its CEL rules."""
     body = {k: v for k, v in obj.items() if k != "metadata"}
     found = []
-    for error in _validator(json.dumps(schema, sort_keys=True)).iter_errors(body):
+    for error in _validator(schema).iter_errors(body):
         field = _path(error.absolute_path)
         if error.validator == "enum":
             found.append((field, "FieldValueNotSupported",
@@ -234,6 +257,32 @@ def _holds(expression: str, value: str, old: str) -> bool | str:
     return str(ok) if isinstance(ok, Exception) else bool(ok)
 
 
+# A rule reading ``self`` (or ``oldSelf``) only through named fields: ``self.spec.x``, not
+# ``self`` whole, ``self[...]`` or a method of ``self``.
+_FIELD_READ = re.compile(r"\b(self|oldSelf)\b(\.[A-Za-z_][A-Za-z0-9_]*)?(\s*\()?")
+
+
+@functools.lru_cache(maxsize=None)
+def _fields_read(expression: str) -> frozenset[str] | None:
+    """The top-level fields of ``self`` and ``oldSelf`` a rule reads; ``None`` when it may
+    read more. Like the API server, which converts values to CEL lazily, a rule then costs
+    what it reads, not the size of the whole object (a status write does not convert the
+    status for a rule about the spec)."""
+    names = set()
+    for match in _FIELD_READ.finditer(expression):
+        if match.group(2) is None or match.group(3):
+            return None
+        names.add(match.group(2)[1:])
+    return frozenset(names)
+
+
+def _read_by(expression: str, value: Any) -> Any:
+    fields = _fields_read(expression)
+    if fields is None or not isinstance(value, dict):
+        return value
+    return {k: v for k, v in value.items() if k in fields}
+
+
 # Rules generated per service open with this guard; for another service the rule holds.
 _SERVICE_GUARD = re.compile(r"^self\.service != '([^']+)' \|\| ")
 
@@ -248,7 +297,8 @@ def _rules(value: Any, old: Any, schema: dict[str, Any], path: str) -> Iterator[
         guard = _SERVICE_GUARD.match(expression)
         if guard and isinstance(value, dict) and value.get("service") != guard.group(1):
             continue
-        ok = _holds(expression, json.dumps(value, sort_keys=True), json.dumps(old, sort_keys=True))
+        ok = _holds(expression, json.dumps(_read_by(expression, value), sort_keys=True),
+                    json.dumps(_read_by(expression, old), sort_keys=True))
         if isinstance(ok, str):
             yield path, f"Invalid value: rule [{expression}] could not be evaluated: {ok}"
             continue

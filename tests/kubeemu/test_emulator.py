@@ -477,3 +477,58 @@ def test_a_watch_asked_for_tables_streams_rows_as_kubectl_get_watch_reads_them(a
     table = events[0]["object"]
     assert table["kind"] == "Table" and [c["name"] for c in table["columnDefinitions"]] == ["Name", "Data", "Age"]
     assert table["rows"][0]["cells"][:2] == ["rowed", 1]
+
+
+def test_one_change_reaches_a_full_and_a_metadata_only_watch_each_in_its_own_form(api, cluster):
+    seen: dict[str, list[dict]] = {"full": [], "partial": []}
+    partial = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+    def watch(form: str, accept: str) -> None:
+        with httpx.Client(base_url=cluster.url, timeout=10, headers={"Accept": accept}) as c:
+            with c.stream("GET", "/api/v1/namespaces/ns6/secrets",
+                          params={"watch": "true", "timeoutSeconds": "3"}) as r:
+                for line in r.iter_lines():
+                    if line:
+                        seen[form].append(json.loads(line))
+                        if len(seen[form]) == 2:
+                            return
+
+    before = cluster.call(lambda: len(cluster.emulator.watchers))
+    threads = [threading.Thread(target=watch, args=("full", "application/json")),
+               threading.Thread(target=watch, args=("partial", partial))]
+    for t in threads:
+        t.start()
+    cluster.wait_until(lambda: cluster.call(lambda: len(cluster.emulator.watchers)) >= before + 2)
+    api.post("/api/v1/namespaces/ns6/secrets", json={"metadata": {"name": "both"}, "data": {"k": "dg=="}})
+    api.patch("/api/v1/namespaces/ns6/secrets/both", headers=MERGE, content=json.dumps({"data": {"k": "dw=="}}))
+    for t in threads:
+        t.join(5)
+    assert [(e["type"], e["object"]["kind"], e["object"]["data"]) for e in seen["full"]] == [
+        ("ADDED", "Secret", {"k": "dg=="}), ("MODIFIED", "Secret", {"k": "dw=="})]
+    assert [(e["type"], e["object"]["kind"], "data" in e["object"]) for e in seen["partial"]] == [
+        ("ADDED", "PartialObjectMetadata", False), ("MODIFIED", "PartialObjectMetadata", False)]
+    assert seen["partial"][1]["object"]["metadata"]["resourceVersion"] == \
+        seen["full"][1]["object"]["metadata"]["resourceVersion"]
+
+
+def test_a_list_comes_in_pages_of_limit_objects_in_name_order(api, cluster):
+    for name in ("p3", "p1", "p5", "p2", "p4"):
+        api.post("/api/v1/namespaces/ns3/configmaps", json={"metadata": {"name": name}}).raise_for_status()
+    first = api.get("/api/v1/namespaces/ns3/configmaps", params={"limit": "2"}).json()
+    assert [o["metadata"]["name"] for o in first["items"]] == ["p1", "p2"]
+    assert first["metadata"]["remainingItemCount"] == 3
+    api.delete("/api/v1/namespaces/ns3/configmaps/p3").raise_for_status()
+    pages, token = [first], first["metadata"]["continue"]
+    while token:
+        page = api.get("/api/v1/namespaces/ns3/configmaps", params={"limit": "2", "continue": token}).json()
+        pages.append(page)
+        token = page["metadata"].get("continue")
+    assert [[o["metadata"]["name"] for o in p["items"]] for p in pages] == [["p1", "p2"], ["p4", "p5"]]
+    assert {p["metadata"]["resourceVersion"] for p in pages} == {first["metadata"]["resourceVersion"]}
+    whole = api.get("/api/v1/namespaces/ns3/configmaps").json()
+    assert "continue" not in whole["metadata"] and len(whole["items"]) == 4
+    bad = api.get("/api/v1/namespaces/ns3/configmaps", params={"limit": "2", "continue": "not-a-token"})
+    assert bad.status_code == 400
+    cluster.call(cluster.emulator.compact, "v1/configmaps")
+    gone = api.get("/api/v1/namespaces/ns3/configmaps", params={"limit": "2", "continue": first["metadata"]["continue"]})
+    assert gone.status_code == 410 and gone.json()["reason"] == "Expired"

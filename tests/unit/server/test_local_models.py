@@ -191,3 +191,27 @@ async def test_more_inputs_than_one_request_may_carry_is_a_400(tiny_models, monk
     assert over.json()["error"]["type"] == "action_request_validation_exception"
     assert "[9] entries, more than the [8]" in over.json()["error"]["reason"]
     assert len(at.json()["text_embedding"]) == 8
+
+
+def test_cpu_batches_run_in_the_slices_that_cost_least():
+    import itertools
+    import random
+
+    from model_server.backends.local.encoders import cheapest_slices
+
+    def cost(slices, lengths, pass_cost):
+        return sum(pass_cost + lengths[s[-1]] * len(s) for s in slices)
+
+    rng = random.Random(3)
+    for _ in range(200):
+        lengths = sorted(rng.randint(3, 40) for _ in range(rng.randint(1, 9)))
+        pass_cost = rng.choice([0, 8, 32, 256])
+        slices = cheapest_slices(lengths, pass_cost)
+        assert [i for s in slices for i in s] == list(range(len(lengths)))
+        cheapest = min(
+            cost([range(a, b) for a, b in zip((0,) + cuts, cuts + (len(lengths),))], lengths, pass_cost)
+            for n in range(len(lengths)) for cuts in itertools.combinations(range(1, len(lengths)), n)
+        )
+        assert cost(slices, lengths, pass_cost) == cheapest
+    assert cheapest_slices([3, 3, 4, 10, 10, 11, 30], 32) == [range(0, 6), range(6, 7)]
+    assert cheapest_slices([7] * 64, 32) == [range(0, 64)]
