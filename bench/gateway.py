@@ -62,10 +62,10 @@ def serve_gateway(port: int, upstream: str) -> None:
     import uvicorn
 
     from model_server.gateway.app import create_gateway_app
-    from model_server.gateway.forwarding import ForwardingBackend
+    from model_server.gateway.forwarding import ForwardingBackend, pod_client
     from model_server.gateway.local_store import LocalEndpointStore
 
-    client = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=200))
+    client = pod_client()  # the gateway's own client to endpoint pods
     store = LocalEndpointStore(backend_factory=lambda config: ForwardingBackend(config, upstream, client))
 
     async def main() -> None:

@@ -75,6 +75,20 @@ def _unified_error(status: int, data: str, inference_id: str) -> ElasticsearchEr
     return status_exception(f"Inference endpoint [{inference_id}] answered with HTTP status [{status}]", 502)
 
 
+# Connections to endpoint pods: a busy gateway keeps many alive to each Service.
+POD_LIMITS = httpx.Limits(max_connections=512, max_keepalive_connections=256, keepalive_expiry=30.0)
+POD_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+
+
+def pod_client() -> httpx.AsyncClient:
+    """The gateway's client to endpoint pods (plain HTTP inside the cluster) over aiohttp's
+    pool, as provider calls are: httpcore's pool rescans every queued request whenever it
+    hands out a connection, a cost that grows with the requests waiting."""
+    from httpx_aiohttp import AiohttpTransport
+
+    return httpx.AsyncClient(transport=AiohttpTransport(limits=POD_LIMITS), timeout=POD_TIMEOUT)
+
+
 class ForwardingBackend(Backend):
     """Serves ``config`` by calling ``base_url``, where the endpoint's server listens: its
     root, or the endpoint's ``_inference`` URL as the operator reports it in status."""

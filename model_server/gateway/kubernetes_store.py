@@ -25,7 +25,7 @@ from ..backends.base import Backend
 from kubeinfer.catalog import InferenceEndpointConfig, SecretKeyRef, from_manifest
 from kubeinfer.catalog.endpoint import is_inference_id
 from kubeinfer.errors import ElasticsearchError, not_found, status_exception, validation_exception
-from .forwarding import ForwardingBackend
+from .forwarding import ForwardingBackend, pod_client
 from kubeinfer.kube import KubeClient, KubeError
 from kubeinfer.resource import (
     API_VERSION, LABEL_ALLOW_CUSTOM_URL, LABEL_MANAGED_BY, PLURAL, is_ready, owner_reference, ready_condition, refusal, workload_name,
@@ -105,7 +105,7 @@ class KubernetesEndpointStore:
                  poll_interval: float = 0.5, cache_seconds: float = 1.0) -> None:
         self.api = api
         self.namespace = namespace
-        self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
+        self.http = http or pod_client()
         self.poll_interval = poll_interval
         # Inference reads its endpoint twice per request (config, then backend): a short
         # cache spares the API server; this replica's own changes drop their entry at once.

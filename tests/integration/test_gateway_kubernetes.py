@@ -302,6 +302,17 @@ async def test_the_gateway_routes_bytes_without_decoding_or_re_encoding_them(gat
     assert VIEWER not in json.dumps(received.headers)
 
 
+async def test_a_body_too_large_to_buffer_is_streamed_to_the_pod_whole(gateway, cluster, endpoint_server):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    texts = [f"sentence {i} " + "word " * 40 for i in range(600)]  # about 130 KB: past the buffered size
+    sent = json.dumps({"input": texts}).encode()
+    response = await gateway.post("/_inference/gw-emb", content=sent,
+                                  headers={**as_user(VIEWER), "Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert [e["embedding"][0] for e in response.json()["text_embedding"]] == [float(len(t)) for t in texts]
+    assert endpoint_server.fake.to("/_inference/text_embedding/gw-emb")[-1].body == sent
+
+
 async def test_the_gateways_own_errors_stay_elasticsearch_shaped(gateway, cluster, endpoint_server):
     await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
     seen = len(endpoint_server.fake.received)
