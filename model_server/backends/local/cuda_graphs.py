@@ -71,10 +71,6 @@ class GraphedForward:
         self.disabled_reason: str | None = None
         self.replays = 0
 
-    @property
-    def graph_count(self) -> int:
-        return len(self._graphs)
-
     def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         rows, width = batch["input_ids"].shape
         shape = (batch_bucket(rows), min(length_bucket(width), self._max_length))
@@ -84,7 +80,7 @@ class GraphedForward:
         key = (*shape, tuple(sorted(batch)))
         graph = self._graphs.get(key)
         if graph is None:
-            graph = self._record(shape, batch)
+            graph = self._record(key, batch)
             if graph is None:
                 return self._forward(batch)
         for name, static in graph.inputs.items():
@@ -99,8 +95,8 @@ class GraphedForward:
         self.replays += 1
         return graph.output[:rows]
 
-    def _record(self, shape: tuple[int, int], batch: dict[str, torch.Tensor]) -> _Graph | None:
-        rows, width = shape
+    def _record(self, key: tuple[Any, ...], batch: dict[str, torch.Tensor]) -> _Graph | None:
+        rows, width = key[0], key[1]
         device = batch["input_ids"].device
         inputs = {name: torch.zeros((rows, width), dtype=tensor.dtype, device=device) for name, tensor in batch.items()}
         inputs["input_ids"].fill_(self._pad_id)
@@ -131,6 +127,6 @@ class GraphedForward:
                 pass
             return None
         recorded = _Graph(graph, inputs, output)
-        self._graphs[(rows, width, tuple(sorted(batch)))] = recorded
+        self._graphs[key] = recorded
         log.debug("recorded a CUDA graph for %d x %d", rows, width)
         return recorded
