@@ -46,7 +46,8 @@ def create_app(
     # its path too. These declare POST routes only, so the GET, PUT and DELETE routes below
     # keep their literal paths (`_all`, `_services`) ahead of `{inference_id}`.
     app.include_router(chat_completion_router(store))
-    app.include_router(inference_router(store, relay=relay))
+    inference = inference_router(store, relay=relay)
+    app.include_router(inference)
     app.include_router(health_router(readiness))
     for router in extra_routers:
         app.include_router(router)
@@ -54,5 +55,7 @@ def create_app(
     app.include_router(endpoints_router(store))
     # OpenAI's API over the same endpoints.
     app.include_router(openai_router(store))
+    # The same inference POSTs, matched before any route is walked (see ``InferenceRoute``).
+    app.router.routes.insert(0, inference.fast_route)
     app.state.store = store
     return app

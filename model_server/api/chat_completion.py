@@ -201,7 +201,4 @@ async def _events(first: Any, chunks: AsyncIterator[ChatCompletionChunk], infere
 
 
 def _observe(inference_id: str, task: str, status: int, started: float, error_type: str | None = None) -> None:
-    metrics.REQUESTS.labels(inference_id, task, str(status)).inc()
-    metrics.LATENCY.labels(inference_id, task).observe(asyncio.get_running_loop().time() - started)
-    if error_type is not None:
-        metrics.ERRORS.labels(inference_id, error_type).inc()
+    metrics.observe_request(inference_id, task, status, asyncio.get_running_loop().time() - started, error_type)

@@ -14,11 +14,13 @@ import asyncio
 import logging
 import math
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Match
+from starlette.types import Receive, Scope, Send
 
 from ..backends.base import Backend, InferenceRequest
 from ..backends.results import CompletionDelta
@@ -69,10 +71,8 @@ class _Observed:
         self.started = time.perf_counter()
 
     def finish(self, status: int, error_type: str | None = None) -> None:
-        metrics.REQUESTS.labels(self.inference_id, self.task_type, str(status)).inc()
-        metrics.LATENCY.labels(self.inference_id, self.task_type).observe(time.perf_counter() - self.started)
-        if error_type is not None:
-            metrics.ERRORS.labels(self.inference_id, error_type).inc()
+        metrics.observe_request(self.inference_id, self.task_type, status, time.perf_counter() - self.started,
+                                error_type)
 
 
 async def _relayed(
@@ -111,13 +111,70 @@ async def _prepare(
     request = parse_inference_request(config, body, http.query_params.get("timeout"), max_inputs=max_inputs)
     if config.task_type is TaskType.CHAT_COMPLETION:
         raise not_a_stream_error(config)
-    metrics.INPUTS.labels(config.inference_id, config.task_type.value).inc(len(request.input))
+    metrics.count_inputs(config.inference_id, config.task_type.value, len(request.input))
     return await store.backend(inference_id), request
+
+
+_PREFIX = "/_inference/"
+_STREAM = "_stream"
+# Chat completion's own routes (`chat_completion.py`) take its `_stream` path.
+_CHAT_COMPLETION = "chat_completion"
+
+
+def inference_target(scope: Scope) -> tuple[str, bool] | None:
+    """(``{endpoint}``, stream) when ``scope`` is a POST the inference routes below answer, else None.
+
+    The same paths as the routes' patterns, read with a split instead of a walk of the app's
+    routes: one or two segments after ``/_inference/``, and ``/_stream`` after them, except
+    ``/_inference/chat_completion/<id>/_stream``, which is chat completion's.
+    """
+    if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
+        return None
+    path: str = scope["path"]
+    if not path.startswith(_PREFIX):
+        return None
+    parts = path[len(_PREFIX):].split("/")
+    stream = len(parts) > 1 and parts[-1] == _STREAM
+    if stream:
+        del parts[-1]
+    if len(parts) > 2 or not all(parts) or (stream and len(parts) == 2 and parts[0] == _CHAT_COMPLETION):
+        return None
+    return "/".join(parts), stream
+
+
+class InferenceRoute(BaseRoute):
+    """The inference routes' POSTs as one route placed first in an app's router.
+
+    Every request walks an app's routes in order, each a regular expression, and Starlette
+    wraps each route's handler in a request/response adapter: for the hot path this route
+    matches with ``inference_target`` and calls the handler at once. It answers POSTs only;
+    other methods fall through to the routes declared in ``inference_router``, which match
+    the same paths and keep ``405``'s ``Allow`` list right. Errors the handler raises go to
+    the app's exception handlers as from any route.
+    """
+
+    path_format = "/_inference/{endpoint}"
+
+    def __init__(self, answer: Callable[[Request, bool], Awaitable[Response]]) -> None:
+        self.answer = answer
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        target = inference_target(scope)
+        if target is None:
+            return Match.NONE, {}
+        endpoint, stream = target
+        return Match.FULL, {"endpoint": self, "path_params": {"endpoint": endpoint}, "kubeinfer.stream": stream}
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.answer(Request(scope, receive, send), scope["kubeinfer.stream"])
+        await response(scope, receive, send)
 
 
 def inference_router(store: EndpointStore, *, max_inputs: int | None = None, relay: Relay | None = None) -> APIRouter:
     """The routes over ``store``; ``max_inputs`` per request, ``KUBEINFER_MAX_INPUTS_PER_REQUEST`` by default;
-    ``relay`` hands requests for the backends it takes on as bytes (the endpoint's server checks them)."""
+    ``relay`` hands requests for the backends it takes on as bytes (the endpoint's server checks them).
+
+    ``router.fast_route`` is the same handler as one ``InferenceRoute``, for the app to put first."""
     router = APIRouter()
     if max_inputs is None:
         max_inputs = ServerSettings.from_env().max_inputs_per_request
@@ -167,6 +224,7 @@ def inference_router(store: EndpointStore, *, max_inputs: int | None = None, rel
     # since `{endpoint}` alone would take `<inference_id>/_stream` for `<task_type>/<inference_id>`.
     router.add_route("/_inference/{endpoint:endpoint}/_stream", stream_route, methods=["POST"])
     router.add_route("/_inference/{endpoint:endpoint}", infer_route, methods=["POST"])
+    router.fast_route = InferenceRoute(answer)  # type: ignore[attr-defined]
     return router
 
 

@@ -6,6 +6,8 @@ default registry; ``/metrics`` exposes them all.
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 
 # The label of requests to ids no endpoint has: ids come from the URL, and a label value
@@ -33,6 +35,42 @@ INPUTS = Counter(
     "Input texts received (one request may carry many).",
     ["inference_id", "task_type"],
 )
+
+
+# A labelled child per label values, found once: ``labels()`` validates and locks on every
+# call, a few microseconds a request that the hot path need not pay. Bounded, and an
+# evicted child is found again by ``labels()`` (it is kept by the metric), so nothing is lost.
+@functools.lru_cache(maxsize=4096)
+def _requests(inference_id: str, task_type: str, status: int) -> Counter:
+    return REQUESTS.labels(inference_id, task_type, str(status))
+
+
+@functools.lru_cache(maxsize=4096)
+def _latency(inference_id: str, task_type: str) -> Histogram:
+    return LATENCY.labels(inference_id, task_type)
+
+
+@functools.lru_cache(maxsize=4096)
+def _errors(inference_id: str, error_type: str) -> Counter:
+    return ERRORS.labels(inference_id, error_type)
+
+
+@functools.lru_cache(maxsize=4096)
+def _inputs(inference_id: str, task_type: str) -> Counter:
+    return INPUTS.labels(inference_id, task_type)
+
+
+def observe_request(inference_id: str, task_type: str, status: int, seconds: float,
+                    error_type: str | None = None) -> None:
+    """One answered inference request: counted by status, timed, and counted by error type."""
+    _requests(inference_id, task_type, status).inc()
+    _latency(inference_id, task_type).observe(seconds)
+    if error_type is not None:
+        _errors(inference_id, error_type).inc()
+
+
+def count_inputs(inference_id: str, task_type: str, count: int) -> None:
+    _inputs(inference_id, task_type).inc(count)
 
 
 def exposition() -> tuple[bytes, str]:

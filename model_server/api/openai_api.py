@@ -316,10 +316,7 @@ class _Timer:
         self.inference_id, self.task, self.started = inference_id, task, time.perf_counter()
 
     def finish(self, status: int, error_type: str | None = None) -> None:
-        metrics.REQUESTS.labels(self.inference_id, self.task, str(status)).inc()
-        metrics.LATENCY.labels(self.inference_id, self.task).observe(time.perf_counter() - self.started)
-        if error_type is not None:
-            metrics.ERRORS.labels(self.inference_id, error_type).inc()
+        metrics.observe_request(self.inference_id, self.task, status, time.perf_counter() - self.started, error_type)
 
 
 async def _bounded(awaitable: Any, timeout: float) -> Any:
@@ -363,7 +360,7 @@ def openai_router(store: EndpointStore) -> APIRouter:
             texts = _embedding_inputs(body.get("input"))
             request = _with_timeout(parse_inference_request(config, {"input": texts}), _timeout(http_request, 30.0))
             backend = await store.backend(model_id)
-            metrics.INPUTS.labels(model_id, config.task_type.value).inc(len(texts))
+            metrics.count_inputs(model_id, config.task_type.value, len(texts))
             vectors = embedding_vectors(await _bounded(backend.infer(request), request.timeout))
             dimensions = body.get("dimensions")
             if dimensions is not None and vectors and dimensions != len(vectors[0]):
@@ -395,7 +392,7 @@ def openai_router(store: EndpointStore) -> APIRouter:
             request = _with_timeout(parse_inference_request(config, {"input": documents, "query": body["query"]}),
                                     _timeout(http_request, 30.0))
             backend = await store.backend(model_id)
-            metrics.INPUTS.labels(model_id, config.task_type.value).inc(len(documents))
+            metrics.count_inputs(model_id, config.task_type.value, len(documents))
             result = await _bounded(backend.infer(request), request.timeout)
         except (OpenAIError, ElasticsearchError) as exc:
             timer.finish(exc.status, getattr(exc, "type", "invalid_request_error"))

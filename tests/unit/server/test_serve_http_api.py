@@ -289,3 +289,41 @@ async def test_a_pod_still_loading_its_model_answers_503_in_openai_shape():
     assert response.status_code == 503
     error = response.json()["error"]
     assert error["type"] == "server_error" and "loading" in error["message"]
+
+
+@pytest.mark.parametrize("method,path", [
+    ("POST", "/_inference/my-e5"),
+    ("POST", "/_inference/text_embedding/my-e5"),
+    ("POST", "/_inference/rerank/my-e5"),
+    ("POST", "/_inference/text_embedding/my-e5/_stream"),
+    ("POST", "/_inference/my-e5/_stream"),
+    ("POST", "/_inference/chat_completion/my-e5"),
+    ("POST", "/_inference/chat_completion/my-e5/_stream"),
+    ("POST", "/_inference/chat_completion/my-e5/_unified"),
+    ("POST", "/_inference/chat_completion/_stream"),
+    ("POST", "/_inference/a/b/c"),
+    ("POST", "/_inference/my-e5/"),
+    ("POST", "/_inference//my-e5"),
+    ("POST", "/_inference/"),
+    ("POST", "/_inference/_stream"),
+    ("POST", "/_inference/my%2Fe5"),
+    ("PATCH", "/_inference/my-e5"),
+    ("GET", "/_inference/my-e5"),
+    ("PUT", "/_inference/text_embedding/my-e5/_stream"),
+])
+async def test_inference_posts_answer_as_the_declared_routes_do(method, path):
+    """The inference POSTs are matched ahead of the app's routes; every path, method and
+    error must be answered exactly as the routes declared for them answer it."""
+    from model_server.api.inference import InferenceRoute
+
+    answers = []
+    for fast in (True, False):
+        backend = RecordingBackend(embedding_config())
+        app = create_app(SingleEndpointStore(backend.config, backend))
+        if not fast:
+            app.router.routes[:] = [r for r in app.router.routes if not isinstance(r, InferenceRoute)]
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            r = await client.request(method, path, json={"input": ["hello"]})
+        answers.append((r.status_code, r.headers.get("allow"), r.headers.get("x-elastic-product"), r.text,
+                        [(q.input, q.task_type) for q in backend.requests]))
+    assert answers[0] == answers[1]
