@@ -73,6 +73,9 @@ Model server (``ServerSettings``; ``kubeinfer serve`` and ``kubeinfer local``):
                                         torch), ``torch`` or ``onnx``; GPUs run torch
 ``KUBEINFER_QUANTIZATION``              ``none`` or ``int8`` (ONNX Runtime, opt-in)
 ``KUBEINFER_INT8_MIN_COSINE``           int8's least mean cosine to fp32 at load (0.99)
+``KUBEINFER_CPU_LANES_MAX_MEMORY``      most memory one-thread ONNX Runtime sessions
+                                        running batches side by side may add
+                                        (``1gb``; ``0`` turns them off)
 =====================================  =============================================
 
 This module knows nothing of kopf, of the Kubernetes API or of torch.
@@ -286,6 +289,10 @@ class ServerSettings(ModelSettings, HttpSettings):
         default="none", description="int8: dynamic per-channel quantization on ONNX Runtime (changes results).")
     int8_min_cosine: float = Field(
         default=0.99, gt=0, le=1, description="Least mean cosine to fp32 int8 may show at load to be served.")
+    cpu_lanes_max_memory: ByteSize = Field(
+        default=ByteSize(1024 ** 3), ge=0,
+        description="With num_threads > 1 on ONNX Runtime, the most memory the one-thread sessions that run "
+                    "parts of a batch side by side may add (each holds a copy of the model); 0 turns them off.")
     scale_to_zero_after: float = Field(
         default=900, ge=0, description="Local mode: idle seconds before a min-0 local model is unloaded.")
 

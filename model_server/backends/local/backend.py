@@ -58,6 +58,7 @@ class LocalModelBackend(Backend):
         self.device = device or settings_.device
         self.cpu_dtype = settings_.cpu_dtype
         self.cuda_graphs = settings_.cuda_graphs
+        self.lanes_max_memory = int(settings_.cpu_lanes_max_memory)
         if isinstance(batching, BatchingOptions):
             self.batching = batching
         else:
@@ -97,6 +98,8 @@ class LocalModelBackend(Backend):
             engine += " int8"
         if self.running_on.get("cuda_graphs"):
             engine += " with CUDA graphs"
+        if self.running_on.get("lanes"):
+            engine += f" with {self.running_on['lanes']} one-thread lanes"
         log.info("model [%s] ready on %s (%s, %s), max length %d tokens", self.model_id, model.runtime.device,
                  engine, str(model.runtime.dtype).removeprefix("torch."), model.max_length)
 
@@ -134,7 +137,8 @@ class LocalModelBackend(Backend):
         if self.engine.wants_onnx and not runtime.on_gpu and runtime.dtype == torch.float32:
             from .onnx_runtime import switch_to_onnx
 
-            self.running_on = switch_to_onnx(model, self.engine, threads=self.num_threads, cache_dir=self.cache_dir)
+            self.running_on = switch_to_onnx(model, self.engine, threads=self.num_threads, cache_dir=self.cache_dir,
+                                             lanes_max_memory=self.lanes_max_memory)
         elif self.engine.quantization == "int8":
             raise status_exception(f"int8 quantization runs on CPU with ONNX Runtime in float32; model "
                                    f"[{self.model_id}] runs on {runtime.device} in {runtime.dtype}")

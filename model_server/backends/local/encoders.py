@@ -174,17 +174,35 @@ class LocalModel:
         return {k: v.to(self.runtime.device, non_blocking=True) for k, v in batch.items()}
 
     def run(self, items: Sequence[Encoded]) -> list[Any]:
-        """Outputs for ``items`` in their order, computed in length-sorted slices that pad little."""
+        """Outputs for ``items`` in their order, computed in length-sorted slices that pad little;
+        on a body with lanes (see ``onnx_runtime.OnnxBody``), in parts of equal cost side by side."""
         order = sorted(range(len(items)), key=lambda i: len(items[i]))
         outputs: list[Any] = [None] * len(items)
-        with torch.inference_mode():
-            lengths = [len(items[i]) for i in order]
-            slices = _length_slices(lengths) if self.runtime.on_gpu else cheapest_slices(lengths, CPU_PASS_COST_TOKENS)
-            for piece in slices:
-                indices = [order[i] for i in piece]
-                for index, output in zip(indices, self.forward(self.collate([items[i] for i in indices]))):
-                    outputs[index] = output
+        lanes = getattr(self.model, "lanes", None)
+        if lanes is not None and len(items) >= self.model.lane_count:
+            parts = balanced_parts([len(items[i]) for i in order], self.model.lane_count, CPU_PASS_COST_TOKENS)
+            done = list(lanes.map(self._run_in_lane, [[(i, items[i]) for i in order[part]] for part in parts]))
+        else:
+            with torch.inference_mode():
+                done = [self._run_sorted([(i, items[i]) for i in order])]
+        for answered in done:
+            for index, output in answered:
+                outputs[index] = output
         return outputs
+
+    def _run_in_lane(self, indexed: list[tuple[int, Encoded]]) -> list[tuple[int, Any]]:
+        with torch.inference_mode():  # a per-thread mode
+            return self._run_sorted(indexed)
+
+    def _run_sorted(self, indexed: list[tuple[int, Encoded]]) -> list[tuple[int, Any]]:
+        """(index, output) of length-sorted ``indexed`` items, slice by slice."""
+        lengths = [len(item) for _, item in indexed]
+        slices = _length_slices(lengths) if self.runtime.on_gpu else cheapest_slices(lengths, CPU_PASS_COST_TOKENS)
+        answered: list[tuple[int, Any]] = []
+        for piece in slices:
+            chosen = indexed[piece.start:piece.stop]
+            answered.extend(zip((i for i, _ in chosen), self.forward(self.collate([item for _, item in chosen]))))
+        return answered
 
     def forward(self, batch: dict[str, torch.Tensor]) -> list[Any]:
         return self.to_python(self._compute(batch))
@@ -379,6 +397,36 @@ def _length_slices(lengths: list[int], min_tokens: int = MIN_SLICE_TOKENS,
         real += length
     slices.append(range(start, len(lengths)))
     return slices
+
+
+def balanced_parts(lengths: list[int], parts: int, pass_cost: int) -> list[slice]:
+    """Split ascending ``lengths`` into at most ``parts`` consecutive parts whose largest cost
+    (``pass_cost`` plus width times size, as in ``cheapest_slices``) is least: the work of
+    side-by-side lanes, all done when the slowest is."""
+    n = len(lengths)
+    parts = max(1, min(parts, n))
+
+    def cost(start: int, end: int) -> int:
+        return pass_cost + lengths[end - 1] * (end - start)
+
+    # slowest[j]: the least largest cost of the first j lengths in k parts; starts[k][j]: where
+    # the last of those parts starts.
+    slowest = [0] + [cost(0, j) for j in range(1, n + 1)]
+    starts = [[0] * (n + 1)]
+    for _ in range(1, parts):
+        # A part may stay empty (it starts where it ends): more lanes are not always faster.
+        row, where = slowest[:], list(range(n + 1))
+        for j in range(2, n + 1):
+            row[j], where[j] = min([(slowest[j], j)] + [(max(slowest[i], cost(i, j)), i) for i in range(1, j)])
+        slowest = row
+        starts.append(where)
+    bounds, end = [], n
+    for where in reversed(starts):
+        start = where[end]
+        if end > start:
+            bounds.append(slice(start, end))
+        end = start
+    return bounds[::-1]
 
 
 def cheapest_slices(lengths: list[int], pass_cost: int) -> list[range]:

@@ -4,6 +4,7 @@ compared with the torch engine's answers on the same inputs."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from pathlib import Path
@@ -17,9 +18,9 @@ from kubeinfer.errors import ElasticsearchError
 SENTENCES = ["A man is playing a guitar.", "Someone plays the guitar.", "The stock market fell sharply today."]
 
 
-def endpoint(task: str, model_id: str | Path):
+def endpoint(task: str, model_id: str | Path, threads: int = 1):
     return parse_endpoint("local", task, {"service": "elasticsearch", "service_settings": {
-        "model_id": str(model_id), "num_allocations": 1, "num_threads": 1}})
+        "model_id": str(model_id), "num_allocations": 1, "num_threads": threads}})
 
 
 def cosine(a, b):
@@ -76,6 +77,33 @@ async def test_int8_minilm_reports_its_cosine_and_stays_close_to_fp32(minilm_pat
         assert cosine(ours, theirs["embedding"]) > 0.98
     assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]) + 0.3
     assert "int8" in [p.parent.name for p in exports(tmp_path)]
+
+
+MIXED = SENTENCES + ["Hi.", "A much longer sentence about the weather in Paris, which was rainy all week long.",
+                     "Guitars.", "Two dogs run across a green field.", "Markets rallied after the announcement."]
+
+
+async def test_two_threads_run_batches_in_one_thread_lanes_that_answer_as_torch(minilm_path, minilm_cache,
+                                                                             monkeypatch):
+    config = endpoint("text_embedding", minilm_path, threads=2)
+    body = {"input": MIXED}
+    torch_answer, _ = await answer(config, body, minilm_cache, engine="torch")
+    async with serving(config, cache_dir=minilm_cache) as (client, backend):
+        assert backend.running_on["lanes"] == 2
+        # A batch of several inputs runs in parts side by side; a lone input on both threads.
+        many, *single = await asyncio.gather(
+            client.post("/_inference/text_embedding/local", json=body),
+            *(client.post("/_inference/text_embedding/local", json={"input": text}) for text in MIXED))
+    assert many.status_code == 200 and all(r.status_code == 200 for r in single)
+    for ours, lone, theirs in zip(many.json()["text_embedding"], single, torch_answer["text_embedding"]):
+        assert cosine(ours["embedding"], theirs["embedding"]) > 0.99999
+        assert cosine(lone.json()["text_embedding"][0]["embedding"], theirs["embedding"]) > 0.99999
+
+    monkeypatch.setenv("KUBEINFER_CPU_LANES_MAX_MEMORY", "1mb")  # less than two copies of MiniLM
+    without, running_on = await answer(config, body, minilm_cache)
+    assert running_on["engine"] == "onnx" and "lanes" not in running_on
+    for ours, theirs in zip(without["text_embedding"], torch_answer["text_embedding"]):
+        assert cosine(ours["embedding"], theirs["embedding"]) > 0.99999
 
 
 async def test_int8_below_its_cosine_floor_is_refused(tiny_models, tmp_path):

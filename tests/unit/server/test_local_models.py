@@ -215,3 +215,26 @@ def test_cpu_batches_run_in_the_slices_that_cost_least():
         assert cost(slices, lengths, pass_cost) == cheapest
     assert cheapest_slices([3, 3, 4, 10, 10, 11, 30], 32) == [range(0, 6), range(6, 7)]
     assert cheapest_slices([7] * 64, 32) == [range(0, 64)]
+
+
+def test_side_by_side_lanes_get_parts_whose_slowest_is_fastest():
+    import itertools
+    import random
+
+    from model_server.backends.local.encoders import balanced_parts
+
+    def slowest(parts, lengths, pass_cost):
+        return max(pass_cost + lengths[p.stop - 1] * (p.stop - p.start) for p in parts)
+
+    rng = random.Random(5)
+    for _ in range(200):
+        lengths = sorted(rng.randint(3, 40) for _ in range(rng.randint(1, 9)))
+        lanes, pass_cost = rng.randint(1, 4), rng.choice([0, 8, 32, 256])
+        parts = balanced_parts(lengths, lanes, pass_cost)
+        assert len(parts) <= lanes and [i for p in parts for i in range(p.start, p.stop)] == list(range(len(lengths)))
+        best = min(
+            slowest([slice(a, b) for a, b in zip((0,) + cuts, cuts + (len(lengths),))], lengths, pass_cost)
+            for n in range(min(lanes, len(lengths))) for cuts in itertools.combinations(range(1, len(lengths)), n)
+        )
+        assert slowest(parts, lengths, pass_cost) == best
+    assert balanced_parts([5] * 8, 2, 32) == [slice(0, 4), slice(4, 8)]
