@@ -8,6 +8,15 @@ One ``httpx.AsyncClient`` per event loop, pooling connections across endpoints:
   HTTP/2 without TLS, so it goes through aiohttp's HTTP/1.1 connection pool, which costs
   a fraction of the CPU per request of httpx's own (see ``bench/proxy.py``).
 
+``PlainHTTP`` sends a whole request over that same aiohttp pool without httpx's client
+layers (request building, auth, redirects, cookies), which cost more CPU than aiohttp
+itself: the proxy's one-shot JSON calls of plain-http URLs go that way. Where the
+environment names a proxy for plain HTTP (``HTTP_PROXY``, ``ALL_PROXY``), http:// goes
+through httpx's own transports instead, which honour it with ``NO_PROXY``.
+
+Neither client keeps cookies: a proxy serving many endpoints must not send one
+endpoint's cookies with another's requests.
+
 ``shared_client(exact_urls=True)`` is a second client that sends every URL byte for byte
 as given (httpx's own transport on both schemes): aiohttp normalises percent-escapes in
 paths, which would break a signature computed over the escaped path (SigV4).
@@ -19,9 +28,21 @@ connecting. This module knows nothing of providers or of Elasticsearch.
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 import weakref
+from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
+from typing import Mapping
 
 import httpx
+
+try:
+    import aiohttp
+    from multidict import CIMultiDict
+    from httpx_aiohttp import AiohttpTransport
+    from httpx_aiohttp.transport import map_aiohttp_exceptions
+except ImportError:  # without them, httpx's own transport serves http:// too
+    aiohttp = AiohttpTransport = CIMultiDict = map_aiohttp_exceptions = None  # type: ignore[assignment,misc]
 
 # Elasticsearch keeps 50 connections to providers in all; a proxy that only forwards can
 # afford more, and many concurrent clients need them.
@@ -35,26 +56,98 @@ _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx
 _holders: "weakref.WeakKeyDictionary[httpx.AsyncClient, int]" = weakref.WeakKeyDictionary()
 
 
-def _plain_http_transport() -> httpx.AsyncBaseTransport | None:
-    try:
-        from httpx_aiohttp import AiohttpTransport
-    except ImportError:  # without it, httpx's own transport serves http:// too
-        return None
-    return AiohttpTransport(limits=POOL_LIMITS, trust_env=True)
+# No aiohttp timeouts on PlainHTTP calls: the caller's deadline bounds the whole call.
+_NO_TIMEOUT = aiohttp.ClientTimeout() if aiohttp is not None else None
+# The plain-http path of each shared client that has one.
+_plain: "weakref.WeakKeyDictionary[httpx.AsyncClient, PlainHTTP]" = weakref.WeakKeyDictionary()
+
+
+@dataclass(slots=True)
+class Answer:
+    """A provider's whole answer read by ``PlainHTTP``: what the proxy reads of an
+    ``httpx.Response``, its body already decoded."""
+
+    status_code: int
+    headers: Mapping[str, str]  # case-insensitive
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+
+class PlainHTTP:
+    """One-shot requests of http:// URLs over the aiohttp session a shared client mounts,
+    sent with the headers that client would add; failures raise the ``httpx`` exceptions
+    its transport would have raised."""
+
+    def __init__(self, session: "aiohttp.ClientSession", default_headers: httpx.Headers) -> None:
+        self.session = session
+        self.default_headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in default_headers.raw)
+
+    async def send(self, method: str, url: str, content: bytes | None, headers: Mapping[str, str] | None,
+                   params: Mapping[str, str] | None = None) -> Answer:
+        if params:  # encoded as httpx encodes them
+            url = str(httpx.URL(url).copy_merge_params(params))
+        outgoing = self.default_headers.copy()
+        if headers:
+            outgoing.update(headers)
+        if content is not None and "Content-Type" not in outgoing:
+            outgoing["Content-Type"] = "application/json"
+        try:
+            async with self.session.request(method, url, data=content, headers=outgoing, allow_redirects=False,
+                                            timeout=_NO_TIMEOUT) as response:
+                body = await response.read()
+        except Exception:
+            with map_aiohttp_exceptions():
+                raise
+        if "Content-Encoding" in response.headers:
+            # Decoded as httpx decodes what it asked for with its own Accept-Encoding.
+            body = httpx.Response(response.status, headers=response.raw_headers, content=body).content
+        return Answer(response.status, response.headers, body)
+
+
+def plain_http(client: httpx.AsyncClient) -> PlainHTTP | None:
+    """The plain-http path of a shared client; None for any other client."""
+    return _plain.get(client)
+
+
+def _plain_http_session() -> "aiohttp.ClientSession":
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=POOL_LIMITS.max_connections or 0,
+                                       keepalive_timeout=POOL_LIMITS.keepalive_expiry),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+    )
+
+
+def _env_proxies_plain_http() -> bool:
+    """Whether the environment names a proxy for http:// URLs, as httpx reads it."""
+    return bool({"http", "all"} & urllib.request.getproxies().keys())
+
+
+def _without_cookies(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    client.cookies.jar.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    return client
 
 
 def new_client(transport: httpx.AsyncBaseTransport | None = None, *, exact_urls: bool = False) -> httpx.AsyncClient:
-    """A client configured as the shared one; with ``transport`` it talks to that instead."""
+    """A client configured as the shared one; with ``transport`` it talks to that instead.
+
+    Without ``transport`` it must be created on the event loop that will use it."""
     if transport is not None:
-        return httpx.AsyncClient(transport=transport, timeout=DEFAULT_TIMEOUT)
-    plain = None if exact_urls else _plain_http_transport()
-    return httpx.AsyncClient(
+        return _without_cookies(httpx.AsyncClient(transport=transport, timeout=DEFAULT_TIMEOUT))
+    session = None if exact_urls or AiohttpTransport is None or _env_proxies_plain_http() else _plain_http_session()
+    client = _without_cookies(httpx.AsyncClient(
         http2=True,
         limits=POOL_LIMITS,
         timeout=DEFAULT_TIMEOUT,
         trust_env=True,
-        mounts={"http://": plain} if plain is not None else None,
-    )
+        mounts={"http://": AiohttpTransport(limits=POOL_LIMITS, client=session)} if session is not None else None,
+    ))
+    if session is not None:
+        _plain[client] = PlainHTTP(session, client.headers)
+    return client
 
 
 def shared_client(*, exact_urls: bool = False) -> httpx.AsyncClient:

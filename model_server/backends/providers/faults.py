@@ -18,6 +18,7 @@ import httpx
 
 from kubeinfer import strict_json
 from kubeinfer.errors import ElasticsearchError
+from .client import Answer
 
 REDACTED = "[redacted]"
 # How much of a provider's error body is worth quoting back.
@@ -87,7 +88,7 @@ class Redactor:
         return "".join(out)
 
 
-def provider_message(response: httpx.Response) -> str:
+def provider_message(response: httpx.Response | Answer) -> str:
     """The human part of a provider's error body, whatever its shape; not yet redacted nor cut."""
     try:
         body: Any = strict_json.loads(response.content)
@@ -131,7 +132,7 @@ def _status_reason(status: int, inference_id: str, service: str) -> str:
 
 
 def provider_error(
-    response: httpx.Response, *, inference_id: str, service: str, redact: Redactor, message: str | None = None
+    response: httpx.Response | Answer, *, inference_id: str, service: str, redact: Redactor, message: str | None = None
 ) -> ElasticsearchError:
     """The Elasticsearch error for a provider's non-2xx answer."""
     status = response.status_code

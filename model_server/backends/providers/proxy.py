@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 from urllib.parse import urlsplit
 from typing import Any, AsyncIterator, Callable
 
 import httpx
+import orjson
 from tenacity import RetryCallState
 
 from kubeinfer import strict_json
@@ -31,7 +33,7 @@ from ..base import Backend, InferenceRequest
 from ..results import Embeddings, TextEmbeddings
 from ..chat import ChatRequest, Message
 from . import faults, retries
-from .client import hold_shared_client, new_client, release_shared_client
+from .client import Answer, PlainHTTP, hold_shared_client, new_client, plain_http, release_shared_client
 from .metrics import ProviderMetrics
 from .ratelimit import RateLimiter
 
@@ -66,6 +68,8 @@ class ProviderBackend(Backend):
         self._owns_client = client is None and transport is not None
         self._client = client if client is not None else (new_client(transport) if transport is not None else None)
         self._holds_shared = False
+        # The shared client's plain-http path, for backends that add no credentials per request.
+        self._plain: PlainHTTP | None = None
         self.validate_at_start = validate_at_start
         self.rate_limiter = RateLimiter(config.rate_limit, inference_id=config.inference_id)
         self.metrics = ProviderMetrics(config.inference_id, config.service)
@@ -88,6 +92,8 @@ class ProviderBackend(Backend):
         if self._client is None:
             self._client = hold_shared_client(exact_urls=self.exact_urls)
             self._holds_shared = True
+            if type(self).authorize is ProviderBackend.authorize:
+                self._plain = plain_http(self._client)
         return self._client
 
     @property
@@ -111,6 +117,7 @@ class ProviderBackend(Backend):
             await self._client.aclose()
         elif self._holds_shared and self._client is not None:
             self._holds_shared = False
+            self._plain = None
             await release_shared_client(self._client)
             self._client = None
 
@@ -265,7 +272,7 @@ class ProviderBackend(Backend):
             await response.aclose()
 
     async def _answer(self, method: str, url: str, body: Any, headers: dict[str, str] | None,
-                      params: dict[str, str] | None, timeout: float, *, stream: bool) -> httpx.Response:
+                      params: dict[str, str] | None, timeout: float, *, stream: bool) -> httpx.Response | Answer:
         """The provider's successful answer within the endpoint's rate limit and ``timeout``."""
         deadline = _deadline(asyncio.get_running_loop(), timeout)
         await self._take_slot(timeout)
@@ -292,23 +299,31 @@ class ProviderBackend(Backend):
         deadline: float | None,
         *,
         stream: bool,
-    ) -> httpx.Response:
+    ) -> httpx.Response | Answer:
         loop = asyncio.get_running_loop()
+        client = self.client
+        content = None if body is None else json_body(body)  # once, for every attempt
+        # A whole answer from a plain-http URL skips httpx's client layers (see ``client``).
+        plain = self._plain if not stream and url.startswith("http://") else None
+        if plain is None:
+            headers = httpx.Headers(headers)
+            if content is not None and "Content-Type" not in headers:
+                headers["Content-Type"] = "application/json"
 
-        async def attempt() -> httpx.Response:
+        async def attempt() -> httpx.Response | Answer:
             await self._wait_out_throttling(deadline)
-            outgoing = self.client.build_request(
-                method,
-                url,
-                json=body,
-                headers=headers,
-                params=params,
-                timeout=httpx.Timeout(None if deadline is None else max(0.001, deadline - loop.time())),
-            )
-            await self.authorize(outgoing)
-            sent = loop.time()
             try:
-                response = await self.client.send(outgoing, stream=stream)
+                if plain is not None:
+                    sent = loop.time()
+                    response: httpx.Response | Answer = await plain.send(method, url, content, headers, params)
+                else:
+                    outgoing = client.build_request(
+                        method, url, content=content, headers=headers, params=params,
+                        timeout=httpx.Timeout(None if deadline is None else max(0.001, deadline - loop.time())),
+                    )
+                    await self.authorize(outgoing)
+                    sent = loop.time()
+                    response = await client.send(outgoing, stream=stream)
             except httpx.TransportError as exc:
                 self.metrics.call(None)
                 if faults.is_timeout(exc) and (deadline is None or loop.time() >= deadline - 0.01):
@@ -342,7 +357,7 @@ class ProviderBackend(Backend):
 
         return await retries.with_retries(attempt, deadline, loop.time, before_retry)
 
-    def _note_throttled(self, response: httpx.Response, error: ElasticsearchError) -> None:
+    def _note_throttled(self, response: httpx.Response | Answer, error: ElasticsearchError) -> None:
         """The provider said "slow down": every request of the endpoint waits, not just this one."""
         self._throttle_streak += 1
         asked = retries.retry_after(response)
@@ -363,7 +378,7 @@ class ProviderBackend(Backend):
         await asyncio.sleep(wait)
 
     # ---- answers ----------------------------------------------------------------------
-    def provider_error(self, response: httpx.Response) -> ElasticsearchError:
+    def provider_error(self, response: httpx.Response | Answer) -> ElasticsearchError:
         return faults.provider_error(
             response, inference_id=self.config.inference_id, service=self.service, redact=self.redact
         )
@@ -400,6 +415,14 @@ class ProviderBackend(Backend):
         return ElasticsearchError(
             400, "status_exception", f"The [{self.service}] service does not support {what}"
         )
+
+
+def json_body(body: Any) -> bytes:
+    """``body`` as JSON bytes, as compact as httpx writes them; orjson where it can write it."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # keys that are not strings, integers beyond 64 bits
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _deadline(loop: asyncio.AbstractEventLoop, timeout: float) -> float | None:

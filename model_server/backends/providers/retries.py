@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -19,6 +19,9 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_random_exponential
 
 from kubeinfer.errors import ElasticsearchError
+from .client import Answer
+
+Reply = TypeVar("Reply")
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 529})
 MAX_ATTEMPTS = 6
@@ -30,17 +33,17 @@ class RetryableFailure(Exception):
     """An attempt that failed in a way worth another: the error to report if it is the
     last, and the provider's answer (``None`` when there was none)."""
 
-    def __init__(self, error: ElasticsearchError, response: httpx.Response | None = None) -> None:
+    def __init__(self, error: ElasticsearchError, response: httpx.Response | Answer | None = None) -> None:
         super().__init__(error.reason)
         self.error = error
         self.response = response
 
 
-def retryable(response: httpx.Response) -> bool:
+def retryable(response: httpx.Response | Answer) -> bool:
     return response.status_code in RETRYABLE_STATUS
 
 
-def retry_after(response: httpx.Response | None) -> float | None:
+def retry_after(response: httpx.Response | Answer | None) -> float | None:
     """Seconds asked for by ``Retry-After`` (delta-seconds or an HTTP date), if any."""
     if response is None:
         return None
@@ -103,9 +106,9 @@ def policy(deadline: float | None, clock: Callable[[], float],
     )
 
 
-async def with_retries(attempt: Callable[[], Awaitable[httpx.Response]], deadline: float | None,
+async def with_retries(attempt: Callable[[], Awaitable[Reply]], deadline: float | None,
                        clock: Callable[[], float],
-                       before_sleep: Callable[[RetryCallState], Any] | None = None) -> httpx.Response:
+                       before_sleep: Callable[[RetryCallState], Any] | None = None) -> Reply:
     """``attempt()`` until it answers, retried by ``policy``; the last failure's error otherwise.
 
     The first attempt runs on its own: nearly every request is answered by it, and
@@ -118,7 +121,7 @@ async def with_retries(attempt: Callable[[], Awaitable[httpx.Response]], deadlin
     except RetryableFailure as failure:
         first: RetryableFailure | None = failure
 
-    async def again() -> httpx.Response:
+    async def again() -> Reply:
         nonlocal first
         if first is not None:
             failure, first = first, None
