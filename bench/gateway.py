@@ -44,7 +44,7 @@ def _config():
 def serve_direct(port: int) -> None:
     import uvicorn
 
-    from model_server.api.app import create_app
+    from model_server.api.app import create_app, freeze_startup_objects
     from model_server.api.store import SingleEndpointStore
     from model_server.backends.base import Backend
     from model_server.backends.results import TextEmbeddings
@@ -55,12 +55,14 @@ def serve_direct(port: int) -> None:
 
     config = _config()
     app = create_app(SingleEndpointStore(config, FixedEmbedding(config)))
+    freeze_startup_objects()  # as `kubeinfer serve` does once its backend has started
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 def serve_gateway(port: int, upstream: str) -> None:
     import uvicorn
 
+    from model_server.api.app import freeze_startup_objects
     from model_server.gateway.app import create_gateway_app
     from model_server.gateway.forwarding import ForwardingBackend, pod_client
     from model_server.gateway.local_store import LocalEndpointStore
@@ -70,6 +72,7 @@ def serve_gateway(port: int, upstream: str) -> None:
 
     async def main() -> None:
         await store.create(_config(), timeout=10)
+        freeze_startup_objects()  # as `kubeinfer gateway` does before it serves
         server = uvicorn.Server(uvicorn.Config(create_gateway_app(store), host="127.0.0.1", port=port,
                                                log_level="warning", access_log=False))
         await server.serve()

@@ -75,17 +75,17 @@ def serve(name: str, port: int, upstream: int) -> None:
     import uvicorn
 
     if name == "direct":
-        app = fake_openai
-    else:
-        from model_server.api.serve import build_app
-        from kubeinfer.catalog import parse_endpoint
-        from model_server.backends.registry import create_backend
+        uvicorn.run(fake_openai, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        return
+    # As `kubeinfer serve` runs it, from the endpoint's config on.
+    from kubeinfer.catalog import parse_endpoint
+    from model_server.api.serve import serve as serve_endpoint
+    from model_server.backends.registry import create_backend
 
-        config = parse_endpoint("bench", "text_embedding", {"service": "openai", "service_settings": {
-            "api_key": "sk-bench", "model_id": "text-embedding-3-small", "url": f"http://127.0.0.1:{upstream}/v1",
-            "rate_limit": {"requests_per_minute": 1_000_000_000}}})
-        app = build_app(config, create_backend(config))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    config = parse_endpoint("bench", "text_embedding", {"service": "openai", "service_settings": {
+        "api_key": "sk-bench", "model_id": "text-embedding-3-small", "url": f"http://127.0.0.1:{upstream}/v1",
+        "rate_limit": {"requests_per_minute": 1_000_000_000}}})
+    serve_endpoint(config, create_backend(config), "127.0.0.1", port, log_level="warning")
 
 
 # ---- the load generator -------------------------------------------------------------------

@@ -29,7 +29,7 @@ from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError, validation_exception
 from kubeinfer.resource import KIND
 from kubeinfer.secrets import SecretResolver
-from .app import create_app
+from .app import create_app, freeze_startup_objects
 from .store import SingleEndpointStore
 
 log = logging.getLogger("kubeinfer.serve")
@@ -51,7 +51,8 @@ def load_endpoint(path: str | Path, secrets_dir: str | Path) -> InferenceEndpoin
 
 
 def build_app(
-    config: InferenceEndpointConfig, backend: Backend, on_start_failure: Callable[[BaseException], None] | None = None
+    config: InferenceEndpointConfig, backend: Backend, on_start_failure: Callable[[BaseException], None] | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The serve app for one endpoint; its lifespan starts and closes ``backend``."""
     store = SingleEndpointStore(config, backend)
@@ -60,6 +61,8 @@ def build_app(
         try:
             await backend.start()
             log.info("inference endpoint [%s] is ready", config.inference_id)
+            if on_started is not None:
+                on_started()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - any failure to load must stop the pod
@@ -85,8 +88,6 @@ def build_app(
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     settings = ServerSettings.from_env()
     try:
         config = load_endpoint(args.config, args.secrets_dir)
@@ -100,6 +101,12 @@ def run(args: argparse.Namespace) -> int:
     except yaml.YAMLError as exc:
         print(f"kubeinfer serve: [{args.config}] is not valid YAML: {exc}", file=sys.stderr)
         return 2
+    return serve(config, backend, args.host, args.port)
+
+
+def serve(config: InferenceEndpointConfig, backend: Backend, host: str, port: int, log_level: str = "info") -> int:
+    """Serve one endpoint with uvicorn until stopped: 0, or 1 when its backend failed to start."""
+    import uvicorn
 
     failures: list[BaseException] = []
     server: uvicorn.Server | None = None
@@ -109,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = build_app(config, backend, on_start_failure=stop)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False))
+    app = build_app(config, backend, on_start_failure=stop, on_started=freeze_startup_objects)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False))
     server.run()
     return 1 if failures else 0

@@ -29,6 +29,7 @@ from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.manifests import ManifestError, load_manifests
 from kubeinfer.secrets import SecretResolver
+from ..api.app import freeze_startup_objects
 from .app import create_gateway_app
 from .local_store import DEFAULT_STATE_DIR, EndpointState, LocalEndpointStore
 
@@ -159,6 +160,7 @@ def run_local(args: argparse.Namespace) -> int:
         return 2
     host = f"[{args.host}]" if ":" in args.host else args.host
     app = build_local_app(store, manifests, base_url=f"http://{host}:{args.port}")
+    freeze_startup_objects()
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False))
     try:
         server.run(sockets=[listening])

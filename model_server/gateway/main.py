@@ -17,6 +17,7 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 
+from ..api.app import freeze_startup_objects
 from .app import create_gateway_app
 from .auth import InferenceAuthorization, SecretReferenceCheck, SubjectAccessReviewer
 from kubeinfer.kube import Connection, KubeClient
@@ -60,6 +61,7 @@ def run_gateway(args: argparse.Namespace) -> int:
         log.warning("authorization is off: every caller may create, delete and use endpoints")
     app = build_gateway_app(connection, namespace, auth=not args.no_auth)
     log.info("serving the inference API for namespace %s on %s:%s", namespace, args.host, args.port)
+    freeze_startup_objects()
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False))
     try:
         server.run()
