@@ -13,10 +13,14 @@ into the typed results the API renders, re-raising the pod's errors as the
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
 from typing import Any, AsyncIterator
 
+import aiohttp
 import httpx
+import yarl
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -80,13 +84,38 @@ POD_LIMITS = httpx.Limits(max_connections=512, max_keepalive_connections=256, ke
 POD_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 
 
+class _PodSession:
+    """The aiohttp session under a pod client, made on first use (on the serving loop)."""
+
+    def __init__(self) -> None:
+        self.session: aiohttp.ClientSession | None = None
+
+    def __call__(self) -> aiohttp.ClientSession:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=POD_LIMITS.max_connections or 0,
+                                               keepalive_timeout=POD_LIMITS.keepalive_expiry),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,  # a relay hands on the bytes it got
+            )
+        return self.session
+
+
+_pod_sessions: "weakref.WeakKeyDictionary[httpx.AsyncClient, _PodSession]" = weakref.WeakKeyDictionary()
+
+
 def pod_client() -> httpx.AsyncClient:
     """The gateway's client to endpoint pods (plain HTTP inside the cluster) over aiohttp's
     pool, as provider calls are: httpcore's pool rescans every queued request whenever it
-    hands out a connection, a cost that grows with the requests waiting."""
+    hands out a connection, a cost that grows with the requests waiting. ``relay`` uses the
+    aiohttp session under it directly: httpx's request and response objects cost the
+    gateway more CPU than the pod's whole answer."""
     from httpx_aiohttp import AiohttpTransport
 
-    return httpx.AsyncClient(transport=AiohttpTransport(limits=POD_LIMITS), timeout=POD_TIMEOUT)
+    session = _PodSession()
+    client = httpx.AsyncClient(transport=AiohttpTransport(client=session), timeout=POD_TIMEOUT)
+    _pod_sessions[client] = session
+    return client
 
 
 class ForwardingBackend(Backend):
@@ -109,11 +138,15 @@ class ForwardingBackend(Backend):
             headers["accept"] = "text/event-stream"
         length = http.headers.get("content-length")
         small = length is not None and length.isdigit() and int(length) <= _BUFFERED_BODY
+        content = await http.body() if small else http.stream()
+        url = self._url("/_stream" if stream else "")
+        wait = None if timeout == float("inf") else timeout + 5
+        pods = _pod_sessions.get(self.client)
+        if pods is not None:
+            return await self._relay_over(pods(), url, http.scope.get("query_string", b""), headers, content, wait,
+                                          stream)
         upstream_request = self.client.build_request(
-            "POST", self._url("/_stream" if stream else ""), params=http.query_params, headers=headers,
-            content=await http.body() if small else http.stream(),
-            timeout=None if timeout == float("inf") else timeout + 5,
-        )
+            "POST", url, params=http.query_params, headers=headers, content=content, timeout=wait)
         try:
             upstream = await self.client.send(upstream_request, stream=True)
         except httpx.HTTPError as exc:
@@ -129,6 +162,29 @@ class ForwardingBackend(Backend):
         finally:
             await upstream.aclose()
         return Response(body, status_code=upstream.status_code, headers=answer_headers)
+
+    async def _relay_over(self, session: aiohttp.ClientSession, url: str, query: bytes, headers: dict[str, str],
+                          content: Any, wait: float | None, stream: bool) -> Response:
+        """``relay`` on the pod client's aiohttp session: the query string as it came, each
+        read bounded by ``wait`` as httpx bounds them (not the whole of a long stream)."""
+        target = yarl.URL(url + ("?" + query.decode("latin-1") if query else ""), encoded=True)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=wait, sock_read=wait)
+        try:
+            upstream = await session.post(target, data=content, headers=headers, timeout=timeout,
+                                          allow_redirects=False)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise self._unreachable(exc) from None
+        answer_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
+        if stream:
+            return StreamingResponse(upstream.content.iter_any(), status_code=upstream.status,
+                                     headers=answer_headers, background=BackgroundTask(upstream.release))
+        try:
+            body = await upstream.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise self._unreachable(exc) from None
+        finally:
+            upstream.release()
+        return Response(body, status_code=upstream.status, headers=answer_headers)
 
     async def infer(self, request: InferenceRequest) -> InferenceResult:
         try:
