@@ -110,7 +110,9 @@ class LocalModelBackend(Backend):
         batcher, self._batcher = self._batcher, None
         if batcher is not None:
             await batcher.close()
-        self._model = None
+        model, self._model = self._model, None
+        if model is not None:
+            model.close()
 
     def _load(self) -> Any:
         import torch

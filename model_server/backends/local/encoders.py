@@ -179,7 +179,7 @@ class LocalModel:
         order = sorted(range(len(items)), key=lambda i: len(items[i]))
         outputs: list[Any] = [None] * len(items)
         lanes = getattr(self.model, "lanes", None)
-        if lanes is not None and len(items) >= self.model.lane_count:
+        if lanes is not None and len(items) >= self.model.lane_count:  # see onnx_runtime.OnnxBody
             parts = balanced_parts([len(items[i]) for i in order], self.model.lane_count, CPU_PASS_COST_TOKENS)
             done = list(lanes.map(self._run_in_lane, [[(i, items[i]) for i in order[part]] for part in parts]))
         else:
@@ -203,6 +203,12 @@ class LocalModel:
             chosen = indexed[piece.start:piece.stop]
             answered.extend(zip((i for i, _ in chosen), self.forward(self.collate([item for _, item in chosen]))))
         return answered
+
+    def close(self) -> None:
+        """Let go of what the model holds beyond its weights (an ONNX body's lanes)."""
+        close = getattr(self.model, "close", None)
+        if close is not None:
+            close()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> list[Any]:
         return self.to_python(self._compute(batch))

@@ -194,15 +194,21 @@ class OnnxBody:
     def add_lanes(self, count: int) -> None:
         """``count`` one-thread sessions of the same model, each on a thread of ``lanes``."""
         free = [_session(self.folder, 1) for _ in range(count)]
-        lock = threading.Lock()
+        lock, local = threading.Lock(), self._local
 
-        def enter_lane() -> None:
+        def enter_lane() -> None:  # holds no reference to self: the lanes' threads must not keep it alive
             torch.set_num_threads(1)  # OpenMP's thread count is the calling thread's own
             with lock:
-                self._local.session = free.pop()
+                local.session = free.pop()
 
         self.lanes = ThreadPoolExecutor(count, thread_name_prefix="onnx-lane", initializer=enter_lane)
         self.lane_count = count
+
+    def close(self) -> None:
+        """End the lanes' threads (each once its current part is done), and with them their sessions."""
+        if self.lanes is not None:
+            self.lanes.shutdown(wait=False, cancel_futures=True)
+            self.lanes = None
 
     def __call__(self, **batch: torch.Tensor) -> SimpleNamespace:
         feeds = {name: batch[name].numpy() for name in self.inputs}

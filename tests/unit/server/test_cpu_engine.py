@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,12 @@ async def test_two_threads_run_batches_in_one_thread_lanes_that_answer_as_torch(
             client.post("/_inference/text_embedding/local", json=body),
             *(client.post("/_inference/text_embedding/local", json={"input": text}) for text in MIXED))
     assert many.status_code == 200 and all(r.status_code == 200 for r in single)
+    # Stopped (deleted, or scaled to zero in local mode): the lanes' threads and sessions go too.
+    for _ in range(200):
+        if not any(t.name.startswith("onnx-lane") for t in threading.enumerate()):
+            break
+        await asyncio.sleep(0.01)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("onnx-lane")]
     for ours, lone, theirs in zip(many.json()["text_embedding"], single, torch_answer["text_embedding"]):
         assert cosine(ours["embedding"], theirs["embedding"]) > 0.99999
         assert cosine(lone.json()["text_embedding"][0]["embedding"], theirs["embedding"]) > 0.99999
