@@ -123,6 +123,7 @@ class ForwardingBackend(Backend):
     root, or the endpoint's ``_inference`` URL as the operator reports it in status."""
 
     def __init__(self, config: InferenceEndpointConfig, base_url: str, client: httpx.AsyncClient) -> None:
+        """``client`` comes from ``pod_client``: ``relay`` uses the aiohttp session under it."""
         super().__init__(config)
         self.base_url = base_url.split("/_inference/", 1)[0].rstrip("/")
         self.client = client
@@ -141,36 +142,14 @@ class ForwardingBackend(Backend):
         content = await http.body() if small else http.stream()
         url = self._url("/_stream" if stream else "")
         wait = None if timeout == float("inf") else timeout + 5
-        pods = _pod_sessions.get(self.client)
-        if pods is not None:
-            return await self._relay_over(pods(), url, http.scope.get("query_string", b""), headers, content, wait,
-                                          stream)
-        upstream_request = self.client.build_request(
-            "POST", url, params=http.query_params, headers=headers, content=content, timeout=wait)
-        try:
-            upstream = await self.client.send(upstream_request, stream=True)
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from None
-        answer_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
-        if stream:
-            return StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code, headers=answer_headers,
-                                     background=BackgroundTask(upstream.aclose))
-        try:
-            body = await upstream.aread()
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from None
-        finally:
-            await upstream.aclose()
-        return Response(body, status_code=upstream.status_code, headers=answer_headers)
-
-    async def _relay_over(self, session: aiohttp.ClientSession, url: str, query: bytes, headers: dict[str, str],
-                          content: Any, wait: float | None, stream: bool) -> Response:
-        """``relay`` on the pod client's aiohttp session: the query string as it came, each
-        read bounded by ``wait`` as httpx bounds them (not the whole of a long stream)."""
+        session = _pod_sessions[self.client]()
+        query = http.scope.get("query_string", b"")
+        # The query string as it came; each read bounded by ``wait`` as httpx bounds them (not
+        # the whole of a long stream).
         target = yarl.URL(url + ("?" + query.decode("latin-1") if query else ""), encoded=True)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=wait, sock_read=wait)
+        bounds = aiohttp.ClientTimeout(total=None, sock_connect=wait, sock_read=wait)
         try:
-            upstream = await session.post(target, data=content, headers=headers, timeout=timeout,
+            upstream = await session.post(target, data=content, headers=headers, timeout=bounds,
                                           allow_redirects=False)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise self._unreachable(exc) from None

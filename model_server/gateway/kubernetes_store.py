@@ -19,8 +19,6 @@ import secrets
 import time
 from typing import Any
 
-import httpx
-
 from ..backends.base import Backend
 from kubeinfer.catalog import InferenceEndpointConfig, SecretKeyRef, from_manifest
 from kubeinfer.catalog.endpoint import is_inference_id
@@ -101,11 +99,11 @@ def with_secret_references(config: InferenceEndpointConfig, name: str | None = N
 class KubernetesEndpointStore:
     """InferenceEndpoints in one namespace of the cluster ``api`` talks to."""
 
-    def __init__(self, api: KubeClient, namespace: str, *, http: httpx.AsyncClient | None = None,
-                 poll_interval: float = 0.5, cache_seconds: float = 1.0) -> None:
+    def __init__(self, api: KubeClient, namespace: str, *, poll_interval: float = 0.5,
+                 cache_seconds: float = 1.0) -> None:
         self.api = api
         self.namespace = namespace
-        self.http = http or pod_client()
+        self.http = pod_client()
         self.poll_interval = poll_interval
         # Inference reads its endpoint twice per request (config, then backend): a short
         # cache spares the API server; this replica's own changes drop their entry at once.
