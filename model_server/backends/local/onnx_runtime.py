@@ -183,9 +183,11 @@ class OnnxBody:
     of 32 short sentences 1.3x faster than one two-thread session in fp32, 1.5x in int8).
     Each lane holds its own copy of the weights."""
 
-    def __init__(self, folder: Path, config: Any, output: str, threads: int) -> None:
-        self.session = _session(folder, threads)
-        self.threads = threads
+    def __init__(self, folder: Path, config: Any, output: str, threads: int, *, spin: bool = False) -> None:
+        # With lanes to come, this session runs lone inputs only, which its threads answer
+        # sooner spinning than waking (3.2-3.3 ms against 3.8-4.3 ms for a sentence of
+        # MiniLM on two threads): ``spin``.
+        self.session = _session(folder, threads, spin=spin)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.config, self.output, self.folder = config, output, folder
         self.lanes: ThreadPoolExecutor | None = None
@@ -195,10 +197,6 @@ class OnnxBody:
     def add_lanes(self, count: int) -> None:
         """``count`` one-thread sessions of the same model, each on a thread of ``lanes``."""
         free = [_session(self.folder, 1) for _ in range(count)]
-        # Batches go to the lanes now; the many-thread session runs lone inputs only, which
-        # its threads answer sooner spinning than waking (3.2-3.3 ms against 3.8-4.3 ms for a
-        # sentence of MiniLM on two threads).
-        self.session = _session(self.folder, self.threads, spin=True)
         lock, local = threading.Lock(), self._local
 
         def enter_lane() -> None:  # holds no reference to self: the lanes' threads must not keep it alive
@@ -243,7 +241,8 @@ def switch_to_onnx(model: Any, options: EngineOptions, *, threads: int,
     entry = cache_root(cache_dir) / name / revision / f"{type(torch_body).__name__}-v{EXPORT_FORMAT}"
     try:
         fp32 = _publish(lambda folder: export(model, folder), entry / "fp32")
-        model.model = OnnxBody(fp32, torch_body.config, model.output_name, threads)
+        lanes = 0 if int8 else lane_count(fp32, threads, lanes_max_memory)
+        model.model = OnnxBody(fp32, torch_body.config, model.output_name, threads, spin=lanes > 0)
         agreement = model.agreement(reference, model.run(items))
     except Exception as exc:  # an architecture the exporter cannot trace: torch still serves it
         model.model = torch_body
@@ -263,10 +262,11 @@ def switch_to_onnx(model: Any, options: EngineOptions, *, threads: int,
     if not int8:
         log.info("model [%s]: ONNX Runtime fp32, mean cosine %.6f to torch on %d check inputs",
                  name, agreement, len(items))
-        return _with_lanes(model, name, fp32, threads, lanes_max_memory,
+        return _with_lanes(model, name, lanes, threads, lanes_max_memory,
                            {"engine": "onnx", "quantization": "none", "cosine": agreement})
     quantized = _publish(lambda folder: quantize_int8(fp32, folder), entry / "int8")
-    model.model = OnnxBody(quantized, torch_body.config, model.output_name, threads)
+    lanes = lane_count(quantized, threads, lanes_max_memory)
+    model.model = OnnxBody(quantized, torch_body.config, model.output_name, threads, spin=lanes > 0)
     agreement = model.agreement(reference, model.run(items))
     log.info("model [%s]: ONNX Runtime int8, mean cosine %.4f to fp32 on %d check inputs (floor %s)",
              name, agreement, len(items), options.int8_min_cosine)
@@ -276,13 +276,12 @@ def switch_to_onnx(model: Any, options: EngineOptions, *, threads: int,
             f"Refusing to serve model [{name}] in int8: its mean cosine to fp32 on the check inputs is "
             f"{agreement:.4f}, below the floor of {options.int8_min_cosine} (KUBEINFER_INT8_MIN_COSINE)",
         )
-    return _with_lanes(model, name, quantized, threads, lanes_max_memory,
+    return _with_lanes(model, name, lanes, threads, lanes_max_memory,
                        {"engine": "onnx", "quantization": "int8", "cosine": agreement})
 
 
-def _with_lanes(model: Any, name: str, folder: Path, threads: int, max_memory: int,
+def _with_lanes(model: Any, name: str, lanes: int, threads: int, max_memory: int,
                 running: dict[str, Any]) -> dict[str, Any]:
-    lanes = lane_count(folder, threads, max_memory)
     if lanes:
         model.model.add_lanes(lanes)
         running["lanes"] = lanes
