@@ -12,6 +12,7 @@ It knows nothing of services or of the CRD's layout; ``crd`` does.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -59,7 +60,13 @@ def to_structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             if secret:
                 # A map of secrets: each value is a secret, the map itself is not.
                 extra, secret = {**extra, SECRET_MARK: True}, False
-            out["additionalProperties"] = to_structural(extra, defs)
+            values = to_structural(extra, defs)
+            if cel_typed(values):
+                out["additionalProperties"] = values
+            else:
+                # Values of several types: kept as they are. A map of untyped values would have
+                # no type in CEL, and a rule that reads the field would not compile.
+                out["x-kubernetes-preserve-unknown-fields"] = True
         else:
             out["x-kubernetes-preserve-unknown-fields"] = True
     elif kind == "array":
@@ -164,3 +171,60 @@ def _merge_property(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         if key not in out and key in a and a.get(key) == b.get(key):
             out[key] = a[key]
     return out
+
+
+# ---- what Kubernetes' CEL can see of a structural schema ----------------------------------------
+
+_STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+# A chain of field reads from self, up to a method call (``.size()``, ``.all(...)``).
+_FIELD_CHAIN = re.compile(r"\bself((?:\.[A-Za-z_][A-Za-z0-9_]*)+)(\s*\()?")
+_RESOURCE_ROOT_FIELDS = {"apiVersion", "kind", "metadata"}
+
+
+def cel_typed(schema: dict[str, Any]) -> bool:
+    """Whether the API server gives ``schema`` a type in CEL (apiserver's ``SchemaDeclType``).
+
+    A node with no type, only ``x-kubernetes-preserve-unknown-fields``, gets none, nor does
+    an array or a map of such nodes: a property like that is left out of its object's CEL
+    type, and a rule that reads it does not compile.
+    """
+    if schema.get("x-kubernetes-int-or-string"):
+        return True
+    kind = schema.get("type")
+    if kind == "array":
+        return bool(schema.get("items")) and cel_typed(schema["items"])
+    if kind == "object":
+        extra = schema.get("additionalProperties")
+        return cel_typed(extra) if isinstance(extra, dict) else True
+    return kind in ("string", "integer", "number", "boolean")
+
+
+def cel_undefined_fields(schema: dict[str, Any], path: str = "", *, root: bool = True) -> list[tuple[str, str]]:
+    """Fields that the ``x-kubernetes-validations`` rules of ``schema`` read but that CEL
+    cannot type, as ``(path of the rule, field)``: the API server refuses such a CRD with
+    ``compilation failed: ... undefined field``."""
+    found: list[tuple[str, str]] = []
+    for rule in schema.get("x-kubernetes-validations", ()):
+        for text in (rule.get("rule", ""), rule.get("messageExpression", "")):
+            for chain in _FIELD_CHAIN.finditer(_STRINGS.sub("''", text)):
+                names = chain.group(1).split(".")[1:]
+                if chain.group(2):
+                    names.pop()  # the last is a method (size, all, matches...), not a field
+                node, is_root = schema, root
+                for name in names:
+                    if is_root and name in _RESOURCE_ROOT_FIELDS:
+                        break
+                    if node.get("x-kubernetes-int-or-string") or isinstance(node.get("additionalProperties"), dict):
+                        break  # a map's keys, or a dynamic value: read at run time
+                    child = (node.get("properties") or {}).get(name)
+                    if child is None or not cel_typed(child):
+                        if (path or ".", name) not in found:
+                            found.append((path or ".", name))
+                        break
+                    node, is_root = child, False
+    for name, child in (schema.get("properties") or {}).items():
+        found += cel_undefined_fields(child, f"{path}.{name}", root=False)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            found += cel_undefined_fields(schema[key], f"{path}[*]", root=False)
+    return found

@@ -22,6 +22,7 @@ from kubeinfer.crd import build_crd
 from kubeinfer.catalog import from_manifest
 from kubeinfer.cli import main
 from kubeinfer.errors import ElasticsearchError
+from kubeinfer.structural import cel_undefined_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "inferenceendpoints.kubeinfer.io.yaml"
@@ -165,6 +166,22 @@ def test_every_rule_and_message_expression_compiles():
         if "messageExpression" in rule:
             ENV.compile(rule["messageExpression"])
         assert "message" in rule or "messageExpression" in rule
+
+
+def test_every_field_a_rule_reads_has_a_type_in_kubernetes_cel():
+    """kube-apiserver leaves a field with no CEL type (say a map of values of several
+    types) out of its object's type, and refuses the whole CRD when a rule reads it."""
+    assert cel_undefined_fields(SCHEMA) == []
+
+
+def test_a_map_of_mixed_values_is_kept_whole_and_stays_readable_by_rules():
+    parameters = SCHEMA["properties"]["spec"]["properties"]["taskSettings"]["properties"]["parameters"]
+    assert parameters == {**parameters, "type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    assert "additionalProperties" not in parameters
+    untyped_map = {"type": "object", "properties": {"p": {
+        "type": "object", "additionalProperties": {"x-kubernetes-preserve-unknown-fields": True}}},
+        "x-kubernetes-validations": [{"rule": "!has(self.p) || self.p.size() < 3"}]}
+    assert cel_undefined_fields(untyped_map) == [(".", "p")]
 
 
 # ---- CEL rules against good and bad objects --------------------------------------------
