@@ -35,6 +35,8 @@ import kmock
 import yaml
 from kmock._internal import rendering
 
+from kubeinfer.structural import cel_undefined_fields
+
 from . import discovery, protobuf, schemas, tables
 from .patching import (
     PatchError, PatchTestFailed, apply_merge, changed_paths, clone, conflicts, dotted, field_set, fields_v1,
@@ -386,6 +388,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
                                               + ", ".join(f'unknown field "{f}"' for f in unknown))
         if unknown and warnings is not None and validation == "Warn":
             warnings.extend(f'unknown field "{f}"' for f in unknown)
+        if key == CRDS:
+            _compile_rules(pruned)
+        if key == "v1/secrets":
+            _check_secret_data(pruned)
         if not served.crd:
             return pruned
         obj = schemas.default(pruned, served.schema)
@@ -1181,3 +1187,31 @@ def _parse_selector(text: str) -> list[tuple[str, str, str]]:
         else:
             out.append((term, "exists", ""))
     return out
+
+
+def _compile_rules(crd: dict[str, Any]) -> None:
+    """Refuse a CRD whose CEL rules read a field CEL gives no type, as the API server does
+    when it compiles them (``undefined field``)."""
+    causes = []
+    for version in (crd.get("spec") or {}).get("versions") or ():
+        schema = ((version.get("schema") or {}).get("openAPIV3Schema")) or {}
+        for path, field in cel_undefined_fields(schema):
+            causes.append({"reason": "FieldValueInvalid",
+                           "field": f"spec.validation.openAPIV3Schema{path}.x-kubernetes-validations",
+                           "message": f"compilation failed: ERROR: undefined field '{field}'"})
+    if causes:
+        name = crd.get("metadata", {}).get("name", "")
+        text = ", ".join(f"{c['field']}: Invalid value: {c['message']}" for c in causes)
+        raise APIError(422, "Invalid", f'CustomResourceDefinition.apiextensions.k8s.io "{name}" is invalid: {text}',
+                       {"name": name, "group": "apiextensions.k8s.io", "kind": "CustomResourceDefinition",
+                        "causes": causes})
+
+
+def _check_secret_data(secret: dict[str, Any]) -> None:
+    """A Secret's ``data`` must be base64, as the API server decodes it into bytes."""
+    for value in (secret.get("data") or {}).values():
+        try:
+            base64.b64decode(value if isinstance(value, str) else "", validate=True)
+        except ValueError:
+            raise APIError(400, "BadRequest", 'Secret in version "v1" cannot be handled as a Secret: '
+                                              "illegal base64 data") from None

@@ -436,6 +436,29 @@ def test_a_crd_created_through_the_api_is_served_with_its_schema(api, cluster):
     assert cluster.list(WIDGETS) == []
 
 
+def test_a_crd_whose_rule_reads_a_field_cel_cannot_type_is_refused(api):
+    """As kube-apiserver compiles the rules: an untyped map's field is not in CEL's type."""
+    crd = json.loads(json.dumps(WIDGET_CRD))
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec["properties"]["labels"] = {"type": "object",
+                                    "additionalProperties": {"x-kubernetes-preserve-unknown-fields": True}}
+    spec["x-kubernetes-validations"] = [{"rule": "!has(self.labels) || self.size != 'S'", "message": "m"}]
+    refused = api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
+    assert refused.status_code == 422
+    assert "compilation failed: ERROR: undefined field 'labels'" in refused.json()["message"]
+    assert api.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com").status_code == 404
+    spec["properties"]["labels"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    assert api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd).status_code == 201
+
+
+def test_a_secret_whose_data_is_not_base64_is_refused(api):
+    bad = {"metadata": {"name": "bad"}, "data": {"token": "c2VjcmV0==" * 2}}
+    refused = api.post("/api/v1/namespaces/default/secrets", json=bad)
+    assert refused.status_code == 400 and "illegal base64 data" in refused.json()["message"]
+    good = {"metadata": {"name": "good"}, "data": {"token": "c2VjcmV0"}}
+    assert api.post("/api/v1/namespaces/default/secrets", json=good).status_code == 201
+
+
 def test_the_scale_subresource_sets_replicas_under_its_own_manager(api):
     api.post("/apis/apps/v1/namespaces/ns3/deployments", json=deployment("scaled")).raise_for_status()
     url = "/apis/apps/v1/namespaces/ns3/deployments/scaled/scale"
