@@ -14,7 +14,7 @@ export PYTHONSAFEPATH := 1
 # venv); under make they are installed, so a missing one is a failure instead.
 export KUBEINFER_REQUIRE_TOOLS := 1
 
-.PHONY: test demo install tools e2e crds manifests lint bench clean
+.PHONY: test demo install tools e2e crds manifests lint bench clean controlplane cluster cluster-down
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,9 +54,25 @@ $(BIN)/checkov: | $(BIN)/python
 e2e: install
 	tests/e2e/kind-install.sh
 
-test: install
+test: install controlplane
 	$(BIN)/lint-imports
 	$(BIN)/python -P -m pytest -q
+
+# Kubernetes' own control plane (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler) and KWOK, built from Go modules pinned in tests/controlplane; the
+# binaries are cached under .cache/controlplane, keyed by Go's version and the sources.
+CONTROLPLANE := PYTHONPATH=tests $(BIN)/python -P -m controlplane
+CLUSTER_DIR  ?= .cache/cluster
+
+controlplane: $(VENV)/.installed
+	$(CONTROLPLANE) build
+
+# A cluster on loopback with real security; its admin kubeconfig is $(CLUSTER_DIR)/kubeconfig.
+cluster: controlplane tools
+	$(CONTROLPLANE) up $(CLUSTER_DIR)
+
+cluster-down: $(VENV)/.installed
+	$(CONTROLPLANE) down $(CLUSTER_DIR)
 
 demo: $(VENV)/.installed
 	$(BIN)/kubeinfer local -f examples/local/

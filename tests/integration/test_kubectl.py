@@ -1,4 +1,5 @@
-"""What the README tells a user to do, done with the real kubectl against the API emulator:
+"""What the README tells a user to do, done with the real kubectl against the API emulator
+and against Kubernetes' own control plane:
 install the CRD, create a namespace and a Secret, apply an example, run the operator, wait
 for Ready, read the printer columns, change the spec, be refused a broken manifest, delete
 and see the workload collected; and the kustomize install of deploy/.
@@ -15,6 +16,7 @@ from typing import Iterator
 import pytest
 import yaml
 
+from apiservers import API_SERVERS, api_server
 from kubeemu import DEPLOYMENTS, EmulatedCluster
 from operator_process import free_port, running_operator
 from shipping import REPO, run, tool
@@ -24,10 +26,10 @@ NAME = "openai-embeddings"  # examples/openai/text_embedding.yaml
 EXAMPLE = REPO / "examples" / "openai" / "text_embedding.yaml"
 
 
-@pytest.fixture
-def fresh(tmp_path) -> Iterator[tuple[EmulatedCluster, dict[str, str]]]:
+@pytest.fixture(params=API_SERVERS)
+def fresh(request, tmp_path) -> Iterator[tuple[EmulatedCluster, dict[str, str]]]:
     """A cluster with no CRD installed yet, and the environment kubectl finds it with."""
-    with EmulatedCluster(crds=False) as cluster:
+    with api_server(request, request.param, crds=False) as cluster:
         yield cluster, {"KUBECONFIG": str(cluster.write_kubeconfig(tmp_path / "kubeconfig"))}
 
 
@@ -62,7 +64,11 @@ def test_the_readme_story_with_kubectl(fresh, operator):
     # before the CRD is installed kubectl does not know the kind
     assert kubectl(env, "get", "ie", check=False).returncode != 0
     assert "serverside-applied" in kubectl(env, "apply", "--server-side", "-f", "crds/").stdout
-    assert "taskType" in kubectl(env, "explain", "inferenceendpoint.spec").stdout
+    kubectl(env, "wait", "--for=condition=Established", "crd/inferenceendpoints.kubeinfer.io", "--timeout=30s")
+    # the server publishes the new kind's OpenAPI a moment after it is Established
+    explained = cluster.wait_until(lambda: kubectl(env, "explain", "inferenceendpoint.spec", check=False).stdout,
+                                   message="kubectl explain of the new kind")
+    assert "taskType" in explained
 
     # a namespace must exist before anything is created in it, as on a real server
     missing = kubectl(env, "apply", "-n", NS, "-f", str(EXAMPLE), check=False)

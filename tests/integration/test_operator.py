@@ -1,4 +1,5 @@
-"""The operator, running for real under kopf, against the Kubernetes API emulator."""
+"""The operator, running for real under kopf, against the Kubernetes API emulator and
+against Kubernetes' own control plane (the tests that need no held rollouts or faults)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from apiservers import API_SERVERS, api_server, emulator_only
 from kubeemu import APIError, CONFIGMAPS, DEPLOYMENTS, EVENTS, HPAS, INFERENCE_ENDPOINTS, SECRETS, SERVICES, EmulatedCluster
 from kubeemu.fixtures import running_operator
 
@@ -24,6 +26,12 @@ def endpoint(name: str, **spec: Any) -> dict[str, Any]:
 def openai(name: str, secret: str = "openai") -> dict[str, Any]:
     return endpoint(name, taskType="completion", service="openai",
                     serviceSettings={"model_id": "gpt-4o", "api_key": {"secretKeyRef": {"name": secret, "key": "key"}}})
+
+
+@pytest.fixture(params=API_SERVERS)
+def kube(request):
+    with api_server(request, request.param) as cluster:
+        yield cluster
 
 
 @pytest.fixture
@@ -47,6 +55,7 @@ def wait_ready(kube: EmulatedCluster, name: str, reason: str = "Available", valu
     )
 
 
+@emulator_only()
 def test_create_builds_objects_and_becomes_ready_once_available(kube, env):
     with running_operator():
         kube.hold_rollouts()
@@ -121,6 +130,7 @@ def test_adaptive_allocations_get_an_autoscaler(kube, env):
         kube.wait_until(lambda: kube.get(HPAS, NS, "elser") is None, message="the HPA removed")
 
 
+@emulator_only()
 def test_invalid_settings_get_invalid_spec_and_no_workload(kube, env):
     bad = endpoint("bad", serviceSettings={"num_threads": 1})
     with pytest.raises(APIError, match="does not contain the required setting"):
@@ -178,6 +188,7 @@ def test_deleted_or_edited_objects_are_put_back(kube, env):
         kube.wait_until(lambda: kube.get(SERVICES, NS, "e5"), message="the Service recreated")
 
 
+@emulator_only()
 def test_operator_restarted_midway_converges_without_duplicates(kube, env):
     with running_operator():
         kube.hold_rollouts()
@@ -206,6 +217,7 @@ def test_deleting_the_endpoint_removes_its_objects(kube, kubeinfer_operator):
     kube.wait_until(lambda: all(kube.get(key, NS, "e5") is None for key in (DEPLOYMENTS, SERVICES, CONFIGMAPS)))
 
 
+@emulator_only()
 def test_a_stuck_rollout_is_reported_with_the_deadline_reason(kube, env):
     with running_operator():
         kube.hold_rollouts()
