@@ -1,8 +1,10 @@
 """Endpoints as InferenceEndpoint custom resources: the store behind ``kubeinfer gateway``.
 
-Create makes a CR (and, for secrets given in plain text, a Secret owned by the CR that
-the CR references with ``secretKeyRef``), then watches it until the operator reports the
-endpoint Ready. Update swaps new secrets in through a new Secret, so that a refused write
+Reads come from an ``EndpointIndex`` fed by one watch of the namespace's resources: a
+lookup, a list and a wait (for Ready after a PUT, for replicas while an endpoint wakes)
+never call the API server. Create makes a CR (and, for secrets given in plain text, a
+Secret owned by the CR that the CR references with ``secretKeyRef``), then waits on the
+index until the operator reports the endpoint Ready. Update swaps new secrets in through a new Secret, so that a refused write
 leaves the old endpoint whole. Get and list read CRs; delete deletes the CR (Kubernetes' garbage
 collector deletes its Secret). The gateway writes Secrets but never reads one.
 Inference goes to the URL the operator put in the CR's status; an endpoint at zero
@@ -14,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import secrets
-import time
 from typing import Any
 
 from ..backends.base import Backend
@@ -24,6 +26,7 @@ from kubeinfer.catalog import InferenceEndpointConfig, SecretKeyRef, from_manife
 from kubeinfer.catalog.endpoint import is_inference_id
 from kubeinfer.errors import ElasticsearchError, not_found, status_exception, validation_exception
 from .forwarding import ForwardingBackend, pod_client
+from kubeinfer.endpoint_index import EndpointIndex
 from kubeinfer.kube import KubeClient, KubeError
 from kubeinfer.resource import (
     API_VERSION, LABEL_ALLOW_CUSTOM_URL, LABEL_MANAGED_BY, PLURAL, is_ready, owner_reference, ready_condition, refusal, workload_name,
@@ -34,6 +37,9 @@ from .store import already_exists, with_model_facts
 log = logging.getLogger("kubeinfer.gateway")
 
 MANAGED_BY = {LABEL_MANAGED_BY: "kubeinfer-gateway"}
+# How long a write of this replica may take to come back through the watch before a read
+# that follows it goes ahead anyway.
+OWN_WRITE_SEEN_WITHIN = 5.0
 
 
 def resource_name(inference_id: str) -> str:
@@ -99,18 +105,18 @@ def with_secret_references(config: InferenceEndpointConfig, name: str | None = N
 class KubernetesEndpointStore:
     """InferenceEndpoints in one namespace of the cluster ``api`` talks to."""
 
-    def __init__(self, api: KubeClient, namespace: str, *, poll_interval: float = 0.5,
-                 cache_seconds: float = 1.0) -> None:
+    def __init__(self, api: KubeClient, namespace: str, *, poll_interval: float = 0.5) -> None:
         self.api = api
         self.namespace = namespace
         self.http = pod_client()
         self.poll_interval = poll_interval
-        # Inference reads its endpoint twice per request (config, then backend): a short
-        # cache spares the API server; this replica's own changes drop their entry at once.
-        self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, dict[str, Any], InferenceEndpointConfig]] = {}
+        self.index: EndpointIndex[InferenceEndpointConfig] = EndpointIndex(api, namespace, parse=served_config)
+
+    async def start(self) -> None:
+        await self.index.start()
 
     async def close(self) -> None:
+        await self.index.stop()
         await self.http.aclose()
         await self.api.close()
 
@@ -127,54 +133,33 @@ class KubernetesEndpointStore:
         return f"{base}/{name}" if name else base
 
     # ---- reading -------------------------------------------------------------------
-    async def _read(self, inference_id: str, *, cached: bool = False) -> tuple[dict[str, Any], InferenceEndpointConfig]:
+    async def _synced(self) -> None:
+        try:
+            await asyncio.wait_for(self.index.synced(), self.index.sync_timeout)
+        except TimeoutError:
+            raise status_exception("The gateway has not yet listed the inference endpoints of the cluster; "
+                                   "try again shortly", 503) from None
+
+    async def _read(self, inference_id: str) -> tuple[dict[str, Any], InferenceEndpointConfig]:
         if not is_inference_id(inference_id):  # no such endpoint can exist; nor may it reach a URL path
             raise not_found(inference_id)
-        hit = self._cache.get(inference_id) if cached else None
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1], hit[2]
-        try:
-            obj = await self.api.get(self._cr_path(resource_name(inference_id)))
-        except KubeError as exc:
-            if exc.status != 404:
-                raise _api_failure(exc) from None
-            obj = None
-        config = served_config(obj) if obj is not None else None
-        if config is None or config.inference_id != inference_id:
-            # A resource applied with kubectl may name itself apart from its inferenceId.
-            obj, config = await self._find(inference_id)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[inference_id] = (time.monotonic() + self.cache_seconds, obj, config)
-        return obj, config
-
-    async def _find(self, inference_id: str) -> tuple[dict[str, Any], InferenceEndpointConfig]:
-        for obj, config in await self._resources():
-            if config.inference_id == inference_id:
-                return obj, config
-        raise not_found(inference_id)
-
-    async def _resources(self) -> list[tuple[dict[str, Any], InferenceEndpointConfig]]:
-        try:
-            items = (await self.api.get(self._collection)).get("items") or []
-        except KubeError as exc:
-            raise _api_failure(exc) from None
-        found = []
-        for obj in items:
-            try:
-                found.append((obj, served_config(obj)))
-            except ElasticsearchError as exc:  # a CR the operator will also reject
-                log.warning("skipping InferenceEndpoint %s: %s", obj.get("metadata", {}).get("name"), exc.reason)
-        return found
+        await self._synced()
+        entry = self.index.get(inference_id)
+        if entry is None:
+            raise not_found(inference_id)
+        if entry.value is None:  # a resource the operator also refuses
+            raise entry.error if isinstance(entry.error, ElasticsearchError) else not_found(inference_id)
+        return entry.obj, entry.value
 
     async def list(self) -> list[InferenceEndpointConfig]:
-        return [config for _, config in await self._resources()]
+        await self._synced()
+        return [entry.value for entry in self.index.endpoints() if entry.value is not None]
 
     async def get(self, inference_id: str) -> InferenceEndpointConfig:
-        return (await self._read(inference_id, cached=True))[1]
+        return (await self._read(inference_id))[1]
 
     async def backend(self, inference_id: str) -> Backend:
-        obj, config = await self._read(inference_id, cached=True)
+        obj, config = await self._read(inference_id)
         url = (obj.get("status") or {}).get("url")
         if not url or not is_ready(obj):
             condition = ready_condition(obj) or {}
@@ -199,13 +184,13 @@ class KubernetesEndpointStore:
             raise _api_failure(exc) from None
 
     async def _awake(self, inference_id: str) -> str | None:
-        """The endpoint's URL once it has replicas serving; None while it wakes."""
+        """The endpoint's URL once it has replicas serving; None while it wakes (read from
+        the index: holding a request costs the API server nothing)."""
         obj, _ = await self._read(inference_id)
         return (obj.get("status") or {}).get("url") if is_ready(obj) and not at_zero(obj) else None
 
     # ---- management ----------------------------------------------------------------
     async def create(self, config: InferenceEndpointConfig, *, timeout: float) -> InferenceEndpointConfig:
-        self._cache.pop(config.inference_id, None)
         stored = with_secret_references(config)
         manifest = stored.to_manifest(name=resource_name(config.inference_id), namespace=self.namespace)
         manifest["metadata"]["labels"] = dict(MANAGED_BY)
@@ -213,12 +198,9 @@ class KubernetesEndpointStore:
         # owned by the resource (and deleted with it) once the resource exists.
         secret_path = self._secret_path(secret_name(config.inference_id)) if config.plain_secrets() else None
         if secret_path is not None:
-            try:
-                await self.api.get(self._cr_path(manifest["metadata"]["name"]))
+            await self._synced()
+            if self.index.get(config.inference_id) is not None:  # the create below refuses a race
                 raise already_exists(config.inference_id)
-            except KubeError as exc:
-                if exc.status != 404:
-                    raise _api_failure(exc) from None
             await self._create_unowned_secret(config)
         try:
             cr = await self.api.create(self._collection, manifest)
@@ -248,7 +230,6 @@ class KubernetesEndpointStore:
         resource is replaced in one write that fails if anyone changed it meanwhile: a
         refused write leaves the old spec with its old Secret, whole, and the new Secret
         is deleted. Only then does the Secret no longer named go."""
-        self._cache.pop(config.inference_id, None)
         obj, before = await self._read(config.inference_id)
         cr_name = obj["metadata"]["name"]
         fresh = rotated_secret_name(config.inference_id) if config.plain_secrets() else None
@@ -282,12 +263,15 @@ class KubernetesEndpointStore:
 
     async def delete(self, inference_id: str) -> None:
         obj, _ = await self._read(inference_id)
-        self._cache.pop(inference_id, None)
         try:
             await self.api.delete(self._cr_path(obj["metadata"]["name"]))
         except KubeError as exc:
             raise not_found(inference_id) if exc.status == 404 else _api_failure(exc) from None
-        # Kubernetes' garbage collector deletes the Secret the resource owns.
+        # Kubernetes' garbage collector deletes the Secret the resource owns. Once the watch
+        # has told the index, this replica's next read agrees that the endpoint is gone.
+        with contextlib.suppress(TimeoutError):
+            await self.index.wait_for(inference_id, lambda entry: entry is None or entry.uid != obj["metadata"]["uid"],
+                                      OWN_WRITE_SEEN_WITHIN)
 
     async def _create_unowned_secret(self, config: InferenceEndpointConfig) -> None:
         """Create the Secret, or take over one this gateway made for an endpoint of the same
@@ -319,56 +303,45 @@ class KubernetesEndpointStore:
             )
         return _api_failure(exc)
 
-    async def _wait_ready(self, inference_id: str, timeout: float, *, after: dict[str, Any] | None = None) -> None:
-        """Return once the operator reports Ready; Elasticsearch's timeout error otherwise.
+    async def _wait_ready(self, inference_id: str, timeout: float, *, after: dict[str, Any]) -> None:
+        """Return once the operator reports the resource written as ``after`` Ready;
+        Elasticsearch's timeout error otherwise. Waits on the index, not on the API server.
 
-        Watches the resource (from ``after``, the resource as just written, or a fresh
-        read) rather than polling it."""
-        if timeout <= 0:
-            return
-        deadline = time.monotonic() + timeout
-        obj = after
-        while True:
-            if obj is None:
-                obj, _ = await self._read(inference_id)
-            if is_ready(obj):
-                return
-            refused = refusal(obj)
-            if refused is not None:
-                raise status_exception(f"Inference endpoint [{inference_id}] is invalid: {refused}")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                condition = ready_condition(obj) or {}
-                detail = condition.get("message") or condition.get("reason") or "no status from the operator yet"
-                raise status_exception(
-                    f"Timed out after [{timeout:g}s] waiting for inference endpoint [{inference_id}] to be ready "
-                    f"({detail}); it was created and becomes usable once ready",
-                    408,
-                )
-            obj = await self._next_version(inference_id, obj, remaining)
+        Even with no time to wait for Ready, the index is given a moment to see the write,
+        so that this replica's next read finds what it just wrote."""
+        uid, generation = after["metadata"]["uid"], int(after["metadata"].get("generation") or 0)
 
-    async def _next_version(self, inference_id: str, obj: dict[str, Any], wait: float) -> dict[str, Any]:
-        """The resource's next version from a watch, or ``obj`` again after ``wait`` seconds."""
-        meta = obj["metadata"]
+        appeared = False
+
+        def seen(entry: Any) -> bool:
+            nonlocal appeared
+            appeared = appeared or (entry is not None and entry.uid == uid and entry.generation >= generation)
+            return appeared and entry is not None
+
+        def settled(entry: Any) -> bool:
+            if not seen(entry):
+                return appeared  # gone once seen: deleted meanwhile
+            return is_ready(entry.obj) or refusal(entry.obj) is not None
+
         try:
-            async with asyncio.timeout(wait):
-                async for event in self.api.watch(self._collection, resource_version=meta.get("resourceVersion"),
-                                                  field_selector=f"metadata.name={meta['name']}",
-                                                  timeout_seconds=max(1, int(wait) + 1)):
-                    if event.get("type") in ("ADDED", "MODIFIED"):
-                        return event["object"]
-                    if event.get("type") == "DELETED":
-                        raise not_found(inference_id)
+            entry = await self.index.wait_for(inference_id, settled if timeout > 0 else seen,
+                                              timeout if timeout > 0 else OWN_WRITE_SEEN_WITHIN)
         except TimeoutError:
-            return obj
-        except KubeError as exc:  # a 410 or a dropped stream: read afresh, soon
-            log.debug("watch of %s ended: %s", meta["name"], exc)
-            await asyncio.sleep(min(self.poll_interval, wait))
-            fresh, _ = await self._read(inference_id)
-            return fresh
-        # The server ended the watch (its timeout): read afresh.
-        fresh, _ = await self._read(inference_id)
-        return fresh
+            if timeout <= 0:
+                return
+            current = self.index.get(inference_id)
+            condition = (ready_condition(current.obj) if current is not None else None) or {}
+            detail = condition.get("message") or condition.get("reason") or "no status from the operator yet"
+            raise status_exception(
+                f"Timed out after [{timeout:g}s] waiting for inference endpoint [{inference_id}] to be ready "
+                f"({detail}); it was created and becomes usable once ready",
+                408,
+            ) from None
+        if entry is None:
+            raise not_found(inference_id)
+        refused = refusal(entry.obj)
+        if refused is not None:
+            raise status_exception(f"Inference endpoint [{inference_id}] is invalid: {refused}")
 
     async def _delete_quietly(self, path: str) -> None:
         try:

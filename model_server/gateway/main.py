@@ -34,6 +34,7 @@ def build_gateway_app(connection: Connection, namespace: str, *, auth: bool = Tr
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.start()
         try:
             yield
         finally:

@@ -389,28 +389,25 @@ async def test_an_update_refused_by_a_conflict_leaves_the_old_endpoint_whole(gat
     assert base64.b64decode(cluster.get(SECRETS, NS, "gw-emb-secrets")["data"]["api_key"]) == b"sk-old"
 
 
-async def test_put_watches_the_endpoint_until_ready_instead_of_polling(gateway, cluster):
+async def test_put_waits_for_ready_on_the_gateways_one_watch_instead_of_polling(gateway, cluster):
     cluster.call(lambda: setattr(cluster.operator, "held", True))
     put = asyncio.create_task(gateway.put("/_inference/text_embedding/gw-w?timeout=20s", json=openai_body(),
                                           headers=as_user(ADMIN)))
-
-    def watching() -> bool:
-        return any(r.params.get("watch") == "true" and r.params.get("fieldSelector") == "metadata.name=gw-w"
-                   for r in cluster.requests())
-
     for _ in range(200):
-        if watching():
+        if cluster.get(INFERENCE_ENDPOINTS, NS, "gw-w"):
             break
         await asyncio.sleep(0.02)
-    assert watching()
     await asyncio.sleep(0.3)  # a poller would read the resource over and over meanwhile
+    assert not put.done()
     cluster.call(cluster.emulator.update_status, INFERENCE_ENDPOINTS, NS, "gw-w", {
         "observedGeneration": 1, "url": "http://127.0.0.1:9/unused",
         "conditions": [{"type": "Ready", "status": "True", "reason": "Available", "message": "serving"}]})
     response = await asyncio.wait_for(put, 10)
     assert response.status_code == 200, response.text
-    reads = [r for r in cluster.requests() if r.method.value == "GET" and str(r.url.path).endswith("/gw-w")]
-    assert len(reads) <= 1
+    endpoints = [r for r in cluster.requests() if "/inferenceendpoints" in str(r.url.path)]
+    assert not [r for r in endpoints if r.method.value == "GET" and str(r.url.path).endswith("/gw-w")]
+    watches = [r for r in endpoints if r.params.get("watch") == "true"]
+    assert len(watches) == 1 and "fieldSelector" not in watches[0].params  # the index's, for the namespace
 
 
 async def test_delete_removes_the_resource_and_its_secret(gateway, cluster):
@@ -660,6 +657,21 @@ async def test_with_keda_the_held_request_is_counted_for_activation_and_released
     response = await asyncio.wait_for(request, 10)
     assert response.status_code == 200 and response.json()["data"][0]["embedding"] == [3.0, 1.0]
     assert held(generate_latest().decode(), "gw-emb") == 0
+
+
+async def test_requests_held_while_an_endpoint_wakes_cost_the_api_server_nothing(gateway, cluster):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    scale_to_zero(cluster, "gw-emb", autoscaler="keda")
+    before = len(cluster.requests())
+    held = [asyncio.create_task(gateway.post("/_inference/text_embedding/gw-emb", json={"input": ["abc"]},
+                                             headers=as_user(VIEWER))) for _ in range(64)]
+    await asyncio.sleep(1.0)
+    assert not any(task.done() for task in held)
+    during = [r for r in cluster.requests()[before:] if "/inferenceendpoints" in str(r.url.path)]
+    assert during == [], [f"{r.method.value} {r.url}" for r in during[:5]]
+    cluster.patch(DEPLOYMENTS, NS, "gw-emb", {"spec": {"replicas": 1}})  # KEDA's 0 -> 1
+    answers = await asyncio.wait_for(asyncio.gather(*held), 20)
+    assert {a.status_code for a in answers} == {200}
 
 
 async def test_a_held_request_gets_a_408_when_its_timeout_passes_first(gateway, cluster):

@@ -45,9 +45,13 @@ async def test_gateway_picks_up_a_rotated_service_account_token(kube, tmp_path, 
             # The kubelet swaps the projected token through a symlinked folder: a new file.
             (sa / "token.new").write_text("second-token\n")
             os.replace(sa / "token.new", sa / "token")
-            assert (await gw.get("/_inference")).status_code == 200
+            body = {"service": "elasticsearch", "service_settings": {
+                "model_id": ".multilingual-e5-small", "num_allocations": 1, "num_threads": 1}}
+            created = await gw.put("/_inference/text_embedding/rotated?timeout=0s", json=body)
+            assert created.status_code == 200, created.text
     tokens = bearer_tokens(kube, "inferenceendpoints")
-    assert tokens == ["Bearer first-token", "Bearer second-token"]
+    # the gateway's list and watch went with the first token, its next write with the second
+    assert tokens[0] == "Bearer first-token" and tokens[-1] == "Bearer second-token"
 
 
 def test_in_cluster_login_needs_a_service_account(tmp_path, monkeypatch):

@@ -260,7 +260,7 @@ def test_gateway_may_manage_endpoints_and_their_secrets_in_one_namespace_and_rev
     assert granted[None] == {("authentication.k8s.io", "tokenreviews", "create"),
                              ("authorization.k8s.io", "subjectaccessreviews", "create")}
     endpoints = {v for g, r, v in granted["search"] if (g, r) == ("kubeinfer.io", "inferenceendpoints")}
-    assert {"get", "list", "create", "update", "delete"} <= endpoints
+    assert {"list", "watch", "create", "update", "delete"} <= endpoints
     secrets = {v for g, r, v in granted["search"] if r == "secrets"}
     assert not secrets & {"get", "list", "watch"}  # it writes the Secrets it makes, never reads any
     no_auth = grants(render({"gateway.auth.enabled": False}), GATEWAY)
