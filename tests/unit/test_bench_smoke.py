@@ -23,7 +23,7 @@ BASELINES = {
 
 @pytest.mark.parametrize("script, table_head", [
     ("embeddings.py", "| server | clients | embeddings/s |"),
-    ("gateway.py", "target     p50 ms"),
+    ("gateway.py", "gateway vs nginx: throughput x"),
     ("proxy.py", "target     seq p50 ms"),
     ("cold_start.py", "| case | seconds | x warm request |"),
     ("operator.py", "beside 40 unrelated Secrets and Deployments: peak RSS"),
