@@ -231,14 +231,7 @@ class OperatorSettings(ModelSettings):
     allow_link_local_urls: bool = Field(
         default=False, description="Let provider URLs point at link-local and cloud metadata addresses.")
 
-    @field_validator("endpoint_allowed_namespaces", mode="before")
-    @classmethod
-    def _namespace_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(ns.strip() for ns in value.split(",") if ns.strip())
-        return value
-
-    @field_validator("watch_namespaces", mode="before")
+    @field_validator("endpoint_allowed_namespaces", "watch_namespaces", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
