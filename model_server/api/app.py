@@ -19,7 +19,7 @@ from .chat_completion import chat_completion_router
 from .endpoints import endpoints_router
 from .errors import install_error_handlers
 from .health import health_router
-from .inference import inference_router
+from .inference import inference_route
 from .openai_api import openai_router
 from .relay import Relay
 from .services import services_router
@@ -42,13 +42,12 @@ def create_app(
     if readiness is None:
         def readiness() -> bool:
             return bool(getattr(store, "ready", True))
-    # Inference is the hot path and every request walks the routes in order: its routes come
-    # first. Chat completion's before the others, as `/_inference/{endpoint}/_stream` matches
-    # its path too. These declare POST routes only, so the GET, PUT and DELETE routes below
-    # keep their literal paths (`_all`, `_services`) ahead of `{inference_id}`.
+    # Inference is the hot path and every request walks the routes in order: its one route
+    # comes first (it leaves chat completion's `_stream` path to chat completion's routes).
+    # It and chat completion's take POSTs only, so the GET, PUT and DELETE routes below keep
+    # their literal paths (`_all`, `_services`) ahead of `{inference_id}`.
+    app.router.routes.append(inference_route(store, relay=relay))
     app.include_router(chat_completion_router(store))
-    inference = inference_router(store, relay=relay)
-    app.include_router(inference)
     app.include_router(health_router(readiness))
     for router in extra_routers:
         app.include_router(router)
@@ -56,8 +55,6 @@ def create_app(
     app.include_router(endpoints_router(store))
     # OpenAI's API over the same endpoints.
     app.include_router(openai_router(store))
-    # The same inference POSTs, matched before any route is walked (see ``InferenceRoute``).
-    app.router.routes.insert(0, inference.fast_route)
     app.state.store = store
     return app
 

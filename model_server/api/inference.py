@@ -16,8 +16,9 @@ import math
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Match
 from starlette.types import Receive, Scope, Send
@@ -122,13 +123,13 @@ _CHAT_COMPLETION = "chat_completion"
 
 
 def inference_target(scope: Scope) -> tuple[str, bool] | None:
-    """(``{endpoint}``, stream) when ``scope`` is a POST the inference routes below answer, else None.
+    """(``{endpoint}``, stream) when ``scope``'s path is one of inference's, else None.
 
-    The same paths as the routes' patterns, read with a split instead of a walk of the app's
-    routes: one or two segments after ``/_inference/``, and ``/_stream`` after them, except
+    The paths' one definition, read with a split rather than regular expressions: one or
+    two segments after ``/_inference/``, and ``/_stream`` after them, except
     ``/_inference/chat_completion/<id>/_stream``, which is chat completion's.
     """
-    if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
+    if scope["type"] != "http" or scope.get("root_path"):
         return None
     path: str = scope["path"]
     if not path.startswith(_PREFIX):
@@ -143,14 +144,15 @@ def inference_target(scope: Scope) -> tuple[str, bool] | None:
 
 
 class InferenceRoute(BaseRoute):
-    """The inference routes' POSTs as one route placed first in an app's router.
+    """Elasticsearch's inference POSTs, ``/_inference/{endpoint}`` and its ``_stream`` form,
+    declared once, as one route that an app places first.
 
     Every request walks an app's routes in order, each a regular expression, and Starlette
-    wraps each route's handler in a request/response adapter: for the hot path this route
-    matches with ``inference_target`` and calls the handler at once. It answers POSTs only;
-    other methods fall through to the routes declared in ``inference_router``, which match
-    the same paths and keep ``405``'s ``Allow`` list right. Errors the handler raises go to
-    the app's exception handlers as from any route.
+    wraps each route's handler in a request/response adapter: this route matches with
+    ``inference_target`` (the paths' one definition) and calls the handler at once. It
+    answers POSTs only; other methods on these paths are the other routes' (GET, PUT and
+    DELETE of endpoints), or a 405. Errors the handler raises go to the app's exception
+    handlers as from any route.
     """
 
     path_format = "/_inference/{endpoint}"
@@ -163,19 +165,21 @@ class InferenceRoute(BaseRoute):
         if target is None:
             return Match.NONE, {}
         endpoint, stream = target
-        return Match.FULL, {"endpoint": self, "path_params": {"endpoint": endpoint}, "kubeinfer.stream": stream}
+        # Another method on these paths is another route's, or a 405 (as Starlette's routes do).
+        match = Match.FULL if scope["method"] == "POST" else Match.PARTIAL
+        return match, {"endpoint": self, "path_params": {"endpoint": endpoint}, "kubeinfer.stream": stream}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            raise HTTPException(status_code=405, headers={"Allow": "POST"})
         response = await self.answer(Request(scope, receive, send), scope["kubeinfer.stream"])
         await response(scope, receive, send)
 
 
-def inference_router(store: EndpointStore, *, max_inputs: int | None = None, relay: Relay | None = None) -> APIRouter:
-    """The routes over ``store``; ``max_inputs`` per request, ``KUBEINFER_MAX_INPUTS_PER_REQUEST`` by default;
-    ``relay`` hands requests for the backends it takes on as bytes (the endpoint's server checks them).
-
-    ``router.fast_route`` is the same handler as one ``InferenceRoute``, for the app to put first."""
-    router = APIRouter()
+def inference_route(store: EndpointStore, *, max_inputs: int | None = None, relay: Relay | None = None) -> InferenceRoute:
+    """The inference route over ``store``; ``max_inputs`` per request,
+    ``KUBEINFER_MAX_INPUTS_PER_REQUEST`` by default; ``relay`` hands requests for the
+    backends it takes on as bytes (the endpoint's server checks them)."""
     if max_inputs is None:
         max_inputs = ServerSettings.from_env().max_inputs_per_request
 
@@ -214,18 +218,7 @@ def inference_router(store: EndpointStore, *, max_inputs: int | None = None, rel
         observed.finish(200)
         return ElasticsearchJSONResponse(elasticsearch_json.render(result))
 
-    async def stream_route(http: Request) -> Response:
-        return await answer(http, stream=True)
-
-    async def infer_route(http: Request) -> Response:
-        return await answer(http, stream=False)
-
-    # Plain Starlette routes: the hot path needs no dependency injection. `_stream` first,
-    # since `{endpoint}` alone would take `<inference_id>/_stream` for `<task_type>/<inference_id>`.
-    router.add_route("/_inference/{endpoint:endpoint}/_stream", stream_route, methods=["POST"])
-    router.add_route("/_inference/{endpoint:endpoint}", infer_route, methods=["POST"])
-    router.fast_route = InferenceRoute(answer)  # type: ignore[attr-defined]
-    return router
+    return InferenceRoute(answer)
 
 
 async def _event_stream(first: Any, chunks: AsyncIterator[CompletionDelta], observed: _Observed) -> AsyncIterator[bytes]:

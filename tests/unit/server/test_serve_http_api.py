@@ -311,17 +311,34 @@ async def test_a_pod_still_loading_its_model_answers_503_in_openai_shape():
     ("GET", "/_inference/my-e5"),
     ("PUT", "/_inference/text_embedding/my-e5/_stream"),
 ])
-async def test_inference_posts_answer_as_the_declared_routes_do(method, path):
-    """The inference POSTs are matched ahead of the app's routes; every path, method and
-    error must be answered exactly as the routes declared for them answer it."""
+async def test_inference_posts_answer_as_routes_of_elasticsearchs_paths_would(method, path):
+    """The inference POSTs are one route matched ahead of the app's others; every path,
+    method and error must be answered exactly as plain routes of Elasticsearch's documented
+    paths, placed after chat completion's, would answer it."""
+    from starlette.routing import Route
+
     from model_server.api.inference import InferenceRoute
+
+    def as_plain_routes(app) -> None:
+        fast = next(r for r in app.router.routes if isinstance(r, InferenceRoute))
+        app.router.routes.remove(fast)
+
+        async def stream(http):
+            return await fast.answer(http, True)
+
+        async def infer(http):
+            return await fast.answer(http, False)
+        # create_app includes chat completion's router first, then the rest
+        app.router.routes[1:1] = [
+            Route("/_inference/{endpoint:endpoint}/_stream", stream, methods=["POST"]),
+            Route("/_inference/{endpoint:endpoint}", infer, methods=["POST"])]
 
     answers = []
     for fast in (True, False):
         backend = RecordingBackend(embedding_config())
         app = create_app(SingleEndpointStore(backend.config, backend))
         if not fast:
-            app.router.routes[:] = [r for r in app.router.routes if not isinstance(r, InferenceRoute)]
+            as_plain_routes(app)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
             r = await client.request(method, path, json={"input": ["hello"]})
         answers.append((r.status_code, r.headers.get("allow"), r.headers.get("x-elastic-product"), r.text,
