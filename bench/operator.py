@@ -160,17 +160,17 @@ class EmulatorAPI:
 
     def _chunks(self, count: int, each: Callable[[int], None], chunk: int = 50) -> None:
         """``each(i)`` for every ``i`` below ``count``, in the emulator's loop, a chunk per call
-        (one call must end within its time limit)."""
+        (the loop serves the operator between chunks; on a loaded machine a chunk may wait)."""
         for start in range(0, count, chunk):
             def run(start: int = start) -> None:
                 for i in range(start, min(start + chunk, count)):
                     each(i)
-            self.cluster.call(run)
+            self.cluster.call(run, call_timeout=120)
 
     def items(self, key: str, ns: str) -> list[dict]:
         def listed() -> list[dict]:
             return [obj for (k, n, _), obj in self.cluster.emulator.store.items() if k == key and n == ns]
-        return self.cluster.call(listed)
+        return self.cluster.call(listed, call_timeout=120)
 
     def requests(self) -> int | None:
         return len(self.cluster.requests())

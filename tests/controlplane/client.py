@@ -134,12 +134,13 @@ class RealCluster:
         return self._call("POST", path_of("v1/serviceaccounts", namespace, service_account, "token"),
                           json=request)["status"]["token"]
 
-    def wait_until(self, predicate: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1,
+    def wait_until(self, predicate: Callable[[], T], *, timeout: float = 60.0, interval: float = 0.1,
                    message: str = "") -> T:
         """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds.
 
         A real control plane's controllers take seconds where the emulator's take
-        milliseconds, so the default wait is longer than the emulator's.
+        milliseconds, and its garbage collector watches a kind only from its next discovery
+        (every 30 s) after the CRD was made: the default wait is longer than the emulator's.
         """
         deadline = time.monotonic() + timeout
         while True:

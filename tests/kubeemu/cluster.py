@@ -99,10 +99,11 @@ class EmulatedCluster:
         return path
 
     # ---- calls into the emulator's loop ---------------------------------------------------
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def call(self, fn: Callable[..., T], *args: Any, call_timeout: float = 10, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` in the emulator's loop; its result within ``call_timeout`` seconds."""
         async def run() -> T:
             return fn(*args, **kwargs)
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(call_timeout)
 
     def create(self, key: str, obj: dict[str, Any], namespace: str | None = None, *,
                admit: bool = True) -> dict[str, Any]:
