@@ -1,14 +1,19 @@
 """The kopf handlers: thin entry points that hand every change to the ``Reconciler``.
 
-- InferenceEndpoints: create, update and resume reconcile; delete forgets (the objects
-  go with their owner through ownerReferences).
+- InferenceEndpoints: kopf's watch is the only one. Its indexes hold what the operator
+  knows of them: each endpoint as last seen (with the ``Applied`` record kept in its
+  memo), the Secrets each references, and which are Ready (the probe and the metric).
+  Create, update and resume reconcile; on delete kopf forgets them (the objects go with
+  their owner through ownerReferences).
 - Deployments, Services and ConfigMaps the operator manages: a watch (not a poll) keeps
   ``Ready`` in step with the Deployment's availability and puts back what drifted.
   kopf watches them with a server-side label selector: unrelated objects never arrive.
-- The reconciler's own watches (``watching``) follow the InferenceEndpoints and the
-  Secrets' metadata (a missing Secret recovers; a rotated one rolls the pods).
-- start-up reads ``OperatorSettings``, login shares kopf's credentials with the client
-  and starts those watches, a probe reports liveness.
+- Secrets: watched by their metadata alone (a missing Secret recovers; a rotated one
+  rolls the pods), which kopf cannot ask for: its watches read whole objects, and every
+  Secret's data would reach this process. So that one watch is the core client's
+  ``Informer``, started at login, one per watched namespace.
+- start-up reads ``OperatorSettings``, login shares kopf's credentials with the client,
+  a probe reports liveness.
 - The API server's refusals are retried soon (after its ``Retry-After`` for a 429),
   not after the handlers' ten-second back-off.
 """
@@ -22,12 +27,16 @@ from typing import Any, Awaitable
 
 import kopf
 
-from . import metrics, watching
-from .builders import MANAGER
+from . import metrics
+from .builders import MANAGER, parse_spec, referenced_secrets
 from .kube import KubeError, OperatorClient
-from .reconciler import Reconciler
+from .reconciler import Applied, Key, Reconciler, Seen
 from kubeinfer.config import OperatorSettings
-from kubeinfer.resource import ANNOTATION_PREFIX, GROUP, LABEL_MANAGED_BY, PLURAL, VERSION
+from kubeinfer.errors import ElasticsearchError
+from kubeinfer.kube import Informer, path_of
+from kubeinfer.resource import (
+    ANNOTATION_PREFIX, GROUP, LABEL_MANAGED_BY, PLURAL, VERSION, ConditionStatus, ready_condition,
+)
 
 OWNED = {LABEL_MANAGED_BY: MANAGER}
 OWNED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGER}"
@@ -41,13 +50,52 @@ def _runtime(memo: kopf.Memo) -> Reconciler:
     return reconciler
 
 
+def _applied(memo: kopf.Memo) -> Applied:
+    """What this process applied for the endpoint, kept in kopf's memo of it."""
+    applied = memo.get("applied")
+    if applied is None:
+        applied = memo["applied"] = Applied()
+    return applied
+
+
 def _login(settings: kopf.OperatorSettings, logger: Any) -> kopf.ConnectionInfo | None:
     return (kopf.login_with_service_account(settings=settings, logger=logger)
             or kopf.login_with_kubeconfig(settings=settings, logger=logger))
 
 
+# ---- what is known of the endpoints: kopf's indexes -------------------------------------------
+@kopf.index(GROUP, VERSION, PLURAL)
+def endpoints(namespace: str, name: str, uid: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[Key, Seen]:
+    """(namespace, name) -> the endpoint as last seen."""
+    return {(namespace, name): Seen(uid=uid, body=dict(body), applied=_applied(memo))}
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def secret_users(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Key]:
+    """A Secret (namespace, name) -> the endpoints that reference it."""
+    try:
+        secrets = referenced_secrets(parse_spec(dict(body)))
+    except ElasticsearchError:
+        return {}
+    return {(namespace, secret): (namespace, name) for secret in secrets}
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def ready_endpoints(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[bool, Key]:
+    """True -> the endpoints whose Ready condition is True."""
+    ready = (ready_condition(body) or {}).get("status") == ConditionStatus.TRUE.value
+    return {True: (namespace, name)} if ready else {}
+
+
+def ready_count(ready: kopf.Index) -> int:
+    # Once per name: one deleted and created again while the watch was away is there twice.
+    return len(set(ready.get(True, ())))
+
+
+# ---- the operator's life ----------------------------------------------------------------------
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger,
+                    ready_endpoints: kopf.Index, **_: Any) -> None:
     operator_settings = OperatorSettings.from_env()
     memo.operator_settings = operator_settings
     logging.getLogger().setLevel(operator_settings.log_level)
@@ -63,13 +111,14 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     # kopf's label filters on the handlers run in this process; these run on the API server.
     for resource in OWNED_RESOURCES:
         settings.watching.label_selectors[resource] = OWNED_SELECTOR
+    metrics.READY_ENDPOINTS.set_function(lambda: ready_count(ready_endpoints))
     if metrics.serve_metrics(operator_settings.metrics_port):
         logger.info("Serving Prometheus metrics on :%d/metrics", operator_settings.metrics_port)
 
 
 @kopf.on.login()
 async def login(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger,
-                **_: Any) -> kopf.ConnectionInfo | None:
+                endpoints: kopf.Index, secret_users: kopf.Index, **_: Any) -> kopf.ConnectionInfo | None:
     info = _login(settings, logger)
     if info is None:
         return None
@@ -79,10 +128,10 @@ async def login(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: loggin
         return info
     client = OperatorClient(info, relogin=lambda: _login(settings, logger))
     operator_settings = getattr(memo, "operator_settings", None) or OperatorSettings.from_env()
-    reconciler = memo.reconciler = Reconciler(settings=operator_settings, client=client)
+    reconciler = memo.reconciler = Reconciler(settings=operator_settings, client=client,
+                                             endpoints=endpoints, secret_users=secret_users)
     namespaces = list(getattr(memo, "namespaces", None) or operator_settings.watch_namespaces)
-    memo.watches = watching.informers(reconciler, namespaces)
-    memo.watching = asyncio.create_task(watching.watch(memo.watches), name="kubeinfer watches")
+    memo.watching = asyncio.gather(*(watch.run() for watch in secret_watches(reconciler, namespaces)))
     return info
 
 
@@ -99,9 +148,39 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.probe(id="endpoints_ready")
-def endpoints_ready(memo: kopf.Memo, **_: Any) -> int:
-    reconciler = getattr(memo, "reconciler", None)
-    return len(reconciler.ready) if reconciler else 0
+def endpoints_ready(ready_endpoints: kopf.Index, **_: Any) -> int:
+    return ready_count(ready_endpoints)
+
+
+def secret_watches(reconciler: Reconciler, namespaces: list[str]) -> list[Informer]:
+    """Secrets by their metadata, in each watched namespace (everywhere without any)."""
+    found: list[Informer] = []
+    for namespace in namespaces or [None]:
+        async def changed(event_type: str, obj: dict[str, Any]) -> None:
+            meta = obj.get("metadata") or {}
+            version = None if event_type == "DELETED" else meta.get("resourceVersion")
+            await reconciler.secret_changed(meta.get("namespace") or "default", meta.get("name", ""), version)
+
+        async def listed(items: list[dict[str, Any]], namespace: str | None = namespace) -> None:
+            present: set[Key] = set()
+            for obj in items:
+                meta = obj.get("metadata") or {}
+                present.add((meta.get("namespace") or "default", meta.get("name", "")))
+                await changed("ADDED", obj)
+            # Those deleted while the watch was away.
+            for secret in list(reconciler.secret_users):
+                if secret not in present and (namespace is None or secret[0] == namespace):
+                    await reconciler.secret_changed(*secret, None)
+
+        found.append(Informer(reconciler.client.api, path_of("v1", "secrets", namespace), changed, listed,
+                              metadata_only=True, keep=secret_identity))
+    return found
+
+
+def secret_identity(obj: dict[str, Any]) -> dict[str, Any]:
+    """What a listed Secret's metadata is needed for: which one it is, and its version."""
+    meta = obj.get("metadata") or {}
+    return {"metadata": {k: meta[k] for k in ("namespace", "name", "resourceVersion") if k in meta}}
 
 
 async def _retrying(call: Awaitable[Any]) -> None:
@@ -118,24 +197,23 @@ async def _retrying(call: Awaitable[Any]) -> None:
 @kopf.on.resume(GROUP, VERSION, PLURAL, backoff=10)
 async def resume(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if not body.metadata.get("deletionTimestamp"):
-        await _retrying(_runtime(memo).reconcile(dict(body), trigger="resume"))
+        await _retrying(_runtime(memo).reconcile(dict(body), _applied(memo), trigger="resume"))
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, backoff=10)
 async def create(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _retrying(_runtime(memo).reconcile(dict(body), trigger="create"))
+    await _retrying(_runtime(memo).reconcile(dict(body), _applied(memo), trigger="create"))
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, backoff=10)
 async def update(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _retrying(_runtime(memo).reconcile(dict(body), trigger="update"))
+    await _retrying(_runtime(memo).reconcile(dict(body), _applied(memo), trigger="update"))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-async def delete(namespace: str, name: str, uid: str, memo: kopf.Memo, logger: logging.Logger,
-                 **_: Any) -> None:
-    # Deployments, Services, ConfigMaps and HPAs go with their owner (ownerReferences).
-    _runtime(memo).forget((namespace, name), uid=uid)
+async def delete(logger: logging.Logger, **_: Any) -> None:
+    # Deployments, Services, ConfigMaps and HPAs go with their owner (ownerReferences);
+    # kopf drops the endpoint's memo and index entries.
     logger.info("InferenceEndpoint deleted; its objects are garbage-collected with it")
 
 

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         # distinct priorities, so one works while the others stand by.
         priority=random.randint(1, 10**6) if peering else 0,
         liveness_endpoint=getattr(args, "liveness", None) or None,
-        # The operator's own watches (``watching``) cover the same namespaces as kopf's.
+        # The Secret watch (``handlers``) covers the same namespaces as kopf's.
         memo=kopf.Memo(namespaces=namespaces),
     )
     return 0

@@ -1,12 +1,13 @@
 """Reconciling one InferenceEndpoint: read what it references, apply what the builders
 want, observe the Deployment and write the status.
 
-The kopf handlers (``handlers``) and the watches of endpoints, owned objects and Secrets
-(``watching``) all call ``Reconciler``; it holds the operator's runtime state in one
-place, an ``EndpointState`` per endpoint keyed by its uid (a CR deleted and created
-again starts afresh; a fresh list of the endpoints drops what vanished), and never
-decides what an object looks like: ``builders`` and ``status`` do. Kubernetes Events
-are posted on each condition transition.
+The kopf handlers (``handlers``) call ``Reconciler``. What is known of the endpoints is
+kopf's: its indexes (each endpoint as last seen, the Secrets each references) are read
+here, never written; what this process applied and wrote for an endpoint is an
+``Applied`` kept in kopf's memo of that object (a CR deleted and created again has a new
+uid, hence a new memo), written here alone. This module never decides what an object
+looks like: ``builders`` and ``status`` do. Kubernetes Events are posted on each
+condition transition.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Collection, Mapping
 
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.errors import ElasticsearchError
@@ -40,27 +41,59 @@ DISCOVERY_TTL = 60.0
 # each holding its desired objects and requests in memory meanwhile: a thousand endpoints
 # created together take turns rather than all building their objects at once.
 CONCURRENT_RECONCILES = 32
+# Owned objects whose absence is worth remembering: deleting them when absent is a wasted call.
+AUTOSCALERS = frozenset({"HorizontalPodAutoscaler", "ScaledObject"})
 
 
-@dataclass
-class EndpointState:
-    """What this process knows of one InferenceEndpoint, for one uid: a CR deleted and
-    created again under the same name starts from nothing."""
+@dataclass(eq=False)
+class Applied:
+    """What this process applied and wrote for one endpoint incarnation. Empty after a
+    restart: the resume handler's reconcile fills it."""
 
-    uid: str
-    body: dict[str, Any]
-    # The status this process last wrote (None: trust the CR's own).
-    written_status: dict[str, Any] | None = None
-    # Deployment generation after our last apply: a different one means someone edited it.
-    applied_generation: int | None = None
-    # resourceVersions of the ConfigMap and Service (by kind) after our last apply.
-    applied_versions: dict[str, str] = field(default_factory=dict)
-    # Whether the endpoint surely has no HPA (resp. ScaledObject) of ours (unknown after a restart).
-    hpa_known_absent: bool = False
-    scaled_object_known_absent: bool = False
+    # The status last written (None: trust the CR's own).
+    status: dict[str, Any] | None = None
+    # Kind -> the object as our last apply left it (a Deployment's generation, else its
+    # resourceVersion): another value means someone else changed it.
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    # Kinds of ours surely absent (an autoscaler not asked for).
+    absent: set[str] = field(default_factory=set)
     # Referenced Secrets -> the resourceVersion the pods were built with (None: missing).
     secrets: dict[Key, str | None] = field(default_factory=dict)
-    ready: bool = False
+
+    def forget(self) -> None:
+        """The endpoint is gone: nothing of it is known any more."""
+        self.status = None
+        self.fingerprints.clear()
+        self.absent.clear()
+        self.secrets.clear()
+
+
+@dataclass(frozen=True, eq=False)
+class Seen:
+    """An InferenceEndpoint as kopf's index holds it: its latest body and what this
+    process applied for it."""
+
+    uid: str
+    body: Mapping[str, Any]
+    applied: Applied
+
+
+def fingerprint(obj: Mapping[str, Any]) -> str:
+    """What changes when someone else changes ``obj``: a Deployment's status moves on its
+    own, so its generation; the resourceVersion of the rest."""
+    meta = obj.get("metadata") or {}
+    if obj.get("kind") == "Deployment":
+        return str(meta.get("generation", 0))
+    return str(meta.get("resourceVersion", ""))
+
+
+def key_of(obj: Mapping[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace") or "default", meta.get("name", "")
+
+
+def deleting(obj: Mapping[str, Any]) -> bool:
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
 class KeyLocks:
@@ -92,10 +125,10 @@ class Reconciler:
     settings: OperatorSettings
     client: OperatorClient
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("kubeinfer.operator"))
-    # The endpoints as last seen on the watch (rebuilt whenever it lists again).
-    endpoints: dict[Key, EndpointState] = field(default_factory=dict)
-    # Secret -> the endpoints that reference it (the reverse of ``EndpointState.secrets``).
-    secret_users: dict[Key, set[Key]] = field(default_factory=dict)
+    # kopf's indexes, read-only: (namespace, name) -> the endpoint as last seen (one per
+    # incarnation), and Secret -> the endpoints that reference it.
+    endpoints: Mapping[Key, Collection[Seen]] = field(default_factory=dict)
+    secret_users: Mapping[Key, Collection[Key]] = field(default_factory=dict)
     lock: KeyLocks = field(default_factory=KeyLocks)
     turns: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONCURRENT_RECONCILES))
     # Whether KEDA's ScaledObject CRD is installed, and when that was last asked.
@@ -103,103 +136,52 @@ class Reconciler:
     keda_checked_at: float = 0.0
     _posting: set[asyncio.Task] = field(default_factory=set)
 
-    @property
-    def ready(self) -> set[Key]:
-        return {key for key, state in self.endpoints.items() if state.ready}
-
-    def _publish_ready(self) -> None:
-        metrics.READY_ENDPOINTS.set(sum(state.ready for state in self.endpoints.values()))
-
-    def state(self, cr: Mapping[str, Any]) -> EndpointState:
-        """The state of ``cr``'s incarnation (a new uid under a known name starts afresh)."""
-        meta = cr.get("metadata") or {}
-        key: Key = (meta.get("namespace") or "default", meta.get("name", ""))
-        uid = meta.get("uid") or ""
-        state = self.endpoints.get(key)
-        if state is None or state.uid != uid:
-            if state is not None:
-                self._use_secrets(key, state, {})
-            state = self.endpoints[key] = EndpointState(uid=uid, body=dict(cr))
-        else:
-            state.body = dict(cr)
-        return state
-
-    def seen(self, event_type: str, body: Mapping[str, Any]) -> None:
-        """Keep the endpoints in step with the watch of them."""
-        meta = body.get("metadata") or {}
-        key: Key = (meta.get("namespace") or "default", meta.get("name", ""))
-        if event_type == "DELETED":
-            state = self.endpoints.get(key)
-            self.forget(key, uid=meta.get("uid") or "")
-        else:
-            self.state(body)
-
-    def relisted(self, items: list[Mapping[str, Any]], namespace: str | None = None) -> None:
-        """A fresh list of the endpoints (in ``namespace``, or everywhere): what is not in
-        it was deleted while the watch was away."""
-        present = {((o.get("metadata") or {}).get("namespace") or "default", (o.get("metadata") or {}).get("name"),
-                    (o.get("metadata") or {}).get("uid")) for o in items}
-        for key, state in list(self.endpoints.items()):
-            if (namespace is None or key[0] == namespace) and (*key, state.uid) not in present:
-                self.forget(key)
-        for obj in items:
-            self.state(obj)
-
-    def forget(self, key: Key, *, uid: str | None = None) -> None:
-        """Drop what is known of the endpoint (of that ``uid`` only, when given)."""
-        # An endpoint's lock goes by itself once released (``KeyLocks``).
-        state = self.endpoints.get(key)
-        if state is not None and uid is not None and state.uid != uid:
-            return
-        self.endpoints.pop(key, None)
-        if state is not None:
-            self._use_secrets(key, state, {})
-        self._publish_ready()
-
-    def _use_secrets(self, key: Key, state: EndpointState, secrets: dict[Key, str | None]) -> None:
-        for secret in state.secrets.keys() - secrets.keys():
-            users = self.secret_users.get(secret, set())
-            users.discard(key)
-            if not users:
-                self.secret_users.pop(secret, None)
-        for secret in secrets:
-            self.secret_users.setdefault(secret, set()).add(key)
-        state.secrets = secrets
-
     # ---- the reconcile loop body ------------------------------------------------------------
-    async def reconcile(self, cr: Mapping[str, Any], *, trigger: str) -> dict[str, Any]:
+    async def reconcile(self, cr: Mapping[str, Any], applied: Applied, *, trigger: str) -> dict[str, Any]:
         """Bring the endpoint's objects to the desired state; returns the status written."""
-        meta = cr.get("metadata") or {}
-        key: Key = (meta.get("namespace") or "default", meta["name"])
+        key = key_of(cr)
         started = time.monotonic()
         result = "ready"
         async with self.turns, self.lock(key):
-            state = self.state(cr)
             if trigger == "create":
-                state.hpa_known_absent = True  # a new endpoint has no autoscaler yet
-                state.scaled_object_known_absent = True
+                applied.absent |= AUTOSCALERS  # a new endpoint has no autoscaler yet
             try:
-                observation = await self._converge(cr, key, state)
+                observation = await self._converge(cr, key, applied)
                 if not observation.ready:
                     result = observation.reason
             except KubeError as exc:
                 metrics.ERRORS.inc()
                 result = "error"
                 try:
-                    await self.write_status(cr, apply_failed(f"the API server refused a change: {exc.message}"))
+                    await self.write_status(cr, applied, apply_failed(f"the API server refused a change: {exc.message}"))
                 except KubeError:
                     pass  # the API server is in trouble: the retry will write it
                 raise
             finally:
                 metrics.RECONCILES.labels(trigger=trigger, result=result).inc()
                 metrics.DURATION.observe(time.monotonic() - started)
-            return await self.write_status(cr, observation)
+            return await self.write_status(cr, applied, observation)
 
-    async def _converge(self, cr: Mapping[str, Any], key: Key, state: EndpointState) -> Observation:
+    async def _converge(self, cr: Mapping[str, Any], key: Key, applied: Applied) -> Observation:
+        admitted = await self.admit(cr, key, applied)
+        if isinstance(admitted, Observation):
+            return admitted
+        config, versions = admitted
+        desired = desired_state(cr, self.settings, secret_versions=versions, autoscaler=await self.autoscaler())
+        deployment = await self._apply(desired, key, applied)
+        url = endpoint_url(key[1], key[0], desired.config, self.settings.cluster_domain)
+        return with_vectors(observe_deployment(deployment, url=url), config)
+
+    async def admit(self, cr: Mapping[str, Any], key: Key,
+                    applied: Applied) -> tuple[InferenceEndpointConfig, dict[str, str]] | Observation:
+        """Whether the endpoint may be built, checked before any object is: its spec is
+        valid and the Secrets it references are there, with their keys, and may go where
+        it sends them. Returns its configuration and the versions of its Secrets, or the
+        refusal to report. Records which Secrets it references (their changes reconcile it)."""
         try:
             config = parse_spec(cr)
         except ElasticsearchError as exc:
-            self._use_secrets(key, state, {})
+            applied.secrets = {}
             return invalid_spec(exc.reason)
         namespace = key[0]
         versions: dict[str, str] = {}
@@ -221,39 +203,30 @@ class Reconciler:
                 if custom_url is not None and not may_leave_for_custom_url(secret["metadata"], uid):
                     not_allowed.append(secret_name)
             del secret
-        self._use_secrets(key, state, used)
+        applied.secrets = used
         if missing:
             return secret_not_found(missing)
         if not_allowed:
             return secret_not_allowed(not_allowed, custom_url or "url")
-        desired = desired_state(cr, self.settings, secret_versions=versions, autoscaler=await self.autoscaler())
-        deployment = await self._apply(desired, key, state)
-        url = endpoint_url(key[1], namespace, desired.config, self.settings.cluster_domain)
-        return with_vectors(observe_deployment(deployment, url=url), desired.config)
+        return config, versions
 
-    async def _apply(self, desired: DesiredState, key: Key, state: EndpointState) -> dict[str, Any]:
+    async def _apply(self, desired: DesiredState, key: Key, applied: Applied) -> dict[str, Any]:
         namespace = key[0]
         name = workload_name(key[1])
         for obj in (desired.configmap, desired.service, desired.network_policy):
-            if obj is None:
-                continue
-            applied = await self.client.apply(obj)
-            state.applied_versions[obj["kind"]] = applied["metadata"]["resourceVersion"]
+            if obj is not None:
+                applied.fingerprints[obj["kind"]] = fingerprint(await self.client.apply(obj))
         deployment = await self.client.apply(desired.deployment)
-        state.applied_generation = deployment["metadata"].get("generation", 0)
-        if desired.hpa is not None:
-            await self.client.apply(desired.hpa)
-            state.hpa_known_absent = False
-        elif not state.hpa_known_absent:
-            await self.client.delete("HorizontalPodAutoscaler", namespace, name)
-            state.hpa_known_absent = True
-        if desired.scaled_object is not None:
-            await self.client.apply(desired.scaled_object)
-            state.scaled_object_known_absent = False
-        elif not state.scaled_object_known_absent:
-            if self.keda_installed:  # without KEDA there is no ScaledObject to remove
-                await self.client.delete("ScaledObject", namespace, name)
-            state.scaled_object_known_absent = True
+        applied.fingerprints["Deployment"] = fingerprint(deployment)
+        for kind, wanted in (("HorizontalPodAutoscaler", desired.hpa), ("ScaledObject", desired.scaled_object)):
+            if wanted is not None:
+                await self.client.apply(wanted)
+                applied.absent.discard(kind)
+            elif kind not in applied.absent:
+                # Without KEDA there is no ScaledObject to remove.
+                if kind != "ScaledObject" or self.keda_installed:
+                    await self.client.delete(kind, namespace, name)
+                applied.absent.add(kind)
         return deployment
 
     async def autoscaler(self) -> Autoscaler:
@@ -267,24 +240,20 @@ class Reconciler:
         return "keda" if self.keda_installed else "hpa"
 
     # ---- status --------------------------------------------------------------------------
-    async def write_status(self, cr: Mapping[str, Any], observation: Observation) -> dict[str, Any]:
+    async def write_status(self, cr: Mapping[str, Any], applied: Applied, observation: Observation) -> dict[str, Any]:
         meta = cr.get("metadata") or {}
-        key: Key = (meta.get("namespace") or "default", meta["name"])
-        state = self.state(cr)
-        previous = state.written_status or cr.get("status") or {}
+        key = key_of(cr)
+        previous = applied.status or cr.get("status") or {}
         status = endpoint_status(previous, observation, meta.get("generation"))
-        if state.ready != observation.ready:  # counting them all on every write is quadratic
-            state.ready = observation.ready
-            self._publish_ready()
         if same_status(previous, status):
             return status
         # The whole status, with the fields to clear left out, for this incarnation only.
         whole = {k: v for k, v in {**previous, **status}.items() if v is not None}
-        written = await self.client.write_status(KIND, key[0], key[1], state.uid, whole)
+        written = await self.client.write_status(KIND, key[0], key[1], meta.get("uid") or "", whole)
         if written is None:  # gone, or created again under the same name meanwhile
-            self.forget(key, uid=state.uid)
+            applied.forget()
             return status
-        state.written_status = status
+        applied.status = status
         for cond in transitions(previous, status):
             kind = "Normal" if cond["status"] == "True" or cond["type"] != READY else "Warning"
             self._post_event(cr, kind, cond["reason"], f"{cond['type']}={cond['status']}: {cond['message']}")
@@ -303,86 +272,83 @@ class Reconciler:
         task.add_done_callback(self._posting.discard)
 
     # ---- reacting to owned objects and Secrets -------------------------------------------------
-    def owner(self, obj: Mapping[str, Any]) -> tuple[Key, EndpointState] | None:
-        """The endpoint that controls ``obj``, if it is the live incarnation we know."""
+    def owner(self, obj: Mapping[str, Any]) -> Seen | None:
+        """The endpoint that controls ``obj``, as kopf last saw it, unless it is being deleted."""
         meta = obj.get("metadata") or {}
         for ref in meta.get("ownerReferences") or []:
             if ref.get("kind") == KIND and ref.get("controller"):
-                key: Key = (meta.get("namespace") or "default", ref["name"])
-                state = self.endpoints.get(key)
-                if state is not None and state.uid == ref.get("uid") and \
-                        not (state.body.get("metadata") or {}).get("deletionTimestamp"):
-                    return key, state
+                for seen in self.endpoints.get((meta.get("namespace") or "default", ref["name"]), ()):
+                    if seen.uid == ref.get("uid") and not deleting(seen.body):
+                        return seen
         return None
 
     async def deployment_changed(self, event_type: str, deployment: Mapping[str, Any]) -> None:
         found = self.owner(deployment)
         if found is None:
             return
-        key, _ = found
-        generation = (deployment.get("metadata") or {}).get("generation")
+        key = key_of(found.body)
         # Under the endpoint's lock: an apply in flight has recorded its generation by then.
         async with self.lock(key):
-            found = self.owner(deployment)
-            if found is None:
+            seen = self.owner(deployment)
+            if seen is None:
                 return
-            _, state = found
-            cr = state.body
-            drifted = event_type == "DELETED" or (
-                state.applied_generation is not None and generation != state.applied_generation)
-            if not drifted:
-                if state.applied_generation is None:
-                    return  # not applied by this process yet: the resume handler reconciles it
+            known = seen.applied.fingerprints.get("Deployment")
+            if event_type != "DELETED" and known == fingerprint(deployment):
                 try:
-                    config = parse_spec(cr)
+                    config = parse_spec(seen.body)
                 except ElasticsearchError:
                     return
                 url = endpoint_url(key[1], key[0], config, self.settings.cluster_domain)
-                await self.write_status(cr, with_vectors(observe_deployment(deployment, url=url), config))
+                await self.write_status(seen.body, seen.applied,
+                                        with_vectors(observe_deployment(deployment, url=url), config))
                 return
-        await self._repair(key, state, "Deployment", "deleted" if event_type == "DELETED" else "changed")
-
-    async def _repair(self, key: Key, state: EndpointState, kind: str, what: str) -> None:
-        """Put back an owned object, if its endpoint still exists: the watch's copy may
-        predate a deletion (the garbage collector's own deletions look like drift)."""
-        cr = await self.client.get(KIND, *key)
-        if cr is None or (cr.get("metadata") or {}).get("uid") != state.uid:
-            self.forget(key, uid=state.uid)
-            return
-        if (cr.get("metadata") or {}).get("deletionTimestamp"):
-            return
-        self.logger.info("%s of %s/%s was %s: putting it back", kind, *key, what)
-        await self.reconcile(cr, trigger="drift")
+            if event_type != "DELETED" and known is None:
+                return  # not applied by this process yet: the resume handler reconciles it
+        await self._reconcile_live(seen, "drift", f"its Deployment was {_what(event_type)}")
 
     async def owned_changed(self, event_type: str, obj: Mapping[str, Any]) -> None:
         """A ConfigMap or Service of an endpoint changed or vanished: put it back if it drifted."""
         found = self.owner(obj)
         if found is None:
             return
-        key, _ = found
-        meta = obj.get("metadata") or {}
-        async with self.lock(key):  # an apply in flight has recorded its resourceVersion by then
-            found = self.owner(obj)
-            if found is None:
+        async with self.lock(key_of(found.body)):  # an apply in flight has recorded its version by then
+            seen = self.owner(obj)
+            if seen is None:
                 return
-            _, state = found
-            known = state.applied_versions.get(obj.get("kind", ""))
-            if event_type != "DELETED" and (known is None or known == meta.get("resourceVersion")):
+            known = seen.applied.fingerprints.get(obj.get("kind", ""))
+            if event_type != "DELETED" and known in (None, fingerprint(obj)):
                 return
-        await self._repair(key, state, obj.get("kind", "object"), "deleted" if event_type == "DELETED" else "changed")
+        await self._reconcile_live(seen, "drift", f"its {obj.get('kind', 'object')} was {_what(event_type)}")
 
     async def secret_changed(self, namespace: str, name: str, version: str | None) -> None:
         """A Secret appeared, changed or vanished (``version`` None): reconcile the endpoints
         that reference it and were built with another version of it."""
         secret: Key = (namespace, name)
-        for key in sorted(self.secret_users.get(secret, ())):
-            state = self.endpoints.get(key)
-            if state is not None and state.secrets.get(secret, version) != version:
-                if not (state.body.get("metadata") or {}).get("deletionTimestamp"):
+        for key in sorted(set(self.secret_users.get(secret, ()))):
+            for seen in list(self.endpoints.get(key, ())):
+                if seen.applied.secrets.get(secret, version) != version and not deleting(seen.body):
                     try:
-                        await self.reconcile(state.body, trigger="secret")
+                        await self._reconcile_live(seen, "secret", f"its Secret {name} changed")
                     except KubeError as exc:
                         self.logger.warning("reconciling %s/%s after its Secret changed failed: %s", *key, exc)
+
+    async def _reconcile_live(self, seen: Seen, trigger: str, why: str) -> None:
+        """Reconcile the endpoint as the API server has it now, if it is still the incarnation
+        ``seen``: kopf's copy may predate a deletion (the garbage collector's own deletions
+        look like drift), and one deleted while the watch was away lingers in its indexes."""
+        key = key_of(seen.body)
+        cr = await self.client.get(KIND, *key)
+        if cr is None or (cr.get("metadata") or {}).get("uid") != seen.uid:
+            seen.applied.forget()
+            return
+        if deleting(cr):
+            return
+        self.logger.info("%s/%s: %s, reconciling", *key, why)
+        await self.reconcile(cr, seen.applied, trigger=trigger)
+
+
+def _what(event_type: str) -> str:
+    return "deleted" if event_type == "DELETED" else "changed"
 
 
 def with_vectors(observation: Observation, config: InferenceEndpointConfig) -> Observation:

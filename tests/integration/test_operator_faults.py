@@ -47,6 +47,34 @@ def test_an_endpoint_deleted_and_created_again_across_a_410_gets_its_status(kube
             assert [o["metadata"]["name"] for o in kube.list(key, NS)] == ["e5"]
 
 
+def test_an_endpoint_deleted_while_the_watch_was_away_is_not_rebuilt_when_its_secret_changes(kube, env):
+    kube.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "openai", "namespace": NS},
+                          "data": {"key": "c2stdGVzdA=="}})
+    with running_operator():
+        kube.create(INFERENCE_ENDPOINTS, openai("gone"))
+        kube.create(INFERENCE_ENDPOINTS, openai("kept"))
+        wait_ready(kube, "gone")
+        wait_ready(kube, "kept")
+        # The watches of the endpoints miss the delete, then are answered 410 and list
+        # again; the delete orphans the objects, so no owned object's event tells either.
+        kube.call(faults.stall_watches, kube.emulator, INFERENCE_ENDPOINTS)
+        kube.call(kube.emulator.delete, INFERENCE_ENDPOINTS, NS, "gone", propagation="Orphan")
+        kube.wait_until(lambda: kube.get(INFERENCE_ENDPOINTS, NS, "gone") is None, message="gone deleted")
+        kube.call(faults.expire_history, kube.emulator, INFERENCE_ENDPOINTS)
+        kube.call(faults.drop_watches, kube.emulator, INFERENCE_ENDPOINTS)
+        orphan = kube.get(DEPLOYMENTS, NS, "gone")
+        assert not orphan["metadata"].get("ownerReferences")
+        # The Secret rotates: the endpoint that still exists rolls, the deleted one is not rebuilt.
+        before = kube.get(DEPLOYMENTS, NS, "kept")["metadata"]["generation"]
+        kube.patch(SECRETS, NS, "openai", {"data": {"key": "c2stbmV3"}})
+        kube.wait_until(lambda: kube.get(DEPLOYMENTS, NS, "kept")["metadata"]["generation"] > before,
+                        message="kept rolled for the new Secret")
+        after = kube.get(DEPLOYMENTS, NS, "gone")
+        assert after is not None, "the orphan was adopted by the deleted endpoint, then collected"
+        assert after["metadata"]["generation"] == orphan["metadata"]["generation"]
+        assert not after["metadata"].get("ownerReferences")
+
+
 def test_refusals_of_the_api_server_are_retried_until_the_endpoint_is_ready(kube, env):
     def inject() -> faults.FaultPlan:
         plan = faults.plan(kube.emulator)
