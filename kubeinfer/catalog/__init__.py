@@ -15,7 +15,7 @@ from ._base import (
 from .elasticsearch import BUILTIN_MODELS
 from .endpoint import (
     ChunkingSettings, InferenceEndpointConfig, check_task_type, returns_documents, from_manifest, get_service, parse_endpoint,
-    parse_task_type, validate_inference_id,
+    parse_task_type, validate_inference_id, validate_settings,
 )
 from .preconfigured import PRECONFIGURED, is_reserved, reserved_id_error_reason
 from .registry import SERVICES
@@ -37,5 +37,5 @@ __all__ = [
     "Settings",
     "Similarity", "TaskType", "from_manifest", "get_service", "parse_endpoint",
     "check_task_type", "is_reserved", "parse_task_type", "preconfigured_endpoints", "reserved_id_error_reason",
-    "returns_documents", "service_task_pairs", "validate_inference_id",
+    "returns_documents", "service_task_pairs", "validate_inference_id", "validate_settings",
 ]

@@ -303,9 +303,11 @@ def _java_map(values: Mapping[str, Any]) -> str:
     return "{" + ", ".join(f"{k}={_java_value(v)}" for k, v in values.items()) + "}"
 
 
-def _validate_settings(
+def validate_settings(
     model: type[Settings], raw: Any, scope: str, service: str
 ) -> Settings:
+    """``raw`` as ``model`` (a service's settings or task settings), or the error
+    Elasticsearch gives for it, naming ``scope`` and ``service``."""
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
@@ -364,10 +366,10 @@ def parse_endpoint(inference_id: str, task_type: TaskType | str, body: Mapping[s
         )
     if not spec.supports(task):
         raise status_exception(f"The [{spec.name}] service does not support task type [{task.value}]")
-    service_settings = _validate_settings(
+    service_settings = validate_settings(
         spec.service_settings_model(task), body.get("service_settings"), "service_settings", spec.name
     )
-    task_settings = _validate_settings(
+    task_settings = validate_settings(
         spec.task_settings_model(task), body.get("task_settings"), "task_settings", spec.name
     )
     chunking = body.get("chunking_settings")

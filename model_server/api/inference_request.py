@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from ..backends.base import ContentItem, InferenceRequest
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
-from kubeinfer.catalog.endpoint import _validate_settings
+from kubeinfer.catalog import validate_settings
 from kubeinfer.errors import ElasticsearchError
 
 DEFAULT_TIMEOUT = 30.0
@@ -151,7 +151,7 @@ def _merged_task_settings(config: InferenceEndpointConfig, overrides: Mapping[st
     if not overrides:
         return base
     model = config.spec.task_settings_model(config.task_type)
-    merged = _validate_settings(model, {**base, **overrides}, "task_settings", config.service)
+    merged = validate_settings(model, {**base, **overrides}, "task_settings", config.service)
     return merged.model_dump(mode="json", exclude_none=True)
 
 
