@@ -62,8 +62,8 @@ class IndexedEndpoint(Generic[T]):
 class EndpointIndex(Generic[T]):
     """``inference id -> IndexedEndpoint`` for the namespace ``namespace``.
 
-    ``start()`` begins the watch and returns once the first list is in (or after
-    ``sync_timeout``; readers then wait for it themselves); ``stop()`` ends it.
+    ``start()`` begins the watch; ``stop()`` ends it. Readers that come before the first
+    list wait for it, ``sync_timeout`` seconds at most.
     """
 
     client: KubeClient
@@ -81,10 +81,9 @@ class EndpointIndex(Generic[T]):
 
     # ---- life cycle --------------------------------------------------------------------------
     async def start(self) -> None:
+        """Begin the watch; readers wait for its first list (``synced``) themselves."""
         if self._task is None:
             self._task = asyncio.create_task(self.informer.run(), name=f"endpoint-index-{self.namespace}")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.synced(), self.sync_timeout)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -41,7 +41,7 @@ def create_app(
     install_error_handlers(app)
     if readiness is None:
         def readiness() -> bool:
-            return bool(getattr(store, "ready", True))
+            return store.ready
     # Inference is the hot path and every request walks the routes in order: its one route
     # comes first (it leaves chat completion's `_stream` path to chat completion's routes).
     # It and chat completion's take POSTs only, so the GET, PUT and DELETE routes below keep

@@ -16,6 +16,12 @@ from kubeinfer.errors import not_found, status_exception
 
 @runtime_checkable
 class EndpointStore(Protocol):
+    @property
+    def ready(self) -> bool:
+        """Whether the store can answer (``/readyz``): a pod's model is loaded, a gateway has
+        listed the endpoints."""
+        ...
+
     async def get(self, inference_id: str) -> InferenceEndpointConfig:
         """The endpoint's configuration; raises ``not_found`` when there is none."""
         ...

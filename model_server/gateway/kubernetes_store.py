@@ -115,6 +115,12 @@ class KubernetesEndpointStore:
     async def start(self) -> None:
         await self.index.start()
 
+    @property
+    def ready(self) -> bool:
+        """Ready once the endpoints of the namespace are listed: before, every answer would be
+        a guess."""
+        return self.index.informer.listed.is_set()
+
     async def close(self) -> None:
         await self.index.stop()
         await self.http.aclose()

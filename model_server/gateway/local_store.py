@@ -130,6 +130,11 @@ class LocalEndpointStore:
         self._lock = asyncio.Lock()
 
     # ---- the EndpointStore the inference routes read ------------------------------
+    @property
+    def ready(self) -> bool:
+        """Local mode answers from its start; an endpoint still starting says so itself."""
+        return True
+
     async def list(self) -> list[InferenceEndpointConfig]:
         return [e.config for e in self._entries.values()]
 

@@ -9,7 +9,6 @@ it. Knows nothing of where endpoints live: that is the wrapped store's business.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from ..backends.base import Backend
 from kubeinfer.catalog import InferenceEndpointConfig, is_reserved, preconfigured_endpoints, reserved_id_error_reason
@@ -29,8 +28,9 @@ class WithPreconfiguredEndpoints:
         self.preconfigured = {c.inference_id: c for c in preconfigured_endpoints()}
         self._starting: dict[str, asyncio.Lock] = {}
 
-    def __getattr__(self, name: str) -> Any:  # ready, close... of the wrapped store
-        return getattr(self.store, name)
+    @property
+    def ready(self) -> bool:
+        return self.store.ready
 
     async def list(self) -> list[InferenceEndpointConfig]:
         present = await self.store.list()

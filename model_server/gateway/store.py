@@ -26,6 +26,9 @@ from kubeinfer.errors import ElasticsearchError, status_exception
 class ManagedEndpointStore(Protocol):
     """Endpoints that can be listed, read, served, created, updated and deleted."""
 
+    @property
+    def ready(self) -> bool: ...
+
     async def list(self) -> list[InferenceEndpointConfig]: ...
 
     async def get(self, inference_id: str) -> InferenceEndpointConfig:

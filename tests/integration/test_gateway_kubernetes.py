@@ -389,6 +389,22 @@ async def test_an_update_refused_by_a_conflict_leaves_the_old_endpoint_whole(gat
     assert base64.b64decode(cluster.get(SECRETS, NS, "gw-emb-secrets")["data"]["api_key"]) == b"sk-old"
 
 
+async def test_the_gateway_is_ready_once_it_has_listed_the_endpoints(cluster):
+    cluster.call(lambda: faults.plan(cluster.emulator).add("GET", INFERENCE_ENDPOINTS, 500, times=2))
+    app = build_gateway_app(Connection(cluster.url, token="gateway-sa-token"), NS, poll_interval=0.02)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+            first = await client.get("/readyz")
+            for _ in range(100):  # the index lists again after a pause
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+            assert first.status_code == 503
+            assert (await client.get("/readyz")).status_code == 200
+            listed = await client.get("/_inference", headers=as_user(VIEWER))
+            assert listed.status_code == 200
+
+
 async def test_put_waits_for_ready_on_the_gateways_one_watch_instead_of_polling(gateway, cluster):
     cluster.call(lambda: setattr(cluster.operator, "held", True))
     put = asyncio.create_task(gateway.put("/_inference/text_embedding/gw-w?timeout=20s", json=openai_body(),
