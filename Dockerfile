@@ -1,23 +1,38 @@
 # kubeinfer images, one file, three targets:
 #   operator     the operator, the gateway and the provider proxies (no torch)
-#   server       the model server for built-in and Hugging Face models on CPU
-#   server-cuda  the same on NVIDIA GPUs
+#   server       the model server for built-in and Hugging Face models on CPU: ONNX
+#                Runtime and tokenizers, no torch; it serves models whose ONNX export is
+#                in the model cache (written by `kubeinfer export` or by a server with torch)
+#   server-cuda  the model server with torch, on NVIDIA GPUs (and on CPU, exporting)
 #
+#   make images                                    # buildah, bases made from Debian's packages
 #   docker build --target operator    -t ghcr.io/kubeinfer/kubeinfer:0.1.0 .
 #   docker build --target server      -t ghcr.io/kubeinfer/kubeinfer-server:0.1.0 .
 #   docker build --target server-cuda -t ghcr.io/kubeinfer/kubeinfer-server-cuda:0.1.0 .
 #
 # Each final stage holds a virtual environment built in an earlier stage and nothing
-# else of the build: no pip cache, no compilers, no sources. No HEALTHCHECK: Kubernetes
-# probes /healthz and /readyz.
+# else of the build: no pip cache (a cache mount, kept by the builder between builds), no
+# compilers, no sources. The dependencies install in a layer of their own, keyed by
+# pyproject.toml alone, so a change of the code reinstalls the package only. No
+# HEALTHCHECK: Kubernetes probes /healthz and /readyz.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-base-ubuntu24.04
 ARG TORCH_VERSION=2.13.0
-ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 ARG TORCH_CUDA_INDEX=https://download.pytorch.org/whl/cu128
 
 # ---------------------------------------------------------------- build stages
+
+FROM ${PYTHON_IMAGE} AS requirements
+WORKDIR /src
+COPY pyproject.toml ./
+# The requirements of each image, from pyproject.toml alone (a change of the code leaves
+# them, and the layers that install them, as they were): requirements-base.txt (the
+# operator's), -cpu.txt (with the CPU server's extra) and -server.txt (with torch's too).
+RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+extras = p["optional-dependencies"]; chain = {"base": [], "cpu": ["cpu"], "server": ["cpu", "server"]}; \
+[open(f"/requirements-{name}.txt", "w").write("\n".join(p["dependencies"] + [r for x in xs for r in extras[x] \
+ if not r.startswith("kubeinfer[")]) + "\n") for name, xs in chain.items()]'
 
 # The project's sources, shared by the build stages.
 FROM ${PYTHON_IMAGE} AS sources
@@ -29,21 +44,28 @@ COPY operator ./operator
 
 # The package and its light dependencies, without torch.
 FROM ${PYTHON_IMAGE} AS build-operator
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/kubeinfer
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY --from=requirements /requirements-base.txt /requirements.txt
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python3 -m venv /opt/kubeinfer \
+    && /opt/kubeinfer/bin/pip install --requirement /requirements.txt
 COPY --from=sources /src /src
-RUN /opt/kubeinfer/bin/pip install /src \
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/kubeinfer/bin/pip install --no-deps /src \
+    && /opt/kubeinfer/bin/pip check \
     && /opt/kubeinfer/bin/pip uninstall --yes pip
 
-# CPU torch first, from PyTorch's CPU index, so the server extra does not pull CUDA.
+# The lean CPU server: ONNX Runtime, tokenizers and numpy; no torch, no transformers.
 FROM ${PYTHON_IMAGE} AS build-server
-ARG TORCH_VERSION
-ARG TORCH_CPU_INDEX
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/kubeinfer \
-    && /opt/kubeinfer/bin/pip install --index-url "${TORCH_CPU_INDEX}" "torch==${TORCH_VERSION}"
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY --from=requirements /requirements-cpu.txt /requirements.txt
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python3 -m venv /opt/kubeinfer \
+    && /opt/kubeinfer/bin/pip install --requirement /requirements.txt
 COPY --from=sources /src /src
-RUN /opt/kubeinfer/bin/pip install "/src[server]" "torch==${TORCH_VERSION}" \
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/kubeinfer/bin/pip install --no-deps /src \
+    && /opt/kubeinfer/bin/pip check \
     && /opt/kubeinfer/bin/pip uninstall --yes pip
 
 # On the CUDA base the venv is built with that image's own Python, so the final stage
@@ -51,15 +73,20 @@ RUN /opt/kubeinfer/bin/pip install "/src[server]" "torch==${TORCH_VERSION}" \
 FROM ${CUDA_IMAGE} AS build-server-cuda
 ARG TORCH_VERSION
 ARG TORCH_CUDA_INDEX
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 DEBIAN_FRONTEND=noninteractive
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 DEBIAN_FRONTEND=noninteractive
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv \
     && rm -rf /var/lib/apt/lists/*
-RUN python3 -m venv /opt/kubeinfer \
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python3 -m venv /opt/kubeinfer \
     && /opt/kubeinfer/bin/pip install --index-url "${TORCH_CUDA_INDEX}" "torch==${TORCH_VERSION}"
+COPY --from=requirements /requirements-server.txt /requirements.txt
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/kubeinfer/bin/pip install --requirement /requirements.txt "torch==${TORCH_VERSION}"
 COPY --from=sources /src /src
-RUN /opt/kubeinfer/bin/pip install "/src[server]" "torch==${TORCH_VERSION}" \
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/kubeinfer/bin/pip install --no-deps /src \
     && /opt/kubeinfer/bin/pip uninstall --yes pip
 
 # ---------------------------------------------------------------- final stages
@@ -70,8 +97,8 @@ ENV PATH=/opt/kubeinfer/bin:${PATH} \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     HF_HOME=/var/cache/kubeinfer/huggingface
-# The base image's own pip goes too: nothing installs at run time.
-RUN python -m pip uninstall --yes pip setuptools wheel \
+# The base image's own pip goes too, where it has one: nothing installs at run time.
+RUN if python3 -m pip --version >/dev/null 2>&1; then python3 -m pip uninstall --yes pip setuptools wheel; fi \
     && groupadd --gid 10001 kubeinfer \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin kubeinfer \
     && mkdir -p /var/cache/kubeinfer \
