@@ -42,6 +42,11 @@ def _local(args: argparse.Namespace) -> int:
     return run_local(args)
 
 
+def _export(args: argparse.Namespace) -> int:
+    from model_server.export import run
+    return run(args)
+
+
 def _crds(args: argparse.Namespace) -> int:
     from .crd import run
     return run(args)
@@ -59,7 +64,7 @@ def _render(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "operator": _operator, "gateway": _gateway, "serve": _serve, "local": _local,
-    "crds": _crds, "validate": _validate, "render": _render,
+    "export": _export, "crds": _crds, "validate": _validate, "render": _render,
 }
 
 
@@ -101,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=None, help="where endpoints created by PUT persist")
     p.add_argument("--secrets-dir", default=None, help="Secrets as <dir>/<secret name>/<key>")
     p.add_argument("--cache-dir", default=None, help="model cache directory")
+
+    p = sub.add_parser("export", help="write a local model's ONNX export into the model cache (needs torch)")
+    p.add_argument("model_id", help="built-in model id, Hugging Face id or model folder")
+    p.add_argument("--task-type", default="text_embedding",
+                   choices=["text_embedding", "sparse_embedding", "rerank"])
+    p.add_argument("--quantization", default="none", choices=["none", "int8"])
+    p.add_argument("--cache-dir", default=None, help="model cache directory (HF_HOME's by default)")
 
     sub.add_parser("crds", help="print the InferenceEndpoint CustomResourceDefinition as YAML")
 

@@ -117,18 +117,31 @@ def test_final_stage_holds_no_build_tools(dockerfile, target):
             assert copy.startswith("--from=build-") and copy.endswith("/opt/kubeinfer /opt/kubeinfer"), copy
 
 
-def test_torch_only_in_the_server_images(dockerfile):
+def test_torch_only_in_the_cuda_server_image(dockerfile):
+    """The CPU server runs exported models on ONNX Runtime: neither it nor the operator
+    installs torch, whose requirements come from the server extra alone."""
     args, stages = dockerfile
     build = {t: stages[stages[t].all("COPY")[0].split()[0].split("=")[1]] for t in TARGETS}
-    assert not any("torch" in r for r in build["operator"].all("RUN"))
-    assert any("TORCH_CPU_INDEX" in r and "torch==" in r for r in build["server"].all("RUN"))
+    requirements = {t: [c.split()[1] for c in build[t].all("COPY") if c.startswith("--from=requirements ")]
+                    for t in TARGETS}
+    assert requirements == {"operator": ["/requirements-base.txt"], "server": ["/requirements-cpu.txt"],
+                            "server-cuda": ["/requirements-server.txt"]}
+    assert not any("torch" in r for t in ("operator", "server") for r in build[t].all("RUN"))
     assert any("TORCH_CUDA_INDEX" in r and "torch==" in r for r in build["server-cuda"].all("RUN"))
-    assert args["TORCH_CPU_INDEX"].endswith("/whl/cpu")
     assert "/whl/cu" in args["TORCH_CUDA_INDEX"]
     assert lineage(stages, "server-cuda")[-1].base.startswith("nvidia/cuda:")
     # The torch version of the images is the one the tests run with.
     makefile = (REPO / "Makefile").read_text()
     assert f"TORCH_VERSION ?= {args['TORCH_VERSION']}" in makefile
+
+
+def test_the_cpu_extra_carries_no_torch():
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert not any(re.match(r"(torch|transformers|sentence-transformers)\b", r) for r in extras["cpu"])
+    assert {"onnxruntime", "tokenizers", "numpy"} <= {re.split(r"[<>=;\[ ]", r)[0] for r in extras["cpu"]}
+    assert "kubeinfer[cpu]" in extras["server"]
 
 
 def test_dockerignore_keeps_the_context_to_what_the_build_copies(dockerfile):

@@ -6,13 +6,16 @@ runtime, starts the dynamic batcher and runs a warm-up batch; only then is the b
 response: ``text_embedding``, ``sparse_embedding`` (with ``is_truncated``) or
 ``rerank`` (sorted by score, ``top_n`` and ``return_documents`` honoured).
 
-Torch is imported when the model loads, not when this module is imported.
+Torch is imported when the model loads, not when this module is imported, and not at all
+in a server without torch, which serves the checked ONNX exports of the model cache
+(``exported``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.util
 import logging
 import os
 from typing import Any, Mapping
@@ -114,13 +117,43 @@ class LocalModelBackend(Backend):
         if model is not None:
             model.close()
 
+    def locate(self) -> Any:
+        """The model's folder, downloaded into the cache first where needed."""
+        return locate_model(self.model_id, self.model_name, self.cache_dir)
+
     def _load(self) -> Any:
+        path = self.locate()
+        exported = self._servable_export(path)
+        if exported is not None:
+            from .exported import ExportedModel
+
+            model = ExportedModel(path, exported, self.num_threads)
+            self.running_on = {"engine": "onnx", "quantization": self.engine.quantization,
+                               "cosine": model.facts.get("cosine"), "export": "cached"}
+            return model
+        if not _has_torch():
+            raise status_exception(
+                f"Could not load model [{self.model_id}]: this server runs models exported to ONNX only (it has no "
+                f"torch), and the model cache [{self.cache_dir}] holds no checked export of [{path}] for task type "
+                f"[{self.config.task_type}]; fill it with `kubeinfer export` (an image with torch: server-cuda)", 500)
+        return self.load_with_torch(path)
+
+    def _servable_export(self, path: Any) -> Any:
+        """The checked ONNX export to serve on a server without torch, if the cache holds one.
+        Where torch is installed it serves (with lanes, and the check run again)."""
+        if _has_torch() or not self.engine.wants_onnx:
+            return None
+        from .exported import servable_export
+
+        return servable_export(path, self.config.task_type, self.engine.quantization, self.cache_dir)
+
+    def load_with_torch(self, path: Any) -> Any:
+        """The model on torch, and on ONNX Runtime where it agrees (its export written then)."""
         import torch
 
         from .encoders import RerankModel, SparseEmbeddingModel, TextEmbeddingModel
         from .runtime import select_runtime
 
-        path = locate_model(self.model_id, self.model_name, self.cache_dir)
         runtime = select_runtime(self.num_threads, self.device, self.cpu_dtype, self.cuda_graphs)
         kind = {
             TaskType.TEXT_EMBEDDING: TextEmbeddingModel,
@@ -222,7 +255,13 @@ def rank(documents: list[str], scores: list[float], task_settings: Mapping[str, 
     return Ranking([RankedDocument(i, scores[i], documents[i] if with_text else None) for i in order])
 
 
+def _has_torch() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
 def _set_threads(count: int) -> None:
+    if not _has_torch():  # ONNX Runtime's sessions take their thread count themselves
+        return
     import torch
 
     if not torch.cuda.is_available():

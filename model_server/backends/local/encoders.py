@@ -20,50 +20,24 @@ Imports torch and transformers: only the local backend's loading path imports it
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from .inputs import (CHECK_SENTENCES, CPU_PASS_COST_TOKENS, Encoded, balanced_parts, cheapest_slices,
+                     length_slices, read_json)
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 _SANE_MAX_LENGTH = 1_000_000  # tokenizers without a limit report ~1e30
-# On a GPU a batch runs as length-sorted slices of at least this many padded tokens, each
-# padded to at most this share: the fixed cost of a forward pass against the cost of padding.
-MIN_SLICE_TOKENS = 256
-MAX_SLICE_PADDING = 0.10
-# On CPU a forward pass costs little beyond its tokens: about as much as this many padded
-# tokens of all-MiniLM-L6-v2 on one thread, on ONNX Runtime as on torch. Slices are then
-# cut where they cost least; on batches of 32 sentences this took 6% off both engines' time
-# against the GPU's rule.
-CPU_PASS_COST_TOKENS = 32
 # What CUDA graphs must agree with the eager pass to on the check inputs: only the
 # padding of a bucket differs, so anything less means the recording went wrong.
 GRAPHS_MIN_AGREEMENT = 0.999
-
-
-# What another engine's outputs are checked against torch's on, when a model loads: short
-# and long, plain and odd, so that padding and truncation are exercised too.
-CHECK_SENTENCES = (
-    "The quick brown fox jumps over the lazy dog.",
-    "Paris is the capital of France.",
-    "What is the weather like in Paris tomorrow?",
-    "hello",
-    "Vectors capture meaning beyond exact keywords, so similar questions find similar answers "
-    "across languages, products, reviews, weather, sports, music, travel and food.",
-    "Search engines return relevant documents for every query users type into the box.",
-    "A cat sat on the mat; dogs run fast in the rain.",
-    "1234 5678 #tags @names e-mail: someone@example.com",
-    "Der schnelle braune Fuchs springt über den faulen Hund.",
-    "The cluster indexes new pages each minute " * 12,
-)
 
 
 def _cosine(a: Any, b: Any) -> float:
@@ -72,25 +46,6 @@ def _cosine(a: Any, b: Any) -> float:
     if norms == 0:
         return 1.0 if torch.equal(a, b) else 0.0
     return float((a @ b) / norms)
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """One tokenized input (or query-document pair)."""
-
-    input_ids: list[int]
-    token_type_ids: list[int] | None = None
-    truncated: bool = False
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-
-def _read_json(path: Path) -> dict[str, Any] | list[Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 class LocalModel:
@@ -123,7 +78,7 @@ class LocalModel:
         positions = getattr(self.model.config, "max_position_embeddings", None)
         if positions:
             limits.append(int(positions))
-        sbert = _read_json(self.path / "sentence_bert_config.json")
+        sbert = read_json(self.path / "sentence_bert_config.json")
         if isinstance(sbert, dict) and sbert.get("max_seq_length"):
             limits.append(int(sbert["max_seq_length"]))
         return min(limits) if limits else 512
@@ -197,7 +152,7 @@ class LocalModel:
     def _run_sorted(self, indexed: list[tuple[int, Encoded]]) -> list[tuple[int, Any]]:
         """(index, output) of length-sorted ``indexed`` items, slice by slice."""
         lengths = [len(item) for _, item in indexed]
-        slices = _length_slices(lengths) if self.runtime.on_gpu else cheapest_slices(lengths, CPU_PASS_COST_TOKENS)
+        slices = length_slices(lengths) if self.runtime.on_gpu else cheapest_slices(lengths, CPU_PASS_COST_TOKENS)
         answered: list[tuple[int, Any]] = []
         for piece in slices:
             chosen = indexed[piece.start:piece.stop]
@@ -271,18 +226,18 @@ class TextEmbeddingModel(LocalModel):
         self.dimensions = self._dimensions()
 
     def _read_sentence_transformers_config(self) -> None:
-        modules = _read_json(self.path / "modules.json")
+        modules = read_json(self.path / "modules.json")
         if isinstance(modules, list):
             for module in modules:
                 kind = str(module.get("type", "")).rsplit(".", 1)[-1]
                 folder = self.path / module.get("path", "")
                 if kind == "Pooling":
-                    self.pooling_modes = _pooling_modes(_read_json(folder / "config.json") or {})
+                    self.pooling_modes = _pooling_modes(read_json(folder / "config.json") or {})
                 elif kind == "Normalize":
                     self.normalize = True
                 elif kind == "Dense":
                     self.dense.append(_load_dense(folder, self.runtime))
-        config = _read_json(self.path / "config_sentence_transformers.json")
+        config = read_json(self.path / "config_sentence_transformers.json")
         if isinstance(config, dict) and isinstance(config.get("prompts"), dict):
             self.prompts = {str(k): str(v) for k, v in config["prompts"].items()}
 
@@ -388,70 +343,6 @@ class RerankModel(LocalModel):
         return 1.0 - max((abs(a - b) for a, b in zip(reference, candidate)), default=0.0)
 
 
-def _length_slices(lengths: list[int], min_tokens: int = MIN_SLICE_TOKENS,
-                   max_padding: float = MAX_SLICE_PADDING) -> list[range]:
-    """Split ascending ``lengths`` into consecutive slices: a slice closes once it holds
-    ``min_tokens`` padded tokens and the next item would raise its padding share above
-    ``max_padding``. Each forward pass costs a fixed overhead, so tiny slices are not worth it."""
-    slices, start, real = [], 0, 0
-    for i, length in enumerate(lengths):
-        width = length  # ascending: the newest item is the widest
-        padded = width * (i - start + 1)
-        if i > start and (width * (i - start)) >= min_tokens and 1 - (real + length) / padded > max_padding:
-            slices.append(range(start, i))
-            start, real = i, 0
-        real += length
-    slices.append(range(start, len(lengths)))
-    return slices
-
-
-def balanced_parts(lengths: list[int], parts: int, pass_cost: int) -> list[slice]:
-    """Split ascending ``lengths`` into at most ``parts`` consecutive parts whose largest cost
-    (``pass_cost`` plus width times size, as in ``cheapest_slices``) is least: the work of
-    side-by-side lanes, all done when the slowest is."""
-    n = len(lengths)
-    parts = max(1, min(parts, n))
-
-    def cost(start: int, end: int) -> int:
-        return pass_cost + lengths[end - 1] * (end - start)
-
-    # slowest[j]: the least largest cost of the first j lengths in k parts; starts[k][j]: where
-    # the last of those parts starts.
-    slowest = [0] + [cost(0, j) for j in range(1, n + 1)]
-    starts = [[0] * (n + 1)]
-    for _ in range(1, parts):
-        # A part may stay empty (it starts where it ends): more lanes are not always faster.
-        row, where = slowest[:], list(range(n + 1))
-        for j in range(2, n + 1):
-            row[j], where[j] = min([(slowest[j], j)] + [(max(slowest[i], cost(i, j)), i) for i in range(1, j)])
-        slowest = row
-        starts.append(where)
-    bounds, end = [], n
-    for where in reversed(starts):
-        start = where[end]
-        if end > start:
-            bounds.append(slice(start, end))
-        end = start
-    return bounds[::-1]
-
-
-def cheapest_slices(lengths: list[int], pass_cost: int) -> list[range]:
-    """Split ascending ``lengths`` into consecutive slices of least total cost, a slice
-    costing ``pass_cost`` plus its padded tokens (its width times its size). A slice only
-    ends where the length changes, so this looks at distinct lengths alone: a few dozen."""
-    ends = [i + 1 for i in range(len(lengths)) if i + 1 == len(lengths) or lengths[i + 1] != lengths[i]]
-    best, cut = [0] + [0] * len(ends), [0] * (len(ends) + 1)
-    starts = [0] + ends
-    for k in range(1, len(starts)):
-        end, width = starts[k], lengths[starts[k] - 1]
-        best[k], cut[k] = min((best[j] + pass_cost + width * (end - starts[j]), j) for j in range(k))
-    slices, k = [], len(ends)
-    while k > 0:
-        slices.append(range(starts[cut[k]], starts[k]))
-        k = cut[k]
-    return slices[::-1]
-
-
 def _pooling_modes(config: dict[str, Any]) -> list[str]:
     # The order sentence-transformers concatenates pooled vectors in.
     names = [("cls", "pooling_mode_cls_token"), ("max", "pooling_mode_max_tokens"),
@@ -485,7 +376,7 @@ def _pool(mode: str, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def _load_dense(folder: Path, runtime: Runtime) -> tuple[torch.nn.Linear, str]:
-    config = _read_json(folder / "config.json") or {}
+    config = read_json(folder / "config.json") or {}
     linear = torch.nn.Linear(int(config["in_features"]), int(config["out_features"]), bias=bool(config.get("bias", True)))
     weights_file = folder / "model.safetensors"
     if weights_file.exists():

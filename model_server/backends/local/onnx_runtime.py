@@ -18,10 +18,8 @@ Imports torch and ONNX Runtime: only the local backend's loading path imports it
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -36,44 +34,13 @@ import torch
 
 from kubeinfer.errors import ElasticsearchError
 from .engine import FP32_MIN_COSINE, EngineOptions
+from .exported import AUTO_CLASSES, export_entry, model_key, session, write_serving
+from .inputs import read_json
 
 log = logging.getLogger(__name__)
 
-# Bump when the export changes: older cache entries are then left alone, not misread.
-# 2: the TorchScript exporter's graph (1: dynamo's).
-EXPORT_FORMAT = "2"
+# A model's cache entry, its key and its sessions are the torch-free server's too.
 TORCHSCRIPT_OPSET = 17
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json")
-_EDGE = 1 << 20
-
-
-def cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
-    """Where exports live: beside the downloaded models, so they share the models' volume."""
-    if cache_dir is not None:
-        return Path(cache_dir) / "kubeinfer-onnx"
-    hf_home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
-    return Path(hf_home) / "kubeinfer-onnx"
-
-
-def model_key(path: Path) -> tuple[str, str]:
-    """(model name, revision) of a model folder. A Hugging Face snapshot names both
-    (``models--org--name/snapshots/<commit>``). Another folder is named by its own name
-    and revised by its configs' contents and its weights' names, sizes and first and last
-    MiB: cheap to read at every start, and changed by any new training of the weights."""
-    if path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--"):
-        return path.parent.parent.name.removeprefix("models--"), path.name
-    digest = hashlib.sha256()
-    for file in sorted(path.rglob("*")):
-        if not file.is_file() or file.suffix not in _WEIGHT_SUFFIXES:
-            continue
-        size = file.stat().st_size
-        digest.update(f"{file.relative_to(path).as_posix()}:{size}:".encode())
-        with file.open("rb") as stream:
-            digest.update(stream.read(_EDGE))
-            if size > 2 * _EDGE:
-                stream.seek(-_EDGE, os.SEEK_END)
-                digest.update(stream.read(_EDGE))
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", path.name).strip("-") or "model", digest.hexdigest()[:16]
 
 
 def _publish(build: Any, target: Path) -> Path:
@@ -156,21 +123,6 @@ def quantize_int8(fp32: Path, folder: Path) -> None:
                      weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": TensorProto.FLOAT})
 
 
-def _session(folder: Path, threads: int, *, spin: bool = False) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, int(threads))
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    # Idle intra-op threads sleep instead of spinning unless asked: a spinning pool takes
-    # the cores the event loop and the tokenizer need to fill the next batch. On two cores
-    # with two threads this gave 1.16-1.21x torch's throughput at 64 clients instead of
-    # 0.96-1.02x, for a little single-request latency.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    return ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
-
-
 class OnnxBody:
     """An ONNX Runtime session with the calling convention of the transformers model it
     replaces: keyword tensors in, an object with ``last_hidden_state`` or ``logits`` out.
@@ -187,7 +139,7 @@ class OnnxBody:
         # With lanes to come, this session runs lone inputs only, which its threads answer
         # sooner spinning than waking (3.2-3.3 ms against 3.8-4.3 ms for a sentence of
         # MiniLM on two threads): ``spin``.
-        self.session = _session(folder, threads, spin=spin)
+        self.session = session(folder, threads, spin=spin)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.config, self.output, self.folder = config, output, folder
         self.lanes: ThreadPoolExecutor | None = None
@@ -196,7 +148,7 @@ class OnnxBody:
 
     def add_lanes(self, count: int) -> None:
         """``count`` one-thread sessions of the same model, each on a thread of ``lanes``."""
-        free = [_session(self.folder, 1) for _ in range(count)]
+        free = [session(self.folder, 1) for _ in range(count)]
         lock, local = threading.Lock(), self._local
 
         def enter_lane() -> None:  # holds no reference to self: the lanes' threads must not keep it alive
@@ -237,8 +189,9 @@ def switch_to_onnx(model: Any, options: EngineOptions, *, threads: int,
     items = model.check_items()
     reference = model.run(items)
     torch_body = model.model
-    name, revision = model_key(model.path)
-    entry = cache_root(cache_dir) / name / revision / f"{type(torch_body).__name__}-v{EXPORT_FORMAT}"
+    name, _ = model_key(model.path)
+    task_type = next(task for task, auto_class in AUTO_CLASSES.items() if auto_class == model.auto_class)
+    entry = export_entry(model.path, task_type, cache_dir)
     try:
         fp32 = _publish(lambda folder: export(model, folder), entry / "fp32")
         lanes = 0 if int8 else lane_count(fp32, threads, lanes_max_memory)
@@ -262,6 +215,7 @@ def switch_to_onnx(model: Any, options: EngineOptions, *, threads: int,
     if not int8:
         log.info("model [%s]: ONNX Runtime fp32, mean cosine %.6f to torch on %d check inputs",
                  name, agreement, len(items))
+        _mark_servable(fp32, model, task_type, agreement)
         return _with_lanes(model, name, lanes, threads, lanes_max_memory,
                            {"engine": "onnx", "quantization": "none", "cosine": agreement})
     quantized = _publish(lambda folder: quantize_int8(fp32, folder), entry / "int8")
@@ -276,6 +230,7 @@ def switch_to_onnx(model: Any, options: EngineOptions, *, threads: int,
             f"Refusing to serve model [{name}] in int8: its mean cosine to fp32 on the check inputs is "
             f"{agreement:.4f}, below the floor of {options.int8_min_cosine} (KUBEINFER_INT8_MIN_COSINE)",
         )
+    _mark_servable(quantized, model, task_type, agreement)
     return _with_lanes(model, name, lanes, threads, lanes_max_memory,
                        {"engine": "onnx", "quantization": "int8", "cosine": agreement})
 
@@ -289,3 +244,27 @@ def _with_lanes(model: Any, name: str, lanes: int, threads: int, max_memory: int
         log.info("model [%s]: %d more copies of it would pass KUBEINFER_CPU_LANES_MAX_MEMORY (%d bytes); "
                  "every batch runs on one %d-thread session", name, threads, max_memory, threads)
     return running
+
+
+def _mark_servable(folder: Path, model: Any, task_type: Any, agreement: float) -> None:
+    """Write what ``exported.ExportedModel`` needs to serve ``folder`` without torch. Only a
+    checked export gets it; a read-only cache keeps the export torch-only (logged)."""
+    facts: dict[str, Any] = {
+        "task_type": task_type.value, "max_length": model.max_length, "pad_id": model.pad_id,
+        "uses_token_types": model.uses_token_types, "prompts": getattr(model, "prompts", {}),
+        "cosine": agreement,
+    }
+    if hasattr(model, "pooling_modes"):
+        modules = read_json(model.path / "modules.json")
+        dense = [m for m in modules if str(m.get("type", "")).endswith("Dense")] if isinstance(modules, list) else []
+        facts.update(pooling_modes=model.pooling_modes, normalize=model.normalize, dimensions=model.dimensions,
+                     dense=[{"path": m.get("path", ""), "activation": activation}
+                            for m, (_, activation) in zip(dense, model.dense)])
+    if hasattr(model, "vocabulary"):
+        facts.update(vocabulary=model.vocabulary, special_ids=sorted(int(i) for i in model.excluded.tolist()))
+    if hasattr(model, "activation"):
+        facts.update(activation=model.activation, num_labels=model.num_labels)
+    try:
+        write_serving(folder, facts)
+    except OSError as exc:
+        log.warning("model [%s]: cannot mark its export as servable without torch: %s", model.path.name, exc)
