@@ -330,6 +330,22 @@ def _deployment(
                 "volumeMounts": [{"name": "models", "mountPath": MODEL_CACHE_DIR},
                                  {"name": "tmp", "mountPath": "/tmp"}],
             })
+        if gpus == 0:
+            # The CPU server has no torch: it serves the model's checked ONNX export, which
+            # the GPU server's image (torch, run on CPU) writes into the cache once.
+            init_containers.append({
+                "name": "export-model",
+                "image": settings.server_image,
+                "imagePullPolicy": settings.image_pull_policy,
+                "command": ["kubeinfer", "export", model, "--task-type", config.task_type.value,
+                            "--cache-dir", MODEL_CACHE_DIR],
+                "env": [{"name": "HF_HOME", "value": HF_HOME}, {"name": "HF_HUB_OFFLINE", "value": "1"},
+                        {"name": MODEL_ALIASES_ENV, "value": json.dumps(aliases, sort_keys=True)}],
+                "resources": copy.deepcopy(INIT_RESOURCES),
+                "securityContext": _container_security(),
+                "volumeMounts": [{"name": "models", "mountPath": MODEL_CACHE_DIR},
+                                 {"name": "tmp", "mountPath": "/tmp"}],
+            })
         # Loading a model can take minutes: the startup probe holds off the liveness probe.
         startup = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5, "failureThreshold": 120}
     else:

@@ -102,6 +102,12 @@ def test_cpu_mode_threads_allocations_and_a_model_cache_claim():
     assert "tolerations" not in pod(state)
     models = next(v for v in pod(state)["volumes"] if v["name"] == "models")
     assert models["persistentVolumeClaim"] == {"claimName": "models"}
+    # The CPU image has no torch: the GPU image exports the model into the cache first.
+    download, export = pod(state)["initContainers"]
+    assert download["name"] == "download-model" and export["name"] == "export-model"
+    assert export["image"] == CPU.server_image
+    assert export["command"] == ["kubeinfer", "export", BUILTIN_MODELS[".multilingual-e5-small"],
+                                 "--task-type", "text_embedding", "--cache-dir", "/models"]
 
 
 def test_local_paths_are_not_downloaded():
