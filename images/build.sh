@@ -25,7 +25,8 @@ if [ -z "$engine" ]; then
     for engine in buildah podman docker; do command -v "$engine" >/dev/null && break; done
 fi
 bases=${BASES:-$([ "$engine" = buildah ] && echo local || echo public)}
-local_base=localhost/kubeinfer-base:bookworm
+# Named by the script that makes it: a changed script makes a new base.
+local_base=localhost/kubeinfer-base:bookworm-$(sha256sum images/debian-base.sh | cut -c1-12)
 
 image_name() {  # target -> repository name, as the chart's values name them
     case $1 in

@@ -4,6 +4,8 @@
 # It stands in for the Dockerfile's public bases where no registry can be pulled from.
 # Kept: what the runtime needs (python3, ca-certificates) and what the build stages use
 # (python3-venv, apt, useradd); left out: documentation, man pages, locales, apt lists.
+# The standard library's bytecode stays: on a read-only root nothing could write it, and
+# every start would compile what it imports.
 #
 #   images/debian-base.sh localhost/kubeinfer-base:bookworm
 set -euo pipefail
@@ -36,7 +38,6 @@ rm -rf "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/i
     "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
     "$rootfs"/var/log/*.log "$rootfs"/var/cache/debconf/*-old
 find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
-find "$rootfs/usr/lib/python3.11" -name __pycache__ -type d -prune -exec rm -rf {} +
 
 container=$(buildah from scratch)
 mountpoint=$(buildah mount "$container")
