@@ -14,6 +14,10 @@ itself: the proxy's one-shot JSON calls of plain-http URLs go that way. Where th
 environment names a proxy for plain HTTP (``HTTP_PROXY``, ``ALL_PROXY``), http:// goes
 through httpx's own transports instead, which honour it with ``NO_PROXY``.
 
+Every connection they open goes through ``connect_policy``: an address that is link-local
+or a cloud metadata service's is refused however the URL spelled it, unless the server
+allows such addresses (``KUBEINFER_ALLOW_LINK_LOCAL_URLS``), which gets clients of its own.
+
 Neither client keeps cookies: a proxy serving many endpoints must not send one
 endpoint's cookies with another's requests.
 
@@ -36,6 +40,8 @@ from typing import Mapping
 
 import httpx
 
+from .connect_policy import check_connections, checking_connector
+
 try:
     import aiohttp
     from multidict import CIMultiDict
@@ -49,7 +55,8 @@ except ImportError:  # without them, httpx's own transport serves http:// too
 POOL_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=128, keepalive_expiry=30.0)
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=None, write=30.0, pool=None)
 
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]]" = (
+# Per loop, one client per (exact_urls, allow_link_local).
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[bool, bool], httpx.AsyncClient]]" = (
     weakref.WeakKeyDictionary()
 )
 # How many backends hold each shared client; the last one to let go closes it.
@@ -112,10 +119,10 @@ def plain_http(client: httpx.AsyncClient) -> PlainHTTP | None:
     return _plain.get(client)
 
 
-def _plain_http_session() -> "aiohttp.ClientSession":
+def _plain_http_session(allow_link_local: bool) -> "aiohttp.ClientSession":
+    limits = {"limit": POOL_LIMITS.max_connections or 0, "keepalive_timeout": POOL_LIMITS.keepalive_expiry}
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=POOL_LIMITS.max_connections or 0,
-                                       keepalive_timeout=POOL_LIMITS.keepalive_expiry),
+        connector=aiohttp.TCPConnector(**limits) if allow_link_local else checking_connector(**limits),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
     )
@@ -131,18 +138,22 @@ def _without_cookies(client: httpx.AsyncClient) -> httpx.AsyncClient:
     return client
 
 
-def new_client(transport: httpx.AsyncBaseTransport | None = None, *, exact_urls: bool = False) -> httpx.AsyncClient:
+def new_client(transport: httpx.AsyncBaseTransport | None = None, *, exact_urls: bool = False,
+               allow_link_local: bool = False) -> httpx.AsyncClient:
     """A client configured as the shared one; with ``transport`` it talks to that instead.
 
     Without ``transport`` it must be created on the event loop that will use it."""
     if transport is not None:
         return _without_cookies(httpx.AsyncClient(transport=transport, timeout=DEFAULT_TIMEOUT))
-    session = None if exact_urls or AiohttpTransport is None or _env_proxies_plain_http() else _plain_http_session()
+    session = None if exact_urls or AiohttpTransport is None or _env_proxies_plain_http() \
+        else _plain_http_session(allow_link_local)
+    default = httpx.AsyncHTTPTransport(http2=True, limits=POOL_LIMITS, trust_env=True)
     client = _without_cookies(httpx.AsyncClient(
         http2=True,
         limits=POOL_LIMITS,
         timeout=DEFAULT_TIMEOUT,
         trust_env=True,
+        transport=default if allow_link_local else check_connections(default),
         mounts={"http://": AiohttpTransport(limits=POOL_LIMITS, client=session)} if session is not None else None,
     ))
     if session is not None:
@@ -150,19 +161,20 @@ def new_client(transport: httpx.AsyncBaseTransport | None = None, *, exact_urls:
     return client
 
 
-def shared_client(*, exact_urls: bool = False) -> httpx.AsyncClient:
+def shared_client(*, exact_urls: bool = False, allow_link_local: bool = False) -> httpx.AsyncClient:
     """The running event loop's shared client, created on first use."""
     loop = asyncio.get_running_loop()
     clients = _clients.setdefault(loop, {})
-    client = clients.get(exact_urls)
+    key = (exact_urls, allow_link_local)
+    client = clients.get(key)
     if client is None or client.is_closed:
-        client = clients[exact_urls] = new_client(exact_urls=exact_urls)
+        client = clients[key] = new_client(exact_urls=exact_urls, allow_link_local=allow_link_local)
     return client
 
 
-def hold_shared_client(*, exact_urls: bool = False) -> httpx.AsyncClient:
+def hold_shared_client(*, exact_urls: bool = False, allow_link_local: bool = False) -> httpx.AsyncClient:
     """The shared client, counted as held until ``release_shared_client``."""
-    client = shared_client(exact_urls=exact_urls)
+    client = shared_client(exact_urls=exact_urls, allow_link_local=allow_link_local)
     _holders[client] = _holders.get(client, 0) + 1
     return client
 

@@ -28,10 +28,12 @@ from tenacity import RetryCallState
 
 from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError
 from ..base import Backend, InferenceRequest
 from ..results import Embeddings, TextEmbeddings
 from ..chat import ChatRequest, Message
+from ..url_policy import ForbiddenAddress
 from . import faults, retries
 from .client import Answer, PlainHTTP, hold_shared_client, new_client, plain_http, release_shared_client
 from .metrics import ProviderMetrics
@@ -62,9 +64,12 @@ class ProviderBackend(Backend):
         client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         validate_at_start: bool = True,
+        settings: ServerSettings | None = None,
         **_options: Any,  # options meant for other backends (device, batching) are ignored
     ) -> None:
         super().__init__(config)
+        settings = settings if settings is not None else ServerSettings.from_env()
+        self.allow_link_local = settings.allow_link_local_urls
         self._owns_client = client is None and transport is not None
         self._client = client if client is not None else (new_client(transport) if transport is not None else None)
         self._holds_shared = False
@@ -90,7 +95,7 @@ class ProviderBackend(Backend):
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = hold_shared_client(exact_urls=self.exact_urls)
+            self._client = hold_shared_client(exact_urls=self.exact_urls, allow_link_local=self.allow_link_local)
             self._holds_shared = True
             if type(self).authorize is ProviderBackend.authorize:
                 self._plain = plain_http(self._client)
@@ -324,6 +329,9 @@ class ProviderBackend(Backend):
                     await self.authorize(outgoing)
                     sent = loop.time()
                     response = await client.send(outgoing, stream=stream)
+            except ForbiddenAddress as exc:  # the endpoint's own URL: no other try will go elsewhere
+                self.metrics.call(None)
+                raise ElasticsearchError(400, "status_exception", self.redact(str(exc))) from None
             except httpx.TransportError as exc:
                 self.metrics.call(None)
                 if faults.is_timeout(exc) and (deadline is None or loop.time() >= deadline - 0.01):
