@@ -35,6 +35,7 @@ from ..backends.results import Completions, InferenceResult, Ranking, TextEmbedd
 from . import metrics
 from .chat_completion import DEFAULT_TIMEOUT as CHAT_TIMEOUT
 from .chat_completion import parse_chat_request
+from .inference import checked_result
 from .errors import openai_error_body as error_body
 from .errors import is_openai_path
 from .request_body import parse_json_body
@@ -420,7 +421,8 @@ def openai_router(store: EndpointStore) -> APIRouter:
             request = _with_timeout(parse_inference_request(config, {"input": texts}), _timeout(http_request, 30.0))
             backend = await store.backend(model_id)
             metrics.count_inputs(model_id, config.task_type.value, len(texts))
-            vectors = embedding_vectors(await _bounded(backend.infer(request), request.timeout))
+            vectors = embedding_vectors(checked_result(await _bounded(backend.infer(request), request.timeout),
+                                                       request))
             dimensions = body.get("dimensions")
             if dimensions is not None and vectors and dimensions != len(vectors[0]):
                 raise OpenAIError(400, f"model [{model_id}] answers {len(vectors[0])}-dimensional embeddings; "
@@ -445,7 +447,7 @@ def openai_router(store: EndpointStore) -> APIRouter:
                                     _timeout(http_request, 30.0))
             backend = await store.backend(model_id)
             metrics.count_inputs(model_id, config.task_type.value, len(documents))
-            result = await _bounded(backend.infer(request), request.timeout)
+            result = checked_result(await _bounded(backend.infer(request), request.timeout), request)
         except (OpenAIError, ElasticsearchError) as exc:
             timer.finish(exc.status, getattr(exc, "type", "invalid_request_error"))
             return error_response(exc)

@@ -25,6 +25,9 @@ endpoint's cookies with another's requests.
 as given (httpx's own transport on both schemes): aiohttp normalises percent-escapes in
 paths, which would break a signature computed over the escaped path (SigV4).
 
+``read_bounded`` reads an answer up to a number of bytes (decompressed), and
+``PlainHTTP`` never reads more: a provider's answer must not take the server's memory.
+
 Per-request deadlines are set by the caller; the clients' own timeouts only bound
 connecting. This module knows nothing of providers or of Elasticsearch.
 """
@@ -36,7 +39,7 @@ import urllib.request
 import weakref
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
-from typing import Mapping
+from typing import AsyncIterator, Mapping
 
 import httpx
 
@@ -69,6 +72,40 @@ _NO_TIMEOUT = aiohttp.ClientTimeout() if aiohttp is not None else None
 _plain: "weakref.WeakKeyDictionary[httpx.AsyncClient, PlainHTTP]" = weakref.WeakKeyDictionary()
 
 
+# How much of an answer of unknown length is read at once.
+_CHUNK = 1 << 16
+
+
+class AnswerTooLarge(Exception):
+    """A provider answer longer than the bytes the server reads of one."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the answer is larger than [{limit}] bytes")
+        self.limit = limit
+
+
+async def read_bounded(chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """The bytes of ``chunks``, refused with ``AnswerTooLarge`` once past ``limit``."""
+    parts, size = [], 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise AnswerTooLarge(limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+class _Chunks(httpx.AsyncByteStream):
+    """An aiohttp body as the stream of an ``httpx.Response``, so that httpx decodes it piece by piece."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self.chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.chunks:
+            yield chunk
+
+
 @dataclass(slots=True)
 class Answer:
     """A provider's whole answer read by ``PlainHTTP``: what the proxy reads of an
@@ -93,7 +130,8 @@ class PlainHTTP:
         self.default_headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in default_headers.raw)
 
     async def send(self, method: str, url: str, content: bytes | None, headers: Mapping[str, str] | None,
-                   params: Mapping[str, str] | None = None) -> Answer:
+                   params: Mapping[str, str] | None = None, *, max_size: int) -> Answer:
+        """The whole answer, at most ``max_size`` bytes of it once decoded (else ``AnswerTooLarge``)."""
         if params:  # encoded as httpx encodes them
             url = str(httpx.URL(url).copy_merge_params(params))
         outgoing = self.default_headers.copy()
@@ -104,13 +142,24 @@ class PlainHTTP:
         try:
             async with self.session.request(method, url, data=content, headers=outgoing, allow_redirects=False,
                                             timeout=_NO_TIMEOUT) as response:
-                body = await response.read()
+                length = response.content_length
+                if length is not None and length > max_size:
+                    raise AnswerTooLarge(max_size)
+                if "Content-Encoding" in response.headers:
+                    # Decoded as httpx decodes what it asked for with its own Accept-Encoding, a
+                    # piece at a time: a small compressed answer may be a huge one.
+                    decoded = httpx.Response(response.status, headers=response.raw_headers,
+                                             stream=_Chunks(response.content.iter_chunked(_CHUNK)))
+                    body = await read_bounded(decoded.aiter_bytes(), max_size)
+                elif length is not None:
+                    body = await response.read()
+                else:
+                    body = await read_bounded(response.content.iter_chunked(_CHUNK), max_size)
+        except AnswerTooLarge:
+            raise
         except Exception:
             with map_aiohttp_exceptions():
                 raise
-        if "Content-Encoding" in response.headers:
-            # Decoded as httpx decodes what it asked for with its own Accept-Encoding.
-            body = httpx.Response(response.status, headers=response.raw_headers, content=body).content
         return Answer(response.status, response.headers, body)
 
 
