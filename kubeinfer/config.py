@@ -50,6 +50,16 @@ The HTTP API (``HttpSettings``; ``serve``, ``local`` and ``gateway``):
                                         ``100mb``...); larger ones are answered 413
 =====================================  =============================================
 
+Gateway (``GatewaySettings``; ``kubeinfer gateway``), for requests it holds while an
+endpoint at zero replicas wakes:
+
+=====================================  =============================================
+``KUBEINFER_HELD_REQUESTS_PER_ENDPOINT`` requests held at once per endpoint (``64``);
+                                        more are answered 429
+``KUBEINFER_MAX_HOLD``                  most seconds a request is held (``300``), even
+                                        with ``?timeout=-1``; a 408 after it
+=====================================  =============================================
+
 Model server (``ServerSettings``; ``kubeinfer serve`` and ``kubeinfer local``):
 
 =====================================  =============================================
@@ -266,6 +276,15 @@ class HttpSettings(KubeinferSettings):
     http_max_content_length: ByteSize = Field(
         default=ByteSize(10 * 1024 * 1024), gt=0,
         description="Largest request body, as Elasticsearch's http.max_content_length; larger ones get a 413.")
+
+
+class GatewaySettings(HttpSettings):
+    """What ``kubeinfer gateway`` reads besides the HTTP API's settings."""
+
+    held_requests_per_endpoint: int = Field(
+        default=64, ge=1, description="Requests held at once for one endpoint waking from zero; more get a 429.")
+    max_hold: float = Field(
+        default=300, gt=0, description="Most seconds a request is held while its endpoint wakes, whatever its timeout.")
 
 
 class ServerSettings(ModelSettings, HttpSettings):
