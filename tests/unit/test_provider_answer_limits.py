@@ -12,7 +12,7 @@ import json
 
 import httpx
 import pytest
-from fake_providers import FakeProvider, Reply
+from fake_providers import FakeProvider, Reply, read_body
 from local_mode import ServedFake, openai_embeddings
 
 from kubeinfer.config import ServerSettings
@@ -37,12 +37,7 @@ class Provider(FakeProvider):
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(("/endless", "/stalled")):
             return await super().__call__(scope, receive, send)
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         if not json.loads(body).get("stream"):  # the start-up check
             return await super().__call__(scope, _replay(body), send)
         await send({"type": "http.response.start", "status": 200,
