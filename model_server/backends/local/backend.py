@@ -15,6 +15,7 @@ import asyncio
 import functools
 import logging
 import os
+import threading
 from typing import Any, Mapping
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 
 # Above this many inputs, tokenizing moves off the event loop.
 _TOKENIZE_INLINE_MAX = 16
+# Models load one at a time in a process: transformers' lazy imports are not safe from two
+# threads at once (two models loading side by side at start-up saw "module 'transformers'
+# has no attribute 'AutoTokenizer'"), and two loads would only share the same cores.
+_LOADING = threading.Lock()
 # A masked-LM head produces (tokens x vocabulary) logits: a smaller budget keeps that in memory.
 _SPARSE_MAX_BATCH_TOKENS = 4096
 
@@ -115,6 +120,10 @@ class LocalModelBackend(Backend):
             model.close()
 
     def _load(self) -> Any:
+        with _LOADING:
+            return self._load_model()
+
+    def _load_model(self) -> Any:
         import torch
 
         from .encoders import RerankModel, SparseEmbeddingModel, TextEmbeddingModel

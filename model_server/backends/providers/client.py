@@ -196,15 +196,17 @@ def new_client(transport: httpx.AsyncBaseTransport | None = None, *, exact_urls:
         return _without_cookies(httpx.AsyncClient(transport=transport, timeout=DEFAULT_TIMEOUT))
     session = None if exact_urls or AiohttpTransport is None or _env_proxies_plain_http() \
         else _plain_http_session(allow_link_local)
-    default = httpx.AsyncHTTPTransport(http2=True, limits=POOL_LIMITS, trust_env=True)
     client = _without_cookies(httpx.AsyncClient(
         http2=True,
         limits=POOL_LIMITS,
         timeout=DEFAULT_TIMEOUT,
         trust_env=True,
-        transport=default if allow_link_local else check_connections(default),
         mounts={"http://": AiohttpTransport(limits=POOL_LIMITS, client=session)} if session is not None else None,
     ))
+    if not allow_link_local:
+        # The default transport the client made (a transport given to it would turn off the
+        # proxies the environment names); proxies' own transports connect to the proxy.
+        check_connections(client._transport)
     if session is not None:
         _plain[client] = PlainHTTP(session, client.headers)
     return client
