@@ -50,6 +50,16 @@ The HTTP API (``HttpSettings``; ``serve``, ``local`` and ``gateway``):
                                         ``100mb``...); larger ones are answered 413
 =====================================  =============================================
 
+Gateway (``GatewaySettings``; ``kubeinfer gateway``), for requests it holds while an
+endpoint at zero replicas wakes:
+
+=====================================  =============================================
+``KUBEINFER_HELD_REQUESTS_PER_ENDPOINT`` requests held at once per endpoint (``64``);
+                                        more are answered 429
+``KUBEINFER_MAX_HOLD``                  most seconds a request is held (``300``), even
+                                        with ``?timeout=-1``; a 408 after it
+=====================================  =============================================
+
 Model server (``ServerSettings``; ``kubeinfer serve`` and ``kubeinfer local``):
 
 =====================================  =============================================
@@ -69,6 +79,13 @@ Model server (``ServerSettings``; ``kubeinfer serve`` and ``kubeinfer local``):
                                         CUDA graphs (on by default)
 ``KUBEINFER_ALLOW_LINK_LOCAL_URLS``     ``true`` lets provider URLs point at link-local
                                         and cloud metadata addresses (refused by default)
+``KUBEINFER_PROVIDER_MAX_ANSWER_SIZE``  most bytes read of one provider answer, once
+                                        decompressed (``128mb``); past it a 502
+``KUBEINFER_PROVIDER_MAX_LINE_SIZE``    most bytes of one line of a provider's stream
+                                        (``1mb``); past it the stream ends in an error
+``KUBEINFER_STREAM_MAX_DURATION``       seconds a provider stream may last in all (``600``)
+``KUBEINFER_STREAM_IDLE_TIMEOUT``       seconds a provider stream may stay silent (``120``);
+                                        the request's ``timeout`` bounds each wait too
 ``KUBEINFER_RUNTIME``                   CPU engine: ``auto`` (ONNX Runtime where it matches
                                         torch), ``torch`` or ``onnx``; GPUs run torch
 ``KUBEINFER_QUANTIZATION``              ``none`` or ``int8`` (ONNX Runtime, opt-in)
@@ -261,6 +278,15 @@ class HttpSettings(KubeinferSettings):
         description="Largest request body, as Elasticsearch's http.max_content_length; larger ones get a 413.")
 
 
+class GatewaySettings(HttpSettings):
+    """What ``kubeinfer gateway`` reads besides the HTTP API's settings."""
+
+    held_requests_per_endpoint: int = Field(
+        default=64, ge=1, description="Requests held at once for one endpoint waking from zero; more get a 429.")
+    max_hold: float = Field(
+        default=300, gt=0, description="Most seconds a request is held while its endpoint wakes, whatever its timeout.")
+
+
 class ServerSettings(ModelSettings, HttpSettings):
     """What ``kubeinfer serve`` and ``kubeinfer local`` read: models, batching, device."""
 
@@ -288,6 +314,16 @@ class ServerSettings(ModelSettings, HttpSettings):
                     "parts of a batch side by side may add (each holds a copy of the model); 0 turns them off.")
     scale_to_zero_after: float = Field(
         default=900, ge=0, description="Local mode: idle seconds before a min-0 local model is unloaded.")
+    provider_max_answer_size: ByteSize = Field(
+        default=ByteSize(128 * 1024 ** 2), gt=0,
+        description="Most bytes read of one provider answer, once decompressed; a larger one is a 502.")
+    provider_max_line_size: ByteSize = Field(
+        default=ByteSize(1024 ** 2), gt=0,
+        description="Most bytes of one line (one event) of a provider's stream; a longer one ends the stream.")
+    stream_max_duration: float = Field(
+        default=600, gt=0, description="Seconds a provider stream may last in all before it is ended with an error.")
+    stream_idle_timeout: float = Field(
+        default=120, gt=0, description="Seconds a provider stream may go without a byte before it is ended.")
 
     _BATCHING: ClassVar[tuple[str, ...]] = ("max_batch_size", "max_batch_tokens", "queue_capacity")
 

@@ -75,6 +75,16 @@ class Reply:
 Handler = Callable[[Received], Reply]
 
 
+async def read_body(receive) -> bytes:
+    """The whole body of an ASGI request."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 class FakeProvider:
     """ASGI app: ``on(path, reply...)`` queues replies (the last one repeats)."""
 
@@ -96,12 +106,7 @@ class FakeProvider:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         raw_path = scope.get("raw_path") or scope["path"].encode()
         received = Received(

@@ -25,6 +25,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kubeinfer.errors import ElasticsearchError
+from .openai_errors import is_openai_path, openai_error_body
 from .request_body import RequestBodyGate
 
 log = logging.getLogger(__name__)
@@ -33,12 +34,6 @@ PRODUCT_HEADER = "X-Elastic-Product"
 PRODUCT = "Elasticsearch"
 # Elasticsearch lists allowed methods in the order of its RestRequest.Method enum.
 _METHOD_ORDER = ("GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE", "CONNECT")
-# The OpenAI-compatible routes live under this prefix and answer errors in OpenAI's shape.
-OPENAI_PREFIX = "/v1"
-# What OpenAI's API calls an error of each HTTP status.
-_OPENAI_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                       404: "invalid_request_error", 408: "timeout", 409: "invalid_request_error",
-                       429: "rate_limit_error"}
 
 
 class ElasticsearchJSONResponse(JSONResponse):
@@ -62,17 +57,6 @@ class ElasticsearchJSONResponse(JSONResponse):
 
 def error_response(error: ElasticsearchError, headers: Mapping[str, str] | None = None) -> Response:
     return ElasticsearchJSONResponse(error.to_body(), status_code=error.status, headers=headers)
-
-
-def is_openai_path(path: str) -> bool:
-    return path == OPENAI_PREFIX or path.startswith(OPENAI_PREFIX + "/")
-
-
-def openai_error_body(status: int, message: str, *, param: str | None = None,
-                      code: str | None = None) -> dict[str, Any]:
-    """``{"error": {"message", "type", "param", "code"}}``, as OpenAI's API answers errors."""
-    kind = _OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def _uri(request: Request) -> str:

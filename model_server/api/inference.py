@@ -24,10 +24,10 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Receive, Scope, Send
 
 from ..backends.base import Backend, InferenceRequest
-from ..backends.results import CompletionDelta
+from ..backends.results import CompletionDelta, InferenceResult, count_mismatch
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType, check_task_type, parse_task_type
 from kubeinfer.config import ServerSettings
-from kubeinfer.errors import ElasticsearchError
+from kubeinfer.errors import ElasticsearchError, status_exception
 from . import elasticsearch_json, metrics, sse
 from .chat_completion import not_a_stream_error
 from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response
@@ -116,6 +116,14 @@ async def _prepare(
     return await store.backend(inference_id), request
 
 
+def checked_result(result: InferenceResult, request: InferenceRequest) -> InferenceResult:
+    """``result``, unless it holds another number of results than the request has inputs."""
+    problem = count_mismatch(result, len(request.input))
+    if problem is not None:
+        raise status_exception(f"The inference endpoint answered {problem}", 502)
+    return result
+
+
 _PREFIX = "/_inference/"
 _STREAM = "_stream"
 # Chat completion's own routes (`chat_completion.py`) take its `_stream` path.
@@ -200,7 +208,7 @@ def inference_route(store: EndpointStore, *, max_inputs: int | None = None, rela
                 try:
                     # A deadline on this task, not a task per request as wait_for makes.
                     async with asyncio.timeout(None if math.isinf(request.timeout) else request.timeout):
-                        result = await backend.infer(request)
+                        result = checked_result(await backend.infer(request), request)
                 except TimeoutError:
                     raise sse.timed_out(request.timeout) from None
         except ElasticsearchError as exc:

@@ -21,9 +21,10 @@ import math
 import struct
 import time
 import uuid
-from typing import Any, AsyncIterator, Mapping
+from typing import Annotated, Any, AsyncIterator, Mapping
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
@@ -34,6 +35,7 @@ from ..backends.results import Completions, InferenceResult, Ranking, TextEmbedd
 from . import metrics
 from .chat_completion import DEFAULT_TIMEOUT as CHAT_TIMEOUT
 from .chat_completion import parse_chat_request
+from .inference import checked_result
 from .errors import openai_error_body as error_body
 from .errors import is_openai_path
 from .request_body import parse_json_body
@@ -97,6 +99,67 @@ async def _body_and_model(http_request: Request, timer: "_Timer") -> tuple[dict[
     body = _object(await http_request.body())
     timer.inference_id = model_id = _model(body)
     return body, model_id
+
+
+class _Open(BaseModel):
+    # OpenAI's bodies carry many fields this API does not read: they are let through.
+    model_config = ConfigDict(extra="allow")
+
+
+class _ContentPart(_Open):
+    type: StrictStr
+    text: StrictStr | None = None
+
+
+class _ChatMessage(_Open):
+    role: StrictStr
+    content: StrictStr | list[_ContentPart] | None = None
+
+
+class _StreamOptions(_Open):
+    include_usage: StrictBool = False
+
+
+_PositiveInt = Annotated[StrictInt, Field(ge=1)]
+
+
+class ChatCompletionBody(_Open):
+    """What ``/v1/chat/completions`` reads of OpenAI's chat body, checked as OpenAI checks it
+    before anything is sent on: a wrong type is the caller's 400, not a failure later."""
+
+    messages: list[_ChatMessage] = Field(min_length=1)
+    stream: StrictBool = False
+    stream_options: _StreamOptions | None = None
+    max_tokens: _PositiveInt | None = None
+    max_completion_tokens: _PositiveInt | None = None
+    n: _PositiveInt | None = None
+
+
+class _Document(_Open):
+    text: StrictStr
+
+
+class RerankBody(_Open):
+    """``/v1/rerank``'s body (Cohere's and Jina's shape): documents are texts or ``{text}`` objects."""
+
+    query: StrictStr
+    documents: list[StrictStr | _Document] = Field(min_length=1)
+    top_n: _PositiveInt | None = None
+    return_documents: StrictBool = True
+
+    def texts(self) -> list[str]:
+        return [d if isinstance(d, str) else d.text for d in self.documents]
+
+
+def _checked(model: type[BaseModel], body: Mapping[str, Any]) -> Any:
+    """``body`` read by ``model``; the first problem as OpenAI's 400, naming its field."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise OpenAIError(400, f"[{where}]: {error['msg']}", param=str(error["loc"][0]) if error["loc"] else None) \
+            from None
 
 
 def _with_timeout(request: InferenceRequest, timeout: float) -> InferenceRequest:
@@ -292,17 +355,14 @@ async def _completion_chunks(backend: Backend, request: InferenceRequest, stream
     yield ChatCompletionChunk(id=chunk_id, model="", choices=(ChoiceDelta(finish_reason="stop"),))
 
 
-def _conversation_text(body: Mapping[str, Any]) -> str:
-    """A completion endpoint takes one text: the messages' contents, in order."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise OpenAIError(400, "messages must be a non-empty array", param="messages")
+def _conversation_text(body: ChatCompletionBody) -> str:
+    """A completion endpoint takes one text: the messages' texts, in order."""
     texts = []
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
+    for message in body.messages:
+        content = message.content
         if isinstance(content, list):
-            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
-        if isinstance(content, str) and content:
+            content = "".join(part.text or "" for part in content)
+        if content:
             texts.append(content)
     if not texts:
         raise OpenAIError(400, "the messages carry no text", param="messages")
@@ -361,7 +421,8 @@ def openai_router(store: EndpointStore) -> APIRouter:
             request = _with_timeout(parse_inference_request(config, {"input": texts}), _timeout(http_request, 30.0))
             backend = await store.backend(model_id)
             metrics.count_inputs(model_id, config.task_type.value, len(texts))
-            vectors = embedding_vectors(await _bounded(backend.infer(request), request.timeout))
+            vectors = embedding_vectors(checked_result(await _bounded(backend.infer(request), request.timeout),
+                                                       request))
             dimensions = body.get("dimensions")
             if dimensions is not None and vectors and dimensions != len(vectors[0]):
                 raise OpenAIError(400, f"model [{model_id}] answers {len(vectors[0])}-dimensional embeddings; "
@@ -380,26 +441,18 @@ def openai_router(store: EndpointStore) -> APIRouter:
             body, model_id = await _body_and_model(http_request, timer)
             config = await store.get(model_id)
             _require_task(config, "/v1/rerank", TaskType.RERANK)
-            documents = [d.get("text") if isinstance(d, dict) else d for d in body.get("documents") or []]
-            if not documents or not all(isinstance(d, str) for d in documents):
-                raise OpenAIError(400, "documents must be a non-empty array of strings or {text} objects",
-                                  param="documents")
-            top_n = body.get("top_n")
-            if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
-                raise OpenAIError(400, "top_n must be a positive integer", param="top_n")
-            if not isinstance(body.get("query"), str):
-                raise OpenAIError(400, "query must be a string", param="query")
-            request = _with_timeout(parse_inference_request(config, {"input": documents, "query": body["query"]}),
+            rerank_body: RerankBody = _checked(RerankBody, body)
+            documents = rerank_body.texts()
+            request = _with_timeout(parse_inference_request(config, {"input": documents, "query": rerank_body.query}),
                                     _timeout(http_request, 30.0))
             backend = await store.backend(model_id)
             metrics.count_inputs(model_id, config.task_type.value, len(documents))
-            result = await _bounded(backend.infer(request), request.timeout)
+            result = checked_result(await _bounded(backend.infer(request), request.timeout), request)
         except (OpenAIError, ElasticsearchError) as exc:
             timer.finish(exc.status, getattr(exc, "type", "invalid_request_error"))
             return error_response(exc)
         timer.finish(200)
-        return JSONResponse(rerank_json(model_id, result, documents, top_n,
-                                        body.get("return_documents", True) is not False))
+        return JSONResponse(rerank_json(model_id, result, documents, rerank_body.top_n, rerank_body.return_documents))
 
     @router.post("/chat/completions")
     async def chat_completions(http_request: Request) -> Response:
@@ -407,8 +460,9 @@ def openai_router(store: EndpointStore) -> APIRouter:
         created = int(time.time())
         try:
             body, model_id = await _body_and_model(http_request, timer)
-            stream = bool(body.get("stream"))
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            chat_body: ChatCompletionBody = _checked(ChatCompletionBody, body)
+            stream = chat_body.stream
+            include_usage = chat_body.stream_options is not None and chat_body.stream_options.include_usage
             config = await store.get(model_id)
             timer.task = config.task_type.value
             _require_task(config, "/v1/chat/completions", TaskType.CHAT_COMPLETION, TaskType.COMPLETION)
@@ -423,7 +477,7 @@ def openai_router(store: EndpointStore) -> APIRouter:
                     raise OpenAIError(400, f"model [{model_id}] is a completion endpoint, which takes no tools; "
                                            "use a chat_completion endpoint", param="tools")
                 timeout = _timeout(http_request, 30.0)
-                request_in = _with_timeout(parse_inference_request(config, {"input": _conversation_text(body)}),
+                request_in = _with_timeout(parse_inference_request(config, {"input": _conversation_text(chat_body)}),
                                            timeout)
                 backend = await store.backend(model_id)
                 chunks = _completion_chunks(backend, request_in, stream, chunk_id)

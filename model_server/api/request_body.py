@@ -3,8 +3,8 @@
 ``RequestBodyGate`` is ASGI middleware in front of every app (``serve``, the gateway,
 local mode). It answers ``413`` as soon as a body is known to pass the limit (from its
 ``Content-Length``, or while a chunked body streams in) and ``406`` for a body whose
-``Content-Type`` is not JSON, both as Elasticsearch does, before any route reads a
-byte. ``read_json_body`` then decodes what got through with ``kubeinfer.strict_json``,
+``Content-Type`` is not JSON, both as Elasticsearch does (in OpenAI's error shape under
+``/v1``), before any route reads a byte. ``read_json_body`` then decodes what got through with ``kubeinfer.strict_json``,
 so lone surrogates, deep nesting, huge numbers and ``NaN`` are a ``400`` rather than an
 error deep inside a route.
 
@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kubeinfer import strict_json
 from kubeinfer.config import HttpSettings
 from kubeinfer.errors import ElasticsearchError
+from .openai_errors import is_openai_path, openai_error_body
 
 # Media types holding JSON: Elasticsearch's own and its versioned "compatible-with" form.
 _JSON_TYPES = {"application/json", "application/x-ndjson", "application/vnd.elasticsearch+json",
@@ -62,20 +63,26 @@ class RequestBodyGate:
             return
         length = _header(scope, b"content-length")
         content_type = _header(scope, b"content-type")
+        openai = is_openai_path(scope["path"])
         if length is not None:
             try:
                 declared = int(length)
             except ValueError:
                 declared = -1
             if declared < 0:
-                await _send_error(send, ElasticsearchError(400, "parse_exception", "invalid Content-Length header"))
+                await _send_error(send, ElasticsearchError(400, "parse_exception", "invalid Content-Length header"),
+                                  openai=openai)
                 return
             if declared > self.limit:
-                await _send_error(send, content_too_long(self.limit))
+                await _send_error(send, content_too_long(self.limit), openai=openai)
                 return
         has_body = (length not in (None, "0")) or _header(scope, b"transfer-encoding") is not None
         if has_body and content_type is not None and not _is_json(content_type):
-            await _send_flat_error(send, 406, f"Content-Type header [{content_type}] is not supported")
+            reason = f"Content-Type header [{content_type}] is not supported"
+            if openai:
+                await _send_json(send, 406, openai_error_body(406, reason))
+            else:  # Elasticsearch's REST layer answers content-type problems with a flat error string
+                await _send_json(send, 406, {"error": reason, "status": 406})
             return
 
         received = 0
@@ -103,7 +110,7 @@ class RequestBodyGate:
         except ElasticsearchError as exc:  # read outside any route (another middleware)
             if exc.status != 413 or started:
                 raise
-            await _send_error(send, exc)
+            await _send_error(send, exc, openai=openai)
 
 
 async def _send_json(send: Send, status: int, body: Any) -> None:
@@ -116,13 +123,9 @@ async def _send_json(send: Send, status: int, body: Any) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-async def _send_error(send: Send, error: ElasticsearchError) -> None:
-    await _send_json(send, error.status, error.to_body())
-
-
-async def _send_flat_error(send: Send, status: int, reason: str) -> None:
-    # Elasticsearch's REST layer answers content-type problems with a flat error string.
-    await _send_json(send, status, {"error": reason, "status": status})
+async def _send_error(send: Send, error: ElasticsearchError, *, openai: bool) -> None:
+    body = openai_error_body(error.status, error.reason, code=error.type) if openai else error.to_body()
+    await _send_json(send, error.status, body)
 
 
 def parse_json_body(raw: bytes) -> Any:

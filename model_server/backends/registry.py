@@ -59,4 +59,4 @@ def create_backend(config: InferenceEndpointConfig, **options: Any) -> Backend:
     if settings is None:
         settings = ServerSettings.from_env()
     check_urls(config, allow_link_local=settings.allow_link_local_urls)
-    return factory(config, **options)
+    return factory(config, **{**options, "settings": settings})

@@ -79,3 +79,22 @@ class CompletionDelta:
 
 
 InferenceResult = Union[TextEmbeddings, Embeddings, SparseEmbeddings, Ranking, Completions]
+
+
+def count_mismatch(result: InferenceResult, inputs: int) -> str | None:
+    """What is wrong with the number of results for ``inputs`` inputs, or None: one vector
+    per input, no more ranked documents than documents (each an index into them), no more
+    completions than inputs. A backend's answer that breaks it is not to be passed on."""
+    if isinstance(result, (TextEmbeddings, Embeddings)):
+        count = len(result.vectors)
+    elif isinstance(result, SparseEmbeddings):
+        count = len(result.embeddings)
+    elif isinstance(result, Ranking):
+        if len(result.documents) > inputs or any(not 0 <= d.index < inputs for d in result.documents):
+            return f"{len(result.documents)} ranked documents for {inputs} documents"
+        return None
+    else:
+        if len(result.texts) > max(inputs, 1):
+            return f"{len(result.texts)} completions for {inputs} inputs"
+        return None
+    return None if count == inputs else f"{count} results for {inputs} inputs"

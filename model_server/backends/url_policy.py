@@ -7,12 +7,20 @@ request reads the node's own cloud credentials rather than reaching a provider. 
 server setting ``KUBEINFER_ALLOW_LINK_LOCAL_URLS=true`` lifts the rule for a network
 that really serves a provider there.
 
-Pure: no I/O, no DNS lookups (names are refused only when they are known metadata names).
+Two checks hold the rule. Here, at creation, the URL's text: its host refused when it is a
+known metadata name or an address in any spelling the C library reads (``0xa9fea9fe``,
+``2852039166``, ``0251.0376.0251.0376``, ``169.254.43518``). Then, whatever the spelling
+or the name, at connect time (``providers.connect_policy``): every address a name
+resolves to is checked with ``forbidden_address`` before a socket connects to it.
+
+Pure: no I/O, no DNS lookups.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +30,50 @@ from kubeinfer.errors import validation_exception
 URL_SETTINGS = ("url", "streaming_url", "target", "host")
 METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"}
 _METADATA_ADDRESSES = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+# IPv6 prefixes that carry an IPv4 address a network may route to: NAT64's well-known prefix.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# What inet_aton reads as an IPv4 address: one to four parts, decimal, octal or hex.
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}$")
+
+
+class ForbiddenAddress(Exception):
+    """A connection about to be made to a link-local or metadata address."""
+
+    def __init__(self, host: str, address: str) -> None:
+        super().__init__(
+            f"Refused to connect to [{host}]: it resolves to [{address}], a link-local or cloud metadata address, "
+            "where no provider is served; set KUBEINFER_ALLOW_LINK_LOCAL_URLS=true on the server to allow it"
+        )
+        self.host, self.address = host, address
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``text`` spells, in any form a connection would read it; None for a name."""
+    text = text.strip("[]").split("%", 1)[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    if _NUMERIC_HOST.match(text):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(text))
+        except OSError:
+            return None
+    return None
+
+
+def forbidden_address(text: str) -> bool:
+    """Whether an IP address (in any spelling) is link-local or a cloud metadata service's."""
+    address = _address(text.lower())
+    if address is None:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None and forbidden_address(str(embedded)):
+            return True
+    return address.is_link_local or address in _METADATA_ADDRESSES
 
 
 def _host(value: str) -> str:
@@ -33,15 +85,7 @@ def _host(value: str) -> str:
 def forbidden_host(value: str) -> bool:
     """Whether a URL (or bare host) points at a link-local or metadata address."""
     host = _host(value)
-    if host in METADATA_HOSTS:
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_link_local or address in _METADATA_ADDRESSES
+    return host in METADATA_HOSTS or forbidden_address(host)
 
 
 def check_urls(config: InferenceEndpointConfig, *, allow_link_local: bool = False) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import weakref
 from typing import Any, AsyncIterator
 
@@ -26,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ..api import elasticsearch_json
-from ..api.inference_request import parse_time_value
+from ..api.inference_request import format_time_value, parse_time_value
 from ..backends.base import Backend, InferenceRequest
 from ..backends.results import CompletionDelta, InferenceResult
 from ..backends.chat import ChatCompletionChunk, ChatRequest
@@ -59,6 +60,13 @@ async def relay_to_endpoint(backend: Backend, http: Request, stream: bool) -> Re
     if not isinstance(backend, ForwardingBackend):
         return None
     return await backend.relay(http, stream)
+
+
+def _bounds(timeout: float) -> dict[str, Any]:
+    """The ``timeout`` parameter the pod takes for ``timeout`` seconds (``-1`` for none), and
+    the client's own limit, a little longer so that the pod's 408 comes back first."""
+    return {"params": {"timeout": format_time_value(timeout)},
+            "timeout": timeout + 5 if math.isfinite(timeout) else None}
 
 
 def _upstream_error(status: int, payload: Any, inference_id: str) -> ElasticsearchError:
@@ -167,10 +175,7 @@ class ForwardingBackend(Backend):
 
     async def infer(self, request: InferenceRequest) -> InferenceResult:
         try:
-            response = await self.client.post(
-                self._url(), json=request_body(request), params={"timeout": f"{request.timeout:g}s"},
-                timeout=request.timeout + 5,
-            )
+            response = await self.client.post(self._url(), json=request_body(request), **_bounds(request.timeout))
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
         try:
@@ -191,7 +196,7 @@ class ForwardingBackend(Backend):
         try:
             async with self.client.stream(
                 "POST", self._url("/_stream"), json=request_body(request),
-                headers={"Accept": "text/event-stream"}, timeout=request.timeout + 5,
+                headers={"Accept": "text/event-stream"}, **_bounds(request.timeout),
             ) as response:
                 if response.status_code >= 400:
                     raw = await response.aread()
@@ -219,8 +224,8 @@ class ForwardingBackend(Backend):
         url = f"{self.base_url}/_inference/chat_completion/{self.config.inference_id}/_stream"
         try:
             async with self.client.stream(
-                "POST", url, json=request.model_dump(exclude_none=True), params={"timeout": f"{request.timeout:g}s"},
-                headers={"Accept": "text/event-stream"}, timeout=request.timeout + 5,
+                "POST", url, json=request.model_dump(exclude_none=True), headers={"Accept": "text/event-stream"},
+                **_bounds(request.timeout),
             ) as response:
                 parser = EventStreamParser()
                 async for line in response.aiter_lines():

@@ -25,13 +25,14 @@ from ..backends.base import Backend
 from kubeinfer.catalog import InferenceEndpointConfig, SecretKeyRef, from_manifest
 from kubeinfer.catalog.endpoint import is_inference_id
 from kubeinfer.errors import ElasticsearchError, not_found, status_exception, validation_exception
+from kubeinfer.config import GatewaySettings
 from .forwarding import ForwardingBackend, pod_client
 from kubeinfer.endpoint_index import EndpointIndex
 from kubeinfer.kube import KubeClient, KubeError
 from kubeinfer.resource import (
     API_VERSION, LABEL_ALLOW_CUSTOM_URL, LABEL_MANAGED_BY, PLURAL, is_ready, owner_reference, ready_condition, refusal, workload_name,
 )
-from .waking import WakingBackend, at_zero, scaled_by_keda
+from .waking import WakeUps, WakingBackend, at_zero, scaled_by_keda
 from .store import already_exists, with_model_facts
 
 log = logging.getLogger("kubeinfer.gateway")
@@ -105,12 +106,17 @@ def with_secret_references(config: InferenceEndpointConfig, name: str | None = N
 class KubernetesEndpointStore:
     """InferenceEndpoints in one namespace of the cluster ``api`` talks to."""
 
-    def __init__(self, api: KubeClient, namespace: str, *, poll_interval: float = 0.5) -> None:
+    def __init__(self, api: KubeClient, namespace: str, *, poll_interval: float = 0.5,
+                 settings: GatewaySettings | None = None) -> None:
         self.api = api
         self.namespace = namespace
         self.http = pod_client()
         self.poll_interval = poll_interval
         self.index: EndpointIndex[InferenceEndpointConfig] = EndpointIndex(api, namespace, parse=served_config)
+        settings = settings if settings is not None else GatewaySettings.from_env()
+        # Requests held for endpoints waking from zero: one wake-up per endpoint, bounded.
+        self.wake_ups = WakeUps(namespace, poll_interval=poll_interval,
+                                per_endpoint=settings.held_requests_per_endpoint, max_hold=settings.max_hold)
 
     async def start(self) -> None:
         await self.index.start()
@@ -122,6 +128,7 @@ class KubernetesEndpointStore:
         return self.index.informer.listed.is_set()
 
     async def close(self) -> None:
+        await self.wake_ups.close()
         await self.index.stop()
         await self.http.aclose()
         await self.api.close()
@@ -173,7 +180,7 @@ class KubernetesEndpointStore:
             raise status_exception(f"Inference endpoint [{inference_id}] is not ready: {detail}", 409)
         if at_zero(obj):
             name = obj["metadata"]["name"]
-            return WakingBackend(config, url, self.http, namespace=self.namespace, poll_interval=self.poll_interval,
+            return WakingBackend(config, url, self.http, wake_ups=self.wake_ups,
                                  wake=lambda: self._wake(name), awake=lambda: self._awake(inference_id))
         return ForwardingBackend(config, url, self.http)
 

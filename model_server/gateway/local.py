@@ -37,16 +37,21 @@ log = logging.getLogger("kubeinfer.local")
 
 DEFAULT_SECRETS_DIR = Path("~/.kubeinfer/secrets")
 
-# A request body to try, per task type.
+# A request body to try, per task type: every task type has one, or the banner cannot be printed.
 EXAMPLE_BODIES: dict[TaskType, dict[str, Any]] = {
     TaskType.TEXT_EMBEDDING: {"input": ["The quick brown fox jumps over the lazy dog"]},
+    TaskType.EMBEDDING: {"input": [{"content": {"type": "text", "value": "The quick brown fox"}}]},
     TaskType.SPARSE_EMBEDDING: {"input": ["The quick brown fox jumps over the lazy dog"]},
     TaskType.RERANK: {
         "query": "What do foxes jump over?",
         "input": ["Foxes jump over lazy dogs.", "Kubernetes schedules pods.", "Dogs sleep in the sun."],
     },
     TaskType.COMPLETION: {"input": "Say hello in French"},
+    TaskType.CHAT_COMPLETION: {"messages": [{"role": "user", "content": "Say hello in French"}]},
 }
+# Task types answered as a stream only, and those answered either way.
+STREAM_ONLY = {TaskType.CHAT_COMPLETION}
+STREAMED_TOO = {TaskType.COMPLETION}
 
 # A create call to try; served offline when the model's PyPI package is installed.
 EXAMPLE_CREATE_BODY = {
@@ -76,8 +81,9 @@ def curl_commands(base_url: str, configs: list[InferenceEndpointConfig]) -> list
     for config in sorted(configs, key=lambda c: c.inference_id):
         body = json.dumps(EXAMPLE_BODIES[config.task_type])
         path = f"{base_url}/_inference/{config.task_type.value}/{config.inference_id}"
-        lines.append(f"curl -s -X POST {path} -H 'Content-Type: application/json' -d '{body}'")
-        if config.task_type is TaskType.COMPLETION:
+        if config.task_type not in STREAM_ONLY:
+            lines.append(f"curl -s -X POST {path} -H 'Content-Type: application/json' -d '{body}'")
+        if config.task_type in STREAM_ONLY | STREAMED_TOO:
             lines.append(f"curl -s -N -X POST {path}/_stream -H 'Content-Type: application/json' -d '{body}'")
     lines.append(
         f"curl -s -X PUT {base_url}/_inference/text_embedding/my-embeddings -H 'Content-Type: application/json' "
@@ -113,12 +119,7 @@ def build_local_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Model downloads can take long: no time limit at start-up.
-        for config in manifests:
-            try:
-                await store.add_from_manifest(config, timeout=math.inf)
-            except ElasticsearchError as exc:
-                log.error("endpoint [%s] did not start: %s", config.inference_id, exc.reason)
-        await store.restore(timeout=math.inf)
+        await store.start(manifests, timeout=math.inf)
         state_dir = store.state.directory if store.state is not None else Path("-")
         print(banner(base_url, await store.list(), state_dir), file=out or sys.stdout, flush=True)
         try:

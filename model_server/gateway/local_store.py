@@ -8,8 +8,8 @@ GET. Manifest endpoints belong to their files: changes made to them through the 
 last until the process stops. A local model whose adaptive allocations allow zero
 unloads after ``scale_to_zero_after`` idle seconds and loads again on the next request.
 
-A stored endpoint whose backend cannot start (its provider is down) is kept, as
-Elasticsearch keeps it: it is listed and can be deleted, and inference answers a clear
+An endpoint of a manifest or of the state directory whose backend cannot start (its
+provider is down) is kept, as Elasticsearch keeps it: it is listed and can be deleted, and inference answers a clear
 error while starting it is tried again. A state file that cannot be read is skipped with
 an error in the log. No network call is made while holding the store's lock: a provider
 that hangs holds up its own create, never another endpoint's.
@@ -152,12 +152,7 @@ class LocalEndpointStore:
 
     # ---- management ---------------------------------------------------------------
     async def create(self, config: InferenceEndpointConfig, *, timeout: float) -> InferenceEndpointConfig:
-        return await self._add(config, timeout=timeout, persist=True)
-
-    async def add_from_manifest(self, config: InferenceEndpointConfig, *, timeout: float) -> InferenceEndpointConfig:
-        return await self._add(config, timeout=timeout, persist=False)
-
-    async def _add(self, config: InferenceEndpointConfig, *, timeout: float, persist: bool) -> InferenceEndpointConfig:
+        """Start ``config`` and keep it, in the state directory too: a failure leaves nothing."""
         inference_id = config.inference_id
         async with self._lock:
             if inference_id in self._entries or inference_id in self._busy:
@@ -166,7 +161,7 @@ class LocalEndpointStore:
         try:
             backend = await self._start(config, timeout)
             config = with_model_facts(config, backend.describe())
-            persisted = persist and self.state is not None
+            persisted = self.state is not None
             async with self._lock:
                 try:
                     if persisted:
@@ -217,31 +212,35 @@ class LocalEndpointStore:
         # Requests in flight on it fail at once (the backend's close fails them).
         await _close_quietly(entry.backend)
 
-    async def restore(self, *, timeout: float) -> list[InferenceEndpointConfig]:
-        """Start the endpoints kept in the state directory, side by side. One that cannot
-        start is kept all the same, answering a clear error until it can."""
-        configs = self.state.load() if self.state is not None else []
-
-        async def bring_back(config: InferenceEndpointConfig) -> InferenceEndpointConfig | None:
-            if config.inference_id in self._entries or config.inference_id in self._busy:
+    async def start(self, manifests: list[InferenceEndpointConfig], *, timeout: float) -> None:
+        """Start the manifests' endpoints and those kept in the state directory, all side by
+        side: one slow provider must not hold up the others. An endpoint that cannot start is
+        kept all the same, answering a clear error and tried again on use; a stored endpoint
+        with a manifest's id is left to the manifest."""
+        stored = self.state.load() if self.state is not None else []
+        manifest_ids = {c.inference_id for c in manifests}
+        kept = [(c, False) for c in manifests]
+        for config in stored:
+            if config.inference_id in manifest_ids or config.inference_id in self._entries:
                 log.warning("stored endpoint [%s] is shadowed by a manifest", config.inference_id)
-                return None
-            self._busy.add(config.inference_id)
-            try:
-                try:
-                    backend: Backend = await self._start(config, timeout)
-                except ElasticsearchError as exc:
-                    log.error("stored endpoint [%s] did not start, retrying on use: %s",
-                              config.inference_id, exc.reason)
-                    backend = DeferredBackend(config, lambda: self._start(config, RETRY_START_TIMEOUT), exc.reason)
-                async with self._lock:
-                    self._entries[config.inference_id] = _Entry(config, backend, True)
-            finally:
-                self._busy.discard(config.inference_id)
-            return config
+            else:
+                kept.append((config, True))
+        self._busy.update(c.inference_id for c, _ in kept)
+        try:
+            await asyncio.gather(*(self._keep(config, persisted, timeout) for config, persisted in kept))
+        finally:
+            self._busy.difference_update(c.inference_id for c, _ in kept)
 
-        restored = await asyncio.gather(*(bring_back(c) for c in configs))
-        return [c for c in restored if c is not None]
+    async def _keep(self, config: InferenceEndpointConfig, persisted: bool, timeout: float) -> None:
+        """Start ``config`` and list it, started or not."""
+        try:
+            backend: Backend = await self._start(config, timeout)
+            config = with_model_facts(config, backend.describe())
+        except ElasticsearchError as exc:
+            log.error("endpoint [%s] could not start, retrying on use: %s", config.inference_id, exc.reason)
+            backend = DeferredBackend(config, lambda: self._start(config, RETRY_START_TIMEOUT), exc.reason)
+        async with self._lock:
+            self._entries[config.inference_id] = _Entry(config, backend, persisted)
 
     async def close(self) -> None:
         async with self._lock:
@@ -299,7 +298,7 @@ RETRY_START_EVERY = 10.0
 
 
 class DeferredBackend(Backend):
-    """A stored endpoint whose backend could not start: it stays listed and deletable, and
+    """An endpoint of a manifest or of the state directory whose backend could not start: it stays listed and deletable, and
     each request tries to start it (at most every ``RETRY_START_EVERY`` seconds), answering
     a clear error until that works."""
 
@@ -344,7 +343,7 @@ class DeferredBackend(Backend):
                 await _close_quietly(backend)
                 raise self._unavailable()
             self._backend = backend
-            log.info("stored endpoint [%s] started", self.config.inference_id)
+            log.info("endpoint [%s] started", self.config.inference_id)
             return backend
 
     async def infer(self, request: InferenceRequest) -> Any:

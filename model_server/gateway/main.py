@@ -20,17 +20,20 @@ from fastapi import FastAPI
 from ..api.app import freeze_startup_objects
 from .app import create_gateway_app
 from .auth import InferenceAuthorization, SecretReferenceCheck, SubjectAccessReviewer
+from kubeinfer.config import GatewaySettings
 from kubeinfer.kube import Connection, KubeClient
 from .kubernetes_store import KubernetesEndpointStore
+from .waking import ClientWatch
 
 log = logging.getLogger("kubeinfer.gateway")
 
 
 def build_gateway_app(connection: Connection, namespace: str, *, auth: bool = True,
-                      poll_interval: float = 0.5) -> FastAPI:
-    """The gateway over the cluster ``connection`` leads to; endpoints live in ``namespace``."""
+                      poll_interval: float = 0.5, settings: GatewaySettings | None = None) -> FastAPI:
+    """The gateway over the cluster ``connection`` leads to; endpoints live in ``namespace``;
+    ``settings`` read from the environment unless given."""
     api = KubeClient(connection, user_agent="kubeinfer-gateway")
-    store = KubernetesEndpointStore(api, namespace, poll_interval=poll_interval)
+    store = KubernetesEndpointStore(api, namespace, poll_interval=poll_interval, settings=settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,6 +48,7 @@ def build_gateway_app(connection: Connection, namespace: str, *, auth: bool = Tr
                              check_references=SecretReferenceCheck(reviewer) if reviewer is not None else None)
     if reviewer is not None:
         app.add_middleware(InferenceAuthorization, reviewer=reviewer)
+    app.add_middleware(ClientWatch)  # outermost: it sees each request's own receive
     return app
 
 

@@ -2,27 +2,36 @@
 is held while the endpoint wakes, then forwarded.
 
 The operator reports such an endpoint ``Ready=True`` with reason ``ScaledToZero``. The
-backend here counts the request on ``kubeinfer_gateway_requests_held`` (KEDA's trigger
-adds it to the in-flight requests, so activation takes the endpoint from 0 to 1) and,
-where no KEDA owns the replica count, sets the Deployment's ``replicas`` to 1 through the
-scale subresource. It then waits for the endpoint to report available replicas and
-forwards as usual. The request's own time limit (the route's) bounds the wait: a 408 after
-it. This module knows the resource's facts, not what the operator builds.
+gateway counts the request on ``kubeinfer_gateway_requests_held`` (KEDA's trigger adds it
+to the in-flight requests, so activation takes the endpoint from 0 to 1) and, where no
+KEDA owns the replica count, sets the Deployment's ``replicas`` to 1 through the scale
+subresource. It then waits for the endpoint to report available replicas and forwards as
+usual.
+
+Holding is bounded (``WakeUps``): every request held for one endpoint waits on the same
+wake-up, which polls the API once for all of them and stops when none is left; at most
+``KUBEINFER_HELD_REQUESTS_PER_ENDPOINT`` are held at once (a 429 past it); none longer than
+its own ``timeout`` nor ``KUBEINFER_MAX_HOLD`` (a 408 after it); and a request whose
+client has gone is dropped, never forwarded. This module knows the resource's facts, not
+what the operator builds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import math
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from prometheus_client import Gauge
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kubeinfer.resource import AUTOSCALER_ANNOTATION, HELD_METRIC, SCALED_TO_ZERO, is_ready, ready_condition
-from kubeinfer.errors import status_exception
+from kubeinfer.errors import ElasticsearchError, status_exception
 from ..api.inference_request import format_time_value, parse_time_value
 from ..backends.base import InferenceRequest
 from ..backends.chat import ChatCompletionChunk, ChatRequest
@@ -32,6 +41,100 @@ log = logging.getLogger("kubeinfer.gateway")
 
 HELD = Gauge(HELD_METRIC, "Requests the gateway holds for an endpoint at zero replicas while it wakes.",
              ["endpoint_namespace", "inference_id"])
+
+# The ASGI ``receive`` of the request being served: once its body has been read, what it
+# answers next is ``http.disconnect``, when the client goes.
+_CLIENT: ContextVar[Receive | None] = ContextVar("kubeinfer_client", default=None)
+
+
+class ClientWatch:
+    """ASGI middleware keeping each request's ``receive`` where a held request can listen
+    for its client leaving (the routes that hold know no ``Request``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = _CLIENT.set(receive if scope["type"] == "http" else None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _CLIENT.reset(token)
+
+
+async def _client_gone() -> None:
+    """Returns when the current request's client disconnects; never where none is known.
+
+    Call it only once the request's body has been read: it reads what comes next."""
+    receive = _CLIENT.get()
+    if receive is None:
+        await asyncio.Event().wait()
+        return
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+@dataclass
+class _WakeUp:
+    task: asyncio.Task
+    holders: int = 0
+
+
+class WakeUps:
+    """The wake-ups in progress, one per endpoint, and the requests each holds."""
+
+    def __init__(self, namespace: str, *, poll_interval: float, per_endpoint: int, max_hold: float) -> None:
+        self.namespace, self.poll_interval = namespace, poll_interval
+        self.per_endpoint, self.max_hold = per_endpoint, max_hold
+        self._wake_ups: dict[str, _WakeUp] = {}
+
+    async def hold(self, inference_id: str, wake: Callable[[], Awaitable[None]],
+                   awake: Callable[[], Awaitable[str | None]], timeout: float) -> str:
+        """The endpoint's URL once it serves, for one request held at most ``timeout``
+        seconds (and ``max_hold``) and only while its client stays."""
+        wake_up = self._wake_ups.get(inference_id)
+        if wake_up is None or (wake_up.task.done() and wake_up.task.exception() is not None):
+            wake_up = self._wake_ups[inference_id] = _WakeUp(
+                asyncio.create_task(self._until_awake(inference_id, wake, awake)))
+        if wake_up.holders >= self.per_endpoint:
+            raise status_exception(
+                f"Inference endpoint [{inference_id}] is waking from zero replicas and already holds "
+                f"[{self.per_endpoint}] requests (KUBEINFER_HELD_REQUESTS_PER_ENDPOINT); try again later", 429)
+        limit = min(timeout, self.max_hold)
+        gauge = HELD.labels(self.namespace, inference_id)
+        wake_up.holders += 1
+        gauge.inc()
+        gone = asyncio.create_task(_client_gone())
+        try:
+            done, _ = await asyncio.wait({wake_up.task, gone}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+            if wake_up.task in done:
+                return wake_up.task.result()
+            if gone in done:
+                raise status_exception(f"The client of a request held for [{inference_id}] has gone", 499)
+            setting = " (KUBEINFER_MAX_HOLD)" if limit < timeout else ""
+            raise status_exception(f"timeout [{format_time_value(limit)}]{setting} waiting for inference result", 408)
+        finally:
+            gone.cancel()
+            gauge.dec()
+            wake_up.holders -= 1
+            if wake_up.holders == 0 and self._wake_ups.get(inference_id) is wake_up:
+                del self._wake_ups[inference_id]
+                wake_up.task.cancel()  # nobody waits: stop polling
+
+    async def _until_awake(self, inference_id: str, wake: Callable[[], Awaitable[None]],
+                           awake: Callable[[], Awaitable[str | None]]) -> str:
+        log.info("endpoint [%s] is at zero replicas: waking it for a request", inference_id)
+        await wake()
+        while (url := await awake()) is None:
+            await asyncio.sleep(self.poll_interval)
+        return url
+
+    async def close(self) -> None:
+        for wake_up in self._wake_ups.values():
+            wake_up.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ElasticsearchError):
+                await wake_up.task
+        self._wake_ups.clear()
 
 
 def at_zero(obj: Mapping[str, Any]) -> bool:
@@ -46,50 +149,38 @@ def scaled_by_keda(deployment: Mapping[str, Any] | None) -> bool:
 
 
 class WakingBackend(ForwardingBackend):
-    """Forwards like ``ForwardingBackend`` once ``wake`` has brought the endpoint up.
+    """Forwards like ``ForwardingBackend`` once the endpoint is awake.
 
     ``wake`` makes the endpoint scale (idempotent); ``awake`` reads whether it now serves
-    and where. Both are the store's."""
+    and where. Both are the store's, as are the ``wake_ups`` that hold the request."""
 
-    def __init__(self, config: Any, base_url: str, client: Any, *, namespace: str,
-                 wake: Callable[[], Awaitable[None]], awake: Callable[[], Awaitable[str | None]],
-                 poll_interval: float) -> None:
+    def __init__(self, config: Any, base_url: str, client: Any, *, wake_ups: WakeUps,
+                 wake: Callable[[], Awaitable[None]], awake: Callable[[], Awaitable[str | None]]) -> None:
         super().__init__(config, base_url, client)
-        self.namespace = namespace
+        self.wake_ups = wake_ups
         self._wake, self._awake = wake, awake
-        self.poll_interval = poll_interval
 
-    async def _until_awake(self) -> None:
-        gauge = HELD.labels(self.namespace, self.config.inference_id)
-        gauge.inc()
-        try:
-            log.info("endpoint [%s] is at zero replicas: waking it for a request", self.config.inference_id)
-            await self._wake()
-            while (url := await self._awake()) is None:
-                await asyncio.sleep(self.poll_interval)
-            self.base_url = url.split("/_inference/", 1)[0].rstrip("/")
-        finally:
-            gauge.dec()
+    async def _until_awake(self, timeout: float) -> None:
+        url = await self.wake_ups.hold(self.config.inference_id, self._wake, self._awake, timeout)
+        self.base_url = url.split("/_inference/", 1)[0].rstrip("/")
 
     async def infer(self, request: InferenceRequest) -> dict[str, Any]:
-        await self._until_awake()
+        await self._until_awake(request.timeout)
         return await super().infer(request)
 
     async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
-        await self._until_awake()
+        await self._until_awake(request.timeout)
         async for chunk in super().stream(request):
             yield chunk
 
     async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
-        await self._until_awake()
+        await self._until_awake(request.timeout)
         async for chunk in super().chat(request):
             yield chunk
 
     async def relay(self, http: Request, stream: bool) -> Response:
-        # The route's time limit bounds the wait, as it bounds inference: a 408 after it.
-        timeout = parse_time_value(http.query_params.get("timeout"))
-        try:
-            await asyncio.wait_for(self._until_awake(), None if math.isinf(timeout) else timeout)
-        except asyncio.TimeoutError:
-            raise status_exception(f"timeout [{format_time_value(timeout)}] waiting for inference result", 408) from None
+        # The route's time limit bounds the wait, as it bounds inference: a 408 after it. The
+        # body is read first: what the client sends next tells when it has gone.
+        await http.body()
+        await self._until_awake(parse_time_value(http.query_params.get("timeout")))
         return await super().relay(http, stream)

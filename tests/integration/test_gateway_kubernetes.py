@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import threading
 import time
@@ -22,6 +23,7 @@ from fake_providers import FakeProvider, Reply
 from kubeemu import DEPLOYMENTS, INFERENCE_ENDPOINTS, SECRETS, faults
 from local_mode import KubeinferProcess, ServedFake
 
+from kubeinfer.config import GatewaySettings
 from kubeinfer.kube import Connection
 from model_server.gateway.main import build_gateway_app
 
@@ -130,13 +132,21 @@ def cluster(kube, endpoint_server):
     return kube
 
 
-@pytest.fixture
-async def gateway(cluster):
-    app = build_gateway_app(Connection(cluster.url, token="gateway-sa-token"), NS, poll_interval=0.02)
+@contextlib.asynccontextmanager
+async def gateway_with(cluster, settings: GatewaySettings | None = None):
+    """A client of a gateway over ``cluster``, with ``settings`` (else the environment's)."""
+    app = build_gateway_app(Connection(cluster.url, token="gateway-sa-token"), NS, poll_interval=0.02,
+                            settings=settings)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway",
                                      timeout=30) as client:
             yield client
+
+
+@pytest.fixture
+async def gateway(cluster):
+    async with gateway_with(cluster) as client:
+        yield client
 
 
 def as_user(token: str) -> dict[str, str]:
@@ -788,3 +798,67 @@ async def test_ids_that_no_endpoint_can_have_are_not_found(gateway, cluster, suf
     created = await gateway.put(f"/_inference/text_embedding/gw-emb{suffix}", json=openai_body(),
                                 headers=as_user(ADMIN))
     assert error_of(created)[:2] == (400, "validation_exception")
+
+
+# ---- held requests: bounded in number and time, dropped with their client ----------------------
+
+def test_a_held_request_is_dropped_when_its_client_goes_and_never_forwarded(cluster, endpoint_server):
+    from prometheus_client import generate_latest
+
+    app = build_gateway_app(Connection(cluster.url, token="gateway-sa-token"), NS, poll_interval=0.02)
+    with ServedFake(app) as gateway:
+        url = f"http://127.0.0.1:{gateway.port}"
+        assert httpx.put(f"{url}/_inference/text_embedding/gw-emb", json=openai_body(),
+                         headers=as_user(ADMIN), timeout=10).status_code == 200
+        scale_to_zero(cluster, "gw-emb", autoscaler="keda")  # nothing activates it while the test waits
+        endpoint_server.fake.received.clear()
+        for _ in range(3):
+            with pytest.raises(httpx.ReadTimeout):  # the client gives up and goes
+                httpx.post(f"{url}/_inference/text_embedding/gw-emb?timeout=-1", json={"input": ["abc"]},
+                           headers=as_user(VIEWER), timeout=0.5)
+        time.sleep(0.3)
+        assert held(generate_latest().decode(), "gw-emb") == 0
+        cluster.patch(DEPLOYMENTS, NS, "gw-emb", {"spec": {"replicas": 1}})  # it wakes after all
+        time.sleep(0.3)
+        assert endpoint_server.fake.received == []
+
+
+async def test_held_requests_past_the_cap_are_refused_with_a_429(cluster):
+    async with gateway_with(cluster, GatewaySettings(held_requests_per_endpoint=2)) as gateway:
+        await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+        scale_to_zero(cluster, "gw-emb", autoscaler="keda")
+        held_ones = [asyncio.create_task(gateway.post(
+            "/_inference/text_embedding/gw-emb?timeout=2s", json={"input": ["abc"]}, headers=as_user(VIEWER)))
+            for _ in range(2)]
+        await asyncio.sleep(0.3)
+        refused = await gateway.post("/v1/embeddings", json={"model": "gw-emb", "input": "abc"},
+                                     headers=as_user(VIEWER))
+        assert refused.status_code == 429 and "gw-emb" in refused.json()["error"]["message"]
+        refused = await gateway.post("/_inference/text_embedding/gw-emb", json={"input": ["abc"]},
+                                     headers=as_user(VIEWER))
+        status, kind, reason = error_of(refused)
+        assert status == 429 and "[2]" in reason
+        assert [(await t).status_code for t in held_ones] == [408, 408]
+
+
+async def test_a_request_held_without_a_timeout_is_held_no_longer_than_the_cap(cluster):
+    async with gateway_with(cluster, GatewaySettings(max_hold=0.5)) as gateway:
+        await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+        scale_to_zero(cluster, "gw-emb", autoscaler="keda")
+        for path, body in [("/_inference/text_embedding/gw-emb", {"input": ["abc"]}),
+                           ("/v1/embeddings", {"model": "gw-emb", "input": "abc"})]:
+            response = await gateway.post(f"{path}?timeout=-1", json=body, headers=as_user(VIEWER))
+            assert response.status_code == 408, response.text
+            assert "KUBEINFER_MAX_HOLD" in response.text
+
+
+async def test_openai_routes_take_a_timeout_of_minus_one_ready_or_waking(gateway, cluster, endpoint_server):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    response = await gateway.post("/v1/embeddings?timeout=-1", json={"model": "gw-emb", "input": "abc"},
+                                  headers=as_user(VIEWER))
+    assert response.status_code == 200, response.text
+    assert endpoint_server.fake.to("/_inference/text_embedding/gw-emb")[-1].query["timeout"] == "-1"
+    scale_to_zero(cluster, "gw-emb")
+    response = await gateway.post("/v1/embeddings?timeout=-1", json={"model": "gw-emb", "input": "abc"},
+                                  headers=as_user(VIEWER))
+    assert response.status_code == 200, response.text

@@ -18,6 +18,7 @@ import functools
 import importlib.util
 import logging
 import os
+import threading
 from typing import Any, Mapping
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 
 # Above this many inputs, tokenizing moves off the event loop.
 _TOKENIZE_INLINE_MAX = 16
+# Models load one at a time in a process: transformers' lazy imports are not safe from two
+# threads at once (two models loading side by side at start-up saw "module 'transformers'
+# has no attribute 'AutoTokenizer'"), and two loads would only share the same cores.
+_LOADING = threading.Lock()
 # A masked-LM head produces (tokens x vocabulary) logits: a smaller budget keeps that in memory.
 _SPARSE_MAX_BATCH_TOKENS = 4096
 
@@ -122,6 +127,10 @@ class LocalModelBackend(Backend):
         return locate_model(self.model_id, self.model_name, self.cache_dir)
 
     def _load(self) -> Any:
+        with _LOADING:
+            return self._load_model()
+
+    def _load_model(self) -> Any:
         path = self.locate()
         exported = self._servable_export(path)
         if exported is not None:

@@ -14,12 +14,19 @@ itself: the proxy's one-shot JSON calls of plain-http URLs go that way. Where th
 environment names a proxy for plain HTTP (``HTTP_PROXY``, ``ALL_PROXY``), http:// goes
 through httpx's own transports instead, which honour it with ``NO_PROXY``.
 
+Every connection they open goes through ``connect_policy``: an address that is link-local
+or a cloud metadata service's is refused however the URL spelled it, unless the server
+allows such addresses (``KUBEINFER_ALLOW_LINK_LOCAL_URLS``), which gets clients of its own.
+
 Neither client keeps cookies: a proxy serving many endpoints must not send one
 endpoint's cookies with another's requests.
 
 ``shared_client(exact_urls=True)`` is a second client that sends every URL byte for byte
 as given (httpx's own transport on both schemes): aiohttp normalises percent-escapes in
 paths, which would break a signature computed over the escaped path (SigV4).
+
+``read_bounded`` reads an answer up to a number of bytes (decompressed), and
+``PlainHTTP`` never reads more: a provider's answer must not take the server's memory.
 
 Per-request deadlines are set by the caller; the clients' own timeouts only bound
 connecting. This module knows nothing of providers or of Elasticsearch.
@@ -32,9 +39,11 @@ import urllib.request
 import weakref
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
-from typing import Mapping
+from typing import AsyncIterator, Mapping
 
 import httpx
+
+from .connect_policy import check_connections, checking_connector
 
 try:
     import aiohttp
@@ -49,7 +58,8 @@ except ImportError:  # without them, httpx's own transport serves http:// too
 POOL_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=128, keepalive_expiry=30.0)
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=None, write=30.0, pool=None)
 
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]]" = (
+# Per loop, one client per (exact_urls, allow_link_local).
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[bool, bool], httpx.AsyncClient]]" = (
     weakref.WeakKeyDictionary()
 )
 # How many backends hold each shared client; the last one to let go closes it.
@@ -60,6 +70,40 @@ _holders: "weakref.WeakKeyDictionary[httpx.AsyncClient, int]" = weakref.WeakKeyD
 _NO_TIMEOUT = aiohttp.ClientTimeout() if aiohttp is not None else None
 # The plain-http path of each shared client that has one.
 _plain: "weakref.WeakKeyDictionary[httpx.AsyncClient, PlainHTTP]" = weakref.WeakKeyDictionary()
+
+
+# How much of an answer of unknown length is read at once.
+_CHUNK = 1 << 16
+
+
+class AnswerTooLarge(Exception):
+    """A provider answer longer than the bytes the server reads of one."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the answer is larger than [{limit}] bytes")
+        self.limit = limit
+
+
+async def read_bounded(chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """The bytes of ``chunks``, refused with ``AnswerTooLarge`` once past ``limit``."""
+    parts, size = [], 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise AnswerTooLarge(limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+class _Chunks(httpx.AsyncByteStream):
+    """An aiohttp body as the stream of an ``httpx.Response``, so that httpx decodes it piece by piece."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self.chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.chunks:
+            yield chunk
 
 
 @dataclass(slots=True)
@@ -86,7 +130,8 @@ class PlainHTTP:
         self.default_headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in default_headers.raw)
 
     async def send(self, method: str, url: str, content: bytes | None, headers: Mapping[str, str] | None,
-                   params: Mapping[str, str] | None = None) -> Answer:
+                   params: Mapping[str, str] | None = None, *, max_size: int) -> Answer:
+        """The whole answer, at most ``max_size`` bytes of it once decoded (else ``AnswerTooLarge``)."""
         if params:  # encoded as httpx encodes them
             url = str(httpx.URL(url).copy_merge_params(params))
         outgoing = self.default_headers.copy()
@@ -97,13 +142,24 @@ class PlainHTTP:
         try:
             async with self.session.request(method, url, data=content, headers=outgoing, allow_redirects=False,
                                             timeout=_NO_TIMEOUT) as response:
-                body = await response.read()
+                length = response.content_length
+                if length is not None and length > max_size:
+                    raise AnswerTooLarge(max_size)
+                if "Content-Encoding" in response.headers:
+                    # Decoded as httpx decodes what it asked for with its own Accept-Encoding, a
+                    # piece at a time: a small compressed answer may be a huge one.
+                    decoded = httpx.Response(response.status, headers=response.raw_headers,
+                                             stream=_Chunks(response.content.iter_chunked(_CHUNK)))
+                    body = await read_bounded(decoded.aiter_bytes(), max_size)
+                elif length is not None:
+                    body = await response.read()
+                else:
+                    body = await read_bounded(response.content.iter_chunked(_CHUNK), max_size)
+        except AnswerTooLarge:
+            raise
         except Exception:
             with map_aiohttp_exceptions():
                 raise
-        if "Content-Encoding" in response.headers:
-            # Decoded as httpx decodes what it asked for with its own Accept-Encoding.
-            body = httpx.Response(response.status, headers=response.raw_headers, content=body).content
         return Answer(response.status, response.headers, body)
 
 
@@ -112,10 +168,10 @@ def plain_http(client: httpx.AsyncClient) -> PlainHTTP | None:
     return _plain.get(client)
 
 
-def _plain_http_session() -> "aiohttp.ClientSession":
+def _plain_http_session(allow_link_local: bool) -> "aiohttp.ClientSession":
+    limits = {"limit": POOL_LIMITS.max_connections or 0, "keepalive_timeout": POOL_LIMITS.keepalive_expiry}
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=POOL_LIMITS.max_connections or 0,
-                                       keepalive_timeout=POOL_LIMITS.keepalive_expiry),
+        connector=aiohttp.TCPConnector(**limits) if allow_link_local else checking_connector(**limits),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
     )
@@ -131,13 +187,15 @@ def _without_cookies(client: httpx.AsyncClient) -> httpx.AsyncClient:
     return client
 
 
-def new_client(transport: httpx.AsyncBaseTransport | None = None, *, exact_urls: bool = False) -> httpx.AsyncClient:
+def new_client(transport: httpx.AsyncBaseTransport | None = None, *, exact_urls: bool = False,
+               allow_link_local: bool = False) -> httpx.AsyncClient:
     """A client configured as the shared one; with ``transport`` it talks to that instead.
 
     Without ``transport`` it must be created on the event loop that will use it."""
     if transport is not None:
         return _without_cookies(httpx.AsyncClient(transport=transport, timeout=DEFAULT_TIMEOUT))
-    session = None if exact_urls or AiohttpTransport is None or _env_proxies_plain_http() else _plain_http_session()
+    session = None if exact_urls or AiohttpTransport is None or _env_proxies_plain_http() \
+        else _plain_http_session(allow_link_local)
     client = _without_cookies(httpx.AsyncClient(
         http2=True,
         limits=POOL_LIMITS,
@@ -145,24 +203,29 @@ def new_client(transport: httpx.AsyncBaseTransport | None = None, *, exact_urls:
         trust_env=True,
         mounts={"http://": AiohttpTransport(limits=POOL_LIMITS, client=session)} if session is not None else None,
     ))
+    if not allow_link_local:
+        # The default transport the client made (a transport given to it would turn off the
+        # proxies the environment names); proxies' own transports connect to the proxy.
+        check_connections(client._transport)
     if session is not None:
         _plain[client] = PlainHTTP(session, client.headers)
     return client
 
 
-def shared_client(*, exact_urls: bool = False) -> httpx.AsyncClient:
+def shared_client(*, exact_urls: bool = False, allow_link_local: bool = False) -> httpx.AsyncClient:
     """The running event loop's shared client, created on first use."""
     loop = asyncio.get_running_loop()
     clients = _clients.setdefault(loop, {})
-    client = clients.get(exact_urls)
+    key = (exact_urls, allow_link_local)
+    client = clients.get(key)
     if client is None or client.is_closed:
-        client = clients[exact_urls] = new_client(exact_urls=exact_urls)
+        client = clients[key] = new_client(exact_urls=exact_urls, allow_link_local=allow_link_local)
     return client
 
 
-def hold_shared_client(*, exact_urls: bool = False) -> httpx.AsyncClient:
+def hold_shared_client(*, exact_urls: bool = False, allow_link_local: bool = False) -> httpx.AsyncClient:
     """The shared client, counted as held until ``release_shared_client``."""
-    client = shared_client(exact_urls=exact_urls)
+    client = shared_client(exact_urls=exact_urls, allow_link_local=allow_link_local)
     _holders[client] = _holders.get(client, 0) + 1
     return client
 

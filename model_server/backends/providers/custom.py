@@ -5,9 +5,17 @@ The ``request`` template takes JSON values: ``${input}`` (the list of inputs; fo
 ``completion`` the first input, a string, as Elasticsearch sends it),
 ``${query}``, ``${input_type}`` (translated by ``input_type.translation``, else its
 ``default``), ``${top_n}`` and ``${return_documents}`` where the request gives them,
-every ``secret_parameters`` key and every ``task_settings.parameters`` key. The
-``url``, ``headers`` and ``query_parameters`` take the same placeholders as plain
-text. A placeholder left over is an error, as in Elasticsearch.
+every ``secret_parameters`` key and every ``task_settings.parameters`` key (the
+request's over the endpoint's). The ``url``, ``headers`` and ``query_parameters`` take
+the same placeholders as plain text. A placeholder left over is an error, as in
+Elasticsearch.
+
+Where a request goes is fixed when the endpoint is created: the scheme, host and port of
+the ``url`` are those its creator's values give (``secret_parameters`` and the endpoint's
+own ``task_settings.parameters``), and a request whose parameters would change them is
+refused, so that a caller who may only use the endpoint cannot send its secrets to a host
+of their choosing. The final URL also passes the URL policy (``url_policy``), and a
+header value that would split the header (a line break, a NUL) is refused.
 
 The parsers' paths are the subset of JSONPath Elasticsearch reads: ``$``, ``.field`` and
 ``[*]``; each ``[*]`` is one level of list in the value found, so
@@ -19,11 +27,14 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
+
+import httpx
 
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import validation_exception
 from ..base import InferenceRequest
+from ..url_policy import forbidden_host
 from ..results import InferenceResult
 from .answers import (
     bit_embeddings, byte_embeddings, completions, float_vector, rerank_results, sparse_embeddings, text_embeddings,
@@ -31,6 +42,8 @@ from .answers import (
 from .proxy import ProviderBackend
 
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+# What no header value may hold: it would end the header, or the request's head.
+_HEADER_BREAK = re.compile(r"[\r\n\x00]")
 _STEP = re.compile(r"\.([^.\[\]]+)|\[\*\]")
 
 
@@ -74,6 +87,29 @@ def substitute(template: str, values: dict[str, str], field: str) -> str:
     return out
 
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``url``, as the HTTP client reads it."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise validation_exception(f"[service_settings.url] is not a valid URL once its placeholders are "
+                                   f"replaced: {exc}") from None
+    return parsed.scheme, parsed.host, parsed.port
+
+
+def fixed_origin(template: str, values: dict[str, str]) -> tuple[str, str, int | None]:
+    """The destination the endpoint's creator set: ``template`` with their ``values``, whose
+    scheme, host and port must hold no placeholder left for a request to fill in."""
+    url = PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+    parsed = urlsplit(url)
+    if not parsed.scheme or not parsed.netloc or PLACEHOLDER.search(url[:url.index(parsed.netloc) + len(parsed.netloc)]):
+        raise validation_exception(
+            "[service_settings.url] must take its scheme, host and port from the endpoint's own settings, "
+            "not from request-time [task_settings.parameters]"
+        )
+    return origin(url)
+
+
 def parse_answer(answer: Any, task: TaskType, parser: dict[str, Any], documents: list[str]) -> InferenceResult:
     if task == TaskType.TEXT_EMBEDDING:
         vectors = extract(answer, parser["text_embeddings"])
@@ -110,12 +146,17 @@ def parse_answer(answer: Any, task: TaskType, parser: dict[str, Any], documents:
 
 
 class CustomBackend(ProviderBackend):
+    def secret_parameters(self) -> dict[str, str]:
+        return {name.partition(".")[2]: self.secret(name) for name in self.config.secret_values()}
+
+    def stored_parameters(self) -> dict[str, Any]:
+        """The endpoint's own ``task_settings.parameters``, set by its creator."""
+        return dict(getattr(self.config.task_settings, "parameters", None) or {})
+
     def parameters(self, request: InferenceRequest) -> tuple[dict[str, str], dict[str, str]]:
         """(values for the JSON body, values for the url and headers)."""
-        secrets = {
-            name.partition(".")[2]: self.secret(name) for name in self.config.secret_values()
-        }
-        given = dict(request.task_settings.get("parameters") or {})
+        secrets = self.secret_parameters()
+        given = {**self.stored_parameters(), **(request.task_settings.get("parameters") or {})}
         clash = sorted(set(given) & set(secrets))
         if clash:
             raise validation_exception(
@@ -145,15 +186,37 @@ class CustomBackend(ProviderBackend):
         except ValueError:
             raise validation_exception("[service_settings.request] is not JSON once its placeholders are replaced") \
                 from None
-        url = substitute(self.setting("url"), text_values, "url")
+        url = self.url(text_values)
+        headers = {k: substitute(v, text_values, f"header.{k}") for k, v in (self.setting("headers") or {}).items()}
+        for name, value in headers.items():
+            if _HEADER_BREAK.search(value):
+                raise validation_exception(
+                    f"[service_settings.headers] [{name}] holds a line break or a NUL once its placeholders are "
+                    "replaced, which no header value may hold"
+                )
+        answer = await self.call_json(url, body, request, headers=headers)
+        parser = self.config.service_settings.response.json_parser.model_dump(exclude_none=True)
+        return self.translate(parse_answer, answer, self.config.task_type, parser, list(request.input))
+
+    def url(self, text_values: dict[str, str]) -> str:
+        """The URL of one request: where the endpoint's creator said, whatever the request's parameters."""
+        template = self.setting("url")
+        creators = {k: v if isinstance(v, str) else json.dumps(v) for k, v in self.stored_parameters().items()}
+        fixed = fixed_origin(template, {**creators, **self.secret_parameters()})
+        url = substitute(template, text_values, "url")
         pairs = [(k, substitute(v, text_values, f"query parameters: [{k}]"))
                  for k, v in self.setting("query_parameters", [])]
         if pairs:
             url += ("&" if "?" in url else "?") + urlencode(pairs)
-        headers = {k: substitute(v, text_values, f"header.{k}") for k, v in (self.setting("headers") or {}).items()}
-        answer = await self.call_json(url, body, request, headers=headers)
-        parser = self.config.service_settings.response.json_parser.model_dump(exclude_none=True)
-        return self.translate(parse_answer, answer, self.config.task_type, parser, list(request.input))
+        if origin(url) != fixed:
+            raise validation_exception(
+                "[task_settings.parameters] cannot change the scheme, host or port the endpoint sends its requests to"
+            )
+        if not self.allow_link_local and forbidden_host(url):
+            raise validation_exception(
+                "[service_settings.url] points at a link-local or cloud metadata address, where no provider is served"
+            )
+        return str(httpx.URL(url))
 
 
 def create_backend(config: InferenceEndpointConfig, **options: Any) -> CustomBackend:

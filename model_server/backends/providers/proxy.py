@@ -28,14 +28,19 @@ from tenacity import RetryCallState
 
 from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
+from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError
 from ..base import Backend, InferenceRequest
 from ..results import Embeddings, TextEmbeddings
 from ..chat import ChatRequest, Message
+from ..url_policy import ForbiddenAddress
 from . import faults, retries
-from .client import Answer, PlainHTTP, hold_shared_client, new_client, plain_http, release_shared_client
+from .client import (
+    Answer, AnswerTooLarge, PlainHTTP, hold_shared_client, new_client, plain_http, read_bounded, release_shared_client,
+)
 from .metrics import ProviderMetrics
 from .ratelimit import RateLimiter
+from .stream_limits import LimitedStream, compressed_stream_refused
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +67,15 @@ class ProviderBackend(Backend):
         client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         validate_at_start: bool = True,
+        settings: ServerSettings | None = None,
         **_options: Any,  # options meant for other backends (device, batching) are ignored
     ) -> None:
         super().__init__(config)
+        settings = settings if settings is not None else ServerSettings.from_env()
+        self.allow_link_local = settings.allow_link_local_urls
+        self.max_answer = int(settings.provider_max_answer_size)
+        self.max_line = int(settings.provider_max_line_size)
+        self.stream_max_duration, self.stream_idle_timeout = settings.stream_max_duration, settings.stream_idle_timeout
         self._owns_client = client is None and transport is not None
         self._client = client if client is not None else (new_client(transport) if transport is not None else None)
         self._holds_shared = False
@@ -90,7 +101,7 @@ class ProviderBackend(Backend):
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = hold_shared_client(exact_urls=self.exact_urls)
+            self._client = hold_shared_client(exact_urls=self.exact_urls, allow_link_local=self.allow_link_local)
             self._holds_shared = True
             if type(self).authorize is ProviderBackend.authorize:
                 self._plain = plain_http(self._client)
@@ -255,10 +266,16 @@ class ProviderBackend(Backend):
         params: dict[str, str] | None = None,
     ) -> AsyncIterator[httpx.Response]:
         """A streaming answer: connecting and the first byte must fit in the timeout, then
-        each chunk must come within it."""
+        each chunk must come within it, and within the server's stream limits (``stream_limits``)."""
         timeout = request.timeout
-        response = await self._answer("POST", url, body, headers, params, timeout, stream=True)
+        response = await self._answer("POST", url, body, {**(headers or {}), "Accept-Encoding": "identity"}, params,
+                                      timeout, stream=True)
         try:
+            if response.headers.get("Content-Encoding", "identity").lower() != "identity":
+                raise compressed_stream_refused(self.service)
+            response.stream = LimitedStream(response.stream, service=self.service,
+                                            max_duration=self.stream_max_duration,
+                                            idle_timeout=self.stream_idle_timeout, max_line=self.max_line)
             yield response
         except ElasticsearchError as exc:  # an error event of the provider's stream may quote anything
             raise ElasticsearchError(exc.status, exc.type, self.redact(exc.reason)) from None
@@ -315,7 +332,8 @@ class ProviderBackend(Backend):
             try:
                 if plain is not None:
                     sent = loop.time()
-                    response: httpx.Response | Answer = await plain.send(method, url, content, headers, params)
+                    response: httpx.Response | Answer = await plain.send(method, url, content, headers, params,
+                                                                         max_size=self.max_answer)
                 else:
                     outgoing = client.build_request(
                         method, url, content=content, headers=headers, params=params,
@@ -323,7 +341,15 @@ class ProviderBackend(Backend):
                     )
                     await self.authorize(outgoing)
                     sent = loop.time()
-                    response = await client.send(outgoing, stream=stream)
+                    response = await client.send(outgoing, stream=True)
+                    if not stream or not response.is_success:
+                        response = await self._whole(response)
+            except AnswerTooLarge as exc:
+                self.metrics.call(None)
+                raise self.malformed(f"{exc} (KUBEINFER_PROVIDER_MAX_ANSWER_SIZE)") from None
+            except ForbiddenAddress as exc:  # the endpoint's own URL: no other try will go elsewhere
+                self.metrics.call(None)
+                raise ElasticsearchError(400, "status_exception", self.redact(str(exc))) from None
             except httpx.TransportError as exc:
                 self.metrics.call(None)
                 if faults.is_timeout(exc) and (deadline is None or loop.time() >= deadline - 0.01):
@@ -335,9 +361,6 @@ class ProviderBackend(Backend):
             if response.is_success:
                 self._throttle_streak = 0
                 return response
-            if stream:
-                await response.aread()
-                await response.aclose()
             error = self.provider_error(response)
             if response.status_code == 429:
                 self._note_throttled(response, error)
@@ -356,6 +379,14 @@ class ProviderBackend(Backend):
             )
 
         return await retries.with_retries(attempt, deadline, loop.time, before_retry)
+
+    async def _whole(self, response: httpx.Response) -> Answer:
+        """A streamed ``response`` read whole, at most ``max_answer`` bytes of it."""
+        try:
+            return Answer(response.status_code, response.headers,
+                          await read_bounded(response.aiter_bytes(), self.max_answer))
+        finally:
+            await response.aclose()
 
     def _note_throttled(self, response: httpx.Response | Answer, error: ElasticsearchError) -> None:
         """The provider said "slow down": every request of the endpoint waits, not just this one."""
