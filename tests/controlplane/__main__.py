@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
         for path in build():
             print(path)
         return 0
-    plane = ControlPlane(root.resolve())
+    plane = ControlPlane(root.resolve(), detached=True)
     if argv[0] == "down":
         plane.down()
         print("control plane stopped")

@@ -188,6 +188,9 @@ class ControlPlane:
     """
 
     root: Path
+    # Whether the processes outlive the one that started them (``make cluster``), or end
+    # with it, however it ends (tests and benchmarks: nothing is left running).
+    detached: bool = False
 
     @property
     def kubeconfig(self) -> Path:
@@ -228,7 +231,8 @@ class ControlPlane:
         def start(name: str, argv: list[str]) -> None:
             log = open(self.root / "logs" / f"{name}.log", "wb")
             process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True, cwd=self.root)
+                                       start_new_session=True, cwd=self.root,
+                                       preexec_fn=None if self.detached else _end_with_parent)
             state["pids"][name] = process.pid
             (self.root / "state.json").write_text(json.dumps(state))
 
@@ -362,6 +366,15 @@ class ControlPlane:
 
     def _default_service_account(self) -> bool:
         return self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
+
+
+def _end_with_parent() -> None:
+    """In the child, before it runs: kill it when the process that started it dies (its data is
+    a test's, not worth a graceful shutdown that may wait on a component already gone)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:
