@@ -4,12 +4,14 @@ strict field validation does), then its CEL rules (``x-kubernetes-validations``)
 evaluated with cel-python, transition rules included when the old object is given.
 
 Problems are ``(path, message)`` pairs; messages never quote a value, so that a secret
-written in the wrong place is not echoed back.
+written in the wrong place is not echoed back. They say a pattern's rule in words, and
+name the closest known field or value where a name looks misspelled.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from functools import lru_cache
 from typing import Any, Iterator
@@ -18,6 +20,8 @@ import celpy
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError
 
+from .catalog._base import SECRET_KEY_PATTERN, SECRET_NAME_PATTERN
+from .catalog.endpoint import INFERENCE_ID_PATTERN
 from .crd import build_crd
 
 Problem = tuple[str, str]
@@ -59,20 +63,44 @@ def _path(parts: Any) -> str:
     return out or "<root>"
 
 
+# The CRD's patterns, each said in words: a regular expression is no message for a user.
+PATTERN_RULES: dict[str, str] = {
+    INFERENCE_ID_PATTERN: "must be 1 to 253 lowercase letters, digits, '-', '_' or '.', starting and ending "
+                          "with a letter or digit (ids starting with '.' are Elasticsearch's preconfigured "
+                          "endpoints')",
+    SECRET_NAME_PATTERN: "must be a Secret's name: lowercase letters, digits, '-' and '.', starting and "
+                         "ending with a letter or digit",
+    SECRET_KEY_PATTERN: "must be a key of a Secret: letters, digits, '-', '_' and '.', neither '.' nor '..' "
+                        "and not starting with '..'",
+}
+
+
+def did_you_mean(word: object, known: Any) -> str:
+    """`` (did you mean X?)`` when ``word`` is close to one of ``known``, else nothing."""
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def _describe(error: ValidationError) -> str:
     kind, expected = error.validator, error.validator_value
     if kind == "type":
         return f"must be of type {expected}"
     if kind == "enum":
-        return "must be one of [" + ", ".join(map(str, expected)) + "]"
+        # The suggestion comes from the schema, never from the value, which is not echoed.
+        allowed = "must be one of [" + ", ".join(map(str, expected)) + "]"
+        suggestion = did_you_mean(error.instance, expected)
+        return f"unknown value{suggestion}: {allowed}" if suggestion else allowed
     if kind == "required":
         missing = [name for name in expected if name not in (error.instance or {})]
         return "required field missing: " + ", ".join(missing)
     if kind == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        return "unknown field: " + ", ".join(extra)
+        known = error.schema.get("properties", {})
+        extra = sorted(set(error.instance) - set(known))
+        return "unknown field: " + ", ".join(name + did_you_mean(name, known) for name in extra)
     if kind == "pattern":
-        return f"must match the pattern {expected}"
+        return PATTERN_RULES.get(expected, f"must match the pattern {expected}")
     if kind in ("minimum", "maximum"):
         bound = "at least" if kind == "minimum" else "at most"
         return f"must be {bound} {expected}"
@@ -81,11 +109,24 @@ def _describe(error: ValidationError) -> str:
     return f"fails the schema's [{kind}] check"
 
 
+def _schema_errors(obj: Any) -> list[ValidationError]:
+    return sorted(_validator().iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
+
+
 def schema_problems(obj: Any) -> list[Problem]:
-    problems = []
-    for error in sorted(_validator().iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))):
-        problems.append((_path(error.absolute_path), _describe(error)))
-    return problems
+    return [(_path(error.absolute_path), _describe(error)) for error in _schema_errors(obj)]
+
+
+def _without_unknown_fields(obj: Any, errors: list[ValidationError]) -> Any:
+    """A copy of ``obj`` without the fields its schema errors name as unknown."""
+    obj = copy.deepcopy(obj)
+    for error in errors:
+        node = obj
+        for part in error.absolute_path:
+            node = node[part]
+        for name in set(node) - set(error.schema.get("properties", {})):
+            del node[name]
+    return obj
 
 
 _ENV = celpy.Environment()
@@ -173,6 +214,12 @@ def rule_problems(obj: Any, old: Any = None) -> list[Problem]:
 
 
 def admission_problems(obj: Any, old: Any = None) -> list[Problem]:
-    """The schema first; the rules only once the schema is satisfied, so that one mistake
-    is reported once and rules never see values of the wrong type."""
-    return schema_problems(obj) or rule_problems(obj, old)
+    """The schema's problems, then the rules'. The rules run only where the schema's
+    problems are all unknown fields, and then without those fields: so one mistake is
+    reported once, rules never see values of the wrong type, and a misspelled field does
+    not hide a rule's problem elsewhere in the document."""
+    errors = _schema_errors(obj)
+    problems = [(_path(error.absolute_path), _describe(error)) for error in errors]
+    if all(error.validator == "additionalProperties" for error in errors):
+        problems += rule_problems(_without_unknown_fields(obj, errors) if errors else obj, old)
+    return problems

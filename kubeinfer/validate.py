@@ -7,8 +7,11 @@ other kinds are skipped, so a whole kustomize folder can be given, or ``-`` to r
 ``kustomize build`` output from standard input; but a document that looks meant to be one
 (a misspelled kind, an unknown apiVersion) is a problem, and so is finding none at all.
 Names are checked as the API server checks them (a DNS subdomain), not rewritten as
-``render`` would. One line per problem, ``FILE: PATH: MESSAGE``; the exit status is 1
-when there is any problem.
+``render`` would. Every problem of a document is reported, its name's with its spec's;
+the catalog's checks, which the operator makes once the API server has accepted a
+document, run only on documents the schema and rules accept, so that one mistake is not
+reported twice. One line per problem, ``FILE: PATH: MESSAGE``; the exit status is 1 when
+there is any problem.
 """
 
 from __future__ import annotations
@@ -110,7 +113,7 @@ def validate_documents(documents: Iterable[Document], report: Report) -> None:
         if not doc.is_inference_endpoint:
             continue
         report.endpoints += 1
-        problems = name_problems(doc.body) or admission_problems(doc.body) or catalog_problems(doc.body)
+        problems = name_problems(doc.body) + (admission_problems(doc.body) or catalog_problems(doc.body))
         report.findings.extend(Finding(doc.source, where, message) for where, message in problems)
 
 

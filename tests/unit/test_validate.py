@@ -124,3 +124,60 @@ def test_an_inference_endpoint_of_another_version_is_a_problem(tmp_path, capsys)
     obj = manifest("openai", "completion") | {"apiVersion": "kubeinfer.io/v1"}
     code, lines = validate(capsys, write(tmp_path / "e.yaml", obj))
     assert (code, lines) == (1, [f"{tmp_path / 'e.yaml'}: apiVersion: must be kubeinfer.io/v1alpha1"])
+
+
+def test_a_bad_name_does_not_hide_the_specs_problems(tmp_path, capsys):
+    obj = manifest("openai", "text_embedding", name="Bad_Name")
+    obj["spec"]["serviceSettings"]["modle_id"] = obj["spec"]["serviceSettings"].pop("model_id")
+    path = write(tmp_path / "e.yaml", obj)
+    code, lines = validate(capsys, path)
+    assert code == 1
+    assert [line.split(": ", 2)[1] for line in lines][:2] == ["metadata.name", "spec.serviceSettings"]
+    assert lines[1] == f"{path}: spec.serviceSettings: unknown field: modle_id (did you mean model_id?)"
+
+
+def test_a_misspelled_field_does_not_hide_a_rules_problem(tmp_path, capsys):
+    # `dimension` is no field of any service; `region` is one (Bedrock's), but not OpenAI's.
+    obj = manifest("openai", "text_embedding")
+    obj["spec"]["serviceSettings"] |= {"dimension": 3, "region": "us-east-1"}
+    path = write(tmp_path / "e.yaml", obj)
+    code, lines = validate(capsys, path)
+    assert code == 1 and len(lines) == 2
+    assert lines[0] == f"{path}: spec.serviceSettings: unknown field: dimension (did you mean dimensions?)"
+    assert lines[1].startswith(f"{path}: spec: [service_settings] of the [openai] service for task type "
+                               "[text_embedding] accepts only [")
+
+
+def test_an_unknown_service_gets_the_closest_name(tmp_path, capsys):
+    obj = manifest("openai", "completion")
+    obj["spec"]["service"] = "opneai"
+    obj["spec"]["taskSetings"] = obj["spec"].pop("taskSettings", {})
+    code, lines = validate(capsys, write(tmp_path / "e.yaml", obj))
+    assert code == 1
+    messages = [line.split(": ", 2)[1:] for line in lines]
+    assert ["spec", "unknown field: taskSetings (did you mean taskSettings?)"] in messages
+    service = next(message for where, message in messages if where == "spec.service")
+    assert service.startswith("unknown value (did you mean openai?): must be one of [ai21, ")
+    assert "opneai" not in service  # values are never echoed
+
+
+def test_an_unknown_name_far_from_every_field_gets_no_suggestion(tmp_path, capsys):
+    obj = manifest("openai", "completion")
+    obj["spec"]["serviceSettings"]["zzzzzz"] = 1
+    code, lines = validate(capsys, write(tmp_path / "e.yaml", obj))
+    assert (code, lines) == (1, [f"{tmp_path / 'e.yaml'}: spec.serviceSettings: unknown field: zzzzzz"])
+
+
+def test_the_inference_id_rule_is_said_in_words(tmp_path, capsys):
+    obj = manifest("openai", "completion", inferenceId="Not_Valid!")
+    code, lines = validate(capsys, write(tmp_path / "e.yaml", obj))
+    assert (code, lines) == (1, [
+        f"{tmp_path / 'e.yaml'}: spec.inferenceId: must be 1 to 253 lowercase letters, digits, '-', '_' or '.', "
+        "starting and ending with a letter or digit (ids starting with '.' are Elasticsearch's preconfigured "
+        "endpoints')"])
+    obj = manifest("openai", "completion")
+    obj["spec"]["serviceSettings"]["api_key"] = {"secretKeyRef": {"name": "Open_AI", "key": ".."}}
+    code, lines = validate(capsys, write(tmp_path / "e.yaml", obj))
+    assert code == 1 and not any("pattern" in line or "^" in line for line in lines)
+    assert [line.split(": ", 2)[1] for line in lines] == ["spec.serviceSettings.api_key.secretKeyRef.key",
+                                                         "spec.serviceSettings.api_key.secretKeyRef.name"]
