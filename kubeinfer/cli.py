@@ -3,7 +3,8 @@
 Each subcommand imports its implementation only when run, so ``kubeinfer validate``
 never loads kopf and ``kubeinfer gateway`` never loads torch. Logging is set up here for
 every subcommand, and a ``KUBEINFER_*`` setting a subcommand cannot use stops it with
-exit code 2 and a message naming the variable.
+exit code 2 and a message naming the variable. Every ``--help`` shows the defaults; on a
+terminal, ``local`` shows what it is doing while it starts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .config import KubeinferSettings, SettingsError
+from .progress import StartupLine, StartupLogHandler, StatusStream
 from .secrets import DEFAULT_SECRETS_DIR
+
+# Local mode's folders, under the user's home (shown as given: a help text is read by a person).
+LOCAL_STATE_DIR = "~/.kubeinfer/state"
+LOCAL_SECRETS_DIR = "~/.kubeinfer/secrets"
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -68,73 +74,114 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help. Options without one to show (a flag, None, an
+    empty list) say in their own words what happens when they are left out."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, [], argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="kubeinfer", description="The Elasticsearch inference API on Kubernetes."
+        prog="kubeinfer", description="The Elasticsearch inference API on Kubernetes.", formatter_class=HelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"kubeinfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("operator", help="run the operator that reconciles InferenceEndpoints")
+    def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=description or help[0].upper() + help[1:] + ".",
+                              formatter_class=HelpFormatter)
+
+    p = command("operator", "run the operator that reconciles InferenceEndpoints")
     p.add_argument("--namespace", "-n", action="append", default=[],
                    help="namespace to watch (repeatable); all namespaces when omitted")
     p.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
-    p.add_argument("--peering", default=None, help="kopf peering object name, for more than one replica")
-    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--peering", default=None,
+                   help="kopf peering object name, for more than one replica; none when omitted")
+    p.add_argument("--verbose", action="store_true", help="log at DEBUG level")
 
-    p = sub.add_parser("gateway", help="serve Elasticsearch's inference API for every endpoint in the cluster")
-    p.add_argument("--host", default="0.0.0.0")
-    p.add_argument("--port", type=int, default=9200)
+    p = command("gateway", "serve Elasticsearch's inference API for every endpoint in the cluster")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    p.add_argument("--port", type=int, default=9200, help="port to listen on")
     p.add_argument("--namespace", "-n", default=None,
-                   help="namespace where endpoints are created (the pod's own by default)")
+                   help="namespace where endpoints are created; the pod's own when omitted")
     p.add_argument("--no-auth", action="store_true",
-                   help="skip the SubjectAccessReview check (development only)")
+                   help="check no caller: no TokenReview, no SubjectAccessReview, so whoever reaches the "
+                        "port may create, delete and call endpoints (development only)")
 
-    p = sub.add_parser("serve", help="serve one inference endpoint (what every endpoint pod runs)")
+    p = command("serve", "serve one inference endpoint (what every endpoint pod runs)")
     p.add_argument("--config", required=True, help="InferenceEndpoint manifest (YAML or JSON)")
-    p.add_argument("--host", default="0.0.0.0")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on")
     p.add_argument("--secrets-dir", default=DEFAULT_SECRETS_DIR,
                    help="Secrets mounted as <dir>/<secret name>/<key>")
-    p.add_argument("--cache-dir", default=None, help="model cache directory")
+    p.add_argument("--cache-dir", default=None,
+                   help="model cache directory; Hugging Face's own ($HF_HOME, ~/.cache/huggingface) when omitted")
 
-    p = sub.add_parser("local", help="run the whole API in one process, with no cluster")
+    p = command("local", "run the whole API in one process, with no cluster")
     p.add_argument("-f", "--file", action="append", default=[], dest="files",
-                   help="InferenceEndpoint manifest file or directory (repeatable)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=9200)
-    p.add_argument("--state-dir", default=None, help="where endpoints created by PUT persist")
-    p.add_argument("--secrets-dir", default=None, help="Secrets as <dir>/<secret name>/<key>")
-    p.add_argument("--cache-dir", default=None, help="model cache directory")
+                   metavar="FILE_OR_DIR", help="InferenceEndpoint manifest file or directory (repeatable)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=9200, help="port to listen on")
+    p.add_argument("--state-dir", default=LOCAL_STATE_DIR, help="where endpoints created by PUT persist")
+    p.add_argument("--secrets-dir", default=LOCAL_SECRETS_DIR, help="Secrets as <dir>/<secret name>/<key>")
+    p.add_argument("--cache-dir", default=None,
+                   help="model cache directory; Hugging Face's own ($HF_HOME, ~/.cache/huggingface) when omitted")
 
-    p = sub.add_parser("export", help="write a local model's ONNX export into the model cache (needs torch)")
+    p = command("export", "write a local model's ONNX export into the model cache (needs torch)")
     p.add_argument("model_id", help="built-in model id, Hugging Face id or model folder")
     p.add_argument("--task-type", default="text_embedding",
-                   choices=["text_embedding", "sparse_embedding", "rerank"])
-    p.add_argument("--quantization", default="none", choices=["none", "int8"])
-    p.add_argument("--cache-dir", default=None, help="model cache directory (HF_HOME's by default)")
+                   choices=["text_embedding", "sparse_embedding", "rerank"], help="the task the model serves")
+    p.add_argument("--quantization", default="none", choices=["none", "int8"], help="int8: the quantized export, for endpoints with quantization int8")
+    p.add_argument("--cache-dir", default=None,
+                   help="model cache directory; Hugging Face's own ($HF_HOME, ~/.cache/huggingface) when omitted")
 
-    sub.add_parser("crds", help="print the InferenceEndpoint CustomResourceDefinition as YAML")
+    command("crds", "print the InferenceEndpoint CustomResourceDefinition as YAML")
 
-    p = sub.add_parser("validate", help="check InferenceEndpoint manifests offline")
-    p.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    p = command("validate", "check InferenceEndpoint manifests offline",
+                "Check InferenceEndpoint manifests offline, as the API server and the operator would: "
+                "one line per problem, exit status 1 when there is any.")
+    p.add_argument("paths", nargs="+", metavar="FILE|DIR",
+                   help="manifest files, folders searched for *.yaml, *.yml and *.json, or - for standard input")
 
-    p = sub.add_parser("render", help="print the objects the operator would create for a manifest")
-    p.add_argument("path", metavar="FILE")
-    p.add_argument("--uid", default=None, help="the CR's uid for ownerReferences")
+    p = command("render", "print the objects the operator would create for a manifest")
+    p.add_argument("path", metavar="FILE", help="InferenceEndpoint manifest (YAML or JSON)")
+    p.add_argument("--uid", default=None, help="the CR's uid for ownerReferences; a placeholder when omitted")
     return parser
+
+
+# Commands a person starts on a terminal and waits for: imports, then models to load.
+SLOW_STARTS = ("local",)
+
+
+def _startup_line(command: str) -> StartupLine | None:
+    """A status line under the log while ``command`` starts, where standard error is a terminal."""
+    if command not in SLOW_STARTS or not sys.stderr.isatty():
+        return None
+    line = StartupLine(f"kubeinfer {command}", sys.stderr).start()
+    sys.stderr = StatusStream(sys.stderr, line)  # type: ignore[assignment]
+    return line
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    line = args.startup_line = _startup_line(args.command)
     try:
         settings = KubeinferSettings.from_env()
         logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else settings.log_level,
                             format=LOG_FORMAT)
+        if line is not None:
+            logging.getLogger().addHandler(StartupLogHandler(line))
         code = COMMANDS[args.command](args)
     except SettingsError as exc:
         print(f"kubeinfer {args.command}: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if line is not None:
+            line.finish()
     return int(code or 0)
 
 

@@ -22,12 +22,14 @@ from typing import Any, AsyncIterator, TextIO
 from fastapi import FastAPI
 
 from ..backends.base import Backend
-from kubeinfer.catalog import InferenceEndpointConfig, TaskType, from_manifest
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, from_manifest, preconfigured_endpoints
 
+from ..backends.local.models import cached_model_dir, downloads_forbidden
 from ..backends.registry import create_backend
 from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.manifests import ManifestError, load_manifests
+from kubeinfer.progress import StartupLine
 from kubeinfer.secrets import SecretResolver
 from ..api.app import freeze_startup_objects
 from .app import create_gateway_app
@@ -92,7 +94,19 @@ def curl_commands(base_url: str, configs: list[InferenceEndpointConfig]) -> list
     return lines
 
 
-def banner(base_url: str, configs: list[InferenceEndpointConfig], state_dir: Path) -> str:
+def shown_path(path: Path) -> str:
+    """``path`` as a person would type it: under the home folder, with ``~``."""
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
+def banner(base_url: str, configs: list[InferenceEndpointConfig], state_dir: Path,
+           preconfigured: list[tuple[InferenceEndpointConfig, str, bool]] = (), *,
+           downloads_forbidden: bool = False) -> str:
+    """What local mode prints once it serves. ``preconfigured`` holds each of
+    Elasticsearch's preconfigured endpoints with its model and whether that is cached here."""
     out = [f"kubeinfer local: Elasticsearch's inference API at {base_url}", ""]
     if configs:
         out.append("Endpoints:")
@@ -101,10 +115,33 @@ def banner(base_url: str, configs: list[InferenceEndpointConfig], state_dir: Pat
             out.append(f"  {c.inference_id:<{width}}  {c.task_type.value:<16} {c.service}")
     else:
         out.append("No endpoints yet: create one with PUT /_inference/<task_type>/<inference_id>.")
+    if preconfigured:
+        out += ["", "Preconfigured endpoints (Elasticsearch's; GET lists them, as Elasticsearch does):"]
+        width = max(len(c.inference_id) for c, _, _ in preconfigured)
+        for c, model, cached in sorted(preconfigured, key=lambda p: p[0].inference_id):
+            out.append(f"  {c.inference_id:<{width}}  {c.task_type.value:<16} "
+                       f"{'cached' if cached else 'not cached'}: {model}")
+        if all(cached for _, _, cached in preconfigured):
+            out.append("  Each loads its model on its first request.")
+        elif downloads_forbidden:
+            out.append("  HF_HUB_OFFLINE is set: those not cached cannot answer until `hf download <model>`.")
+        else:
+            out.append("  Each loads its model on its first request, downloading it if it is not cached")
+            out.append("  (`hf download <model>` caches it ahead of time).")
     out += ["", "Try:"]
     out += [f"  {line}" for line in curl_commands(base_url, configs)]
-    out += ["", f"Endpoints created with PUT are kept in {state_dir}. Stop with Ctrl-C.", ""]
+    out += ["", f"Endpoints created with PUT are kept in {shown_path(state_dir)}. Stop with Ctrl-C.", ""]
     return "\n".join(out)
+
+
+def preconfigured_models(settings: ServerSettings, cache_dir: str | None) -> list[tuple[InferenceEndpointConfig,
+                                                                                           str, bool]]:
+    """Each preconfigured endpoint, its model, and whether that is here, found without a download."""
+    models = []
+    for config in preconfigured_endpoints():
+        name = settings.resolve_model(config.service_settings.model_id)
+        models.append((config, name, cached_model_dir(name, cache_dir) is not None))
+    return models
 
 
 def build_local_app(
@@ -113,15 +150,25 @@ def build_local_app(
     *,
     base_url: str,
     out: TextIO | None = None,
+    startup_line: StartupLine | None = None,
+    settings: ServerSettings | None = None,
+    cache_dir: str | None = None,
 ) -> FastAPI:
-    """The local app; its lifespan starts the endpoints and closes them on the way out."""
+    """The local app; its lifespan starts the endpoints, takes the start-up status line
+    away and prints the banner, and closes the endpoints on the way out."""
+    settings = settings or ServerSettings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Model downloads can take long: no time limit at start-up.
         await store.start(manifests, timeout=math.inf)
         state_dir = store.state.directory if store.state is not None else Path("-")
-        print(banner(base_url, await store.list(), state_dir), file=out or sys.stdout, flush=True)
+        preconfigured = preconfigured_models(settings, cache_dir)
+        if startup_line is not None:
+            startup_line.finish()
+        text = banner(base_url, await store.list(), state_dir, preconfigured,
+                      downloads_forbidden=downloads_forbidden())
+        print(text, file=out or sys.stdout, flush=True)
         try:
             yield
         finally:
@@ -160,7 +207,9 @@ def run_local(args: argparse.Namespace) -> int:
         print(f"kubeinfer local: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     host = f"[{args.host}]" if ":" in args.host else args.host
-    app = build_local_app(store, manifests, base_url=f"http://{host}:{args.port}")
+    app = build_local_app(store, manifests, base_url=f"http://{host}:{args.port}",
+                          startup_line=getattr(args, "startup_line", None), settings=settings,
+                          cache_dir=getattr(args, "cache_dir", None))
     freeze_startup_objects()
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False))
     try:

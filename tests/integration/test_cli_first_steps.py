@@ -106,5 +106,5 @@ def test_a_model_that_is_not_cached_says_how_to_get_it(tmp_path):
     reason = response.json()["error"]["reason"]
     assert response.status_code >= 400
     assert "is not in the model cache" in reason
-    assert "huggingface-cli download kubeinfer-tests/not-a-cached-model" in reason
+    assert "hf download kubeinfer-tests/not-a-cached-model" in reason
     assert "downloads are disabled" not in reason

@@ -86,6 +86,7 @@ class LocalModelBackend(Backend):
         return self._batcher is not None
 
     async def start(self) -> None:
+        log.info("loading model [%s]", self.model_id)
         # Load, warm up and run on the batcher's single worker thread: one thread for all torch work.
         batcher = DynamicBatcher(
             self._run_batch, name=self.config.inference_id, options=self.batching,

@@ -37,6 +37,31 @@ def model_not_found(model_id: str, why: str) -> ElasticsearchError:
     return ElasticsearchError(404, "resource_not_found_exception", f"Could not find trained model [{model_id}]: {why}")
 
 
+def cached_model_dir(name: str, cache_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The folder holding ``name``'s files if they are here already (a directory, a
+    package's copy, Hugging Face's cache or ``cache_dir``), downloading nothing; else None."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    packaged = packaged_model_dir(name)
+    if packaged is not None or is_local_path(name):
+        return packaged
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:  # an image without the model server's libraries serves no local model
+        return None
+    for where in ([{"cache_dir": cache_dir}] if cache_dir is not None else []) + [{}]:
+        try:
+            return Path(snapshot_download(repo_id=name, local_files_only=True, **where))
+        except Exception:  # noqa: BLE001 - not cached, whatever the reason
+            continue
+    return None
+
+
+def downloads_forbidden() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def locate_model(model_id: str, name: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """A local directory holding the files of ``name`` (what ``model_id`` resolved to),
     downloading them when needed."""
@@ -60,9 +85,9 @@ def locate_model(model_id: str, name: str, cache_dir: str | os.PathLike[str] | N
         return Path(snapshot_download(repo_id=name, cache_dir=cache_dir, allow_patterns=_ALLOW_PATTERNS))
     except LocalEntryNotFoundError:
         # Offline by choice, or no network: either way, say how to get the files there.
-        command = f"huggingface-cli download {name}" + (f" --cache-dir {cache_dir}" if cache_dir is not None else "")
+        command = f"hf download {name}" + (f" --cache-dir {cache_dir}" if cache_dir is not None else "")
         hint = f"pre-fill the cache with `{command}`"
-        if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        if downloads_forbidden():
             reason = f"[{name}] is not in the model cache and HF_HUB_OFFLINE forbids downloads; {hint}"
         else:
             reason = f"[{name}] is not in the model cache and the Hugging Face Hub cannot be reached; {hint}"
