@@ -21,12 +21,13 @@ VARIATIONS: dict[str, dict] = {
     "one-namespace": {"watchNamespaces": ["search"], "gateway.endpointNamespace": "search"},
     "two-replicas": {"operator.replicas": 2, "gateway.replicas": 2},
     "monitored": {"serviceMonitor.enabled": True, "networkPolicy.enabled": True,
-                  "networkPolicy.gatewayFrom": [{"namespaceSelector": {"matchLabels": {"team": "search"}}}]},
+                  "networkPolicy.gatewayFrom": [{"namespaceSelector": {"matchLabels": {"team": "search"}}}],
+                  "podMonitor.enabled": True, "grafanaDashboard.enabled": True},
     "no-metrics-no-auth": {"operator.metrics.port": 0, "gateway.auth.enabled": False},
 }
 # Kinds of other projects' CRDs: no OpenAPI schema in kubernetes-validate.
-CUSTOM_KINDS = {"ServiceMonitor": "monitoring.coreos.com/v1", "ClusterKopfPeering": "kopf.dev/v1",
-                "KopfPeering": "kopf.dev/v1"}
+CUSTOM_KINDS = {"ServiceMonitor": "monitoring.coreos.com/v1", "PodMonitor": "monitoring.coreos.com/v1",
+                "ClusterKopfPeering": "kopf.dev/v1", "KopfPeering": "kopf.dev/v1"}
 
 OPERATOR = "kubeinfer-operator"
 GATEWAY = "kubeinfer-gateway"

@@ -14,7 +14,8 @@ VARIATIONS = {
     "one-namespace-peering": {"watchNamespaces": ["search"], "gateway.endpointNamespace": "search",
                               "operator.replicas": 2},
     "cluster-peering": {"operator.replicas": 2},
-    "monitored": {"serviceMonitor.enabled": True, "networkPolicy.enabled": True},
+    "monitored": {"serviceMonitor.enabled": True, "networkPolicy.enabled": True, "podMonitor.enabled": True,
+                  "grafanaDashboard.enabled": True},
     "gateway-off-gpu-off": {"gateway.enabled": False, "endpoints.gpu.perEndpoint": 0},
 }
 
