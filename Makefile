@@ -1,11 +1,13 @@
 # kubeinfer: `make test` sets everything up and runs the whole suite;
-# `make demo` sets up and runs local mode with the example endpoints.
+# `make demo` sets up and runs local mode with the example endpoints (PORT=9400 moves it).
 
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
 TORCH_VERSION ?= 2.13.0
+# Local mode's port for `make demo`: Elasticsearch's own by default, as clients expect it.
+PORT ?= 9200
 
 # The repository root holds a folder named "operator": never let Python put the
 # current directory first on sys.path, or it would shadow the standard library.
@@ -85,7 +87,7 @@ cluster-down: $(VENV)/.installed
 	$(CONTROLPLANE) down $(CLUSTER_DIR)
 
 demo: $(VENV)/.installed
-	$(BIN)/kubeinfer local -f examples/local/
+	$(BIN)/kubeinfer local -f examples/local/ --port $(PORT)
 
 crds: install
 	$(BIN)/kubeinfer crds > crds/inferenceendpoints.kubeinfer.io.yaml
