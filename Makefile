@@ -15,8 +15,10 @@ export PYTHONSAFEPATH := 1
 # The chart and image tests skip where helm, kubectl or checkov are missing (a bare
 # venv); under make they are installed, so a missing one is a failure instead.
 export KUBEINFER_REQUIRE_TOOLS := 1
+# The Material theme's notice about its successor, printed on every build, is not ours.
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: test demo install tools e2e crds manifests lint bench clean controlplane cluster cluster-down images image-test
+.PHONY: test demo docs install tools e2e crds manifests lint bench clean controlplane cluster cluster-down images image-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +70,7 @@ e2e: install
 
 test: install controlplane
 	$(BIN)/lint-imports
+	$(BIN)/mkdocs build --strict --site-dir build/site
 	$(BIN)/python -P -m pytest -q
 
 # Kubernetes' own control plane (etcd, kube-apiserver, kube-controller-manager,
@@ -88,6 +91,11 @@ cluster-down: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(BIN)/kubeinfer local -f examples/local/ --port $(PORT)
+
+# The documentation site (docs/, mkdocs.yml) into build/site; --strict fails on a broken
+# link or a page missing from the navigation.
+docs: $(VENV)/.installed
+	$(BIN)/mkdocs build --strict --site-dir build/site
 
 crds: install
 	$(BIN)/kubeinfer crds > crds/inferenceendpoints.kubeinfer.io.yaml
@@ -122,4 +130,4 @@ image-test: install images
 	$(BIN)/python -P -m pytest -q -p no:cacheprovider tests/images
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build/site

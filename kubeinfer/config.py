@@ -163,7 +163,7 @@ class KubeinferSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="forbid")
 
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="How much the role logs.")
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -220,14 +220,16 @@ class OperatorSettings(ModelSettings):
         default=f"{DEFAULT_IMAGE_REPOSITORY}:{DEFAULT_VERSION}",
         description="Image of the proxy Deployments that serve external providers.",
     )
-    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
-    gpu_resource: str = Field(default="nvidia.com/gpu", min_length=1)
+    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = Field(
+        default="IfNotPresent", description="Pull policy of the endpoint pods' images.")
+    gpu_resource: str = Field(default="nvidia.com/gpu", min_length=1,
+                              description="Extended resource a model-server pod requests its GPUs as.")
     gpus_per_endpoint: int = Field(default=1, ge=0, description="GPUs per model-server pod; 0 runs on CPU.")
     model_cache_pvc: str = Field(default="", description="PVC for the model cache; empty means an emptyDir.")
     model_cache_size: str = Field(default="10Gi", description="Size limit of the emptyDir model cache.")
     watch_namespaces: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="Namespaces to watch; empty means all.")
-    cluster_domain: str = "cluster.local"
+    cluster_domain: str = Field(default="cluster.local", description="Cluster DNS domain in the status URLs.")
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="Prometheus port; 0 turns metrics off.")
     autoscaler: Literal["auto", "keda", "hpa"] = Field(
         default="auto", description="KEDA where its CRD is installed (auto), or always KEDA, or always an HPA.")
@@ -296,7 +298,8 @@ class ServerSettings(ModelSettings, HttpSettings):
     max_batch_wait_ms: float | None = Field(default=None, ge=0, description="Longest wait for a batch to fill.")
     queue_capacity: int | None = Field(default=None, ge=1, description="Requests in flight before 429s.")
     device: str | None = Field(default=None, pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu or cuda.")
-    cpu_dtype: Literal["float32", "bfloat16", "bf16"] = "float32"
+    cpu_dtype: Literal["float32", "bfloat16", "bf16"] = Field(
+        default="float32", description="Precision of local models on CPU; bfloat16 keeps torch.")
     cuda_graphs: bool = Field(
         default=True, description="On a GPU, replay CUDA graphs of local models' forward pass: one launch per batch.")
     allow_link_local_urls: bool = Field(

@@ -28,12 +28,12 @@ def test_the_catalog_names_no_backend_even_in_a_string():
         assert "model_server" not in source.read_text(), source
 
 
-def test_the_readmes_map_names_every_core_and_operator_module_and_nothing_that_is_gone():
+def test_the_docs_map_names_every_core_and_operator_module_and_nothing_that_is_gone():
     import re
 
-    text = (ROOT / "README.md").read_text()
-    assert "### Map of the code" in text
-    section = text.split("### Map of the code", 1)[1].split("\n## ", 1)[0]
+    text = (ROOT / "docs" / "development.md").read_text()
+    assert "## Map of the code" in text
+    section = text.split("## Map of the code", 1)[1].split("\n## ", 1)[0]
     named = set(re.findall(r"`([a-z_]+\.py)`", section))
     modules = {p.name for folder in ("kubeinfer", "operator") for p in (ROOT / folder).glob("*.py")}
     assert modules - {"__init__.py"} - named == set(), "modules the map does not name"
