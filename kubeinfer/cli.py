@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_id", help="built-in model id, Hugging Face id or model folder")
     p.add_argument("--task-type", default="text_embedding",
                    choices=["text_embedding", "sparse_embedding", "rerank"], help="the task the model serves")
-    p.add_argument("--quantization", default="none", choices=["none", "int8"], help="int8: the quantized export, for endpoints with quantization int8")
+    p.add_argument("--quantization", default="none", choices=["none", "int8"],
+                   help="int8: the quantized export, for endpoints with quantization int8")
     p.add_argument("--cache-dir", default=None,
                    help="model cache directory; Hugging Face's own ($HF_HOME, ~/.cache/huggingface) when omitted")
 
