@@ -15,7 +15,9 @@ _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei"
 _DECIMAL = {"n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "": Fraction(1),
             "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
             "P": Fraction(10**15), "E": Fraction(10**18)}
-_QUANTITY = re.compile(r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]?)")
+# As the API server reads it, digits may be missing on either side of the point, or
+# altogether ("Gi" and "." are 0): what it accepts is accepted here, and no more.
+_QUANTITY = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]?)")
 
 
 class QuantityError(ValueError):
@@ -30,10 +32,11 @@ def parse_quantity(value: int | str) -> Fraction:
         return Fraction(value)
     if not isinstance(value, str):
         raise QuantityError(f"[{value}] is not a quantity")
-    match = _QUANTITY.fullmatch(value)
+    match = _QUANTITY.fullmatch(value) if value else None
     if match is None:
         raise QuantityError(f"[{value}] is not a quantity")
-    number, suffix = Fraction(match.group(1)), match.group(2)
+    sign, whole, fraction, suffix = match.groups()
+    number = Fraction(f"{whole or 0}.{fraction or 0}") * (-1 if sign == "-" else 1)
     if suffix in _BINARY:
         return number * _BINARY[suffix]
     if suffix[:1] in ("e", "E") and len(suffix) > 1:

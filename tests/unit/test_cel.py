@@ -17,12 +17,16 @@ from kubeinfer.quantity import QuantityError, parse_quantity
     ("1", 1), (4, 4), ("500m", Fraction(1, 2)), ("1.5", Fraction(3, 2)), ("2Gi", 2 * 2**30), ("10Ti", 10 * 2**40),
     ("1k", 1000), ("1M", 10**6), ("1E", 10**18), ("1e3", 1000), ("1E3", 1000), ("5e-1", Fraction(1, 2)),
     (".5", Fraction(1, 2)), ("1.", 1), ("+2", 2), ("-1", -1), ("100n", Fraction(1, 10**7)), ("3u", Fraction(3, 10**6)),
+    ("1e+3", 1000), ("1.G", 10**9),
+    # The API server reads a missing number as 0.
+    ("Gi", 0), (".", 0), ("+", 0), ("m", 0), ("e3", 0),
 ])
 def test_quantities_read_as_the_api_server_reads_them(text, value):
     assert parse_quantity(text) == value
 
 
-@pytest.mark.parametrize("text", ["", "abc", "1 Gi", "1GB", "1gi", "--1", "1.2.3", "Gi", True, 1.5, None])
+@pytest.mark.parametrize("text", ["", "abc", "1 Gi", "1GB", "1gi", "--1", "1.2.3", "K", "1K", "1e", "0x1", "1_000",
+                                  " 1", "1Gi ", "\u0661", True, 1.5, None])
 def test_what_is_not_a_quantity_is_refused(text):
     with pytest.raises(QuantityError):
         parse_quantity(text)
