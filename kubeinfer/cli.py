@@ -104,12 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("crds", help="print the InferenceEndpoint CustomResourceDefinition as YAML")
 
+    policy_help = ("deployment policy file (YAML: the policy, or chart values holding it under "
+                   "deploymentPolicy); default: the operator's, from KUBEINFER_DEPLOYMENT_POLICY or safe defaults")
     p = sub.add_parser("validate", help="check InferenceEndpoint manifests offline")
     p.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    p.add_argument("--policy", default=None, metavar="FILE", help=policy_help)
 
     p = sub.add_parser("render", help="print the objects the operator would create for a manifest")
     p.add_argument("path", metavar="FILE")
     p.add_argument("--uid", default=None, help="the CR's uid for ownerReferences")
+    p.add_argument("--policy", default=None, metavar="FILE", help=policy_help)
     return parser
 
 
