@@ -171,7 +171,8 @@ def test_a_spec_the_deployment_policy_refuses_gets_policy_violation_and_no_workl
         assert condition(kube, "miner", "Stalled")["reason"] == "PolicyViolation"
         for key in (DEPLOYMENTS, SERVICES, CONFIGMAPS):
             assert kube.get(key, NS, "miner") is None
-        warnings = kube.wait_until(lambda: [e for e in kube.list(EVENTS, NS) if e.get("reason") == "PolicyViolation"])
+        warnings = kube.wait_until(
+            lambda: [e for e in kube.list(EVENTS, NS) if e.get("reason") == "PolicyViolation"])
         assert warnings[0]["type"] == "Warning"
         # Within the policy, the endpoint is built.
         kube.patch(INFERENCE_ENDPOINTS, NS, "miner", {"spec": {"deployment": {
