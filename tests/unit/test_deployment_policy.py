@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from admission_policy import denials
+from kubeemu.policies import denials
 from kubeinfer.cli import main
 from kubeinfer.deployment_policy import DeploymentPolicy, load_policy
 from policy_cases import DEFAULT, EXAMPLE, EXAMPLE_VALUES, SERVER_CPU_IMAGE, endpoint, refused_field
