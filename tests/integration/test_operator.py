@@ -201,6 +201,7 @@ def test_a_tightened_policy_stops_what_it_no_longer_allows(kube, env, monkeypatc
         assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "reg/server:1"
 
 
+@emulator_only()
 def test_a_deployment_rolling_out_does_not_lift_a_policy_violation(kube, env):
     with running_operator():
         kube.hold_rollouts()
