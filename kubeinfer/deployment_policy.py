@@ -49,6 +49,8 @@ DEFAULT_DENIED_ENV_NAMES = (
 # PYTHONHOME, PYTHONWARNINGS, which imports...) and kubeinfer's own settings, which the
 # operator sets.
 DEFAULT_DENIED_ENV_PREFIXES = ("LD_", "PYTHON", "KUBEINFER_")
+# Settings of the model server that tune one endpoint's own model within its own pod.
+DEFAULT_ALLOWED_ENV_NAMES = ("KUBEINFER_INT8_MIN_COSINE", "KUBEINFER_CPU_LANES_MAX_MEMORY")
 # Taint and label keys of control-plane nodes.
 DEFAULT_DENIED_NODE_KEYS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 # Entries ending in "/" allow every annotation of that prefix.
@@ -75,6 +77,9 @@ class DeploymentPolicy(CamelModel):
     denied_env_prefixes: tuple[str, ...] = Field(
         default=DEFAULT_DENIED_ENV_PREFIXES, description="Prefixes of environment variables env may not set, "
                                                          "in any case.")
+    allowed_env_names: tuple[str, ...] = Field(
+        default=DEFAULT_ALLOWED_ENV_NAMES, description="Environment variables env may set though a denied name or "
+                                                       "prefix matches them, in any case.")
     denied_node_keys: tuple[str, ...] = Field(
         default=DEFAULT_DENIED_NODE_KEYS, description="Node taint and label keys that tolerations, nodeSelector "
                                                       "and node affinity may not name.")
@@ -86,8 +91,8 @@ class DeploymentPolicy(CamelModel):
         description="The most of each resource a request or limit may ask for; resources not listed may not be "
                     "asked for.")
 
-    @field_validator("allowed_image_prefixes", "denied_env_names", "denied_env_prefixes", "denied_node_keys",
-                     "allowed_annotations")
+    @field_validator("allowed_image_prefixes", "denied_env_names", "denied_env_prefixes", "allowed_env_names",
+                     "denied_node_keys", "allowed_annotations")
     @classmethod
     def _single_words(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         # An empty prefix would match everything; the admission policy's ConfigMap holds
@@ -209,11 +214,12 @@ def _env(deployment: Mapping[str, Any], policy: DeploymentPolicy) -> Iterator[Vi
         return
     names = {n.lower() for n in policy.denied_env_names}
     prefixes = tuple(p.lower() for p in policy.denied_env_prefixes)
+    allowed = {n.lower() for n in policy.allowed_env_names}
     for i, entry in enumerate(env):
         if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
             continue
         name = entry["name"]
-        if name.lower() in names or name.lower().startswith(prefixes):
+        if name.lower() not in allowed and (name.lower() in names or name.lower().startswith(prefixes)):
             yield Violation(f"{FIELD}.env[{i}].name",
                             f"[{name}] may not be set: the deployment policy denies it")
         if "valueFrom" in entry and not policy.allow_env_value_from:
