@@ -20,6 +20,7 @@ import celpy
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError
 
+from . import cel
 from .catalog._base import SECRET_KEY_PATTERN, SECRET_NAME_PATTERN
 from .catalog.endpoint import INFERENCE_ID_PATTERN
 from .crd import build_crd
@@ -129,20 +130,11 @@ def _without_unknown_fields(obj: Any, errors: list[ValidationError]) -> Any:
     return obj
 
 
-_ENV = celpy.Environment()
-
-
-@lru_cache(maxsize=None)
-def _program(expression: str) -> celpy.Runner:
-    return _ENV.program(_ENV.compile(expression))
-
-
 def evaluate(expression: str, self_value: Any, old_value: Any = None) -> Any:
     """Evaluate a CEL expression with ``self`` (and ``oldSelf``) bound as Kubernetes binds them."""
-    activation = {"self": celpy.json_to_cel(self_value)}
-    if old_value is not None:
-        activation["oldSelf"] = celpy.json_to_cel(old_value)
-    return _program(expression).evaluate(activation)
+    if old_value is None:
+        return cel.evaluate(expression, self=self_value)
+    return cel.evaluate(expression, self=self_value, oldSelf=old_value)
 
 
 # The rules generated per service open with this guard; for a spec of another service the

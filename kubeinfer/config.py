@@ -40,6 +40,8 @@ Operator (``OperatorSettings``; the Helm chart sets these):
 ``KUBEINFER_ALLOW_LINK_LOCAL_URLS`` ``true`` lets every endpoint's provider URL point at
                                 link-local and cloud metadata addresses (the operator
                                 sets it on the pods; a CR cannot)
+``KUBEINFER_DEPLOYMENT_POLICY`` JSON object: what a CR's ``spec.deployment`` may ask for
+                                (``deployment_policy``); safe defaults when unset
 =============================  =====================================================
 
 The HTTP API (``HttpSettings``; ``serve``, ``local`` and ``gateway``):
@@ -101,14 +103,17 @@ This module knows nothing of kopf, of the Kubernetes API or of torch.
 from __future__ import annotations
 
 import os
+import re
 from contextvars import ContextVar
 from typing import Annotated, Any, ClassVar, Literal, Mapping, TypeVar
 
 from pydantic import ByteSize, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from .catalog import BUILTIN_MODELS
+from .deployment_policy import DeploymentPolicy
 from .model_ids import model_aliases, resolve_model
 
 PREFIX = "KUBEINFER_"
@@ -184,6 +189,10 @@ class KubeinferSettings(BaseSettings):
         token = _ENVIRON.set(environ if environ is not None else os.environ)
         try:
             return cls()
+        except PydanticSettingsError as exc:
+            # A complex setting (a JSON object) that is not JSON.
+            field = re.search(r'field "(\w+)"', str(exc))
+            raise SettingsError(f"{env_var(field.group(1)) if field else PREFIX + '*'}: not valid JSON") from None
         except ValidationError as exc:
             err = exc.errors()[0]
             field = str(err["loc"][0]) if err["loc"] else ""
@@ -249,6 +258,8 @@ class OperatorSettings(ModelSettings):
         description="Labels that select the gateway's pods.")
     allow_link_local_urls: bool = Field(
         default=False, description="Let provider URLs point at link-local and cloud metadata addresses.")
+    deployment_policy: DeploymentPolicy = Field(
+        default_factory=DeploymentPolicy, description="What an InferenceEndpoint's spec.deployment may ask for.")
 
     @field_validator("endpoint_allowed_namespaces", "watch_namespaces", mode="before")
     @classmethod
@@ -270,6 +281,11 @@ class OperatorSettings(ModelSettings):
     @property
     def all_namespaces(self) -> bool:
         return not self.watch_namespaces
+
+    @property
+    def endpoint_images(self) -> tuple[str, ...]:
+        """The images the operator runs endpoints with: a CR may always name them."""
+        return (self.server_image, self.server_cpu_image, self.proxy_image)
 
 
 class HttpSettings(KubeinferSettings):

@@ -85,6 +85,8 @@ AVAILABLE = "Available"
 INVALID_SPEC = "InvalidSpec"
 SECRET_NOT_FOUND = "SecretNotFound"
 SECRET_NOT_ALLOWED = "SecretNotAllowed"
+# spec.deployment asks for what the cluster's deployment policy does not allow.
+POLICY_VIOLATION = "PolicyViolation"
 ROLLING_OUT = "RollingOut"
 ROLLOUT_COMPLETE = "RolloutComplete"
 ROLLOUT_FAILED = "ProgressDeadlineExceeded"
@@ -118,9 +120,9 @@ def refusal(obj: Mapping[str, Any]) -> str | None:
     condition = ready_condition(obj) or {}
     generation = (obj.get("metadata") or {}).get("generation")
     observed = condition.get("observedGeneration", (obj.get("status") or {}).get("observedGeneration"))
-    if (condition.get("status") == ConditionStatus.FALSE.value and condition.get("reason") == INVALID_SPEC
-            and observed == generation):
-        return condition.get("message") or INVALID_SPEC
+    if (condition.get("status") == ConditionStatus.FALSE.value
+            and condition.get("reason") in (INVALID_SPEC, POLICY_VIOLATION) and observed == generation):
+        return condition.get("message") or condition.get("reason")
     return None
 
 
@@ -139,15 +141,25 @@ class CamelModel(BaseModel):
 Quantity = Union[int, str]
 
 
+# Bounds on the lists and maps of spec.deployment: they keep the CEL of admission policies
+# over them (the chart's deployment policy) within the API server's cost budget.
+MAX_ENV = 64
+MAX_TOLERATIONS = 32
+MAX_MAP_ENTRIES = 64
+MAX_RESOURCE_NAMES = 16
+
+
 class ResourceRequirements(CamelModel):
-    requests: dict[str, Quantity] | None = Field(default=None, description="Minimum resources, e.g. cpu: 500m.")
-    limits: dict[str, Quantity] | None = Field(default=None, description="Maximum resources, e.g. nvidia.com/gpu: 1.")
+    requests: dict[str, Quantity] | None = Field(default=None, max_length=MAX_RESOURCE_NAMES,
+                                                 description="Minimum resources, e.g. cpu: 500m.")
+    limits: dict[str, Quantity] | None = Field(default=None, max_length=MAX_RESOURCE_NAMES,
+                                               description="Maximum resources, e.g. nvidia.com/gpu: 1.")
 
 
 class EnvVar(CamelModel):
     model_config = ConfigDict(extra="allow", alias_generator=to_camel, populate_by_name=True)
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=256)
     value: str | None = None
     value_from: dict[str, Any] | None = Field(default=None, description="A Kubernetes EnvVarSource.")
 
@@ -158,13 +170,18 @@ class DeploymentOverrides(CamelModel):
     replicas: int | None = Field(
         default=None, ge=0, description="Pod replicas; defaults to num_allocations, or 1 for external services."
     )
-    image: str | None = Field(default=None, description="Container image of the model server or proxy.")
+    image: str | None = Field(default=None, max_length=1024,
+                              description="Container image of the model server or proxy.")
     resources: ResourceRequirements | None = Field(default=None, description="Container resources.")
-    node_selector: dict[str, str] | None = Field(default=None, description="Node labels the pods must match.")
-    tolerations: list[dict[str, Any]] | None = Field(default=None, description="Kubernetes Tolerations.")
+    node_selector: dict[str, str] | None = Field(default=None, max_length=MAX_MAP_ENTRIES,
+                                                 description="Node labels the pods must match.")
+    tolerations: list[dict[str, Any]] | None = Field(default=None, max_length=MAX_TOLERATIONS,
+                                                     description="Kubernetes Tolerations.")
     affinity: dict[str, Any] | None = Field(default=None, description="A Kubernetes Affinity.")
-    env: list[EnvVar] | None = Field(default=None, description="Extra environment variables of the container.")
-    annotations: dict[str, str] | None = Field(default=None, description="Extra annotations of the pods.")
+    env: list[EnvVar] | None = Field(default=None, max_length=MAX_ENV,
+                                     description="Extra environment variables of the container.")
+    annotations: dict[str, str] | None = Field(default=None, max_length=MAX_MAP_ENTRIES,
+                                               description="Extra annotations of the pods.")
     runtime: Literal["auto", "torch", "onnx"] | None = Field(
         default=None, description="Engine of a local model on CPU: auto (ONNX Runtime where it matches torch, "
                                   "the default), torch or onnx. GPUs run torch.")

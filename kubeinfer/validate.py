@@ -10,8 +10,11 @@ Names are checked as the API server checks them (a DNS subdomain), not rewritten
 ``render`` would. Every problem of a document is reported, its name's with its spec's;
 the catalog's checks, which the operator makes once the API server has accepted a
 document, run only on documents the schema and rules accept, so that one mistake is not
-reported twice. One line per problem, ``FILE: PATH: MESSAGE``; the exit status is 1 when
-there is any problem.
+reported twice. Last, ``spec.deployment`` is held to the deployment policy, as the
+chart's admission policy and the operator hold it: the file given with ``--policy``, or
+the operator's settings (``KUBEINFER_DEPLOYMENT_POLICY``, safe defaults when unset). One
+line per problem, ``FILE: PATH: MESSAGE``; the exit status is 1 when there is any
+problem, 2 when the policy file cannot be used.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ import argparse
 import difflib
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, TextIO
 
 from kubeinfer.catalog import from_manifest
+from kubeinfer.config import OperatorSettings
+from kubeinfer.deployment_policy import DeploymentPolicy, PolicyError, load_policy, violations
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.manifests import Document, ManifestError, manifest_files, parse_documents, read_documents
 from kubeinfer.resource import API_VERSION, GROUP, KIND
@@ -39,6 +44,18 @@ class Finding:
 
     def __str__(self) -> str:
         return f"{self.source}: {self.path}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The deployment policy manifests are held to, and the images always allowed."""
+
+    policy: DeploymentPolicy = field(default_factory=DeploymentPolicy)
+    images: tuple[str, ...] = ()
+
+    def problems(self, manifest: dict) -> list[tuple[str, str]]:
+        found = violations(manifest.get("spec") or {}, self.policy, self.images)
+        return [(v.path, v.message) for v in found]
 
 
 @dataclass
@@ -104,7 +121,8 @@ def name_problems(body: dict) -> list[tuple[str, str]]:
     return problems
 
 
-def validate_documents(documents: Iterable[Document], report: Report) -> None:
+def validate_documents(documents: Iterable[Document], report: Report, policy: Policy | None = None) -> None:
+    policy = policy or Policy()
     for doc in documents:
         identity = identity_problems(doc.body)
         if identity:
@@ -113,11 +131,12 @@ def validate_documents(documents: Iterable[Document], report: Report) -> None:
         if not doc.is_inference_endpoint:
             continue
         report.endpoints += 1
-        problems = name_problems(doc.body) + (admission_problems(doc.body) or catalog_problems(doc.body))
+        problems = name_problems(doc.body) + (admission_problems(doc.body) or catalog_problems(doc.body)
+                                              or policy.problems(doc.body))
         report.findings.extend(Finding(doc.source, where, message) for where, message in problems)
 
 
-def validate_paths(paths: Iterable[str], stdin: TextIO | None = None) -> Report:
+def validate_paths(paths: Iterable[str], stdin: TextIO | None = None, policy: Policy | None = None) -> Report:
     report = Report(findings=[])
     paths = list(paths)
     try:
@@ -136,13 +155,25 @@ def validate_paths(paths: Iterable[str], stdin: TextIO | None = None) -> Report:
         except ManifestError as exc:
             report.findings.append(Finding(exc.source, "<file>", exc.message))
             continue
-        validate_documents(documents, report)
+        validate_documents(documents, report, policy)
     return report
+
+
+def operator_policy(path: str | None) -> Policy:
+    """The policy in the file at ``path``, else the operator's settings' own; with the
+    operator's images, from its settings."""
+    settings = OperatorSettings.from_env()
+    return Policy(load_policy(path) if path else settings.deployment_policy, settings.endpoint_images)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    report = validate_paths(args.paths)
+    try:
+        policy = operator_policy(getattr(args, "policy", None))
+    except PolicyError as exc:
+        print(f"kubeinfer validate: {exc}", file=sys.stderr)
+        return 2
+    report = validate_paths(args.paths, policy=policy)
     if report.ok and report.endpoints == 0:
         report.findings.append(Finding(", ".join(args.paths), "<file>",
                                        f"no {KIND} manifest ({API_VERSION}) found"))

@@ -7,7 +7,8 @@ for external providers), a ClusterIP Service and, with adaptive allocations, an
 autoscaler on the in-flight request metric: a KEDA ScaledObject (which can go to zero
 replicas and back) or a HorizontalPodAutoscaler (at least one replica; the operator's idle
 scaler takes an endpoint with min 0 to zero). Validation is the catalog's: an invalid spec raises
-``ElasticsearchError`` before any object is built.
+``ElasticsearchError`` before any object is built, and a ``spec.deployment`` the settings'
+deployment policy refuses raises ``PolicyViolation``.
 
 This module talks to no API server, reads no environment and imports no kopf.
 """
@@ -22,6 +23,7 @@ from typing import Any, Literal, Mapping, get_args
 
 import yaml
 
+from kubeinfer import deployment_policy
 from kubeinfer.catalog import InferenceEndpointConfig, from_manifest
 from kubeinfer.config import OperatorSettings, ServerSettings, env_var
 from kubeinfer.errors import validation_exception
@@ -149,6 +151,12 @@ def _check_overrides(overrides: Any) -> None:
                                    "[spec.deployment.runtime] must be auto or onnx, not torch")
 
 
+def check_policy(cr: Mapping[str, Any], settings: OperatorSettings) -> None:
+    """Raise ``PolicyViolation`` when the CR's ``spec.deployment`` asks for what the
+    settings' deployment policy does not allow (the operator's own images always are)."""
+    deployment_policy.check(cr.get("spec") or {}, settings.deployment_policy, settings.endpoint_images)
+
+
 def desired_state(
     cr: Mapping[str, Any],
     settings: OperatorSettings,
@@ -165,6 +173,7 @@ def desired_state(
     for ``auto`` (the operator passes what it found in the cluster).
     """
     config = parse_spec(cr)
+    check_policy(cr, settings)  # never a pod the policy does not allow, whoever calls
     meta = cr.get("metadata") or {}
     cr_name = meta.get("name") or config.inference_id
     namespace = meta.get("namespace") or "default"

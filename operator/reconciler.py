@@ -21,17 +21,20 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Collection, Mapping
 
 from kubeinfer.catalog import InferenceEndpointConfig
+from kubeinfer.deployment_policy import PolicyViolation
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.resource import KIND, READY
 
 from . import metrics
-from .builders import Autoscaler, DesiredState, desired_state, endpoint_url, parse_spec, referenced_secrets, workload_name
+from .builders import (
+    Autoscaler, DesiredState, check_policy, desired_state, endpoint_url, parse_spec, referenced_secrets, workload_name,
+)
 from .kube import KubeError, OperatorClient
 from kubeinfer.config import OperatorSettings
 from kubeinfer.resource import LABEL_ALLOW_CUSTOM_URL
 from .status import (
-    Observation, apply_failed, endpoint_status, invalid_spec, observe_deployment, same_status, secret_not_allowed,
-    secret_not_found, transitions,
+    Observation, apply_failed, endpoint_status, invalid_spec, observe_deployment, policy_violation, same_status,
+    secret_not_allowed, secret_not_found, transitions,
 )
 
 Key = tuple[str, str]  # (namespace, name) of an InferenceEndpoint, or of a Secret
@@ -180,9 +183,14 @@ class Reconciler:
         refusal to report. Records which Secrets it references (their changes reconcile it)."""
         try:
             config = parse_spec(cr)
+            check_policy(cr, self.settings)
         except ElasticsearchError as exc:
             applied.secrets = {}
             return invalid_spec(exc.reason)
+        except PolicyViolation as exc:
+            # Before any Secret is read: a spec the policy refuses reads nothing.
+            applied.secrets = {}
+            return policy_violation(str(exc))
         namespace = key[0]
         versions: dict[str, str] = {}
         missing: dict[str, list[str]] = {}
@@ -296,8 +304,9 @@ class Reconciler:
             if event_type != "DELETED" and known == fingerprint(deployment):
                 try:
                     config = parse_spec(seen.body)
-                except ElasticsearchError:
-                    return
+                    check_policy(seen.body, self.settings)
+                except (ElasticsearchError, PolicyViolation):
+                    return  # the refusal stays the status, whatever an older Deployment does
                 url = endpoint_url(key[1], key[0], config, self.settings.cluster_domain)
                 await self.write_status(seen.body, seen.applied,
                                         with_vectors(observe_deployment(deployment, url=url), config))

@@ -3,7 +3,9 @@ InferenceEndpoints in a manifest, with the operator settings of the environment.
 
 For review and diffs in GitOps pipelines. ownerReferences carry the CR's uid when the
 manifest has one or ``--uid`` is given, a placeholder otherwise. Secrets are not read:
-the pod template's hash then covers the configuration only.
+the pod template's hash then covers the configuration only. ``spec.deployment`` is held
+to the deployment policy as the operator holds it: the settings' (safe defaults unless
+``KUBEINFER_DEPLOYMENT_POLICY`` says otherwise), or the file given with ``--policy``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any, Iterator
 
 import yaml
 
-from kubeinfer.resource import KIND
+from kubeinfer.deployment_policy import PolicyError, PolicyViolation, load_policy
 from kubeinfer.errors import ElasticsearchError
+from kubeinfer.resource import KIND
 
 from .builders import UID_PLACEHOLDER, desired_state
 from kubeinfer.config import OperatorSettings
@@ -43,6 +46,12 @@ def render(path: str, settings: OperatorSettings, uid: str | None = None) -> lis
 
 def run(args: argparse.Namespace) -> int:
     settings = OperatorSettings.from_env()
+    if getattr(args, "policy", None):
+        try:
+            settings = settings.model_copy(update={"deployment_policy": load_policy(args.policy)})
+        except PolicyError as exc:
+            print(f"kubeinfer render: {exc}", file=sys.stderr)
+            return 2
     try:
         objects = render(args.path, settings, uid=args.uid)
     except (OSError, yaml.YAMLError) as exc:
@@ -50,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except ElasticsearchError as exc:
         print(f"kubeinfer render: {args.path}: {exc.reason}", file=sys.stderr)
+        return 1
+    except PolicyViolation as exc:
+        for violation in exc.violations:
+            print(f"kubeinfer render: {args.path}: {violation}", file=sys.stderr)
         return 1
     if not objects:
         print(f"kubeinfer render: no {KIND} in {args.path}", file=sys.stderr)

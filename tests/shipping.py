@@ -28,6 +28,15 @@ NAMESPACE = "kubeinfer"
 # Kubernetes versions the rendered objects are validated against: the oldest the chart
 # supports (Chart.yaml's kubeVersion) and the newest kubernetes-validate knows.
 KUBERNETES_VERSIONS = ("1.27.0", "1.37.0")
+# Kinds the chart renders only from the Kubernetes version that serves them (the chart
+# checks .Capabilities.KubeVersion): validated against that version and newer ones.
+SERVED_SINCE = {"ValidatingAdmissionPolicy": "1.30.0", "ValidatingAdmissionPolicyBinding": "1.30.0"}
+
+
+def kubernetes_versions(kind: str) -> list[str]:
+    """The versions of ``KUBERNETES_VERSIONS`` that serve ``kind``."""
+    since = tuple(int(x) for x in SERVED_SINCE.get(kind, "0.0.0").split("."))
+    return [v for v in KUBERNETES_VERSIONS if tuple(int(x) for x in v.split(".")) >= since]
 
 
 def tool(name: str) -> str:
@@ -159,11 +168,19 @@ def grants(objs: list[dict[str, Any]], service_account: str) -> dict[str | None,
 TOOL_LABELS = ("app.kubernetes.io/managed-by",)
 
 
+# Cluster-scoped kinds newer than kustomize's built-in schema: its namespace transformer
+# gives them the namespace, which the API server clears on every write.
+UNKNOWN_CLUSTER_SCOPED = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+
+
 def normalised(objs: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Objects by (kind, namespace, name), without the labels that name the applying tool."""
+    """Objects by (kind, namespace, name) as the API server would store them, without the
+    labels that name the applying tool."""
     out = {}
     for obj in objs:
         obj = copy.deepcopy(obj)
+        if obj["kind"] in UNKNOWN_CLUSTER_SCOPED:
+            obj["metadata"].pop("namespace", None)
         labels = obj["metadata"].get("labels", {})
         for label in TOOL_LABELS:
             labels.pop(label, None)

@@ -2,7 +2,8 @@
 and against Kubernetes' own control plane:
 install the CRD, create a namespace and a Secret, apply an example, run the operator, wait
 for Ready, read the printer columns, change the spec, be refused a broken manifest, delete
-and see the workload collected; and the kustomize install of deploy/.
+and see the workload collected; and the kustomize install of deploy/, whose deployment
+policy refuses a pod the admin did not allow.
 """
 
 from __future__ import annotations
@@ -161,5 +162,16 @@ def test_kustomize_install_of_deploy(fresh):
     # the operator's Deployment carries its labels from kustomize
     deployment = json.loads(kubectl(env, "-n", "kubeinfer", "get", "deploy", "kubeinfer-operator", "-o", "json").stdout)
     assert deployment["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kustomize"
+    # The deployment policy is installed: the API server refuses a pod the admin did not allow.
+    kubectl(env, "create", "namespace", NS)
+    miner = json.loads(manifest("miner"))
+    miner["spec"]["deployment"] = {"image": "docker.io/attacker/miner:latest"}
+    refused = kubectl(env, "apply", "-n", NS, "-f", "-", stdin=json.dumps(miner), check=False)
+    assert refused.returncode != 0
+    assert ("ValidatingAdmissionPolicy 'kubeinfer-deployment-policy' with binding 'kubeinfer-deployment-policy' "
+            "denied request: spec.deployment.image: image [docker.io/attacker/miner:latest] is not allowed by the "
+            "deployment policy") in refused.stderr
+    miner["spec"]["deployment"] = {"image": "ghcr.io/kubeinfer/kubeinfer:0.1.0"}
+    kubectl(env, "apply", "-n", NS, "-f", "-", stdin=json.dumps(miner))
     kubectl(env, "delete", "namespace", "kubeinfer", "--timeout=30s")
     assert cluster.get(DEPLOYMENTS, "kubeinfer", "kubeinfer-operator") is None

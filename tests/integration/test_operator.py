@@ -4,6 +4,7 @@ against Kubernetes' own control plane (the tests that need no held rollouts or f
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -146,6 +147,74 @@ def test_invalid_settings_get_invalid_spec_and_no_workload(kube, env):
         assert warnings[0]["type"] == "Warning"
 
 
+ATTACK = {
+    "image": "docker.io/attacker/miner:latest",
+    "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "team-b", "key": "token"}}},
+            {"name": "LD_PRELOAD", "value": "/tmp/x.so"}],
+    "tolerations": [{"operator": "Exists"}],
+    "annotations": {"container.apparmor.security.beta.kubernetes.io/server": "unconfined"},
+    "resources": {"requests": {"cpu": 1000}, "limits": {"nvidia.com/gpu": 64}},
+}
+
+
+def test_a_spec_the_deployment_policy_refuses_gets_policy_violation_and_no_workload(kube, env):
+    """Where no admission policy stops it, the operator does: nothing is built, and the
+    condition names every field the policy refuses."""
+    with running_operator():
+        kube.create(INFERENCE_ENDPOINTS, endpoint("miner", deployment=ATTACK))
+        ready = wait_ready(kube, "miner", reason="PolicyViolation", value="False")
+        for field in ("spec.deployment.image", "spec.deployment.env[0].valueFrom", "spec.deployment.env[1].name",
+                      "spec.deployment.tolerations[0]", "spec.deployment.annotations",
+                      "spec.deployment.resources.requests[cpu]", "spec.deployment.resources.limits[nvidia.com/gpu]"):
+            assert field in ready["message"], field
+        assert ready["observedGeneration"] == 1
+        assert condition(kube, "miner", "Stalled")["reason"] == "PolicyViolation"
+        for key in (DEPLOYMENTS, SERVICES, CONFIGMAPS):
+            assert kube.get(key, NS, "miner") is None
+        warnings = kube.wait_until(
+            lambda: [e for e in kube.list(EVENTS, NS) if e.get("reason") == "PolicyViolation"])
+        assert warnings[0]["type"] == "Warning"
+        # Within the policy, the endpoint is built.
+        kube.patch(INFERENCE_ENDPOINTS, NS, "miner", {"spec": {"deployment": {
+            "image": None, "env": [{"name": "OMP_NUM_THREADS", "value": "1"}], "tolerations": None,
+            "annotations": {"container.apparmor.security.beta.kubernetes.io/server": None, "prometheus.io/scrape": "true"},
+            "resources": {"requests": {"cpu": 1}, "limits": None}}}})
+        wait_ready(kube, "miner")
+        assert status(kube, "miner")["observedGeneration"] == 2
+        pod = kube.get(DEPLOYMENTS, NS, "miner")["spec"]["template"]["spec"]
+        assert pod["containers"][0]["image"] == "ghcr.io/kubeinfer/kubeinfer-server:0.1.0"
+        assert "tolerations" not in pod
+
+
+def test_a_tightened_policy_stops_what_it_no_longer_allows(kube, env, monkeypatch):
+    """An endpoint admitted under a looser policy keeps its pods but is reported: a
+    Deployment event must not make it Ready again."""
+    monkeypatch.setenv("KUBEINFER_DEPLOYMENT_POLICY", json.dumps({"allowedImagePrefixes": ["reg/"]}))
+    with running_operator():
+        kube.create(INFERENCE_ENDPOINTS, endpoint("own", deployment={"image": "reg/server:1"}))
+        wait_ready(kube, "own")
+    monkeypatch.delenv("KUBEINFER_DEPLOYMENT_POLICY")
+    with running_operator():
+        refused = wait_ready(kube, "own", reason="PolicyViolation", value="False")
+        assert "spec.deployment.image: image [reg/server:1]" in refused["message"]
+        deployment = kube.get(DEPLOYMENTS, NS, "own")
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "reg/server:1"
+
+
+@emulator_only()
+def test_a_deployment_rolling_out_does_not_lift_a_policy_violation(kube, env):
+    with running_operator():
+        kube.hold_rollouts()
+        kube.create(INFERENCE_ENDPOINTS, endpoint("e5"))
+        kube.wait_until(lambda: condition(kube, "e5", "Progressing").get("status") == "True")
+        kube.patch(INFERENCE_ENDPOINTS, NS, "e5", {"spec": {"deployment": {"image": "docker.io/attacker/miner:1"}}})
+        wait_ready(kube, "e5", reason="PolicyViolation", value="False")
+        kube.release_rollouts()  # the Deployment built before becomes available
+        kube.wait_until(lambda: (kube.get(DEPLOYMENTS, NS, "e5").get("status") or {}).get("availableReplicas"))
+        time.sleep(1)  # the operator has seen that Deployment event
+        assert condition(kube, "e5")["reason"] == "PolicyViolation"
+
+
 def test_missing_secret_waits_then_recovers_when_created(kube, env):
     with running_operator():
         kube.create(INFERENCE_ENDPOINTS, openai("chat"))
@@ -218,7 +287,9 @@ def test_deleting_the_endpoint_removes_its_objects(kube, kubeinfer_operator):
 
 
 @emulator_only()
-def test_a_stuck_rollout_is_reported_with_the_deadline_reason(kube, env):
+def test_a_stuck_rollout_is_reported_with_the_deadline_reason(kube, env, monkeypatch):
+    # The operator's deployment policy lets endpoints run images of the registry "reg".
+    monkeypatch.setenv("KUBEINFER_DEPLOYMENT_POLICY", json.dumps({"allowedImagePrefixes": ["reg/"]}))
     with running_operator():
         kube.hold_rollouts()
         kube.create(INFERENCE_ENDPOINTS, endpoint("stuck"))

@@ -22,12 +22,16 @@ import yaml
 from controlplane.client import APIStatusError, RealCluster
 from local_mode import KubeinferProcess
 from operator_process import free_port, running_operator
+from policy_cases import DEFAULT as POLICY_CASES
+from policy_cases import endpoint as policy_endpoint
+from policy_cases import refused_field
 from shipping import CHART, REPO, tool
 
 RELEASE_NS = "kubeinfer"
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted",
               "pod-security.kubernetes.io/enforce-version": "latest"}
 IE = "kubeinfer.io/v1alpha1/inferenceendpoints"
+VAPS = "admissionregistration.k8s.io/v1/validatingadmissionpolicies"
 DEPLOYMENTS, REPLICASETS, PODS = "apps/v1/deployments", "apps/v1/replicasets", "v1/pods"
 EXAMPLE = REPO / "examples" / "openai" / "text_embedding.yaml"
 
@@ -120,6 +124,35 @@ def test_the_chart_installs_and_the_server_refuses_broken_endpoints(chart, admin
     assert "spec.serviceSettings.api_key in body must be of type object" in inline
     assert "sk-in-plain-text" not in inline
     assert chart.get(IE, "default", "broken") is None
+
+
+def test_the_api_server_holds_spec_deployment_to_the_deployment_policy(chart):
+    """The chart's ValidatingAdmissionPolicy as kube-apiserver compiles, type-checks and
+    runs it, on the table of cases the operator's own check is held to: a refusal names
+    the field (the first one refused), what the policy allows is stored."""
+    policy = chart.wait_until(lambda: (p := chart.get(VAPS, None, "kubeinfer-deployment-policy"))
+                              and (p.get("status") or {}).get("observedGeneration") and p,
+                              message="the deployment policy type-checked")
+    assert not (policy["status"].get("typeChecking") or {}).get("expressionWarnings"), policy["status"]
+    assert not [c for c in policy["status"].get("conditions") or () if c.get("status") == "False"]
+
+    def refusal(name: str, deployment: dict[str, Any]) -> str | None:
+        try:
+            chart.create(IE, policy_endpoint(name, deployment, namespace="policy"))
+        except APIStatusError as error:
+            return json.dumps(error.body)
+        return None
+
+    # The API server begins to enforce a policy once it has read it.
+    chart.wait_until(lambda: refusal("first", {"image": "docker.io/attacker/miner:latest"}),
+                     message="the deployment policy enforced")
+    for name, deployment, refused in POLICY_CASES:
+        message = refusal(name, deployment)
+        if refused:
+            assert message and "ValidatingAdmissionPolicy 'kubeinfer-deployment-policy'" in message, name
+            assert refused_field(json.loads(message)["message"]) in refused, (name, message)
+        else:
+            assert message is None, (name, message)
 
 
 def test_pod_security_restricted_refuses_what_it_should(chart):

@@ -7,7 +7,8 @@ JSON patches, server-side apply with ``managedFields`` and conflicts, ``generate
 label and field selectors, namespaces that must exist, watches resumable from a
 resourceVersion within a small history window (410 Gone past it) with bookmarks,
 CRDs served from their definitions with their schemas applied (pruning, defaults,
-enums, CEL rules), finalizers with ``deletionTimestamp``, asynchronous garbage collection
+enums, CEL rules), ValidatingAdmissionPolicies with their bindings and parameters,
+finalizers with ``deletionTimestamp``, asynchronous garbage collection
 through ``ownerReferences`` with the three propagation policies, discovery, OpenAPI
 documents and Table answers for kubectl, and answers to SubjectAccessReview and
 TokenReview that tests configure. Controllers that act on objects (such as the
@@ -37,7 +38,7 @@ from kmock._internal import rendering
 
 from kubeinfer.structural import cel_undefined_fields
 
-from . import discovery, protobuf, schemas, tables
+from . import discovery, policies, protobuf, schemas, tables
 from .patching import (
     PatchError, PatchTestFailed, apply_merge, changed_paths, clone, conflicts, dotted, field_set, fields_v1,
     json_patch, merge_patch, remove_unowned, strategic_merge_patch,
@@ -71,6 +72,10 @@ BUILTIN_RESOURCES: dict[str, tuple[str, bool, tuple[str, ...], tuple[str, ...], 
     "coordination.k8s.io/v1/leases": ("Lease", True, (), (), ()),
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False, ("status",),
                                                           ("crd", "crds"), ("api-extensions",)),
+    "admissionregistration.k8s.io/v1/validatingadmissionpolicies": ("ValidatingAdmissionPolicy", False, ("status",),
+                                                                    (), ("api-extensions",)),
+    "admissionregistration.k8s.io/v1/validatingadmissionpolicybindings": ("ValidatingAdmissionPolicyBinding", False,
+                                                                           (), (), ("api-extensions",)),
     "authorization.k8s.io/v1/subjectaccessreviews": ("SubjectAccessReview", False, (), (), ()),
     "authentication.k8s.io/v1/tokenreviews": ("TokenReview", False, (), (), ()),
 }
@@ -353,6 +358,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             obj.pop("status", None)
         if admit:
             obj = self._admit(key, obj, None, validation, warnings)
+            self._admission_policies(key, obj, None)
         meta = obj["metadata"]
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = _now()
@@ -404,6 +410,44 @@ class KubeEmulator(kmock.KubernetesEmulator):
             raise APIError(422, "Invalid", f'{served.kind}.{group} "{name}" is invalid: {text}',
                            {"name": name, "group": group, "kind": served.kind, "causes": causes})
         return obj
+
+    def _admission_policies(self, key: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        """The ValidatingAdmissionPolicies bound to the request: the first refusal is the
+        answer, worded as the API server words it."""
+        operation = "CREATE" if old is None else "UPDATE"
+        namespace = obj["metadata"].get("namespace")
+        ns = self.store.get((NAMESPACES, None, namespace)) if namespace else None
+        labels = ((ns or {}).get("metadata") or {}).get("labels") or {} if namespace else None
+        for (k, _, _), binding in sorted(self.store.items(), key=lambda item: item[0][2]):
+            if k != policies.BINDINGS:
+                continue
+            policy = self.store.get((policies.POLICIES, None, binding["spec"].get("policyName")))
+            if policy is None or not policies.matches(policy, binding, key, operation, labels):
+                continue
+            ref = binding["spec"].get("paramRef")
+            params = None
+            if ref and policy["spec"].get("paramKind"):
+                kind = policy["spec"]["paramKind"]
+                param_key = next((k for k, s in self._served.items()
+                                  if s.kind == kind["kind"] and k.startswith(kind["apiVersion"] + "/")), None)
+                params = self.store.get((param_key, ref.get("namespace") or namespace, ref.get("name")))
+                if params is None:
+                    if ref.get("parameterNotFoundAction") == "Allow":
+                        continue
+                    found = [(f"no params found for policy binding with `Deny` parameterNotFoundAction", "Invalid")]
+                else:
+                    found = policies.refusals(policy, params, obj, old, operation)
+            else:
+                found = policies.refusals(policy, None, obj, old, operation)
+            if found and "Deny" in (binding["spec"].get("validationActions") or ()):
+                message, reason = found[0]
+                name = obj["metadata"].get("name", "")
+                text = (f'{_resource_name(key)} "{name}" is forbidden: ValidatingAdmissionPolicy '
+                        f"'{policy['metadata']['name']}' with binding '{binding['metadata']['name']}' denied request: "
+                        f"{message}")
+                code = {"Forbidden": 403, "Unauthorized": 401, "RequestEntityTooLarge": 413}.get(reason, 422)
+                raise APIError(code, reason, text, {"name": name, "group": _group_of(key),
+                                                    "kind": key.rsplit("/", 1)[-1], "causes": [{"message": text}]})
 
     def _default(self, key: str, obj: dict[str, Any]) -> None:
         """The defaults the real API server fills in and clients rely on."""
@@ -509,6 +553,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
                                                "Forbidden: no new finalizers can be added if the object is being "
                                                "deleted, found new finalizers " + json.dumps(sorted(added)))
         new = self._admit(key, new, old, validation, warnings)
+        if subresource is None:
+            self._admission_policies(key, new, old)
         self._default(key, new)
         if owners is None:
             owners = self._owners_after_update(key, namespace, name, old, new, manager or "unknown", subresource)

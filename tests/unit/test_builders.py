@@ -11,11 +11,15 @@ from kubeinfer_operator.builders import (
     CONFIG_HASH_ANNOTATION, UID_PLACEHOLDER, desired_state, endpoint_url, workload_name,
 )
 from kubeinfer.config import OperatorSettings
+from kubeinfer.deployment_policy import PolicyViolation
 from kubeinfer.catalog import BUILTIN_MODELS, SERVICES, from_manifest
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.secrets import secret_env_var
 
 SETTINGS = OperatorSettings.from_env({})
+# Overrides the default deployment policy refuses (another image, other annotations).
+PERMISSIVE = OperatorSettings.from_env({"KUBEINFER_DEPLOYMENT_POLICY": json.dumps({
+    "allowedImagePrefixes": ["reg/"], "allowedAnnotations": ["team", "kubeinfer.io/"]})})
 CPU = OperatorSettings.from_env({"KUBEINFER_GPUS_PER_ENDPOINT": "0", "KUBEINFER_MODEL_CACHE_PVC": "models"})
 
 
@@ -219,7 +223,7 @@ def test_overrides_are_applied_last():
         "env": [{"name": "OMP_NUM_THREADS", "value": "16"}, {"name": "X", "value": "1"}],
         "annotations": {"team": "search", CONFIG_HASH_ANNOTATION: "forged"},
     }
-    state = desired_state(cr, SETTINGS)
+    state = desired_state(cr, PERMISSIVE)
     c, p = container(state), pod(state)
     assert state.deployment["spec"]["replicas"] == 5
     assert c["image"] == "reg/custom:2" and p["initContainers"][0]["image"] == "reg/custom:2"
@@ -231,6 +235,16 @@ def test_overrides_are_applied_last():
     assert envs["OMP_NUM_THREADS"] == "16" and envs["X"] == "1"
     annotations = state.deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations["team"] == "search" and annotations[CONFIG_HASH_ANNOTATION] != "forged"
+
+
+def test_no_object_is_built_for_overrides_the_deployment_policy_refuses():
+    cr = local()
+    cr["spec"]["deployment"] = {"image": "docker.io/attacker/miner:latest", "tolerations": [{"operator": "Exists"}]}
+    with pytest.raises(PolicyViolation) as refused:
+        desired_state(cr, SETTINGS)
+    assert [v.path for v in refused.value.violations] == ["spec.deployment.image", "spec.deployment.tolerations[0]"]
+    cr["spec"]["deployment"] = {"image": SETTINGS.server_cpu_image, "tolerations": [{"key": "pool", "operator": "Exists"}]}
+    assert container(desired_state(cr, SETTINGS))["image"] == SETTINGS.server_cpu_image
 
 
 def test_config_and_secret_versions_roll_the_pods():

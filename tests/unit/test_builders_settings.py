@@ -39,6 +39,7 @@ def test_every_setting_is_read_from_its_variable():
         "KUBEINFER_GATEWAY_NAMESPACE": "kubeinfer",
         "KUBEINFER_GATEWAY_POD_LABELS": '{"app": "gw"}',
         "KUBEINFER_ALLOW_LINK_LOCAL_URLS": "true",
+        "KUBEINFER_DEPLOYMENT_POLICY": '{"allowedImagePrefixes": ["reg/"], "maxResources": {"cpu": 8}}',
     }
     assert set(env) == set(ENVIRONMENT.values())
     s = OperatorSettings.from_env(env)
@@ -56,6 +57,7 @@ def test_every_setting_is_read_from_its_variable():
     assert (s.endpoint_network_policy, s.endpoint_allowed_namespaces) == (False, ("monitoring", "apps"))
     assert (s.gateway_namespace, s.gateway_pod_labels) == ("kubeinfer", {"app": "gw"})
     assert s.allow_link_local_urls is True
+    assert s.deployment_policy.allowed_image_prefixes == ("reg/",) and s.deployment_policy.max_resources == {"cpu": 8}
 
 
 @pytest.mark.parametrize(
@@ -69,6 +71,9 @@ def test_every_setting_is_read_from_its_variable():
         ("KUBEINFER_METRICS_PORT", "70000"),
         ("KUBEINFER_AUTOSCALER", "vpa"),
         ("KUBEINFER_SCALE_TO_ZERO_AFTER", "soon"),
+        ("KUBEINFER_DEPLOYMENT_POLICY", "{not json"),
+        ("KUBEINFER_DEPLOYMENT_POLICY", '{"maxResources": {"cpu": "lots"}}'),
+        ("KUBEINFER_GATEWAY_POD_LABELS", "{not json"),
     ],
 )
 def test_bad_values_name_the_variable(var, value):

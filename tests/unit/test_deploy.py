@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import kubernetes_validate
 
-from shipping import CHART, DEPLOY, KUBERNETES_VERSIONS, NAMESPACE, kustomize, named, normalised, pod_specs, render
+from shipping import CHART, DEPLOY, NAMESPACE, kubernetes_versions, kustomize, named, normalised, pod_specs, render
 
 
 def test_kustomize_renders_the_charts_default_objects():
@@ -31,7 +31,7 @@ def test_deploy_crds_are_the_charts():
 def test_every_kustomized_object_is_valid_for_kubernetes():
     objs = kustomize(DEPLOY)
     for obj in objs:
-        for version in KUBERNETES_VERSIONS:
+        for version in kubernetes_versions(obj["kind"]):
             kubernetes_validate.validate(obj, version, strict=True)
     # The restricted Pod Security Standard the namespace enforces admits these pods.
     for workload, spec in pod_specs(objs):

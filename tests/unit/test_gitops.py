@@ -43,6 +43,8 @@ OBSERVATIONS = {
     "invalid-spec": endpoint_status.invalid_spec(
         "Validation Failed: 1: [service_settings] does not contain the required setting [model_id];"),
     "secret-not-found": endpoint_status.secret_not_found(["openai"]),
+    "policy-violation": endpoint_status.policy_violation(
+        "spec.deployment.image: image [docker.io/attacker/miner:latest] is not allowed by the deployment policy"),
     "rolling-out": endpoint_status.observe_deployment(deployment(available=0), url=URL),
     "updating-while-serving": endpoint_status.observe_deployment(
         deployment(generation=2, observed=2, total=2, updated=1, available=1), url=URL),
@@ -98,6 +100,7 @@ KSTATUS_EXPECTED = {
     "ready": "Current",
     "invalid-spec": "Failed",
     "secret-not-found": "Failed",
+    "policy-violation": "Failed",
     "rolling-out": "InProgress",
     "updating-while-serving": "InProgress",
     "rollout-stuck": "Failed",
@@ -144,6 +147,7 @@ ARGOCD_EXPECTED = {
     "ready": "Healthy",
     "invalid-spec": "Degraded",
     "secret-not-found": "Degraded",
+    "policy-violation": "Degraded",
     "rolling-out": "Progressing",
     "updating-while-serving": "Progressing",
     "rollout-stuck": "Degraded",
@@ -157,7 +161,7 @@ ARGOCD_EXPECTED = {
 def test_argocd_health_of_each_status(argocd_health, case):
     result = argocd_health(endpoint(case))
     assert result["status"] == ARGOCD_EXPECTED[case]
-    if case in ("invalid-spec", "secret-not-found"):
+    if case in ("invalid-spec", "secret-not-found", "policy-violation"):
         # The operator's message reaches the Argo CD UI.
         assert result["message"] == endpoint(case)["status"]["conditions"][0]["message"]
 
@@ -200,6 +204,7 @@ FLUX_EXPECTED = {
     "ready": "Current",
     "invalid-spec": "Failed",
     "secret-not-found": "Failed",
+    "policy-violation": "Failed",
     "rolling-out": "InProgress",
     "updating-while-serving": "InProgress",
     "rollout-stuck": "Failed",

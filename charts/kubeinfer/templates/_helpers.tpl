@@ -52,6 +52,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-gateway" (include "kubeinfer.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The deployment policy's ValidatingAdmissionPolicy, its binding and its ConfigMap. */}}
+{{- define "kubeinfer.deploymentPolicyName" -}}
+{{- printf "%s-deployment-policy" (include "kubeinfer.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{/* An image reference from {repository, tag}; an empty tag means the appVersion, a tag
 starting with "@" is a digest. */}}
 {{- define "kubeinfer.imageRef" -}}

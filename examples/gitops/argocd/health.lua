@@ -37,9 +37,9 @@ if ready.status == "True" then
   end
   return hs
 end
--- Not ready: some reasons need a person (a wrong spec, a missing Secret, a rollout that
--- gave up); the others pass once the pods are up.
-if ready.reason == "InvalidSpec" or ready.reason == "SecretNotFound"
+-- Not ready: some reasons need a person (a wrong spec, one the deployment policy refuses,
+-- a missing Secret, a rollout that gave up); the others pass once the pods are up.
+if ready.reason == "InvalidSpec" or ready.reason == "PolicyViolation" or ready.reason == "SecretNotFound"
     or ready.reason == "ProgressDeadlineExceeded" or ready.reason == "ApplyFailed" then
   hs.status = "Degraded"
 else

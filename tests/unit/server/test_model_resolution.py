@@ -26,10 +26,10 @@ spec:
 """
 
 
-def render(tmp_path: Path, capsys, manifest: str = ELSER) -> dict:
+def render(tmp_path: Path, capsys, manifest: str = ELSER, *options: str) -> dict:
     path = tmp_path / "endpoint.yaml"
     path.write_text(manifest)
-    assert main(["render", str(path), "--uid", "1"]) == 0
+    assert main(["render", str(path), "--uid", "1", *options]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
     return next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
 
@@ -49,7 +49,10 @@ def test_a_builtin_model_override_changes_what_the_init_container_downloads(tmp_
 def test_a_builtin_model_override_in_the_crs_pod_env_reaches_the_init_container(tmp_path, capsys):
     manifest = ELSER + ("  deployment:\n    env:\n"
                         "    - {name: KUBEINFER_BUILTIN_MODEL_ELSER_MODEL_2, value: acme/splade-fr}\n")
-    pod = render(tmp_path, capsys, manifest)
+    # The cluster's deployment policy lets a CR replace that built-in model.
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("allowedEnvNames: [KUBEINFER_BUILTIN_MODEL_ELSER_MODEL_2]\n")
+    pod = render(tmp_path, capsys, manifest, "--policy", str(policy))
     assert pod["initContainers"][0]["command"][-1] == "acme/splade-fr"
     env = container_env(pod)
     assert json.loads(env["KUBEINFER_MODEL_ALIASES"])[".elser_model_2"] == "acme/splade-fr"
