@@ -18,7 +18,6 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
-import yaml
 from controlplane.client import APIStatusError, RealCluster
 from local_mode import KubeinferProcess
 from operator_process import free_port, running_operator
@@ -172,13 +171,7 @@ def test_an_example_reaches_ready_rolls_out_and_is_collected(chart, admin, opera
     kubectl(admin, "-n", ns, "create", "secret", "generic", "openai", "--from-literal=api-key=sk-test")
     kubectl(admin, "-n", ns, "apply", "-f", str(EXAMPLE))
     kubectl(admin, "-n", ns, "wait", "--for=condition=Ready", f"ie/{name}", "--timeout=90s")
-
-    columns = yaml.safe_load((REPO / "crds" / "inferenceendpoints.kubeinfer.io.yaml").read_text())[
-        "spec"]["versions"][0]["additionalPrinterColumns"]
-    table = kubectl(admin, "-n", ns, "get", "ie").stdout.splitlines()
-    assert table[0].split() == ["NAME", *(c["name"].upper() for c in columns if not c.get("priority"))]
-    row = dict(zip(table[0].split(), table[1].split()))
-    assert (row["NAME"], row["TASK"], row["SERVICE"], row["READY"]) == (name, "text_embedding", "openai", "True")
+    # (the printer columns are test_kubectl's, on both API servers)
 
     # its proxy pod was admitted under "restricted" and runs on the fake node
     pods = pods_of(chart, ns, name)
