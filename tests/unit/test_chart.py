@@ -315,20 +315,35 @@ def test_container_arguments_are_ones_the_kubeinfer_cli_accepts(variation):
 
 
 async def test_gateway_serves_the_probes_the_chart_points_at():
+    import asyncio
+
     import httpx
 
     from kubeinfer.kube import Connection
     from model_server.gateway.main import build_gateway_app
 
+    from kubeemu.cluster import EmulatedCluster
+
     gateway = named(render(), "Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]
-    app = build_gateway_app(Connection("http://127.0.0.1:9", token="unused"), "kubeinfer")
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
-            for probe in ("livenessProbe", "readinessProbe"):
-                response = await client.get(gateway[probe]["httpGet"]["path"])
-                assert response.status_code == 200, (probe, response.text)
-            # /metrics names endpoint ids: without a token, none are shown.
-            assert (await client.get("/metrics")).status_code == 401
+    liveness, readiness = (gateway[probe]["httpGet"]["path"] for probe in ("livenessProbe", "readinessProbe"))
+
+    async def probes(api_server: str, *, wait: float) -> tuple[int, int, int]:
+        """The liveness, readiness and unauthenticated /metrics statuses of a gateway on ``api_server``."""
+        app = build_gateway_app(Connection(api_server, token="unused"), "kubeinfer")
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+                deadline = asyncio.get_running_loop().time() + wait
+                while (ready := (await client.get(readiness)).status_code) != 200:
+                    if asyncio.get_running_loop().time() > deadline:
+                        break
+                    await asyncio.sleep(0.1)
+                return (await client.get(liveness)).status_code, ready, (await client.get("/metrics")).status_code
+
+    # Ready once its endpoint index has listed the namespace; alive, not ready, before that.
+    with EmulatedCluster() as cluster:
+        # /metrics names endpoint ids: without a token, none are shown.
+        assert await probes(cluster.url, wait=30) == (200, 200, 401)
+    assert (await probes("http://127.0.0.1:9", wait=0))[:2] == (200, 503)
     monitor = of_kind(render({"serviceMonitor.enabled": True}), "ServiceMonitor")[0]
     gateway_scrape = [e for e in monitor["spec"]["endpoints"] if e["port"] == "http"][0]
     assert gateway_scrape["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
