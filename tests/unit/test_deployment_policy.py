@@ -208,10 +208,10 @@ def test_the_chart_binds_its_admission_policy_to_its_values_and_denies():
     assert vap["spec"]["matchConstraints"]["resourceRules"] == [{
         "apiGroups": ["kubeinfer.io"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"],
         "resources": ["inferenceendpoints"]}]
+    # Without its ConfigMap the policy lets writes pass (the operator still holds the values):
+    # refusing them all would refuse the removal of finalizers too, and wedge deletions.
     assert binding["spec"] == {"policyName": name, "validationActions": ["Deny"], "paramRef": {
-        "name": name, "namespace": NAMESPACE, "parameterNotFoundAction": "Deny"}}
-    # Every InferenceEndpoint is refused rather than none when the values are missing.
-    assert denials(vap, None, endpoint("e5", {})) != []
+        "name": name, "namespace": NAMESPACE, "parameterNotFoundAction": "Allow"}}
 
 
 def test_the_admission_policy_allows_the_images_the_operator_is_given():
@@ -242,3 +242,33 @@ def test_before_kubernetes_1_30_the_operator_alone_enforces_the_policy():
     assert not [o for o in objs if o["kind"].startswith("ValidatingAdmissionPolicy")]
     operator = named(objs, "Deployment", "kubeinfer-operator")["spec"]["template"]["spec"]["containers"][0]
     assert any(e["name"] == "KUBEINFER_DEPLOYMENT_POLICY" for e in operator["env"])
+
+
+def test_the_api_server_enforces_the_charts_objects_and_lets_writes_pass_without_its_values():
+    """The chart's three objects, applied to the API emulator, which runs bound admission
+    policies as kube-apiserver does."""
+    from kubeemu import APIError, EmulatedCluster, INFERENCE_ENDPOINTS
+
+    vap, params, objs = chart_policy()
+    binding = next(o for o in objs if o["kind"] == "ValidatingAdmissionPolicyBinding")
+    with EmulatedCluster() as kube:
+        kube.create("v1/namespaces", {"metadata": {"name": NAMESPACE}})
+        kube.create("v1/namespaces", {"metadata": {"name": "ml"}})
+        kube.create("admissionregistration.k8s.io/v1/validatingadmissionpolicies", vap)
+        kube.create("admissionregistration.k8s.io/v1/validatingadmissionpolicybindings", binding)
+        kube.create("v1/configmaps", params)
+        with pytest.raises(APIError) as refused:
+            kube.create(INFERENCE_ENDPOINTS, endpoint("miner", ATTACK))
+        assert (refused.value.code, refused.value.reason) == (403, "Forbidden")
+        assert refused.value.message == (
+            'inferenceendpoints.kubeinfer.io "miner" is forbidden: ValidatingAdmissionPolicy '
+            "'kubeinfer-deployment-policy' with binding 'kubeinfer-deployment-policy' denied request: "
+            "spec.deployment.image: image [docker.io/attacker/miner:latest] is not allowed by the deployment policy")
+        e5 = endpoint("e5", {"image": SERVER_CPU_IMAGE})
+        e5["metadata"]["finalizers"] = ["kubeinfer.io/finalizer"]
+        kube.create(INFERENCE_ENDPOINTS, e5)
+        # Its values gone, the policy must not keep the operator from letting go of an endpoint.
+        kube.delete("v1/configmaps", NAMESPACE, params["metadata"]["name"])
+        kube.delete(INFERENCE_ENDPOINTS, "ml", "e5")
+        kube.patch(INFERENCE_ENDPOINTS, "ml", "e5", {"metadata": {"finalizers": None}})
+        assert kube.get(INFERENCE_ENDPOINTS, "ml", "e5") is None
