@@ -176,4 +176,4 @@ class RealCluster:
         for name in made:
             self.delete_quietly("v1/namespaces", None, name)
         self.wait_until(lambda: not self.list(CRDS) and not any(self.get("v1/namespaces", None, name) for name in made),
-                        timeout=90, message=f"the CRDs and namespaces {made} deleted")
+                        timeout=240, message=f"the CRDs and namespaces {made} deleted")
