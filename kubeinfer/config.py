@@ -52,14 +52,16 @@ The HTTP API (``HttpSettings``; ``serve``, ``local`` and ``gateway``):
                                         ``100mb``...); larger ones are answered 413
 =====================================  =============================================
 
-Gateway (``GatewaySettings``; ``kubeinfer gateway``), for requests it holds while an
-endpoint at zero replicas wakes:
+Gateway (``GatewaySettings``; ``kubeinfer gateway``): requests it holds while an
+endpoint at zero replicas wakes, and where the region policy is kept:
 
 =====================================  =============================================
 ``KUBEINFER_HELD_REQUESTS_PER_ENDPOINT`` requests held at once per endpoint (``64``);
                                         more are answered 429
 ``KUBEINFER_MAX_HOLD``                  most seconds a request is held (``300``), even
                                         with ``?timeout=-1``; a 408 after it
+``KUBEINFER_REGION_POLICY_NAMESPACE``   namespace of the region policy's ConfigMap
+                                        (``kubeinfer-region-policy``); empty: its own
 =====================================  =============================================
 
 Model server (``ServerSettings``; ``kubeinfer serve`` and ``kubeinfer local``):
@@ -303,6 +305,8 @@ class GatewaySettings(HttpSettings):
         default=64, ge=1, description="Requests held at once for one endpoint waking from zero; more get a 429.")
     max_hold: float = Field(
         default=300, gt=0, description="Most seconds a request is held while its endpoint wakes, whatever its timeout.")
+    region_policy_namespace: str = Field(
+        default="", description="Namespace of the region policy's ConfigMap; empty: the gateway's own.")
 
 
 class ServerSettings(ModelSettings, HttpSettings):

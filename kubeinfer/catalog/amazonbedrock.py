@@ -6,6 +6,7 @@ from enum import Enum
 
 from pydantic import Field
 
+from .regions import RegionSetting
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
     providers_for,
@@ -53,5 +54,6 @@ SPEC = ServiceSpec(
     },
     task_settings=dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION), AmazonBedrockCompletionTaskSettings),
     default_rate_limit=240,
+    region=RegionSetting("aws", "region"),
     description="Amazon Bedrock (Titan, Cohere, Anthropic, AI21 Labs, Meta, Mistral).",
 )
