@@ -42,6 +42,10 @@ Operator (``OperatorSettings``; the Helm chart sets these):
                                 sets it on the pods; a CR cannot)
 ``KUBEINFER_DEPLOYMENT_POLICY`` JSON object: what a CR's ``spec.deployment`` may ask for
                                 (``deployment_policy``); safe defaults when unset
+``KUBEINFER_REGION_POLICY_NAMESPACE`` namespace of the region policy's ConfigMap
+                                (``kubeinfer-region-policy``); empty: the operator's own
+``KUBEINFER_REGION_NODE_PLACEMENT`` ``true``: model servers run only on nodes whose
+                                ``topology.kubernetes.io/region`` the region policy allows
 =============================  =====================================================
 
 The HTTP API (``HttpSettings``; ``serve``, ``local`` and ``gateway``):
@@ -262,6 +266,10 @@ class OperatorSettings(ModelSettings):
         default=False, description="Let provider URLs point at link-local and cloud metadata addresses.")
     deployment_policy: DeploymentPolicy = Field(
         default_factory=DeploymentPolicy, description="What an InferenceEndpoint's spec.deployment may ask for.")
+    region_policy_namespace: str = Field(
+        default="", description="Namespace of the region policy's ConfigMap; empty: the operator's own.")
+    region_node_placement: bool = Field(
+        default=False, description="Run model servers only on nodes in the regions the region policy allows.")
 
     @field_validator("endpoint_allowed_namespaces", "watch_namespaces", mode="before")
     @classmethod

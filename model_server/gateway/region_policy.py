@@ -221,9 +221,15 @@ class WithRegionPolicy:
         return await self.store.get(inference_id)
 
     async def backend(self, inference_id: str) -> Backend:
-        backend = await self.store.backend(inference_id)
-        check_endpoint(backend.config, current_policy(self.holder))
-        return backend
+        # Checked first: an endpoint outside the policy is neither woken nor called, and
+        # says why rather than that its operator marked it not ready.
+        try:
+            config = await self.store.get(inference_id)
+        except ElasticsearchError:
+            config = None  # the store's backend answers for what it does not hold
+        if config is not None:
+            check_endpoint(config, current_policy(self.holder))
+        return await self.store.backend(inference_id)
 
     async def create(self, config: InferenceEndpointConfig, *, timeout: float) -> InferenceEndpointConfig:
         check_endpoint(config, current_policy(self.holder))
