@@ -204,14 +204,27 @@ class RegionPolicyError(ValueError):
     """A region policy file that cannot be read or is not a valid policy."""
 
 
-def load_region_policy(path: str | Path) -> RegionPolicy | None:
-    """The policy in a YAML or JSON file: chart values or the policy itself."""
+def _read(path: str | Path) -> Any:
     try:
-        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise RegionPolicyError(f"{path}: cannot be read: {exc.__class__.__name__}") from None
     except yaml.YAMLError as exc:
         raise RegionPolicyError(f"{path}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+
+
+def load_node_placement(path: str | Path) -> bool | None:
+    """``regionPolicy.nodePlacement`` of a values file; None when it does not say."""
+    document = _read(path)
+    section = document.get(VALUES_KEY) if isinstance(document, Mapping) else None
+    value = section.get("nodePlacement") if isinstance(section, Mapping) else None
+    return value if isinstance(value, bool) else None
+
+
+def load_region_policy(path: str | Path) -> RegionPolicy | None:
+    """The policy in a YAML or JSON file: chart values, the ``region_policy`` body of a
+    PUT, or the policy itself; None when it sets none."""
+    document = _read(path)
     if isinstance(document, Mapping) and "region_policy" in document:
         try:
             return parse_put_body(document)
