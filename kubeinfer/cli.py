@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     policy_help = ("deployment policy file (YAML: the policy, or chart values holding it under "
                    "deploymentPolicy); the operator's when omitted, from KUBEINFER_DEPLOYMENT_POLICY or safe defaults")
     region_help = ("inference region policy file (YAML: chart values holding it under regionPolicy, or the body "
-                   "of PUT /_inference/_region_policy); endpoints whose cloud region it leaves out are refused")
+                   "of PUT /_inference/_region_policy); endpoints whose cloud region it leaves out are refused; none when omitted")
     p = command("validate", "check InferenceEndpoint manifests offline",
                 "Check InferenceEndpoint manifests offline, as the API server and the operator would: "
                 "one line per problem, exit status 1 when there is any.")
