@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .catalog import SERVICES, InferenceEndpointConfig
-from .catalog.regions import CSPS, GEOS, geo_of, regions_in
+from .catalog.regions import ANYWHERE, CSPS, GEOGRAPHY, GEOS, Reach, geo_of, regions_in
 from .errors import ElasticsearchError, status_exception
 
 # The key of the policy in the Helm chart's values.
@@ -52,6 +52,15 @@ class RegionPolicy(BaseModel):
         if self.allowed_regions is not None:
             return CspRegion(csp=csp, region=region) in self.allowed_regions
         return geo_of(csp, region) in (self.allowed_geos or ())
+
+    def allows_reach(self, reach: Reach) -> bool:
+        """Whether every region ``reach`` may be served from is allowed: a profile spread
+        over a geography needs the whole geography allowed; one spread anywhere, never."""
+        if reach.spread == ANYWHERE:
+            return False
+        if reach.spread == GEOGRAPHY:
+            return self.allowed_geos is not None and self.allows(reach.csp, reach.region)
+        return self.allows(reach.csp, reach.region)
 
     def described(self) -> str:
         if self.allowed_regions is not None:
@@ -145,26 +154,28 @@ def parse_put_body(body: Any) -> RegionPolicy:
     return parse_region_policy(body["region_policy"])
 
 
-def endpoint_region(config: InferenceEndpointConfig) -> tuple[str, str] | None:
-    """The (csp, region) ``config`` sends its requests to; None for a service without one."""
+def endpoint_reach(config: InferenceEndpointConfig) -> Reach | None:
+    """Where ``config``'s requests may be served; None for a service that names no region."""
     spec = SERVICES.get(config.service)
     fact = spec.region if spec is not None else None
-    if fact is None:
-        return None
-    region = getattr(config.service_settings, fact.setting, None) or fact.unset
-    return (fact.csp, region) if region else None
+    return fact.reach(config.service_settings) if fact is not None else None
 
 
 def region_refusal(config: InferenceEndpointConfig, policy: RegionPolicy | None) -> str | None:
     """Why ``policy`` does not allow ``config``; None when it does."""
     if policy is None:
         return None
-    found = endpoint_region(config)
-    if found is None or policy.allows(*found):
+    reach = endpoint_reach(config)
+    if reach is None or policy.allows_reach(reach):
         return None
-    csp, region = found
-    return (f"inference endpoint [{config.inference_id}] uses region [{region}] of [{csp}], which the inference "
-            f"region policy does not allow ({policy.described()})")
+    where = f"region [{reach.region}] of [{reach.csp}],"
+    if reach.spread == ANYWHERE:
+        where = where[:-1] + f" with the cross-region profile [{reach.profile}], served from any region,"
+    elif reach.spread == GEOGRAPHY:
+        where = (where[:-1] + f" with the cross-region profile [{reach.profile}], served from any region of "
+                 f"its geography,")
+    return (f"inference endpoint [{config.inference_id}] uses {where} which the inference region policy does not "
+            f"allow ({policy.described()})")
 
 
 def region_not_allowed(reason: str) -> ElasticsearchError:

@@ -30,7 +30,7 @@ from typing import Iterable, TextIO
 from kubeinfer.catalog import SERVICES, from_manifest
 from kubeinfer.config import OperatorSettings
 from kubeinfer.deployment_policy import DeploymentPolicy, PolicyError, load_policy, violations
-from kubeinfer.region_policy import RegionPolicy, RegionPolicyError, endpoint_region, load_region_policy, \
+from kubeinfer.region_policy import RegionPolicy, RegionPolicyError, endpoint_reach, load_region_policy, \
     region_refusal
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.manifests import Document, ManifestError, manifest_files, parse_documents, read_documents
@@ -67,7 +67,7 @@ class Policy:
             return []
         config = from_manifest(manifest)  # the catalog's problems were reported before
         reason = region_refusal(config, self.region)
-        if reason is None or endpoint_region(config) is None:
+        if reason is None or endpoint_reach(config) is None:
             return []
         setting = SERVICES[config.service].region.setting
         return [(f"spec.serviceSettings.{setting}", reason)]

@@ -54,6 +54,10 @@ SPEC = ServiceSpec(
     },
     task_settings=dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION), AmazonBedrockCompletionTaskSettings),
     default_rate_limit=240,
-    region=RegionSetting("aws", "region"),
+    # A model id may be a cross-region inference profile: "us.", "eu.", "apac."... ones
+    # serve from any region of the called region's geography, "global." ones from any.
+    region=RegionSetting("aws", "region", profile_setting="model",
+                         geography_profiles=("us.", "us-gov.", "eu.", "apac.", "jp.", "au.", "ca."),
+                         global_profiles=("global.",)),
     description="Amazon Bedrock (Titan, Cohere, Anthropic, AI21 Labs, Meta, Mistral).",
 )

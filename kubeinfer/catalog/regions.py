@@ -81,8 +81,46 @@ def regions_in(geos: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
 class RegionSetting:
     """A service's fact: the setting of its ``service_settings`` that names the region
     its requests go to, the provider that region belongs to, and the region used when the
-    setting is unset (None: the setting is required)."""
+    setting is unset (None: the setting is required).
+
+    Some providers serve a request from another region than the one called, through a
+    cross-region profile named by another setting (``profile_setting``): a value starting
+    with one of ``geography_profiles`` is served anywhere in the called region's
+    geography, one starting with one of ``global_profiles`` anywhere at all."""
 
     csp: str
     setting: str
     unset: str | None = None
+    profile_setting: str | None = None
+    geography_profiles: tuple[str, ...] = ()
+    global_profiles: tuple[str, ...] = ()
+
+    def reach(self, settings: object) -> "Reach | None":
+        """Where requests of an endpoint with these ``settings`` may be served; None when
+        they name no region."""
+        region = getattr(settings, self.setting, None) or self.unset
+        if not region:
+            return None
+        profile = getattr(settings, self.profile_setting, None) if self.profile_setting else None
+        if isinstance(profile, str):
+            if profile.startswith(self.global_profiles):
+                return Reach(self.csp, region, ANYWHERE, profile)
+            if profile.startswith(self.geography_profiles):
+                return Reach(self.csp, region, GEOGRAPHY, profile)
+        return Reach(self.csp, region, REGION)
+
+
+# How far from the called region requests of an endpoint may be served.
+REGION, GEOGRAPHY, ANYWHERE = "region", "geography", "anywhere"
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Where an endpoint's requests may be served: its ``region`` of ``csp`` alone, or any
+    region of that region's geography, or any region at all (``spread``), because of its
+    cross-region ``profile``."""
+
+    csp: str
+    region: str
+    spread: str = REGION
+    profile: str | None = None

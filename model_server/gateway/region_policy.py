@@ -221,14 +221,16 @@ class WithRegionPolicy:
         return await self.store.get(inference_id)
 
     async def backend(self, inference_id: str) -> Backend:
-        # Checked first: an endpoint outside the policy is neither woken nor called, and
-        # says why rather than that its operator marked it not ready.
-        try:
-            config = await self.store.get(inference_id)
-        except ElasticsearchError:
-            config = None  # the store's backend answers for what it does not hold
-        if config is not None:
-            check_endpoint(config, current_policy(self.holder))
+        policy = current_policy(self.holder)
+        if policy is not None:
+            # Checked first: an endpoint outside the policy is neither woken nor called,
+            # and says why rather than that its operator marked it not ready.
+            try:
+                config = await self.store.get(inference_id)
+            except ElasticsearchError:
+                config = None  # the store's backend answers for what it does not hold
+            if config is not None:
+                check_endpoint(config, policy)
         return await self.store.backend(inference_id)
 
     async def create(self, config: InferenceEndpointConfig, *, timeout: float) -> InferenceEndpointConfig:

@@ -68,3 +68,23 @@ def test_render_places_model_servers_and_refuses_endpoints_outside(tmp_path, cap
     outside = write(tmp_path / "ireland.yaml", bedrock("ireland", "eu-west-1"))
     assert main(["render", "--region-policy", str(values), str(outside)]) == 1
     assert "uses region [eu-west-1] of [aws]" in capsys.readouterr().err
+
+
+def test_bedrock_cross_region_profiles_need_their_whole_reach_allowed(tmp_path, capsys):
+    def with_model(name: str, model: str) -> Path:
+        manifest = bedrock(name, "us-east-1")
+        manifest["spec"]["serviceSettings"]["model"] = model
+        return write(tmp_path / f"{name}.yaml", manifest)
+
+    geos = write(tmp_path / "geos.yaml", {"regionPolicy": {"allowedGeos": ["us"]}})
+    one = write(tmp_path / "one.yaml", {"regionPolicy": {"allowedRegions": [{"csp": "aws", "region": "us-east-1"}]}})
+    us = with_model("us-profile", "us.anthropic.claude-3-haiku-20240307-v1:0")
+    anywhere = with_model("global-profile", "global.anthropic.claude-sonnet-4-5-20250929-v1:0")
+    # A US profile stays in the US: allowed by the geography, not by one region of it.
+    assert main(["validate", "--region-policy", str(geos), str(us)]) == 0
+    assert main(["validate", "--region-policy", str(one), str(us)]) == 1
+    assert "with the cross-region profile [us.anthropic.claude-3-haiku-20240307-v1:0], served from any region " \
+           "of its geography, which the inference region policy does not allow" in capsys.readouterr().out
+    # A global profile may be served anywhere: no policy allows it.
+    assert main(["validate", "--region-policy", str(geos), str(anywhere)]) == 1
+    assert "served from any region, which" in capsys.readouterr().out
