@@ -138,6 +138,7 @@ async def login(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: loggin
                                              endpoints=endpoints, secret_users=secret_users)
     namespaces = list(getattr(memo, "namespaces", None) or operator_settings.watch_namespaces)
     policy_namespace = operator_settings.region_policy_namespace or info.default_namespace or "default"
+    reconciler.region_policy_read = asyncio.Event()
     watches = [*secret_watches(reconciler, namespaces), region_policy_watch(reconciler, policy_namespace, logger)]
     memo.watching = asyncio.gather(*(watch.run() for watch in watches))
     return info

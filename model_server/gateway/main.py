@@ -34,13 +34,13 @@ def build_gateway_app(connection: Connection, namespace: str, *, auth: bool = Tr
                       poll_interval: float = 0.5, settings: GatewaySettings | None = None,
                       region_policy_namespace: str | None = None) -> FastAPI:
     """The gateway over the cluster ``connection`` leads to; endpoints live in ``namespace``,
-    the region policy in ``region_policy_namespace`` (the settings', else ``namespace``);
-    ``settings`` read from the environment unless given."""
+    the region policy in the settings' namespace, else ``region_policy_namespace`` (the
+    gateway's own), else ``namespace``; ``settings`` read from the environment unless given."""
     settings = settings if settings is not None else GatewaySettings.from_env()
     api = KubeClient(connection, user_agent="kubeinfer-gateway")
     store = KubernetesEndpointStore(api, namespace, poll_interval=poll_interval, settings=settings)
     region_policy = ConfigMapRegionPolicy(
-        api, region_policy_namespace or settings.region_policy_namespace or namespace)
+        api, settings.region_policy_namespace or region_policy_namespace or namespace)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,8 +75,7 @@ def run_gateway(args: argparse.Namespace) -> int:
     if args.no_auth:
         log.warning("authorization is off: every caller may create, delete and use endpoints")
     app = build_gateway_app(connection, namespace, auth=not args.no_auth,
-                            region_policy_namespace=GatewaySettings.from_env().region_policy_namespace
-                            or connection.namespace)
+                            region_policy_namespace=connection.namespace)
     log.info("serving the inference API for namespace %s on %s:%s", namespace, args.host, args.port)
     freeze_startup_objects()
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False))

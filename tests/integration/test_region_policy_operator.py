@@ -97,3 +97,16 @@ def test_an_endpoint_outside_the_policy_is_not_ready_until_the_policy_allows_it(
         kube.wait_until(lambda: ready(kube, "eu-chat").get("status") == "True", message="eu-chat ready again")
         kube.wait_until(lambda: ready(kube, "paris").get("status") == "True", message="paris built")
         kube.wait_until(lambda: node_regions(kube, "e5") is None, message="e5 placed anywhere again")
+
+
+def test_at_start_up_an_endpoint_outside_the_policy_is_never_built(kube, env):
+    kube.create_namespace(RELEASE_NS)
+    kube.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws", "namespace": NS},
+                          "data": {k: base64.b64encode(b"x").decode() for k in ("access_key", "secret_key")}})
+    kube.create(CONFIGMAPS, policy_configmap({"allowed_regions": [{"csp": "aws", "region": "us-east-1"}]}))
+    kube.create(INFERENCE_ENDPOINTS, bedrock("virginia", "us-east-1"))
+    kube.create(INFERENCE_ENDPOINTS, bedrock("oregon", "us-west-2"))
+    with running_operator():
+        kube.wait_until(lambda: ready(kube, "virginia").get("status") == "True", message="virginia ready")
+        kube.wait_until(lambda: ready(kube, "oregon").get("reason") == "RegionNotAllowed", message="oregon refused")
+        assert kube.get(DEPLOYMENTS, NS, "oregon") is None
