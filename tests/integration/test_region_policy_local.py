@@ -130,3 +130,15 @@ def test_the_policy_survives_a_restart(tmp_path, bedrock):
         refused = second.client.put("/_inference/text_embedding/ohio", json=bedrock_body(bedrock, "us-east-2"))
         assert error_of(refused)[:2] == (403, "status_exception")
     assert (tmp_path / "region_policy.json").stat().st_mode & 0o077 == 0
+
+
+def test_the_official_client_sets_reads_and_deletes_the_policy(local):
+    from elasticsearch import Elasticsearch, NotFoundError
+
+    with Elasticsearch(local.url, request_timeout=30) as es:
+        put = es.inference.put_region_policy(region_policy={"allowed_geos": ["us", "eu"]}, force=False)
+        assert put["region_policy"] == {"allowed_geos": ["us", "eu"]}
+        assert es.inference.get_region_policy().body == put.body
+        assert es.inference.delete_region_policy()["acknowledged"] is True
+        with pytest.raises(NotFoundError):
+            es.inference.get_region_policy()
