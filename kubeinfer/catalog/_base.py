@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any, ClassVar, Union
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
-from ..errors import status_exception
+from ..errors import status_exception, validation_exception
 from .regions import RegionSetting
 
 # The vectors' similarity is also a fact of the resource's status, whose module owns it.
@@ -55,8 +56,22 @@ class Truncate(str, Enum):
     START = "START"
 
 
+# The settings that name where a provider is reached: a URL, or a bare host.
+URL_SETTINGS = ("url", "streaming_url", "target", "host")
+
+
+def _has_credentials(value: str) -> bool:
+    try:
+        return "@" in urlsplit(value if "//" in value else f"//{value}").netloc
+    except ValueError:
+        return False
+
+
 class Settings(BaseModel):
-    """Base of every settings model: unknown keys are an error, as in Elasticsearch."""
+    """Base of every settings model: unknown keys are an error, as in Elasticsearch; a URL
+    setting that carries a user name or password (``https://user:pass@host``) is refused:
+    it would sit in plain text in the endpoint's settings, be returned by every GET, and be
+    sent beside the secret settings meant for the provider."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, use_enum_values=True)
 
@@ -74,6 +89,18 @@ class Settings(BaseModel):
         cls.secret_fields = tuple(
             name for name, f in cls.model_fields.items() if (f.json_schema_extra or {}).get("x-kubeinfer-secret")
         )
+
+    @model_validator(mode="after")
+    def _no_credentials_in_urls(self) -> "Settings":
+        for name in URL_SETTINGS:
+            value = getattr(self, name, None) if name in type(self).model_fields else None
+            if isinstance(value, str) and _has_credentials(value):
+                # The value is not echoed: its user information is a secret.
+                raise validation_exception(
+                    f"[{name}] must not carry a user name or password (user:password@host); "
+                    "give credentials in the service's secret settings instead"
+                )
+        return self
 
 
 # A Secret's name is a DNS subdomain; a key is what Kubernetes allows in a Secret's data,
