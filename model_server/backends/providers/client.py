@@ -157,10 +157,28 @@ class PlainHTTP:
                     body = await read_bounded(response.content.iter_chunked(_CHUNK), max_size)
         except AnswerTooLarge:
             raise
+        except aiohttp.ClientResponseError as exc:  # the answer's head did not parse
+            raise _malformed(exc) from None
         except Exception:
             with map_aiohttp_exceptions():
                 raise
         return Answer(response.status, response.headers, body)
+
+
+def _malformed(exc: "aiohttp.ClientResponseError") -> httpx.RemoteProtocolError:
+    """What httpx raises for an answer that is not HTTP, for what aiohttp raises for one
+    (too many header lines, a line too long, no status line), which its mapping misses."""
+    return httpx.RemoteProtocolError(f"malformed answer: {exc.message}")
+
+
+class _Transport(AiohttpTransport if AiohttpTransport is not None else object):  # type: ignore[misc]
+    """httpx's transport over aiohttp, a malformed answer raised as httpx raises one."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await super().handle_async_request(request)
+        except aiohttp.ClientResponseError as exc:
+            raise _malformed(exc) from None
 
 
 def plain_http(client: httpx.AsyncClient) -> PlainHTTP | None:
@@ -201,7 +219,7 @@ def new_client(transport: httpx.AsyncBaseTransport | None = None, *, exact_urls:
         limits=POOL_LIMITS,
         timeout=DEFAULT_TIMEOUT,
         trust_env=True,
-        mounts={"http://": AiohttpTransport(limits=POOL_LIMITS, client=session)} if session is not None else None,
+        mounts={"http://": _Transport(limits=POOL_LIMITS, client=session)} if session is not None else None,
     ))
     if not allow_link_local:
         # The default transport the client made (a transport given to it would turn off the
