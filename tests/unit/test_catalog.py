@@ -260,3 +260,60 @@ def test_a_pod_resolves_each_secret_parameter_from_the_variable_the_operator_set
     assert resolved.secret("secret_parameters.api_key") == "sk-from-env"
     assert resolved.plain_secrets() == {"secret_parameters.api_key": resolved.secret_values()[name]}
     assert "sk-from-env" not in str(resolved.es_view())
+
+
+def _enum_settings() -> list[tuple[str, str, str, str, str]]:
+    """(service, task, scope, setting, one of its values) for every enum setting of the catalog."""
+    out = []
+    for service, task in PAIRS:
+        spec = SERVICES[service]
+        for scope, model in (("service_settings", spec.service_settings_model(task)),
+                             ("task_settings", spec.task_settings_model(task))):
+            given = es_body(service, task).get(scope) or {}
+            for name, spellings in sorted(model.enum_spellings.items()):
+                # The value the minimal body gives, where it gives one: some depend on others.
+                value = given.get(name) or sorted(spellings.values())[-1]
+                if name in model.model_fields and _accepted(service, task, scope, name, value):
+                    out.append((service, task, scope, name, value))
+    return out
+
+
+def _accepted(service: str, task: str, scope: str, name: str, value: str) -> bool:
+    body = es_body(service, task)
+    body.setdefault(scope, {})[name] = value
+    try:
+        parse_endpoint("my-endpoint", task, body)
+    except ElasticsearchError:  # a value that needs other settings beside it (vertex's provider)
+        return False
+    return True
+
+
+ENUM_SETTINGS = _enum_settings()
+
+
+def test_the_catalog_has_enum_settings_in_both_scopes():
+    assert {row[2] for row in ENUM_SETTINGS} == {"service_settings", "task_settings"}
+    assert ("nvidia", "text_embedding", "task_settings", "truncate", "START") in ENUM_SETTINGS
+
+
+@pytest.mark.parametrize("service,task,scope,name,value", ENUM_SETTINGS,
+                         ids=[f"{r[0]}-{r[1]}-{r[3]}" for r in ENUM_SETTINGS])
+def test_enum_settings_are_read_in_any_case_and_shown_in_their_own(service, task, scope, name, value):
+    for spelling in (value.upper(), value.lower(), f" {value.swapcase()} "):
+        body = es_body(service, task)
+        body.setdefault(scope, {})[name] = spelling
+        view = parse_endpoint("my-endpoint", task, body).es_view()
+        assert view[scope][name] == value, spelling
+
+
+def test_an_unknown_enum_value_is_still_refused():
+    body = es_body("nvidia", "text_embedding")
+    body["task_settings"] = {"truncate": "middle"}
+    error = rejection("text_embedding", body)
+    assert (error.status, error.type) == (400, "validation_exception") and "truncate" in error.reason
+
+
+def test_a_provider_without_models_for_the_task_is_refused_in_any_case():
+    body = es_body("amazonbedrock", "text_embedding")
+    body["service_settings"]["provider"] = "Meta"
+    assert rejection("text_embedding", body).reason == "The [text_embedding] task type for provider [meta] is not available"
