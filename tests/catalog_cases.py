@@ -7,7 +7,7 @@ import copy
 from typing import Any
 
 PLAIN_SECRET = "plain-secret-value-0123456789"
-SECRET_SETTINGS = ("api_key", "access_key", "secret_key", "service_account_json", "entra_id")
+SECRET_SETTINGS = ("api_key", "access_key", "secret_key", "service_account_json", "entra_id", "client_secret")
 # Settings that hold a map of secrets (the custom service's template parameters).
 SECRET_MAPS = ("secret_parameters",)
 
@@ -118,8 +118,8 @@ REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("azureopenai", "chat_completion"): ("resource_name", "deployment_id", "api_version"),
     ("hugging_face", "chat_completion"): ("api_key", "url"),
     ("mistral", "chat_completion"): ("api_key", "model"),
-    ("openai", "chat_completion"): ("api_key", "model_id"),
-    ("openai", "embedding"): ("api_key", "model_id"),
+    ("openai", "chat_completion"): ("model_id",),
+    ("openai", "embedding"): ("model_id",),
     ("watsonxai", "chat_completion"): ("api_key", "url", "api_version", "model_id", "project_id"),
     **{("alibabacloud-ai-search", t): ("api_key", "service_id", "host", "workspace")
        for t in ("completion", "rerank", "sparse_embedding", "text_embedding")},
@@ -143,8 +143,8 @@ REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("googlevertexai", "text_embedding"): ("service_account_json", "model_id", "project_id"),
     ("hugging_face", "text_embedding"): ("api_key", "url"),
     ("mistral", "text_embedding"): ("api_key", "model"),
-    ("openai", "completion"): ("api_key", "model_id"),
-    ("openai", "text_embedding"): ("api_key", "model_id"),
+    ("openai", "completion"): ("model_id",),
+    ("openai", "text_embedding"): ("model_id",),
     **{("watsonxai", t): ("api_key", "url", "api_version", "model_id", "project_id")
        for t in ("completion", "rerank", "text_embedding")},
     ("azureaistudio", "rerank"): ("api_key", "target", "provider", "endpoint_type"),

@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
-from ..errors import status_exception
+from ..errors import status_exception, validation_exception
 
 # The vectors' similarity is also a fact of the resource's status, whose module owns it.
 from ..resource import Similarity  # noqa: F401
@@ -100,6 +100,20 @@ class Settings(BaseModel):
             if isinstance(value, str) and key in cls.enum_spellings else value
             for key, value in data.items()
         }
+
+
+    @model_validator(mode="after")
+    def _groups_given_together(self) -> Any:
+        for group in self.required_together:
+            given = [name for name in group if getattr(self, name) is not None]
+            if given and len(given) < len(group):
+                raise validation_exception(together_reason("service_settings", group))
+        return self
+
+
+def together_reason(scope: str, group: tuple[str, ...]) -> str:
+    """The refusal of a group of settings given in part (the CRD's rules say it too)."""
+    return f"[{scope}] must have all of the settings [{', '.join(group)}] or none of them"
 
 
 def _enums_in(annotation: Any) -> list[type[Enum]]:

@@ -130,11 +130,13 @@ def test_azure_openai_takes_exactly_one_credential():
     body = es_body("azureopenai", "text_embedding")
     del body["service_settings"]["api_key"]
     assert rejection("text_embedding", body).reason == (
-        "Validation Failed: 1: [secret_settings] must have either the [api_key] or the [entra_id] setting;"
+        "Validation Failed: 1: [secret_settings] must have either the [api_key], [entra_id] or the [client_secret] "
+        "setting;"
     )
     body["service_settings"].update(api_key="k", entra_id="t")
     assert rejection("text_embedding", body).reason == (
-        "Validation Failed: 1: [secret_settings] must have only one of the [api_key] or the [entra_id] settings;"
+        "Validation Failed: 1: [secret_settings] must have only one of the [api_key], [entra_id] or the "
+        "[client_secret] settings;"
     )
     del body["service_settings"]["api_key"]
     assert parse_endpoint("e", "text_embedding", body).secret("entra_id") == "t"

@@ -279,11 +279,27 @@ def test_rules_require_anthropic_max_tokens_and_allocations_of_local_models():
 def test_rules_want_exactly_one_azure_openai_credential():
     obj = manifest("azureopenai", "completion")
     del obj["spec"]["serviceSettings"]["api_key"]
-    assert any("one of the required settings [api_key, entra_id]" in f for f in spec_rule_failures(obj["spec"]))
+    assert any("one of the required settings [api_key, entra_id, client_secret]" in f
+               for f in spec_rule_failures(obj["spec"]))
     obj["spec"]["serviceSettings"]["entra_id"] = secret_ref(key="entra-id")
     assert spec_rule_failures(obj["spec"]) == []
     obj["spec"]["serviceSettings"]["api_key"] = secret_ref()
-    assert any("only one of the settings [api_key, entra_id]" in f for f in spec_rule_failures(obj["spec"]))
+    assert any("only one of the settings [api_key, entra_id, client_secret]" in f
+               for f in spec_rule_failures(obj["spec"]))
+
+
+@pytest.mark.parametrize("service,exchange", [("openai", "token_url"), ("azureopenai", "tenant_id")])
+def test_rules_want_client_credentials_whole(service, exchange):
+    obj = manifest(service, "text_embedding")
+    settings = obj["spec"]["serviceSettings"]
+    del settings["api_key"]
+    settings.update(client_id="app", client_secret=secret_ref(key="client-secret"), scopes=["s/.default"])
+    group = ", ".join(["client_id", "client_secret", "scopes", exchange])
+    assert spec_rule_failures(obj["spec"]) == [
+        f"[service_settings] must have all of the settings [{group}] or none of them"]
+    assert "or none of them" in catalog_rejects(obj).reason
+    settings[exchange] = "https://login.example/token" if exchange == "token_url" else "my-tenant"
+    assert spec_rule_failures(obj["spec"]) == [] and catalog_rejects(obj) is None
 
 
 @pytest.mark.parametrize("service,provider", [("amazonbedrock", "meta"), ("azureaistudio", "databricks")])
