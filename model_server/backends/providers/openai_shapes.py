@@ -160,3 +160,13 @@ async def chat_chunks(response: httpx.Response) -> AsyncIterator[ChatCompletionC
     """Typed chunks from an OpenAI-compatible chat completion event stream."""
     async for chunk in stream_chunks(response):
         yield parse_chat_chunk(chunk)
+
+
+def with_custom_headers(credentials: dict[str, str], task_settings: dict[str, Any] | None) -> dict[str, str]:
+    """The task settings' ``headers`` (OpenAI's and Azure's), then the credentials: a custom
+    header of the same name (in any case) does not replace them."""
+    reserved = {name.lower() for name in credentials}
+    custom = (task_settings or {}).get("headers") or {}
+    headers = {str(k): str(v) for k, v in custom.items() if str(k).lower() not in reserved}
+    headers.update(credentials)
+    return headers
