@@ -4,6 +4,8 @@ that tests compare the catalog (and the CRD made from it) against it, not with i
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 PLAIN_SECRET = "plain-secret-value-0123456789"
@@ -262,3 +264,26 @@ def manifest(service: str, task: str, name: str = "my-endpoint", **spec_override
         spec["taskSettings"] = copy.deepcopy(MINIMAL_TASK[(service, task)])
     spec.update(spec_overrides)
     return {"apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": name}, "spec": spec}
+
+
+# Every create request of Elasticsearch's specification (``put*/examples/request/``; the
+# file names the commit): the bodies users copy from the documentation.
+SPEC_CREATE_EXAMPLES: list[dict[str, Any]] = json.loads(
+    (Path(__file__).parent / "es_create_examples.json").read_text())["examples"]
+# The examples kubeinfer refuses still, and why.
+REFUSED = {
+    # An endpoint on another endpoint's model deployment (deployment_id, no model_id).
+    "PutElasticsearchRequestExample6": "does not contain the required setting [model_id]",
+}
+
+
+def task_type_of(path_task: str) -> str:
+    # One example's path says "chat-completion" for the task type its body and title mean.
+    return path_task.replace("-", "_")
+
+
+# (name, task type, inference id, body) of each example kubeinfer accepts.
+SPEC_EXAMPLES = [
+    (e["name"], task_type_of(e["task_type"]), e["inference_id"], e["body"])
+    for e in SPEC_CREATE_EXAMPLES if e["name"] not in REFUSED
+]
