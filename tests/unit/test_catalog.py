@@ -319,3 +319,31 @@ def test_a_provider_without_models_for_the_task_is_refused_in_any_case():
     body = es_body("amazonbedrock", "text_embedding")
     body["service_settings"]["provider"] = "Meta"
     assert rejection("text_embedding", body).reason == "The [text_embedding] task type for provider [meta] is not available"
+
+
+# Elasticsearch's list of default rate limits (specification, RateLimitSetting.requests_per_minute):
+# service -> requests per minute, for all its task types or per task type.
+SPEC_RATE_LIMITS = {
+    "alibabacloud-ai-search": 1000, "amazonbedrock": 240, "anthropic": 50, "azureaistudio": 240,
+    "azureopenai": {"text_embedding": 1440, "completion": 120, "chat_completion": 120},
+    "cohere": 10000, "contextualai": 1000, "fireworksai": 6000, "googleaistudio": 360,
+    "googlevertexai": 30000, "hugging_face": 3000, "jinaai": 2000, "llama": 3000, "mistral": 240,
+    "openai": {"text_embedding": 3000, "completion": 500}, "openshift_ai": 3000, "voyageai": 2000,
+    "watsonxai": 120,
+}
+# Where Elasticsearch's code sets a finer default than the list says: Vertex AI's ranking
+# (Discovery Engine's quota) and its Model Garden chat.
+FINER_IN_CODE = {("googlevertexai", "rerank"): 300, ("googlevertexai", "completion"): 1000,
+                 ("googlevertexai", "chat_completion"): 1000}
+
+
+@pytest.mark.parametrize("service", sorted(SPEC_RATE_LIMITS))
+def test_default_rate_limits_are_the_ones_elasticsearch_lists(service):
+    spec = SERVICES[service]
+    listed = SPEC_RATE_LIMITS[service]
+    for task in spec.task_types:
+        expected = listed if isinstance(listed, int) else listed.get(task.value, spec.rate_limit_for(task))
+        expected = FINER_IN_CODE.get((service, task.value), expected)
+        assert spec.rate_limit_for(task) == expected, task
+        assert parse_endpoint("e", task, es_body(service, task.value)).es_view()["service_settings"]["rate_limit"] == {
+            "requests_per_minute": expected}
