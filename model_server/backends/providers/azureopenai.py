@@ -70,7 +70,8 @@ class AzureOpenAIBackend(ProviderBackend):
     async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
         # The deployment names the model; a request's own ``model`` is passed on as given.
         body = openai_shapes.unified_chat_body(
-            request, model=None, user=self.config.task_settings.model_dump().get("user")
+            request, model=None, user=self.config.task_settings.model_dump().get("user"),
+            reasoning_effort=openai_shapes.reasoning_effort(request),
         )
         async with self.open_stream(
             self.operation_url(), body, request, headers=self.headers(self.config.task_settings.model_dump()), params=self.params()

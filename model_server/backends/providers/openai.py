@@ -77,7 +77,8 @@ class OpenAIBackend(ProviderBackend):
 
     async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
         body = openai_shapes.unified_chat_body(
-            request, model=self.setting("model_id"), user=self.config.task_settings.model_dump().get("user")
+            request, model=self.setting("model_id"), user=self.config.task_settings.model_dump().get("user"),
+            reasoning_effort=openai_shapes.reasoning_effort(request),
         )
         headers = self.headers(self.config.task_settings.model_dump(exclude_none=True))
         async with self.open_stream(self.operation_url(), body, request, headers=headers) as response:

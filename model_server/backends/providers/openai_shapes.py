@@ -122,6 +122,11 @@ def unified_chat_body(
     return body
 
 
+def reasoning_effort(request: ChatRequest) -> str | None:
+    """OpenAI's ``reasoning_effort`` for a request's ``reasoning`` (the same six levels)."""
+    return request.reasoning.level if request.reasoning is not None else None
+
+
 def _tool_call_delta(item: dict[str, Any]) -> ToolCallDelta:
     function = item.get("function") or {}
     return ToolCallDelta(
@@ -139,7 +144,10 @@ def parse_chat_chunk(chunk: dict[str, Any]) -> ChatCompletionChunk:
                 content=(choice.get("delta") or {}).get("content"),
                 refusal=(choice.get("delta") or {}).get("refusal"),
                 role=(choice.get("delta") or {}).get("role"),
-                reasoning=(choice.get("delta") or {}).get("reasoning"),
+                # OpenRouter's and Elasticsearch's "reasoning", vLLM's and DeepSeek's "reasoning_content".
+                reasoning=(choice.get("delta") or {}).get("reasoning") or (choice.get("delta") or {}).get(
+                    "reasoning_content"),
+                reasoning_details=tuple((choice.get("delta") or {}).get("reasoning_details") or ()),
                 tool_calls=tuple(_tool_call_delta(t) for t in (choice.get("delta") or {}).get("tool_calls") or ()),
                 finish_reason=choice.get("finish_reason"),
                 index=int(choice.get("index", 0)),
