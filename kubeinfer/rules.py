@@ -124,7 +124,9 @@ def _pair_rules(
     for name, prop in sorted(accepted.items()):
         wider = known.get(name, {}).get("enum")
         if "enum" in prop and wider and set(prop["enum"]) != set(wider):
-            body = f"{absent}!has({path}.{name}) || {path}.{name} in {_list(prop['enum'])}"
+            # Any letter case, as the schema's pattern lets through.
+            lowered = _list(sorted({v.lower() for v in prop["enum"]}))
+            body = f"{absent}!has({path}.{name}) || {path}.{name}.lowerAscii() in {lowered}"
             out.append((body, _quote(
                 f"[{es_scope}] [{name}] of the [{service}] service must be one of [{', '.join(prop['enum'])}] "
                 "for this task type"
