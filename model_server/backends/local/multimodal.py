@@ -1,0 +1,175 @@
+"""Image-and-text embedding models (CLIP and its kin), as torch code: the ``embedding`` task.
+
+A model folder with a tokenizer, an image processor and a transformers model that has
+``get_text_features`` and ``get_image_features`` (``CLIPModel``, ``SiglipModel``...) puts
+texts and images in one vector space. Each content item is prepared on the caller's side
+(``encode_contents``: texts tokenized and truncated to the text tower's length, images
+decoded from their data URIs and resized by the image processor) and run in batches on
+the worker's side (``run``: one pass of the text tower over the batch's texts, one of
+the vision tower over its images, each vector L2-normalised). An item's size, for the
+batcher's token budget, is its token count, or the vision tower's patches for an image.
+
+A group of several items (Elasticsearch's ``content`` array) gives one vector: the
+normalised mean of its items' vectors, which for CLIP-style models is the point between
+the text and the image it describes.
+
+Runs on torch only: no ONNX export of the two towers is made. Imports torch,
+transformers and Pillow: only the local backend's loading path imports it.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from kubeinfer.errors import ElasticsearchError
+from ..base import ContentItem
+from ..content import IMAGE, decode_data_uri
+from .inputs import Encoded
+from .runtime import Runtime
+
+_SANE_MAX_LENGTH = 1_000_000
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One image, resized and normalised by the model's image processor."""
+
+    pixels: torch.Tensor
+    patches: int
+
+    def __len__(self) -> int:
+        return self.patches
+
+
+def _features(output: Any) -> torch.Tensor:
+    # transformers 5 wraps the projected vectors in an output object; 4 returns them bare.
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+class ImageTextEmbeddingModel:
+    """A text tower and a vision tower sharing one vector space; ``run`` from one worker thread."""
+
+    def __init__(self, path: Path, runtime: Runtime) -> None:
+        import transformers
+
+        self.path = path
+        self.runtime = runtime
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+        self.model = transformers.AutoModel.from_pretrained(str(path), dtype=runtime.dtype)
+        if not (hasattr(self.model, "get_text_features") and hasattr(self.model, "get_image_features")):
+            raise ValueError(f"{type(self.model).__name__} does not embed both texts and images (a CLIP-style model "
+                             "with get_text_features and get_image_features is needed)")
+        self.image_processor = transformers.AutoImageProcessor.from_pretrained(str(path))
+        self.model.to(runtime.device).eval()
+        config = self.model.config
+        text, vision = config.text_config, config.vision_config
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        limits = [int(text.max_position_embeddings)]
+        tokenizer_max = getattr(self.tokenizer, "model_max_length", None)
+        if tokenizer_max and tokenizer_max < _SANE_MAX_LENGTH:
+            limits.append(int(tokenizer_max))
+        self.max_length = min(limits)
+        self.patches = (int(vision.image_size) // int(vision.patch_size)) ** 2 + 1
+        self.dimensions = int(getattr(config, "projection_dim", 0) or text.hidden_size)
+        self._tokenizer_lock = threading.Lock()
+
+    # ---- caller's side -------------------------------------------------------------
+    def encode_texts(self, texts: Sequence[str]) -> list[Encoded]:
+        with self._tokenizer_lock:
+            full = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, verbose=False)
+        return [Encoded(ids) for ids in full["input_ids"]]
+
+    def encode_images(self, uris: Sequence[tuple[str, str]]) -> list[ImageItem]:
+        """(data URI, where it was in the request) pairs as images for the vision tower."""
+        from PIL import Image, UnidentifiedImageError
+
+        images = []
+        for uri, where in uris:
+            data = decode_data_uri(uri, where).data
+            try:
+                with Image.open(io.BytesIO(data)) as opened:
+                    images.append(opened.convert("RGB"))
+            except (UnidentifiedImageError, OSError, ValueError):
+                raise ElasticsearchError(400, "illegal_argument_exception",
+                                         f"{where} is not an image this model can read") from None
+        if not images:
+            return []
+        pixels = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        return [ImageItem(row, self.patches) for row in pixels]
+
+    def encode_contents(self, contents: Sequence[Sequence[ContentItem]]) -> list[Encoded | ImageItem]:
+        """Every item of every group, in order, ready for ``run``."""
+        flat = [(g, i, item) for g, group in enumerate(contents) for i, item in enumerate(group)]
+        texts = [(n, item.value) for n, (_, _, item) in enumerate(flat) if item.type != IMAGE]
+        images = [(n, (item.value, f"The [image] input at $.input[{g}]" + (f".content[{i}]" if len(contents[g]) > 1
+                                                                                   else "")))
+                  for n, (g, i, item) in enumerate(flat) if item.type == IMAGE]
+        out: list[Any] = [None] * len(flat)
+        for (n, _), encoded in zip(texts, self.encode_texts([text for _, text in texts]) if texts else []):
+            out[n] = encoded
+        for (n, _), image in zip(images, self.encode_images([pair for _, pair in images])):
+            out[n] = image
+        return out
+
+    @staticmethod
+    def combine(contents: Sequence[Sequence[ContentItem]], vectors: Sequence[list[float]]) -> list[list[float]]:
+        """One vector per group: its item's, or the normalised mean of its items'."""
+        out, at = [], 0
+        for group in contents:
+            if len(group) == 1:
+                out.append(vectors[at])
+            else:
+                mean = torch.tensor(vectors[at:at + len(group)], dtype=torch.float32).mean(dim=0)
+                out.append(F.normalize(mean, dim=0).tolist())
+            at += len(group)
+        return out
+
+    # ---- worker's side -------------------------------------------------------------
+    def run(self, items: Sequence[Encoded | ImageItem]) -> list[list[float]]:
+        out: list[Any] = [None] * len(items)
+        texts = [n for n, item in enumerate(items) if isinstance(item, Encoded)]
+        images = [n for n, item in enumerate(items) if isinstance(item, ImageItem)]
+        with torch.inference_mode():
+            if texts:
+                for n, vector in zip(texts, self._text_vectors([items[n] for n in texts])):  # type: ignore[misc]
+                    out[n] = vector
+            if images:
+                for n, vector in zip(images, self._image_vectors([items[n] for n in images])):  # type: ignore[misc]
+                    out[n] = vector
+        return out
+
+    def _text_vectors(self, items: list[Encoded]) -> list[list[float]]:
+        width = max(len(item) for item in items)
+        ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for row, item in enumerate(items):
+            ids[row, :len(item)] = torch.tensor(item.input_ids, dtype=torch.long)
+            mask[row, :len(item)] = 1
+        device = self.runtime.device
+        features = _features(self.model.get_text_features(input_ids=ids.to(device), attention_mask=mask.to(device)))
+        return F.normalize(features.float(), dim=-1).cpu().tolist()
+
+    def _image_vectors(self, items: list[ImageItem]) -> list[list[float]]:
+        pixels = torch.stack([item.pixels for item in items]).to(self.runtime.device, self.runtime.dtype)
+        features = _features(self.model.get_image_features(pixel_values=pixels))
+        return F.normalize(features.float(), dim=-1).cpu().tolist()
+
+    def warmup_items(self) -> list[Encoded | ImageItem]:
+        from PIL import Image
+
+        pixels = self.image_processor(images=[Image.new("RGB", (32, 32), (127, 127, 127))],
+                                      return_tensors="pt")["pixel_values"]
+        return [*self.encode_texts(["warm-up"]), ImageItem(pixels[0], self.patches)]
+
+    def close(self) -> None:
+        """Nothing beyond the weights to let go of."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"dimensions": self.dimensions}
