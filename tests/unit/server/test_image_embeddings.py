@@ -125,3 +125,13 @@ async def test_a_text_only_model_cannot_serve_the_embedding_task(tiny_models):
     with pytest.raises(Exception) as failure:
         await backend.start()
     assert "does not embed both texts and images" in str(failure.value)
+
+
+async def test_openai_embeddings_route_serves_texts_of_an_embedding_endpoint(tiny_clip):
+    async with serving(endpoint(tiny_clip)) as (client, _):
+        ours = await client.post("/_inference/embedding/clip", json={"input": ["red", "blue"]})
+        openai = await client.post("/v1/embeddings", json={"model": "clip", "input": ["red", "blue"]})
+    assert openai.status_code == 200, openai.text
+    assert [d["index"] for d in openai.json()["data"]] == [0, 1]
+    for theirs, mine in zip(openai.json()["data"], ours.json()["embeddings"]):
+        assert close(theirs["embedding"], mine["embedding"], 1e-6)
