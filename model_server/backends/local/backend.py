@@ -185,7 +185,12 @@ class LocalModelBackend(Backend):
                 f"{type(exc).__name__}: {exc}"
             ) from None
         self.running_on = {"engine": "torch", "quantization": "none"}
-        if self.config.task_type is TaskType.EMBEDDING:  # two towers, not exported to ONNX: torch serves them
+        if self.config.task_type is TaskType.EMBEDDING:  # two towers: see multimodal
+            if self.engine.quantization == "int8":
+                raise status_exception(f"int8 quantization is not offered for image-and-text models such as "
+                                       f"[{self.model_id}]")
+            if self.engine.wants_onnx and not runtime.on_gpu and runtime.dtype == torch.float32:
+                self.running_on = model.use_onnx(self.num_threads, self.cache_dir)
             return model
         # GPUs keep torch (bf16, SDPA); so does a CPU asked for bfloat16.
         if self.engine.wants_onnx and not runtime.on_gpu and runtime.dtype == torch.float32:

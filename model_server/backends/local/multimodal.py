@@ -13,13 +13,21 @@ A group of several items (Elasticsearch's ``content`` array) gives one vector: t
 normalised mean of its items' vectors, which for CLIP-style models is the point between
 the text and the image it describes.
 
-Runs on torch only: no ONNX export of the two towers is made. Imports torch,
-transformers and Pillow: only the local backend's loading path imports it.
+On CPU in float32 (``use_onnx``) both towers, from token ids or pixels to the projected
+vector, are exported to ONNX into the model cache (beside the text models' exports, under
+the model's name and revision) and served by ONNX Runtime once they agree with torch on
+the check sentences and a few drawn images (mean cosine ``FP32_MIN_COSINE``); otherwise
+torch serves them, with a log line. There is no int8 for these models, and no export for
+the torch-less server: preparing images is torch code here.
+
+Imports torch, transformers and Pillow: only the local backend's loading path imports it.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +39,15 @@ import torch.nn.functional as F
 from kubeinfer.errors import ElasticsearchError
 from ..base import ContentItem
 from ..content import IMAGE, decode_data_uri
-from .inputs import Encoded
+from .inputs import CHECK_SENTENCES, Encoded
 from .runtime import Runtime
 
+log = logging.getLogger(__name__)
+
 _SANE_MAX_LENGTH = 1_000_000
+# The exports' folder in the model cache, beside the text models' ``<AutoClass>-v<format>``.
+EXPORT_NAME = "ImageText"
+TORCHSCRIPT_OPSET = 17
 
 
 @dataclass(frozen=True)
@@ -48,9 +61,47 @@ class ImageItem:
         return self.patches
 
 
+def _cosine(a: list[float], b: list[float]) -> float:
+    return float(F.cosine_similarity(torch.tensor([a], dtype=torch.float64), torch.tensor([b], dtype=torch.float64)))
+
+
 def _features(output: Any) -> torch.Tensor:
     # transformers 5 wraps the projected vectors in an output object; 4 returns them bare.
     return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+class _TextTower(torch.nn.Module):
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return _features(self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+
+
+class _VisionTower(torch.nn.Module):
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return _features(self.model.get_image_features(pixel_values=pixel_values))
+
+
+class _OnnxTower:
+    """An ONNX Runtime session called as the torch tower it replaces: tensors in, a tensor out."""
+
+    def __init__(self, folder: Path, threads: int) -> None:
+        from .exported import session
+
+        self.session = session(folder, threads)
+        self.names = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
+        import numpy as np
+
+        (output,) = self.session.run(None, {name: t.cpu().numpy() for name, t in zip(self.names, tensors)})
+        return torch.from_numpy(np.asarray(output))
 
 
 class ImageTextEmbeddingModel:
@@ -79,6 +130,8 @@ class ImageTextEmbeddingModel:
         self.patches = (int(vision.image_size) // int(vision.patch_size)) ** 2 + 1
         self.dimensions = int(getattr(config, "projection_dim", 0) or text.hidden_size)
         self._tokenizer_lock = threading.Lock()
+        self._text_tower: Any = _TextTower(self.model)
+        self._vision_tower: Any = _VisionTower(self.model)
 
     # ---- caller's side -------------------------------------------------------------
     def encode_texts(self, texts: Sequence[str]) -> list[Encoded]:
@@ -153,13 +206,70 @@ class ImageTextEmbeddingModel:
             ids[row, :len(item)] = torch.tensor(item.input_ids, dtype=torch.long)
             mask[row, :len(item)] = 1
         device = self.runtime.device
-        features = _features(self.model.get_text_features(input_ids=ids.to(device), attention_mask=mask.to(device)))
+        features = self._text_tower(ids.to(device), mask.to(device))
         return F.normalize(features.float(), dim=-1).cpu().tolist()
 
     def _image_vectors(self, items: list[ImageItem]) -> list[list[float]]:
         pixels = torch.stack([item.pixels for item in items]).to(self.runtime.device, self.runtime.dtype)
-        features = _features(self.model.get_image_features(pixel_values=pixels))
-        return F.normalize(features.float(), dim=-1).cpu().tolist()
+        return F.normalize(self._vision_tower(pixels).float(), dim=-1).cpu().tolist()
+
+    # ---- ONNX Runtime on CPU ---------------------------------------------------------
+    def check_items(self) -> list[Encoded | ImageItem]:
+        """The check sentences, and images of a few sizes, colours and patterns."""
+        from PIL import Image
+
+        pictures = [Image.new("RGB", size, colour) for size, colour in
+                    (((32, 32), (200, 30, 30)), ((50, 20), (20, 160, 240)), ((7, 41), (250, 250, 250)))]
+        gradient = Image.new("RGB", (40, 40))
+        gradient.putdata([(x * 6, y * 6, (x + y) * 3) for y in range(40) for x in range(40)])
+        pixels = self.image_processor(images=[*pictures, gradient], return_tensors="pt")["pixel_values"]
+        return [*self.encode_texts(CHECK_SENTENCES), *(ImageItem(row, self.patches) for row in pixels)]
+
+    def use_onnx(self, threads: int, cache_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
+        """Serve both towers with ONNX Runtime if their exports agree with torch; what runs the model."""
+        from .engine import FP32_MIN_COSINE
+        from .exported import EXPORT_FORMAT, cache_root, model_key
+        from .onnx_runtime import _publish
+
+        items = self.check_items()
+        reference = self.run(items)
+        name, revision = model_key(self.path)
+        entry = cache_root(cache_dir) / name / revision / f"{EXPORT_NAME}-v{EXPORT_FORMAT}" / "fp32"
+        torch_towers = self._text_tower, self._vision_tower
+        try:
+            text = _publish(self._export_text, entry / "text")
+            vision = _publish(self._export_vision, entry / "vision")
+            self._text_tower, self._vision_tower = _OnnxTower(text, threads), _OnnxTower(vision, threads)
+            candidate = self.run(items)
+        except Exception as exc:  # noqa: BLE001 - a tower the exporter cannot trace: torch still serves it
+            self._text_tower, self._vision_tower = torch_towers
+            log.warning("model [%s]: ONNX export failed (%s: %s); serving with torch", name, type(exc).__name__, exc)
+            return {"engine": "torch", "quantization": "none"}
+        agreement = sum(_cosine(a, b) for a, b in zip(reference, candidate)) / len(items)
+        if agreement < FP32_MIN_COSINE:
+            self._text_tower, self._vision_tower = torch_towers
+            log.warning("model [%s]: ONNX Runtime agrees with torch to a mean cosine of %.6f, below %s; "
+                        "serving with torch", name, agreement, FP32_MIN_COSINE)
+            return {"engine": "torch", "quantization": "none"}
+        log.info("model [%s]: ONNX Runtime fp32, mean cosine %.6f to torch on %d check inputs",
+                 name, agreement, len(items))
+        return {"engine": "onnx", "quantization": "none", "cosine": agreement}
+
+    def _export_text(self, folder: Path) -> None:
+        example = self.encode_texts(["an example sentence to trace", "a second one"])
+        width = max(len(e) for e in example)
+        ids = torch.tensor([e.input_ids + [self.pad_id] * (width - len(e)) for e in example])
+        mask = torch.tensor([[1] * len(e) + [0] * (width - len(e)) for e in example])
+        names = ["input_ids", "attention_mask"]
+        torch.onnx.export(_TextTower(self.model).eval(), (ids, mask), str(folder / "model.onnx"), dynamo=False,
+                          opset_version=TORCHSCRIPT_OPSET, input_names=names, output_names=["output"],
+                          dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names})
+
+    def _export_vision(self, folder: Path) -> None:
+        pixels = torch.stack([item.pixels for item in self.check_items() if isinstance(item, ImageItem)][:2])
+        torch.onnx.export(_VisionTower(self.model).eval(), (pixels,), str(folder / "model.onnx"), dynamo=False,
+                          opset_version=TORCHSCRIPT_OPSET, input_names=["pixel_values"], output_names=["output"],
+                          dynamic_axes={"pixel_values": {0: "batch"}})
 
     def warmup_items(self) -> list[Encoded | ImageItem]:
         from PIL import Image

@@ -135,3 +135,28 @@ async def test_openai_embeddings_route_serves_texts_of_an_embedding_endpoint(tin
     assert [d["index"] for d in openai.json()["data"]] == [0, 1]
     for theirs, mine in zip(openai.json()["data"], ours.json()["embeddings"]):
         assert close(theirs["embedding"], mine["embedding"], 1e-6)
+
+
+async def test_on_cpu_both_towers_run_on_onnx_runtime_as_torch_computes_them(tiny_clip, tmp_path):
+    body = {"input": [image(STRIPES), "stripes", image(RED), "a much longer text about a red square"]}
+    answers = {}
+    for engine in ("torch", "onnx"):
+        async with serving(endpoint(tiny_clip), cache_dir=tmp_path, engine={"engine": engine}) as (client, backend):
+            r = await client.post("/_inference/embedding/clip", json=body)
+            assert r.status_code == 200, r.text
+            answers[engine] = ([e["embedding"] for e in r.json()["embeddings"]], dict(backend.running_on))
+    assert answers["torch"][1] == {"engine": "torch", "quantization": "none"}
+    assert answers["onnx"][1]["engine"] == "onnx" and answers["onnx"][1]["cosine"] >= 0.9999
+    exports = sorted(p.relative_to(tmp_path).parts[-4:] for p in tmp_path.glob("kubeinfer-onnx/**/model.onnx"))
+    assert [p[-2] for p in exports] == ["text", "vision"]
+    for ours, theirs in zip(*(answers[e][0] for e in ("onnx", "torch"))):
+        assert close(ours, theirs, 1e-5)
+
+
+async def test_int8_is_refused_for_image_and_text_models(tiny_clip, tmp_path):
+    from model_server.backends.registry import create_backend
+
+    backend = create_backend(endpoint(tiny_clip), cache_dir=tmp_path, engine={"quantization": "int8"})
+    with pytest.raises(Exception) as failure:
+        await backend.start()
+    assert "int8 quantization is not offered for image-and-text models" in str(failure.value)
