@@ -29,6 +29,7 @@ import io
 import logging
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -147,9 +148,16 @@ class ImageTextEmbeddingModel:
         for uri, where in uris:
             data = decode_data_uri(uri, where).data
             try:
-                with Image.open(io.BytesIO(data)) as opened:
-                    images.append(opened.convert("RGB"))
-            except (UnidentifiedImageError, OSError, ValueError):
+                with warnings.catch_warnings():
+                    # A few compressed bytes can stand for gigabytes of pixels: past Pillow's
+                    # bound (about 89 megapixels) an image is refused, not decoded.
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(io.BytesIO(data)) as opened:
+                        images.append(opened.convert("RGB"))
+            except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+                raise ElasticsearchError(400, "illegal_argument_exception",
+                                         f"{where} has more pixels than {Image.MAX_IMAGE_PIXELS}") from None
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
                 raise ElasticsearchError(400, "illegal_argument_exception",
                                          f"{where} is not an image this model can read") from None
         if not images:

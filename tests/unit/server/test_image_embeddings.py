@@ -118,6 +118,22 @@ async def test_an_image_that_cannot_be_read_is_a_400_naming_the_input(tiny_clip,
         assert (await client.post("/_inference/embedding/clip", json={"input": image(RED)})).status_code == 200
 
 
+async def test_an_image_of_too_many_pixels_is_refused_without_being_decoded(tiny_clip):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    # 30000 x 30000 pixels declared, a few bytes sent: decoding it would take 2.7 GB.
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+    async with serving(endpoint(tiny_clip)) as (client, _):
+        r = await client.post("/_inference/embedding/clip", json={"input": image(data_uri(bomb))})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["reason"].startswith("The [image] input at $.input[0] has more pixels than ")
+
+
 async def test_a_text_only_model_cannot_serve_the_embedding_task(tiny_models):
     from model_server.backends.registry import create_backend
 
