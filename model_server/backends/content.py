@@ -1,6 +1,6 @@
 """What an ``embedding`` input may hold, and Elasticsearch's refusals of what a model cannot read.
 
-An ``embedding`` request carries groups of content items (``base.ContentItem``): text,
+An ``embedding`` request carries groups of content items (``ContentItem``): text,
 or a base64 data URI of an image, audio, video or PDF; each group gives one vector.
 A backend says which kinds its model reads and whether a group may hold several items,
 and ``check_contents`` refuses the rest before anything is computed or sent, with the
@@ -26,12 +26,20 @@ from dataclasses import dataclass
 from typing import Collection, Sequence
 
 from kubeinfer.errors import ElasticsearchError
-from .base import ContentItem
 
 TEXT = "text"
 IMAGE = "image"
 # Elasticsearch's content types, in its order.
-KINDS = (TEXT, IMAGE, "audio", "video", "pdf")
+CONTENT_KINDS = (TEXT, IMAGE, "audio", "video", "pdf")
+
+
+@dataclass(frozen=True)
+class ContentItem:
+    """One item of an ``embedding`` input: text, or a base64 data URI of an image, audio, video or PDF."""
+
+    type: str
+    value: str
+    format: str = "text"
 
 
 def _refused(reason: str) -> ElasticsearchError:
@@ -56,7 +64,7 @@ def check_contents(service: str, contents: Sequence[Sequence[ContentItem]], *, k
     """Refuse, as Elasticsearch does, items of kinds the model cannot read (``kinds``) and
     groups of several items where it embeds one item at a time."""
     used = {item.type for group in contents for item in group}
-    unread = [kind for kind in KINDS if kind in used and kind not in kinds]
+    unread = [kind for kind in CONTENT_KINDS if kind in used and kind not in kinds]
     if unread:
         raise non_text_refused(service) if set(kinds) == {TEXT} else kinds_refused(service, unread)
     if not several_items:

@@ -26,8 +26,8 @@ from typing import Any, Mapping
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documents
 from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError, status_exception
-from ..base import Backend, ContentItem, InferenceRequest
-from ..content import IMAGE, TEXT, check_contents
+from ..base import Backend, InferenceRequest
+from ..content import IMAGE, TEXT, ContentItem, check_contents
 from ..results import (Embeddings, InferenceResult, RankedDocument, Ranking, SparseEmbedding, SparseEmbeddings,
                        TextEmbeddings)
 from .batching import BatchingOptions, DynamicBatcher

@@ -38,8 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from kubeinfer.errors import ElasticsearchError
-from ..base import ContentItem
-from ..content import IMAGE, decode_data_uri
+from ..content import IMAGE, ContentItem, decode_data_uri
 from .inputs import CHECK_SENTENCES, Encoded
 from .runtime import Runtime
 
