@@ -446,6 +446,21 @@ async def test_delete_removes_the_resource_and_its_secret(gateway, cluster):
     assert gone.status_code == 404
 
 
+async def test_an_endpoint_deleted_then_put_again_at_once_is_created_anew(gateway, cluster):
+    """DELETE then PUT of the same id, without waiting for the garbage collector: the new
+    endpoint gets its own Secret, whatever became of the old one meanwhile."""
+    for attempt in range(20):
+        put = await gateway.put("/_inference/text_embedding/gw-again", json=openai_body(f"sk-{attempt}"),
+                                headers=as_user(ADMIN))
+        assert put.status_code == 200, (attempt, put.text)
+        cr = cluster.get(INFERENCE_ENDPOINTS, NS, "gw-again")
+        secret = cluster.get(SECRETS, NS, "gw-again-secrets")
+        assert base64.b64decode(secret["data"]["api_key"]).decode() == f"sk-{attempt}"
+        assert [o["uid"] for o in secret["metadata"]["ownerReferences"]] == [cr["metadata"]["uid"]]
+        deleted = await gateway.delete("/_inference/text_embedding/gw-again", headers=as_user(ADMIN))
+        assert deleted.status_code == 200, (attempt, deleted.text)
+
+
 async def test_put_waits_for_ready_and_times_out_as_elasticsearch_does(gateway, cluster):
     cluster.call(lambda: setattr(cluster.operator, "held", True))
     response = await gateway.put("/_inference/text_embedding/gw-slow?timeout=300ms", json=openai_body(),
