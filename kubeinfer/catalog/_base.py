@@ -117,13 +117,24 @@ class Settings(BaseModel):
             for key, value in data.items()
         }
 
-
     @model_validator(mode="after")
     def _groups_given_together(self) -> Any:
         for group in self.required_together:
             given = [name for name in group if getattr(self, name) is not None]
             if given and len(given) < len(group):
                 raise validation_exception(together_reason("service_settings", group))
+        return self
+
+    @model_validator(mode="after")
+    def _no_credentials_in_urls(self) -> "Settings":
+        for name in URL_SETTINGS:
+            value = getattr(self, name, None) if name in type(self).model_fields else None
+            if isinstance(value, str) and _has_credentials(value):
+                # The value is not echoed: its user information is a secret.
+                raise validation_exception(
+                    f"[{name}] must not carry a user name or password (user:password@host); "
+                    "give credentials in the service's secret settings instead"
+                )
         return self
 
 
@@ -139,18 +150,6 @@ def _enums_in(annotation: Any) -> list[type[Enum]]:
     if typing.get_origin(annotation) in (list, dict, tuple, set):
         return []
     return [enum for arg in typing.get_args(annotation) for enum in _enums_in(arg)]
-
-    @model_validator(mode="after")
-    def _no_credentials_in_urls(self) -> "Settings":
-        for name in URL_SETTINGS:
-            value = getattr(self, name, None) if name in type(self).model_fields else None
-            if isinstance(value, str) and _has_credentials(value):
-                # The value is not echoed: its user information is a secret.
-                raise validation_exception(
-                    f"[{name}] must not carry a user name or password (user:password@host); "
-                    "give credentials in the service's secret settings instead"
-                )
-        return self
 
 
 # A Secret's name is a DNS subdomain; a key is what Kubernetes allows in a Secret's data,
