@@ -446,6 +446,22 @@ async def test_delete_removes_the_resource_and_its_secret(gateway, cluster):
     assert gone.status_code == 404
 
 
+async def test_a_deleted_endpoint_leaves_no_metrics_series_behind(gateway, cluster, endpoint_server):
+    """Endpoints created, called and deleted with new ids must not grow ``/metrics`` (and
+    the gateway's memory) without bound, whoever deletes them (here kubectl's way: the
+    resource itself)."""
+    series = 'kubeinfer_inference_requests_total{inference_id="gw-emb",status="200",task_type="text_embedding"}'
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    assert (await gateway.post("/_inference/gw-emb", json={"input": "abc"}, headers=as_user(VIEWER))).status_code == 200
+    assert series in (await gateway.get("/metrics", headers=as_user(PROMETHEUS))).text
+    cluster.delete(INFERENCE_ENDPOINTS, NS, "gw-emb")
+    deadline = time.monotonic() + 10
+    while series in (scraped := (await gateway.get("/metrics", headers=as_user(PROMETHEUS))).text):
+        assert time.monotonic() < deadline, "the deleted endpoint's series stayed"
+        await asyncio.sleep(0.05)
+    assert 'inference_id="gw-emb"' not in scraped
+
+
 async def test_an_endpoint_deleted_then_put_again_at_once_is_created_anew(gateway, cluster):
     """DELETE then PUT of the same id, without waiting for the garbage collector: the new
     endpoint gets its own Secret, whatever became of the old one meanwhile."""
