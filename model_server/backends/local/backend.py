@@ -28,6 +28,7 @@ from ..base import Backend, InferenceRequest
 from ..results import InferenceResult, RankedDocument, Ranking, SparseEmbedding, SparseEmbeddings, TextEmbeddings
 from .batching import BatchingOptions, DynamicBatcher
 from .engine import EngineOptions
+from .memory import return_free_memory
 from .models import is_e5, locate_model
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,8 @@ class LocalModelBackend(Backend):
         model, self._model = self._model, None
         if model is not None:
             model.close()
+            del model  # the last reference: its weights are freed here
+            await asyncio.to_thread(return_free_memory)
 
     def locate(self) -> Any:
         """The model's folder, downloaded into the cache first where needed."""
