@@ -862,3 +862,24 @@ async def test_openai_routes_take_a_timeout_of_minus_one_ready_or_waking(gateway
     response = await gateway.post("/v1/embeddings?timeout=-1", json={"model": "gw-emb", "input": "abc"},
                                   headers=as_user(VIEWER))
     assert response.status_code == 200, response.text
+
+
+async def test_every_create_example_of_the_specification_makes_a_resource(gateway, cluster):
+    """Elasticsearch's documented create bodies, over HTTP: each becomes an InferenceEndpoint
+    that the API server's schema and rules accept, with its secrets in an owned Secret."""
+    from catalog_cases import SECRET_MAPS, SECRET_SETTINGS, SPEC_EXAMPLES
+
+    taken: set[str] = set()
+    for name, task, inference_id, body in SPEC_EXAMPLES:
+        # Several examples share an id; each gets its own endpoint.
+        while inference_id in taken:
+            inference_id += "-again"
+        taken.add(inference_id)
+        response = await gateway.put(f"/_inference/{task}/{inference_id}", json=body, headers=as_user(ADMIN))
+        assert response.status_code == 200, (name, response.text)
+        shown = response.json()["service_settings"]
+        assert not set(shown) & {*SECRET_SETTINGS, *SECRET_MAPS}, name
+        if body.get("task_settings"):
+            assert response.json()["task_settings"], name
+    listed = await gateway.get("/_inference/_all", headers=as_user(ADMIN))
+    assert taken <= {e["inference_id"] for e in listed.json()["endpoints"]}
