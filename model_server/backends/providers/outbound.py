@@ -34,6 +34,7 @@ knows nothing of providers or of Elasticsearch's JSON.
 
 from __future__ import annotations
 
+import functools
 import urllib.request
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
@@ -138,6 +139,14 @@ class _PlainTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         pass  # the session is OutboundHTTP's, closed with it
+
+
+@functools.lru_cache(maxsize=1024)
+def _as_httpx_writes_it(url: str) -> URL:
+    """``url`` encoded as httpx encodes it, for aiohttp to send as it is. An endpoint calls
+    the same few URLs again and again, and httpx's parser costs more than the rest of the
+    call's own work, so the answers are remembered."""
+    return URL(str(httpx.URL(url)), encoded=True)
 
 
 def _env_proxies_plain_http() -> bool:
@@ -289,9 +298,8 @@ class OutboundHTTP:
                            params: Mapping[str, str] | None) -> Answer:
         """A whole answer of an http:// URL straight from aiohttp, sent as httpx would send it."""
         assert self._session is not None and self._plain_headers is not None
-        encoded = httpx.URL(url)
-        if params:
-            encoded = encoded.copy_merge_params(params)
+        target = (URL(str(httpx.URL(url).copy_merge_params(params)), encoded=True) if params
+                  else _as_httpx_writes_it(url))
         outgoing = self._plain_headers.copy()
         if headers:
             outgoing.update(headers)
@@ -299,8 +307,8 @@ class OutboundHTTP:
             outgoing["Content-Type"] = "application/json"
         limit = self.max_answer
         try:
-            async with self._session.request(method, URL(str(encoded), encoded=True), data=content, headers=outgoing,
-                                             allow_redirects=False, timeout=_NO_TIMEOUT) as response:
+            async with self._session.request(method, target, data=content, headers=outgoing, allow_redirects=False,
+                                             timeout=_NO_TIMEOUT) as response:
                 length = response.content_length
                 if length is not None and length > limit:
                     raise AnswerTooLarge(limit)
