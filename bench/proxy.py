@@ -87,7 +87,7 @@ def serve(name: str, port: int, upstream: int) -> None:
     config = parse_endpoint("bench", "text_embedding", {"service": "openai", "service_settings": {
         "api_key": "sk-bench", "model_id": "text-embedding-3-small", "url": f"http://127.0.0.1:{upstream}/v1",
         "rate_limit": {"requests_per_minute": 1_000_000_000}}})
-    outbound = OutboundHTTP.from_settings(ServerSettings.from_env())
+    outbound = OutboundHTTP(ServerSettings.from_env())
     serve_endpoint(config, create_backend(config, outbound=outbound), "127.0.0.1", port, log_level="warning",
                    outbound=outbound)
 

@@ -95,7 +95,7 @@ def build_app(
 
 def run(args: argparse.Namespace) -> int:
     settings = ServerSettings.from_env()
-    outbound = OutboundHTTP.from_settings(settings)
+    outbound = OutboundHTTP(settings)
     try:
         config = load_endpoint(args.config, args.secrets_dir)
         backend = create_backend(config, cache_dir=getattr(args, "cache_dir", None), settings=settings,

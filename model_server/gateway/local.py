@@ -198,7 +198,7 @@ def run_local(args: argparse.Namespace) -> int:
     state = EndpointState(args.state_dir or DEFAULT_STATE_DIR)
     # Secrets come from files only: one environment variable cannot serve many endpoints.
     secrets = SecretResolver(Path(args.secrets_dir or DEFAULT_SECRETS_DIR).expanduser(), environ={})
-    outbound = OutboundHTTP.from_settings(settings)
+    outbound = OutboundHTTP(settings)
     options: dict[str, Any] = {"settings": settings, "outbound": outbound}
     if getattr(args, "cache_dir", None):
         options["cache_dir"] = args.cache_dir

@@ -30,7 +30,7 @@ def two_backends(port: int, outbound: OutboundHTTP):
 async def test_backends_given_one_outbound_share_its_connections_until_it_closes():
     fake = FakeProvider().on("/v1/embeddings", Reply(json={"data": [{"index": 0, "embedding": [0.5]}]}))
     with serve_over_tcp(fake) as port:
-        outbound = OutboundHTTP.from_settings(ServerSettings())
+        outbound = OutboundHTTP(ServerSettings())
         first, second = two_backends(port, outbound)
         async with outbound:
             await first.start()
@@ -49,7 +49,7 @@ async def test_backends_given_one_outbound_share_its_connections_until_it_closes
 async def test_a_request_through_outbound_http_the_app_did_not_open_is_refused():
     fake = FakeProvider().on("/v1/embeddings", Reply(json={"data": [{"index": 0, "embedding": [0.5]}]}))
     with serve_over_tcp(fake) as port:
-        first, _ = two_backends(port, OutboundHTTP())
+        first, _ = two_backends(port, OutboundHTTP(ServerSettings()))
         with pytest.raises(RuntimeError, match="not open"):
             await first.infer(REQUEST)
     assert fake.received == []

@@ -161,40 +161,22 @@ def _without_cookies(client: httpx.AsyncClient) -> httpx.AsyncClient:
 
 class OutboundHTTP:
     """The connection pools of a process's provider calls, the address policy their
-    connections are made under, and the bounds their answers are read within.
+    connections are made under, and the bounds their answers are read within, as the
+    server's ``settings`` say.
 
     With ``transport`` every request goes to that httpx transport instead (a fake
     provider in tests); it is open from the start."""
 
-    def __init__(
-        self,
-        *,
-        allow_link_local: bool = False,
-        max_answer: int = 128 * 1024 ** 2,
-        max_line: int = 1024 ** 2,
-        stream_max_duration: float = 600.0,
-        stream_idle_timeout: float = 120.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.allow_link_local = allow_link_local
-        self.max_answer, self.max_line = max_answer, max_line
-        self.stream_max_duration, self.stream_idle_timeout = stream_max_duration, stream_idle_timeout
+    def __init__(self, settings: ServerSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.allow_link_local = settings.allow_link_local_urls
+        self.max_answer, self.max_line = int(settings.provider_max_answer_size), int(settings.provider_max_line_size)
+        self.stream_max_duration, self.stream_idle_timeout = settings.stream_max_duration, settings.stream_idle_timeout
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._session: aiohttp.ClientSession | None = None
         self._plain_headers: CIMultiDict[str] | None = None
         if transport is not None:
             self._client = _without_cookies(httpx.AsyncClient(transport=transport, timeout=DEFAULT_TIMEOUT))
-
-    @classmethod
-    def from_settings(cls, settings: ServerSettings, *,
-                      transport: httpx.AsyncBaseTransport | None = None) -> "OutboundHTTP":
-        return cls(
-            allow_link_local=settings.allow_link_local_urls,
-            max_answer=int(settings.provider_max_answer_size), max_line=int(settings.provider_max_line_size),
-            stream_max_duration=settings.stream_max_duration, stream_idle_timeout=settings.stream_idle_timeout,
-            transport=transport,
-        )
 
     # ---- life cycle -----------------------------------------------------------------
     @property
@@ -204,6 +186,9 @@ class OutboundHTTP:
     async def open(self) -> None:
         """Make the pools, bound to the running event loop; nothing if already open."""
         if self._client is not None:
+            return
+        if self._transport is not None:
+            self._client = _without_cookies(httpx.AsyncClient(transport=self._transport, timeout=DEFAULT_TIMEOUT))
             return
         session = None
         if not _env_proxies_plain_http():

@@ -71,7 +71,7 @@ class ProviderBackend(Backend):
         self._owns_outbound = outbound is None
         if outbound is None:
             settings = settings if settings is not None else ServerSettings.from_env()
-            outbound = OutboundHTTP.from_settings(settings, transport=transport)
+            outbound = OutboundHTTP(settings, transport=transport)
         self.outbound = outbound
         self.allow_link_local = outbound.allow_link_local
         # Credentials added to each built request, where the service adds any.
