@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from catalog_cases import MINIMAL, es_body
+from catalog_cases import MINIMAL, PLAIN_SECRET, es_body
 from kubeinfer.catalog import SERVICES, parse_endpoint
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer_operator.reconciler import custom_url_setting
@@ -25,6 +25,10 @@ NOT_WHERE_REQUESTS_GO = {
     "target_variant",  # a production variant of a SageMaker endpoint, sent as a header
 }
 METADATA_URL = "http://169.254.169.254/latest/meta-data"
+# Settings a URL setting is given with: OAuth 2.0's token endpoint takes client credentials
+# in place of an API key.
+GIVEN_WITH = {"token_url": {"client_id": "kubeinfer", "client_secret": PLAIN_SECRET, "scopes": ["inference"]}}
+INSTEAD_OF = {"token_url": ("api_key",)}
 PROVIDERS = sorted((service, task) for service, task in MINIMAL if service not in ("elasticsearch", "elser"))
 URL_SETTINGS = [(service, task, name) for service, task in PROVIDERS
                 for name in SERVICES[service].service_settings_model(task).url_fields]
@@ -40,13 +44,15 @@ def test_every_setting_whose_name_says_url_or_host_is_marked_by_the_catalog():
     assert unmarked == []
     marked = {name for spec in SERVICES.values() for model in spec.service_settings.values()
               for name in model.url_fields}
-    assert marked == {"url", "streaming_url", "target", "host"}
+    assert marked == {"url", "streaming_url", "target", "host", "token_url"}
 
 
 @pytest.mark.parametrize(("service", "task", "name"), URL_SETTINGS)
 def test_a_url_setting_is_held_by_the_url_policy_and_by_the_operator(service, task, name):
     body = es_body(service, task)
-    body["service_settings"][name] = METADATA_URL
+    for other in INSTEAD_OF.get(name, ()):
+        body["service_settings"].pop(other, None)
+    body["service_settings"].update(GIVEN_WITH.get(name, {}), **{name: METADATA_URL})
     config = parse_endpoint("ep", task, body)
     with pytest.raises(ElasticsearchError) as refused:
         check_urls(config)
