@@ -87,11 +87,11 @@ def serve_gateway(port: int, upstream: str) -> None:
 
     from model_server.api.app import freeze_startup_objects
     from model_server.gateway.app import create_gateway_app
-    from model_server.gateway.forwarding import ForwardingBackend, pod_client
+    from model_server.gateway.forwarding import ForwardingBackend
     from model_server.gateway.local_store import LocalEndpointStore
 
-    client = pod_client()  # the gateway's own client to endpoint pods
-    store = LocalEndpointStore(backend_factory=lambda config: ForwardingBackend(config, upstream, client))
+    # Relayed by the app's own client to endpoint servers, as in a cluster.
+    store = LocalEndpointStore(backend_factory=lambda config: ForwardingBackend(config, upstream))
 
     async def main() -> None:
         await store.create(_config(), timeout=10)

@@ -7,8 +7,8 @@ in a cluster, the authorization in front) differs.
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
-from typing import Any, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, AsyncIterator, Callable
 
 from fastapi import FastAPI
 
@@ -16,7 +16,7 @@ from ..api.app import create_app
 from .management import ReferenceCheck, management_router
 from .preconfigured import WithPreconfiguredEndpoints
 from .product import root_router
-from .forwarding import relay_to_endpoint
+from .forwarding import EndpointRelay
 from .store import ManagedEndpointStore
 
 
@@ -29,12 +29,28 @@ def create_gateway_app(
 ) -> FastAPI:
     """Elasticsearch's whole inference API over ``store``, with Elasticsearch's preconfigured
     endpoints; ``check_references`` vets what a create or update references (in a cluster:
-    the Secrets its caller may read)."""
+    the Secrets its caller may read). Inference for an endpoint served by its own server
+    is relayed to it as bytes by the app's one ``EndpointRelay``, closed with the app."""
     store = WithPreconfiguredEndpoints(store)
-    return create_app(
+    relay = EndpointRelay()
+
+    @asynccontextmanager
+    async def serving(app: FastAPI) -> AsyncIterator[Any]:
+        try:
+            if lifespan is None:
+                yield None
+            else:
+                async with lifespan(app) as state:
+                    yield state
+        finally:
+            await relay.close()
+
+    app = create_app(
         store,
         extra_routers=[root_router(name=name), management_router(store, check_references=check_references)],
-        lifespan=lifespan,
+        lifespan=serving,
         title=name,
-        relay=relay_to_endpoint,
+        relay=relay,
     )
+    app.state.relay = relay
+    return app

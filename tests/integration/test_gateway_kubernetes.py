@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import struct
 import threading
 import time
 from typing import Any
@@ -81,24 +82,54 @@ class OperatorStandIn:
 @pytest.fixture
 def endpoint_server():
     fake = FakeProvider()
-    fake.on("/_inference/text_embedding/gw-emb", lambda r: Reply(json={
-        "text_embedding": [{"embedding": [float(len(t)), 1.0]} for t in r.json["input"]]}))
+    def embeddings(r) -> Reply:
+        inputs = [r.json["input"]] if isinstance(r.json["input"], str) else r.json["input"]
+        return Reply(json={"text_embedding": [{"embedding": [float(len(t)), 1.0]} for t in inputs]})
+
+    fake.on("/_inference/text_embedding/gw-emb", embeddings)
     fake.on("/_inference/completion/gw-chat/_stream", Reply(events=[
         ("message", json.dumps({"completion": [{"delta": "Hel"}]}, separators=(",", ":"))),
         ("message", json.dumps({"completion": [{"delta": "lo"}]}, separators=(",", ":"))),
         ("message", "[DONE]"),
     ]))
-    fake.on("/_inference/chat_completion/gw-talk/_stream", lambda r: Reply(events=[
-        ("message", json.dumps(CHAT_CHUNK, separators=(",", ":"))),
-        ("message", json.dumps(USAGE_CHUNK, separators=(",", ":"))),
-        ("message", "[DONE]"),
-    ]) if r.json["messages"][0]["content"] != "fail" else Reply(401, text=(
-        'event: error\ndata: {"error":{"code":"unauthorized","message":"bad key","type":"status_exception"}}\n\n')))
+    fake.on("/_inference/chat_completion/gw-talk/_stream", lambda r: Reply(raw="".join(
+        # As a pod writes them: a byte-order mark before every event.
+        f"\ufeffevent: message\ndata: {data}\n\n" for data in (
+            json.dumps(CHAT_CHUNK, separators=(",", ":")), json.dumps(USAGE_CHUNK, separators=(",", ":")), "[DONE]")
+    ).encode(), content_type="text/event-stream") if r.json["messages"][0]["content"] != "fail" else Reply(401, raw=(
+        '\ufeffevent: error\ndata: {"error":{"code":"unauthorized","message":"bad key","type":"status_exception"}}'
+        '\n\n').encode(), content_type="text/event-stream"))
     fake.on("/_inference/completion/gw-chat", Reply(429, {
         "error": {"root_cause": [{"type": "status_exception", "reason": "too many requests"}],
                   "type": "status_exception", "reason": "too many requests"}, "status": 429}))
+    # OpenAI's routes, which every endpoint pod serves beside Elasticsearch's.
+    fake.on("/v1/embeddings", openai_embeddings)
+    fake.on("/v1/chat/completions", lambda r: Reply(events=[
+        (None, json.dumps(OPENAI_CHUNK)), (None, json.dumps(OPENAI_USAGE_CHUNK)), (None, "[DONE]")]))
     with ServedFake(fake) as served:
         yield served
+
+
+def openai_embeddings(received) -> Reply:
+    """OpenAI's embeddings answer, as an endpoint pod writes it: a vector per input, in
+    base64 (little-endian float32) when the SDK asks for it."""
+    inputs = received.json["input"]
+    data = []
+    for i, text in enumerate([inputs] if isinstance(inputs, str) else inputs):
+        vector = [float(len(text)), 1.0]
+        if received.json.get("encoding_format") == "base64":
+            vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": vector})
+    return Reply(json={"object": "list", "data": data, "model": received.json["model"],
+                       "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+
+
+OPENAI_CHUNK = {"id": "c-1", "object": "chat.completion.chunk", "created": 1, "model": "gw-talk", "choices": [
+    {"index": 0, "delta": {"role": "assistant", "tool_calls": [
+        {"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]},
+     "finish_reason": None}]}
+OPENAI_USAGE_CHUNK = {"id": "c-1", "object": "chat.completion.chunk", "created": 1, "model": "gw-talk",
+                      "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
 
 
 @pytest.fixture
@@ -569,7 +600,7 @@ async def test_openai_sdk_through_the_gateway_with_the_callers_token(gateway, cl
     sdk = openai_sdk(gateway, VIEWER)
     embedded = await sdk.embeddings.create(model="gw-emb", input=["abc", "de"])
     assert [d.embedding for d in embedded.data] == [[3.0, 1.0], [2.0, 1.0]]
-    assert endpoint_server.fake.to("/_inference/text_embedding/gw-emb")[-1].json["input"] == ["abc", "de"]
+    assert endpoint_server.fake.to("/v1/embeddings")[-1].json["input"] == ["abc", "de"]
     stream = await sdk.chat.completions.create(model="gw-talk", messages=[{"role": "user", "content": "hi"}],
                                                stream=True, stream_options={"include_usage": True})
     chunks = [chunk async for chunk in stream]
@@ -857,7 +888,7 @@ async def test_openai_routes_take_a_timeout_of_minus_one_ready_or_waking(gateway
     response = await gateway.post("/v1/embeddings?timeout=-1", json={"model": "gw-emb", "input": "abc"},
                                   headers=as_user(VIEWER))
     assert response.status_code == 200, response.text
-    assert endpoint_server.fake.to("/_inference/text_embedding/gw-emb")[-1].query["timeout"] == "-1"
+    assert endpoint_server.fake.to("/v1/embeddings")[-1].query["timeout"] == "-1"
     scale_to_zero(cluster, "gw-emb")
     response = await gateway.post("/v1/embeddings?timeout=-1", json={"model": "gw-emb", "input": "abc"},
                                   headers=as_user(VIEWER))
