@@ -343,6 +343,91 @@ async def test_the_gateway_routes_bytes_without_decoding_or_re_encoding_them(gat
     assert VIEWER not in json.dumps(received.headers)
 
 
+# What a pod may write, in its own formatting (key order, spacing, number spelling), for
+# each kind of route: the client of the gateway gets these very bytes.
+ODD_EMBEDDINGS = b'{ "text_embedding" :[ {"embedding": [1.50 ,2e0]}] , "z" : 1}'
+ODD_DELTAS = ('\ufeffevent: message\ndata: { "completion" : [{"delta":"Hel"}]}\n\n'
+              '\ufeffevent: message\ndata: {"completion":[ {"delta" :"lo"} ]}\n\n'
+              '\ufeffevent: message\ndata: [DONE]\n\n').encode()
+ODD_OPENAI_EMBEDDINGS = (b'{"usage": {"total_tokens":1,"prompt_tokens":1},  "model":"gw-emb", '
+                         b'"data":[{"index":0, "embedding":[ 3.0, 1e0 ],"object":"embedding"}], "object":"list"}')
+ODD_COMPLETION = (b'{"model":"gw-talk" ,"choices":[{"message":{"content":"Hi","role":"assistant"},"index":0,'
+                  b'"finish_reason":"stop"}],"object":"chat.completion","id":"c-1",  "created":1}')
+ODD_CHUNKS = (b'data: {"model":"gw-talk","choices":[{"delta":{"content":"Hi"},"index":0}] , "id":"c-1",'
+              b'"object":"chat.completion.chunk","created":1}\n\ndata: [DONE]\n\n')
+ODD_UNIFIED = ('\ufeffevent: message\ndata: {"id":"c-1", "choices":[{"delta":{"content":"Hi"},"index":0}],'
+               '"model":"gw-talk","object":"chat.completion.chunk"}\n\n\ufeffevent: message\ndata: [DONE]\n\n').encode()
+HI = [{"role": "user", "content": "hi"}]
+RELAYED = [
+    # (path at the gateway, body, path on the pod, the pod's answer, its content type)
+    ("/_inference/text_embedding/gw-emb", {"input": "abc"}, "/_inference/text_embedding/gw-emb", ODD_EMBEDDINGS,
+     "application/json"),
+    ("/_inference/completion/gw-chat/_stream", {"input": "hi"}, "/_inference/completion/gw-chat/_stream", ODD_DELTAS,
+     "text/event-stream"),
+    ("/_inference/chat_completion/gw-talk/_stream", {"messages": HI}, "/_inference/chat_completion/gw-talk/_stream",
+     ODD_UNIFIED, "text/event-stream"),
+    ("/v1/embeddings", {"model": "gw-emb", "input": "abc"}, "/v1/embeddings", ODD_OPENAI_EMBEDDINGS,
+     "application/json"),
+    ("/v1/chat/completions", {"model": "gw-talk", "messages": HI}, "/v1/chat/completions", ODD_COMPLETION,
+     "application/json"),
+    ("/v1/chat/completions", {"model": "gw-talk", "messages": HI, "stream": True}, "/v1/chat/completions",
+     ODD_CHUNKS, "text/event-stream"),
+]
+
+
+async def create_relayed_endpoints(gateway) -> None:
+    chat = {"service": "openai", "service_settings": {"api_key": "k", "model_id": "gpt-4o"}}
+    for path, body in [("/_inference/text_embedding/gw-emb", openai_body()),
+                       ("/_inference/completion/gw-chat", chat), ("/_inference/chat_completion/gw-talk", chat)]:
+        assert (await gateway.put(path, json=body, headers=as_user(ADMIN))).status_code == 200
+
+
+@pytest.mark.parametrize("path,body,pod_path,answer,content_type", RELAYED)
+async def test_every_inference_route_hands_the_pods_own_bytes_back(gateway, cluster, endpoint_server, path, body,
+                                                                     pod_path, answer, content_type):
+    await create_relayed_endpoints(gateway)
+    endpoint_server.fake.on(pod_path, Reply(raw=answer, content_type=content_type))
+    sent = json.dumps(body, indent=1).encode()  # the client's formatting, which the pod gets as it is
+    async with gateway.stream("POST", f"{path}?timeout=-1", content=sent,
+                              headers={**as_user(VIEWER), "Content-Type": "application/json"}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == content_type
+        pieces = [piece async for piece in response.aiter_raw()]
+    assert b"".join(pieces) == answer
+    received = endpoint_server.fake.to(pod_path)[-1]
+    # The body as sent, and the deadline spelled as the pod reads it: -1 waits for as long as it takes.
+    assert received.body == sent and received.query == {"timeout": "-1"}
+    assert VIEWER not in json.dumps(received.headers)
+
+
+async def test_openai_routes_answer_the_gateways_own_errors_in_openai_shape(gateway, cluster, endpoint_server):
+    await create_relayed_endpoints(gateway)
+    seen = len(endpoint_server.fake.received)
+    for path, body, status in [("/v1/embeddings", {"model": "nope", "input": "x"}, 404),
+                               ("/v1/embeddings", {"model": "gw-talk", "input": "x"}, 400),
+                               ("/v1/chat/completions", {"messages": HI}, 400),
+                               ("/v1/embeddings?timeout=soon", {"model": "gw-emb", "input": "x"}, 400)]:
+        response = await gateway.post(path, json=body, headers=as_user(VIEWER))
+        assert response.status_code == status, (path, response.text)
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}, response.text
+    assert len(endpoint_server.fake.received) == seen  # none reached the pod
+    # The endpoint's server goes away (nothing listens on the discard port).
+    status = {**cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb")["status"],
+              "url": "http://127.0.0.1:9/_inference/text_embedding/gw-emb"}
+    cluster.call(lambda: cluster.emulator.update_status(INFERENCE_ENDPOINTS, NS, "gw-emb", status))
+    for path, body in [("/v1/embeddings", {"model": "gw-emb", "input": "x"}),
+                       ("/_inference/text_embedding/gw-emb", {"input": "x"})]:
+        for _ in range(100):  # until the watch has brought the change to the gateway's index
+            response = await gateway.post(path, json=body, headers=as_user(VIEWER))
+            if response.status_code != 200:
+                break
+            await asyncio.sleep(0.05)
+        assert response.status_code == 502, response.text
+        error = response.json()["error"]
+        assert "gw-emb" in (error.get("message") or error.get("reason")), error
+        assert ("code" in error) == path.startswith("/v1")
+
+
 async def test_a_body_too_large_to_buffer_is_streamed_to_the_pod_whole(gateway, cluster, endpoint_server):
     await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
     texts = [f"sentence {i} " + "word " * 40 for i in range(600)]  # about 130 KB: past the buffered size
