@@ -18,8 +18,6 @@ import asyncio
 from typing import AsyncIterator, NoReturn
 from urllib.parse import parse_qsl, urlencode
 
-import aiohttp
-import yarl
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -29,6 +27,7 @@ from ..backends.chat import ChatCompletionChunk, ChatRequest
 from ..backends.results import CompletionDelta, InferenceResult
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.errors import status_exception
+from .pod_connections import PodAddress, PodConnections, PodSilent, PodUnreachable
 
 
 def server_root(url: str) -> str:
@@ -84,55 +83,51 @@ class ForwardingBackend(Backend):
 
 
 # Headers of one hop, not of the answer: the relay's own server writes its own.
-_HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"})
+_HOP_HEADERS = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"date", b"server"})
+# The request headers handed on: what the endpoint's server reads the body and answer by.
+_SENT_HEADERS = {b"content-type": b"Content-Type", b"accept": b"Accept"}
 # A body at most this large is read whole before it goes on; a larger one is streamed.
 _BUFFERED_BODY = 1 << 16
-_EVENT_STREAM = "text/event-stream"
+_EVENT_STREAM = b"text/event-stream"
+
+
+class _Relayed(Response):
+    """A whole answer with the endpoint's raw headers, written to the client as they came."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status_code, self.body, self.background = status, body, None
+        self.raw_headers = [*headers, (b"content-length", b"%d" % len(body))]
+
+
+class _RelayedStream(StreamingResponse):
+    """An event stream with the endpoint's raw headers, each piece sent on as it arrives."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], chunks: AsyncIterator[bytes]) -> None:
+        self.status_code, self.body_iterator, self.background = status, chunks, None
+        self.raw_headers = headers
 
 
 class EndpointRelay:
-    """The gateway's one client to endpoint servers: an aiohttp session (made on first use,
-    on the serving loop) keeping many connections alive to each server, closed with the app.
+    """The gateway's one client to endpoint servers: keep-alive connections to each
+    (``PodConnections``), closed with the app."""
 
-    aiohttp directly, as the one client: httpx's request and response objects cost the
-    gateway more CPU than the endpoint's whole answer, and httpcore's pool rescans every
-    queued request whenever it hands out a connection."""
-
-    def __init__(self, *, max_connections: int = 512, keepalive: float = 30.0, connect_timeout: float = 5.0,
-                 grace: float = 5.0) -> None:
+    def __init__(self, *, connect_timeout: float = 5.0, grace: float = 5.0) -> None:
         """``grace``: how much longer than a request's deadline the relay waits for a read, so
         that the endpoint's own 408 comes back first."""
-        self.max_connections, self.keepalive = max_connections, keepalive
-        self.connect_timeout, self.grace = connect_timeout, grace
-        self._session: aiohttp.ClientSession | None = None
-        # One read bound per deadline seen (a handful: the routes' defaults and what callers ask).
-        self._bounds: dict[float, aiohttp.ClientTimeout] = {}
-
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=self.keepalive),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,  # a relay hands on the bytes it got
-                skip_auto_headers=("User-Agent", "Accept-Encoding"),
-            )
-        return self._session
+        self.grace = grace
+        self.connections = PodConnections(connect_timeout=connect_timeout)
+        self._addresses: dict[str, PodAddress] = {}
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self.connections.close()
 
-    def _bound(self, timeout: float) -> aiohttp.ClientTimeout:
-        """Each read bounded a little past the deadline (not the whole of a long stream)."""
-        bound = self._bounds.get(timeout)
-        if bound is None:
-            limit = wait_limit(timeout)
-            bound = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout,
-                                          sock_read=None if limit is None else limit + self.grace)
-            if len(self._bounds) < 64:
-                self._bounds[timeout] = bound
-        return bound
+    def _address(self, root: str) -> PodAddress:
+        address = self._addresses.get(root)
+        if address is None:
+            address = PodAddress.parse(root)
+            if len(self._addresses) < 4096:
+                self._addresses[root] = address
+        return address
 
     async def __call__(self, backend: Backend, http: Request, timeout: float) -> Response | None:
         """``http`` sent on to ``backend``'s server and its answer as it comes; None for a
@@ -151,39 +146,39 @@ class EndpointRelay:
         else:
             root = backend.base_url
         path = backend.path(scope["path"])
-        target = yarl.URL(f"{root}{path}?{query.decode('latin-1')}" if query else f"{root}{path}", encoded=True)
-        request_headers = http.headers
-        headers = {"Content-Type": request_headers.get("content-type", "application/json")}
-        accept = request_headers.get("accept")
-        if accept is not None:
-            headers["Accept"] = accept
-        length = request_headers.get("content-length")
+        target = f"{path}?{query.decode('latin-1')}" if query else path
+        headers = []
+        length = None
+        for name, value in scope["headers"]:
+            if name in _SENT_HEADERS:
+                headers.append((_SENT_HEADERS[name], value))
+            elif name == b"content-length":
+                length = value
         small = length is not None and length.isdigit() and int(length) <= _BUFFERED_BODY
-        content = await http.body() if small else http.stream()
+        body = await http.body() if small else http.stream()
+        limit = wait_limit(timeout)
         try:
-            upstream = await self.session().request(scope["method"], target, data=content, headers=headers,
-                                                    timeout=self._bound(timeout), allow_redirects=False)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            upstream = await self.connections.request(self._address(root), scope["method"], target, headers, body,
+                                                      None if limit is None else limit + self.grace)
+        except (PodUnreachable, PodSilent) as exc:
             _unreachable(backend, exc, timeout)
-        answer_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
-        if upstream.content_type == _EVENT_STREAM:
-            return StreamingResponse(_chunks(upstream), status_code=upstream.status, headers=answer_headers)
+        answer_headers = []
+        stream = False
+        for name, value in upstream.headers:
+            lower = name.lower()
+            if lower not in _HOP_HEADERS:
+                answer_headers.append((lower, value))
+                if lower == b"content-type" and value.startswith(_EVENT_STREAM):
+                    stream = True
+        if stream:
+            return _RelayedStream(upstream.status, answer_headers, upstream.chunks())
         try:
-            body = await upstream.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            answer = await upstream.read()
+        except (PodUnreachable, PodSilent) as exc:
             _unreachable(backend, exc, timeout)
         finally:
             upstream.release()
-        return Response(body, status_code=upstream.status, headers=answer_headers)
-
-
-async def _chunks(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """An event stream's bytes as they arrive; the connection goes back to the pool after."""
-    try:
-        async for chunk in upstream.content.iter_any():
-            yield chunk
-    finally:
-        upstream.release()
+        return _Relayed(upstream.status, answer_headers, answer)
 
 
 def _time_left(timeout: float, held: float, query: bytes) -> tuple[float, bytes]:
@@ -199,10 +194,10 @@ def _time_left(timeout: float, held: float, query: bytes) -> tuple[float, bytes]
 
 
 def _unreachable(backend: ForwardingBackend, exc: Exception, timeout: float) -> NoReturn:
-    if isinstance(exc, aiohttp.SocketTimeoutError):  # connected, then silent past the deadline
+    if isinstance(exc, PodSilent):  # connected, then silent past the deadline
         raise timed_out(timeout) from None
     raise status_exception(
-        f"Inference endpoint [{backend.config.inference_id}] is unreachable: {type(exc).__name__}", 502
+        f"Inference endpoint [{backend.config.inference_id}] is unreachable: {exc}", 502
     ) from None
 
 
