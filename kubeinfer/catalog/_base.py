@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 from ..errors import status_exception
+from .regions import RegionSetting
 
 # The vectors' similarity is also a fact of the resource's status, whose module owns it.
 from ..resource import Similarity  # noqa: F401
@@ -176,6 +177,9 @@ class ServiceSpec:
     description: str = ""
     # The name people know the service by ("OpenAI", "Amazon Bedrock"), as Kibana shows it.
     label: str = ""
+    # The setting that names the cloud region requests go to, for the region policy;
+    # None for services without one.
+    region: RegionSetting | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.task_settings, type):
