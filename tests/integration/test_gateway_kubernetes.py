@@ -978,3 +978,38 @@ async def test_openai_routes_take_a_timeout_of_minus_one_ready_or_waking(gateway
     response = await gateway.post("/v1/embeddings?timeout=-1", json={"model": "gw-emb", "input": "abc"},
                                   headers=as_user(VIEWER))
     assert response.status_code == 200, response.text
+
+
+async def test_connections_a_pod_closes_while_idle_are_not_reused(gateway, cluster):
+    """A pod that closes idle keep-alive connections sooner than the gateway would keep them:
+    each later request still reaches it (on a new connection) and gets its answer."""
+    import uvicorn
+    from local_mode import free_port
+
+    pod = FakeProvider()
+    pod.on("/_inference/text_embedding/gw-emb", Reply(raw=ODD_EMBEDDINGS, content_type="application/json"))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(pod, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_keep_alive=0.2))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+        status = {**cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb")["status"],
+                  "url": f"http://127.0.0.1:{port}/_inference/text_embedding/gw-emb"}
+        cluster.call(lambda: cluster.emulator.update_status(INFERENCE_ENDPOINTS, NS, "gw-emb", status))
+        for _ in range(100):  # until the watch has brought the new address to the gateway
+            if pod.received:
+                break
+            await gateway.post("/_inference/text_embedding/gw-emb", json={"input": "x"}, headers=as_user(VIEWER))
+            await asyncio.sleep(0.05)
+        for _ in range(3):
+            await asyncio.sleep(0.5)  # past the pod's keep-alive: it has closed the connection
+            response = await gateway.post("/_inference/text_embedding/gw-emb", json={"input": "x"},
+                                          headers=as_user(VIEWER))
+            assert (response.status_code, response.content) == (200, ODD_EMBEDDINGS)
+    finally:
+        server.should_exit = True
+        thread.join(5)
