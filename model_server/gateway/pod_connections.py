@@ -65,6 +65,8 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.idle_since = 0.0
+        # The pool's list this connection waits in while idle; it leaves it when the server closes it.
+        self.idle_in: list[_Connection] | None = None
         # The exchange in flight.
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
@@ -92,6 +94,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.idle_in is not None:
+            self.idle_in.remove(self)
+            self.idle_in = None
         if not self.complete:
             self._fail(PodUnreachable("the connection was closed"))
         if self.writable is not None and not self.writable.done():
@@ -271,6 +276,7 @@ class PodConnections:
         now = time.monotonic()
         while idle:
             connection = idle.pop()
+            connection.idle_in = None
             if not connection.closed and now - connection.idle_since < self.keepalive:
                 return connection
             connection.close()
@@ -300,10 +306,12 @@ class PodConnections:
             connection.close()
             return
         connection.idle_since = time.monotonic()
+        connection.idle_in = idle
         idle.append(connection)
 
     def close(self) -> None:
         for idle in self._idle.values():
-            for connection in idle:
+            for connection in list(idle):
+                connection.idle_in = None
                 connection.close()
         self._idle.clear()
