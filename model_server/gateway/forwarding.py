@@ -154,6 +154,8 @@ class EndpointRelay:
                 headers.append((_SENT_HEADERS[name], value))
             elif name == b"content-length":
                 length = value
+        if all(name != b"Content-Type" for name, _ in headers):
+            headers.append((b"Content-Type", b"application/json"))  # as Elasticsearch reads a body
         small = length is not None and length.isdigit() and int(length) <= _BUFFERED_BODY
         body = await http.body() if small else http.stream()
         limit = wait_limit(timeout)
