@@ -24,7 +24,7 @@ from typing import Any, Literal, Mapping, get_args
 import yaml
 
 from kubeinfer import deployment_policy
-from kubeinfer.catalog import InferenceEndpointConfig, from_manifest
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, from_manifest
 from kubeinfer.config import OperatorSettings, ServerSettings, env_var
 from kubeinfer.errors import validation_exception
 from kubeinfer.region_policy import RegionPolicy
@@ -315,7 +315,10 @@ def _deployment(
         threads = int(getattr(settings_model, "num_threads", 1) or 1)
         replicas = int(getattr(settings_model, "num_allocations", None) or 1)
         gpus = settings.gpus_per_endpoint
-        image = settings.server_image if gpus > 0 else settings.server_cpu_image
+        # Image-and-text models of the embedding task are served by torch, never exported to ONNX:
+        # the image with torch serves them on CPU too.
+        torch_only = config.task_type is TaskType.EMBEDDING
+        image = settings.server_image if gpus > 0 or torch_only else settings.server_cpu_image
         resources: dict[str, Any] = {"requests": {"cpu": str(threads), "memory": SERVER_MEMORY_REQUEST}}
         if gpus > 0:
             resources["requests"][settings.gpu_resource] = str(gpus)
@@ -346,7 +349,7 @@ def _deployment(
                 "volumeMounts": [{"name": "models", "mountPath": MODEL_CACHE_DIR},
                                  {"name": "tmp", "mountPath": "/tmp"}],
             })
-        if gpus == 0:
+        if gpus == 0 and not torch_only:
             # The CPU server has no torch: it serves the model's checked ONNX export, which
             # the GPU server's image (torch, run on CPU) writes into the cache once.
             init_containers.append({

@@ -435,7 +435,7 @@ def with_vectors(observation: Observation, config: InferenceEndpointConfig) -> O
 
 
 # Settings that send requests somewhere else than the provider's own API.
-CUSTOM_URL_SETTINGS = ("url", "streaming_url", "target", "host")
+CUSTOM_URL_SETTINGS = ("url", "streaming_url", "target", "host", "token_url")
 
 
 def custom_url_setting(config: Any) -> str | None:
