@@ -195,12 +195,15 @@ class PodAnswer:
 
     async def read(self) -> bytes:
         connection = self._connection
-        while not connection.complete:
+        parts: list[bytes] = []
+        while True:
+            # Taken as they come: past its high water the connection stops reading until
+            # what it buffered is taken, and an answer larger than that would never end.
+            while connection.parts:
+                parts.append(connection.take())
+            if connection.complete:
+                return b"".join(parts)
             await connection.wait(self._limit)
-        body = b"".join(connection.parts)
-        connection.parts.clear()
-        connection.buffered = 0
-        return body
 
     async def chunks(self) -> AsyncIterator[bytes]:
         connection = self._connection

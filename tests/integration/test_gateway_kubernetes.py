@@ -343,6 +343,22 @@ async def test_the_gateway_routes_bytes_without_decoding_or_re_encoding_them(gat
     assert VIEWER not in json.dumps(received.headers)
 
 
+async def test_a_whole_answer_larger_than_the_relays_buffer_comes_back_whole(gateway, cluster, endpoint_server):
+    """Many inputs of a wide model make answers of megabytes: the relay reads them to the
+    end rather than stalling once its read buffer is full."""
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    vector = [0.123456789] * 1024
+    answer = json.dumps({"text_embedding": [{"embedding": vector}] * 400}).encode()
+    assert len(answer) > 4 * 1024 * 1024
+    endpoint_server.fake.on("/_inference/text_embedding/gw-emb", Reply(raw=answer, content_type="application/json"))
+    started = time.monotonic()
+    response = await gateway.post("/_inference/gw-emb?timeout=10s", json={"input": ["x"] * 400},
+                                  headers=as_user(VIEWER))
+    assert (response.status_code, len(response.content)) == (200, len(answer)), response.text[:300]
+    assert response.content == answer
+    assert time.monotonic() - started < 5
+
+
 # What a pod may write, in its own formatting (key order, spacing, number spelling), for
 # each kind of route: the client of the gateway gets these very bytes.
 ODD_EMBEDDINGS = b'{ "text_embedding" :[ {"embedding": [1.50 ,2e0]}] , "z" : 1}'
