@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import socket
 import struct
 import threading
 import time
@@ -357,6 +358,44 @@ async def test_a_whole_answer_larger_than_the_relays_buffer_comes_back_whole(gat
     assert (response.status_code, len(response.content)) == (200, len(answer)), response.text[:300]
     assert response.content == answer
     assert time.monotonic() - started < 5
+
+
+class EndlessHeadersPod:
+    """A server at an endpoint's address whose answer's headers never end (an image the
+    deployment policy lets a team build itself may do anything); it counts the requests
+    it read and whether the gateway hung up on it."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.requests, self.hung_up = 0, threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = self.server.accept()
+            with conn:
+                conn.recv(65536)
+                self.requests += 1
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: ")
+                while True:  # one header value, then many more headers, without end
+                    conn.sendall(b"a" * 65536 + b"\r\nX-More: ")
+        self.hung_up.set()
+
+
+async def test_a_pods_endless_answer_headers_are_refused_not_held(gateway, cluster):
+    pod = EndlessHeadersPod()
+    cluster.operator.url = pod.url
+    try:
+        await gateway.put("/_inference/text_embedding/gw-loud", json=openai_body(), headers=as_user(ADMIN))
+        started = time.monotonic()
+        response = await gateway.post("/_inference/gw-loud?timeout=20s", json={"input": "x"}, headers=as_user(VIEWER))
+        assert error_of(response)[0] == 502, response.text
+        assert "gw-loud" in response.json()["error"]["reason"]
+        assert time.monotonic() - started < 10
+        assert pod.requests == 1 and await asyncio.to_thread(pod.hung_up.wait, 5)
+    finally:
+        pod.server.close()
 
 
 # What a pod may write, in its own formatting (key order, spacing, number spelling), for
