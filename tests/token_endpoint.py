@@ -16,8 +16,9 @@ CLIENT_SECRET = "client-secret-3f9a1c77e2b54d08"
 class TokenEndpoint:
     """A token endpoint that speaks the client credentials grant and records what it issued."""
 
-    def __init__(self, *, expires_in: int = 3600, client_in: str = "basic") -> None:
+    def __init__(self, *, expires_in: int = 3600, client_in: str = "basic", client_secret: str = CLIENT_SECRET) -> None:
         self.expires_in, self.client_in = expires_in, client_in
+        self.client_secret = client_secret  # the one it takes; a test rotates it
         self.issued: list[str] = []
 
     def __call__(self, received: Received) -> Reply:
@@ -32,7 +33,7 @@ class TokenEndpoint:
         else:
             client_id, secret = form["client_id"], form["client_secret"]
             assert "authorization" not in received.headers
-        if (unquote(client_id), unquote(secret)) != (CLIENT_ID, CLIENT_SECRET):
+        if (unquote(client_id), unquote(secret)) != (CLIENT_ID, self.client_secret):
             return Reply(401, {"error": "invalid_client"})
         self.scope = form["scope"]
         self.issued.append(f"eyJhbGciOiJSUzI1NiJ9.access-token-number-{len(self.issued) + 1}.c2lnbmF0dXJl")

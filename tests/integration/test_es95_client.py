@@ -265,10 +265,21 @@ def test_put_openai_with_client_credentials_embeds_with_the_token(front):
         assert set(spec["serviceSettings"]["client_secret"]) == {"secretKeyRef"}
         assert CLIENT_SECRET not in json.dumps(spec)
 
+    # The secret rotated: the next token is asked for with the new one.
+    rotated = "client-secret-rotated-6d1e0b9a"
+    front.providers.tokens.client_secret = rotated
+    updated = front.es.inference.update(inference_id="oauth-embeddings", task_type="text_embedding",
+                                        inference_config={"service_settings": {"client_secret": rotated}})
+    assert rotated not in json.dumps(updated.body) and updated["service_settings"]["client_id"] == CLIENT_ID
+    again = front.es.inference.text_embedding(inference_id="oauth-embeddings", input="hi", timeout="20s")
+    assert again.body == {"text_embedding": [{"embedding": [2.0, 0.5]}]}
+    assert openai.fake.to("/v1/embeddings")[-1].headers["authorization"] == (
+        f"Bearer {front.providers.tokens.issued[-1]}")
+
 
 def test_rerank_takes_top_n_and_return_documents_from_the_request(front):
     cohere = front.providers.cohere
-    front.es.inference.put(task_type="rerank", inference_id="cohere-rerank", inference_config={
+    front.es.inference.put(task_type="rerank", inference_id="cohere-rerank", timeout="50s", inference_config={
         "service": "cohere", "service_settings": {"api_key": "co-key-0123456789", "model_id": "rerank-english-v3.0",
                                                   "url": cohere.url}})
     answer = front.es.inference.rerank(inference_id="cohere-rerank", query="which is longest", input=DOCUMENTS,
@@ -329,7 +340,18 @@ def test_embedding_task_takes_content_objects_with_an_image(front):
                     "input": [{"text": "plain text"}, {"image": RED},
                               {"content": [{"text": "a caption"}, {"image": RED}]}]}
 
+    # The request's own input_type (in any letter case) over the endpoint's, through the generic call.
+    searched = front.es.inference.inference(task_type="embedding", inference_id="jina-multimodal",
+                                            input=[{"content": {"type": "text", "value": "red"}}],
+                                            input_type="SEARCH")
+    assert searched.body == {"embeddings": [{"embedding": [0.0, 1.0]}]}
+    sent = jina.fake.to("/v1/embeddings")[-1].json
+    assert (sent["input"], sent["task"]) == ([{"text": "red"}], "retrieval.query")
 
+
+# Local mode loads the model in its own process; through the gateway a pod's ``kubeinfer
+# serve`` runs the same loading code, at the cost of a second torch start-up.
+@pytest.mark.parametrize("front", ["local"], indirect=True)
 def test_embedding_task_on_a_local_clip_model(front, tiny_clip):
     front.es.inference.put(task_type="embedding", inference_id="tiny-clip", inference_config={
         "service": "elasticsearch",
