@@ -213,6 +213,8 @@ class Front:
     name: str
     es: Elasticsearch
     providers: Providers
+    url: str
+    auth: dict[str, str]
     cluster: EmulatedCluster | None = None
 
 
@@ -226,7 +228,16 @@ def front(request, tmp_path_factory) -> Iterator[Front]:
         else:
             url, auth, cluster = stack.enter_context(gateway_front(root))
         es = stack.enter_context(Elasticsearch(url, request_timeout=90, **auth))
-        yield Front(request.param, es, fakes, cluster)
+        yield Front(request.param, es, fakes, url, auth, cluster)
+
+
+@contextlib.contextmanager
+def pod_client(front: Front, name: str) -> Iterator[Elasticsearch]:
+    """A client of the endpoint's own ``kubeinfer serve``, as one behind a Gateway API route
+    reaches it, bypassing the gateway."""
+    url = httpx.URL(front.cluster.get(INFERENCE_ENDPOINTS, NS, name)["status"]["url"])
+    with Elasticsearch(f"{url.scheme}://{url.netloc.decode()}", request_timeout=30) as es:
+        yield es
 
 
 def sse_data(text: str) -> list[Any]:
@@ -250,8 +261,9 @@ def test_put_openai_with_client_credentials_embeds_with_the_token(front):
         CLIENT_ID, ["inference.read", "inference.write"], f"{openai.url}/oauth2/token")
     assert settings["similarity"] == "dot_product"
     assert CLIENT_SECRET not in json.dumps(created.body)
-    shown = front.es.inference.get(inference_id="oauth-embeddings")
-    assert CLIENT_SECRET not in json.dumps(shown.body)
+    [shown] = front.es.inference.get(inference_id="oauth-embeddings")["endpoints"]
+    assert CLIENT_SECRET not in json.dumps(shown)
+    assert shown["service_settings"]["similarity"] == "dot_product"
 
     answer = front.es.inference.text_embedding(inference_id="oauth-embeddings", input=["hello", "kubeinfer"])
     assert answer.body == {"text_embedding": [{"embedding": [5.0, 0.5]}, {"embedding": [9.0, 0.5]}]}
@@ -294,6 +306,12 @@ def test_rerank_takes_top_n_and_return_documents_from_the_request(front):
                                      return_documents=False)
     assert bare.body == {"rerank": [{"index": 1, "relevance_score": 0.25}]}
     assert cohere.fake.to("/v1/rerank")[-1].json["return_documents"] is False
+    if front.cluster is not None:
+        with pod_client(front, "cohere-rerank") as pod:
+            direct = pod.inference.rerank(inference_id="cohere-rerank", query="which", input=DOCUMENTS, top_n=1,
+                                          return_documents=True)
+        assert direct.body == {"rerank": [{"index": 1, "relevance_score": 0.25, "text": DOCUMENTS[1]}]}
+        assert cohere.fake.to("/v1/rerank")[-1].json["top_n"] == 1
 
 
 def test_chat_completion_reasoning_streams_back_through_perform_request(front):
@@ -320,6 +338,11 @@ def test_chat_completion_reasoning_streams_back_through_perform_request(front):
     sent = openai.fake.to("/v1/chat/completions")[-1].json
     assert sent["stream"] is True and sent["reasoning_effort"] == "high"
     assert sent["messages"][1] == {"role": "assistant", "content": "Such a barber cannot exist."}
+    if front.cluster is not None:
+        with pod_client(front, "reasoning-chat") as pod:
+            direct = pod.perform_request("POST", "/_inference/chat_completion/reasoning-chat/_stream", body=body,
+                                         headers={"accept": "text/event-stream", "content-type": "application/json"})
+        assert direct.body == answer.body
 
 
 def test_embedding_task_takes_content_objects_with_an_image(front):
@@ -328,6 +351,8 @@ def test_embedding_task_takes_content_objects_with_an_image(front):
         "service": "jinaai", "service_settings": {"api_key": "jina-key-0123456789", "model_id": "jina-embeddings-v4",
                                                   "url": jina.url, "embedding_type": "FLOAT"},
         "task_settings": {"input_type": "INGEST"}})
+    [shown] = front.es.inference.get(task_type="embedding", inference_id="jina-multimodal")["endpoints"]
+    assert (shown["service_settings"]["embedding_type"], shown["task_settings"]) == ("float", {"input_type": "ingest"})
     answer = front.es.inference.embedding(inference_id="jina-multimodal", embedding={"input": [
         "plain text",
         {"content": {"type": "image", "format": "base64", "value": RED}},
