@@ -160,10 +160,11 @@ class OnnxBody:
         self.lane_count = count
 
     def close(self) -> None:
-        """End the lanes' threads (each once its current part is done), and with them their sessions."""
-        if self.lanes is not None:
-            self.lanes.shutdown(wait=False, cancel_futures=True)
-            self.lanes = None
+        """End the lanes' threads, and with them their sessions. The model's batches are over
+        (its backend closes the batcher first): idle lanes end at once."""
+        lanes, self.lanes = self.lanes, None
+        if lanes is not None:
+            lanes.shutdown(wait=True, cancel_futures=True)
 
     def __call__(self, **batch: torch.Tensor) -> SimpleNamespace:
         feeds = {name: batch[name].numpy() for name in self.inputs}
