@@ -31,7 +31,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 import yaml
-from elasticsearch import ApiError, Elasticsearch
+from elasticsearch import ApiError, BadRequestError, Elasticsearch
 from fake_providers import FakeProvider, Received, Reply
 from kubeemu import INFERENCE_ENDPOINTS, SECRETS
 from kubeemu.cluster import EmulatedCluster
@@ -306,6 +306,12 @@ def test_rerank_takes_top_n_and_return_documents_from_the_request(front):
                                      return_documents=False)
     assert bare.body == {"rerank": [{"index": 1, "relevance_score": 0.25}]}
     assert cohere.fake.to("/v1/rerank")[-1].json["return_documents"] is False
+    calls = len(cohere.fake.to("/v1/rerank"))
+    with pytest.raises(BadRequestError) as refused:
+        front.es.inference.rerank(inference_id="cohere-rerank", query="which", input=DOCUMENTS, top_n=0)
+    assert refused.value.body["error"]["reason"] == (
+        "Validation Failed: 1: Field [top_n] must be greater than or equal to 1;")
+    assert len(cohere.fake.to("/v1/rerank")) == calls
     if front.cluster is not None:
         with pod_client(front, "cohere-rerank") as pod:
             direct = pod.inference.rerank(inference_id="cohere-rerank", query="which", input=DOCUMENTS, top_n=1,
