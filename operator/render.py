@@ -1,6 +1,10 @@
 """``kubeinfer render FILE``: print, as YAML, the objects the operator would create for the
 InferenceEndpoints in a manifest, with the operator settings of the environment.
 
+The endpoints of one file are rendered together: those of a pool, and those on another's
+deployment (``deployment_id``), share one model server. ``--gateway NAMESPACE/NAME`` adds
+an HTTPRoute per endpoint, ``--inference-pool`` an InferencePool per model server.
+
 For review and diffs in GitOps pipelines. ownerReferences carry the CR's uid when the
 manifest has one or ``--uid`` is given, a placeholder otherwise. Secrets are not read:
 the pod template's hash then covers the configuration only. ``spec.deployment`` is held
@@ -21,8 +25,11 @@ from kubeinfer.deployment_policy import PolicyError, PolicyViolation, load_polic
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.resource import KIND
 
-from .builders import UID_PLACEHOLDER, desired_state
+from .builders import SERVER_PORT, SERVICE_PORT, UID_PLACEHOLDER, desired_state, parse_spec
+from .pools import desired_group, endpoint_metadata, serving_groups
+from .routes import ENGINE, ENGINE_LABEL, http_route, inference_pool, parse_parent
 from kubeinfer.config import OperatorSettings
+from kubeinfer.resource import LABEL_INSTANCE, LABEL_NAME
 
 
 def _documents(path: str) -> Iterator[dict[str, Any]]:
@@ -34,18 +41,65 @@ def _documents(path: str) -> Iterator[dict[str, Any]]:
             yield doc
 
 
-def render(path: str, settings: OperatorSettings, uid: str | None = None) -> list[dict[str, Any]]:
-    """Every object for every InferenceEndpoint in the file at ``path``."""
+def render(path: str, settings: OperatorSettings, uid: str | None = None,
+           notes: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every object for every InferenceEndpoint in the file at ``path``; ``notes`` gets a
+    line for each endpoint that would not be served (a full pool, a missing deployment)."""
+    return render_objects([doc for doc in _documents(path) if doc.get("kind") == KIND], settings, uid, notes)
+
+
+def render_objects(crs: list[dict[str, Any]], settings: OperatorSettings, uid: str | None = None,
+                   notes: list[str] | None = None) -> list[dict[str, Any]]:
+    groups, alone, refused = serving_groups(crs)
     objects: list[dict[str, Any]] = []
-    for doc in _documents(path):
-        if doc.get("kind") != KIND:
-            continue
-        objects += desired_state(doc, settings, uid=uid).objects()
+    for cr in alone:
+        state = desired_state(cr, settings, uid=uid)
+        server = state.deployment
+        objects += state.objects()
+        objects += _gateway_objects(settings, [(state.config, state.configmap["metadata"])], server,
+                                    model_server=not state.config.spec.external)
+    for group in groups:
+        state = desired_group(group, settings, uid=uid)
+        objects += state.objects()
+        members = [(parse_spec(cr), endpoint_metadata(cr, uid=uid)) for cr in state.plan.served]
+        objects += _gateway_objects(settings, members, state.deployment, model_server=True)
+        refused.update(state.plan.refused)
+    for name, why in sorted(refused.items()):
+        if notes is not None:
+            notes.append(f"InferenceEndpoint {name} is not served: {why.reason}: {why.message}")
     return objects
+
+
+def _gateway_objects(settings: OperatorSettings, members: list[tuple[Any, dict[str, Any]]],
+                     server: dict[str, Any], *, model_server: bool) -> list[dict[str, Any]]:
+    """The HTTPRoutes of a model server's endpoints (with the Gateway setting) and its
+    InferencePool (with the InferencePool setting)."""
+    out: list[dict[str, Any]] = []
+    meta = server["metadata"]
+    pool = None
+    if settings.inference_pool and model_server:
+        server["spec"]["template"]["metadata"]["labels"][ENGINE_LABEL] = ENGINE
+        selector = {LABEL_NAME: meta["labels"][LABEL_NAME], LABEL_INSTANCE: meta["labels"][LABEL_INSTANCE]}
+        out.append(inference_pool(meta, selector, SERVER_PORT, settings.endpoint_picker))
+        pool = meta["name"]
+    if settings.gateway_parent:
+        for config, endpoint_meta in members:
+            out.append(http_route(config, endpoint_meta, settings.gateway_parent, meta["name"], SERVICE_PORT,
+                                  inference_pool=pool))
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     settings = OperatorSettings.from_env()
+    if getattr(args, "gateway", None):
+        try:
+            parse_parent(args.gateway)
+        except ValueError as exc:
+            print(f"kubeinfer render: --gateway: {exc}", file=sys.stderr)
+            return 2
+        settings = settings.model_copy(update={"gateway_parent": args.gateway})
+    if getattr(args, "inference_pool", False):
+        settings = settings.model_copy(update={"inference_pool": True})
     if getattr(args, "policy", None):
         try:
             settings = settings.model_copy(update={"deployment_policy": load_policy(args.policy)})
@@ -53,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"kubeinfer render: {exc}", file=sys.stderr)
             return 2
     try:
-        objects = render(args.path, settings, uid=args.uid)
+        notes: list[str] = []
+        objects = render(args.path, settings, uid=args.uid, notes=notes)
     except (OSError, yaml.YAMLError) as exc:
         print(f"kubeinfer render: cannot read {args.path}: {exc}", file=sys.stderr)
         return 2
@@ -71,5 +126,7 @@ def run(args: argparse.Namespace) -> int:
                             for r in o["metadata"].get("ownerReferences", [])):
         print(f"# ownerReferences use the placeholder uid {UID_PLACEHOLDER}: pass --uid with the "
               f"InferenceEndpoint's uid before applying these objects yourself")
+    for note in notes:
+        print(f"# {note}")
     sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
     return 0

@@ -66,6 +66,14 @@ class Settings(BaseModel):
     one_of_required: ClassVar[tuple[tuple[str, ...], ...]] = ()
     # Groups of fields of which at most one may be given.
     mutually_exclusive: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    # Fields required (with ``one_of_required``) unless the field ``waived_by`` is given:
+    # Elasticsearch reads them from an existing deployment named by ``deployment_id``.
+    required_unless_waived: ClassVar[tuple[str, ...]] = ()
+    waived_by: ClassVar[str | None] = None
+
+    def waived(self) -> bool:
+        """Whether the field that waives the conditional requirements is given."""
+        return self.waived_by is not None and getattr(self, self.waived_by, None) is not None
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

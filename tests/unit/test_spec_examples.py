@@ -1,5 +1,6 @@
 """The create requests of Elasticsearch's specification for the services it added in 9.x
-(and for the new pairs of older services), copied from its ``put_<service>/examples``:
+(and for the new pairs of older services, and the elasticsearch service's endpoint on an
+existing deployment), copied from its ``put_<service>/examples``:
 the bodies users copy from the documentation. Each must be accepted as is, over HTTP and,
 with its secrets as references, in an InferenceEndpoint."""
 
@@ -141,6 +142,10 @@ SPEC_EXAMPLES = [('PutAi21RequestExample1',
   'chat_completion',
   'deepseek-chat-completion',
   {'service': 'deepseek', 'service_settings': {'api_key': 'DeepSeek-Api-key', 'model_id': 'deepseek-chat'}}),
+ ('PutElasticsearchRequestExample6',
+  'sparse_embedding',
+  'use_existing_deployment',
+  {'service': 'elasticsearch', 'service_settings': {'deployment_id': '.elser_model_2'}}),
  ('PutFireworksAiRequestExample1',
   'text_embedding',
   'my-fireworks-embeddings',
@@ -420,3 +425,15 @@ def test_the_specifications_example_is_a_valid_resource_with_secret_references(n
     config = from_manifest({"apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint",
                             "metadata": {"name": inference_id.replace("_", "-")}, "spec": spec})
     assert config.plain_secrets() == {}
+
+
+def test_an_elasticsearch_endpoint_without_deployment_id_still_needs_its_model_and_threads():
+    from kubeinfer.errors import ElasticsearchError
+    with pytest.raises(ElasticsearchError) as caught:
+        parse_endpoint("e5", "text_embedding", {"service": "elasticsearch", "service_settings": {"num_allocations": 1}})
+    assert caught.value.reason.startswith("Validation Failed: 1: [service_settings] does not contain the required "
+                                          "setting [model_id];")
+    assert "[num_threads]" in caught.value.reason
+    with pytest.raises(ElasticsearchError, match="one of the required settings"):
+        parse_endpoint("e5", "text_embedding", {"service": "elasticsearch",
+                                                "service_settings": {"model_id": "m", "num_threads": 1}})
