@@ -304,7 +304,9 @@ def _pool_deployment(group: ServingGroup, decided: PoolPlan, settings: OperatorS
             env["value"] = str(threads)
     resources = container["resources"]
     resources.setdefault("requests", {})["cpu"] = str(threads)
-    resources["requests"]["memory"] = _quantity(decided.used or parse_quantity(SERVER_MEMORY_REQUEST))
+    # The pod reserves the whole budget: what the members use changes with them, and a pod
+    # template that changed with them would restart every model at each change.
+    resources["requests"]["memory"] = _quantity(decided.budget)
     resources.setdefault("limits", {})["memory"] = _quantity(decided.budget)
     overrides = {k: v for k, v in ((leader.get("spec") or {}).get("deployment") or {}).items()
                  if k in ("nodeSelector", "tolerations", "affinity", "annotations", "image")}
