@@ -194,3 +194,39 @@ async def follow(path: str | Path, load: Callable[[str | Path], list[InferenceEn
             log.error("[%s] is not applied: %s", path, reason)
             seen = None
         await asyncio.sleep(interval)
+
+
+class SharedBackend(Backend):
+    """An endpoint on another endpoint's deployment where each endpoint has its own entry
+    (local mode): it answers with the host's backend, found anew on each call (the host may
+    be updated), and closing it leaves the host's model loaded."""
+
+    def __init__(self, config: InferenceEndpointConfig, host: Callable[[], Backend | None]) -> None:
+        super().__init__(config)
+        self._host = host
+
+    def _backend(self) -> Backend:
+        backend = self._host()
+        if backend is None:
+            raise status_exception(f"Cannot find deployment [{deployment_of(self.config)}]", 404)
+        return backend
+
+    @property
+    def ready(self) -> bool:
+        backend = self._host()
+        return backend is not None and backend.ready
+
+    def describe(self) -> dict:
+        backend = self._host()
+        return backend.describe() if backend is not None else {}
+
+    async def infer(self, request):  # type: ignore[no-untyped-def]
+        return await self._backend().infer(request)
+
+    async def stream(self, request):  # type: ignore[no-untyped-def]
+        async for piece in self._backend().stream(request):
+            yield piece
+
+    async def chat(self, request):  # type: ignore[no-untyped-def]
+        async for chunk in self._backend().chat(request):
+            yield chunk
