@@ -30,10 +30,12 @@ from .builders import (
     Autoscaler, DesiredState, check_policy, desired_state, endpoint_url, parse_spec, referenced_secrets, workload_name,
 )
 from .kube import KubeError, OperatorClient
+from .pools import deployment_id, pool_name
+from .routes import gateway_objects
 from kubeinfer.config import OperatorSettings
 from kubeinfer.resource import LABEL_ALLOW_CUSTOM_URL
 from .status import (
-    Observation, apply_failed, endpoint_status, invalid_spec, observe_deployment, policy_violation, same_status,
+    Observation, apply_failed, shared_server_pending, endpoint_status, invalid_spec, observe_deployment, policy_violation, same_status,
     secret_not_allowed, secret_not_found, transitions,
 )
 
@@ -170,6 +172,8 @@ class Reconciler:
         if isinstance(admitted, Observation):
             return admitted
         config, versions = admitted
+        if pool_name(cr) or deployment_id(cr):
+            return shared_server_pending(config)
         desired = desired_state(cr, self.settings, secret_versions=versions, autoscaler=await self.autoscaler())
         deployment = await self._apply(desired, key, applied)
         url = endpoint_url(key[1], key[0], desired.config, self.settings.cluster_domain)
@@ -224,8 +228,12 @@ class Reconciler:
         for obj in (desired.configmap, desired.service, desired.network_policy):
             if obj is not None:
                 applied.fingerprints[obj["kind"]] = fingerprint(await self.client.apply(obj))
+        routes = gateway_objects(self.settings, [(desired.config, desired.configmap["metadata"])],
+                                 desired.deployment, model_server=not desired.config.spec.external)
         deployment = await self.client.apply(desired.deployment)
         applied.fingerprints["Deployment"] = fingerprint(deployment)
+        for route in routes:  # with a parent Gateway set: inference from it straight to the pods
+            await self.client.apply(route)
         for kind, wanted in (("HorizontalPodAutoscaler", desired.hpa), ("ScaledObject", desired.scaled_object)):
             if wanted is not None:
                 await self.client.apply(wanted)

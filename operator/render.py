@@ -25,11 +25,10 @@ from kubeinfer.deployment_policy import PolicyError, PolicyViolation, load_polic
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.resource import KIND
 
-from .builders import SERVER_PORT, SERVICE_PORT, UID_PLACEHOLDER, desired_state, parse_spec
+from .builders import UID_PLACEHOLDER, desired_state, parse_spec
 from .pools import desired_group, endpoint_metadata, serving_groups
-from .routes import ENGINE, ENGINE_LABEL, http_route, inference_pool, parse_parent
+from .routes import gateway_objects, parse_parent
 from kubeinfer.config import OperatorSettings
-from kubeinfer.resource import LABEL_INSTANCE, LABEL_NAME
 
 
 def _documents(path: str) -> Iterator[dict[str, Any]]:
@@ -56,37 +55,18 @@ def render_objects(crs: list[dict[str, Any]], settings: OperatorSettings, uid: s
         state = desired_state(cr, settings, uid=uid)
         server = state.deployment
         objects += state.objects()
-        objects += _gateway_objects(settings, [(state.config, state.configmap["metadata"])], server,
+        objects += gateway_objects(settings, [(state.config, state.configmap["metadata"])], server,
                                     model_server=not state.config.spec.external)
     for group in groups:
         state = desired_group(group, settings, uid=uid)
         objects += state.objects()
         members = [(parse_spec(cr), endpoint_metadata(cr, uid=uid)) for cr in state.plan.served]
-        objects += _gateway_objects(settings, members, state.deployment, model_server=True)
+        objects += gateway_objects(settings, members, state.deployment, model_server=True)
         refused.update(state.plan.refused)
     for name, why in sorted(refused.items()):
         if notes is not None:
             notes.append(f"InferenceEndpoint {name} is not served: {why.reason}: {why.message}")
     return objects
-
-
-def _gateway_objects(settings: OperatorSettings, members: list[tuple[Any, dict[str, Any]]],
-                     server: dict[str, Any], *, model_server: bool) -> list[dict[str, Any]]:
-    """The HTTPRoutes of a model server's endpoints (with the Gateway setting) and its
-    InferencePool (with the InferencePool setting)."""
-    out: list[dict[str, Any]] = []
-    meta = server["metadata"]
-    pool = None
-    if settings.inference_pool and model_server:
-        server["spec"]["template"]["metadata"]["labels"][ENGINE_LABEL] = ENGINE
-        selector = {LABEL_NAME: meta["labels"][LABEL_NAME], LABEL_INSTANCE: meta["labels"][LABEL_INSTANCE]}
-        out.append(inference_pool(meta, selector, SERVER_PORT, settings.endpoint_picker))
-        pool = meta["name"]
-    if settings.gateway_parent:
-        for config, endpoint_meta in members:
-            out.append(http_route(config, endpoint_meta, settings.gateway_parent, meta["name"], SERVICE_PORT,
-                                  inference_pool=pool))
-    return out
 
 
 def run(args: argparse.Namespace) -> int:

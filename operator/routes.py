@@ -14,6 +14,10 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from kubeinfer.catalog import InferenceEndpointConfig
+from kubeinfer.config import OperatorSettings
+from kubeinfer.resource import LABEL_INSTANCE, LABEL_NAME
+
+from .builders import SERVER_PORT, SERVICE_PORT
 
 GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 HTTPROUTE_API_VERSION = f"{GATEWAY_API_GROUP}/v1"
@@ -80,3 +84,22 @@ def inference_pool(metadata: Mapping[str, Any], selector: Mapping[str, str], tar
                                   "failureMode": "FailOpen"},
         },
     }
+
+
+def gateway_objects(settings: OperatorSettings, members: list[tuple[Any, dict[str, Any]]],
+                     server: dict[str, Any], *, model_server: bool) -> list[dict[str, Any]]:
+    """The HTTPRoutes of a model server's endpoints (with the Gateway setting) and its
+    InferencePool (with the InferencePool setting)."""
+    out: list[dict[str, Any]] = []
+    meta = server["metadata"]
+    pool = None
+    if settings.inference_pool and model_server:
+        server["spec"]["template"]["metadata"]["labels"][ENGINE_LABEL] = ENGINE
+        selector = {LABEL_NAME: meta["labels"][LABEL_NAME], LABEL_INSTANCE: meta["labels"][LABEL_INSTANCE]}
+        out.append(inference_pool(meta, selector, SERVER_PORT, settings.endpoint_picker))
+        pool = meta["name"]
+    if settings.gateway_parent:
+        for config, endpoint_meta in members:
+            out.append(http_route(config, endpoint_meta, settings.gateway_parent, meta["name"], SERVICE_PORT,
+                                  inference_pool=pool))
+    return out
