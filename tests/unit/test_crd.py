@@ -132,7 +132,7 @@ def test_spec_fields_and_enums_come_from_the_catalog():
     assert props["service"]["enum"] == SERVICES_BY_NAME
     assert set(props["deployment"]["properties"]) == {
         "replicas", "image", "resources", "nodeSelector", "tolerations", "affinity", "env", "annotations",
-        "runtime", "quantization"}
+        "runtime", "quantization", "pool"}
     every_setting = {k for settings in MINIMAL.values() for k in settings}
     assert every_setting <= set(props["serviceSettings"]["properties"])
 
