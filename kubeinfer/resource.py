@@ -95,8 +95,6 @@ SCALED_TO_ZERO = "ScaledToZero"
 DEPLOYMENT_NOT_FOUND = "DeploymentNotFound"
 # A pool member whose model does not fit in the pool's memory budget.
 POOL_FULL = "PoolFull"
-# A pool member or an endpoint on another's deployment, which the operator does not apply.
-SHARED_SERVER_UNSUPPORTED = "SharedServerUnsupported"
 APPLY_FAILED = "ApplyFailed"
 
 

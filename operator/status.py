@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from kubeinfer.resource import (
-    SHARED_SERVER_UNSUPPORTED,
     APPLY_FAILED, AVAILABLE, DEPLOYMENT_NOT_FOUND, INVALID_SPEC, POLICY_VIOLATION, PROGRESSING, READY, RECONCILING,
     ROLLING_OUT, ROLLOUT_COMPLETE, ROLLOUT_FAILED, SCALED_TO_ZERO, SECRET_NOT_ALLOWED, SECRET_NOT_FOUND, STALLED,
     UNAVAILABLE, ConditionStatus, LABEL_ALLOW_CUSTOM_URL,
@@ -45,14 +44,6 @@ class Observation:
 
 def invalid_spec(message: str) -> Observation:
     return Observation(ready=False, reason=INVALID_SPEC, message=message)
-
-
-def shared_server_pending(config: object) -> Observation:
-    """A pool member, or an endpoint on another's deployment: ``kubeinfer render`` builds its
-    shared model server, which this operator does not apply on its own."""
-    return Observation(ready=False, reason=SHARED_SERVER_UNSUPPORTED,
-                       message="endpoints of a pool or on another endpoint's deployment are rendered by "
-                               "`kubeinfer render` (apply its objects); the operator does not reconcile them")
 
 
 def policy_violation(message: str) -> Observation:
