@@ -186,7 +186,8 @@ class Reconciler:
         desired = desired_state(cr, self.settings, secret_versions=versions, autoscaler=await self.autoscaler())
         deployment = await self._apply(desired, key, applied)
         url = endpoint_url(key[1], key[0], desired.config, self.settings.cluster_domain)
-        return with_vectors(observe_deployment(deployment, url=url), config)
+        observation = with_vectors(observe_deployment(deployment, url=url), config)
+        return dataclasses.replace(observation, model_server=desired.deployment["metadata"]["name"])
 
     # ---- model servers shared by several endpoints (pools, deployment_id) ------------------------
     def namespace_endpoints(self, namespace: str, cr: Mapping[str, Any] | None = None,
@@ -227,7 +228,9 @@ class Reconciler:
         deployment = await self.client.apply(state.deployment)
         for route in routes:
             await self.client.apply(route)
-        return with_vectors(observe_deployment(deployment, url=state.url(cr, self.settings.cluster_domain)), config)
+        observation = with_vectors(observe_deployment(deployment, url=state.url(cr, self.settings.cluster_domain)),
+                                   config)
+        return dataclasses.replace(observation, model_server=group.name)
 
     async def member_gone(self, namespace: str, name: str, uid: str | None = None) -> None:
         """An endpoint was deleted: the model server it shared lists it no more, and the

@@ -63,6 +63,8 @@ class LocalModelServiceSettings(Settings):
 class ElserServiceSettings(LocalModelServiceSettings):
     model_id: str = ".elser_model_2"
 
+    required_unless_waived = ("num_threads",)
+
 
 class RerankTaskSettings(Settings):
     # Elasticsearch's server default for the models it runs.

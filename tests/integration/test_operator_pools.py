@@ -63,6 +63,7 @@ def test_a_pool_is_one_model_server_that_follows_its_members(kube, env):
             assert kube.get(DEPLOYMENTS, NS, name) is None
         url = kube.get(INFERENCE_ENDPOINTS, NS, "sparse")["status"]["url"]
         assert url == "http://kubeinfer-pool-small.ml.svc.cluster.local/_inference/sparse_embedding/sparse"
+        assert kube.get(INFERENCE_ENDPOINTS, NS, "dense")["status"]["modelServer"] == "kubeinfer-pool-small"
         template = kube.get(DEPLOYMENTS, NS, "kubeinfer-pool-small")["spec"]["template"]
 
         # 2Gi each of a 5Gi budget: a third model does not fit.
@@ -89,6 +90,11 @@ def test_an_endpoint_on_another_endpoints_deployment_has_no_workload_of_its_own(
         assert kube.get(DEPLOYMENTS, NS, "on-elser") is None
         status = kube.get(INFERENCE_ENDPOINTS, NS, "on-elser")["status"]
         assert status["url"] == "http://my-elser.ml.svc.cluster.local/_inference/sparse_embedding/on-elser"
+        assert status["modelServer"] == "my-elser"  # which endpoint's server it runs on
+
+        # Its host deleted, the endpoint says so.
+        kube.delete(INFERENCE_ENDPOINTS, NS, "my-elser")
+        kube.wait_until(lambda: ready(kube, "on-elser").get("reason") == "DeploymentNotFound")
 
         kube.create(INFERENCE_ENDPOINTS, endpoint("lost", "sparse_embedding", deployment_id="nowhere"))
         kube.wait_until(lambda: ready(kube, "lost").get("reason") == "DeploymentNotFound")

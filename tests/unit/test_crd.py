@@ -139,7 +139,8 @@ def test_spec_fields_and_enums_come_from_the_catalog():
 
 def test_status_schema_has_conditions_and_what_the_model_reports():
     status = SCHEMA["properties"]["status"]["properties"]
-    assert set(status) == {"conditions", "observedGeneration", "url", "readyReplicas", "replicas", "dimensions",
+    assert set(status) == {"conditions", "observedGeneration", "url", "modelServer", "readyReplicas", "replicas",
+                           "dimensions",
                            "similarity"}
     condition = status["conditions"]["items"]
     assert set(condition["properties"]) == {
