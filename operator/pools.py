@@ -254,7 +254,9 @@ def desired_group(group: ServingGroup, settings: OperatorSettings, *, uid: str |
     selector = {LABEL_NAME: APP_NAME, LABEL_INSTANCE: name}
     labels = {**selector, LABEL_COMPONENT: COMPONENT_MODEL_SERVER, LABEL_MANAGED_BY: MANAGER,
               LABEL_POOL: group.pool or name}
-    owners = [_owner(cr, uid) for cr in group.members]
+    # One reference per uid: members rendered without theirs share the placeholder (or the
+    # one --uid), and the API server refuses an ownerReference listed twice.
+    owners = list({o["uid"]: o for o in reversed([_owner(cr, uid) for cr in group.members])}.values())[::-1]
 
     def metadata() -> dict[str, Any]:
         return {"name": name, "namespace": namespace, "labels": dict(labels),

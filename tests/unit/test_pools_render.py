@@ -173,3 +173,12 @@ def test_an_external_service_cannot_join_a_pool():
     notes: list[str] = []
     render_objects([cr, endpoint("e5", pool="p")], SETTINGS, notes=notes)
     assert notes and "pools hold local models" in notes[0]
+
+
+def test_members_rendered_without_uids_are_one_owner_reference_not_a_duplicate():
+    members = [endpoint("a", pool="p"), endpoint("b", pool="p")]
+    for cr in members:
+        del cr["metadata"]["uid"]
+    [deployment] = by_kind(render_objects(members, SETTINGS), "Deployment")
+    uids = [o["uid"] for o in deployment["metadata"]["ownerReferences"]]
+    assert len(uids) == len(set(uids)) == 1
