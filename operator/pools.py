@@ -33,12 +33,14 @@ import yaml
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.config import OperatorSettings
 from kubeinfer.quantity import parse_quantity
+from kubeinfer.region_policy import RegionPolicy
 from kubeinfer.resource import (
     API_VERSION, APP_NAME, DEPLOYMENT_NOT_FOUND, INVALID_SPEC, KIND, LABEL_COMPONENT, LABEL_INSTANCE,
     LABEL_ENDPOINT, LABEL_MANAGED_BY, LABEL_NAME, POOL_FULL, owner_reference, workload_name,
 )
 
 from . import builders
+from .placement import place_in_regions
 from .builders import (
     CONFIG_DIR, CONFIG_HASH_ANNOTATION, COMPONENT_MODEL_SERVER, MANAGER, MODEL_CACHE_DIR, SERVER_MEMORY_REQUEST,
     SERVER_PORT, SERVICE_PORT, UID_PLACEHOLDER, check_policy, parse_spec,
@@ -243,7 +245,8 @@ def endpoint_metadata(cr: Mapping[str, Any], *, uid: str | None = None) -> dict[
             "ownerReferences": [owner_reference(_name(cr), uid or meta.get("uid") or UID_PLACEHOLDER)]}
 
 
-def desired_group(group: ServingGroup, settings: OperatorSettings, *, uid: str | None = None) -> GroupState:
+def desired_group(group: ServingGroup, settings: OperatorSettings, *, uid: str | None = None,
+                  region_policy: RegionPolicy | None = None) -> GroupState:
     """The ConfigMap, Deployment and Service of ``group``. Raises like ``builders`` when the
     group's first served member cannot be built (its spec or the deployment policy)."""
     decided = plan(group, settings)
@@ -265,7 +268,7 @@ def desired_group(group: ServingGroup, settings: OperatorSettings, *, uid: str |
     manifests = [parse_spec(cr).to_manifest(name=_name(cr), namespace=namespace) for cr in decided.served]
     configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(),
                  "data": {POOL_CONFIG_KEY: yaml.safe_dump_all(manifests, sort_keys=True) if manifests else ""}}
-    deployment = _pool_deployment(group, decided, settings, metadata(), selector, labels)
+    deployment = _pool_deployment(group, decided, settings, metadata(), selector, labels, region_policy)
     service = {"apiVersion": "v1", "kind": "Service", "metadata": metadata(), "spec": {
         "type": "ClusterIP", "selector": dict(selector),
         "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]}}
@@ -276,7 +279,8 @@ def desired_group(group: ServingGroup, settings: OperatorSettings, *, uid: str |
 
 
 def _pool_deployment(group: ServingGroup, decided: PoolPlan, settings: OperatorSettings, metadata: dict[str, Any],
-                     selector: dict[str, str], labels: dict[str, str]) -> dict[str, Any]:
+                     selector: dict[str, str], labels: dict[str, str],
+                     region_policy: RegionPolicy | None) -> dict[str, Any]:
     """A model server that follows its ConfigMap. It downloads each model when it loads it
     (the list changes under a running pod: no init container can know it) and runs torch,
     as a model added later has no ONNX export made for it."""
@@ -313,6 +317,8 @@ def _pool_deployment(group: ServingGroup, decided: PoolPlan, settings: OperatorS
     overrides = {k: v for k, v in ((leader.get("spec") or {}).get("deployment") or {}).items()
                  if k in ("nodeSelector", "tolerations", "affinity", "annotations", "image")}
     builders._apply_overrides(deployment, overrides)
+    if region_policy is not None and settings.region_node_placement:
+        place_in_regions(pod, region_policy)
     # The pod template changes with what the pod needs, never with the list of endpoints.
     template = json.dumps(spec["template"], sort_keys=True)
     spec["template"]["metadata"]["annotations"] = {

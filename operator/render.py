@@ -10,6 +10,9 @@ manifest has one or ``--uid`` is given, a placeholder otherwise. Secrets are not
 the pod template's hash then covers the configuration only. ``spec.deployment`` is held
 to the deployment policy as the operator holds it: the settings' (safe defaults unless
 ``KUBEINFER_DEPLOYMENT_POLICY`` says otherwise), or the file given with ``--policy``.
+With ``--region-policy``, an endpoint outside the inference region policy is refused as
+the operator refuses it, and model servers are placed in its regions where the file's
+``regionPolicy.nodePlacement`` (or ``KUBEINFER_REGION_NODE_PLACEMENT``) asks for it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ import yaml
 
 from kubeinfer.deployment_policy import PolicyError, PolicyViolation, load_policy
 from kubeinfer.errors import ElasticsearchError
+from kubeinfer.region_policy import (
+    RegionPolicy, RegionPolicyError, load_node_placement, load_region_policy, region_refusal,
+)
 from kubeinfer.resource import KIND
 
 from .builders import UID_PLACEHOLDER, desired_state, parse_spec
@@ -41,24 +47,28 @@ def _documents(path: str) -> Iterator[dict[str, Any]]:
 
 
 def render(path: str, settings: OperatorSettings, uid: str | None = None,
-           notes: list[str] | None = None) -> list[dict[str, Any]]:
+           notes: list[str] | None = None, region_policy: RegionPolicy | None = None) -> list[dict[str, Any]]:
     """Every object for every InferenceEndpoint in the file at ``path``; ``notes`` gets a
     line for each endpoint that would not be served (a full pool, a missing deployment)."""
-    return render_objects([doc for doc in _documents(path) if doc.get("kind") == KIND], settings, uid, notes)
+    return render_objects([doc for doc in _documents(path) if doc.get("kind") == KIND], settings, uid, notes,
+                          region_policy)
 
 
 def render_objects(crs: list[dict[str, Any]], settings: OperatorSettings, uid: str | None = None,
-                   notes: list[str] | None = None) -> list[dict[str, Any]]:
+                   notes: list[str] | None = None, region_policy: RegionPolicy | None = None) -> list[dict[str, Any]]:
     groups, alone, refused = serving_groups(crs)
     objects: list[dict[str, Any]] = []
     for cr in alone:
-        state = desired_state(cr, settings, uid=uid)
+        state = desired_state(cr, settings, uid=uid, region_policy=region_policy)
+        outside = region_refusal(state.config, region_policy)
+        if outside is not None:
+            raise ElasticsearchError(403, "status_exception", outside)
         server = state.deployment
         objects += state.objects()
         objects += gateway_objects(settings, [(state.config, state.configmap["metadata"])], server,
                                     model_server=not state.config.spec.external)
     for group in groups:
-        state = desired_group(group, settings, uid=uid)
+        state = desired_group(group, settings, uid=uid, region_policy=region_policy)
         objects += state.objects()
         members = [(parse_spec(cr), endpoint_metadata(cr, uid=uid)) for cr in state.plan.served]
         objects += gateway_objects(settings, members, state.deployment, model_server=True)
@@ -86,9 +96,19 @@ def run(args: argparse.Namespace) -> int:
         except PolicyError as exc:
             print(f"kubeinfer render: {exc}", file=sys.stderr)
             return 2
+    region_policy = None
+    if getattr(args, "region_policy", None):
+        try:
+            region_policy = load_region_policy(args.region_policy)
+            placement = load_node_placement(args.region_policy)
+        except RegionPolicyError as exc:
+            print(f"kubeinfer render: {exc}", file=sys.stderr)
+            return 2
+        if placement is not None:
+            settings = settings.model_copy(update={"region_node_placement": placement})
     try:
         notes: list[str] = []
-        objects = render(args.path, settings, uid=args.uid, notes=notes)
+        objects = render(args.path, settings, uid=args.uid, notes=notes, region_policy=region_policy)
     except (OSError, yaml.YAMLError) as exc:
         print(f"kubeinfer render: cannot read {args.path}: {exc}", file=sys.stderr)
         return 2
