@@ -35,7 +35,7 @@ from kubeinfer.config import OperatorSettings
 from kubeinfer.quantity import parse_quantity
 from kubeinfer.region_policy import RegionPolicy
 from kubeinfer.resource import (
-    API_VERSION, APP_NAME, DEPLOYMENT_NOT_FOUND, INVALID_SPEC, KIND, LABEL_COMPONENT, LABEL_INSTANCE,
+    API_VERSION, APP_NAME, AUTOSCALER_ANNOTATION, DEPLOYMENT_NOT_FOUND, HELD_METRIC, MIN_REPLICAS_ANNOTATION, INVALID_SPEC, KIND, LABEL_COMPONENT, LABEL_INSTANCE,
     LABEL_ENDPOINT, LABEL_MANAGED_BY, LABEL_NAME, POOL_FULL, owner_reference, workload_name,
 )
 
@@ -218,9 +218,12 @@ class GroupState:
     deployment: dict[str, Any]
     service: dict[str, Any]
     network_policy: dict[str, Any] | None
+    hpa: dict[str, Any] | None = None
+    scaled_object: dict[str, Any] | None = None
 
     def objects(self) -> list[dict[str, Any]]:
-        return [o for o in (self.configmap, self.service, self.network_policy, self.deployment) if o is not None]
+        return [o for o in (self.configmap, self.service, self.network_policy, self.deployment, self.hpa,
+                            self.scaled_object) if o is not None]
 
     def url(self, cr: Mapping[str, Any], cluster_domain: str) -> str:
         config = parse_spec(cr)
@@ -245,9 +248,33 @@ def endpoint_metadata(cr: Mapping[str, Any], *, uid: str | None = None) -> dict[
             "ownerReferences": [owner_reference(_name(cr), uid or meta.get("uid") or UID_PLACEHOLDER)]}
 
 
+def pool_scaling(configs: Sequence[InferenceEndpointConfig]) -> tuple[int, int] | None:
+    """The fewest and most replicas of a pool whose members have adaptive allocations: each
+    member needs its own minimum (a fixed num_allocations is one), so the pool goes to zero
+    only when every member may; None when no member scales."""
+    ranges = []
+    for config in configs:
+        scaling = builders._scaling(config)
+        fixed = int(getattr(config.service_settings, "num_allocations", None) or 1)
+        ranges.append(scaling or (fixed, fixed))
+    if not ranges or all(builders._scaling(c) is None for c in configs):
+        return None
+    minimum = max(low for low, _ in ranges)
+    return minimum, max(minimum, max(high for _, high in ranges))
+
+
+def pool_request_query(namespace: str, inference_ids: Sequence[str]) -> str:
+    """PromQL: the pool's in-flight requests plus those the gateway holds for its members."""
+    ids = "|".join(sorted(inference_ids))
+    serving = f'sum({builders.REQUEST_METRIC}{{namespace="{namespace}",inference_id=~"{ids}"}})'
+    held = f'sum({HELD_METRIC}{{endpoint_namespace="{namespace}",inference_id=~"{ids}"}})'
+    return f"({serving} or vector(0)) + ({held} or vector(0))"
+
+
 def desired_group(group: ServingGroup, settings: OperatorSettings, *, uid: str | None = None,
-                  region_policy: RegionPolicy | None = None) -> GroupState:
-    """The ConfigMap, Deployment and Service of ``group``. Raises like ``builders`` when the
+                  region_policy: RegionPolicy | None = None, autoscaler: str | None = None) -> GroupState:
+    """The ConfigMap, Deployment and Service of ``group`` (and its autoscaler, when members
+    have adaptive allocations: the pool scales as one). Raises like ``builders`` when the
     group's first served member cannot be built (its spec or the deployment policy)."""
     decided = plan(group, settings)
     for cr in group.members:
@@ -274,8 +301,23 @@ def desired_group(group: ServingGroup, settings: OperatorSettings, *, uid: str |
         "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]}}
     network_policy = (builders._network_policy(settings, metadata(), selector)
                       if settings.endpoint_network_policy else None)
+    hpa = scaled_object = None
+    configs = [parse_spec(cr) for cr in decided.served]
+    scaling = pool_scaling(configs)
+    if scaling is not None:
+        minimum, maximum = scaling
+        kind = autoscaler or ("hpa" if settings.autoscaler == "hpa" else "keda")
+        if kind == "keda":
+            scaled_object = builders._scaled_object(name, namespace, configs[0], settings, metadata(), minimum,
+                                                    maximum)
+            scaled_object["spec"]["triggers"][0]["metadata"]["query"] = pool_request_query(
+                namespace, [c.inference_id for c in configs])
+        else:
+            hpa = builders._hpa(name, settings, metadata(), max(1, minimum), maximum)
+        deployment["spec"].pop("replicas", None)  # the autoscaler owns the replica count
+        deployment["metadata"]["annotations"] = {AUTOSCALER_ANNOTATION: kind, MIN_REPLICAS_ANNOTATION: str(minimum)}
     return GroupState(group=group, plan=decided, configmap=configmap, deployment=deployment, service=service,
-                      network_policy=network_policy)
+                      network_policy=network_policy, hpa=hpa, scaled_object=scaled_object)
 
 
 def _pool_deployment(group: ServingGroup, decided: PoolPlan, settings: OperatorSettings, metadata: dict[str, Any],

@@ -225,7 +225,8 @@ class Reconciler:
 
     async def _converge_group(self, cr: Mapping[str, Any], key: Key, config: InferenceEndpointConfig,
                               group: ServingGroup) -> Observation:
-        state = desired_group(group, self.settings, region_policy=self.region_policy)
+        state = desired_group(group, self.settings, region_policy=self.region_policy,
+                              autoscaler=await self.autoscaler())
         why = state.plan.refused.get(key[1])
         if why is not None:
             return Observation(ready=False, reason=why.reason, message=why.message)
@@ -235,8 +236,9 @@ class Reconciler:
         routes = gateway_objects(self.settings, [(config, endpoint_metadata(cr))], state.deployment,
                                  model_server=True)
         deployment = await self.client.apply(state.deployment)
-        for route in routes:
-            await self.client.apply(route)
+        for obj in (state.hpa, state.scaled_object, *routes):
+            if obj is not None:
+                await self.client.apply(obj)
         observation = with_vectors(observe_deployment(deployment, url=state.url(cr, self.settings.cluster_domain)),
                                    config)
         return dataclasses.replace(observation, model_server=group.name)

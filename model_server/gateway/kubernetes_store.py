@@ -184,15 +184,16 @@ class KubernetesEndpointStore:
             detail = condition.get("message") or condition.get("reason") or "waiting for the operator"
             raise status_exception(f"Inference endpoint [{inference_id}] is not ready: {detail}", 409)
         if at_zero(obj):
-            name = obj["metadata"]["name"]
+            # The Deployment to wake: the endpoint's own, or the pool's it shares (status.modelServer).
+            name = (obj.get("status") or {}).get("modelServer") or workload_name(obj["metadata"]["name"])
             return WakingBackend(config, url, self.http, wake_ups=self.wake_ups,
                                  wake=lambda: self._wake(name), awake=lambda: self._awake(inference_id))
         return ForwardingBackend(config, url, self.http)
 
-    async def _wake(self, cr_name: str) -> None:
+    async def _wake(self, deployment_name: str) -> None:
         """Ask for one replica of the endpoint at zero, unless KEDA owns the count (it
         activates on the gateway's held-request gauge)."""
-        path = f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{workload_name(cr_name)}"
+        path = f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{deployment_name}"
         try:
             deployment = await self.api.get(path)
             if scaled_by_keda(deployment) or (deployment.get("spec") or {}).get("replicas", 1) > 0:

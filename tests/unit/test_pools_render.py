@@ -182,3 +182,21 @@ def test_members_rendered_without_uids_are_one_owner_reference_not_a_duplicate()
     [deployment] = by_kind(render_objects(members, SETTINGS), "Deployment")
     uids = [o["uid"] for o in deployment["metadata"]["ownerReferences"]]
     assert len(uids) == len(set(uids)) == 1
+
+
+def test_a_pool_scales_as_one_and_goes_to_zero_only_when_every_member_may():
+    adaptive = {"model_id": "org/a", "num_threads": 1,
+                "adaptive_allocations": {"enabled": True, "min_number_of_allocations": 0, "max_number_of_allocations": 4}}
+    idle = [endpoint("a", pool="p", **adaptive), endpoint("b", pool="p", **{**adaptive, "model_id": "org/b"})]
+    objects = render_objects(idle, SETTINGS)
+    [scaled] = by_kind(objects, "ScaledObject")
+    [deployment] = by_kind(objects, "Deployment")
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (0, 4)
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "kubeinfer-pool-p"
+    assert 'inference_id=~"a|b"' in scaled["spec"]["triggers"][0]["metadata"]["query"]
+    assert "replicas" not in deployment["spec"]
+    # A member with a fixed allocation keeps the pool up.
+    objects = render_objects(idle + [endpoint("fixed", pool="p")], SETTINGS.model_copy(update={"autoscaler": "hpa"}))
+    [hpa] = by_kind(objects, "HorizontalPodAutoscaler")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
+    assert by_kind(objects, "Deployment")[0]["metadata"]["annotations"]["kubeinfer.io/min-replicas"] == "1"
