@@ -56,6 +56,8 @@ class PoolStore:
         self._backends: dict[str, Backend] = {}
         self._starting: dict[str, asyncio.Task[None]] = {}
         self._failures: dict[str, str] = {}
+        # The models of the first list applied: the pod's readiness waits for them alone.
+        self._first: set[str] | None = None
         self._lock = asyncio.Lock()
 
     # ---- changing what is served ------------------------------------------------------------
@@ -71,6 +73,8 @@ class PoolStore:
             for owner, config in owners.items():
                 if owner not in self._loaded:
                     self._load(owner, config)
+            if self._first is None:
+                self._first = set(owners)
 
     def _load(self, owner: str, config: InferenceEndpointConfig) -> None:
         self._loaded[owner] = config
@@ -118,9 +122,10 @@ class PoolStore:
     # ---- readiness ----------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        """The pod is ready once no model is loading: each one is loaded or has failed (its
-        endpoint says so on its own, ``model_state``)."""
-        return not self._starting
+        """The pod is ready once the models it started with are loaded or have failed (each
+        endpoint says which on its own, ``model_state``). A model added later does not make
+        it unready while it loads: the pod goes on serving the others meanwhile."""
+        return self._first is not None and not self._first & set(self._starting)
 
     def model_state(self, inference_id: str) -> ModelState | None:
         """The state of the endpoint's model; None for an endpoint this server does not serve."""
