@@ -22,6 +22,7 @@ import secrets
 from typing import Any
 
 from ..backends.base import Backend
+from ..api.pool import deployment_of
 from kubeinfer.catalog import InferenceEndpointConfig, SecretKeyRef, from_manifest
 from kubeinfer.catalog.endpoint import is_inference_id
 from kubeinfer.errors import ElasticsearchError, not_found, status_exception, validation_exception
@@ -210,6 +211,11 @@ class KubernetesEndpointStore:
 
     # ---- management ----------------------------------------------------------------
     async def create(self, config: InferenceEndpointConfig, *, timeout: float) -> InferenceEndpointConfig:
+        host = deployment_of(config)
+        if host != config.inference_id:
+            await self._synced()
+            if self.index.get(host) is None:
+                raise status_exception(f"Cannot find deployment [{host}]", 404)
         stored = with_secret_references(config)
         manifest = stored.to_manifest(name=resource_name(config.inference_id), namespace=self.namespace)
         manifest["metadata"]["labels"] = dict(MANAGED_BY)
@@ -282,6 +288,12 @@ class KubernetesEndpointStore:
 
     async def delete(self, inference_id: str) -> None:
         obj, _ = await self._read(inference_id)
+        users = sorted(entry.value.inference_id for entry in self.index.endpoints() if entry.value is not None
+                       and entry.value.inference_id != inference_id and deployment_of(entry.value) == inference_id)
+        if users:
+            # As Elasticsearch refuses to stop a deployment other endpoints use.
+            raise status_exception(f"Cannot stop deployment [{inference_id}] as it is used by inference endpoint "
+                                   f"[{', '.join(users)}]", 409)
         try:
             await self.api.delete(self._cr_path(obj["metadata"]["name"]))
         except KubeError as exc:

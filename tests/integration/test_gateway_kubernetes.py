@@ -238,6 +238,24 @@ async def test_resources_named_apart_from_their_inference_id_are_found_by_id(gat
     assert cluster.get(INFERENCE_ENDPOINTS, NS, "team-a-e5") is None
 
 
+async def test_a_deployment_other_endpoints_use_cannot_be_deleted_and_a_missing_one_cannot_be_used(gateway,
+                                                                                                       cluster):
+    for name, settings in (("my-elser", {"model_id": ".elser_model_2", "num_allocations": 1, "num_threads": 1}),
+                           ("on-elser", {"deployment_id": "my-elser"})):
+        cluster.create(INFERENCE_ENDPOINTS, {
+            "apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": name},
+            "spec": {"taskType": "sparse_embedding", "service": "elasticsearch", "serviceSettings": settings}})
+    await asyncio.sleep(0.3)  # the watch brings both to the index
+    refused = await gateway.delete("/_inference/my-elser", headers=as_user(ADMIN))
+    assert error_of(refused) == (409, "status_exception", "Cannot stop deployment [my-elser] as it is used by "
+                                                          "inference endpoint [on-elser]")
+    assert cluster.get(INFERENCE_ENDPOINTS, NS, "my-elser") is not None
+    missing = await gateway.put("/_inference/sparse_embedding/lost", headers=as_user(ADMIN), json={
+        "service": "elasticsearch", "service_settings": {"deployment_id": ".missing_deployment"}})
+    assert error_of(missing) == (404, "status_exception", "Cannot find deployment [.missing_deployment]")
+    assert (await gateway.delete("/_inference/on-elser", headers=as_user(ADMIN))).status_code == 200
+
+
 async def test_a_secret_that_belongs_to_someone_else_is_never_overwritten(gateway, cluster):
     cluster.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gw-emb-secrets"},
                              "data": {"api_key": base64.b64encode(b"theirs").decode()}})
