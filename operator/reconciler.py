@@ -53,6 +53,8 @@ CONCURRENT_RECONCILES = 32
 # How long a reconcile of an endpoint that names a region waits, at start-up, for the
 # region policy to be read before going on without it.
 REGION_POLICY_WAIT = 10.0
+# Applied.fingerprints' entry for the serving group the endpoint was last part of ("": alone).
+GROUP_MEMO = "ServingGroup"
 # Owned objects whose absence is worth remembering: deleting them when absent is a wasted call.
 AUTOSCALERS = frozenset({"HorizontalPodAutoscaler", "ScaledObject"})
 
@@ -187,6 +189,7 @@ class Reconciler:
             return admitted
         config, versions = admitted
         shared = self.serving_group(cr, key)
+        await self._regroup(cr, key, applied, shared.name if isinstance(shared, ServingGroup) else "")
         if isinstance(shared, Refusal):
             return Observation(ready=False, reason=shared.reason, message=shared.message)
         if shared is not None:
@@ -242,6 +245,36 @@ class Reconciler:
         observation = with_vectors(observe_deployment(deployment, url=state.url(cr, self.settings.cluster_domain)),
                                    config)
         return dataclasses.replace(observation, model_server=group.name)
+
+    async def _regroup(self, cr: Mapping[str, Any], key: Key, applied: Applied, group: str) -> None:
+        """The endpoint moved between model servers (joined a pool, left one, took a
+        deployment_id): the objects it served alone go, and a group it left lists it no more."""
+        previous = applied.fingerprints.get(GROUP_MEMO)
+        applied.fingerprints[GROUP_MEMO] = group
+        own = workload_name(key[1])
+        if previous is None and not group:
+            return  # served alone, as far as this process knows
+        if group and group != own and previous != group:
+            kinds = ["Deployment", "Service", "ConfigMap", "NetworkPolicy", "HorizontalPodAutoscaler"]
+            for kind in kinds + (["ScaledObject"] if self.keda_installed else []):
+                await self.client.delete(kind, key[0], own)
+            applied.absent |= AUTOSCALERS
+            applied.fingerprints = {GROUP_MEMO: group}
+        if previous and previous != group:
+            await self._reconcile_group(key[0], previous, without=key[1])
+
+    async def _reconcile_group(self, namespace: str, name: str, *, without: str) -> None:
+        """Bring the group ``name`` to its members now (``without`` is not one any more);
+        with none left, its objects go."""
+        groups, _, _ = serving_groups(self.namespace_endpoints(namespace, without=without))
+        group = next((g for g in groups if g.name == name), None)
+        if group is None:
+            for kind in ("Deployment", "Service", "ConfigMap", "NetworkPolicy", "HorizontalPodAutoscaler"):
+                await self.client.delete(kind, namespace, name)
+            return
+        for obj in desired_group(group, self.settings, region_policy=self.region_policy,
+                                 autoscaler=await self.autoscaler()).objects():
+            await self.client.apply(obj)
 
     async def member_gone(self, namespace: str, name: str, uid: str | None = None) -> None:
         """An endpoint was deleted: the model server it shared lists it no more, and the

@@ -99,3 +99,17 @@ def test_an_endpoint_on_another_endpoints_deployment_has_no_workload_of_its_own(
         kube.create(INFERENCE_ENDPOINTS, endpoint("lost", "sparse_embedding", deployment_id="nowhere"))
         kube.wait_until(lambda: ready(kube, "lost").get("reason") == "DeploymentNotFound")
         assert ready(kube, "lost")["message"] == "Cannot find deployment [nowhere]"
+
+
+@emulator_only()
+def test_an_endpoint_joining_and_leaving_a_pool_moves_its_model_between_servers(kube, env):
+    with running_operator():
+        kube.create(INFERENCE_ENDPOINTS, endpoint("dense", pool="small"))
+        kube.create(INFERENCE_ENDPOINTS, endpoint("solo"))
+        kube.wait_until(lambda: kube.get(DEPLOYMENTS, NS, "solo"), message="solo's own Deployment")
+        kube.patch(INFERENCE_ENDPOINTS, NS, "solo", {"spec": {"deployment": {"pool": "small"}}})
+        kube.wait_until(lambda: listed(kube, "kubeinfer-pool-small") == ["dense", "solo"], message="solo joined")
+        kube.wait_until(lambda: kube.get(DEPLOYMENTS, NS, "solo") is None, message="solo's Deployment gone")
+        kube.patch(INFERENCE_ENDPOINTS, NS, "solo", {"spec": {"deployment": {"pool": None}}})
+        kube.wait_until(lambda: listed(kube, "kubeinfer-pool-small") == ["dense"], message="solo left")
+        kube.wait_until(lambda: kube.get(DEPLOYMENTS, NS, "solo"), message="solo's own Deployment again")
