@@ -30,7 +30,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from kubeinfer.catalog import InferenceEndpointConfig
+from kubeinfer.catalog import SERVICES, InferenceEndpointConfig
+from kubeinfer.catalog.elasticsearch import BUILTIN_MODELS
 from kubeinfer.config import OperatorSettings
 from kubeinfer.quantity import parse_quantity
 from kubeinfer.region_policy import RegionPolicy
@@ -57,7 +58,17 @@ def pool_name(cr: Mapping[str, Any]) -> str | None:
 
 
 def deployment_id(cr: Mapping[str, Any]) -> str | None:
-    return ((cr.get("spec") or {}).get("serviceSettings") or {}).get("deployment_id") or None
+    """The endpoint whose model server ``cr`` runs on (Elasticsearch's ``deployment_id``);
+    an external service's ``deployment_id`` (Azure OpenAI's) is the provider's own."""
+    spec = cr.get("spec") or {}
+    service = SERVICES.get(str(spec.get("service")))
+    if service is None or service.external:
+        return None
+    settings = spec.get("serviceSettings") or {}
+    target = settings.get("deployment_id") or None
+    if target in BUILTIN_MODELS and settings.get("model_id") in (None, target):
+        return None  # a built-in model's own deployment: the endpoint runs the model itself
+    return target
 
 
 def inference_id(cr: Mapping[str, Any]) -> str:

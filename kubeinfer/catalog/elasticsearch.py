@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ._base import AdaptiveAllocations, ServiceSpec, Settings, TaskType
 
@@ -50,6 +50,18 @@ class LocalModelServiceSettings(Settings):
     one_of_required = (("num_allocations", "adaptive_allocations"),)
     required_unless_waived = ("model_id", "num_threads")
     waived_by = "deployment_id"
+
+    @model_validator(mode="after")
+    def _builtin_deployment(self) -> "LocalModelServiceSettings":
+        # A built-in model's id names its deployment in Elasticsearch (deployment_id
+        # ".elser_model_2"), and kubeinfer always has those models: the endpoint runs the
+        # model itself, shown back as Elasticsearch shows a deployment's settings.
+        if self.deployment_id in BUILTIN_MODELS and self.model_id is None:
+            self.model_id = self.deployment_id
+            self.num_threads = self.num_threads or 1
+            if self.adaptive_allocations is None:
+                self.num_allocations = self.num_allocations or 1
+        return self
 
     @field_validator("num_threads")
     @classmethod

@@ -33,8 +33,13 @@ FOLLOW_INTERVAL = 1.0
 
 
 def deployment_of(config: InferenceEndpointConfig) -> str:
-    """The endpoint whose model serves ``config``: the one its ``deployment_id`` names, else itself."""
-    return getattr(config.service_settings, "deployment_id", None) or config.inference_id
+    """The endpoint whose model serves ``config``: the one its ``deployment_id`` names, else
+    itself. (An external service's ``deployment_id``, Azure OpenAI's, is the provider's own;
+    a built-in model's id names that model's deployment, which the endpoint runs itself.)"""
+    host = None if config.spec.external else getattr(config.service_settings, "deployment_id", None)
+    if host is None or host == getattr(config.service_settings, "model_id", None):
+        return config.inference_id  # a built-in model's own deployment: the endpoint runs it
+    return host
 
 
 @dataclass(frozen=True)

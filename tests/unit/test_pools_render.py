@@ -99,11 +99,21 @@ def test_an_endpoint_on_another_endpoints_deployment_has_no_model_server_of_its_
 
 def test_a_deployment_id_naming_no_endpoint_is_refused_as_not_found():
     notes: list[str] = []
-    objects = render_objects([endpoint("lost", "sparse_embedding", deployment_id=".elser_model_2")], SETTINGS,
+    objects = render_objects([endpoint("lost", "sparse_embedding", deployment_id="nowhere")], SETTINGS,
                              notes=notes)
     assert objects == []
-    assert notes == ["InferenceEndpoint lost is not served: DeploymentNotFound: Cannot find deployment "
-                     "[.elser_model_2]"]
+    assert notes == ["InferenceEndpoint lost is not served: DeploymentNotFound: Cannot find deployment [nowhere]"]
+
+
+def test_a_built_in_models_deployment_id_runs_that_model_as_the_specifications_example_does():
+    notes: list[str] = []
+    objects = render_objects([endpoint("use-existing-deployment", "sparse_embedding", deployment_id=".elser_model_2")],
+                             SETTINGS, notes=notes)
+    assert notes == []
+    [deployment] = by_kind(objects, "Deployment")
+    assert deployment["metadata"]["name"] == "use-existing-deployment"
+    [export] = [c for c in deployment["spec"]["template"]["spec"]["initContainers"] if c["name"] == "export-model"]
+    assert "opensearch-project/opensearch-neural-sparse-encoding-v2-distill" in export["command"]
 
 
 def test_a_deployment_id_of_another_task_type_is_refused():
@@ -200,3 +210,13 @@ def test_a_pool_scales_as_one_and_goes_to_zero_only_when_every_member_may():
     [hpa] = by_kind(objects, "HorizontalPodAutoscaler")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
     assert by_kind(objects, "Deployment")[0]["metadata"]["annotations"]["kubeinfer.io/min-replicas"] == "1"
+
+
+def test_azure_openais_own_deployment_id_puts_no_endpoint_on_another():
+    cr = endpoint("azure")
+    cr["spec"].update({"service": "azureopenai", "serviceSettings": {
+        "api_key": {"secretKeyRef": {"name": "s", "key": "k"}}, "resource_name": "r", "deployment_id": "d",
+        "api_version": "2024-02-01"}})
+    notes: list[str] = []
+    objects = render_objects([cr], SETTINGS, notes=notes)
+    assert notes == [] and by_kind(objects, "Deployment")[0]["metadata"]["name"] == "azure"
