@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("serve", "serve one inference endpoint (what every endpoint pod runs)")
     p.add_argument("--config", required=True, help="InferenceEndpoint manifest (YAML or JSON)")
+    p.add_argument("--pool", action="store_true",
+                   help="serve every InferenceEndpoint of the file (a pool) and follow the file: endpoints "
+                        "added or removed there load or unload their models without a restart")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on")
     p.add_argument("--port", type=int, default=8080, help="port to listen on")
     p.add_argument("--secrets-dir", default=DEFAULT_SECRETS_DIR,
@@ -158,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", metavar="FILE", help="InferenceEndpoint manifest (YAML or JSON)")
     p.add_argument("--uid", default=None, help="the CR's uid for ownerReferences; a placeholder when omitted")
     p.add_argument("--policy", default=None, metavar="FILE", help=policy_help)
+    p.add_argument("--gateway", default=None, metavar="NAMESPACE/NAME",
+                   help="a Gateway API Gateway: an HTTPRoute per endpoint sends its inference there straight to "
+                        "its model server; the operator's setting (KUBEINFER_GATEWAY_PARENT) when omitted")
+    p.add_argument("--inference-pool", action="store_true",
+                   help="an InferencePool per model server, the HTTPRoutes' backend, for an endpoint picker")
     p.add_argument("--region-policy", default=None, metavar="FILE", help=region_help)
     return parser
 

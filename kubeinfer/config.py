@@ -266,6 +266,20 @@ class OperatorSettings(ModelSettings):
         default=False, description="Let provider URLs point at link-local and cloud metadata addresses.")
     deployment_policy: DeploymentPolicy = Field(
         default_factory=DeploymentPolicy, description="What an InferenceEndpoint's spec.deployment may ask for.")
+    pool_memory: str = Field(
+        default="8Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+        description="Memory budget of a pool's pod when no member sets resources.limits.memory.")
+    gateway_parent: str = Field(
+        default="", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$",
+        description="NAMESPACE/NAME of a Gateway API Gateway: an HTTPRoute per endpoint sends its inference "
+                    "there straight to its Service; empty: none.")
+    inference_pool: bool = Field(
+        default=False, description="An InferencePool per model server, the HTTPRoutes' backend (needs "
+                                   "gateway_parent and an endpoint picker).")
+    endpoint_picker: str = Field(
+        default="kubeinfer-endpoint-picker:9002",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?:[0-9]{1,5}$",
+        description="SERVICE:PORT of the endpoint picker the InferencePools name, in the endpoints' namespace.")
     region_policy_namespace: str = Field(
         default="", description="Namespace of the region policy's ConfigMap; empty: the operator's own.")
     region_node_placement: bool = Field(

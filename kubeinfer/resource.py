@@ -95,6 +95,8 @@ ROLLOUT_FAILED = "ProgressDeadlineExceeded"
 UNAVAILABLE = "MinimumReplicasUnavailable"
 SCALED_TO_ZERO = "ScaledToZero"
 DEPLOYMENT_NOT_FOUND = "DeploymentNotFound"
+# A pool member whose model does not fit in the pool's memory budget.
+POOL_FULL = "PoolFull"
 APPLY_FAILED = "ApplyFailed"
 
 
@@ -151,6 +153,11 @@ MAX_MAP_ENTRIES = 64
 MAX_RESOURCE_NAMES = 16
 
 
+# A pool's name is part of its objects' names (kubeinfer-pool-<name>): a DNS label.
+POOL_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+POOL_NAME_MAX = 47
+
+
 class ResourceRequirements(CamelModel):
     requests: dict[str, Quantity] | None = Field(default=None, max_length=MAX_RESOURCE_NAMES,
                                                  description="Minimum resources, e.g. cpu: 500m.")
@@ -190,6 +197,12 @@ class DeploymentOverrides(CamelModel):
     quantization: Literal["none", "int8"] | None = Field(
         default=None, description="int8: a local model on CPU runs dynamically quantized on ONNX Runtime, "
                                   "faster and slightly less exact; refused below a mean cosine of 0.99 to fp32.")
+    pool: str | None = Field(
+        default=None, min_length=1, max_length=POOL_NAME_MAX, pattern=POOL_NAME_PATTERN,
+        description="A named pool of the namespace: one model server (Deployment and Service) serves every "
+                    "model of the pool. resources.requests.memory is the model's share of the pool's memory "
+                    "(2Gi when unset); the largest resources.limits.memory of the members, else the "
+                    "operator's pool memory, is the pool's budget.")
 
 
 class ConditionStatus(str, Enum):
@@ -211,6 +224,9 @@ class InferenceEndpointStatus(CamelModel):
     conditions: list[Condition] | None = None
     observed_generation: int | None = Field(default=None, ge=0, description="The generation the status is about.")
     url: str | None = Field(default=None, description="Where to send inference requests.")
+    model_server: str | None = Field(
+        default=None, description="The Deployment whose pods serve the endpoint: its own, its pool's, or that of "
+                                  "the endpoint its deployment_id names.")
     ready_replicas: int | None = Field(default=None, ge=0)
     replicas: int | None = Field(default=None, ge=0, description="Replicas asked for; 0 when scaled to zero.")
     dimensions: int | None = Field(default=None, ge=1, description="Dimensions of the vectors, once known.")

@@ -104,8 +104,18 @@ def _pair_rules(
             first_missing = f"({absent}!has({path}.{name}) ? {_quote(name)} : {first_missing})"
         out.append((body, f"'[{es_scope}] does not contain the required setting [' + {first_missing} + ']'"))
 
+    # Requirements an existing deployment waives (Elasticsearch's deployment_id).
+    waiver = f"has({path}.{model.waived_by}) || " if model.waived_by else ""
+    if model.required_unless_waived:
+        wanted = list(model.required_unless_waived)
+        body = waiver + " && ".join(f"has({path}.{name})" for name in wanted)
+        first_missing = "''"
+        for name in reversed(wanted):
+            first_missing = f"(!has({path}.{name}) ? {_quote(name)} : {first_missing})"
+        out.append((body, f"'[{es_scope}] does not contain the required setting [' + {first_missing} + ']'"))
+
     for group in model.one_of_required:
-        body = " || ".join(f"has({path}.{name})" for name in group)
+        body = waiver + " || ".join(f"has({path}.{name})" for name in group)
         if present:
             body = f"{present}({body})"
         out.append((body, _quote(f"[{es_scope}] does not contain one of the required settings [{', '.join(group)}]")))

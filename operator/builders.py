@@ -127,7 +127,7 @@ def _check_overrides(overrides: Any) -> None:
     if not isinstance(overrides, Mapping):
         raise validation_exception("[spec.deployment] must be an object")
     known = {"replicas", "image", "resources", "nodeSelector", "tolerations", "affinity", "env", "annotations",
-             "runtime", "quantization"}
+             "runtime", "quantization", "pool"}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise validation_exception(f"[spec.deployment] unknown fields {unknown}")

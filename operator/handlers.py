@@ -253,6 +253,16 @@ async def delete(logger: logging.Logger, **_: Any) -> None:
     logger.info("InferenceEndpoint deleted; its objects are garbage-collected with it")
 
 
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def endpoint_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    # A model server the endpoint shared stays with its other owners, who reconcile it
+    # without the endpoint (deleted at once, without a finalizer, it has no delete handler).
+    reconciler = getattr(memo, "reconciler", None)
+    if reconciler is not None and event["type"] == "DELETED":
+        meta = event["object"].get("metadata") or {}
+        await reconciler.member_gone(meta.get("namespace") or "default", meta.get("name", ""), meta.get("uid"))
+
+
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
 async def deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     reconciler = getattr(memo, "reconciler", None)

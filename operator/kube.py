@@ -32,6 +32,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers"),
     "NetworkPolicy": ("networking.k8s.io/v1", "networkpolicies"),
     "ScaledObject": ("keda.sh/v1alpha1", "scaledobjects"),
+    "HTTPRoute": ("gateway.networking.k8s.io/v1", "httproutes"),
+    "InferencePool": ("inference.networking.k8s.io/v1", "inferencepools"),
     KIND: (API_VERSION, PLURAL),
     "Event": ("v1", "events"),
 }

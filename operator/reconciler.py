@@ -31,8 +31,13 @@ from .builders import (
     Autoscaler, DesiredState, check_policy, desired_state, endpoint_url, parse_spec, referenced_secrets, workload_name,
 )
 from .kube import KubeError, OperatorClient
+from .pools import (
+    Refusal, ServingGroup, deployment_id, desired_group, endpoint_metadata, inference_id, pool_name, serving_groups,
+)
+from .routes import gateway_objects
 from kubeinfer.config import OperatorSettings
 from kubeinfer.resource import LABEL_ALLOW_CUSTOM_URL
+from .pools import LABEL_POOL
 from .status import (
     Observation, apply_failed, endpoint_status, invalid_spec, observe_deployment, policy_violation,
     region_not_allowed, same_status, secret_not_allowed, secret_not_found, transitions,
@@ -48,6 +53,8 @@ CONCURRENT_RECONCILES = 32
 # How long a reconcile of an endpoint that names a region waits, at start-up, for the
 # region policy to be read before going on without it.
 REGION_POLICY_WAIT = 10.0
+# Applied.fingerprints' entry for the serving group the endpoint was last part of ("": alone).
+GROUP_MEMO = "ServingGroup"
 # Owned objects whose absence is worth remembering: deleting them when absent is a wasted call.
 AUTOSCALERS = frozenset({"HorizontalPodAutoscaler", "ScaledObject"})
 
@@ -146,6 +153,9 @@ class Reconciler:
     region_policy: RegionPolicy | None = None
     region_policy_read: asyncio.Event | None = None
     _posting: set[asyncio.Task] = field(default_factory=set)
+    # Uids of endpoints deleted that kopf's index may still hold for a moment: a model server
+    # they shared must not list them again.
+    _gone: set[str] = field(default_factory=set)
 
     # ---- the reconcile loop body ------------------------------------------------------------
     async def reconcile(self, cr: Mapping[str, Any], applied: Applied, *, trigger: str) -> dict[str, Any]:
@@ -178,11 +188,109 @@ class Reconciler:
         if isinstance(admitted, Observation):
             return admitted
         config, versions = admitted
+        shared = self.serving_group(cr, key)
+        await self._regroup(cr, key, applied, shared.name if isinstance(shared, ServingGroup) else "")
+        if isinstance(shared, Refusal):
+            return Observation(ready=False, reason=shared.reason, message=shared.message)
+        if shared is not None:
+            return await self._converge_group(cr, key, config, shared)
         desired = desired_state(cr, self.settings, secret_versions=versions, autoscaler=await self.autoscaler(),
                                 region_policy=self.region_policy)
         deployment = await self._apply(desired, key, applied)
         url = endpoint_url(key[1], key[0], desired.config, self.settings.cluster_domain)
-        return with_vectors(observe_deployment(deployment, url=url), config)
+        observation = with_vectors(observe_deployment(deployment, url=url), config)
+        return dataclasses.replace(observation, model_server=desired.deployment["metadata"]["name"])
+
+    # ---- model servers shared by several endpoints (pools, deployment_id) ------------------------
+    def namespace_endpoints(self, namespace: str, cr: Mapping[str, Any] | None = None,
+                            without: str | None = None) -> list[dict[str, Any]]:
+        """The endpoints of ``namespace`` as kopf last saw them (``cr`` as given), those being
+        deleted and ``without`` left out."""
+        bodies: dict[str, dict[str, Any]] = {}
+        indexed: set[str] = set()
+        for (ns, name), seen in list(self.endpoints.items()):
+            for one in seen:
+                indexed.add(one.uid)
+                if ns == namespace and name != without and not deleting(one.body) and one.uid not in self._gone:
+                    bodies[name] = dict(one.body)
+        self._gone &= indexed  # forget the deleted once the index has
+        if cr is not None:
+            bodies[key_of(cr)[1]] = dict(cr)
+        return list(bodies.values())
+
+    def serving_group(self, cr: Mapping[str, Any], key: Key) -> ServingGroup | Refusal | None:
+        """The group whose model server serves ``cr``, why it cannot be served, or None
+        when it is served alone."""
+        groups, _, refused = serving_groups(self.namespace_endpoints(key[0], cr))
+        if key[1] in refused:
+            return refused[key[1]]
+        return next((g for g in groups if any(key_of(m)[1] == key[1] for m in g.members)), None)
+
+    async def _converge_group(self, cr: Mapping[str, Any], key: Key, config: InferenceEndpointConfig,
+                              group: ServingGroup) -> Observation:
+        state = desired_group(group, self.settings, region_policy=self.region_policy,
+                              autoscaler=await self.autoscaler())
+        why = state.plan.refused.get(key[1])
+        if why is not None:
+            return Observation(ready=False, reason=why.reason, message=why.message)
+        for obj in (state.configmap, state.service, state.network_policy):
+            if obj is not None:
+                await self.client.apply(obj)
+        routes = gateway_objects(self.settings, [(config, endpoint_metadata(cr))], state.deployment,
+                                 model_server=True)
+        deployment = await self.client.apply(state.deployment)
+        for obj in (state.hpa, state.scaled_object, *routes):
+            if obj is not None:
+                await self.client.apply(obj)
+        observation = with_vectors(observe_deployment(deployment, url=state.url(cr, self.settings.cluster_domain)),
+                                   config)
+        return dataclasses.replace(observation, model_server=group.name)
+
+    async def _regroup(self, cr: Mapping[str, Any], key: Key, applied: Applied, group: str) -> None:
+        """The endpoint moved between model servers (joined a pool, left one, took a
+        deployment_id): the objects it served alone go, and a group it left lists it no more."""
+        previous = applied.fingerprints.get(GROUP_MEMO)
+        applied.fingerprints[GROUP_MEMO] = group
+        own = workload_name(key[1])
+        if previous is None and not group:
+            return  # served alone, as far as this process knows
+        if group and group != own and previous != group:
+            kinds = ["Deployment", "Service", "ConfigMap", "NetworkPolicy", "HorizontalPodAutoscaler"]
+            for kind in kinds + (["ScaledObject"] if self.keda_installed else []):
+                await self.client.delete(kind, key[0], own)
+            applied.absent |= AUTOSCALERS
+            applied.fingerprints = {GROUP_MEMO: group}
+        if previous and previous != group:
+            await self._reconcile_group(key[0], previous, without=key[1])
+
+    async def _reconcile_group(self, namespace: str, name: str, *, without: str) -> None:
+        """Bring the group ``name`` to its members now (``without`` is not one any more);
+        with none left, its objects go."""
+        groups, _, _ = serving_groups(self.namespace_endpoints(namespace, without=without))
+        group = next((g for g in groups if g.name == name), None)
+        if group is None:
+            for kind in ("Deployment", "Service", "ConfigMap", "NetworkPolicy", "HorizontalPodAutoscaler"):
+                await self.client.delete(kind, namespace, name)
+            return
+        for obj in desired_group(group, self.settings, region_policy=self.region_policy,
+                                 autoscaler=await self.autoscaler()).objects():
+            await self.client.apply(obj)
+
+    async def member_gone(self, namespace: str, name: str, uid: str | None = None) -> None:
+        """An endpoint was deleted: the model server it shared lists it no more, and the
+        endpoints on its deployment learn that it is gone."""
+        if uid:
+            self._gone.add(uid)
+        for body in self.namespace_endpoints(namespace, without=name):
+            if pool_name(body) or deployment_id(body) or any(
+                    deployment_id(other) for other in self.namespace_endpoints(namespace, without=name)
+                    if deployment_id(other) == inference_id(body)):
+                for seen in list(self.endpoints.get(key_of(body), ())):
+                    try:
+                        await self._reconcile_live(seen, "drift", f"InferenceEndpoint {name} of its model "
+                                                                  f"server was deleted")
+                    except KubeError as exc:
+                        self.logger.warning("reconciling %s/%s failed: %s", *key_of(body), exc)
 
     async def admit(self, cr: Mapping[str, Any], key: Key,
                     applied: Applied) -> tuple[InferenceEndpointConfig, dict[str, str]] | Observation:
@@ -239,8 +347,12 @@ class Reconciler:
         for obj in (desired.configmap, desired.service, desired.network_policy):
             if obj is not None:
                 applied.fingerprints[obj["kind"]] = fingerprint(await self.client.apply(obj))
+        routes = gateway_objects(self.settings, [(desired.config, desired.configmap["metadata"])],
+                                 desired.deployment, model_server=not desired.config.spec.external)
         deployment = await self.client.apply(desired.deployment)
         applied.fingerprints["Deployment"] = fingerprint(deployment)
+        for route in routes:  # with a parent Gateway set: inference from it straight to the pods
+            await self.client.apply(route)
         for kind, wanted in (("HorizontalPodAutoscaler", desired.hpa), ("ScaledObject", desired.scaled_object)):
             if wanted is not None:
                 await self.client.apply(wanted)
@@ -308,6 +420,7 @@ class Reconciler:
     async def deployment_changed(self, event_type: str, deployment: Mapping[str, Any]) -> None:
         found = self.owner(deployment)
         if found is None:
+            await self._shared_deployment_changed(event_type, deployment)
             return
         key = key_of(found.body)
         # Under the endpoint's lock: an apply in flight has recorded its generation by then.
@@ -331,6 +444,20 @@ class Reconciler:
             if event_type != "DELETED" and known is None:
                 return  # not applied by this process yet: the resume handler reconciles it
         await self._reconcile_live(seen, "drift", f"its Deployment was {_what(event_type)}")
+
+    async def _shared_deployment_changed(self, event_type: str, deployment: Mapping[str, Any]) -> None:
+        """A model server several endpoints share rolled out (or went): each member's status follows."""
+        meta = deployment.get("metadata") or {}
+        if LABEL_POOL not in (meta.get("labels") or {}):
+            return
+        namespace = meta.get("namespace") or "default"
+        for ref in meta.get("ownerReferences") or []:
+            for seen in list(self.endpoints.get((namespace, ref.get("name", "")), ())):
+                if seen.uid == ref.get("uid") and not deleting(seen.body):
+                    try:
+                        await self._reconcile_live(seen, "drift", f"its model server was {_what(event_type)}")
+                    except KubeError as exc:
+                        self.logger.warning("reconciling %s/%s failed: %s", namespace, ref.get("name"), exc)
 
     async def owned_changed(self, event_type: str, obj: Mapping[str, Any]) -> None:
         """A ConfigMap or Service of an endpoint changed or vanished: put it back if it drifted."""

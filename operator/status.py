@@ -38,6 +38,8 @@ class Observation:
     # The replicas the Deployment asks for (the autoscaler's choice where there is one).
     replicas: int | None = None
     url: str | None = None
+    # The Deployment serving the endpoint: its own, its pool's, or its deployment_id's host's.
+    model_server: str | None = None
     # Of an embedding endpoint, when its settings say (the model server reports the rest).
     dimensions: int | None = None
     similarity: str | None = None
@@ -177,6 +179,7 @@ def endpoint_status(previous: Mapping[str, Any] | None, observation: Observation
         "conditions": conditions,
         "observedGeneration": generation,
         "url": observation.url,
+        "modelServer": observation.model_server,
         "readyReplicas": observation.ready_replicas,
         "replicas": observation.replicas,
         "dimensions": observation.dimensions,

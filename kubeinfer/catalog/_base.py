@@ -86,10 +86,18 @@ class Settings(BaseModel):
     one_of_required: ClassVar[tuple[tuple[str, ...], ...]] = ()
     # Groups of fields of which at most one may be given.
     mutually_exclusive: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    # Fields required (with ``one_of_required``) unless the field ``waived_by`` is given:
+    # Elasticsearch reads them from an existing deployment named by ``deployment_id``.
+    required_unless_waived: ClassVar[tuple[str, ...]] = ()
+    waived_by: ClassVar[str | None] = None
     # Groups of fields given all together or not at all (OAuth 2.0's client credentials).
     required_together: ClassVar[tuple[tuple[str, ...], ...]] = ()
     # Field name (and alias) -> {a value's lower case: the enum's own value}; filled below.
     enum_spellings: ClassVar[dict[str, dict[str, str]]] = {}
+
+    def waived(self) -> bool:
+        """Whether the field that waives the conditional requirements is given."""
+        return self.waived_by is not None and getattr(self, self.waived_by, None) is not None
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ._base import AdaptiveAllocations, ServiceSpec, Settings, TaskType
 
@@ -27,32 +27,55 @@ MAX_THREADS = 32
 
 
 class LocalModelServiceSettings(Settings):
-    model_id: str = Field(description="A built-in id (.multilingual-e5-small, .elser_model_2, .rerank-v1), "
-                                      "a Hugging Face model id, or a local path.")
+    model_id: str | None = Field(
+        default=None, description="A built-in id (.multilingual-e5-small, .elser_model_2, .rerank-v1), a Hugging "
+                                  "Face model id, or a local path. Required unless deployment_id is given.")
     num_allocations: int | None = Field(
         default=None, ge=1, description="Replicas of the model server; or give adaptive_allocations."
     )
-    num_threads: int = Field(ge=1, le=MAX_THREADS, description="Inference threads per allocation (CPU cores): "
-                                                             "a power of 2, at most 32.")
+    num_threads: int | None = Field(
+        default=None, ge=1, le=MAX_THREADS,
+        description="Inference threads per allocation (CPU cores): a power of 2, at most 32. Required unless "
+                    "deployment_id is given.")
     adaptive_allocations: AdaptiveAllocations | None = Field(
         default=None, description="Scale replicas with the load (a HorizontalPodAutoscaler); or give num_allocations."
     )
-    deployment_id: str | None = None
+    deployment_id: str | None = Field(
+        default=None, min_length=1, max_length=253,
+        description="Run on the model server of another endpoint of the namespace (its inference id), "
+                    "as Elasticsearch runs on an existing model deployment: no model server of its own.")
 
-    # As in Elasticsearch: a fixed number of allocations, or adaptive ones.
+    # As in Elasticsearch: a fixed number of allocations, or adaptive ones; all of it comes
+    # from the existing deployment when deployment_id names one.
     one_of_required = (("num_allocations", "adaptive_allocations"),)
+    required_unless_waived = ("model_id", "num_threads")
+    waived_by = "deployment_id"
+
+    @model_validator(mode="after")
+    def _builtin_deployment(self) -> "LocalModelServiceSettings":
+        # A built-in model's id names its deployment in Elasticsearch (deployment_id
+        # ".elser_model_2"), and kubeinfer always has those models: the endpoint runs the
+        # model itself, shown back as Elasticsearch shows a deployment's settings.
+        if self.deployment_id in BUILTIN_MODELS and self.model_id is None:
+            self.model_id = self.deployment_id
+            self.num_threads = self.num_threads or 1
+            if self.adaptive_allocations is None:
+                self.num_allocations = self.num_allocations or 1
+        return self
 
     @field_validator("num_threads")
     @classmethod
-    def _power_of_two(cls, value: int) -> int:
+    def _power_of_two(cls, value: int | None) -> int | None:
         # Elasticsearch's rule for threads per allocation; more threads than cores only thrash.
-        if value & (value - 1):
+        if value is not None and value & (value - 1):
             raise ValueError(f"[num_threads] must be a power of 2 less than or equal to {MAX_THREADS}")
         return value
 
 
 class ElserServiceSettings(LocalModelServiceSettings):
     model_id: str = ".elser_model_2"
+
+    required_unless_waived = ("num_threads",)
 
 
 class RerankTaskSettings(Settings):

@@ -338,6 +338,11 @@ def validate_settings(
                 f"Model configuration contains settings [{_java_map(unknown)}] unknown to the [{service}] service"
             ) from None
         raise validation_exception(*problems) from None
+    if settings.waived():
+        return settings
+    absent = [name for name in model.required_unless_waived if getattr(settings, name) is None]
+    if absent:
+        raise validation_exception(*(f"[{scope}] does not contain the required setting [{name}]" for name in absent))
     missing = [
         group for group in model.one_of_required if all(getattr(settings, name) is None for name in group)
     ]

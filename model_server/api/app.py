@@ -48,7 +48,7 @@ def create_app(
     # their literal paths (`_all`, `_services`) ahead of `{inference_id}`.
     app.router.routes.append(inference_route(store, relay=relay))
     app.include_router(chat_completion_router(store, relay))
-    app.include_router(health_router(readiness))
+    app.include_router(health_router(readiness, getattr(store, "model_state", None)))
     for router in extra_routers:
         app.include_router(router)
     app.include_router(services_router())

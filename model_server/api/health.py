@@ -1,9 +1,10 @@
 """Probes and metrics: ``/healthz`` (the process answers), ``/readyz`` (the endpoint can
-serve: model loaded and warmed up) and ``/metrics`` (Prometheus text)."""
+serve: model loaded and warmed up; ``/readyz?model=<inference id>``: that endpoint's
+model, where a server holds several) and ``/metrics`` (Prometheus text)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from fastapi import APIRouter
 from starlette.responses import Response
@@ -12,7 +13,9 @@ from .errors import ElasticsearchJSONResponse
 from .metrics import exposition
 
 
-def health_router(readiness: Callable[[], bool]) -> APIRouter:
+def health_router(readiness: Callable[[], bool], model_readiness: Callable[[str], Any] | None = None) -> APIRouter:
+    """``model_readiness(inference_id)`` gives a model's state (``ready``, ``reason``), None
+    for an endpoint the server does not serve; without it, every model is the server's."""
     router = APIRouter()
 
     @router.get("/healthz")
@@ -20,7 +23,15 @@ def health_router(readiness: Callable[[], bool]) -> APIRouter:
         return ElasticsearchJSONResponse({"status": "ok"})
 
     @router.get("/readyz")
-    async def readyz() -> Response:
+    async def readyz(model: str | None = None) -> Response:
+        if model is not None and model_readiness is not None:
+            state = model_readiness(model)
+            if state is None:
+                return ElasticsearchJSONResponse({"status": "not_found", "model": model}, status_code=404)
+            if state.ready:
+                return ElasticsearchJSONResponse({"status": "ready", "model": model})
+            return ElasticsearchJSONResponse({"status": "not_ready", "model": model, "reason": state.reason},
+                                             status_code=503)
         if readiness():
             return ElasticsearchJSONResponse({"status": "ready"})
         return ElasticsearchJSONResponse({"status": "not_ready"}, status_code=503)

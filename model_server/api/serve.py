@@ -1,5 +1,9 @@
 """``kubeinfer serve``: one inference endpoint in one process, what every endpoint pod runs.
 
+With ``--pool`` the file holds any number of endpoints (a pool's ConfigMap, or an endpoint
+and those on its deployment) and is followed: endpoints added or removed there load or
+unload their models in the running process (``pool``).
+
 Reads the InferenceEndpoint manifest (the same YAML a user applies), resolves its
 ``secretKeyRef`` settings from the environment or mounted Secret files, builds the
 backend the catalog names and serves the API with uvicorn. The backend starts (model
@@ -31,6 +35,7 @@ from kubeinfer.errors import ElasticsearchError, validation_exception
 from kubeinfer.resource import KIND
 from kubeinfer.secrets import SecretResolver
 from .app import create_app, freeze_startup_objects
+from .pool import PoolStore, follow
 from .store import SingleEndpointStore
 
 log = logging.getLogger("kubeinfer.serve")
@@ -43,6 +48,15 @@ def load_manifest(path: str | Path) -> dict[str, Any]:
     if len(endpoints) != 1:
         raise validation_exception(f"[{path}] must hold exactly one {KIND}, found {len(endpoints)}")
     return endpoints[0]
+
+
+def load_endpoints(path: str | Path, secrets_dir: str | Path) -> list[InferenceEndpointConfig]:
+    """Every InferenceEndpoint of a YAML file (none is fine: an empty pool), validated
+    against the catalog, secrets resolved."""
+    documents = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+    resolver = SecretResolver(secrets_dir)
+    return [resolver.resolve(catalog.from_manifest(d)) for d in documents
+            if isinstance(d, dict) and d.get("kind") == KIND]
 
 
 def load_endpoint(path: str | Path, secrets_dir: str | Path) -> InferenceEndpointConfig:
@@ -93,8 +107,60 @@ def build_app(
     return create_app(store, lifespan=lifespan)
 
 
+def build_pool_app(path: str | Path, secrets_dir: str | Path, make_backend: Callable[[InferenceEndpointConfig], Backend],
+                   interval: float | None = None) -> FastAPI:
+    """The serve app for the endpoints of the file at ``path``, followed while it runs."""
+    store = PoolStore(make_backend)
+
+    def load(file: str | Path) -> list[InferenceEndpointConfig]:
+        try:
+            return load_endpoints(file, secrets_dir)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"not valid YAML: {exc}") from None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        options = {} if interval is None else {"interval": interval}
+        task = asyncio.create_task(follow(path, load, store.update, **options), name="follow-pool")
+        try:
+            yield
+        finally:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            await store.close()
+
+    return create_app(store, lifespan=lifespan)
+
+
+def run_pool(args: argparse.Namespace, settings: ServerSettings) -> int:
+    import uvicorn
+
+    def make_backend(config: InferenceEndpointConfig) -> Backend:
+        return create_backend(config, cache_dir=getattr(args, "cache_dir", None), settings=settings)
+
+    try:
+        load_endpoints(args.config, args.secrets_dir)
+    except ElasticsearchError as exc:
+        print(f"kubeinfer serve: {exc.type}: {exc.reason}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"kubeinfer serve: cannot read [{args.config}]: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except yaml.YAMLError as exc:
+        print(f"kubeinfer serve: [{args.config}] is not valid YAML: {exc}", file=sys.stderr)
+        return 2
+    app = build_pool_app(args.config, args.secrets_dir, make_backend)
+    uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False)).run()
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     settings = ServerSettings.from_env()
+    if getattr(args, "pool", False):
+        return run_pool(args, settings)
     outbound = OutboundHTTP(settings)
     try:
         config = load_endpoint(args.config, args.secrets_dir)

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..api import metrics
 from ..backends.base import Backend
+from ..api.pool import deployment_of
 from kubeinfer.catalog import InferenceEndpointConfig, SecretKeyRef, from_manifest
 from kubeinfer.catalog.endpoint import is_inference_id
 from kubeinfer.errors import ElasticsearchError, not_found, status_exception, validation_exception
@@ -184,15 +185,16 @@ class KubernetesEndpointStore:
             detail = condition.get("message") or condition.get("reason") or "waiting for the operator"
             raise status_exception(f"Inference endpoint [{inference_id}] is not ready: {detail}", 409)
         if at_zero(obj):
-            name = obj["metadata"]["name"]
+            # The Deployment to wake: the endpoint's own, or the pool's it shares (status.modelServer).
+            name = (obj.get("status") or {}).get("modelServer") or workload_name(obj["metadata"]["name"])
             return WakingBackend(config, url, wake_ups=self.wake_ups,
                                  wake=lambda: self._wake(name), awake=lambda: self._awake(inference_id))
         return ForwardingBackend(config, url)
 
-    async def _wake(self, cr_name: str) -> None:
+    async def _wake(self, deployment_name: str) -> None:
         """Ask for one replica of the endpoint at zero, unless KEDA owns the count (it
         activates on the gateway's held-request gauge)."""
-        path = f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{workload_name(cr_name)}"
+        path = f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{deployment_name}"
         try:
             deployment = await self.api.get(path)
             if scaled_by_keda(deployment) or (deployment.get("spec") or {}).get("replicas", 1) > 0:
@@ -209,6 +211,11 @@ class KubernetesEndpointStore:
 
     # ---- management ----------------------------------------------------------------
     async def create(self, config: InferenceEndpointConfig, *, timeout: float) -> InferenceEndpointConfig:
+        host = deployment_of(config)
+        if host != config.inference_id:
+            await self._synced()
+            if self.index.get(host) is None:
+                raise status_exception(f"Cannot find deployment [{host}]", 404)
         stored = with_secret_references(config)
         manifest = stored.to_manifest(name=resource_name(config.inference_id), namespace=self.namespace)
         manifest["metadata"]["labels"] = dict(MANAGED_BY)
@@ -281,6 +288,12 @@ class KubernetesEndpointStore:
 
     async def delete(self, inference_id: str) -> None:
         obj, _ = await self._read(inference_id)
+        users = sorted(entry.value.inference_id for entry in self.index.endpoints() if entry.value is not None
+                       and entry.value.inference_id != inference_id and deployment_of(entry.value) == inference_id)
+        if users:
+            # As Elasticsearch refuses to stop a deployment other endpoints use.
+            raise status_exception(f"Cannot stop deployment [{inference_id}] as it is used by inference endpoint "
+                                   f"[{', '.join(users)}]", 409)
         try:
             await self.api.delete(self._cr_path(obj["metadata"]["name"]))
         except KubeError as exc:

@@ -34,6 +34,7 @@ from kubeinfer.catalog import InferenceEndpointConfig, parse_endpoint
 
 from ..backends.registry import create_backend
 from ..backends.scale_to_zero import UnloadingBackend, scales_to_zero
+from ..api.pool import SharedBackend, deployment_of
 from kubeinfer.errors import ElasticsearchError, not_found, status_exception
 from .store import already_exists, create_body, with_model_facts
 
@@ -208,6 +209,12 @@ class LocalEndpointStore:
     async def delete(self, inference_id: str) -> None:
         async with self._lock:
             entry = self._entry(inference_id)
+            users = sorted(i for i, e in self._entries.items() if i != inference_id
+                           and deployment_of(e.config) == inference_id)
+            if users:
+                # As Elasticsearch refuses to stop a deployment other endpoints use.
+                raise status_exception(f"Cannot stop deployment [{inference_id}] as it is used by inference "
+                                       f"endpoint [{', '.join(users)}]", 409)
             del self._entries[inference_id]
             if entry.persisted and self.state is not None:
                 self.state.remove(inference_id)
@@ -230,7 +237,10 @@ class LocalEndpointStore:
                 kept.append((config, True))
         self._busy.update(c.inference_id for c, _ in kept)
         try:
-            await asyncio.gather(*(self._keep(config, persisted, timeout) for config, persisted in kept))
+            # Endpoints on another's deployment after the deployments they use.
+            for on_other in (False, True):
+                await asyncio.gather(*(self._keep(config, persisted, timeout) for config, persisted in kept
+                                       if (deployment_of(config) != config.inference_id) is on_other))
         finally:
             self._busy.difference_update(c.inference_id for c, _ in kept)
 
@@ -254,6 +264,16 @@ class LocalEndpointStore:
     async def _start(self, config: InferenceEndpointConfig, timeout: float) -> Backend:
         """Build and start the backend; Elasticsearch's errors when it cannot serve in time."""
         resolved = self.resolve(config)
+        host_id = deployment_of(config)
+        if host_id != config.inference_id:
+            host = self._entries.get(host_id)
+            if host is None:
+                raise status_exception(f"Cannot find deployment [{host_id}]", 404)
+            if host.config.task_type is not config.task_type:
+                raise status_exception(f"Deployment [{host_id}] serves task type [{host.config.task_type}], not "
+                                       f"[{config.task_type}]")
+            return SharedBackend(config, lambda: self._entries[host_id].backend if host_id in self._entries
+                                 else None)
         try:
             if scales_to_zero(resolved):
                 backend: Backend = UnloadingBackend(resolved, lambda: self.backend_factory(resolved),

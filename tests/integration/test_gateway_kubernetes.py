@@ -270,6 +270,24 @@ async def test_resources_named_apart_from_their_inference_id_are_found_by_id(gat
     assert cluster.get(INFERENCE_ENDPOINTS, NS, "team-a-e5") is None
 
 
+async def test_a_deployment_other_endpoints_use_cannot_be_deleted_and_a_missing_one_cannot_be_used(gateway,
+                                                                                                       cluster):
+    for name, settings in (("my-elser", {"model_id": ".elser_model_2", "num_allocations": 1, "num_threads": 1}),
+                           ("on-elser", {"deployment_id": "my-elser"})):
+        cluster.create(INFERENCE_ENDPOINTS, {
+            "apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": name},
+            "spec": {"taskType": "sparse_embedding", "service": "elasticsearch", "serviceSettings": settings}})
+    await asyncio.sleep(0.3)  # the watch brings both to the index
+    refused = await gateway.delete("/_inference/my-elser", headers=as_user(ADMIN))
+    assert error_of(refused) == (409, "status_exception", "Cannot stop deployment [my-elser] as it is used by "
+                                                          "inference endpoint [on-elser]")
+    assert cluster.get(INFERENCE_ENDPOINTS, NS, "my-elser") is not None
+    missing = await gateway.put("/_inference/sparse_embedding/lost", headers=as_user(ADMIN), json={
+        "service": "elasticsearch", "service_settings": {"deployment_id": ".missing_deployment"}})
+    assert error_of(missing) == (404, "status_exception", "Cannot find deployment [.missing_deployment]")
+    assert (await gateway.delete("/_inference/on-elser", headers=as_user(ADMIN))).status_code == 200
+
+
 async def test_a_secret_that_belongs_to_someone_else_is_never_overwritten(gateway, cluster):
     cluster.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gw-emb-secrets"},
                              "data": {"api_key": base64.b64encode(b"theirs").decode()}})
@@ -818,25 +836,27 @@ async def test_preconfigured_endpoints_are_listed_reserved_and_created_on_first_
 
 # ---- scale from zero: the gateway holds a request while the endpoint wakes ----------------------
 
-def scale_to_zero(cluster, name: str, autoscaler: str = "hpa") -> None:
-    """The endpoint as the operator leaves it at zero: its Deployment at 0 replicas and the
-    resource Ready with reason ScaledToZero. Once the Deployment asks for a replica, the
-    stand-in reports the endpoint Available (its pod came up)."""
+def scale_to_zero(cluster, name: str, autoscaler: str = "hpa", server: str | None = None) -> None:
+    """The endpoint as the operator leaves it at zero: its Deployment (``server``, a pool's,
+    when given) at 0 replicas and the resource Ready with reason ScaledToZero. Once the
+    Deployment asks for a replica, the stand-in reports the endpoint Available (its pod came up)."""
+    deployment = server or name
     cluster.create(DEPLOYMENTS, {
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NS, "annotations": {"kubeinfer.io/autoscaler": autoscaler,
+        "metadata": {"name": deployment, "namespace": NS, "annotations": {"kubeinfer.io/autoscaler": autoscaler,
                                                                     "kubeinfer.io/min-replicas": "0"}},
-        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": []}}}})
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": deployment}},
+                 "template": {"metadata": {"labels": {"app": deployment}}, "spec": {"containers": []}}}})
 
     def mark(reason: str) -> None:
         cr = cluster.emulator.get(INFERENCE_ENDPOINTS, NS, name)
         cluster.emulator.update_status(INFERENCE_ENDPOINTS, NS, name, {
             **cr["status"], "readyReplicas": 0 if reason == "ScaledToZero" else 1,
+            **({"modelServer": server} if server else {}),
             "conditions": [{"type": "Ready", "status": "True", "reason": reason, "message": reason}]})
 
     def wake_on_scale(event_type: str, key: str, obj: dict[str, Any]) -> None:
-        if key == DEPLOYMENTS and obj["metadata"]["name"] == name and obj["spec"].get("replicas"):
+        if key == DEPLOYMENTS and obj["metadata"]["name"] == deployment and obj["spec"].get("replicas"):
             mark("Available")
 
     def configure() -> None:
@@ -864,6 +884,16 @@ async def test_a_request_for_an_endpoint_at_zero_scales_it_and_is_answered_once_
     assert cluster.get(DEPLOYMENTS, NS, "gw-emb")["spec"]["replicas"] == 1
     scale = [r for r in cluster.requests() if r.url.path.endswith("/deployments/gw-emb/scale")]
     assert [r.method.value for r in scale] == ["PATCH"]
+
+
+async def test_a_request_for_a_pool_member_at_zero_wakes_the_pools_model_server(gateway, cluster):
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    scale_to_zero(cluster, "gw-emb", server="kubeinfer-pool-small")
+    response = await gateway.post("/_inference/text_embedding/gw-emb", json={"input": ["abc"]},
+                                  headers=as_user(VIEWER))
+    assert response.status_code == 200, response.text
+    assert cluster.get(DEPLOYMENTS, NS, "kubeinfer-pool-small")["spec"]["replicas"] == 1
+    assert not any(r.url.path.endswith("/deployments/gw-emb/scale") for r in cluster.requests())
 
 
 async def test_with_keda_the_held_request_is_counted_for_activation_and_released_when_ready(gateway, cluster):

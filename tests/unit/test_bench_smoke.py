@@ -27,6 +27,7 @@ BASELINES = {
     ("proxy.py", "target     seq p50 ms"),
     ("cold_start.py", "| case | seconds | x warm request |"),
     ("operator.py", "beside 40 unrelated Secrets and Deployments: peak RSS"),
+    ("pools.py", "pool vs two servers: memory x"),
 ])
 def test_benchmark_smoke_run_completes_and_prints_its_table(script, table_head):
     env = {**os.environ, "PYTHONSAFEPATH": "1", "HF_HUB_OFFLINE": "1"}

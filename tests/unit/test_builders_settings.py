@@ -40,6 +40,12 @@ def test_every_setting_is_read_from_its_variable():
         "KUBEINFER_GATEWAY_POD_LABELS": '{"app": "gw"}',
         "KUBEINFER_ALLOW_LINK_LOCAL_URLS": "true",
         "KUBEINFER_DEPLOYMENT_POLICY": '{"allowedImagePrefixes": ["reg/"], "maxResources": {"cpu": 8}}',
+        "KUBEINFER_REGION_POLICY_NAMESPACE": "policies",
+        "KUBEINFER_REGION_NODE_PLACEMENT": "true",
+        "KUBEINFER_POOL_MEMORY": "12Gi",
+        "KUBEINFER_GATEWAY_PARENT": "infra/edge",
+        "KUBEINFER_INFERENCE_POOL": "true",
+        "KUBEINFER_ENDPOINT_PICKER": "picker:9002",
     }
     assert set(env) == set(ENVIRONMENT.values())
     s = OperatorSettings.from_env(env)
@@ -58,6 +64,9 @@ def test_every_setting_is_read_from_its_variable():
     assert (s.gateway_namespace, s.gateway_pod_labels) == ("kubeinfer", {"app": "gw"})
     assert s.allow_link_local_urls is True
     assert s.deployment_policy.allowed_image_prefixes == ("reg/",) and s.deployment_policy.max_resources == {"cpu": 8}
+    assert (s.region_policy_namespace, s.region_node_placement) == ("policies", True)
+    assert (s.pool_memory, s.gateway_parent, s.inference_pool, s.endpoint_picker) == (
+        "12Gi", "infra/edge", True, "picker:9002")
 
 
 @pytest.mark.parametrize(

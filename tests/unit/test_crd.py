@@ -134,14 +134,15 @@ def test_spec_fields_and_enums_come_from_the_catalog():
     assert props["service"]["enum"] == SERVICES_BY_NAME
     assert set(props["deployment"]["properties"]) == {
         "replicas", "image", "resources", "nodeSelector", "tolerations", "affinity", "env", "annotations",
-        "runtime", "quantization"}
+        "runtime", "quantization", "pool"}
     every_setting = {k for settings in MINIMAL.values() for k in settings}
     assert every_setting <= set(props["serviceSettings"]["properties"])
 
 
 def test_status_schema_has_conditions_and_what_the_model_reports():
     status = SCHEMA["properties"]["status"]["properties"]
-    assert set(status) == {"conditions", "observedGeneration", "url", "readyReplicas", "replicas", "dimensions",
+    assert set(status) == {"conditions", "observedGeneration", "url", "modelServer", "readyReplicas", "replicas",
+                           "dimensions",
                            "similarity"}
     condition = status["conditions"]["items"]
     assert set(condition["properties"]) == {

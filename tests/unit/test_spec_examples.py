@@ -18,7 +18,7 @@ from kubeinfer.errors import ElasticsearchError
 
 def test_every_create_example_of_the_specification_is_accepted_but_the_known_refusals():
     assert len(SPEC_CREATE_EXAMPLES) == 99
-    assert len(SPEC_EXAMPLES) == 98
+    assert len(SPEC_EXAMPLES) == 99
     for example in SPEC_CREATE_EXAMPLES:
         if example["name"] in REFUSED:
             with pytest.raises(ElasticsearchError) as caught:
@@ -51,3 +51,14 @@ def test_the_specifications_example_is_a_valid_resource_with_secret_references(n
     config = from_manifest({"apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint",
                             "metadata": {"name": inference_id.replace("_", "-")}, "spec": spec})
     assert config.plain_secrets() == {}
+
+
+def test_an_elasticsearch_endpoint_without_deployment_id_still_needs_its_model_and_threads():
+    with pytest.raises(ElasticsearchError) as caught:
+        parse_endpoint("e5", "text_embedding", {"service": "elasticsearch", "service_settings": {"num_allocations": 1}})
+    assert caught.value.reason.startswith("Validation Failed: 1: [service_settings] does not contain the required "
+                                          "setting [model_id];")
+    assert "[num_threads]" in caught.value.reason
+    with pytest.raises(ElasticsearchError, match="one of the required settings"):
+        parse_endpoint("e5", "text_embedding", {"service": "elasticsearch",
+                                                "service_settings": {"model_id": "m", "num_threads": 1}})

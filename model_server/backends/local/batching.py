@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Mapping, Sequence, Sized, TypeVar
@@ -54,6 +55,17 @@ TOKENS = Counter("kubeinfer_tokens_processed_total", "Tokens run through the mod
 REJECTED = Counter("kubeinfer_requests_rejected_total", "Requests refused because the queue was full.",
                    ["inference_id"])
 
+# The pod's load as an endpoint picker reads it (gateway-api-inference-extension's model
+# server protocol): requests waiting for the model, requests on it, and how full the batch
+# on the model is of its token budget. Pod-wide, whatever the models: the picker picks pods.
+REQUESTS_WAITING = Gauge("kubeinfer_requests_waiting", "Requests admitted whose inputs all wait for a batch.")
+REQUESTS_RUNNING = Gauge("kubeinfer_requests_running", "Requests with inputs in the batch on the model.")
+TOKEN_BUDGET_USAGE = Gauge("kubeinfer_batch_token_budget_usage",
+                           "Padded tokens of the batch on the model over its max_batch_tokens, 0 to 1; the "
+                           "fullest of the pod's models.")
+_BATCHERS: "weakref.WeakSet[DynamicBatcher]" = weakref.WeakSet()
+TOKEN_BUDGET_USAGE.set_function(lambda: max((b.token_budget_usage for b in list(_BATCHERS)), default=0.0))
+
 QUEUE_FULL_REASON = "inference process queue is full. Unable to execute command"
 
 
@@ -81,9 +93,10 @@ class BatchingOptions:
 class _Job:
     """One request: its futures' results slots, filled as its items come out of batches."""
 
-    __slots__ = ("future", "results", "remaining", "deadline")
+    __slots__ = ("future", "results", "remaining", "deadline", "started")
 
     def __init__(self, future: asyncio.Future, size: int, deadline: float) -> None:
+        self.started = False  # some of its inputs went to the model
         self.future = future
         self.results: list[Any] = [None] * size
         self.remaining = size
@@ -143,6 +156,9 @@ class DynamicBatcher(Generic[Item]):
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._running_jobs = 0  # requests with inputs on the model
+        self.token_budget_usage = 0.0
+        _BATCHERS.add(self)
         self._metrics = {
             "size": BATCH_SIZE.labels(name), "tokens": BATCH_TOKENS.labels(name),
             "seconds": BATCH_SECONDS.labels(name), "depth": QUEUE_DEPTH.labels(name),
@@ -156,6 +172,8 @@ class DynamicBatcher(Generic[Item]):
         self._task = asyncio.create_task(self._serve(), name=f"batcher-{self.name}")
 
     async def close(self) -> None:
+        REQUESTS_RUNNING.dec(self._running_jobs)
+        self._running_jobs, self.token_budget_usage = 0, 0.0
         if self._task is not None:
             self._task.cancel()
             try:
@@ -206,12 +224,15 @@ class DynamicBatcher(Generic[Item]):
         self._wakeup.set()
         self._in_flight += 1
         self._metrics["in_flight"].set(self._in_flight)
+        REQUESTS_WAITING.inc()
         try:
             return await job.future
         finally:
             self._jobs.discard(job)
             self._in_flight -= 1
             self._metrics["in_flight"].set(self._in_flight)
+            if not job.started:
+                REQUESTS_WAITING.dec()
 
     # ---- the serving task ----------------------------------------------------------------
     async def _serve(self) -> None:
@@ -292,6 +313,16 @@ class DynamicBatcher(Generic[Item]):
         return chosen
 
     def _start(self, loop: asyncio.AbstractEventLoop, batch: list[_Waiting]) -> _Running | None:
+        REQUESTS_RUNNING.dec(self._running_jobs)
+        jobs = {id(w.job): w.job for w in batch}.values()
+        for job in jobs:
+            if not job.started:
+                job.started = True
+                REQUESTS_WAITING.dec()
+        self._running_jobs = len(jobs)
+        REQUESTS_RUNNING.inc(self._running_jobs)
+        self.token_budget_usage = (min(1.0, max(w.size for w in batch) * len(batch) / self.options.max_batch_tokens)
+                                   if batch else 0.0)
         if not batch:
             return None
         outputs = loop.run_in_executor(self._executor, self.run_batch, [w.item for w in batch])

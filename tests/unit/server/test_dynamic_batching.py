@@ -219,3 +219,41 @@ async def test_inputs_waiting_when_a_batch_ends_go_to_the_model_before_its_calle
     finally:
         await batcher.close()
     assert seen == [["a1", "a2"], ["b"], ["c1", "c2"]]
+
+
+async def test_the_pods_waiting_and_running_requests_and_token_budget_usage_are_exposed():
+    import threading
+
+    from model_server.api.metrics import exposition
+
+    release = threading.Event()
+
+    def held_batch(items):
+        release.wait(5)
+        return [len(item) for item in items]
+
+    def gauge(name: str) -> float:
+        text = exposition()[0].decode()
+        return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
+
+    before = gauge("kubeinfer_requests_waiting"), gauge("kubeinfer_requests_running")
+    batcher = DynamicBatcher(held_batch, name="picker-gauges",
+                             options=BatchingOptions(max_wait=0, max_batch_size=1, max_batch_tokens=20))
+    await batcher.start()
+    try:
+        first = asyncio.create_task(batcher.submit([Item("ten chars!")]))
+        await asyncio.sleep(0.05)  # on the model, which holds it
+        second = asyncio.create_task(batcher.submit([Item("waits")]))
+        third = asyncio.create_task(batcher.submit([Item("waits too")]))
+        await asyncio.sleep(0.05)
+        assert gauge("kubeinfer_requests_running") - before[1] == 1
+        assert gauge("kubeinfer_requests_waiting") - before[0] == 2
+        assert gauge("kubeinfer_batch_token_budget_usage") >= 0.5  # 10 of 20 tokens
+        release.set()
+        assert [await t for t in (first, second, third)] == [[10], [5], [9]]
+        await asyncio.sleep(0.05)
+        assert gauge("kubeinfer_requests_waiting") == before[0]
+        assert gauge("kubeinfer_requests_running") == before[1]
+    finally:
+        release.set()
+        await batcher.close()
