@@ -54,15 +54,17 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 RUN /opt/kubeinfer/bin/pip uninstall --yes pip
 
 # The package alone, in a tree of its own (/package/opt/kubeinfer) that the final stage
-# lays over the dependencies: pip from a throwaway venv installs it for the venv's Python,
-# compiled with the paths it will have; installed in the venv too, for `pip check`.
+# lays over the dependencies: pip from a throwaway venv builds its wheel once and installs
+# it for the venv's Python, compiled with the paths it will have; installed in the venv
+# too, for `pip check`.
 FROM build-operator AS build-operator-package
 COPY --from=sources /src /src
 RUN python3 -m venv /tmp/pip \
+    && /tmp/pip/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheel /src \
     && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python install --no-cache-dir --no-deps --no-compile \
-        --root /package /src \
+        --no-warn-script-location --root /package /tmp/wheel/kubeinfer-*.whl \
     && /opt/kubeinfer/bin/python -m compileall -q -s /package -p / /package/opt/kubeinfer/lib \
-    && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python install --no-cache-dir --no-deps /src \
+    && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python install --no-cache-dir --no-deps /tmp/wheel/kubeinfer-*.whl \
     && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python check
 
 # The lean CPU server: ONNX Runtime, tokenizers and numpy; no torch, no transformers.
@@ -77,10 +79,11 @@ RUN /opt/kubeinfer/bin/pip uninstall --yes pip
 FROM build-server AS build-server-package
 COPY --from=sources /src /src
 RUN python3 -m venv /tmp/pip \
+    && /tmp/pip/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheel /src \
     && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python install --no-cache-dir --no-deps --no-compile \
-        --root /package /src \
+        --no-warn-script-location --root /package /tmp/wheel/kubeinfer-*.whl \
     && /opt/kubeinfer/bin/python -m compileall -q -s /package -p / /package/opt/kubeinfer/lib \
-    && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python install --no-cache-dir --no-deps /src \
+    && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python install --no-cache-dir --no-deps /tmp/wheel/kubeinfer-*.whl \
     && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python check
 
 # On the CUDA base the venv is built with that image's own Python, so the final stage
@@ -104,10 +107,11 @@ RUN /opt/kubeinfer/bin/pip uninstall --yes pip
 FROM build-server-cuda AS build-server-cuda-package
 COPY --from=sources /src /src
 RUN python3 -m venv /tmp/pip \
+    && /tmp/pip/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheel /src \
     && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python install --no-cache-dir --no-deps --no-compile \
-        --root /package /src \
+        --no-warn-script-location --root /package /tmp/wheel/kubeinfer-*.whl \
     && /opt/kubeinfer/bin/python -m compileall -q -s /package -p / /package/opt/kubeinfer/lib \
-    && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python install --no-cache-dir --no-deps /src
+    && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python install --no-cache-dir --no-deps /tmp/wheel/kubeinfer-*.whl
 
 # ---------------------------------------------------------------- final stages
 
