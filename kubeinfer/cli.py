@@ -144,17 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     policy_help = ("deployment policy file (YAML: the policy, or chart values holding it under "
                    "deploymentPolicy); the operator's when omitted, from KUBEINFER_DEPLOYMENT_POLICY or safe defaults")
+    region_help = ("inference region policy file (YAML: chart values holding it under regionPolicy, or the body "
+                   "of PUT /_inference/_region_policy); endpoints whose cloud region it leaves out are refused; none when omitted")
     p = command("validate", "check InferenceEndpoint manifests offline",
                 "Check InferenceEndpoint manifests offline, as the API server and the operator would: "
                 "one line per problem, exit status 1 when there is any.")
     p.add_argument("paths", nargs="+", metavar="FILE|DIR",
                    help="manifest files, folders searched for *.yaml, *.yml and *.json, or - for standard input")
     p.add_argument("--policy", default=None, metavar="FILE", help=policy_help)
+    p.add_argument("--region-policy", default=None, metavar="FILE", help=region_help)
 
     p = command("render", "print the objects the operator would create for a manifest")
     p.add_argument("path", metavar="FILE", help="InferenceEndpoint manifest (YAML or JSON)")
     p.add_argument("--uid", default=None, help="the CR's uid for ownerReferences; a placeholder when omitted")
     p.add_argument("--policy", default=None, metavar="FILE", help=policy_help)
+    p.add_argument("--region-policy", default=None, metavar="FILE", help=region_help)
     return parser
 
 

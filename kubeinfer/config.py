@@ -42,6 +42,10 @@ Operator (``OperatorSettings``; the Helm chart sets these):
                                 sets it on the pods; a CR cannot)
 ``KUBEINFER_DEPLOYMENT_POLICY`` JSON object: what a CR's ``spec.deployment`` may ask for
                                 (``deployment_policy``); safe defaults when unset
+``KUBEINFER_REGION_POLICY_NAMESPACE`` namespace of the region policy's ConfigMap
+                                (``kubeinfer-region-policy``); empty: the operator's own
+``KUBEINFER_REGION_NODE_PLACEMENT`` ``true``: model servers run only on nodes whose
+                                ``topology.kubernetes.io/region`` the region policy allows
 =============================  =====================================================
 
 The HTTP API (``HttpSettings``; ``serve``, ``local`` and ``gateway``):
@@ -52,14 +56,16 @@ The HTTP API (``HttpSettings``; ``serve``, ``local`` and ``gateway``):
                                         ``100mb``...); larger ones are answered 413
 =====================================  =============================================
 
-Gateway (``GatewaySettings``; ``kubeinfer gateway``), for requests it holds while an
-endpoint at zero replicas wakes:
+Gateway (``GatewaySettings``; ``kubeinfer gateway``): requests it holds while an
+endpoint at zero replicas wakes, and where the region policy is kept:
 
 =====================================  =============================================
 ``KUBEINFER_HELD_REQUESTS_PER_ENDPOINT`` requests held at once per endpoint (``64``);
                                         more are answered 429
 ``KUBEINFER_MAX_HOLD``                  most seconds a request is held (``300``), even
                                         with ``?timeout=-1``; a 408 after it
+``KUBEINFER_REGION_POLICY_NAMESPACE``   namespace of the region policy's ConfigMap
+                                        (``kubeinfer-region-policy``); empty: its own
 =====================================  =============================================
 
 Model server (``ServerSettings``; ``kubeinfer serve`` and ``kubeinfer local``):
@@ -260,6 +266,10 @@ class OperatorSettings(ModelSettings):
         default=False, description="Let provider URLs point at link-local and cloud metadata addresses.")
     deployment_policy: DeploymentPolicy = Field(
         default_factory=DeploymentPolicy, description="What an InferenceEndpoint's spec.deployment may ask for.")
+    region_policy_namespace: str = Field(
+        default="", description="Namespace of the region policy's ConfigMap; empty: the operator's own.")
+    region_node_placement: bool = Field(
+        default=False, description="Run model servers only on nodes in the regions the region policy allows.")
 
     @field_validator("endpoint_allowed_namespaces", "watch_namespaces", mode="before")
     @classmethod
@@ -303,6 +313,8 @@ class GatewaySettings(HttpSettings):
         default=64, ge=1, description="Requests held at once for one endpoint waking from zero; more get a 429.")
     max_hold: float = Field(
         default=300, gt=0, description="Most seconds a request is held while its endpoint wakes, whatever its timeout.")
+    region_policy_namespace: str = Field(
+        default="", description="Namespace of the region policy's ConfigMap; empty: the gateway's own.")
 
 
 class ServerSettings(ModelSettings, HttpSettings):

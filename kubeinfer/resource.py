@@ -87,6 +87,8 @@ SECRET_NOT_FOUND = "SecretNotFound"
 SECRET_NOT_ALLOWED = "SecretNotAllowed"
 # spec.deployment asks for what the cluster's deployment policy does not allow.
 POLICY_VIOLATION = "PolicyViolation"
+# The endpoint's cloud region is outside the inference region policy.
+REGION_NOT_ALLOWED = "RegionNotAllowed"
 ROLLING_OUT = "RollingOut"
 ROLLOUT_COMPLETE = "RolloutComplete"
 ROLLOUT_FAILED = "ProgressDeadlineExceeded"

@@ -11,10 +11,12 @@ Pure functions of the catalog; nothing here talks to a cluster.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from typing import Any, Iterable
 
 from kubeinfer.catalog import SERVICES, Settings, TaskType
+from kubeinfer.catalog._base import together_reason
 from kubeinfer.catalog.endpoint import CHUNKING_SETTINGS
 
 from .structural import model_schema
@@ -109,13 +111,22 @@ def _pair_rules(
         out.append((body, _quote(f"[{es_scope}] does not contain one of the required settings [{', '.join(group)}]")))
 
     for group in model.mutually_exclusive:
-        body = f"{absent}!(" + " && ".join(f"has({path}.{name})" for name in group) + ")"
+        # At most one: no two of the group given together.
+        body = f"{absent}" + " && ".join(
+            f"!(has({path}.{a}) && has({path}.{b}))" for a, b in itertools.combinations(group, 2))
         out.append((body, _quote(f"[{es_scope}] must have only one of the settings [{', '.join(group)}]")))
+
+    for group in model.required_together:
+        every = " && ".join(f"has({path}.{name})" for name in group)
+        none = " && ".join(f"!has({path}.{name})" for name in group)
+        out.append((f"{absent}({every}) || ({none})", _quote(together_reason(es_scope, group))))
 
     for name, prop in sorted(accepted.items()):
         wider = known.get(name, {}).get("enum")
         if "enum" in prop and wider and set(prop["enum"]) != set(wider):
-            body = f"{absent}!has({path}.{name}) || {path}.{name} in {_list(prop['enum'])}"
+            # Any letter case, as the schema's pattern lets through.
+            lowered = _list(sorted({v.lower() for v in prop["enum"]}))
+            body = f"{absent}!has({path}.{name}) || {path}.{name}.lowerAscii() in {lowered}"
             out.append((body, _quote(
                 f"[{es_scope}] [{name}] of the [{service}] service must be one of [{', '.join(prop['enum'])}] "
                 "for this task type"

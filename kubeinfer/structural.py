@@ -228,3 +228,20 @@ def cel_undefined_fields(schema: dict[str, Any], path: str = "", *, root: bool =
         if isinstance(schema.get(key), dict):
             found += cel_undefined_fields(schema[key], f"{path}[*]", root=False)
     return found
+
+
+def any_case_enums(node: Any) -> Any:
+    """A copy of a schema whose string enums take any letter case, as Elasticsearch reads
+    its enum settings: a case-insensitive pattern (RE2) in place of each enum, its values
+    named in the description. The operator's catalog then reads the value as its own."""
+    if isinstance(node, list):
+        return [any_case_enums(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: any_case_enums(value) for key, value in node.items()}
+    if out.get("type") == "string" and "enum" in out:
+        values = out.pop("enum")
+        out["pattern"] = "^(?i:" + "|".join(re.escape(v) for v in values) + ")$"
+        described = out.get("description", "").rstrip()
+        out["description"] = f"{described} One of: {', '.join(values)} (any letter case).".strip()
+    return out

@@ -14,7 +14,8 @@ reported twice. Last, ``spec.deployment`` is held to the deployment policy, as t
 chart's admission policy and the operator hold it: the file given with ``--policy``, or
 the operator's settings (``KUBEINFER_DEPLOYMENT_POLICY``, safe defaults when unset). One
 line per problem, ``FILE: PATH: MESSAGE``; the exit status is 1 when there is any
-problem, 2 when the policy file cannot be used.
+problem, 2 when the policy file cannot be used. With ``--region-policy``, an endpoint
+whose cloud region the inference region policy leaves out is a problem too.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ import argparse
 import difflib
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, TextIO
 
-from kubeinfer.catalog import from_manifest
+from kubeinfer.catalog import SERVICES, from_manifest
 from kubeinfer.config import OperatorSettings
 from kubeinfer.deployment_policy import DeploymentPolicy, PolicyError, load_policy, violations
+from kubeinfer.region_policy import RegionPolicy, RegionPolicyError, endpoint_reach, load_region_policy, \
+    region_refusal
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.manifests import Document, ManifestError, manifest_files, parse_documents, read_documents
 from kubeinfer.resource import API_VERSION, GROUP, KIND
@@ -48,14 +51,26 @@ class Finding:
 
 @dataclass(frozen=True)
 class Policy:
-    """The deployment policy manifests are held to, and the images always allowed."""
+    """The deployment policy manifests are held to, the images always allowed, and the
+    inference region policy, if any."""
 
     policy: DeploymentPolicy = field(default_factory=DeploymentPolicy)
     images: tuple[str, ...] = ()
+    region: RegionPolicy | None = None
 
     def problems(self, manifest: dict) -> list[tuple[str, str]]:
         found = violations(manifest.get("spec") or {}, self.policy, self.images)
-        return [(v.path, v.message) for v in found]
+        return [(v.path, v.message) for v in found] + self._region_problems(manifest)
+
+    def _region_problems(self, manifest: dict) -> list[tuple[str, str]]:
+        if self.region is None:
+            return []
+        config = from_manifest(manifest)  # the catalog's problems were reported before
+        reason = region_refusal(config, self.region)
+        if reason is None or endpoint_reach(config) is None:
+            return []
+        setting = SERVICES[config.service].region.setting
+        return [(f"spec.serviceSettings.{setting}", reason)]
 
 
 @dataclass
@@ -170,7 +185,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
         policy = operator_policy(getattr(args, "policy", None))
-    except PolicyError as exc:
+        if getattr(args, "region_policy", None):
+            policy = replace(policy, region=load_region_policy(args.region_policy))
+    except (PolicyError, RegionPolicyError) as exc:
         print(f"kubeinfer validate: {exc}", file=sys.stderr)
         return 2
     report = validate_paths(args.paths, policy=policy)

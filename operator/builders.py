@@ -24,9 +24,10 @@ from typing import Any, Literal, Mapping, get_args
 import yaml
 
 from kubeinfer import deployment_policy
-from kubeinfer.catalog import InferenceEndpointConfig, from_manifest
+from kubeinfer.catalog import InferenceEndpointConfig, TaskType, from_manifest
 from kubeinfer.config import OperatorSettings, ServerSettings, env_var
 from kubeinfer.errors import validation_exception
+from kubeinfer.region_policy import RegionPolicy
 from kubeinfer.model_ids import MODEL_ALIASES_ENV, explicit_aliases, is_local_path, resolve_model
 from kubeinfer.resource import (
     ANNOTATION_PREFIX, API_VERSION, APP_NAME, AUTOSCALER_ANNOTATION, HELD_METRIC, KIND, LABEL_COMPONENT,
@@ -34,6 +35,7 @@ from kubeinfer.resource import (
     owner_reference, workload_name,
 )
 from kubeinfer.secrets import secret_env_var
+from .placement import place_in_regions
 
 MANAGER = "kubeinfer-operator"
 COMPONENT_MODEL_SERVER = "model-server"
@@ -164,13 +166,16 @@ def desired_state(
     secret_versions: Mapping[str, str] | None = None,
     uid: str | None = None,
     autoscaler: Autoscaler | None = None,
+    region_policy: RegionPolicy | None = None,
 ) -> DesiredState:
     """Build every object for the InferenceEndpoint ``cr``.
 
     ``secret_versions`` maps each referenced Secret to its resourceVersion: they go into
     the pod template's hash, so that a changed Secret rolls the pods. ``autoscaler`` is
     the kind of autoscaler adaptive allocations get; by default the settings' choice, KEDA
-    for ``auto`` (the operator passes what it found in the cluster).
+    for ``auto`` (the operator passes what it found in the cluster). With
+    ``region_policy`` and the settings' ``region_node_placement``, a model server's pods
+    run only on nodes in the regions the policy allows.
     """
     config = parse_spec(cr)
     check_policy(cr, settings)  # never a pod the policy does not allow, whoever calls
@@ -212,6 +217,8 @@ def desired_state(
         annotations = {AUTOSCALER_ANNOTATION: kind, MIN_REPLICAS_ANNOTATION: str(minimum)}
         deployment["metadata"]["annotations"] = annotations
     _apply_overrides(deployment, overrides)
+    if local and region_policy is not None and settings.region_node_placement:
+        place_in_regions(deployment["spec"]["template"]["spec"], region_policy)
     if local:  # the one map the init container downloaded by, whatever spec.deployment.env said
         for env in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
             if env["name"] == MODEL_ALIASES_ENV:
@@ -308,7 +315,10 @@ def _deployment(
         threads = int(getattr(settings_model, "num_threads", 1) or 1)
         replicas = int(getattr(settings_model, "num_allocations", None) or 1)
         gpus = settings.gpus_per_endpoint
-        image = settings.server_image if gpus > 0 else settings.server_cpu_image
+        # Image-and-text models of the embedding task are served by torch, never exported to ONNX:
+        # the image with torch serves them on CPU too.
+        torch_only = config.task_type is TaskType.EMBEDDING
+        image = settings.server_image if gpus > 0 or torch_only else settings.server_cpu_image
         resources: dict[str, Any] = {"requests": {"cpu": str(threads), "memory": SERVER_MEMORY_REQUEST}}
         if gpus > 0:
             resources["requests"][settings.gpu_resource] = str(gpus)
@@ -339,7 +349,7 @@ def _deployment(
                 "volumeMounts": [{"name": "models", "mountPath": MODEL_CACHE_DIR},
                                  {"name": "tmp", "mountPath": "/tmp"}],
             })
-        if gpus == 0:
+        if gpus == 0 and not torch_only:
             # The CPU server has no torch: it serves the model's checked ONNX export, which
             # the GPU server's image (torch, run on CPU) writes into the cache once.
             init_containers.append({

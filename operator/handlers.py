@@ -12,6 +12,9 @@
   rolls the pods), which kopf cannot ask for: its watches read whole objects, and every
   Secret's data would reach this process. So that one watch is the core client's
   ``Informer``, started at login, one per watched namespace.
+- The region policy's ConfigMap: one watch of the core client's ``Informer`` (kopf's
+  watch of ConfigMaps sees only the operator's own), started at login; each change goes
+  to the ``Reconciler``, which keeps the policy and reconciles the endpoints.
 - start-up reads ``OperatorSettings``, login shares kopf's credentials with the client,
   a probe reports liveness.
 - The API server's refusals are retried soon (after its ``Retry-After`` for a 429),
@@ -34,6 +37,9 @@ from .reconciler import Applied, Key, Reconciler, Seen
 from kubeinfer.config import OperatorSettings
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.kube import Informer, path_of
+from kubeinfer.region_policy_store import (
+    CONFIGMAP_NAME as REGION_POLICY_CONFIGMAP, SELECTOR as REGION_POLICY_SELECTOR, InvalidRegionPolicy, document_of,
+)
 from kubeinfer.resource import (
     ANNOTATION_PREFIX, GROUP, LABEL_MANAGED_BY, PLURAL, VERSION, ConditionStatus, ready_condition,
 )
@@ -131,7 +137,10 @@ async def login(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: loggin
     reconciler = memo.reconciler = Reconciler(settings=operator_settings, client=client,
                                              endpoints=endpoints, secret_users=secret_users)
     namespaces = list(getattr(memo, "namespaces", None) or operator_settings.watch_namespaces)
-    memo.watching = asyncio.gather(*(watch.run() for watch in secret_watches(reconciler, namespaces)))
+    policy_namespace = operator_settings.region_policy_namespace or info.default_namespace or "default"
+    reconciler.region_policy_read = asyncio.Event()
+    watches = [*secret_watches(reconciler, namespaces), region_policy_watch(reconciler, policy_namespace, logger)]
+    memo.watching = asyncio.gather(*(watch.run() for watch in watches))
     return info
 
 
@@ -175,6 +184,33 @@ def secret_watches(reconciler: Reconciler, namespaces: list[str]) -> list[Inform
         found.append(Informer(reconciler.client.api, path_of("v1", "secrets", namespace), changed, listed,
                               metadata_only=True, keep=secret_identity))
     return found
+
+
+def region_policy_watch(reconciler: Reconciler, namespace: str, logger: Any) -> Informer:
+    """The region policy's ConfigMap in ``namespace``, by its label."""
+    async def seen(obj: dict[str, Any] | None) -> None:
+        try:
+            document = document_of(obj) if obj is not None else None
+        except InvalidRegionPolicy as exc:
+            logger.error("the region policy in ConfigMap %s/%s is invalid and is ignored: %s", namespace,
+                         (obj.get("metadata") or {}).get("name"), exc)
+            document = None
+        await reconciler.region_policy_changed(document.region_policy if document is not None else None)
+
+    async def changed(event_type: str, obj: dict[str, Any]) -> None:
+        if is_region_policy(obj):
+            await seen(None if event_type == "DELETED" else obj)
+
+    async def listed(items: list[dict[str, Any]]) -> None:
+        found = [obj for obj in items if is_region_policy(obj)]
+        await seen(found[0] if found else None)
+
+    return Informer(reconciler.client.api, path_of("v1", "configmaps", namespace), changed, listed,
+                    label_selector=REGION_POLICY_SELECTOR)
+
+
+def is_region_policy(obj: dict[str, Any]) -> bool:
+    return (obj.get("metadata") or {}).get("name") == REGION_POLICY_CONFIGMAP
 
 
 def secret_identity(obj: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any, AsyncIterator, Collection, Mapping
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.deployment_policy import PolicyViolation
 from kubeinfer.errors import ElasticsearchError
+from kubeinfer.region_policy import RegionPolicy, endpoint_reach, region_refusal
 from kubeinfer.resource import KIND, READY
 
 from . import metrics
@@ -33,8 +34,8 @@ from .kube import KubeError, OperatorClient
 from kubeinfer.config import OperatorSettings
 from kubeinfer.resource import LABEL_ALLOW_CUSTOM_URL
 from .status import (
-    Observation, apply_failed, endpoint_status, invalid_spec, observe_deployment, policy_violation, same_status,
-    secret_not_allowed, secret_not_found, transitions,
+    Observation, apply_failed, endpoint_status, invalid_spec, observe_deployment, policy_violation,
+    region_not_allowed, same_status, secret_not_allowed, secret_not_found, transitions,
 )
 
 Key = tuple[str, str]  # (namespace, name) of an InferenceEndpoint, or of a Secret
@@ -44,6 +45,9 @@ DISCOVERY_TTL = 60.0
 # each holding its desired objects and requests in memory meanwhile: a thousand endpoints
 # created together take turns rather than all building their objects at once.
 CONCURRENT_RECONCILES = 32
+# How long a reconcile of an endpoint that names a region waits, at start-up, for the
+# region policy to be read before going on without it.
+REGION_POLICY_WAIT = 10.0
 # Owned objects whose absence is worth remembering: deleting them when absent is a wasted call.
 AUTOSCALERS = frozenset({"HorizontalPodAutoscaler", "ScaledObject"})
 
@@ -137,6 +141,10 @@ class Reconciler:
     # Whether KEDA's ScaledObject CRD is installed, and when that was last asked.
     keda_installed: bool | None = None
     keda_checked_at: float = 0.0
+    # The inference region policy, as the policy's watch last saw it (written there alone),
+    # and, until the watch has first listed it, an Event that is set then.
+    region_policy: RegionPolicy | None = None
+    region_policy_read: asyncio.Event | None = None
     _posting: set[asyncio.Task] = field(default_factory=set)
 
     # ---- the reconcile loop body ------------------------------------------------------------
@@ -170,7 +178,8 @@ class Reconciler:
         if isinstance(admitted, Observation):
             return admitted
         config, versions = admitted
-        desired = desired_state(cr, self.settings, secret_versions=versions, autoscaler=await self.autoscaler())
+        desired = desired_state(cr, self.settings, secret_versions=versions, autoscaler=await self.autoscaler(),
+                                region_policy=self.region_policy)
         deployment = await self._apply(desired, key, applied)
         url = endpoint_url(key[1], key[0], desired.config, self.settings.cluster_domain)
         return with_vectors(observe_deployment(deployment, url=url), config)
@@ -191,6 +200,12 @@ class Reconciler:
             # Before any Secret is read: a spec the policy refuses reads nothing.
             applied.secrets = {}
             return policy_violation(str(exc))
+        if self.region_policy_read is not None and endpoint_reach(config) is not None:
+            await self._region_policy_read()
+        outside = region_refusal(config, self.region_policy)
+        if outside is not None:
+            applied.secrets = {}
+            return region_not_allowed(outside)
         namespace = key[0]
         versions: dict[str, str] = {}
         missing: dict[str, list[str]] = {}
@@ -307,6 +322,8 @@ class Reconciler:
                     check_policy(seen.body, self.settings)
                 except (ElasticsearchError, PolicyViolation):
                     return  # the refusal stays the status, whatever an older Deployment does
+                if region_refusal(config, self.region_policy) is not None:
+                    return
                 url = endpoint_url(key[1], key[0], config, self.settings.cluster_domain)
                 await self.write_status(seen.body, seen.applied,
                                         with_vectors(observe_deployment(deployment, url=url), config))
@@ -341,6 +358,52 @@ class Reconciler:
                     except KubeError as exc:
                         self.logger.warning("reconciling %s/%s after its Secret changed failed: %s", *key, exc)
 
+    async def region_policy_changed(self, policy: RegionPolicy | None) -> None:
+        """The region policy changed: reconcile the endpoints it may concern, side by side
+        (each takes its turn), so that those it allows no more say so and model servers
+        move. Endpoints that name no region and are not placed by it are left alone."""
+        if self.region_policy_read is not None:
+            self.region_policy_read.set()
+            self.region_policy_read = None
+        if policy == self.region_policy:
+            return
+        self.region_policy = policy
+        live = [seen for seens in list(self.endpoints.values()) for seen in seens
+                if not deleting(seen.body) and self._concerned(seen.body)]
+
+        async def one(seen: Seen) -> None:
+            try:
+                await self._reconcile_live(seen, "region-policy", "the region policy changed")
+            except KubeError as exc:
+                self.logger.warning("reconciling %s/%s after the region policy changed failed: %s",
+                                    *key_of(seen.body), exc)
+
+        await asyncio.gather(*(one(seen) for seen in live))
+
+    async def _region_policy_read(self) -> None:
+        """Wait, briefly, for the region policy's first listing: an endpoint resumed at
+        start-up is not built outside a policy that has not been read yet."""
+        read = self.region_policy_read
+        if read is None:
+            return
+        try:
+            await asyncio.wait_for(read.wait(), REGION_POLICY_WAIT)
+        except TimeoutError:
+            if self.region_policy_read is read:  # once: the others go on at once
+                self.region_policy_read = None
+                self.logger.warning("the region policy could not be read within %gs; going on without it "
+                                    "until it is", REGION_POLICY_WAIT)
+
+    def _concerned(self, cr: Mapping[str, Any]) -> bool:
+        """Whether the region policy bears on the endpoint: its service names a region, or
+        it is a model server placed by the policy."""
+        try:
+            config = parse_spec(cr)
+        except ElasticsearchError:
+            return False
+        return endpoint_reach(config) is not None or (self.settings.region_node_placement
+                                                      and not config.spec.external)
+
     async def _reconcile_live(self, seen: Seen, trigger: str, why: str) -> None:
         """Reconcile the endpoint as the API server has it now, if it is still the incarnation
         ``seen``: kopf's copy may predate a deletion (the garbage collector's own deletions
@@ -372,7 +435,7 @@ def with_vectors(observation: Observation, config: InferenceEndpointConfig) -> O
 
 
 # Settings that send requests somewhere else than the provider's own API.
-CUSTOM_URL_SETTINGS = ("url", "streaming_url", "target", "host")
+CUSTOM_URL_SETTINGS = ("url", "streaming_url", "target", "host", "token_url")
 
 
 def custom_url_setting(config: Any) -> str | None:

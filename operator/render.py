@@ -6,6 +6,9 @@ manifest has one or ``--uid`` is given, a placeholder otherwise. Secrets are not
 the pod template's hash then covers the configuration only. ``spec.deployment`` is held
 to the deployment policy as the operator holds it: the settings' (safe defaults unless
 ``KUBEINFER_DEPLOYMENT_POLICY`` says otherwise), or the file given with ``--policy``.
+With ``--region-policy``, an endpoint outside the inference region policy is refused as
+the operator refuses it, and model servers are placed in its regions where the file's
+``regionPolicy.nodePlacement`` (or ``KUBEINFER_REGION_NODE_PLACEMENT``) asks for it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import yaml
 
 from kubeinfer.deployment_policy import PolicyError, PolicyViolation, load_policy
 from kubeinfer.errors import ElasticsearchError
+from kubeinfer.region_policy import (
+    RegionPolicy, RegionPolicyError, load_node_placement, load_region_policy, region_refusal,
+)
 from kubeinfer.resource import KIND
 
 from .builders import UID_PLACEHOLDER, desired_state
@@ -34,13 +40,18 @@ def _documents(path: str) -> Iterator[dict[str, Any]]:
             yield doc
 
 
-def render(path: str, settings: OperatorSettings, uid: str | None = None) -> list[dict[str, Any]]:
+def render(path: str, settings: OperatorSettings, uid: str | None = None,
+           region_policy: RegionPolicy | None = None) -> list[dict[str, Any]]:
     """Every object for every InferenceEndpoint in the file at ``path``."""
     objects: list[dict[str, Any]] = []
     for doc in _documents(path):
         if doc.get("kind") != KIND:
             continue
-        objects += desired_state(doc, settings, uid=uid).objects()
+        state = desired_state(doc, settings, uid=uid, region_policy=region_policy)
+        refused = region_refusal(state.config, region_policy)
+        if refused is not None:
+            raise ElasticsearchError(403, "status_exception", refused)
+        objects += state.objects()
     return objects
 
 
@@ -52,8 +63,18 @@ def run(args: argparse.Namespace) -> int:
         except PolicyError as exc:
             print(f"kubeinfer render: {exc}", file=sys.stderr)
             return 2
+    region_policy = None
+    if getattr(args, "region_policy", None):
+        try:
+            region_policy = load_region_policy(args.region_policy)
+            placement = load_node_placement(args.region_policy)
+        except RegionPolicyError as exc:
+            print(f"kubeinfer render: {exc}", file=sys.stderr)
+            return 2
+        if placement is not None:
+            settings = settings.model_copy(update={"region_node_placement": placement})
     try:
-        objects = render(args.path, settings, uid=args.uid)
+        objects = render(args.path, settings, uid=args.uid, region_policy=region_policy)
     except (OSError, yaml.YAMLError) as exc:
         print(f"kubeinfer render: cannot read {args.path}: {exc}", file=sys.stderr)
         return 2

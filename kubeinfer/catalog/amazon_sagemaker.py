@@ -9,6 +9,7 @@ from enum import Enum
 
 from pydantic import Field, model_validator
 
+from .regions import RegionSetting
 from ._base import (
     ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, Similarity, TaskType,
 )
@@ -100,5 +101,6 @@ SPEC = ServiceSpec(
     )},
     # Elasticsearch calls SageMaker through the AWS SDK, without a rate limit of its own.
     default_rate_limit={},
+    region=RegionSetting("aws", "region"),
     description="Amazon SageMaker endpoints (openai or elastic api), signed with SigV4.",
 )

@@ -6,6 +6,7 @@ from enum import Enum
 
 from pydantic import Field
 
+from .regions import RegionSetting
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
     providers_for,
@@ -53,5 +54,10 @@ SPEC = ServiceSpec(
     },
     task_settings=dict.fromkeys((TaskType.CHAT_COMPLETION, TaskType.COMPLETION), AmazonBedrockCompletionTaskSettings),
     default_rate_limit=240,
+    # A model id may be a cross-region inference profile: "us.", "eu.", "apac."... ones
+    # serve from any region of the called region's geography, "global." ones from any.
+    region=RegionSetting("aws", "region", profile_setting="model",
+                         geography_profiles=("us.", "us-gov.", "eu.", "apac.", "jp.", "au.", "ca."),
+                         global_profiles=("global.",)),
     description="Amazon Bedrock (Titan, Cohere, Anthropic, AI21 Labs, Meta, Mistral).",
 )

@@ -69,10 +69,12 @@ SPEC = ServiceSpec(
     name="elasticsearch",
     label="Elasticsearch",
     service_settings={
+        # Beyond Elasticsearch's own list: image-and-text models (CLIP) for the embedding task.
+        TaskType.EMBEDDING: LocalModelServiceSettings,
         TaskType.RERANK: LocalModelServiceSettings,
         TaskType.SPARSE_EMBEDDING: LocalModelServiceSettings,
         TaskType.TEXT_EMBEDDING: LocalModelServiceSettings,
     },
     task_settings={TaskType.RERANK: RerankTaskSettings},
-    description="Built-in and Hugging Face models run by the kubeinfer model server.",
+    description="Built-in and Hugging Face models run by the kubeinfer model server (text, and images with CLIP).",
 )

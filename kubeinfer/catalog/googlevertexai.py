@@ -8,6 +8,7 @@ from enum import Enum
 from pydantic import Field, model_validator
 
 from ..errors import validation_exception
+from .regions import RegionSetting
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
 )
@@ -98,5 +99,7 @@ SPEC = ServiceSpec(
         TaskType.RERANK: 300,
         **dict.fromkeys((TaskType.COMPLETION, TaskType.CHAT_COMPLETION), 1000),
     },
+    # Unset, requests go to the global endpoint, which serves from any region.
+    region=RegionSetting("gcp", "location", unset="global"),
     description="Google Vertex AI embeddings and ranking.",
 )

@@ -4,7 +4,7 @@ reranking API, at NVIDIA's hosted endpoints or a NIM's ``url``."""
 from __future__ import annotations
 
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SearchInputType, SecretField, SecretValue, ServiceSpec, Settings,
@@ -24,12 +24,6 @@ class NvidiaEmbeddingServiceSettings(NvidiaServiceSettings, EmbeddingSettings):
 class NvidiaEmbeddingTaskSettings(Settings):
     input_type: SearchInputType | None = Field(default=None, description="ingest (passage) or search (query).")
     truncate: Truncate | None = None
-
-    @field_validator("truncate", mode="before")
-    @classmethod
-    def _upper(cls, value: object) -> object:
-        # Elasticsearch reads the truncation case-insensitively ("start" in its own examples).
-        return value.upper() if isinstance(value, str) else value
 
 
 SPEC = ServiceSpec(

@@ -1,20 +1,35 @@
-"""OpenAI: text embeddings and chat completions (api.openai.com or a compatible ``url``)."""
+"""OpenAI: text embeddings and chat completions (api.openai.com or a compatible ``url``),
+authorized by an API key or by OAuth 2.0 client credentials exchanged at ``token_url``."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ._base import (
-    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings,
-    TaskType,
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
 )
+from .oauth2 import ClientCredentials, check_one_credential
 
 
-class OpenAIServiceSettings(ExternalServiceSettings):
-    api_key: SecretValue = SecretField("OpenAI API key.")
+class OpenAIServiceSettings(ClientCredentials, ExternalServiceSettings):
+    api_key: SecretValue | None = SecretField("OpenAI API key; or give OAuth 2.0 client credentials.",
+                                              required=False)
+    token_url: str | None = Field(
+        default=None, min_length=1,
+        description="OAuth 2.0 client credentials: the token endpoint that exchanges them for an access token.",
+    )
     model_id: str = Field(description="The model, e.g. text-embedding-3-small or gpt-4o.")
     organization_id: str | None = None
     max_input_tokens: int | None = Field(default=None, gt=0)
+
+    one_of_required = (("api_key", "client_secret"),)
+    mutually_exclusive = (("api_key", "client_secret"),)
+    required_together = (("client_id", "client_secret", "scopes", "token_url"),)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> "OpenAIServiceSettings":
+        check_one_credential(self, ("api_key", "client_secret"))
+        return self
 
 
 class OpenAIEmbeddingServiceSettings(OpenAIServiceSettings, EmbeddingSettings):
@@ -23,6 +38,7 @@ class OpenAIEmbeddingServiceSettings(OpenAIServiceSettings, EmbeddingSettings):
 
 class OpenAITaskSettings(Settings):
     user: str | None = None
+    headers: dict[str, str] | None = Field(default=None, description="Extra HTTP headers sent with each request.")
 
 
 SPEC = ServiceSpec(

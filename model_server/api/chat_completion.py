@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 
 from kubeinfer.catalog import SERVICES, InferenceEndpointConfig, TaskType, check_task_type
 from kubeinfer.errors import ElasticsearchError, status_exception
-from ..backends.chat import ChatCompletionChunk, ChatRequest, ChoiceDelta, ToolCallDelta
+from ..backends.chat import ChatCompletionChunk, ChatRequest, ChoiceDelta, ToolCallDelta, without_reasoning
 from . import metrics, sse
 from .errors import PRODUCT, PRODUCT_HEADER
 from .request_body import parse_json_body
@@ -96,6 +96,8 @@ def _choice_json(choice: ChoiceDelta) -> dict[str, Any]:
         value = getattr(choice, name)
         if value is not None:
             message[name] = value
+    if choice.reasoning_details:
+        message["reasoning_details"] = list(choice.reasoning_details)
     if choice.tool_calls:
         message["tool_calls"] = [_tool_call_json(call) for call in choice.tool_calls]
     out: dict[str, Any] = {"delta": message}
@@ -152,6 +154,8 @@ def chat_completion_router(store: EndpointStore) -> APIRouter:
             check_task_type(config, TaskType.CHAT_COMPLETION, inference=True)
             backend = await store.backend(inference_id)
             chunks = backend.chat(request)
+            if request.reasoning is not None and request.reasoning.exclude:
+                chunks = without_reasoning(chunks)
             first = await sse.first_chunk(chunks, request.timeout)
         except ElasticsearchError as exc:
             _observe(label, task, exc.status, started, exc.type)

@@ -14,7 +14,8 @@ import math
 import re
 from typing import Any, Mapping
 
-from ..backends.base import ContentItem, InferenceRequest
+from ..backends.base import InferenceRequest
+from ..backends.content import CONTENT_KINDS, ContentItem
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.catalog import validate_settings
 from kubeinfer.errors import ElasticsearchError
@@ -89,18 +90,15 @@ def _parse_input(body: Mapping[str, Any]) -> list[str]:
     return list(raw)
 
 
-CONTENT_TYPES = ("text", "image", "audio", "video", "pdf")
-
-
 def _content_item(raw: Any) -> ContentItem:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("value"), str):
         raise ElasticsearchError(400, "x_content_parse_exception",
                                  f"[{_PARSER_NAME}] failed to parse field [input]: a content item needs a [value]")
     kind = str(raw.get("type", "")).lower()
-    if kind not in CONTENT_TYPES:
+    if kind not in CONTENT_KINDS:
         raise ElasticsearchError(400, "x_content_parse_exception",
                                  f"[{_PARSER_NAME}] failed to parse field [input]: unknown content type [{kind}], "
-                                 f"must be one of [{', '.join(CONTENT_TYPES)}]")
+                                 f"must be one of [{', '.join(CONTENT_KINDS)}]")
     default_format = "text" if kind == "text" else "base64"
     fmt = str(raw.get("format", default_format)).lower()
     if fmt != default_format:

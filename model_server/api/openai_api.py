@@ -31,7 +31,7 @@ from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import ElasticsearchError
 from ..backends.base import Backend, InferenceRequest
 from ..backends.chat import ChatCompletionChunk, ChatRequest, ChoiceDelta
-from ..backends.results import Completions, InferenceResult, Ranking, TextEmbeddings
+from ..backends.results import Completions, Embeddings, InferenceResult, Ranking, TextEmbeddings
 from . import metrics
 from .chat_completion import DEFAULT_TIMEOUT as CHAT_TIMEOUT
 from .chat_completion import parse_chat_request
@@ -194,8 +194,8 @@ def _embedding_inputs(value: Any) -> list[str]:
 # ---- values to OpenAI's JSON ----------------------------------------------------------------
 
 def embedding_vectors(result: InferenceResult) -> list[list[float]]:
-    """The vectors of a text_embedding result, whatever its element type."""
-    if isinstance(result, TextEmbeddings):
+    """The vectors of a text_embedding or embedding result, whatever its element type."""
+    if isinstance(result, (TextEmbeddings, Embeddings)):
         return [[float(x) for x in vector] for vector in result.vectors]
     raise ElasticsearchError(500, "exception", "the endpoint did not answer with embeddings")
 
@@ -416,7 +416,8 @@ def openai_router(store: EndpointStore) -> APIRouter:
             if encoding not in ("float", "base64"):
                 raise OpenAIError(400, "encoding_format must be float or base64", param="encoding_format")
             config = await store.get(model_id)
-            _require_task(config, "/v1/embeddings", TaskType.TEXT_EMBEDDING)
+            # OpenAI's input is text: an embedding endpoint takes it as one text content each.
+            _require_task(config, "/v1/embeddings", TaskType.TEXT_EMBEDDING, TaskType.EMBEDDING)
             texts = _embedding_inputs(body.get("input"))
             request = _with_timeout(parse_inference_request(config, {"input": texts}), _timeout(http_request, 30.0))
             backend = await store.backend(model_id)

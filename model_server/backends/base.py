@@ -15,17 +15,9 @@ from typing import Any, AsyncIterator
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.errors import status_exception
 from .chat import ChatCompletionChunk, ChatRequest
+from .content import ContentItem
 
 from .results import CompletionDelta, InferenceResult
-
-
-@dataclass(frozen=True)
-class ContentItem:
-    """One item of an ``embedding`` input: text, or a base64 data URI of an image (audio...)."""
-
-    type: str
-    value: str
-    format: str = "text"
 
 
 @dataclass(frozen=True)

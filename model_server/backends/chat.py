@@ -10,11 +10,12 @@ knows neither HTTP nor any provider.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, AsyncIterator, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 CHUNK_OBJECT = "chat.completion.chunk"
 
@@ -45,6 +46,10 @@ class Message(_Part):
     content: Union[str, list[ContentPart], None] = None
     tool_call_id: str | None = None
     tool_calls: list[ToolCall] | None = None
+    # An assistant message's reasoning, as a previous answer streamed it: plain text, and
+    # details ({"type": "reasoning.text" | "reasoning.summary" | "reasoning.encrypted", ...}).
+    reasoning: str | None = None
+    reasoning_details: list[dict[str, Any]] | None = None
 
     @property
     def text(self) -> str:
@@ -77,6 +82,32 @@ class ToolChoiceObject(_Part):
     function: ToolChoiceFunction
 
 
+ReasoningEffort = Literal["xhigh", "high", "medium", "low", "minimal", "none"]
+
+
+class Reasoning(BaseModel):
+    """Elasticsearch's ``reasoning`` of a chat completion request (9.4)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    effort: ReasoningEffort | None = None
+    enabled: bool | None = None
+    exclude: bool | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+
+    @field_validator("effort", "summary", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def level(self) -> ReasoningEffort | None:
+        """The effort asked for: ``effort``, else ``medium`` where ``enabled`` is true."""
+        if self.effort is not None:
+            return self.effort
+        return "medium" if self.enabled else None
+
+
 class ChatRequest(BaseModel):
     """Elasticsearch's unified chat completion request (``chat_completion_request``)."""
 
@@ -85,7 +116,7 @@ class ChatRequest(BaseModel):
     messages: list[Message] = Field(min_length=1)
     model: str | None = None
     max_completion_tokens: int | None = None
-    reasoning: dict[str, Any] | None = None
+    reasoning: Reasoning | None = None
     stop: list[str] | None = None
     temperature: float | None = None
     tool_choice: Union[Literal["auto", "none", "required"], ToolChoiceObject, None] = None
@@ -137,6 +168,8 @@ class ChoiceDelta:
     role: str | None = None
     tool_calls: tuple[ToolCallDelta, ...] = ()
     reasoning: str | None = None
+    # Pieces of Elasticsearch's reasoning details (``{"type": "reasoning.text", "signature"...}``).
+    reasoning_details: tuple[dict[str, Any], ...] = ()
     finish_reason: str | None = None
     index: int = 0
 
@@ -163,3 +196,17 @@ class ChatCompletionChunk:
 def usage(prompt_tokens: int, completion_tokens: int) -> Usage:
     return Usage(completion_tokens=int(completion_tokens), prompt_tokens=int(prompt_tokens),
                  total_tokens=int(prompt_tokens) + int(completion_tokens))
+
+
+async def without_reasoning(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
+    """The chunks with their reasoning left out (a request's ``reasoning.exclude``)."""
+    try:
+        async for chunk in chunks:
+            if chunk.choices:
+                choices = tuple(dataclasses.replace(c, reasoning=None, reasoning_details=()) for c in chunk.choices)
+                if all(c == ChoiceDelta(index=c.index) for c in choices):
+                    continue  # a chunk that carried reasoning alone
+                chunk = dataclasses.replace(chunk, choices=choices)
+            yield chunk
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]

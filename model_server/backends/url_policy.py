@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.errors import validation_exception
 
-URL_SETTINGS = ("url", "streaming_url", "target", "host")
+URL_SETTINGS = ("url", "streaming_url", "target", "host", "token_url")
 METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"}
 _METADATA_ADDRESSES = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
 # IPv6 prefixes that carry an IPv4 address a network may route to: NAT64's well-known prefix.

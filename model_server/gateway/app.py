@@ -17,6 +17,8 @@ from .management import ReferenceCheck, management_router
 from .preconfigured import WithPreconfiguredEndpoints
 from .product import root_router
 from .forwarding import relay_to_endpoint
+from .region_policy import CallerName, FileRegionPolicy, RegionPolicyHolder, WithRegionPolicy, local_user, \
+    region_policy_router
 from .store import ManagedEndpointStore
 
 
@@ -26,14 +28,19 @@ def create_gateway_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None = None,
     name: str = "kubeinfer",
     check_references: ReferenceCheck | None = None,
+    region_policy: RegionPolicyHolder | None = None,
+    caller: CallerName = local_user,
 ) -> FastAPI:
     """Elasticsearch's whole inference API over ``store``, with Elasticsearch's preconfigured
     endpoints; ``check_references`` vets what a create or update references (in a cluster:
-    the Secrets its caller may read)."""
-    store = WithPreconfiguredEndpoints(store)
+    the Secrets its caller may read); ``region_policy`` keeps the inference region policy
+    (none kept across restarts when not given), which every endpoint is held to."""
+    region_policy = region_policy if region_policy is not None else FileRegionPolicy(None)
+    store = WithPreconfiguredEndpoints(WithRegionPolicy(store, region_policy))
     return create_app(
         store,
-        extra_routers=[root_router(name=name), management_router(store, check_references=check_references)],
+        extra_routers=[root_router(name=name), region_policy_router(store, region_policy, caller=caller),
+                       management_router(store, check_references=check_references)],
         lifespan=lifespan,
         title=name,
         relay=relay_to_endpoint,

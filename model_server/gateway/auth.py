@@ -15,6 +15,12 @@ URL ``/metrics`` (what Prometheus' service account is usually granted). A create
 update whose settings reference Secrets (``secretKeyRef``) needs the caller to be allowed
 to ``get`` each of them (``SecretReferenceCheck``): a user who cannot read a Secret cannot
 make kubeinfer send it anywhere.
+
+The inference region policy (``/_inference/_region_policy``) is the cluster's, not a
+namespace's: changing it (``PUT``, ``DELETE``: ``manage_inference`` in Elasticsearch) takes
+``update`` or ``delete`` on ``inferenceregionpolicies.kubeinfer.io`` cluster-wide, which
+only a ClusterRole bound by a ClusterRoleBinding grants (``cluster-admin`` has it);
+reading it takes ``get`` on inferenceendpoints, as reading endpoints does.
 """
 
 from __future__ import annotations
@@ -44,11 +50,15 @@ class Privilege:
     resource: str = RESOURCE
     name: str | None = None
     non_resource_path: str | None = None
+    # Asked of the cluster, not of the gateway's namespace: only a ClusterRoleBinding grants it.
+    cluster_scoped: bool = False
 
     def attributes(self, namespace: str) -> dict[str, Any]:
         if self.non_resource_path is not None:
             return {"nonResourceAttributes": {"path": self.non_resource_path, "verb": self.verb}}
-        attributes = {"namespace": namespace, "verb": self.verb, "group": self.group, "resource": self.resource}
+        attributes = {"verb": self.verb, "group": self.group, "resource": self.resource}
+        if not self.cluster_scoped:
+            attributes = {"namespace": namespace, **attributes}
         if self.name is not None:
             attributes["name"] = self.name
         return {"resourceAttributes": attributes}
@@ -58,10 +68,13 @@ class Privilege:
             return f"the Kubernetes RBAC verb [{self.verb}] on the non-resource URL [{self.non_resource_path}]"
         what = f"{self.resource}.{self.group}" if self.group else self.resource
         named = f" named [{self.name}]" if self.name is not None else ""
-        return f"the Kubernetes RBAC verb [{self.verb}] on [{what}]{named}"
+        where = " cluster-wide" if self.cluster_scoped else ""
+        return f"the Kubernetes RBAC verb [{self.verb}] on [{what}]{named}{where}"
 
 
 METRICS = Privilege("get", "cluster:monitor/prometheus/metrics", non_resource_path="/metrics")
+REGION_POLICY_PATH = "/_inference/_region_policy"
+REGION_POLICY_RESOURCE = "inferenceregionpolicies"
 
 
 def required_privilege(method: str, path: str) -> Privilege | None:
@@ -74,6 +87,12 @@ def required_privilege(method: str, path: str) -> Privilege | None:
         return Privilege("get", "cluster:monitor/xpack/inference/get")
     if not (path == "/_inference" or path.startswith("/_inference/")):
         return None
+    if path.rstrip("/") == REGION_POLICY_PATH:
+        if method in ("PUT", "DELETE"):
+            verb, action = ("update", "put") if method == "PUT" else ("delete", "delete")
+            return Privilege(verb, f"cluster:admin/xpack/inference/region_policy/{action}",
+                             resource=REGION_POLICY_RESOURCE, cluster_scoped=True)
+        return Privilege("get", "cluster:monitor/xpack/inference/region_policy/get")
     if method == "PUT":
         if _UPDATE.match(path):
             return Privilege("update", "cluster:admin/xpack/inference/update")
@@ -113,24 +132,26 @@ class SubjectAccessReviewer:
         self.api = api
         self.namespace = namespace
         self.cache_seconds = cache_seconds
-        self._cache: dict[tuple[str, Privilege], tuple[float, ElasticsearchError | None]] = {}
+        self._cache: dict[tuple[str, Privilege], tuple[float, ElasticsearchError | str]] = {}
 
-    async def check(self, token: str, privilege: Privilege, path: str) -> None:
+    async def check(self, token: str, privilege: Privilege, path: str) -> str:
+        """The caller's user name, when allowed."""
         key = (hashlib.sha256(token.encode()).hexdigest(), privilege)
         cached = self._cache.get(key)
         now = time.monotonic()
         if cached and cached[0] > now:
-            if cached[1] is not None:
+            if isinstance(cached[1], ElasticsearchError):
                 raise cached[1]
-            return
-        error = await self._review(token, privilege, path)
+            return cached[1]
+        answer = await self._review(token, privilege, path)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key] = (now + self.cache_seconds, error)
-        if error is not None:
-            raise error
+        self._cache[key] = (now + self.cache_seconds, answer)
+        if isinstance(answer, ElasticsearchError):
+            raise answer
+        return answer
 
-    async def _review(self, token: str, privilege: Privilege, path: str) -> ElasticsearchError | None:
+    async def _review(self, token: str, privilege: Privilege, path: str) -> ElasticsearchError | str:
         try:
             review = await self.api.create(
                 "/apis/authentication.k8s.io/v1/tokenreviews",
@@ -162,7 +183,7 @@ class SubjectAccessReviewer:
             reason = exc.reason or exc.status
             return ElasticsearchError(503, "status_exception", f"Authorization check failed: {reason}")
         if (access.get("status") or {}).get("allowed"):
-            return None
+            return user.get("username", "")
         return unauthorized(privilege, user.get("username", "unknown"))
 
 
@@ -186,16 +207,25 @@ class InferenceAuthorization:
         try:
             if token is None:
                 raise unauthenticated(path)
-            await self.reviewer.check(token, privilege, path)
+            user = await self.reviewer.check(token, privilege, path)
         except ElasticsearchError as exc:
             await _send_error(send, exc, openai=is_openai_path(path))
             return
-        # For the checks a route makes on what the request names (the Secrets it references).
-        scope.setdefault("state", {})[CALLER_TOKEN] = token
+        # For the checks a route makes on what the request names (the Secrets it references),
+        # and for the records that name who made a change.
+        state = scope.setdefault("state", {})
+        state[CALLER_TOKEN] = token
+        state[CALLER_NAME] = user
         await self.app(scope, receive, send)
 
 
 CALLER_TOKEN = "kubeinfer.caller_token"
+CALLER_NAME = "kubeinfer.caller_name"
+
+
+def authenticated_user(request: Any) -> str | None:
+    """The user name the gateway authenticated the request as."""
+    return request.scope.get("state", {}).get(CALLER_NAME) or None
 
 
 class SecretReferenceCheck:

@@ -103,6 +103,11 @@ def with_secret_references(config: InferenceEndpointConfig, name: str | None = N
     return config.with_secret_refs(refs) if refs else config
 
 
+# A left-over Secret collected between our create and our take-over, this often in a row,
+# means something else keeps deleting it.
+_SECRET_ATTEMPTS = 5
+
+
 class KubernetesEndpointStore:
     """InferenceEndpoints in one namespace of the cluster ``api`` talks to."""
 
@@ -288,24 +293,30 @@ class KubernetesEndpointStore:
 
     async def _create_unowned_secret(self, config: InferenceEndpointConfig) -> None:
         """Create the Secret, or take over one this gateway made for an endpoint of the same
-        id that is gone (its garbage collection may still be pending)."""
+        id that is gone. Its garbage collection may still be pending, or happen between our
+        create and our take-over: then the create is tried again."""
         secret = owned_secret(config, None, self.namespace)
-        try:
-            await self.api.create(self._secret_path(), secret)
-            return
-        except KubeError as exc:
-            if exc.status != 409:
-                raise _api_failure(exc) from None
         (label, value), = MANAGED_BY.items()
         ops = [
             {"op": "test", "path": "/metadata/labels/" + label.replace("~", "~0").replace("/", "~1"), "value": value},
             {"op": "add", "path": "/metadata/ownerReferences", "value": []},
             {"op": "add", "path": "/data", "value": secret["data"]},
         ]
-        try:
-            await self.api.json_patch(self._secret_path(secret["metadata"]["name"]), ops)
-        except KubeError as exc:
-            raise self._secret_failure(exc, config.inference_id) from None
+        for _ in range(_SECRET_ATTEMPTS):
+            try:
+                await self.api.create(self._secret_path(), secret)
+                return
+            except KubeError as exc:
+                if exc.status != 409:
+                    raise _api_failure(exc) from None
+            try:
+                await self.api.json_patch(self._secret_path(secret["metadata"]["name"]), ops)
+                return
+            except KubeError as exc:
+                if exc.status != 404:  # collected meanwhile: create it again
+                    raise self._secret_failure(exc, config.inference_id) from None
+        raise status_exception(
+            f"Secret [{secret_name(config.inference_id)}] is being deleted; try again", 409)
 
     def _secret_failure(self, exc: KubeError, inference_id: str) -> ElasticsearchError:
         if exc.status in (409, 422):  # exists; or exists and is not ours (a failed test)

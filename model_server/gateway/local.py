@@ -34,6 +34,7 @@ from kubeinfer.secrets import SecretResolver
 from ..api.app import freeze_startup_objects
 from .app import create_gateway_app
 from .local_store import DEFAULT_STATE_DIR, EndpointState, LocalEndpointStore
+from .region_policy import FileRegionPolicy
 
 log = logging.getLogger("kubeinfer.local")
 
@@ -175,7 +176,8 @@ def build_local_app(
             await store.close()
             log.info("all endpoints closed")
 
-    return create_gateway_app(store, lifespan=lifespan, name="kubeinfer-local")
+    region_policy = FileRegionPolicy(store.state.directory if store.state is not None else None)
+    return create_gateway_app(store, lifespan=lifespan, name="kubeinfer-local", region_policy=region_policy)
 
 
 def run_local(args: argparse.Namespace) -> int:

@@ -446,6 +446,21 @@ async def test_delete_removes_the_resource_and_its_secret(gateway, cluster):
     assert gone.status_code == 404
 
 
+async def test_an_endpoint_deleted_then_put_again_at_once_is_created_anew(gateway, cluster):
+    """DELETE then PUT of the same id, without waiting for the garbage collector: the new
+    endpoint gets its own Secret, whatever became of the old one meanwhile."""
+    for attempt in range(20):
+        put = await gateway.put("/_inference/text_embedding/gw-again", json=openai_body(f"sk-{attempt}"),
+                                headers=as_user(ADMIN))
+        assert put.status_code == 200, (attempt, put.text)
+        cr = cluster.get(INFERENCE_ENDPOINTS, NS, "gw-again")
+        secret = cluster.get(SECRETS, NS, "gw-again-secrets")
+        assert base64.b64decode(secret["data"]["api_key"]).decode() == f"sk-{attempt}"
+        assert [o["uid"] for o in secret["metadata"]["ownerReferences"]] == [cr["metadata"]["uid"]]
+        deleted = await gateway.delete("/_inference/text_embedding/gw-again", headers=as_user(ADMIN))
+        assert deleted.status_code == 200, (attempt, deleted.text)
+
+
 async def test_put_waits_for_ready_and_times_out_as_elasticsearch_does(gateway, cluster):
     cluster.call(lambda: setattr(cluster.operator, "held", True))
     response = await gateway.put("/_inference/text_embedding/gw-slow?timeout=300ms", json=openai_body(),
@@ -862,3 +877,24 @@ async def test_openai_routes_take_a_timeout_of_minus_one_ready_or_waking(gateway
     response = await gateway.post("/v1/embeddings?timeout=-1", json={"model": "gw-emb", "input": "abc"},
                                   headers=as_user(VIEWER))
     assert response.status_code == 200, response.text
+
+
+async def test_every_create_example_of_the_specification_makes_a_resource(gateway, cluster):
+    """Elasticsearch's documented create bodies, over HTTP: each becomes an InferenceEndpoint
+    that the API server's schema and rules accept, with its secrets in an owned Secret."""
+    from catalog_cases import SECRET_MAPS, SECRET_SETTINGS, SPEC_EXAMPLES
+
+    taken: set[str] = set()
+    for name, task, inference_id, body in SPEC_EXAMPLES:
+        # Several examples share an id; each gets its own endpoint.
+        while inference_id in taken:
+            inference_id += "-again"
+        taken.add(inference_id)
+        response = await gateway.put(f"/_inference/{task}/{inference_id}", json=body, headers=as_user(ADMIN))
+        assert response.status_code == 200, (name, response.text)
+        shown = response.json()["service_settings"]
+        assert not set(shown) & {*SECRET_SETTINGS, *SECRET_MAPS}, name
+        if body.get("task_settings"):
+            assert response.json()["task_settings"], name
+    listed = await gateway.get("/_inference/_all", headers=as_user(ADMIN))
+    assert taken <= {e["inference_id"] for e in listed.json()["endpoints"]}

@@ -9,6 +9,7 @@ import math
 import pytest
 from local_mode import ROOT, LocalMode
 from tiny_bert import build_tiny_bert
+from tiny_clip import PROJECTION_DIM, build_tiny_clip, data_uri, png
 
 MANIFEST = """\
 apiVersion: kubeinfer.io/v1alpha1
@@ -29,6 +30,7 @@ def local(tmp_path_factory):
         "tiny-dense": ("text_embedding", build_tiny_bert(root / "dense", "base", sentence_transformers={})),
         "tiny-sparse": ("sparse_embedding", sparse_tiny_bert(root / "sparse")),
         "tiny-rerank": ("rerank", build_tiny_bert(root / "rerank", "rerank")),
+        "tiny-clip": ("embedding", build_tiny_clip(root / "clip")),
     }
     (root / "manifests").mkdir()
     for name, (task, path) in models.items():
@@ -99,6 +101,23 @@ def test_rerank_on_a_tiny_model(local):
     scores = [r["relevance_score"] for r in ranked]
     assert scores == sorted(scores, reverse=True)
     assert all(r["text"] == documents[r["index"]] for r in ranked)
+
+
+def test_image_embedding_round_trip_on_a_clip_model(local):
+    picture = {"content": {"type": "image", "format": "base64", "value": data_uri(png(24, 24, (250, 200, 0)))}}
+    response = local.client.post("/_inference/embedding/tiny-clip", json={"input": [picture, "a yellow square"]})
+    assert response.status_code == 200, response.text
+    [image, text] = [e["embedding"] for e in response.json()["embeddings"]]
+    assert len(image) == len(text) == PROJECTION_DIM
+    assert abs(math.sqrt(sum(x * x for x in image)) - 1.0) < 1e-5
+    assert image != text
+    # The same image answers the same vector, whatever it is batched with.
+    again = local.client.post("/_inference/embedding/tiny-clip", json={"input": picture}).json()["embeddings"]
+    assert cosine(again[0]["embedding"], image) > 0.99999
+    refused = local.client.post("/_inference/embedding/tiny-clip", json={"input": {"content": {
+        "type": "video", "value": data_uri(b"...", "video/mp4")}}})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["reason"] == "The elasticsearch service does not support embedding with video inputs"
 
 
 def test_a_local_model_endpoint_created_by_put_serves_at_once(local):

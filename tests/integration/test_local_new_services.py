@@ -84,8 +84,16 @@ def test_services_api_lists_the_26_services_with_their_task_types_as_documented(
     openai = next(s for s in services if s["service"] == "openai")
     assert openai["name"] == "OpenAI"
     key = openai["configurations"]["api_key"]
+    # An API key, or OAuth 2.0 client credentials in its stead.
     assert (key["label"], key["required"], key["sensitive"], key["updatable"], key["type"]) == (
-        "API Key", True, True, True, "str")
+        "API Key", False, True, True, "str")
+    client_secret = openai["configurations"]["client_secret"]
+    assert (client_secret["required"], client_secret["sensitive"], client_secret["type"]) == (False, True, "str")
+    assert openai["configurations"]["scopes"]["type"] == "list"
+    assert not openai["configurations"]["token_url"]["sensitive"]
+    azure = next(s for s in services if s["service"] == "azureopenai")
+    assert {"client_id", "client_secret", "scopes", "tenant_id"} <= set(azure["configurations"])
+    assert "token_url" not in azure["configurations"]
     assert openai["configurations"]["dimensions"]["supported_task_types"] == ["embedding", "text_embedding"]
     limit = openai["configurations"]["rate_limit.requests_per_minute"]
     assert (limit["type"], limit["required"]) == ("int", False)

@@ -114,6 +114,13 @@ def test_cpu_mode_threads_allocations_and_a_model_cache_claim():
                                  "--task-type", "text_embedding", "--cache-dir", "/models"]
 
 
+def test_a_cpu_image_and_text_model_runs_on_the_torch_image_without_an_export():
+    spec = local(model_id="openai/clip-vit-base-patch32")["spec"] | {"taskType": "embedding"}
+    state = desired_state(manifest(spec), CPU)
+    assert container(state)["image"] == CPU.server_image
+    assert [c["name"] for c in pod(state)["initContainers"]] == ["download-model"]
+
+
 def test_local_paths_are_not_downloaded():
     state = desired_state(local(model_id="/models/my-model"), SETTINGS)
     assert "initContainers" not in pod(state)

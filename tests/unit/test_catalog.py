@@ -130,11 +130,13 @@ def test_azure_openai_takes_exactly_one_credential():
     body = es_body("azureopenai", "text_embedding")
     del body["service_settings"]["api_key"]
     assert rejection("text_embedding", body).reason == (
-        "Validation Failed: 1: [secret_settings] must have either the [api_key] or the [entra_id] setting;"
+        "Validation Failed: 1: [secret_settings] must have either the [api_key], [entra_id] or the [client_secret] "
+        "setting;"
     )
     body["service_settings"].update(api_key="k", entra_id="t")
     assert rejection("text_embedding", body).reason == (
-        "Validation Failed: 1: [secret_settings] must have only one of the [api_key] or the [entra_id] settings;"
+        "Validation Failed: 1: [secret_settings] must have only one of the [api_key], [entra_id] or the "
+        "[client_secret] settings;"
     )
     del body["service_settings"]["api_key"]
     assert parse_endpoint("e", "text_embedding", body).secret("entra_id") == "t"
@@ -260,3 +262,88 @@ def test_a_pod_resolves_each_secret_parameter_from_the_variable_the_operator_set
     assert resolved.secret("secret_parameters.api_key") == "sk-from-env"
     assert resolved.plain_secrets() == {"secret_parameters.api_key": resolved.secret_values()[name]}
     assert "sk-from-env" not in str(resolved.es_view())
+
+
+def _enum_settings() -> list[tuple[str, str, str, str, str]]:
+    """(service, task, scope, setting, one of its values) for every enum setting of the catalog."""
+    out = []
+    for service, task in PAIRS:
+        spec = SERVICES[service]
+        for scope, model in (("service_settings", spec.service_settings_model(task)),
+                             ("task_settings", spec.task_settings_model(task))):
+            given = es_body(service, task).get(scope) or {}
+            for name, spellings in sorted(model.enum_spellings.items()):
+                # The value the minimal body gives, where it gives one: some depend on others.
+                value = given.get(name) or sorted(spellings.values())[-1]
+                if name in model.model_fields and _accepted(service, task, scope, name, value):
+                    out.append((service, task, scope, name, value))
+    return out
+
+
+def _accepted(service: str, task: str, scope: str, name: str, value: str) -> bool:
+    body = es_body(service, task)
+    body.setdefault(scope, {})[name] = value
+    try:
+        parse_endpoint("my-endpoint", task, body)
+    except ElasticsearchError:  # a value that needs other settings beside it (vertex's provider)
+        return False
+    return True
+
+
+ENUM_SETTINGS = _enum_settings()
+
+
+def test_the_catalog_has_enum_settings_in_both_scopes():
+    assert {row[2] for row in ENUM_SETTINGS} == {"service_settings", "task_settings"}
+    assert ("nvidia", "text_embedding", "task_settings", "truncate", "START") in ENUM_SETTINGS
+
+
+@pytest.mark.parametrize("service,task,scope,name,value", ENUM_SETTINGS,
+                         ids=[f"{r[0]}-{r[1]}-{r[3]}" for r in ENUM_SETTINGS])
+def test_enum_settings_are_read_in_any_case_and_shown_in_their_own(service, task, scope, name, value):
+    for spelling in (value.upper(), value.lower(), f" {value.swapcase()} "):
+        body = es_body(service, task)
+        body.setdefault(scope, {})[name] = spelling
+        view = parse_endpoint("my-endpoint", task, body).es_view()
+        assert view[scope][name] == value, spelling
+
+
+def test_an_unknown_enum_value_is_still_refused():
+    body = es_body("nvidia", "text_embedding")
+    body["task_settings"] = {"truncate": "middle"}
+    error = rejection("text_embedding", body)
+    assert (error.status, error.type) == (400, "validation_exception") and "truncate" in error.reason
+
+
+def test_a_provider_without_models_for_the_task_is_refused_in_any_case():
+    body = es_body("amazonbedrock", "text_embedding")
+    body["service_settings"]["provider"] = "Meta"
+    assert rejection("text_embedding", body).reason == "The [text_embedding] task type for provider [meta] is not available"
+
+
+# Elasticsearch's list of default rate limits (specification, RateLimitSetting.requests_per_minute):
+# service -> requests per minute, for all its task types or per task type.
+SPEC_RATE_LIMITS = {
+    "alibabacloud-ai-search": 1000, "amazonbedrock": 240, "anthropic": 50, "azureaistudio": 240,
+    "azureopenai": {"text_embedding": 1440, "completion": 120, "chat_completion": 120},
+    "cohere": 10000, "contextualai": 1000, "fireworksai": 6000, "googleaistudio": 360,
+    "googlevertexai": 30000, "hugging_face": 3000, "jinaai": 2000, "llama": 3000, "mistral": 240,
+    "openai": {"text_embedding": 3000, "completion": 500}, "openshift_ai": 3000, "voyageai": 2000,
+    "watsonxai": 120,
+}
+# Where Elasticsearch's code sets a finer default than the list says: Vertex AI's ranking
+# (Discovery Engine's quota) and its Model Garden chat.
+FINER_IN_CODE = {("googlevertexai", "rerank"): 300, ("googlevertexai", "completion"): 1000,
+                 ("googlevertexai", "chat_completion"): 1000}
+
+
+@pytest.mark.parametrize("service", sorted(SPEC_RATE_LIMITS))
+def test_default_rate_limits_are_the_ones_elasticsearch_lists(service):
+    spec = SERVICES[service]
+    listed = SPEC_RATE_LIMITS[service]
+    for task in spec.task_types:
+        expected = listed if isinstance(listed, int) else listed.get(task.value, spec.rate_limit_for(task))
+        expected = FINER_IN_CODE.get((service, task.value), expected)
+        assert spec.rate_limit_for(task) == expected, task
+        assert parse_endpoint("e", task, es_body(service, task.value)).es_view()["service_settings"]["rate_limit"] == {
+            "requests_per_minute": expected}

@@ -14,7 +14,7 @@ import pytest
 from kopf.testing import KopfRunner
 
 from kubeemu import DEPLOYMENTS, HPAS, INFERENCE_ENDPOINTS, SECRETS, EmulatedCluster
-from shipping import env_of, expand_rules, grants, named, of_kind, render
+from shipping import NAMESPACE, env_of, expand_rules, grants, named, of_kind, render
 
 NS = "ml"
 OPERATOR = "kubeinfer-operator"
@@ -174,8 +174,10 @@ def test_watched_namespaces_get_the_same_rights_as_a_role_each():
     cluster = grants(render(), OPERATOR)
     objs = render({"watchNamespaces": ["search", "ml"], "gateway.endpointNamespace": "ml"})
     scoped = grants(objs, OPERATOR)
-    assert set(scoped) == {None, "search", "ml"}
+    assert set(scoped) == {None, "search", "ml", NAMESPACE}
     assert scoped["search"] == scoped["ml"] == cluster[None] - FRAMEWORK_ONLY
+    # In the release's namespace, the region policy's ConfigMap is watched.
+    assert scoped[NAMESPACE] == {("", "configmaps", "list"), ("", "configmaps", "watch")}
     # Cluster-wide, only what kopf needs to find the namespaces and the CRD.
     assert scoped[None] == FRAMEWORK_ONLY
     roles = of_kind(objs, "Role")
@@ -211,13 +213,17 @@ async def test_gateway_rbac_is_exactly_what_the_gateway_calls(kube):
                      ["containers"][0]["args"] if a.startswith("--namespace="))
 
     kube.create_namespace(namespace)
+    if namespace != NAMESPACE:
+        kube.create_namespace(NAMESPACE)
 
     def configure() -> None:
         kube.emulator.tokens["admin-token"] = {"username": "alice", "uid": "u-1", "groups": ["ml-admins"]}
         kube.emulator.on_change(OperatorStandIn(kube.emulator))
 
     kube.call(configure)
-    app = build_gateway_app(Connection(kube.url, token="gateway-sa-token"), namespace, poll_interval=0.02)
+    # The region policy lives in the release's namespace, the gateway's own.
+    app = build_gateway_app(Connection(kube.url, token="gateway-sa-token"), namespace, poll_interval=0.02,
+                            region_policy_namespace=NAMESPACE)
     admin = {"Authorization": "Bearer admin-token"}
     body = {"service": "openai", "service_settings": {"api_key": "sk-one", "model_id": "text-embedding-3-small"}}
     async with app.router.lifespan_context(app):
@@ -229,6 +235,12 @@ async def test_gateway_rbac_is_exactly_what_the_gateway_calls(kube):
                 await gw.get("/_inference", headers=admin),
                 await gw.get("/_inference/text_embedding/emb", headers=admin),
                 await gw.delete("/_inference/text_embedding/emb", headers=admin),
+                await gw.put("/_inference/_region_policy", json={"region_policy": {"allowed_geos": ["us"]}},
+                             headers=admin),
+                await gw.put("/_inference/_region_policy", json={"region_policy": {"allowed_geos": ["eu"]}},
+                             headers=admin),
+                await gw.get("/_inference/_region_policy", headers=admin),
+                await gw.delete("/_inference/_region_policy", headers=admin),
             ]
     assert [r.status_code for r in steps] == [200] * len(steps), [r.text for r in steps]
     granted = grants(objs, GATEWAY)
@@ -256,7 +268,12 @@ def test_peering_rights_come_with_peering_only():
 def test_gateway_may_manage_endpoints_and_their_secrets_in_one_namespace_and_review_callers():
     objs = render({"gateway.endpointNamespace": "search", "watchNamespaces": ["search"]})
     granted = grants(objs, GATEWAY)
-    assert set(granted) == {None, "search"}
+    assert set(granted) == {None, "search", NAMESPACE}
+    # In its own namespace, the region policy's ConfigMap; no other ConfigMap is read.
+    assert granted[NAMESPACE] == {("", "configmaps", v) for v in ("list", "watch", "create", "get", "update",
+                                                                   "delete")}
+    [named_only] = [r for r in named(objs, "Role", "kubeinfer-gateway-region-policy")["rules"] if "get" in r["verbs"]]
+    assert named_only["resourceNames"] == ["kubeinfer-region-policy"]
     assert granted[None] == {("authentication.k8s.io", "tokenreviews", "create"),
                              ("authorization.k8s.io", "subjectaccessreviews", "create")}
     endpoints = {v for g, r, v in granted["search"] if (g, r) == ("kubeinfer.io", "inferenceendpoints")}

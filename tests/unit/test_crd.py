@@ -5,6 +5,7 @@ catalog accepts and rejects."""
 from __future__ import annotations
 
 import copy
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,8 @@ def _value_for(schema: dict[str, Any]) -> Any:
         return secret_ref()
     if "enum" in schema:
         return schema["enum"][0]
+    if schema.get("pattern", "").startswith("^(?i:"):  # an enum in any case: its first value
+        return re.split(r"(?<!\\)\|", schema["pattern"][5:-2])[0].replace("\\", "")
     return {"string": "x", "integer": 1, "number": 0.5, "boolean": True, "object": {}}.get(schema.get("type"), "x")
 
 
@@ -279,11 +282,27 @@ def test_rules_require_anthropic_max_tokens_and_allocations_of_local_models():
 def test_rules_want_exactly_one_azure_openai_credential():
     obj = manifest("azureopenai", "completion")
     del obj["spec"]["serviceSettings"]["api_key"]
-    assert any("one of the required settings [api_key, entra_id]" in f for f in spec_rule_failures(obj["spec"]))
+    assert any("one of the required settings [api_key, entra_id, client_secret]" in f
+               for f in spec_rule_failures(obj["spec"]))
     obj["spec"]["serviceSettings"]["entra_id"] = secret_ref(key="entra-id")
     assert spec_rule_failures(obj["spec"]) == []
     obj["spec"]["serviceSettings"]["api_key"] = secret_ref()
-    assert any("only one of the settings [api_key, entra_id]" in f for f in spec_rule_failures(obj["spec"]))
+    assert any("only one of the settings [api_key, entra_id, client_secret]" in f
+               for f in spec_rule_failures(obj["spec"]))
+
+
+@pytest.mark.parametrize("service,exchange", [("openai", "token_url"), ("azureopenai", "tenant_id")])
+def test_rules_want_client_credentials_whole(service, exchange):
+    obj = manifest(service, "text_embedding")
+    settings = obj["spec"]["serviceSettings"]
+    del settings["api_key"]
+    settings.update(client_id="app", client_secret=secret_ref(key="client-secret"), scopes=["s/.default"])
+    group = ", ".join(["client_id", "client_secret", "scopes", exchange])
+    assert spec_rule_failures(obj["spec"]) == [
+        f"[service_settings] must have all of the settings [{group}] or none of them"]
+    assert "or none of them" in catalog_rejects(obj).reason
+    settings[exchange] = "https://login.example/token" if exchange == "token_url" else "my-tenant"
+    assert spec_rule_failures(obj["spec"]) == [] and catalog_rejects(obj) is None
 
 
 @pytest.mark.parametrize("service,provider", [("amazonbedrock", "meta"), ("azureaistudio", "databricks")])
@@ -419,3 +438,22 @@ def test_deployment_overrides_validate():
     assert list(strict_validator().iter_errors(obj)) == []
     obj["spec"]["deployment"]["replicas"] = -1
     assert [e.validator for e in strict_validator().iter_errors(obj)] == ["minimum"]
+
+
+def test_enum_settings_are_taken_in_any_letter_case_as_elasticsearch_reads_them():
+    obj = manifest("nvidia", "text_embedding")
+    obj["spec"]["taskSettings"] = {"input_type": "Ingest", "truncate": "start"}
+    obj["spec"]["serviceSettings"]["similarity"] = "COSINE"
+    assert list(strict_validator().iter_errors(obj)) == [] and rule_problems(obj) == []
+    config = from_manifest(obj)
+    assert (config.task_settings.truncate, config.service_settings.similarity) == ("START", "cosine")
+    obj["spec"]["taskSettings"]["truncate"] = "half"
+    assert [e.validator for e in strict_validator().iter_errors(obj)] == ["pattern"]
+
+
+def test_a_narrower_provider_list_holds_in_any_letter_case():
+    obj = manifest("amazonbedrock", "text_embedding")
+    obj["spec"]["serviceSettings"]["provider"] = "AmazonTitan"
+    assert list(strict_validator().iter_errors(obj)) == [] and spec_rule_failures(obj["spec"]) == []
+    obj["spec"]["serviceSettings"]["provider"] = "Meta"
+    assert any("must be one of" in f for f in spec_rule_failures(obj["spec"]))

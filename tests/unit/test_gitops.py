@@ -45,6 +45,9 @@ OBSERVATIONS = {
     "secret-not-found": endpoint_status.secret_not_found(["openai"]),
     "policy-violation": endpoint_status.policy_violation(
         "spec.deployment.image: image [docker.io/attacker/miner:latest] is not allowed by the deployment policy"),
+    "region-not-allowed": endpoint_status.region_not_allowed(
+        "inference endpoint [e5] uses region [eu-west-1] of [aws], which the inference region policy does not allow "
+        "(allowed geos [us])"),
     "rolling-out": endpoint_status.observe_deployment(deployment(available=0), url=URL),
     "updating-while-serving": endpoint_status.observe_deployment(
         deployment(generation=2, observed=2, total=2, updated=1, available=1), url=URL),
@@ -101,6 +104,7 @@ KSTATUS_EXPECTED = {
     "invalid-spec": "Failed",
     "secret-not-found": "Failed",
     "policy-violation": "Failed",
+    "region-not-allowed": "Failed",
     "rolling-out": "InProgress",
     "updating-while-serving": "InProgress",
     "rollout-stuck": "Failed",
@@ -148,6 +152,7 @@ ARGOCD_EXPECTED = {
     "invalid-spec": "Degraded",
     "secret-not-found": "Degraded",
     "policy-violation": "Degraded",
+    "region-not-allowed": "Degraded",
     "rolling-out": "Progressing",
     "updating-while-serving": "Progressing",
     "rollout-stuck": "Degraded",
@@ -161,7 +166,7 @@ ARGOCD_EXPECTED = {
 def test_argocd_health_of_each_status(argocd_health, case):
     result = argocd_health(endpoint(case))
     assert result["status"] == ARGOCD_EXPECTED[case]
-    if case in ("invalid-spec", "secret-not-found", "policy-violation"):
+    if case in ("invalid-spec", "secret-not-found", "policy-violation", "region-not-allowed"):
         # The operator's message reaches the Argo CD UI.
         assert result["message"] == endpoint(case)["status"]["conditions"][0]["message"]
 
@@ -205,6 +210,7 @@ FLUX_EXPECTED = {
     "invalid-spec": "Failed",
     "secret-not-found": "Failed",
     "policy-violation": "Failed",
+    "region-not-allowed": "Failed",
     "rolling-out": "InProgress",
     "updating-while-serving": "InProgress",
     "rollout-stuck": "Failed",

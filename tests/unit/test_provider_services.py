@@ -484,5 +484,8 @@ async def test_jina_text_only_model_refuses_images_for_the_embedding_task():
     response = await post_through_server(backend, {"input": [
         {"content": {"type": "image", "value": "aGk=", "format": "base64"}}]})
     assert response.status_code == 400
-    assert "[image]" in response.json()["error"]["reason"]
+    assert response.json()["error"] == {
+        "type": "status_exception", "reason": "The jinaai service does not support embedding with non-text inputs",
+        "root_cause": [{"type": "status_exception",
+                        "reason": "The jinaai service does not support embedding with non-text inputs"}]}
     assert fake.received == []

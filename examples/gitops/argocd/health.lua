@@ -37,10 +37,12 @@ if ready.status == "True" then
   end
   return hs
 end
--- Not ready: some reasons need a person (a wrong spec, one the deployment policy refuses,
--- a missing Secret, a rollout that gave up); the others pass once the pods are up.
+-- Not ready: some reasons need a person (a wrong spec, one the deployment policy or the
+-- region policy refuses, a missing Secret, a rollout that gave up); the others pass once
+-- the pods are up.
 if ready.reason == "InvalidSpec" or ready.reason == "PolicyViolation" or ready.reason == "SecretNotFound"
-    or ready.reason == "ProgressDeadlineExceeded" or ready.reason == "ApplyFailed" then
+    or ready.reason == "RegionNotAllowed" or ready.reason == "ProgressDeadlineExceeded"
+    or ready.reason == "ApplyFailed" then
   hs.status = "Degraded"
 else
   hs.status = "Progressing"

@@ -3,8 +3,10 @@
 ``start`` finds the model (built-in id, Hugging Face id or path), loads it on the best
 runtime, starts the dynamic batcher and runs a warm-up batch; only then is the backend
 ``ready``. ``infer`` tokenizes, submits to the batcher and shapes Elasticsearch's
-response: ``text_embedding``, ``sparse_embedding`` (with ``is_truncated``) or
-``rerank`` (sorted by score, ``top_n`` and ``return_documents`` honoured).
+response: ``text_embedding``, ``sparse_embedding`` (with ``is_truncated``),
+``rerank`` (sorted by score, ``top_n`` and ``return_documents`` honoured) or
+``embedding`` (texts and images through an image-and-text model, see ``multimodal``;
+audio, video and PDF refused as Elasticsearch refuses what a service cannot read).
 
 Torch is imported when the model loads, not when this module is imported, and not at all
 in a server without torch, which serves the checked ONNX exports of the model cache
@@ -25,7 +27,9 @@ from kubeinfer.catalog import InferenceEndpointConfig, TaskType, returns_documen
 from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError, status_exception
 from ..base import Backend, InferenceRequest
-from ..results import InferenceResult, RankedDocument, Ranking, SparseEmbedding, SparseEmbeddings, TextEmbeddings
+from ..content import IMAGE, TEXT, ContentItem, check_contents
+from ..results import (Embeddings, InferenceResult, RankedDocument, Ranking, SparseEmbedding, SparseEmbeddings,
+                       TextEmbeddings)
 from .batching import BatchingOptions, DynamicBatcher
 from .engine import EngineOptions
 from .models import is_e5, locate_model
@@ -55,7 +59,8 @@ class LocalModelBackend(Backend):
     ) -> None:
         super().__init__(config)
         settings_ = settings if settings is not None else ServerSettings.from_env()
-        if config.task_type not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.RERANK):
+        if config.task_type not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.RERANK,
+                                    TaskType.EMBEDDING):
             raise status_exception(f"The [{config.service}] service does not support task type [{config.task_type}]")
         settings = config.service_settings
         self.model_id: str = settings.model_id  # type: ignore[attr-defined]
@@ -151,7 +156,7 @@ class LocalModelBackend(Backend):
     def _servable_export(self, path: Any) -> Any:
         """The checked ONNX export to serve on a server without torch, if the cache holds one.
         Where torch is installed it serves (with lanes, and the check run again)."""
-        if _has_torch() or not self.engine.wants_onnx:
+        if _has_torch() or not self.engine.wants_onnx or self.config.task_type is TaskType.EMBEDDING:
             return None
         from .exported import servable_export
 
@@ -162,6 +167,7 @@ class LocalModelBackend(Backend):
         import torch
 
         from .encoders import RerankModel, SparseEmbeddingModel, TextEmbeddingModel
+        from .multimodal import ImageTextEmbeddingModel
         from .runtime import select_runtime
 
         runtime = select_runtime(self.num_threads, self.device, self.cpu_dtype, self.cuda_graphs)
@@ -169,6 +175,7 @@ class LocalModelBackend(Backend):
             TaskType.TEXT_EMBEDDING: TextEmbeddingModel,
             TaskType.SPARSE_EMBEDDING: SparseEmbeddingModel,
             TaskType.RERANK: RerankModel,
+            TaskType.EMBEDDING: ImageTextEmbeddingModel,
         }[self.config.task_type]
         try:
             model = kind(path, runtime)
@@ -178,6 +185,13 @@ class LocalModelBackend(Backend):
                 f"{type(exc).__name__}: {exc}"
             ) from None
         self.running_on = {"engine": "torch", "quantization": "none"}
+        if self.config.task_type is TaskType.EMBEDDING:  # two towers: see multimodal
+            if self.engine.quantization == "int8":
+                raise status_exception(f"int8 quantization is not offered for image-and-text models such as "
+                                       f"[{self.model_id}]")
+            if self.engine.wants_onnx and not runtime.on_gpu and runtime.dtype == torch.float32:
+                self.running_on = model.use_onnx(self.num_threads, self.cache_dir)
+            return model
         # GPUs keep torch (bf16, SDPA); so does a CPU asked for bfloat16.
         if self.engine.wants_onnx and not runtime.on_gpu and runtime.dtype == torch.float32:
             from .onnx_runtime import switch_to_onnx
@@ -214,7 +228,7 @@ class LocalModelBackend(Backend):
         if self._model is None:
             return {}
         described = dict(self._model.describe())
-        if self.config.task_type is TaskType.TEXT_EMBEDDING:
+        if self.config.task_type in (TaskType.TEXT_EMBEDDING, TaskType.EMBEDDING):
             described.setdefault("similarity", "cosine")
         return described
 
@@ -236,6 +250,8 @@ class LocalModelBackend(Backend):
                 f"[{self.max_inputs}] one request to [{self.config.inference_id}] may carry;",
             )
         task = self.config.task_type
+        if task is TaskType.EMBEDDING:
+            return await self._embed_contents(model, batcher, request)
         if task is TaskType.TEXT_EMBEDDING:
             prefix = self._prefixes.get(request.input_type or "", "")
             texts = [prefix + text for text in request.input] if prefix else request.input
@@ -254,6 +270,19 @@ class LocalModelBackend(Backend):
         scores = await batcher.submit(items, request.timeout)
         return rank(request.input, scores, request.task_settings,
                     with_text=returns_documents(self.config, request.task_settings))
+
+    async def _embed_contents(self, model: Any, batcher: DynamicBatcher, request: InferenceRequest) -> Embeddings:
+        """One vector per content group: texts and images read, other kinds refused."""
+        contents = request.contents or tuple((ContentItem(TEXT, text),) for text in request.input)
+        check_contents(self.config.service, contents, kinds=(TEXT, IMAGE), several_items=True)
+        with_images = any(item.type == IMAGE for group in contents for item in group)
+        # Decoding and resizing images is work for a thread, as tokenizing many texts is.
+        if with_images or len(contents) > _TOKENIZE_INLINE_MAX:
+            items = await asyncio.to_thread(model.encode_contents, contents)
+        else:
+            items = model.encode_contents(contents)
+        vectors = await batcher.submit(items, request.timeout)
+        return Embeddings(model.combine(contents, vectors))
 
 
 def rank(documents: list[str], scores: list[float], task_settings: Mapping[str, Any], *, with_text: bool) -> Ranking:

@@ -12,7 +12,7 @@ from typing import Any
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from ..base import InferenceRequest
 from ..results import Completions, InferenceResult, Ranking, SparseEmbeddings, TextEmbeddings
-from .answers import completions, expect_count, float_vector, rerank_results, sparse_embeddings, text_embeddings
+from .answers import completions, expect_count, float_vector, scores_as_asked, sparse_embeddings, text_embeddings
 from .proxy import ProviderBackend
 
 OPERATIONS = {
@@ -42,14 +42,11 @@ def parse_sparse(answer: dict[str, Any], count: int, return_token: bool) -> Spar
     return sparse_embeddings(out)
 
 
-def parse_rerank(answer: dict[str, Any], documents: list[str]) -> Ranking:
-    scored = []
-    for score in answer["result"]["scores"]:
-        index = int(score["index"])
-        if not 0 <= index < len(documents):
-            raise ValueError(f"score index [{index}] is out of range")
-        scored.append((index, score["score"], documents[index]))
-    return rerank_results(scored)
+def parse_rerank(answer: dict[str, Any], documents: list[str], return_text: bool, top_n: int | None) -> Ranking:
+    """``{"result": {"scores": [{"index", "score"}]}}``; the ranker takes no ``top_n`` nor
+    ``return_documents``, so both are applied to the answer."""
+    scored = [(int(score["index"]), score["score"]) for score in answer["result"]["scores"]]
+    return scores_as_asked(scored, documents, return_text=return_text, top_n=top_n)
 
 
 def parse_generation(answer: dict[str, Any]) -> Completions:
@@ -86,7 +83,9 @@ class AlibabaCloudSearchBackend(ProviderBackend):
         if task == TaskType.RERANK:
             body = {"query": request.query or "", "docs": list(request.input)}
             answer = await self.call_json(self.url(), body, request, headers=self.headers())
-            return self.translate(parse_rerank, answer, list(request.input))
+            # The texts are shown unless the request says otherwise.
+            return_text = settings.get("return_documents") is not False
+            return self.translate(parse_rerank, answer, list(request.input), return_text, settings.get("top_n"))
         body = {"messages": [{"role": "user", "content": text} for text in request.input]}
         answer = await self.call_json(self.url(), body, request, headers=self.headers())
         return self.translate(parse_generation, answer)

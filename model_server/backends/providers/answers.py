@@ -83,6 +83,17 @@ def rerank_results(scored: list[tuple[int, float, str | None]], top_n: int | Non
     return Ranking([RankedDocument(int(index), _number(score), text) for index, score, text in ordered])
 
 
+def scores_as_asked(
+    scored: list[tuple[int, float]], documents: list[str], *, return_text: bool, top_n: int | None
+) -> Ranking:
+    """The ranking of a provider that answers scores only and takes no ``top_n`` or
+    ``return_documents``: cut to ``top_n`` and given the inputs' texts here, as asked."""
+    for index, _ in scored:
+        if not 0 <= index < len(documents):
+            raise ValueError(f"result index [{index}] is out of range")
+    return rerank_results([(i, score, documents[i] if return_text else None) for i, score in scored], top_n)
+
+
 def parse_results_rerank(answer: dict[str, Any], documents: list[str], return_documents: bool) -> Ranking:
     """The ``{"results": [{"index", "relevance_score", "document"?}]}`` rerank answer that
     Cohere made common (Jina AI, Azure AI Studio, vLLM and other OpenAI-compatible servers

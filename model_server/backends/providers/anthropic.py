@@ -5,7 +5,10 @@ For chat completion the unified request becomes a messages request (system messa
 ``system``, tool calls as ``tool_use`` blocks, tool answers as ``tool_result`` blocks,
 tools with their ``input_schema``) and Anthropic's stream events become OpenAI-shaped
 chunks: text and ``input_json_delta`` pieces as deltas, the stop reason as a
-``finish_reason``, the token counts as a last usage chunk.
+``finish_reason``, the token counts as a last usage chunk. A request's ``reasoning`` turns
+on extended thinking (``thinking.budget_tokens`` by effort); thinking streams back as
+``reasoning`` deltas, each signed thought as a ``reasoning.text`` detail and redacted
+thinking as ``reasoning.encrypted``, which an assistant message may give back.
 
 ``url`` replaces ``https://api.anthropic.com``.
 """
@@ -38,6 +41,36 @@ def parse_messages(answer: dict[str, Any]) -> Completions:
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_calls", "max_tokens": "length",
                 "refusal": "content_filter"}
 TOOL_CHOICES = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}
+# Extended thinking's ``budget_tokens`` for each reasoning effort; Anthropic wants at least
+# 1024 and fewer than ``max_tokens``.
+THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
+MIN_THINKING_BUDGET = 1024
+
+
+def thinking(request: ChatRequest, max_tokens: int | None) -> dict[str, Any] | None:
+    """The ``thinking`` of a request whose ``reasoning`` asks for some effort, else None."""
+    level = request.reasoning.level if request.reasoning is not None else None
+    if level is None or level == "none":
+        return None
+    budget = THINKING_BUDGETS[level]
+    if max_tokens is not None:
+        budget = min(budget, int(max_tokens) - 1)
+    if budget < MIN_THINKING_BUDGET:
+        raise ElasticsearchError(400, "status_exception", (
+            f"Reasoning with the [anthropic] service needs [max_completion_tokens] above {MIN_THINKING_BUDGET}, "
+            f"the smallest thinking budget; it is [{max_tokens}]"))
+    return {"type": "enabled", "budget_tokens": budget}
+
+
+def _thinking_blocks(message: Message) -> list[dict[str, Any]]:
+    """An assistant message's reasoning details as the thinking blocks Anthropic wants back."""
+    blocks = []
+    for detail in message.reasoning_details or ():
+        if detail.get("type") == "reasoning.text" and detail.get("signature"):
+            blocks.append({"type": "thinking", "thinking": detail.get("text") or "", "signature": detail["signature"]})
+        elif detail.get("type") == "reasoning.encrypted" and detail.get("data"):
+            blocks.append({"type": "redacted_thinking", "data": detail["data"]})
+    return blocks
 
 
 def _blocks(message: Message) -> list[dict[str, Any]]:
@@ -50,7 +83,10 @@ def messages_body(request: ChatRequest, model_id: str, task_settings: dict[str, 
     """Anthropic's messages request for a unified chat request (streamed)."""
     system: list[str] = []
     messages: list[dict[str, Any]] = []
+    max_tokens = request.max_completion_tokens or task_settings.get("max_tokens")
+    thinks = thinking(request, max_tokens)
     for message in request.messages:
+        reasoned = _thinking_blocks(message) if thinks and message.role == "assistant" else []
         if message.role in ("system", "developer"):
             system.append(message.text)
             continue
@@ -64,19 +100,22 @@ def messages_body(request: ChatRequest, model_id: str, task_settings: dict[str, 
                 messages.append({"role": "user", "content": [result]})
             continue
         if message.role == "assistant" and message.tool_calls:
-            content = _blocks(message) + [
+            content = reasoned + _blocks(message) + [
                 {"type": "tool_use", "id": call.id, "name": call.function.name, "input": tool_arguments(call)}
                 for call in message.tool_calls
             ]
             messages.append({"role": "assistant", "content": content})
             continue
-        content: Any = message.content if isinstance(message.content, str) else _blocks(message)
+        content: Any = message.content if isinstance(message.content, str) and not reasoned else (
+            reasoned + _blocks(message))
         messages.append({"role": "user" if message.role == "user" else "assistant", "content": content})
     body: dict[str, Any] = {
         "model": request.model or model_id,
         "messages": messages,
-        "max_tokens": request.max_completion_tokens or task_settings.get("max_tokens"),
+        "max_tokens": max_tokens,
     }
+    if thinks:
+        body["thinking"] = thinks
     if system:
         body["system"] = "\n".join(system)
     temperature = request.temperature if request.temperature is not None else task_settings.get("temperature")
@@ -111,6 +150,13 @@ class MessageStreamReader:
         self.output_tokens = 0
         # Anthropic's content block index -> the tool call's index among tool calls.
         self.tools: dict[int, int] = {}
+        # Thinking blocks' text so far, by content block index; how many reasoning details were sent.
+        self.thoughts: dict[int, str] = {}
+        self.details = 0
+
+    def _detail(self, **detail: Any) -> ChatCompletionChunk:
+        self.details += 1
+        return self._chunk(reasoning_details=({**detail, "index": self.details - 1},))
 
     def _chunk(self, **delta: Any) -> ChatCompletionChunk:
         return ChatCompletionChunk(id=self.id, model=self.model, choices=(ChoiceDelta(**delta),))
@@ -130,10 +176,24 @@ class MessageStreamReader:
                     index=index, id=block.get("id"), name=block.get("name"), arguments="", type="function"),))
             elif block.get("type") == "text" and block.get("text"):
                 yield self._chunk(content=block["text"])
+            elif block.get("type") == "thinking":
+                self.thoughts[int(data["index"])] = block.get("thinking") or ""
+                if block.get("thinking"):
+                    yield self._chunk(reasoning=block["thinking"])
+            elif block.get("type") == "redacted_thinking" and block.get("data"):
+                yield self._detail(type="reasoning.encrypted", data=block["data"])
         elif event == "content_block_delta":
             piece = data["delta"]
             if piece.get("type") == "text_delta" and piece.get("text"):
                 yield self._chunk(content=piece["text"])
+            elif piece.get("type") == "thinking_delta" and piece.get("thinking"):
+                index = int(data["index"])
+                self.thoughts[index] = self.thoughts.get(index, "") + piece["thinking"]
+                yield self._chunk(reasoning=piece["thinking"])
+            elif piece.get("type") == "signature_delta" and piece.get("signature"):
+                # The whole thought with its signature: what a later request gives back.
+                yield self._detail(type="reasoning.text", text=self.thoughts.get(int(data["index"]), ""),
+                                   signature=piece["signature"])
             elif piece.get("type") == "input_json_delta" and piece.get("partial_json"):
                 index = self.tools.get(int(data["index"]), 0)
                 yield self._chunk(tool_calls=(ToolCallDelta(index=index, arguments=piece["partial_json"]),))

@@ -1,29 +1,26 @@
 """Contextual AI: ``/v1/rerank`` with a bearer API key; the task settings' ``top_k`` is
-sent as ``top_n`` and ``instruction`` as is. ``url`` replaces ``https://api.contextual.ai/v1``
-(or is the full URL of the operation).
+sent as ``top_n`` (a request's own ``top_n`` first) and ``instruction`` as is; the API
+answers scores only, so the texts a request's ``return_documents`` asks for are added
+here. ``url`` replaces ``https://api.contextual.ai/v1`` (or is the full URL of the operation).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from kubeinfer.catalog import InferenceEndpointConfig
+from kubeinfer.catalog import InferenceEndpointConfig, returns_documents
 from ..base import InferenceRequest
 from ..results import InferenceResult
-from .answers import rerank_results
+from .answers import scores_as_asked
 from .proxy import ProviderBackend
 
 BASE_URL = "https://api.contextual.ai/v1"
 
 
-def parse_rerank(answer: dict[str, Any], count: int) -> InferenceResult:
-    scored = []
-    for item in answer["results"]:
-        index = int(item["index"])
-        if not 0 <= index < count:
-            raise ValueError(f"result index [{index}] is out of range")
-        scored.append((index, item["relevance_score"], None))
-    return rerank_results(scored)
+def parse_rerank(answer: dict[str, Any], documents: list[str], return_text: bool) -> InferenceResult:
+    """Scores only: the inputs' texts are added here when the request asks for them."""
+    scored = [(int(item["index"]), item["relevance_score"]) for item in answer["results"]]
+    return scores_as_asked(scored, documents, return_text=return_text, top_n=None)
 
 
 class ContextualAIBackend(ProviderBackend):
@@ -40,7 +37,7 @@ class ContextualAIBackend(ProviderBackend):
             body["instruction"] = settings["instruction"]
         headers = {"Authorization": f"Bearer {self.secret('api_key')}"}
         answer = await self.call_json(url, body, request, headers=headers)
-        return self.translate(parse_rerank, answer, len(request.input))
+        return self.translate(parse_rerank, answer, list(request.input), returns_documents(self.config, settings))
 
 
 def create_backend(config: InferenceEndpointConfig, **options: Any) -> ContextualAIBackend:

@@ -3,8 +3,13 @@
 Embeddings carry Jina's ``task`` for Elasticsearch's input type (``retrieval.passage``
 for ingest, ``retrieval.query`` for search), ``late_chunking``, ``dimensions`` and the
 ``embedding_type`` (``float``, or ``binary`` answered as Elasticsearch's
-``text_embedding_bits``). The ``embedding`` task sends multimodal models a list of
-``{"text": ...}`` objects, other models plain strings, and answers ``embeddings``. ``url`` replaces
+``text_embedding_bits``). The ``embedding`` task sends multimodal models one object per
+input, as Elasticsearch writes them: ``{"text": ...}``, ``{"image": ...}``, ``{"audio": ...}``,
+``{"video": ...}`` or ``{"pdf": ...}`` (data URIs as given), ``{"content": [...]}`` for a
+group of several items, and a lone PDF as the input itself rather than a list of one;
+``late_chunking`` is sent false with non-text inputs, and ``jina-clip-v2`` gets a ``task``
+for searches only (the one it takes). Models with ``multimodal_model: false`` get plain
+strings and refuse other inputs. It answers ``embeddings``. ``url`` replaces
 ``https://api.jina.ai/v1`` (or is the full URL of the operation).
 """
 
@@ -19,6 +24,8 @@ from .answers import bit_embeddings, embeddings, expect_count, float_vector, par
 from .proxy import ProviderBackend
 
 BASE_URL = "https://api.jina.ai/v1"
+# Takes "retrieval.query" alone for its "task".
+CLIP_V2 = "jina-clip-v2"
 TASKS = {"ingest": "retrieval.passage", "search": "retrieval.query",
          "classification": "classification", "clustering": "separation"}
 
@@ -32,6 +39,16 @@ def parse_embeddings(answer: dict[str, Any], count: int, binary: bool, task: Tas
         return bit_embeddings([item["embedding"] for item in data])
     return text_embeddings([float_vector(item["embedding"]) for item in data])
 
+
+def multimodal_input(request: InferenceRequest) -> list[Any] | dict[str, str]:
+    """Jina's multimodal input: one object per input, ``{"content": [...]}`` for a group of
+    several items, and a lone PDF as the input itself (Jina takes PDFs one at a time)."""
+    if not request.contents:
+        return [{"text": text} for text in request.input]
+    groups = [[{item.type: item.value} for item in group] for group in request.contents]
+    if len(groups) == 1 and any(item.type == "pdf" for item in request.contents[0]):
+        return groups[0][0] if len(groups[0]) == 1 else {"content": groups[0]}
+    return [group[0] if len(group) == 1 else {"content": group} for group in groups]
 
 
 class JinaAIBackend(ProviderBackend):
@@ -54,32 +71,21 @@ class JinaAIBackend(ProviderBackend):
             self.require_text(request)
         body: dict[str, Any] = {
             "model": self.setting("model_id"),
-            "input": self.multimodal_input(request) if multimodal else list(request.input),
+            "input": multimodal_input(request) if multimodal else list(request.input),
             "embedding_type": "binary" if binary else "float",
         }
-        task = TASKS.get(self.input_type(request) or "")
-        if task:
+        input_type = self.input_type(request) or ""
+        task = TASKS.get(input_type)
+        if task and (str(self.setting("model_id")).lower() != CLIP_V2 or input_type == "search"):
             body["task"] = task
         if self.setting("dimensions"):
             body["dimensions"] = self.setting("dimensions")
         if settings.get("late_chunking") is not None:
-            body["late_chunking"] = settings["late_chunking"]
+            # Late chunking reads texts only.
+            body["late_chunking"] = bool(settings["late_chunking"]) and all(
+                item.type == "text" for group in request.contents for item in group)
         answer = await self.call_json(self.url("/embeddings"), body, request, headers=self.headers())
         return self.translate(parse_embeddings, answer, len(request.input), binary, self.config.task_type)
-
-    def multimodal_input(self, request: InferenceRequest) -> list[dict[str, str]]:
-        """Jina's multimodal input: one ``{"text": ...}`` or ``{"image": ...}`` object per input."""
-        if not request.contents:
-            return [{"text": text} for text in request.input]
-        out = []
-        for group in request.contents:
-            if len(group) != 1:
-                raise self.unsupported("more than one item per content object")
-            item = group[0]
-            if item.type not in ("text", "image"):
-                raise self.unsupported(f"[{item.type}] inputs for the [embedding] task")
-            out.append({item.type: item.value})
-        return out
 
     async def _rerank(self, request: InferenceRequest) -> InferenceResult:
         settings = request.task_settings

@@ -19,7 +19,7 @@ from ..base import InferenceRequest
 from ..results import CompletionDelta, InferenceResult
 from ..chat import ChatCompletionChunk, ChatRequest
 from . import openai_shapes
-from .answers import expect_count, float_vector, parse_results_rerank, rerank_results, text_embeddings
+from .answers import expect_count, float_vector, parse_results_rerank, scores_as_asked, text_embeddings
 from .proxy import ProviderBackend
 
 CHAT = "/chat/completions"
@@ -69,15 +69,12 @@ def parse_llama_embeddings(answer: dict[str, Any], count: int) -> InferenceResul
     return text_embeddings([float_vector(v) for v in vectors])
 
 
-def parse_nvidia_rerank(answer: dict[str, Any], documents: list[str]) -> InferenceResult:
-    """NVIDIA's ranking: ``{"rankings": [{"index": 0, "logit": 0.3}, ...]}``."""
-    scored = []
-    for item in answer["rankings"]:
-        index = int(item["index"])
-        if not 0 <= index < len(documents):
-            raise ValueError(f"ranking index [{index}] is out of range")
-        scored.append((index, item["logit"], None))
-    return rerank_results(scored)
+def parse_nvidia_rerank(answer: dict[str, Any], documents: list[str], return_text: bool,
+                        top_n: int | None) -> InferenceResult:
+    """NVIDIA's ranking: ``{"rankings": [{"index": 0, "logit": 0.3}, ...]}``; its API takes
+    no ``top_n`` nor ``return_documents``, so both are applied to the answer."""
+    scored = [(int(item["index"]), item["logit"]) for item in answer["rankings"]]
+    return scores_as_asked(scored, documents, return_text=return_text, top_n=top_n)
 
 
 
@@ -153,7 +150,9 @@ class OpenAICompatibleBackend(ProviderBackend):
                 "passages": [{"text": text} for text in documents],
             }
             answer = await self.call_json(self.url(), body, request, headers=self.headers())
-            return self.translate(parse_nvidia_rerank, answer, documents)
+            settings = request.task_settings
+            return self.translate(parse_nvidia_rerank, answer, documents, returns_documents(self.config, settings),
+                                  settings.get("top_n"))
         settings = request.task_settings
         return_documents = returns_documents(self.config, settings)
         body = {"query": request.query or "", "documents": documents}

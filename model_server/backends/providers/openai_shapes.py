@@ -122,6 +122,11 @@ def unified_chat_body(
     return body
 
 
+def reasoning_effort(request: ChatRequest) -> str | None:
+    """OpenAI's ``reasoning_effort`` for a request's ``reasoning`` (the same six levels)."""
+    return request.reasoning.level if request.reasoning is not None else None
+
+
 def _tool_call_delta(item: dict[str, Any]) -> ToolCallDelta:
     function = item.get("function") or {}
     return ToolCallDelta(
@@ -139,7 +144,10 @@ def parse_chat_chunk(chunk: dict[str, Any]) -> ChatCompletionChunk:
                 content=(choice.get("delta") or {}).get("content"),
                 refusal=(choice.get("delta") or {}).get("refusal"),
                 role=(choice.get("delta") or {}).get("role"),
-                reasoning=(choice.get("delta") or {}).get("reasoning"),
+                # OpenRouter's and Elasticsearch's "reasoning", vLLM's and DeepSeek's "reasoning_content".
+                reasoning=(choice.get("delta") or {}).get("reasoning") or (choice.get("delta") or {}).get(
+                    "reasoning_content"),
+                reasoning_details=tuple((choice.get("delta") or {}).get("reasoning_details") or ()),
                 tool_calls=tuple(_tool_call_delta(t) for t in (choice.get("delta") or {}).get("tool_calls") or ()),
                 finish_reason=choice.get("finish_reason"),
                 index=int(choice.get("index", 0)),
@@ -160,3 +168,13 @@ async def chat_chunks(response: httpx.Response) -> AsyncIterator[ChatCompletionC
     """Typed chunks from an OpenAI-compatible chat completion event stream."""
     async for chunk in stream_chunks(response):
         yield parse_chat_chunk(chunk)
+
+
+def with_custom_headers(credentials: dict[str, str], task_settings: dict[str, Any] | None) -> dict[str, str]:
+    """The task settings' ``headers`` (OpenAI's and Azure's), then the credentials: a custom
+    header of the same name (in any case) does not replace them."""
+    reserved = {name.lower() for name in credentials}
+    custom = (task_settings or {}).get("headers") or {}
+    headers = {str(k): str(v) for k, v in custom.items() if str(k).lower() not in reserved}
+    headers.update(credentials)
+    return headers

@@ -31,6 +31,7 @@ from kubeinfer.catalog import InferenceEndpointConfig, TaskType
 from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError
 from ..base import Backend, InferenceRequest
+from ..content import check_contents
 from ..results import Embeddings, TextEmbeddings
 from ..chat import ChatRequest, Message
 from ..url_policy import ForbiddenAddress
@@ -434,13 +435,7 @@ class ProviderBackend(Backend):
 
     def require_text(self, request: InferenceRequest) -> None:
         """Refuse ``embedding`` inputs other than one text each, for text-only models."""
-        if not request.text_only():
-            kinds = sorted({i.type for group in request.contents for i in group if i.type != "text"})
-            raise ElasticsearchError(400, "status_exception", (
-                f"The [{self.service}] service does not support [{', '.join(kinds)}] inputs for the [embedding] task"
-                if kinds else
-                f"The [{self.service}] service does not support more than one item per content object"
-            ))
+        check_contents(self.service, request.contents)
 
     def unsupported(self, what: str) -> ElasticsearchError:
         return ElasticsearchError(

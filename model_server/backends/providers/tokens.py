@@ -15,6 +15,7 @@ import httpx
 
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.errors import ElasticsearchError
+from . import faults
 from .proxy import ProviderBackend
 
 # Refresh this long before expiry, as Google's and IBM's client libraries do.
@@ -58,16 +59,25 @@ class TokenExchangeBackend(ProviderBackend):
 
     def __init__(self, config: InferenceEndpointConfig, **options: Any) -> None:
         super().__init__(config, **options)
-        self.tokens = TokenCache(self._exchange)
+        self.tokens = TokenCache(self._mint)
 
     async def _exchange(self) -> tuple[str, float]:
         raise NotImplementedError
 
+    async def _mint(self) -> tuple[str, float]:
+        token, expires_in = await self._exchange()
+        # The token is a credential too: no error message or log line may show it.
+        self.redact = faults.Redactor([*self._secret_values(), token])
+        return token, expires_in
+
     async def post_token_form(
-        self, url: str, form: Mapping[str, str], parse: Callable[[httpx.Response], tuple[str, float]]
+        self, url: str, form: Mapping[str, str], parse: Callable[[httpx.Response], tuple[str, float]],
+        *, headers: Mapping[str, str] | None = None,
     ) -> tuple[str, float]:
         try:
-            response = await self.client.post(url, data=dict(form), headers={"Accept": "application/json"})
+            response = await self.client.post(
+                url, data=dict(form), headers={"Accept": "application/json", **(headers or {})}
+            )
         except Exception as exc:  # transport failures of the token exchange
             raise ElasticsearchError(
                 502, "status_exception", f"Failed to obtain {self.token_name} for the [{self.service}] service: "

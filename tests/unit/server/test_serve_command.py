@@ -78,6 +78,26 @@ def test_serve_answers_after_its_model_is_ready(tiny_models, tmp_path):
         process.wait(timeout=30)
 
 
+def test_serve_answers_image_embeddings_from_a_clip_model_folder(tiny_clip, tmp_path):
+    from tiny_clip import PROJECTION_DIM, data_uri, png
+
+    config = manifest(tmp_path / "endpoint.yaml", str(tiny_clip), task="embedding")
+    port = free_port()
+    process = serve(config, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(process, base)
+        picture = {"content": {"type": "image", "format": "base64", "value": data_uri(png(8, 8, (0, 0, 255)))}}
+        r = httpx.post(f"{base}/_inference/embedding/tiny-embed", json={"input": [picture, "blue"]}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert [len(e["embedding"]) for e in r.json()["embeddings"]] == [PROJECTION_DIM, PROJECTION_DIM]
+        got = httpx.get(f"{base}/_inference/tiny-embed").json()["endpoints"][0]
+        assert got["task_type"] == "embedding"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def test_serve_loads_an_aliased_builtin_model_from_the_hugging_face_cache(tiny_models, tmp_path):
     # What the operator sets up: aliases in the environment, the model downloaded into
     # HF_HOME by an init container, --cache-dir on the same volume, no network.
