@@ -16,9 +16,11 @@ Three servers, each in its own process; two are kubeinfer's own HTTP app under u
 
 One client sends requests one after another (latency: p50, p99), then many concurrent
 clients for a fixed time (throughput). Ratios are gateway against direct and gateway
-against nginx, in this run; "added p50" is a relay's p50 minus direct's.
+against nginx, in this run; "added p50" is a relay's p50 minus direct's. With
+``--rounds N`` the targets take turns N times, each round in a rotated order, so that
+other work on a shared machine falls on all of them alike; the figures are the medians.
 
-    python -P bench/gateway.py [--sequential 300] [--concurrency 16] [--duration 5] [--model minilm]
+    python -P bench/gateway.py [--sequential 300] [--concurrency 16] [--duration 5] [--model minilm] [--rounds 3]
     python -P bench/gateway.py --smoke    # a few seconds, tiny sizes: does it still run?
 """
 
@@ -87,11 +89,11 @@ def serve_gateway(port: int, upstream: str) -> None:
 
     from model_server.api.app import freeze_startup_objects
     from model_server.gateway.app import create_gateway_app
-    from model_server.gateway.forwarding import ForwardingBackend, pod_client
+    from model_server.gateway.forwarding import ForwardingBackend
     from model_server.gateway.local_store import LocalEndpointStore
 
-    client = pod_client()  # the gateway's own client to endpoint pods
-    store = LocalEndpointStore(backend_factory=lambda config: ForwardingBackend(config, upstream, client))
+    # Relayed by the app's own client to endpoint servers, as in a cluster.
+    store = LocalEndpointStore(backend_factory=lambda config: ForwardingBackend(config, upstream))
 
     async def main() -> None:
         await store.create(_config(), timeout=10)
@@ -211,6 +213,20 @@ async def concurrent(url: str, clients: int, duration: float) -> tuple[int, list
     return len(times), times
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time the processes ``pids`` and their children have used (Linux; 0 elsewhere)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + cpu_seconds(
+            [int(child) for child in children])
+    return total
+
+
 def p(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] * 1000 if len(values) > 1 else values[0] * 1000
 
@@ -224,6 +240,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--model", choices=["fixed", "minilm"], default="fixed",
                         help="the endpoint's backend: a fixed embedding, or all-MiniLM-L6-v2 on one thread")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every target this many times, taking turns; report the medians")
     parser.add_argument("--smoke", action="store_true", help="a few seconds at tiny sizes; figures mean nothing")
     args = parser.parse_args()
     if args.smoke:
@@ -247,35 +265,50 @@ def main() -> None:
     gateway, gateway_url = start("gateway", direct_url)
     processes = [gateway, direct]
     targets = [("direct", direct_url), ("gateway", gateway_url)]
+    # The process that relays, whose CPU per request is measured: on a shared machine a
+    # steadier figure than throughput, which follows whatever else runs.
+    relaying = {"direct": direct.pid, "gateway": gateway.pid}
     with tempfile.TemporaryDirectory() as tmp:
         try:
             if nginx is not None:
                 relay, relay_url = start_nginx(nginx, direct_url, tmp)
                 processes.insert(0, relay)
                 targets.append(("nginx", relay_url))
-            results = {}
-            for name, url in targets:
-                latencies = sequential(url, args.sequential)
-                count, loaded = asyncio.run(concurrent(url, args.concurrency, args.duration))
-                results[name] = (p(latencies, 50), p(latencies, 99), count / args.duration, p(loaded, 50),
-                                 p(loaded, 99))
+                relaying["nginx"] = relay.pid
+            rounds: dict[str, list[tuple[float, ...]]] = {name: [] for name, _ in targets}
+            for round_ in range(args.rounds):
+                for name, url in targets[round_ % len(targets):] + targets[:round_ % len(targets)]:
+                    latencies = sequential(url, args.sequential)
+                    used = cpu_seconds([relaying[name]])
+                    count, loaded = asyncio.run(concurrent(url, args.concurrency, args.duration))
+                    used = cpu_seconds([relaying[name]]) - used
+                    rounds[name].append((p(latencies, 50), p(latencies, 99), count / args.duration, p(loaded, 50),
+                                         p(loaded, 99), used / max(count, 1) * 1e6))
+            results = {name: tuple(statistics.median(column) for column in zip(*rows)) for name, rows in rounds.items()}
         finally:
             for process in processes:
                 process.terminate()
                 process.wait(10)
 
     print(f"load average before the run {load_before:.2f}, after {os.getloadavg()[0]:.2f}\n")
-    print(f"{'target':<8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'load p50':>9} {'load p99':>9}")
-    for name, (p50, p99, rps, lp50, lp99) in results.items():
-        print(f"{name:<8} {p50:8.2f} {p99:8.2f} {rps:8.0f} {lp50:9.2f} {lp99:9.2f}")
+    print(f"{'target':<8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'load p50':>9} {'load p99':>9} {'CPU us/req':>11}")
+    for name, (p50, p99, rps, lp50, lp99, cpu) in results.items():
+        print(f"{name:<8} {p50:8.2f} {p99:8.2f} {rps:8.0f} {lp50:9.2f} {lp99:9.2f} {cpu:11.0f}")
     d, g = results["direct"], results["gateway"]
-    print(f"\nendpoint: {'a fixed embedding' if args.model == 'fixed' else 'all-MiniLM-L6-v2, one thread'}")
+    print(f"\nendpoint: {'a fixed embedding' if args.model == 'fixed' else 'all-MiniLM-L6-v2, one thread'}; "
+          f"{args.rounds} round(s), medians shown")
     print(f"gateway vs direct: p50 x{g[0] / d[0]:.2f} (+{g[0] - d[0]:.2f} ms), "
           f"throughput x{g[2] / d[2]:.2f} at {args.concurrency} concurrent clients")
     if "nginx" in results:
         n = results["nginx"]
         print(f"nginx vs direct: p50 {n[0] - d[0]:+.2f} ms, throughput x{n[2] / d[2]:.2f}")
         print(f"gateway vs nginx: throughput x{g[2] / n[2]:.2f}, added p50 {g[0] - n[0]:+.2f} ms")
+        print(f"CPU per relayed request: gateway {g[5]:.0f} us, nginx {n[5]:.0f} us; the pod's own answer "
+              f"{d[5]:.0f} us")
+        if args.rounds > 1:
+            each = [gateway_round[2] / nginx_round[2] for gateway_round, nginx_round in zip(rounds["gateway"],
+                                                                                            rounds["nginx"])]
+            print(f"gateway vs nginx, round by round: throughput {', '.join(f'x{x:.2f}' for x in each)}")
 
 
 if __name__ == "__main__":

@@ -79,13 +79,17 @@ def serve(name: str, port: int, upstream: int) -> None:
         return
     # As `kubeinfer serve` runs it, from the endpoint's config on.
     from kubeinfer.catalog import parse_endpoint
+    from kubeinfer.config import ServerSettings
     from model_server.api.serve import serve as serve_endpoint
+    from model_server.backends.providers.outbound import OutboundHTTP
     from model_server.backends.registry import create_backend
 
     config = parse_endpoint("bench", "text_embedding", {"service": "openai", "service_settings": {
         "api_key": "sk-bench", "model_id": "text-embedding-3-small", "url": f"http://127.0.0.1:{upstream}/v1",
         "rate_limit": {"requests_per_minute": 1_000_000_000}}})
-    serve_endpoint(config, create_backend(config), "127.0.0.1", port, log_level="warning")
+    outbound = OutboundHTTP(ServerSettings.from_env())
+    serve_endpoint(config, create_backend(config, outbound=outbound), "127.0.0.1", port, log_level="warning",
+                   outbound=outbound)
 
 
 # ---- the load generator -------------------------------------------------------------------

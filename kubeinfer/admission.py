@@ -1,7 +1,8 @@
 """What the Kubernetes API server checks when an InferenceEndpoint is applied, done
 offline: the CRD's OpenAPI schema with unknown fields rejected (as ``kubectl apply``'s
-strict field validation does), then its CEL rules (``x-kubernetes-validations``),
-evaluated with cel-python, transition rules included when the old object is given.
+strict field validation does), then its CEL rules (``x-kubernetes-validations``), run
+as the API server runs them (``cel_rules``), transition rules included when the old
+object is given.
 
 Problems are ``(path, message)`` pairs; messages never quote a value, so that a secret
 written in the wrong place is not echoed back. They say a pattern's rule in words, and
@@ -12,15 +13,13 @@ from __future__ import annotations
 
 import copy
 import difflib
-import re
 from functools import lru_cache
-from typing import Any, Iterator
+from typing import Any
 
-import celpy
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError
 
-from . import cel
+from .cel_rules import field_path, rule_failures
 from .catalog._base import SECRET_KEY_PATTERN, SECRET_NAME_PATTERN
 from .catalog.endpoint import INFERENCE_ID_PATTERN
 from .crd import build_crd
@@ -58,10 +57,7 @@ def _validator() -> Draft4Validator:
 
 
 def _path(parts: Any) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "<root>"
+    return field_path(parts) or "<root>"
 
 
 # The CRD's patterns, each said in words: a regular expression is no message for a user.
@@ -130,79 +126,9 @@ def _without_unknown_fields(obj: Any, errors: list[ValidationError]) -> Any:
     return obj
 
 
-def evaluate(expression: str, self_value: Any, old_value: Any = None) -> Any:
-    """Evaluate a CEL expression with ``self`` (and ``oldSelf``) bound as Kubernetes binds them."""
-    if old_value is None:
-        return cel.evaluate(expression, self=self_value)
-    return cel.evaluate(expression, self=self_value, oldSelf=old_value)
-
-
-# The rules generated per service open with this guard; for a spec of another service the
-# guard is true, and so is the rule (CEL's || is true when either side is), so it is not
-# evaluated: cel-python is slow, and a folder may hold hundreds of manifests.
-_SERVICE_GUARD = re.compile(r"^self\.service != '([^']+)' \|\| ")
-
-
-def _holds_by_guard(expression: str, value: Any) -> bool:
-    match = _SERVICE_GUARD.match(expression)
-    return bool(match) and isinstance(value, dict) and value.get("service") != match.group(1)
-
-
-def _matches_type(value: Any, schema: dict[str, Any]) -> bool:
-    expected = schema.get("type")
-    return {
-        "object": isinstance(value, dict),
-        "array": isinstance(value, list),
-        "string": isinstance(value, str),
-        None: True,
-    }.get(expected, True)
-
-
-def _walk(value: Any, old: Any, schema: dict[str, Any], path: str) -> Iterator[Problem]:
-    if not _matches_type(value, schema):
-        return  # the schema check reports it; Kubernetes runs no rule on a mistyped value
-    for rule in schema.get("x-kubernetes-validations", ()):
-        expression = rule["rule"]
-        if "oldSelf" in expression and old is None:
-            continue  # a transition rule: only on update
-        if _holds_by_guard(expression, value):
-            continue
-        try:
-            ok = evaluate(expression, value, old)
-        except celpy.CELEvalError as exc:
-            yield path, f"rule [{expression}] could not be evaluated: {exc.args[0] if exc.args else exc}"
-            continue
-        if isinstance(ok, celpy.CELEvalError):
-            yield path, f"rule [{expression}] could not be evaluated: {ok.args[0] if ok.args else ok}"
-        elif not bool(ok):
-            yield path, _message(rule, value, old)
-    if isinstance(value, dict):
-        props = schema.get("properties")
-        if props:
-            for name, child in props.items():
-                if name in value:
-                    old_child = old.get(name) if isinstance(old, dict) else None
-                    yield from _walk(value[name], old_child, child, _path([path, name]) if path else name)
-        elif isinstance(schema.get("additionalProperties"), dict):
-            for name, item in value.items():
-                yield from _walk(item, None, schema["additionalProperties"], f"{path}.{name}")
-    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for i, item in enumerate(value):
-            yield from _walk(item, None, schema["items"], f"{path}[{i}]")
-
-
-def _message(rule: dict[str, str], value: Any, old: Any) -> str:
-    if "messageExpression" in rule:
-        try:
-            return str(evaluate(rule["messageExpression"], value, old))
-        except celpy.CELEvalError:
-            pass
-    return rule.get("message") or f"failed rule: {rule['rule']}"
-
-
 def rule_problems(obj: Any, old: Any = None) -> list[Problem]:
     """Problems found by the CEL rules; ``old`` is the stored object on an update."""
-    return [(path or "<root>", message) for path, message in _walk(obj, old, openapi_schema(), "")]
+    return [(path or "<root>", message) for path, message in rule_failures(obj, old, openapi_schema())]
 
 
 def admission_problems(obj: Any, old: Any = None) -> list[Problem]:

@@ -434,16 +434,10 @@ def with_vectors(observation: Observation, config: InferenceEndpointConfig) -> O
     )
 
 
-# Settings that send requests somewhere else than the provider's own API.
-CUSTOM_URL_SETTINGS = ("url", "streaming_url", "target", "host", "token_url")
-
-
-def custom_url_setting(config: Any) -> str | None:
-    """The first setting of ``config`` that sends its requests (and secrets) to a URL of its own."""
-    for name in CUSTOM_URL_SETTINGS:
-        if getattr(config.service_settings, name, None):
-            return name
-    return None
+def custom_url_setting(config: InferenceEndpointConfig) -> str | None:
+    """The first setting of ``config`` that sends its requests (and secrets) to a URL of its
+    own (the catalog says which settings do)."""
+    return next(iter(config.url_settings()), None)
 
 
 def may_leave_for_custom_url(metadata: Mapping[str, Any], endpoint_uid: str | None) -> bool:

@@ -33,6 +33,8 @@ class Received:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    # The caller's (address, port): one per connection over TCP.
+    peer: tuple[str, int] | None = None
 
     @property
     def json(self) -> Any:
@@ -117,6 +119,7 @@ class FakeProvider:
             query={k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()},
             headers=headers,
             body=body,
+            peer=tuple(scope["client"]) if scope.get("client") else None,
         )
         self.received.append(received)
         queue = self._routes.get(scope["path"])

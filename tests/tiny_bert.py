@@ -22,8 +22,11 @@ def vocabulary() -> list[str]:
 
 
 def build_tiny_bert(folder: Path, head: str = "base", *, max_length: int = 32, seed: int = 0,
-                    sentence_transformers: dict | None = None) -> Path:
-    """Save a 2-layer BERT (``base``, ``mlm`` or ``rerank`` head) and its tokenizer to ``folder``."""
+                    sentence_transformers: dict | None = None, embedding_rows: int | None = None) -> Path:
+    """Save a 2-layer BERT (``base``, ``mlm`` or ``rerank`` head) and its tokenizer to ``folder``.
+
+    ``embedding_rows`` gives the embedding matrix more rows than the vocabulary has words
+    (32 floats each): a model as fast as the tiny one, with weights of a chosen size."""
     import torch
     from transformers import (BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel,
                               BertTokenizer)
@@ -34,8 +37,8 @@ def build_tiny_bert(folder: Path, head: str = "base", *, max_length: int = 32, s
     tokenizer = BertTokenizer(vocab=str(vocab_file), do_lower_case=True, model_max_length=max_length)
     tokenizer.save_pretrained(str(folder))
     config = BertConfig(
-        vocab_size=len(vocabulary()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=48, max_position_embeddings=64, num_labels=1,
+        vocab_size=max(len(vocabulary()), embedding_rows or 0), hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=48, max_position_embeddings=64, num_labels=1,
     )
     torch.manual_seed(seed)
     model = {"base": BertModel, "mlm": BertForMaskedLM, "rerank": BertForSequenceClassification}[head](config)

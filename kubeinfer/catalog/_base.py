@@ -63,6 +63,9 @@ class Settings(BaseModel):
 
     # Names of fields that hold secrets; filled by ``__pydantic_init_subclass__``.
     secret_fields: ClassVar[tuple[str, ...]] = ()
+    # Names of fields that say where requests (and the secrets they carry) are sent: a URL
+    # or a host of the user's choosing. Filled by ``__pydantic_init_subclass__``.
+    url_fields: ClassVar[tuple[str, ...]] = ()
     # Groups of fields of which at least one must be given (Elasticsearch's
     # "does not contain one of the required settings [a, b]").
     one_of_required: ClassVar[tuple[tuple[str, ...], ...]] = ()
@@ -78,6 +81,9 @@ class Settings(BaseModel):
         super().__pydantic_init_subclass__(**kwargs)
         cls.secret_fields = tuple(
             name for name, f in cls.model_fields.items() if (f.json_schema_extra or {}).get("x-kubeinfer-secret")
+        )
+        cls.url_fields = tuple(
+            name for name, f in cls.model_fields.items() if (f.json_schema_extra or {}).get("x-kubeinfer-url")
         )
         spellings = {}
         for name, info in cls.model_fields.items():
@@ -163,6 +169,15 @@ def SecretField(description: str, *, required: bool = True) -> Any:  # noqa: N80
     return Field(default=None, description=description, json_schema_extra=extra)
 
 
+def UrlField(description: str, *, required: bool = True, **constraints: Any) -> Any:  # noqa: N802
+    """A settings field that says where requests go: a URL or a host of the user's choosing,
+    held to the server's URL policy and never sent a Secret its owner did not allow there."""
+    extra = {"x-kubeinfer-url": True}
+    if required:
+        return Field(description=description, json_schema_extra=extra, **constraints)
+    return Field(default=None, description=description, json_schema_extra=extra, **constraints)
+
+
 class RateLimit(Settings):
     requests_per_minute: Annotated[int, Field(gt=0)] | None = Field(
         default=None, description="Requests per minute sent to the provider; the service's default when unset."
@@ -178,9 +193,8 @@ class AdaptiveAllocations(Settings):
 class ExternalServiceSettings(Settings):
     """Settings every external provider accepts."""
 
-    url: str | None = Field(
-        default=None,
-        description="kubeinfer extension: replaces the provider's base URL (private endpoints, proxies, tests).",
+    url: str | None = UrlField(
+        "kubeinfer extension: replaces the provider's base URL (private endpoints, proxies, tests).", required=False,
     )
     rate_limit: RateLimit | None = None
 

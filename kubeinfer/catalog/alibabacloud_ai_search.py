@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SearchInputType, SecretField, SecretValue, ServiceSpec, Settings,
-    TaskType,
+    TaskType, UrlField,
 )
 
 
@@ -20,7 +20,7 @@ class HttpSchema(str, Enum):
 class AlibabaCloudServiceSettings(ExternalServiceSettings):
     api_key: SecretValue = SecretField("AlibabaCloud AI Search API key.")
     service_id: str = Field(description="e.g. ops-text-embedding-001, ops-bge-reranker-larger, ops-qwen-turbo.")
-    host: str = Field(description="The host of the AI Search service, from its console.")
+    host: str = UrlField("The host of the AI Search service, from its console.")
     workspace: str
     http_schema: HttpSchema | None = Field(default=None, description="https (default) or http.")
 

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ._base import (
     EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings,
-    TaskType, providers_for,
+    TaskType, UrlField, providers_for,
 )
 
 
@@ -28,7 +28,7 @@ class EndpointType(str, Enum):
 
 class AzureAIStudioServiceSettings(ExternalServiceSettings):
     api_key: SecretValue = SecretField("Azure AI Studio key.")
-    target: str = Field(description="The target URL of the deployed model.")
+    target: str = UrlField("The target URL of the deployed model.")
     provider: AzureAIStudioProvider
     endpoint_type: EndpointType
 

@@ -13,7 +13,7 @@ from enum import Enum
 
 from pydantic import Field, field_validator
 
-from ._base import ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType
+from ._base import ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType, UrlField
 
 
 class CustomEmbeddingType(str, Enum):
@@ -63,7 +63,7 @@ class CustomServiceSettings(ExternalServiceSettings):
     secret_parameters: dict[str, SecretValue] = SecretField(
         "Secret values (API keys, tokens) substituted for ${name} in the url, headers and request."
     )
-    url: str = Field(description="The URL the request is sent to.")
+    url: str = UrlField("The URL the request is sent to.")
     headers: dict[str, str] | None = Field(default=None, description="HTTP headers; may hold ${name} placeholders.")
     query_parameters: list[list[str]] | None = Field(default=None, description="[key, value] pairs added to the URL.")
     request: str = Field(description="The JSON body, with ${input}, ${query} and other placeholders.")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ._base import ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, TaskType
+from ._base import ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, TaskType, UrlField
 
 
 class DeepSeekServiceSettings(ExternalServiceSettings):
     api_key: SecretValue = SecretField("DeepSeek API key.")
     model_id: str = Field(description="The model, e.g. deepseek-chat.")
-    url: str | None = Field(
-        default=None, description="The chat completions URL; https://api.deepseek.com/chat/completions when unset."
+    url: str | None = UrlField(
+        "The chat completions URL; https://api.deepseek.com/chat/completions when unset.", required=False
     )
 
 

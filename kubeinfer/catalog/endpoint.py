@@ -190,6 +190,11 @@ class InferenceEndpointConfig:
             return configured.requests_per_minute
         return self.spec.rate_limit_for(self.task_type)
 
+    def url_settings(self) -> dict[str, str]:
+        """The settings given that say where requests go (the catalog's ``UrlField``s), by name."""
+        settings = self.service_settings
+        return {name: value for name in settings.url_fields if (value := getattr(settings, name, None))}
+
     # ---- secrets -------------------------------------------------------------------
     def secret_values(self) -> dict[str, SecretKeyRef | SecretStr]:
         """Each secret setting by name; a map of secrets (the custom service's

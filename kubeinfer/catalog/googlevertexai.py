@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from ..errors import validation_exception
 from .regions import RegionSetting
 from ._base import (
-    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType, UrlField,
 )
 
 
@@ -46,8 +46,8 @@ class GoogleVertexAICompletionServiceSettings(ExternalServiceSettings):
     project_id: str | None = Field(default=None, description="The Google Cloud project (google provider).")
     location: str | None = Field(default=None, description="The region; the global endpoint when unset.")
     model_id: str | None = Field(default=None, description="The model, e.g. gemini-2.5-flash (google provider).")
-    url: str | None = Field(default=None, description="A Model Garden endpoint's URL.")
-    streaming_url: str | None = Field(default=None, description="A Model Garden endpoint's streaming URL.")
+    url: str | None = UrlField("A Model Garden endpoint's URL.", required=False)
+    streaming_url: str | None = UrlField("A Model Garden endpoint's streaming URL.", required=False)
 
     @model_validator(mode="after")
     def _provider_needs(self) -> "GoogleVertexAICompletionServiceSettings":

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ._base import (
-    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType, UrlField,
 )
 from pydantic import Field
 
@@ -14,12 +14,12 @@ from pydantic import Field
 class HuggingFaceServiceSettings(ExternalServiceSettings, EmbeddingSettings):
     api_key: SecretValue = SecretField("Hugging Face access token.")
     # Required here, as in Elasticsearch: the Inference Endpoint's own URL.
-    url: str = Field(description="The Hugging Face Inference Endpoint URL.")
+    url: str = UrlField("The Hugging Face Inference Endpoint URL.")
 
 
 class HuggingFaceModelServiceSettings(ExternalServiceSettings):
     api_key: SecretValue = SecretField("Hugging Face access token.")
-    url: str = Field(description="The Hugging Face Inference Endpoint URL (with /v1/chat/completions for chat).")
+    url: str = UrlField("The Hugging Face Inference Endpoint URL (with /v1/chat/completions for chat).")
     model_id: str | None = Field(default=None, description="The model, where the endpoint serves several.")
 
 
@@ -33,7 +33,7 @@ class HuggingFaceRerankTaskSettings(Settings):
 
 class HuggingFaceChatServiceSettings(ExternalServiceSettings):
     api_key: SecretValue = SecretField("Hugging Face access token.")
-    url: str = Field(description="The chat completions URL of the Inference Endpoint (OpenAI-compatible).")
+    url: str = UrlField("The chat completions URL of the Inference Endpoint (OpenAI-compatible).")
     model_id: str | None = Field(default=None, description="The model, for endpoints that serve more than one.")
 
 

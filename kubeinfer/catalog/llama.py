@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ._base import EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, TaskType
+from ._base import EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, TaskType, UrlField
 
 
 class LlamaServiceSettings(ExternalServiceSettings):
     # Required here, as in Elasticsearch: the Llama Stack server's URL of the operation.
-    url: str = Field(description="The Llama Stack URL of the operation, e.g. http://llama:8321/v1/inference/embeddings.")
+    url: str = UrlField("The Llama Stack URL of the operation, e.g. http://llama:8321/v1/inference/embeddings.")
     model_id: str = Field(description="The model, e.g. all-MiniLM-L6-v2 or llama3.2:3b.")
     api_key: SecretValue | None = SecretField("Llama Stack API key, where the server asks for one.", required=False)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from ._base import (
-    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType, UrlField,
 )
 from .oauth2 import ClientCredentials, check_one_credential
 
@@ -14,9 +14,9 @@ from .oauth2 import ClientCredentials, check_one_credential
 class OpenAIServiceSettings(ClientCredentials, ExternalServiceSettings):
     api_key: SecretValue | None = SecretField("OpenAI API key; or give OAuth 2.0 client credentials.",
                                               required=False)
-    token_url: str | None = Field(
-        default=None, min_length=1,
-        description="OAuth 2.0 client credentials: the token endpoint that exchanges them for an access token.",
+    token_url: str | None = UrlField(
+        "OAuth 2.0 client credentials: the token endpoint that exchanges them for an access token.",
+        required=False, min_length=1,
     )
     model_id: str = Field(description="The model, e.g. text-embedding-3-small or gpt-4o.")
     organization_id: str | None = None

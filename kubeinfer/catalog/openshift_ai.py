@@ -6,14 +6,14 @@ from __future__ import annotations
 from pydantic import Field
 
 from ._base import (
-    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType, UrlField,
 )
 
 
 class OpenShiftAiServiceSettings(ExternalServiceSettings):
     api_key: SecretValue = SecretField("The model's token (Token authentication).")
     # Required here, as in Elasticsearch: the hosted model's URL.
-    url: str = Field(description="The URL of the model served by OpenShift AI.")
+    url: str = UrlField("The URL of the model served by OpenShift AI.")
     model_id: str | None = Field(default=None, description="The model, where the server needs its name.")
 
 

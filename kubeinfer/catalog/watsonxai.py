@@ -5,14 +5,14 @@ from __future__ import annotations
 from pydantic import Field
 
 from ._base import (
-    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType,
+    EmbeddingSettings, ExternalServiceSettings, SecretField, SecretValue, ServiceSpec, Settings, TaskType, UrlField,
 )
 
 
 class WatsonxModelServiceSettings(ExternalServiceSettings):
     api_key: SecretValue = SecretField("IBM Cloud API key.")
     # Required here, as in Elasticsearch: the watsonx.ai regional URL.
-    url: str = Field(description="The watsonx.ai URL, e.g. https://us-south.ml.cloud.ibm.com.")
+    url: str = UrlField("The watsonx.ai URL, e.g. https://us-south.ml.cloud.ibm.com.")
     api_version: str = Field(description="The watsonx.ai API version date, e.g. 2024-05-02.")
     model_id: str
     project_id: str

@@ -47,14 +47,14 @@ def create_app(
     # It and chat completion's take POSTs only, so the GET, PUT and DELETE routes below keep
     # their literal paths (`_all`, `_services`) ahead of `{inference_id}`.
     app.router.routes.append(inference_route(store, relay=relay))
-    app.include_router(chat_completion_router(store))
+    app.include_router(chat_completion_router(store, relay))
     app.include_router(health_router(readiness))
     for router in extra_routers:
         app.include_router(router)
     app.include_router(services_router())
     app.include_router(endpoints_router(store))
     # OpenAI's API over the same endpoints.
-    app.include_router(openai_router(store))
+    app.include_router(openai_router(store, relay))
     app.state.store = store
     return app
 

@@ -26,6 +26,7 @@ from . import metrics, sse
 from .errors import PRODUCT, PRODUCT_HEADER
 from .request_body import parse_json_body
 from .inference_request import parse_time_value
+from .relay import Relay, request_timeout
 from .store import EndpointStore
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,9 @@ def unified_error(error: ElasticsearchError) -> dict[str, Any]:
 
 # ---- the route ------------------------------------------------------------------------
 
-def chat_completion_router(store: EndpointStore) -> APIRouter:
+def chat_completion_router(store: EndpointStore, relay: Relay | None = None) -> APIRouter:
+    """The unified chat completion routes over ``store``; ``relay`` hands requests for the
+    backends it takes on as bytes (the endpoint's server reads them)."""
     router = APIRouter()
 
     async def chat(http_request: Request, inference_id: str) -> Response:
@@ -146,6 +149,15 @@ def chat_completion_router(store: EndpointStore) -> APIRouter:
         task = TaskType.CHAT_COMPLETION.value
         label = metrics.UNKNOWN_ENDPOINT  # until the endpoint is known to exist
         try:
+            if relay is not None:
+                config = await store.get(inference_id)
+                label = config.inference_id
+                check_task_type(config, TaskType.CHAT_COMPLETION, inference=True)
+                answer = await relay(await store.backend(inference_id), http_request,
+                                     request_timeout(http_request, DEFAULT_TIMEOUT))
+                if answer is not None:
+                    _observe(label, task, answer.status_code, started)
+                    return answer
             request = parse_chat_request(
                 parse_json_body(await http_request.body()), http_request.query_params.get("timeout")
             )

@@ -2,16 +2,16 @@
 
 The one place that knows Elasticsearch's result shapes (``text_embedding``,
 ``text_embedding_bytes``, ``text_embedding_bits``, ``embeddings``, ``sparse_embedding``, ``rerank``,
-``completion`` and streamed ``delta`` chunks), and the reverse reading of them for a
-body that an endpoint pod already wrote.
+``completion`` and streamed ``delta`` chunks). Nothing reads them back: the gateway hands
+an endpoint pod's answer on as bytes.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 from ..backends.results import (
-    CompletionDelta, Completions, Embeddings, InferenceResult, RankedDocument, Ranking, SparseEmbedding, SparseEmbeddings,
+    CompletionDelta, Completions, Embeddings, InferenceResult, RankedDocument, Ranking, SparseEmbeddings,
     TextEmbeddings,
 )
 
@@ -46,29 +46,3 @@ def _ranked(document: RankedDocument) -> dict[str, Any]:
     if document.text is not None:
         item["text"] = document.text
     return item
-
-
-def parse(body: Mapping[str, Any]) -> InferenceResult:
-    """The typed result of a body in Elasticsearch's shape; ``ValueError`` if it is not one."""
-    for key, element_type in _ELEMENT_TYPES.items():
-        if key in body:
-            return TextEmbeddings([item["embedding"] for item in body[key]], element_type)  # type: ignore[arg-type]
-    if "embeddings" in body:
-        return Embeddings([item["embedding"] for item in body["embeddings"]])
-    if "sparse_embedding" in body:
-        return SparseEmbeddings([
-            SparseEmbedding(dict(item["embedding"]), bool(item.get("is_truncated", False)))
-            for item in body["sparse_embedding"]
-        ])
-    if "rerank" in body:
-        return Ranking([
-            RankedDocument(int(item["index"]), float(item["relevance_score"]), item.get("text"))
-            for item in body["rerank"]
-        ])
-    if "completion" in body:
-        return Completions([str(item["result"]) for item in body["completion"]])
-    raise ValueError("not an Elasticsearch inference result")
-
-
-def parse_delta(chunk: Mapping[str, Any]) -> CompletionDelta:
-    return CompletionDelta("".join(str(item.get("delta", "")) for item in chunk["completion"]))

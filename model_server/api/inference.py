@@ -10,9 +10,7 @@ for an endpoint served elsewhere is handed on as bytes once the endpoint is foun
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -30,10 +28,11 @@ from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError, status_exception
 from . import elasticsearch_json, metrics, sse
 from .chat_completion import not_a_stream_error
+from .deadline import deadline
 from .errors import PRODUCT, PRODUCT_HEADER, ElasticsearchJSONResponse, error_response
 from .request_body import read_json_body
-from .inference_request import parse_inference_request
-from .relay import Relay
+from .inference_request import DEFAULT_TIMEOUT, parse_inference_request
+from .relay import Relay, request_timeout
 from .store import EndpointStore
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ async def _relayed(
     config = await _endpoint(store, inference_id, task_type, observed)
     if config.task_type is TaskType.CHAT_COMPLETION and not stream:
         raise not_a_stream_error(config)
-    answer = await relay(await store.backend(inference_id), http, stream)
+    answer = await relay(await store.backend(inference_id), http, request_timeout(http, DEFAULT_TIMEOUT))
     if answer is not None:
         observed.finish(answer.status_code)
     return answer
@@ -205,12 +204,8 @@ def inference_route(store: EndpointStore, *, max_inputs: int | None = None, rela
                 chunks = backend.stream(request)
                 first = await sse.first_chunk(chunks, request.timeout)
             else:
-                try:
-                    # A deadline on this task, not a task per request as wait_for makes.
-                    async with asyncio.timeout(None if math.isinf(request.timeout) else request.timeout):
-                        result = checked_result(await backend.infer(request), request)
-                except TimeoutError:
-                    raise sse.timed_out(request.timeout) from None
+                async with deadline(request.timeout):
+                    result = checked_result(await backend.infer(request), request)
         except ElasticsearchError as exc:
             observed.finish(exc.status, exc.type)
             if not stream:

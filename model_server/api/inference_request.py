@@ -153,6 +153,17 @@ def _merged_task_settings(config: InferenceEndpointConfig, overrides: Mapping[st
     return merged.model_dump(mode="json", exclude_none=True)
 
 
+def _check_rerank_option(field: str, value: Any) -> None:
+    """A request's own ``return_documents`` (a boolean) and ``top_n`` (a whole number, at
+    least 1) as Elasticsearch's parser reads them, checked here because a service whose task
+    settings lack the field gets it unvalidated (sent on, or used to cut the answer)."""
+    wanted = bool if field == "return_documents" else int
+    if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
+        raise ElasticsearchError(400, "x_content_parse_exception", f"[{_PARSER_NAME}] failed to parse field [{field}]")
+    if field == "top_n" and value < 1:
+        raise request_validation_error("Field [top_n] must be greater than or equal to 1")
+
+
 def parse_inference_request(
     config: InferenceEndpointConfig, body: Any, timeout: str | None = None, *, max_inputs: int = DEFAULT_MAX_INPUTS
 ) -> InferenceRequest:
@@ -201,6 +212,7 @@ def parse_inference_request(
     for field in ("return_documents", "top_n"):
         if body.get(field) is None:
             continue
+        _check_rerank_option(field, body[field])
         if task is not TaskType.RERANK:
             raise request_validation_error(f"Field [{field}] cannot be specified for task type [{task.value}]")
         (overrides if field in settings_fields else request_fields)[field] = body[field]

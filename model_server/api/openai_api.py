@@ -12,12 +12,10 @@ Elasticsearch route would give. This module knows no provider and no backend.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import json
 import logging
-import math
 import struct
 import time
 import uuid
@@ -35,11 +33,13 @@ from ..backends.results import Completions, Embeddings, InferenceResult, Ranking
 from . import metrics
 from .chat_completion import DEFAULT_TIMEOUT as CHAT_TIMEOUT
 from .chat_completion import parse_chat_request
+from .deadline import deadline
 from .inference import checked_result
 from .errors import openai_error_body as error_body
 from .errors import is_openai_path
 from .request_body import parse_json_body
-from .inference_request import format_time_value, parse_inference_request, parse_time_value
+from .inference_request import DEFAULT_TIMEOUT, parse_inference_request
+from .relay import Relay, request_timeout
 from .store import EndpointStore
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def _with_timeout(request: InferenceRequest, timeout: float) -> InferenceRequest
 def _timeout(http_request: Request, default: float) -> float:
     """Elasticsearch's ``timeout`` query parameter; OpenAI's bodies have none."""
     try:
-        return parse_time_value(http_request.query_params.get("timeout"), default=default)
+        return request_timeout(http_request, default)
     except ElasticsearchError as exc:
         raise OpenAIError(400, exc.reason, param="timeout") from None
 
@@ -379,16 +379,19 @@ class _Timer:
         metrics.observe_request(self.inference_id, self.task, status, time.perf_counter() - self.started, error_type)
 
 
-async def _bounded(awaitable: Any, timeout: float) -> Any:
-    try:
-        return await asyncio.wait_for(awaitable, timeout=None if math.isinf(timeout) else timeout)
-    except asyncio.TimeoutError:
-        raise ElasticsearchError(408, "status_exception",
-                                 f"timeout [{format_time_value(timeout)}] waiting for inference result") from None
-
-
-def openai_router(store: EndpointStore) -> APIRouter:
+def openai_router(store: EndpointStore, relay: Relay | None = None) -> APIRouter:
+    """OpenAI's routes over ``store``; ``relay`` hands requests for the backends it takes
+    on as bytes (the endpoint's server reads them, in OpenAI's terms)."""
     router = APIRouter(prefix=PREFIX)
+
+    async def relayed(model_id: str, http_request: Request, timeout: float, timer: _Timer) -> Response | None:
+        """The relay's answer for the endpoint ``model_id``, found and of the route's task; else None."""
+        if relay is None:
+            return None
+        answer = await relay(await store.backend(model_id), http_request, timeout)
+        if answer is not None:
+            timer.finish(answer.status_code)
+        return answer
 
     @router.get("/models")
     async def models() -> Response:
@@ -412,18 +415,21 @@ def openai_router(store: EndpointStore) -> APIRouter:
         timer = _Timer("unknown", TaskType.TEXT_EMBEDDING.value)
         try:
             body, model_id = await _body_and_model(http_request, timer)
-            encoding = body.get("encoding_format") or "float"
-            if encoding not in ("float", "base64"):
-                raise OpenAIError(400, "encoding_format must be float or base64", param="encoding_format")
             config = await store.get(model_id)
             # OpenAI's input is text: an embedding endpoint takes it as one text content each.
             _require_task(config, "/v1/embeddings", TaskType.TEXT_EMBEDDING, TaskType.EMBEDDING)
+            timeout = _timeout(http_request, DEFAULT_TIMEOUT)
+            if (answer := await relayed(model_id, http_request, timeout, timer)) is not None:
+                return answer
+            encoding = body.get("encoding_format") or "float"
+            if encoding not in ("float", "base64"):
+                raise OpenAIError(400, "encoding_format must be float or base64", param="encoding_format")
             texts = _embedding_inputs(body.get("input"))
-            request = _with_timeout(parse_inference_request(config, {"input": texts}), _timeout(http_request, 30.0))
+            request = _with_timeout(parse_inference_request(config, {"input": texts}), timeout)
             backend = await store.backend(model_id)
             metrics.count_inputs(model_id, config.task_type.value, len(texts))
-            vectors = embedding_vectors(checked_result(await _bounded(backend.infer(request), request.timeout),
-                                                       request))
+            async with deadline(timeout):
+                vectors = embedding_vectors(checked_result(await backend.infer(request), request))
             dimensions = body.get("dimensions")
             if dimensions is not None and vectors and dimensions != len(vectors[0]):
                 raise OpenAIError(400, f"model [{model_id}] answers {len(vectors[0])}-dimensional embeddings; "
@@ -442,13 +448,17 @@ def openai_router(store: EndpointStore) -> APIRouter:
             body, model_id = await _body_and_model(http_request, timer)
             config = await store.get(model_id)
             _require_task(config, "/v1/rerank", TaskType.RERANK)
+            timeout = _timeout(http_request, DEFAULT_TIMEOUT)
+            if (answer := await relayed(model_id, http_request, timeout, timer)) is not None:
+                return answer
             rerank_body: RerankBody = _checked(RerankBody, body)
             documents = rerank_body.texts()
             request = _with_timeout(parse_inference_request(config, {"input": documents, "query": rerank_body.query}),
-                                    _timeout(http_request, 30.0))
+                                    timeout)
             backend = await store.backend(model_id)
             metrics.count_inputs(model_id, config.task_type.value, len(documents))
-            result = checked_result(await _bounded(backend.infer(request), request.timeout), request)
+            async with deadline(timeout):
+                result = checked_result(await backend.infer(request), request)
         except (OpenAIError, ElasticsearchError) as exc:
             timer.finish(exc.status, getattr(exc, "type", "invalid_request_error"))
             return error_response(exc)
@@ -461,15 +471,18 @@ def openai_router(store: EndpointStore) -> APIRouter:
         created = int(time.time())
         try:
             body, model_id = await _body_and_model(http_request, timer)
-            chat_body: ChatCompletionBody = _checked(ChatCompletionBody, body)
-            stream = chat_body.stream
-            include_usage = chat_body.stream_options is not None and chat_body.stream_options.include_usage
             config = await store.get(model_id)
             timer.task = config.task_type.value
             _require_task(config, "/v1/chat/completions", TaskType.CHAT_COMPLETION, TaskType.COMPLETION)
+            chatting = config.task_type is TaskType.CHAT_COMPLETION
+            timeout = _timeout(http_request, CHAT_TIMEOUT if chatting else DEFAULT_TIMEOUT)
+            if (answer := await relayed(model_id, http_request, timeout, timer)) is not None:
+                return answer
+            chat_body: ChatCompletionBody = _checked(ChatCompletionBody, body)
+            stream = chat_body.stream
+            include_usage = chat_body.stream_options is not None and chat_body.stream_options.include_usage
             chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
-            if config.task_type is TaskType.CHAT_COMPLETION:
-                timeout = _timeout(http_request, CHAT_TIMEOUT)
+            if chatting:
                 request = chat_request(body, timeout)
                 backend = await store.backend(model_id)
                 chunks = backend.chat(request)
@@ -477,25 +490,25 @@ def openai_router(store: EndpointStore) -> APIRouter:
                 if body.get("tools"):
                     raise OpenAIError(400, f"model [{model_id}] is a completion endpoint, which takes no tools; "
                                            "use a chat_completion endpoint", param="tools")
-                timeout = _timeout(http_request, 30.0)
                 request_in = _with_timeout(parse_inference_request(config, {"input": _conversation_text(chat_body)}),
                                            timeout)
                 backend = await store.backend(model_id)
                 chunks = _completion_chunks(backend, request_in, stream, chunk_id)
-            first = await _bounded(_first(chunks), timeout)
-            if not stream:
-                collected = [] if first is None else [first]
-                async def rest() -> None:
+            # A stream's deadline bounds its first chunk; a whole answer's, all of it.
+            async with deadline(timeout):
+                first = await _first(chunks)
+                if not stream:
+                    collected = [] if first is None else [first]
                     async for chunk in chunks:
                         collected.append(chunk)
-                await _bounded(rest(), timeout)
-                answer = completion_json(collected, model_id, created)
+            if not stream:
+                whole = completion_json(collected, model_id, created)
         except (OpenAIError, ElasticsearchError) as exc:
             timer.finish(exc.status, getattr(exc, "type", "invalid_request_error"))
             return error_response(exc)
         if not stream:
             timer.finish(200)
-            return JSONResponse(answer)
+            return JSONResponse(whole)
         return StreamingResponse(_chat_events(first, chunks, model_id, created, include_usage, timer),
                                  media_type=MEDIA_TYPE)
 

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 
 from kubeinfer import catalog
 from ..backends.base import Backend
+from ..backends.providers.outbound import OutboundHTTP
 from ..backends.registry import create_backend
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.config import ServerSettings
@@ -52,9 +53,10 @@ def load_endpoint(path: str | Path, secrets_dir: str | Path) -> InferenceEndpoin
 
 def build_app(
     config: InferenceEndpointConfig, backend: Backend, on_start_failure: Callable[[BaseException], None] | None = None,
-    on_started: Callable[[], None] | None = None,
+    on_started: Callable[[], None] | None = None, outbound: OutboundHTTP | None = None,
 ) -> FastAPI:
-    """The serve app for one endpoint; its lifespan starts and closes ``backend``."""
+    """The serve app for one endpoint; its lifespan opens ``outbound`` (the provider calls'
+    pools ``backend`` was given), starts ``backend``, and closes both."""
     store = SingleEndpointStore(config, backend)
 
     async def start() -> None:
@@ -73,6 +75,8 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if outbound is not None:
+            await outbound.open()
         task = asyncio.create_task(start())
         try:
             yield
@@ -83,15 +87,19 @@ def build_app(
             except asyncio.CancelledError:
                 pass
             await backend.close()
+            if outbound is not None:
+                await outbound.close()
 
     return create_app(store, lifespan=lifespan)
 
 
 def run(args: argparse.Namespace) -> int:
     settings = ServerSettings.from_env()
+    outbound = OutboundHTTP(settings)
     try:
         config = load_endpoint(args.config, args.secrets_dir)
-        backend = create_backend(config, cache_dir=getattr(args, "cache_dir", None), settings=settings)
+        backend = create_backend(config, cache_dir=getattr(args, "cache_dir", None), settings=settings,
+                                 outbound=outbound)
     except ElasticsearchError as exc:
         print(f"kubeinfer serve: {exc.type}: {exc.reason}", file=sys.stderr)
         return 2
@@ -101,11 +109,13 @@ def run(args: argparse.Namespace) -> int:
     except yaml.YAMLError as exc:
         print(f"kubeinfer serve: [{args.config}] is not valid YAML: {exc}", file=sys.stderr)
         return 2
-    return serve(config, backend, args.host, args.port)
+    return serve(config, backend, args.host, args.port, outbound=outbound)
 
 
-def serve(config: InferenceEndpointConfig, backend: Backend, host: str, port: int, log_level: str = "info") -> int:
-    """Serve one endpoint with uvicorn until stopped: 0, or 1 when its backend failed to start."""
+def serve(config: InferenceEndpointConfig, backend: Backend, host: str, port: int, log_level: str = "info",
+          outbound: OutboundHTTP | None = None) -> int:
+    """Serve one endpoint with uvicorn until stopped: 0, or 1 when its backend failed to start.
+    ``outbound`` is the provider calls' pools ``backend`` was given, opened and closed with the app."""
     import uvicorn
 
     failures: list[BaseException] = []
@@ -116,7 +126,7 @@ def serve(config: InferenceEndpointConfig, backend: Backend, host: str, port: in
         if server is not None:
             server.should_exit = True
 
-    app = build_app(config, backend, on_start_failure=stop, on_started=freeze_startup_objects)
+    app = build_app(config, backend, on_start_failure=stop, on_started=freeze_startup_objects, outbound=outbound)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False))
     server.run()
     return 1 if failures else 0

@@ -8,14 +8,11 @@ reader must drop it wherever it appears (``parse_events`` does).
 
 from __future__ import annotations
 
-import asyncio
 import json
-import math
 from typing import Any, AsyncIterator, Iterable, Iterator
 
-from kubeinfer.errors import ElasticsearchError, status_exception
 from ..event_stream import BOM, EventStreamParser
-from .inference_request import format_time_value
+from .deadline import deadline
 
 MESSAGE = "message"
 ERROR = "error"
@@ -27,20 +24,14 @@ MEDIA_TYPE = "text/event-stream"
 END = object()
 
 
-def timed_out(timeout: float) -> ElasticsearchError:
-    """Elasticsearch's 408 for an answer that did not come within ``timeout`` seconds."""
-    return status_exception(f"timeout [{format_time_value(timeout)}] waiting for inference result", 408)
-
-
 async def first_chunk(chunks: AsyncIterator[Any], timeout: float) -> Any:
     """The first chunk of a stream, awaited before the answer starts so that an error
     before any output gets its own HTTP status; ``END`` for an empty stream."""
     try:
-        return await asyncio.wait_for(anext(chunks), timeout=None if math.isinf(timeout) else timeout)
+        async with deadline(timeout):
+            return await anext(chunks)
     except StopAsyncIteration:
         return END
-    except asyncio.TimeoutError:
-        raise timed_out(timeout) from None
 
 
 def encode_event(event: str, data: Any) -> bytes:

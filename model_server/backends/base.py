@@ -3,12 +3,15 @@
 A backend is built from a validated ``InferenceEndpointConfig`` (secrets resolved) by
 the factory the catalog names. It knows nothing of HTTP: it takes an
 ``InferenceRequest`` and returns a typed result (``results``), or raises
-``ElasticsearchError``; ``model_server.api`` writes the wire format.
+``ElasticsearchError``; ``model_server.api`` writes the wire format. A
+``DelegatingBackend`` serves through another backend that it loads, starts or retries
+as it needs.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
@@ -77,3 +80,30 @@ class Backend(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """What the endpoint knows of its model once started (``dimensions``, ``similarity``)."""
         return {}
+
+
+class DelegatingBackend(Backend):
+    """Serves each call through the backend that ``serving`` hands out for it: one that is
+    loaded again after being idle, or started late. A subclass says only how it gets that
+    backend; the calls keep ``Backend``'s signatures, and a stream ends its inner stream
+    when it ends."""
+
+    @abc.abstractmethod
+    def serving(self) -> contextlib.AbstractAsyncContextManager[Backend]:
+        """The backend for one call, held for as long as the call lasts."""
+
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
+        async with self.serving() as backend:
+            return await backend.infer(request)
+
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
+        async with self.serving() as backend:
+            async with contextlib.aclosing(backend.stream(request)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+
+    async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
+        async with self.serving() as backend:
+            async with contextlib.aclosing(backend.chat(request)) as chunks:
+                async for chunk in chunks:
+                    yield chunk

@@ -21,8 +21,7 @@ from typing import Any, AsyncIterator, Callable
 from prometheus_client import Histogram
 
 from kubeinfer.catalog import InferenceEndpointConfig
-from .base import Backend, InferenceRequest
-from .chat import ChatCompletionChunk, ChatRequest
+from .base import Backend, DelegatingBackend
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ def scales_to_zero(config: InferenceEndpointConfig) -> bool:
     return bool(adaptive is not None and adaptive.enabled and not adaptive.min_number_of_allocations)
 
 
-class UnloadingBackend(Backend):
+class UnloadingBackend(DelegatingBackend):
     """Serves through a backend from ``factory``, unloaded after ``quiet_period`` idle seconds."""
 
     def __init__(self, config: InferenceEndpointConfig, factory: Callable[[], Backend], quiet_period: float) -> None:
@@ -84,20 +83,6 @@ class UnloadingBackend(Backend):
     def describe(self) -> dict[str, Any]:
         return self._inner.describe() if self._inner is not None else dict(self._described)
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
-        async with self._use() as inner:
-            return await inner.infer(request)
-
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
-        async with self._use() as inner:
-            async for chunk in inner.stream(request):
-                yield chunk
-
-    async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
-        async with self._use() as inner:
-            async for chunk in inner.chat(request):
-                yield chunk
-
     # ---- loading and unloading ------------------------------------------------------------
     async def _load(self) -> Backend:
         async with self._lock:
@@ -119,7 +104,8 @@ class UnloadingBackend(Backend):
             return self._inner
 
     @contextlib.asynccontextmanager
-    async def _use(self) -> AsyncIterator[Backend]:
+    async def serving(self) -> AsyncIterator[Backend]:
+        """The loaded backend, counted in flight (no unloading) while a call uses it."""
         self._in_flight += 1
         self._disarm()
         try:

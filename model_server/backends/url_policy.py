@@ -1,11 +1,12 @@
 """Where an endpoint may send requests (and the credentials they carry).
 
-A provider URL given in an endpoint's settings (``url``, ``streaming_url``, ``target``,
-``host``) must not point at a link-local address (``169.254.0.0/16``, ``fe80::/10``) or
-a cloud metadata service (``fd00:ec2::254``, ``metadata.google.internal``): there a
-request reads the node's own cloud credentials rather than reaching a provider. The
-server setting ``KUBEINFER_ALLOW_LINK_LOCAL_URLS=true`` lifts the rule for a network
-that really serves a provider there.
+A provider URL given in an endpoint's settings (those the catalog declares with
+``UrlField``: ``url``, ``streaming_url``, ``target``, ``host``) must not point at a
+link-local address (``169.254.0.0/16``, ``fe80::/10``) or a cloud metadata service
+(``fd00:ec2::254``, ``metadata.google.internal``): there a request reads the node's own
+cloud credentials rather than reaching a provider. The server setting
+``KUBEINFER_ALLOW_LINK_LOCAL_URLS=true`` lifts the rule for a network that really serves
+a provider there.
 
 Two checks hold the rule. Here, at creation, the URL's text: its host refused when it is a
 known metadata name or an address in any spelling the C library reads (``0xa9fea9fe``,
@@ -21,13 +22,11 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from typing import Any
 from urllib.parse import urlsplit
 
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.errors import validation_exception
 
-URL_SETTINGS = ("url", "streaming_url", "target", "host", "token_url")
 METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"}
 _METADATA_ADDRESSES = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
 # IPv6 prefixes that carry an IPv4 address a network may route to: NAT64's well-known prefix.
@@ -92,10 +91,8 @@ def check_urls(config: InferenceEndpointConfig, *, allow_link_local: bool = Fals
     """Refuse ``config`` when one of its URL settings points where no provider should be."""
     if allow_link_local:
         return
-    settings: Any = config.service_settings
-    for name in URL_SETTINGS:
-        value = getattr(settings, name, None)
-        if isinstance(value, str) and forbidden_host(value):
+    for name, value in config.url_settings().items():
+        if forbidden_host(value):
             raise validation_exception(
                 f"[service_settings] [{name}] points at a link-local or cloud metadata address, where no provider "
                 "is served; set KUBEINFER_ALLOW_LINK_LOCAL_URLS=true on the server to allow it"

@@ -1,249 +1,205 @@
-"""A backend that forwards inference to an endpoint's own server (its Kubernetes Service).
+"""The gateway's way to an endpoint's own server: every inference request relayed as bytes.
 
-On the gateway's inference routes, ``relay_to_endpoint`` hands the request to the pod as
-bytes and the pod's answer back as bytes, status and headers included: the pod already
-speaks Elasticsearch's JSON, so nothing is parsed or re-encoded on the way, and a
-``_stream`` answer goes back chunk by chunk as it arrives. Only the gateway's own errors
-(the pod unreachable) are written here, in Elasticsearch's shape.
-
-Called as a ``Backend`` (``infer``, ``stream``, ``chat``), it reads the pod's answers back
-into the typed results the API renders, re-raising the pod's errors as the
-``ElasticsearchError`` it reported.
+``ForwardingBackend`` says where an endpoint is served: its Service's root, from the URL
+the operator reports in status. ``EndpointRelay`` is the gateway app's ``Relay`` and its
+one client to endpoint servers: it hands each inference request for a
+``ForwardingBackend`` (``/_inference/...``, its ``_stream`` form, chat completion's,
+OpenAI's ``/v1/...``) to the endpoint's server as it came, method, path, query string
+and body, and the answer back as it was sent, status and headers included; an event
+stream goes back chunk by chunk as it arrives. Nothing is parsed or re-encoded on the
+way: the endpoint's server validates and renders once. Only the gateway's own failures
+(the server unreachable, silent past the deadline) are raised here, as values each route
+writes in its API's shape. This module knows no Kubernetes and no model.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import math
-import weakref
-from typing import Any, AsyncIterator
+from typing import AsyncIterator, NoReturn
+from urllib.parse import parse_qsl, urlencode
 
-import aiohttp
-import httpx
-import yarl
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from ..api import elasticsearch_json
-from ..api.inference_request import format_time_value, parse_time_value
+from ..api.deadline import timed_out, wait_limit
 from ..backends.base import Backend, InferenceRequest
-from ..backends.results import CompletionDelta, InferenceResult
 from ..backends.chat import ChatCompletionChunk, ChatRequest
-from ..backends.providers.openai_shapes import parse_chat_chunk
-from ..event_stream import EventStreamParser
+from ..backends.results import CompletionDelta, InferenceResult
 from kubeinfer.catalog import InferenceEndpointConfig
-from kubeinfer.errors import ElasticsearchError, status_exception
+from kubeinfer.errors import status_exception
+from .pod_connections import PodAddress, PodConnections, PodSilent, PodUnreachable
 
 
-def request_body(request: InferenceRequest) -> dict[str, Any]:
-    """The inference request body Elasticsearch takes, rebuilt from ``request``."""
-    body: dict[str, Any] = {"input": list(request.input)}
-    if request.query is not None:
-        body["query"] = request.query
-    if request.input_type is not None:
-        body["input_type"] = request.input_type
-    if request.task_settings:
-        body["task_settings"] = dict(request.task_settings)
-    return body
-
-
-# Headers of one hop, not of the answer: the relay's own server writes its own.
-_HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"})
-# A body at most this large is read whole before it goes on; a larger one is streamed.
-_BUFFERED_BODY = 1 << 16
-
-
-async def relay_to_endpoint(backend: Backend, http: Request, stream: bool) -> Response | None:
-    """The gateway's ``Relay``: bytes to and from the pod when ``backend`` forwards; else None."""
-    if not isinstance(backend, ForwardingBackend):
-        return None
-    return await backend.relay(http, stream)
-
-
-def _bounds(timeout: float) -> dict[str, Any]:
-    """The ``timeout`` parameter the pod takes for ``timeout`` seconds (``-1`` for none), and
-    the client's own limit, a little longer so that the pod's 408 comes back first."""
-    return {"params": {"timeout": format_time_value(timeout)},
-            "timeout": timeout + 5 if math.isfinite(timeout) else None}
-
-
-def _upstream_error(status: int, payload: Any, inference_id: str) -> ElasticsearchError:
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if isinstance(error, dict) and "type" in error:
-        return ElasticsearchError(int(payload.get("status", status)), error["type"], str(error.get("reason", "")))
-    return status_exception(f"Inference endpoint [{inference_id}] answered with HTTP status [{status}]", 502)
-
-
-def _unified_error(status: int, data: str, inference_id: str) -> ElasticsearchError:
-    """The pod's unified chat completion error (``{"error": {"message", "type"...}}``) as a value."""
-    try:
-        error = json.loads(data).get("error")
-    except (ValueError, AttributeError):
-        error = None
-    if isinstance(error, dict) and "type" in error:
-        return ElasticsearchError(status if status >= 400 else 500, error["type"], str(error.get("message", "")))
-    return status_exception(f"Inference endpoint [{inference_id}] answered with HTTP status [{status}]", 502)
-
-
-# Connections to endpoint pods: a busy gateway keeps many alive to each Service.
-POD_LIMITS = httpx.Limits(max_connections=512, max_keepalive_connections=256, keepalive_expiry=30.0)
-POD_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
-
-
-class _PodSession:
-    """The aiohttp session under a pod client, made on first use (on the serving loop)."""
-
-    def __init__(self) -> None:
-        self.session: aiohttp.ClientSession | None = None
-
-    def __call__(self) -> aiohttp.ClientSession:
-        if self.session is None:
-            self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=POD_LIMITS.max_connections or 0,
-                                               keepalive_timeout=POD_LIMITS.keepalive_expiry),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,  # a relay hands on the bytes it got
-            )
-        return self.session
-
-
-_pod_sessions: "weakref.WeakKeyDictionary[httpx.AsyncClient, _PodSession]" = weakref.WeakKeyDictionary()
-
-
-def pod_client() -> httpx.AsyncClient:
-    """The gateway's client to endpoint pods (plain HTTP inside the cluster) over aiohttp's
-    pool, as provider calls are: httpcore's pool rescans every queued request whenever it
-    hands out a connection, a cost that grows with the requests waiting. ``relay`` uses the
-    aiohttp session under it directly: httpx's request and response objects cost the
-    gateway more CPU than the pod's whole answer."""
-    from httpx_aiohttp import AiohttpTransport
-
-    session = _PodSession()
-    client = httpx.AsyncClient(transport=AiohttpTransport(client=session), timeout=POD_TIMEOUT)
-    _pod_sessions[client] = session
-    return client
+def server_root(url: str) -> str:
+    """The root of an endpoint's server, from its root or its ``_inference`` URL."""
+    return url.split("/_inference/", 1)[0].rstrip("/")
 
 
 class ForwardingBackend(Backend):
-    """Serves ``config`` by calling ``base_url``, where the endpoint's server listens: its
-    root, or the endpoint's ``_inference`` URL as the operator reports it in status."""
+    """An endpoint served by its own server at ``base_url`` (its root, or the endpoint's
+    ``_inference`` URL as the operator reports it in status).
 
-    def __init__(self, config: InferenceEndpointConfig, base_url: str, client: httpx.AsyncClient) -> None:
-        """``client`` comes from ``pod_client``: ``relay`` uses the aiohttp session under it."""
+    Its requests reach that server through the gateway's ``EndpointRelay``, as bytes: it
+    computes nothing in the gateway, so a typed call (which no route makes of it) is
+    refused."""
+
+    # Whether reaching the server may hold the request (an endpoint waking from zero).
+    holds = False
+
+    def __init__(self, config: InferenceEndpointConfig, base_url: str) -> None:
         super().__init__(config)
-        self.base_url = base_url.split("/_inference/", 1)[0].rstrip("/")
-        self.client = client
+        self.base_url = server_root(base_url)
+        # Elasticsearch's paths of the endpoint on its server, each way of naming it here
+        # (``/_inference/<id>``, chat completion's ``_unified``) written as one.
+        inference = f"/_inference/{config.task_type.value}/{config.inference_id}"
+        self.inference_paths = (inference, f"{inference}/_stream")
 
-    def _url(self, suffix: str = "") -> str:
-        return f"{self.base_url}/_inference/{self.config.task_type.value}/{self.config.inference_id}{suffix}"
+    def path(self, requested: str) -> str:
+        """The path on the endpoint's server for a request to ``requested`` here: Elasticsearch's
+        by task type and id, OpenAI's as it came."""
+        if requested.startswith("/_inference/"):
+            return self.inference_paths[requested.endswith(("/_stream", "/_unified"))]
+        return requested
 
-    async def relay(self, http: Request, stream: bool) -> Response:
-        """``http`` sent on to the pod, and the pod's answer as it comes."""
-        timeout = parse_time_value(http.query_params.get("timeout"))
-        headers = {"content-type": http.headers.get("content-type", "application/json")}
-        if stream:
-            headers["accept"] = "text/event-stream"
-        length = http.headers.get("content-length")
-        small = length is not None and length.isdigit() and int(length) <= _BUFFERED_BODY
-        content = await http.body() if small else http.stream()
-        url = self._url("/_stream" if stream else "")
-        wait = None if timeout == float("inf") else timeout + 5
-        session = _pod_sessions[self.client]()
-        query = http.scope.get("query_string", b"")
-        # The query string as it came; each read bounded by ``wait`` as httpx bounds them (not
-        # the whole of a long stream).
-        target = yarl.URL(url + ("?" + query.decode("latin-1") if query else ""), encoded=True)
-        bounds = aiohttp.ClientTimeout(total=None, sock_connect=wait, sock_read=wait)
-        try:
-            upstream = await session.post(target, data=content, headers=headers, timeout=bounds,
-                                          allow_redirects=False)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise self._unreachable(exc) from None
-        answer_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
-        if stream:
-            return StreamingResponse(upstream.content.iter_any(), status_code=upstream.status,
-                                     headers=answer_headers, background=BackgroundTask(upstream.release))
-        try:
-            body = await upstream.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise self._unreachable(exc) from None
-        finally:
-            upstream.release()
-        return Response(body, status_code=upstream.status, headers=answer_headers)
+    async def address(self, timeout: float) -> str:
+        """The root of the endpoint's server, once it serves (within ``timeout`` seconds)."""
+        return self.base_url
+
+    def _relayed_only(self) -> NoReturn:
+        raise status_exception(
+            f"Inference endpoint [{self.config.inference_id}] is served by its own server: "
+            "requests for it are relayed, not answered in the gateway", 500)
 
     async def infer(self, request: InferenceRequest) -> InferenceResult:
-        try:
-            response = await self.client.post(self._url(), json=request_body(request), **_bounds(request.timeout))
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from None
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
-        if response.status_code >= 400 or not isinstance(payload, dict):
-            raise _upstream_error(response.status_code, payload, self.config.inference_id)
-        try:
-            return elasticsearch_json.parse(payload)
-        except (KeyError, TypeError, ValueError):
-            raise status_exception(
-                f"Inference endpoint [{self.config.inference_id}] answered with a body that is not an inference result",
-                502,
-            ) from None
+        self._relayed_only()
 
     async def stream(self, request: InferenceRequest) -> AsyncIterator[CompletionDelta]:
-        try:
-            async with self.client.stream(
-                "POST", self._url("/_stream"), json=request_body(request),
-                headers={"Accept": "text/event-stream"}, **_bounds(request.timeout),
-            ) as response:
-                if response.status_code >= 400:
-                    raw = await response.aread()
-                    try:
-                        payload = json.loads(raw)
-                    except ValueError:
-                        payload = None
-                    raise _upstream_error(response.status_code, payload, self.config.inference_id)
-                parser = EventStreamParser()
-                async for line in response.aiter_lines():
-                    parsed = parser.feed(line)
-                    if parsed is None:
-                        continue
-                    data = parsed[1].strip()
-                    if data == "[DONE]":
-                        return
-                    event = json.loads(data)
-                    if isinstance(event, dict) and "error" in event:
-                        raise _upstream_error(int(event.get("status", 500)), event, self.config.inference_id)
-                    yield elasticsearch_json.parse_delta(event)
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from None
+        self._relayed_only()
+        yield CompletionDelta("")  # pragma: no cover - makes this an async generator
 
     async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
-        url = f"{self.base_url}/_inference/chat_completion/{self.config.inference_id}/_stream"
-        try:
-            async with self.client.stream(
-                "POST", url, json=request.model_dump(exclude_none=True), headers={"Accept": "text/event-stream"},
-                **_bounds(request.timeout),
-            ) as response:
-                parser = EventStreamParser()
-                async for line in response.aiter_lines():
-                    event = parser.feed(line)
-                    if event is None:
-                        continue
-                    name, data = event
-                    if name == "error" or response.status_code >= 400:
-                        raise _unified_error(response.status_code, data, self.config.inference_id)
-                    if data == "[DONE]":
-                        return
-                    yield parse_chat_chunk(json.loads(data))
-                if response.status_code >= 400:
-                    raise _unified_error(response.status_code, "", self.config.inference_id)
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from None
+        self._relayed_only()
+        yield  # pragma: no cover - makes this an async generator
 
-    def _unreachable(self, exc: Exception) -> ElasticsearchError:
-        return status_exception(
-            f"Inference endpoint [{self.config.inference_id}] is unreachable: {type(exc).__name__}", 502
-        )
+
+# Headers of one hop, not of the answer: the relay's own server writes its own.
+_HOP_HEADERS = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"date", b"server"})
+# The request headers handed on: what the endpoint's server reads the body and answer by.
+_SENT_HEADERS = {b"content-type": b"Content-Type", b"accept": b"Accept"}
+# A body at most this large is read whole before it goes on; a larger one is streamed.
+_BUFFERED_BODY = 1 << 16
+_EVENT_STREAM = b"text/event-stream"
+
+
+class _Relayed(Response):
+    """A whole answer with the endpoint's raw headers, written to the client as they came."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status_code, self.body, self.background = status, body, None
+        self.raw_headers = [*headers, (b"content-length", b"%d" % len(body))]
+
+
+class _RelayedStream(StreamingResponse):
+    """An event stream with the endpoint's raw headers, each piece sent on as it arrives."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], chunks: AsyncIterator[bytes]) -> None:
+        self.status_code, self.body_iterator, self.background = status, chunks, None
+        self.raw_headers = headers
+
+
+class EndpointRelay:
+    """The gateway's one client to endpoint servers: keep-alive connections to each
+    (``PodConnections``), closed with the app."""
+
+    def __init__(self, *, connect_timeout: float = 5.0, grace: float = 5.0) -> None:
+        """``grace``: how much longer than a request's deadline the relay waits for a read, so
+        that the endpoint's own 408 comes back first."""
+        self.grace = grace
+        self.connections = PodConnections(connect_timeout=connect_timeout)
+        self._addresses: dict[str, PodAddress] = {}
+
+    async def close(self) -> None:
+        self.connections.close()
+
+    def _address(self, root: str) -> PodAddress:
+        address = self._addresses.get(root)
+        if address is None:
+            address = PodAddress.parse(root)
+            if len(self._addresses) < 4096:
+                self._addresses[root] = address
+        return address
+
+    async def __call__(self, backend: Backend, http: Request, timeout: float) -> Response | None:
+        """``http`` sent on to ``backend``'s server and its answer as it comes; None for a
+        backend served in this process."""
+        if not isinstance(backend, ForwardingBackend):
+            return None
+        scope = http.scope
+        query: bytes = scope["query_string"]
+        if backend.holds:
+            # The body first: what the client sends next tells when it has gone.
+            await http.body()
+            loop = asyncio.get_running_loop()
+            since = loop.time()
+            root = await backend.address(timeout)
+            timeout, query = _time_left(timeout, loop.time() - since, query)
+        else:
+            root = backend.base_url
+        path = backend.path(scope["path"])
+        target = f"{path}?{query.decode('latin-1')}" if query else path
+        headers = []
+        length = None
+        for name, value in scope["headers"]:
+            if name in _SENT_HEADERS:
+                headers.append((_SENT_HEADERS[name], value))
+            elif name == b"content-length":
+                length = value
+        if all(name != b"Content-Type" for name, _ in headers):
+            headers.append((b"Content-Type", b"application/json"))  # as Elasticsearch reads a body
+        small = length is not None and length.isdigit() and int(length) <= _BUFFERED_BODY
+        body = await http.body() if small else http.stream()
+        limit = wait_limit(timeout)
+        try:
+            upstream = await self.connections.request(self._address(root), scope["method"], target, headers, body,
+                                                      None if limit is None else limit + self.grace)
+        except (PodUnreachable, PodSilent) as exc:
+            _unreachable(backend, exc, timeout)
+        answer_headers = []
+        stream = False
+        for name, value in upstream.headers:
+            lower = name.lower()
+            if lower not in _HOP_HEADERS:
+                answer_headers.append((lower, value))
+                if lower == b"content-type" and value.startswith(_EVENT_STREAM):
+                    stream = True
+        if stream:
+            return _RelayedStream(upstream.status, answer_headers, upstream.chunks())
+        try:
+            answer = await upstream.read()
+        except (PodUnreachable, PodSilent) as exc:
+            _unreachable(backend, exc, timeout)
+        finally:
+            upstream.release()
+        return _Relayed(upstream.status, answer_headers, answer)
+
+
+def _time_left(timeout: float, held: float, query: bytes) -> tuple[float, bytes]:
+    """The deadline left after ``held`` seconds of waiting, and the query string that tells
+    the endpoint's server so (``timeout`` in whole milliseconds)."""
+    limit = wait_limit(timeout)
+    if limit is None:
+        return timeout, query
+    left = max(limit - held, 0.001)
+    pairs = [(k, v) for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True) if k != "timeout"]
+    pairs.append(("timeout", f"{max(int(left * 1000), 1)}ms"))
+    return left, urlencode(pairs).encode("latin-1")
+
+
+def _unreachable(backend: ForwardingBackend, exc: Exception, timeout: float) -> NoReturn:
+    if isinstance(exc, PodSilent):  # connected, then silent past the deadline
+        raise timed_out(timeout) from None
+    raise status_exception(
+        f"Inference endpoint [{backend.config.inference_id}] is unreachable: {exc}", 502
+    ) from None
+
+

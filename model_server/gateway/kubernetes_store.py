@@ -7,8 +7,8 @@ Secret owned by the CR that the CR references with ``secretKeyRef``), then waits
 index until the operator reports the endpoint Ready. Update swaps new secrets in through a new Secret, so that a refused write
 leaves the old endpoint whole. Get and list read CRs; delete deletes the CR (Kubernetes' garbage
 collector deletes its Secret). The gateway writes Secrets but never reads one.
-Inference goes to the URL the operator put in the CR's status; an endpoint at zero
-replicas is woken first (``waking``). What the operator builds from a CR is not this
+Inference is relayed to the URL the operator put in the CR's status (``forwarding``); an
+endpoint at zero replicas is woken first (``waking``). What the operator builds from a CR is not this
 module's business beyond the Deployment's name and annotations the resource defines.
 """
 
@@ -26,7 +26,7 @@ from kubeinfer.catalog import InferenceEndpointConfig, SecretKeyRef, from_manife
 from kubeinfer.catalog.endpoint import is_inference_id
 from kubeinfer.errors import ElasticsearchError, not_found, status_exception, validation_exception
 from kubeinfer.config import GatewaySettings
-from .forwarding import ForwardingBackend, pod_client
+from .forwarding import ForwardingBackend
 from kubeinfer.endpoint_index import EndpointIndex
 from kubeinfer.kube import KubeClient, KubeError
 from kubeinfer.resource import (
@@ -115,7 +115,6 @@ class KubernetesEndpointStore:
                  settings: GatewaySettings | None = None) -> None:
         self.api = api
         self.namespace = namespace
-        self.http = pod_client()
         self.poll_interval = poll_interval
         self.index: EndpointIndex[InferenceEndpointConfig] = EndpointIndex(api, namespace, parse=served_config)
         settings = settings if settings is not None else GatewaySettings.from_env()
@@ -135,7 +134,6 @@ class KubernetesEndpointStore:
     async def close(self) -> None:
         await self.wake_ups.close()
         await self.index.stop()
-        await self.http.aclose()
         await self.api.close()
 
     # ---- paths ---------------------------------------------------------------------
@@ -185,9 +183,9 @@ class KubernetesEndpointStore:
             raise status_exception(f"Inference endpoint [{inference_id}] is not ready: {detail}", 409)
         if at_zero(obj):
             name = obj["metadata"]["name"]
-            return WakingBackend(config, url, self.http, wake_ups=self.wake_ups,
+            return WakingBackend(config, url, wake_ups=self.wake_ups,
                                  wake=lambda: self._wake(name), awake=lambda: self._awake(inference_id))
-        return ForwardingBackend(config, url, self.http)
+        return ForwardingBackend(config, url)
 
     async def _wake(self, cr_name: str) -> None:
         """Ask for one replica of the endpoint at zero, unless KEDA owns the count (it

@@ -25,6 +25,7 @@ from ..backends.base import Backend
 from kubeinfer.catalog import InferenceEndpointConfig, TaskType, from_manifest, preconfigured_endpoints
 
 from ..backends.local.models import cached_model_dir, downloads_forbidden
+from ..backends.providers.outbound import OutboundHTTP
 from ..backends.registry import create_backend
 from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError
@@ -154,13 +155,17 @@ def build_local_app(
     startup_line: StartupLine | None = None,
     settings: ServerSettings | None = None,
     cache_dir: str | None = None,
+    outbound: OutboundHTTP | None = None,
 ) -> FastAPI:
-    """The local app; its lifespan starts the endpoints, takes the start-up status line
-    away and prints the banner, and closes the endpoints on the way out."""
+    """The local app; its lifespan opens ``outbound`` (the provider calls' pools the
+    store's backends are given), starts the endpoints, takes the start-up status line away
+    and prints the banner, and closes the endpoints, then ``outbound``, on the way out."""
     settings = settings or ServerSettings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if outbound is not None:
+            await outbound.open()
         # Model downloads can take long: no time limit at start-up.
         await store.start(manifests, timeout=math.inf)
         state_dir = store.state.directory if store.state is not None else Path("-")
@@ -174,6 +179,8 @@ def build_local_app(
             yield
         finally:
             await store.close()
+            if outbound is not None:
+                await outbound.close()
             log.info("all endpoints closed")
 
     region_policy = FileRegionPolicy(store.state.directory if store.state is not None else None)
@@ -193,7 +200,8 @@ def run_local(args: argparse.Namespace) -> int:
     state = EndpointState(args.state_dir or DEFAULT_STATE_DIR)
     # Secrets come from files only: one environment variable cannot serve many endpoints.
     secrets = SecretResolver(Path(args.secrets_dir or DEFAULT_SECRETS_DIR).expanduser(), environ={})
-    options: dict[str, Any] = {"settings": settings}
+    outbound = OutboundHTTP(settings)
+    options: dict[str, Any] = {"settings": settings, "outbound": outbound}
     if getattr(args, "cache_dir", None):
         options["cache_dir"] = args.cache_dir
 
@@ -211,7 +219,7 @@ def run_local(args: argparse.Namespace) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     app = build_local_app(store, manifests, base_url=f"http://{host}:{args.port}",
                           startup_line=getattr(args, "startup_line", None), settings=settings,
-                          cache_dir=getattr(args, "cache_dir", None))
+                          cache_dir=getattr(args, "cache_dir", None), outbound=outbound)
     freeze_startup_objects()
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False))
     try:

@@ -18,6 +18,7 @@ that hangs holds up its own create, never another endpoint's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-from ..backends.base import Backend, InferenceRequest
+from ..backends.base import Backend, DelegatingBackend
 from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, parse_endpoint
 
@@ -297,7 +298,7 @@ RETRY_START_TIMEOUT = 30.0
 RETRY_START_EVERY = 10.0
 
 
-class DeferredBackend(Backend):
+class DeferredBackend(DelegatingBackend):
     """An endpoint of a manifest or of the state directory whose backend could not start: it stays listed and deletable, and
     each request tries to start it (at most every ``RETRY_START_EVERY`` seconds), answering
     a clear error until that works."""
@@ -346,16 +347,9 @@ class DeferredBackend(Backend):
             log.info("endpoint [%s] started", self.config.inference_id)
             return backend
 
-    async def infer(self, request: InferenceRequest) -> Any:
-        return await (await self.started()).infer(request)
-
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[Any]:
-        async for chunk in (await self.started()).stream(request):
-            yield chunk
-
-    async def chat(self, request: Any) -> AsyncIterator[Any]:
-        async for chunk in (await self.started()).chat(request):
-            yield chunk
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[Backend]:
+        yield await self.started()
 
     async def close(self) -> None:
         self._closed = True

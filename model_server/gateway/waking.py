@@ -5,8 +5,8 @@ The operator reports such an endpoint ``Ready=True`` with reason ``ScaledToZero`
 gateway counts the request on ``kubeinfer_gateway_requests_held`` (KEDA's trigger adds it
 to the in-flight requests, so activation takes the endpoint from 0 to 1) and, where no
 KEDA owns the replica count, sets the Deployment's ``replicas`` to 1 through the scale
-subresource. It then waits for the endpoint to report available replicas and forwards as
-usual.
+subresource. It then waits for the endpoint to report available replicas and relays the request as
+usual, telling the endpoint the time left of its deadline.
 
 Holding is bounded (``WakeUps``): every request held for one endpoint waits on the same
 wake-up, which polls the API once for all of them and stops when none is left; at most
@@ -23,19 +23,16 @@ import contextlib
 import logging
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from prometheus_client import Gauge
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kubeinfer.resource import AUTOSCALER_ANNOTATION, HELD_METRIC, SCALED_TO_ZERO, is_ready, ready_condition
 from kubeinfer.errors import ElasticsearchError, status_exception
-from ..api.inference_request import format_time_value, parse_time_value
-from ..backends.base import InferenceRequest
-from ..backends.chat import ChatCompletionChunk, ChatRequest
-from .forwarding import ForwardingBackend
+from ..api.deadline import deadline
+from kubeinfer.catalog import InferenceEndpointConfig
+from .forwarding import ForwardingBackend, server_root
 
 log = logging.getLogger("kubeinfer.gateway")
 
@@ -106,13 +103,11 @@ class WakeUps:
         gauge.inc()
         gone = asyncio.create_task(_client_gone())
         try:
-            done, _ = await asyncio.wait({wake_up.task, gone}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
-            if wake_up.task in done:
+            async with deadline(limit, "KUBEINFER_MAX_HOLD" if limit < timeout else None):
+                await asyncio.wait({wake_up.task, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if wake_up.task.done():
                 return wake_up.task.result()
-            if gone in done:
-                raise status_exception(f"The client of a request held for [{inference_id}] has gone", 499)
-            setting = " (KUBEINFER_MAX_HOLD)" if limit < timeout else ""
-            raise status_exception(f"timeout [{format_time_value(limit)}]{setting} waiting for inference result", 408)
+            raise status_exception(f"The client of a request held for [{inference_id}] has gone", 499)
         finally:
             gone.cancel()
             gauge.dec()
@@ -149,38 +144,19 @@ def scaled_by_keda(deployment: Mapping[str, Any] | None) -> bool:
 
 
 class WakingBackend(ForwardingBackend):
-    """Forwards like ``ForwardingBackend`` once the endpoint is awake.
+    """An endpoint at zero replicas: the relay reaches its server once it is awake.
 
     ``wake`` makes the endpoint scale (idempotent); ``awake`` reads whether it now serves
     and where. Both are the store's, as are the ``wake_ups`` that hold the request."""
 
-    def __init__(self, config: Any, base_url: str, client: Any, *, wake_ups: WakeUps,
+    holds = True
+
+    def __init__(self, config: InferenceEndpointConfig, base_url: str, *, wake_ups: WakeUps,
                  wake: Callable[[], Awaitable[None]], awake: Callable[[], Awaitable[str | None]]) -> None:
-        super().__init__(config, base_url, client)
+        super().__init__(config, base_url)
         self.wake_ups = wake_ups
         self._wake, self._awake = wake, awake
 
-    async def _until_awake(self, timeout: float) -> None:
+    async def address(self, timeout: float) -> str:
         url = await self.wake_ups.hold(self.config.inference_id, self._wake, self._awake, timeout)
-        self.base_url = url.split("/_inference/", 1)[0].rstrip("/")
-
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
-        await self._until_awake(request.timeout)
-        return await super().infer(request)
-
-    async def stream(self, request: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
-        await self._until_awake(request.timeout)
-        async for chunk in super().stream(request):
-            yield chunk
-
-    async def chat(self, request: ChatRequest) -> AsyncIterator[ChatCompletionChunk]:
-        await self._until_awake(request.timeout)
-        async for chunk in super().chat(request):
-            yield chunk
-
-    async def relay(self, http: Request, stream: bool) -> Response:
-        # The route's time limit bounds the wait, as it bounds inference: a 408 after it. The
-        # body is read first: what the client sends next tells when it has gone.
-        await http.body()
-        await self._until_awake(parse_time_value(http.query_params.get("timeout")))
-        return await super().relay(http, stream)
+        return server_root(url)

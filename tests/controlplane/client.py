@@ -8,12 +8,12 @@ component. Faults, held rollouts and recorded requests are the emulator's alone.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import httpx
 import yaml
+from polling import wait_until
 
 from .cluster import ControlPlane, kubeconfig_for
 
@@ -142,14 +142,7 @@ class RealCluster:
         milliseconds, and its garbage collector watches a kind only from its next discovery
         (every 30 s) after the CRD was made: the default wait is longer than the emulator's.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            result = predicate()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
-            time.sleep(interval)
+        return wait_until(predicate, timeout=timeout, interval=interval, message=message)
 
     def delete_quietly(self, key: str, namespace: str | None, name: str) -> None:
         """Delete, unless it is gone already."""

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import struct
 import threading
 import time
 from typing import Any
@@ -81,24 +82,54 @@ class OperatorStandIn:
 @pytest.fixture
 def endpoint_server():
     fake = FakeProvider()
-    fake.on("/_inference/text_embedding/gw-emb", lambda r: Reply(json={
-        "text_embedding": [{"embedding": [float(len(t)), 1.0]} for t in r.json["input"]]}))
+    def embeddings(r) -> Reply:
+        inputs = [r.json["input"]] if isinstance(r.json["input"], str) else r.json["input"]
+        return Reply(json={"text_embedding": [{"embedding": [float(len(t)), 1.0]} for t in inputs]})
+
+    fake.on("/_inference/text_embedding/gw-emb", embeddings)
     fake.on("/_inference/completion/gw-chat/_stream", Reply(events=[
         ("message", json.dumps({"completion": [{"delta": "Hel"}]}, separators=(",", ":"))),
         ("message", json.dumps({"completion": [{"delta": "lo"}]}, separators=(",", ":"))),
         ("message", "[DONE]"),
     ]))
-    fake.on("/_inference/chat_completion/gw-talk/_stream", lambda r: Reply(events=[
-        ("message", json.dumps(CHAT_CHUNK, separators=(",", ":"))),
-        ("message", json.dumps(USAGE_CHUNK, separators=(",", ":"))),
-        ("message", "[DONE]"),
-    ]) if r.json["messages"][0]["content"] != "fail" else Reply(401, text=(
-        'event: error\ndata: {"error":{"code":"unauthorized","message":"bad key","type":"status_exception"}}\n\n')))
+    fake.on("/_inference/chat_completion/gw-talk/_stream", lambda r: Reply(raw="".join(
+        # As a pod writes them: a byte-order mark before every event.
+        f"\ufeffevent: message\ndata: {data}\n\n" for data in (
+            json.dumps(CHAT_CHUNK, separators=(",", ":")), json.dumps(USAGE_CHUNK, separators=(",", ":")), "[DONE]")
+    ).encode(), content_type="text/event-stream") if r.json["messages"][0]["content"] != "fail" else Reply(401, raw=(
+        '\ufeffevent: error\ndata: {"error":{"code":"unauthorized","message":"bad key","type":"status_exception"}}'
+        '\n\n').encode(), content_type="text/event-stream"))
     fake.on("/_inference/completion/gw-chat", Reply(429, {
         "error": {"root_cause": [{"type": "status_exception", "reason": "too many requests"}],
                   "type": "status_exception", "reason": "too many requests"}, "status": 429}))
+    # OpenAI's routes, which every endpoint pod serves beside Elasticsearch's.
+    fake.on("/v1/embeddings", openai_embeddings)
+    fake.on("/v1/chat/completions", lambda r: Reply(events=[
+        (None, json.dumps(OPENAI_CHUNK)), (None, json.dumps(OPENAI_USAGE_CHUNK)), (None, "[DONE]")]))
     with ServedFake(fake) as served:
         yield served
+
+
+def openai_embeddings(received) -> Reply:
+    """OpenAI's embeddings answer, as an endpoint pod writes it: a vector per input, in
+    base64 (little-endian float32) when the SDK asks for it."""
+    inputs = received.json["input"]
+    data = []
+    for i, text in enumerate([inputs] if isinstance(inputs, str) else inputs):
+        vector = [float(len(text)), 1.0]
+        if received.json.get("encoding_format") == "base64":
+            vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": vector})
+    return Reply(json={"object": "list", "data": data, "model": received.json["model"],
+                       "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+
+
+OPENAI_CHUNK = {"id": "c-1", "object": "chat.completion.chunk", "created": 1, "model": "gw-talk", "choices": [
+    {"index": 0, "delta": {"role": "assistant", "tool_calls": [
+        {"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]},
+     "finish_reason": None}]}
+OPENAI_USAGE_CHUNK = {"id": "c-1", "object": "chat.completion.chunk", "created": 1, "model": "gw-talk",
+                      "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
 
 
 @pytest.fixture
@@ -310,6 +341,91 @@ async def test_the_gateway_routes_bytes_without_decoding_or_re_encoding_them(gat
     received = endpoint_server.fake.to("/_inference/text_embedding/gw-emb")[-1]
     assert received.body == sent and received.query == {"timeout": "7s"}
     assert VIEWER not in json.dumps(received.headers)
+
+
+# What a pod may write, in its own formatting (key order, spacing, number spelling), for
+# each kind of route: the client of the gateway gets these very bytes.
+ODD_EMBEDDINGS = b'{ "text_embedding" :[ {"embedding": [1.50 ,2e0]}] , "z" : 1}'
+ODD_DELTAS = ('\ufeffevent: message\ndata: { "completion" : [{"delta":"Hel"}]}\n\n'
+              '\ufeffevent: message\ndata: {"completion":[ {"delta" :"lo"} ]}\n\n'
+              '\ufeffevent: message\ndata: [DONE]\n\n').encode()
+ODD_OPENAI_EMBEDDINGS = (b'{"usage": {"total_tokens":1,"prompt_tokens":1},  "model":"gw-emb", '
+                         b'"data":[{"index":0, "embedding":[ 3.0, 1e0 ],"object":"embedding"}], "object":"list"}')
+ODD_COMPLETION = (b'{"model":"gw-talk" ,"choices":[{"message":{"content":"Hi","role":"assistant"},"index":0,'
+                  b'"finish_reason":"stop"}],"object":"chat.completion","id":"c-1",  "created":1}')
+ODD_CHUNKS = (b'data: {"model":"gw-talk","choices":[{"delta":{"content":"Hi"},"index":0}] , "id":"c-1",'
+              b'"object":"chat.completion.chunk","created":1}\n\ndata: [DONE]\n\n')
+ODD_UNIFIED = ('\ufeffevent: message\ndata: {"id":"c-1", "choices":[{"delta":{"content":"Hi"},"index":0}],'
+               '"model":"gw-talk","object":"chat.completion.chunk"}\n\n\ufeffevent: message\ndata: [DONE]\n\n').encode()
+HI = [{"role": "user", "content": "hi"}]
+RELAYED = [
+    # (path at the gateway, body, path on the pod, the pod's answer, its content type)
+    ("/_inference/text_embedding/gw-emb", {"input": "abc"}, "/_inference/text_embedding/gw-emb", ODD_EMBEDDINGS,
+     "application/json"),
+    ("/_inference/completion/gw-chat/_stream", {"input": "hi"}, "/_inference/completion/gw-chat/_stream", ODD_DELTAS,
+     "text/event-stream"),
+    ("/_inference/chat_completion/gw-talk/_stream", {"messages": HI}, "/_inference/chat_completion/gw-talk/_stream",
+     ODD_UNIFIED, "text/event-stream"),
+    ("/v1/embeddings", {"model": "gw-emb", "input": "abc"}, "/v1/embeddings", ODD_OPENAI_EMBEDDINGS,
+     "application/json"),
+    ("/v1/chat/completions", {"model": "gw-talk", "messages": HI}, "/v1/chat/completions", ODD_COMPLETION,
+     "application/json"),
+    ("/v1/chat/completions", {"model": "gw-talk", "messages": HI, "stream": True}, "/v1/chat/completions",
+     ODD_CHUNKS, "text/event-stream"),
+]
+
+
+async def create_relayed_endpoints(gateway) -> None:
+    chat = {"service": "openai", "service_settings": {"api_key": "k", "model_id": "gpt-4o"}}
+    for path, body in [("/_inference/text_embedding/gw-emb", openai_body()),
+                       ("/_inference/completion/gw-chat", chat), ("/_inference/chat_completion/gw-talk", chat)]:
+        assert (await gateway.put(path, json=body, headers=as_user(ADMIN))).status_code == 200
+
+
+@pytest.mark.parametrize("path,body,pod_path,answer,content_type", RELAYED)
+async def test_every_inference_route_hands_the_pods_own_bytes_back(gateway, cluster, endpoint_server, path, body,
+                                                                     pod_path, answer, content_type):
+    await create_relayed_endpoints(gateway)
+    endpoint_server.fake.on(pod_path, Reply(raw=answer, content_type=content_type))
+    sent = json.dumps(body, indent=1).encode()  # the client's formatting, which the pod gets as it is
+    async with gateway.stream("POST", f"{path}?timeout=-1", content=sent,
+                              headers={**as_user(VIEWER), "Content-Type": "application/json"}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == content_type
+        pieces = [piece async for piece in response.aiter_raw()]
+    assert b"".join(pieces) == answer
+    received = endpoint_server.fake.to(pod_path)[-1]
+    # The body as sent, and the deadline spelled as the pod reads it: -1 waits for as long as it takes.
+    assert received.body == sent and received.query == {"timeout": "-1"}
+    assert VIEWER not in json.dumps(received.headers)
+
+
+async def test_openai_routes_answer_the_gateways_own_errors_in_openai_shape(gateway, cluster, endpoint_server):
+    await create_relayed_endpoints(gateway)
+    seen = len(endpoint_server.fake.received)
+    for path, body, status in [("/v1/embeddings", {"model": "nope", "input": "x"}, 404),
+                               ("/v1/embeddings", {"model": "gw-talk", "input": "x"}, 400),
+                               ("/v1/chat/completions", {"messages": HI}, 400),
+                               ("/v1/embeddings?timeout=soon", {"model": "gw-emb", "input": "x"}, 400)]:
+        response = await gateway.post(path, json=body, headers=as_user(VIEWER))
+        assert response.status_code == status, (path, response.text)
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}, response.text
+    assert len(endpoint_server.fake.received) == seen  # none reached the pod
+    # The endpoint's server goes away (nothing listens on the discard port).
+    status = {**cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb")["status"],
+              "url": "http://127.0.0.1:9/_inference/text_embedding/gw-emb"}
+    cluster.call(lambda: cluster.emulator.update_status(INFERENCE_ENDPOINTS, NS, "gw-emb", status))
+    for path, body in [("/v1/embeddings", {"model": "gw-emb", "input": "x"}),
+                       ("/_inference/text_embedding/gw-emb", {"input": "x"})]:
+        for _ in range(100):  # until the watch has brought the change to the gateway's index
+            response = await gateway.post(path, json=body, headers=as_user(VIEWER))
+            if response.status_code != 200:
+                break
+            await asyncio.sleep(0.05)
+        assert response.status_code == 502, response.text
+        error = response.json()["error"]
+        assert "gw-emb" in (error.get("message") or error.get("reason")), error
+        assert ("code" in error) == path.startswith("/v1")
 
 
 async def test_a_body_too_large_to_buffer_is_streamed_to_the_pod_whole(gateway, cluster, endpoint_server):
@@ -584,7 +700,7 @@ async def test_openai_sdk_through_the_gateway_with_the_callers_token(gateway, cl
     sdk = openai_sdk(gateway, VIEWER)
     embedded = await sdk.embeddings.create(model="gw-emb", input=["abc", "de"])
     assert [d.embedding for d in embedded.data] == [[3.0, 1.0], [2.0, 1.0]]
-    assert endpoint_server.fake.to("/_inference/text_embedding/gw-emb")[-1].json["input"] == ["abc", "de"]
+    assert endpoint_server.fake.to("/v1/embeddings")[-1].json["input"] == ["abc", "de"]
     stream = await sdk.chat.completions.create(model="gw-talk", messages=[{"role": "user", "content": "hi"}],
                                                stream=True, stream_options={"include_usage": True})
     chunks = [chunk async for chunk in stream]
@@ -872,11 +988,46 @@ async def test_openai_routes_take_a_timeout_of_minus_one_ready_or_waking(gateway
     response = await gateway.post("/v1/embeddings?timeout=-1", json={"model": "gw-emb", "input": "abc"},
                                   headers=as_user(VIEWER))
     assert response.status_code == 200, response.text
-    assert endpoint_server.fake.to("/_inference/text_embedding/gw-emb")[-1].query["timeout"] == "-1"
+    assert endpoint_server.fake.to("/v1/embeddings")[-1].query["timeout"] == "-1"
     scale_to_zero(cluster, "gw-emb")
     response = await gateway.post("/v1/embeddings?timeout=-1", json={"model": "gw-emb", "input": "abc"},
                                   headers=as_user(VIEWER))
     assert response.status_code == 200, response.text
+
+
+async def test_connections_a_pod_closes_while_idle_are_not_reused(gateway, cluster):
+    """A pod that closes idle keep-alive connections sooner than the gateway would keep them:
+    each later request still reaches it (on a new connection) and gets its answer."""
+    import uvicorn
+    from local_mode import free_port
+
+    pod = FakeProvider()
+    pod.on("/_inference/text_embedding/gw-emb", Reply(raw=ODD_EMBEDDINGS, content_type="application/json"))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(pod, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_keep_alive=0.2))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+        status = {**cluster.get(INFERENCE_ENDPOINTS, NS, "gw-emb")["status"],
+                  "url": f"http://127.0.0.1:{port}/_inference/text_embedding/gw-emb"}
+        cluster.call(lambda: cluster.emulator.update_status(INFERENCE_ENDPOINTS, NS, "gw-emb", status))
+        for _ in range(100):  # until the watch has brought the new address to the gateway
+            if pod.received:
+                break
+            await gateway.post("/_inference/text_embedding/gw-emb", json={"input": "x"}, headers=as_user(VIEWER))
+            await asyncio.sleep(0.05)
+        for _ in range(3):
+            await asyncio.sleep(0.5)  # past the pod's keep-alive: it has closed the connection
+            response = await gateway.post("/_inference/text_embedding/gw-emb", json={"input": "x"},
+                                          headers=as_user(VIEWER))
+            assert (response.status_code, response.content) == (200, ODD_EMBEDDINGS)
+    finally:
+        server.should_exit = True
+        thread.join(5)
 
 
 async def test_every_create_example_of_the_specification_makes_a_resource(gateway, cluster):

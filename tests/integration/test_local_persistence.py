@@ -58,5 +58,5 @@ def test_a_broken_manifest_stops_local_mode_with_the_file_named(tmp_path):
     with pytest.raises(RuntimeError) as failure:
         local.start()
     assert "bad.yaml" in str(failure.value)
-    assert "does not contain the required setting [api_key]" in str(failure.value)
+    assert "[secret_settings] must have either the [api_key] or the [client_secret] setting" in str(failure.value)
     assert local.process.returncode == 2

@@ -16,6 +16,7 @@ from typing import Any, Callable, TypeVar
 
 import kmock
 import yaml
+from polling import wait_until
 
 from .controllers import DeploymentController
 from .emulator import KubeEmulator
@@ -152,11 +153,4 @@ class EmulatedCluster:
     def wait_until(self, predicate: Callable[[], T], *, timeout: float = 15.0, interval: float = 0.05,
                    message: str = "") -> T:
         """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = predicate()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
-            time.sleep(interval)
+        return wait_until(predicate, timeout=timeout, interval=interval, message=message)

@@ -4,7 +4,8 @@
 
 ``Schema`` walks either kind of schema for what patching needs (list types and their map
 keys, patch strategies); ``prune``, ``default`` and ``problems`` apply a CRD's structural
-schema as the API server does on every write. This module knows schemas, not objects'
+schema as the API server does on every write (its CEL rules run by ``kubeinfer.cel_rules``,
+as the offline admission check runs them). This module knows schemas, not objects'
 storage or HTTP.
 """
 
@@ -13,14 +14,13 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import kubernetes_validate
 from jsonschema import Draft4Validator
 
-from kubeinfer.admission import evaluate
+from kubeinfer.cel_rules import field_path, rule_failures
 
 _SCHEMAS_DIR = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
 
@@ -214,113 +214,24 @@ def _validator(schema: dict[str, Any]) -> Draft4Validator:
     return hit[1]
 
 
-def _path(parts: Any) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def problems(obj: Any, old: Any, schema: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(field, reason, message) for each way ``obj`` breaks the schema, then its CEL rules."""
     body = {k: v for k, v in obj.items() if k != "metadata"}
     found = []
     for error in _validator(schema).iter_errors(body):
-        field = _path(error.absolute_path)
+        field = field_path(error.absolute_path)
         if error.validator == "enum":
             found.append((field, "FieldValueNotSupported",
                           "Unsupported value: supported values: " + ", ".join(f'"{v}"' for v in error.validator_value)))
         elif error.validator == "required":
             missing = [n for n in error.validator_value if n not in (error.instance or {})]
             for name in missing:
-                found.append((_path([*error.absolute_path, name]), "FieldValueRequired", "Required value"))
+                found.append((field_path([*error.absolute_path, name]), "FieldValueRequired", "Required value"))
         elif error.validator == "type":
             found.append((field, "FieldValueTypeInvalid", f"Invalid value: must be of type {error.validator_value}"))
         else:
             found.append((field, "FieldValueInvalid", f"Invalid value: violates {error.validator} {error.validator_value}"))
     if found:
         return found
-    # CEL rules at the root see metadata.name and metadata.generateName only.
-    visible = lambda o: {**{k: v for k, v in o.items() if k != "metadata"}, "metadata": {
-        k: v for k, v in (o.get("metadata") or {}).items() if k in ("name", "generateName")}}
-    return [(field, "FieldValueInvalid", message)
-            for field, message in _rules(visible(obj), visible(old) if old else None, schema, "")]
-
-
-@functools.lru_cache(maxsize=8192)
-def _holds(expression: str, value: str, old: str) -> bool | str:
-    """Whether a rule holds (CEL is pure, so answers are kept); a string says why it could not run."""
-    try:
-        ok = evaluate(expression, json.loads(value), json.loads(old))
-    except Exception as exc:  # cel-python raises its own errors for a rule it cannot evaluate
-        return str(exc)
-    return str(ok) if isinstance(ok, Exception) else bool(ok)
-
-
-# A rule reading ``self`` (or ``oldSelf``) only through named fields: ``self.spec.x``, not
-# ``self`` whole, ``self[...]`` or a method of ``self``.
-_FIELD_READ = re.compile(r"\b(self|oldSelf)\b(\.[A-Za-z_][A-Za-z0-9_]*)?(\s*\()?")
-
-
-@functools.lru_cache(maxsize=None)
-def _fields_read(expression: str) -> frozenset[str] | None:
-    """The top-level fields of ``self`` and ``oldSelf`` a rule reads; ``None`` when it may
-    read more. Like the API server, which converts values to CEL lazily, a rule then costs
-    what it reads, not the size of the whole object (a status write does not convert the
-    status for a rule about the spec)."""
-    names = set()
-    for match in _FIELD_READ.finditer(expression):
-        if match.group(2) is None or match.group(3):
-            return None
-        names.add(match.group(2)[1:])
-    return frozenset(names)
-
-
-def _read_by(expression: str, value: Any) -> Any:
-    fields = _fields_read(expression)
-    if fields is None or not isinstance(value, dict):
-        return value
-    return {k: v for k, v in value.items() if k in fields}
-
-
-# Rules generated per service open with this guard; for another service the rule holds.
-_SERVICE_GUARD = re.compile(r"^self\.service != '([^']+)' \|\| ")
-
-
-def _rules(value: Any, old: Any, schema: dict[str, Any], path: str) -> Iterator[tuple[str, str]]:
-    if old is not None and value == old:
-        return  # validation ratcheting: an unchanged value is not checked again
-    for rule in schema.get("x-kubernetes-validations", ()):
-        expression = rule["rule"]
-        if "oldSelf" in expression and old is None:
-            continue
-        guard = _SERVICE_GUARD.match(expression)
-        if guard and isinstance(value, dict) and value.get("service") != guard.group(1):
-            continue
-        ok = _holds(expression, json.dumps(_read_by(expression, value), sort_keys=True),
-                    json.dumps(_read_by(expression, old), sort_keys=True))
-        if isinstance(ok, str):
-            yield path, f"Invalid value: rule [{expression}] could not be evaluated: {ok}"
-            continue
-        if not ok:
-            message = rule.get("message")
-            if not message and "messageExpression" in rule:
-                try:
-                    message = str(evaluate(rule["messageExpression"], value, old))
-                except Exception:
-                    message = None
-            yield path, f"Invalid value: {message or 'failed rule: ' + expression}"
-    if isinstance(value, dict):
-        props = schema.get("properties")
-        if props:
-            for name, child in props.items():
-                if name in value:
-                    old_child = old.get(name) if isinstance(old, dict) else None
-                    yield from _rules(value[name], old_child, child, f"{path}.{name}" if path else name)
-        elif isinstance(schema.get("additionalProperties"), dict):
-            for name, item in value.items():
-                old_item = old.get(name) if isinstance(old, dict) else None
-                yield from _rules(item, old_item, schema["additionalProperties"], f"{path}[{name}]")
-    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for i, item in enumerate(value):
-            yield from _rules(item, None, schema["items"], f"{path}[{i}]")
+    return [(field, "FieldValueInvalid", f"Invalid value: {message}")
+            for field, message in rule_failures(obj, old or None, schema)]

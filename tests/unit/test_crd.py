@@ -18,7 +18,8 @@ from jsonschema import Draft4Validator
 from catalog_cases import (
     ALL_TASK_TYPES, MINIMAL, PAIRS, REQUIRED, SECRET_SETTINGS, SERVICES_BY_NAME, manifest, secret_ref,
 )
-from kubeinfer.admission import evaluate, rule_problems
+from kubeinfer.admission import rule_problems
+from kubeinfer.cel_rules import evaluate
 from kubeinfer.crd import build_crd
 from kubeinfer.catalog import from_manifest
 from kubeinfer.cli import main

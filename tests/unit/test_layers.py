@@ -53,3 +53,16 @@ def test_the_docs_map_names_every_core_and_operator_module_and_nothing_that_is_g
     existing = {p.name for folder in ("kubeinfer", "operator", "model_server", "tests")
                 for p in (ROOT / folder).rglob("*.py")}
     assert named - existing == set(), "modules the map names that do not exist"
+
+
+def test_no_module_imports_another_modules_private_names():
+    import ast
+
+    found = []
+    for folder in ("kubeinfer", "operator", "model_server"):
+        for source in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(source.read_text())):
+                if isinstance(node, ast.ImportFrom):
+                    found += [f"{source.relative_to(ROOT)}: {node.module}.{alias.name}" for alias in node.names
+                              if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert found == [], "use public names across modules"

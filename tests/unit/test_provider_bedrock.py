@@ -11,7 +11,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from fake_providers import (
-    FakeProvider, Received, Reply, aws_event, aws_event_frame, backend_for, post_through_server,
+    FakeProvider, Received, Reply, aws_event, aws_event_frame, backend_for, post_through_server, serve_over_tcp,
 )
 from model_server.api.elasticsearch_json import render, render_delta
 from model_server.backends.base import InferenceRequest
@@ -65,6 +65,23 @@ async def test_titan_embeddings_are_invoked_once_per_text_and_signed():
         assert call.host == HOST
         assert call.raw_path == "/model/amazon.titan-embed-text-v2%3A0/invoke"
         assert_signed(call)
+
+
+async def test_a_signed_request_to_a_plain_http_url_keeps_its_escaped_path():
+    """Over real TCP to an http:// ``url`` (aiohttp's pool): the path is sent as signed, ``%3A`` and all."""
+    path = "/model/amazon.titan-embed-text-v2:0/invoke"
+    fake = FakeProvider().on(path, Reply(json={"embedding": [0.25, 0.5], "inputTextTokenCount": 1}))
+    with serve_over_tcp(fake) as port:
+        backend = backend_for(fake, "amazonbedrock", "text_embedding",
+                              {**settings("amazontitan", "amazon.titan-embed-text-v2:0"),
+                               "url": f"http://127.0.0.1:{port}"}, transport=None)
+        await backend.start()
+        answer = render(await backend.infer(InferenceRequest(TaskType.TEXT_EMBEDDING, ["a"], timeout=5)))
+        await backend.close()
+    assert answer == {"text_embedding": [{"embedding": [0.25, 0.5]}]}
+    [call] = fake.to(path)
+    assert call.raw_path == "/model/amazon.titan-embed-text-v2%3A0/invoke"
+    assert_signed(call)
 
 
 async def test_cohere_embeddings_on_bedrock_are_one_signed_batch():

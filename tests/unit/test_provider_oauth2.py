@@ -5,20 +5,17 @@ client secret nor the token shows in an error or a log line."""
 
 from __future__ import annotations
 
-import base64
 import logging
-from urllib.parse import unquote
 
 import pytest
 
 from fake_providers import FakeProvider, Received, Reply, backend_for, post_chat, post_through_server
+from token_endpoint import CLIENT_ID, CLIENT_SECRET, TokenEndpoint, bearer_checked
 from kubeinfer.catalog import parse_endpoint
 from kubeinfer.errors import ElasticsearchError
 from model_server.backends.base import InferenceRequest
 from kubeinfer.catalog import TaskType
 
-CLIENT_ID = "kubeinfer-app"
-CLIENT_SECRET = "client-secret-3f9a1c77e2b54d08"
 TOKEN_URL = "https://auth.example.test/oauth2/token"
 OPENAI = {"model_id": "text-embedding-3-small", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
           "scopes": ["inference.read", "inference.write"], "token_url": TOKEN_URL,
@@ -30,41 +27,6 @@ AZURE = {"resource_name": "my-resource", "deployment_id": "my-deployment", "api_
 EMBEDDINGS = {"object": "list", "model": "text-embedding-3-small",
               "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 0.25]}],
               "usage": {"prompt_tokens": 1, "total_tokens": 1}}
-
-
-class TokenEndpoint:
-    """A token endpoint that speaks the client credentials grant and records what it issued."""
-
-    def __init__(self, *, expires_in: int = 3600, client_in: str = "basic") -> None:
-        self.expires_in, self.client_in = expires_in, client_in
-        self.issued: list[str] = []
-
-    def __call__(self, received: Received) -> Reply:
-        assert received.method == "POST"
-        assert received.headers["content-type"] == "application/x-www-form-urlencoded"
-        form = received.form
-        assert form["grant_type"] == "client_credentials"
-        if self.client_in == "basic":  # section 2.3.1: form-encoded id and secret, base64
-            scheme, _, encoded = received.headers["authorization"].partition(" ")
-            client_id, _, secret = base64.b64decode(encoded).decode().partition(":")
-            assert scheme == "Basic" and "client_secret" not in form
-        else:
-            client_id, secret = form["client_id"], form["client_secret"]
-            assert "authorization" not in received.headers
-        if (unquote(client_id), unquote(secret)) != (CLIENT_ID, CLIENT_SECRET):
-            return Reply(401, {"error": "invalid_client"})
-        self.scope = form["scope"]
-        self.issued.append(f"eyJhbGciOiJSUzI1NiJ9.access-token-number-{len(self.issued) + 1}.c2lnbmF0dXJl")
-        return Reply(json={"access_token": self.issued[-1], "token_type": "Bearer", "expires_in": self.expires_in})
-
-
-def bearer_checked(tokens: TokenEndpoint, answer: Reply):
-    """A provider API that answers only calls carrying the token issued last."""
-    def handle(received: Received) -> Reply:
-        if received.headers.get("authorization") != f"Bearer {tokens.issued[-1] if tokens.issued else ''}":
-            return Reply(401, {"error": {"message": "Invalid authentication", "type": "invalid_request_error"}})
-        return answer
-    return handle
 
 
 async def test_openai_embeddings_carry_a_token_got_with_client_credentials():

@@ -59,3 +59,23 @@ async def test_return_documents_false_leaves_the_texts_out(service):
                                                    "return_documents": False})
     assert response.status_code == 200, response.text
     assert all("text" not in item for item in response.json()["rerank"])
+
+
+@pytest.mark.parametrize("service", ["voyageai", "nvidia", "cohere"])
+@pytest.mark.parametrize("field, value, reason", [
+    ("top_n", "two", "[cluster:internal/xpack/inference] failed to parse field [top_n]"),
+    ("top_n", True, "[cluster:internal/xpack/inference] failed to parse field [top_n]"),
+    ("return_documents", "yes", "[cluster:internal/xpack/inference] failed to parse field [return_documents]"),
+    ("top_n", 0, "Validation Failed: 1: Field [top_n] must be greater than or equal to 1;"),
+])
+async def test_a_top_n_or_return_documents_elasticsearch_cannot_read_is_refused_before_the_provider(
+        service, field, value, reason):
+    # Whether or not the service's task settings have a field of that name: a Voyage AI
+    # request must not carry a top_k of "two", nor an NVIDIA answer be cut at "two".
+    case = dataclasses.replace(RERANK_CASES[service], task_settings=None)
+    fake = FakeProvider().on(case.path, Reply(json=case.reply))
+    backend = backend_for(fake, service, "rerank", case.service_settings)
+    response = await post_through_server(backend, {"input": case.input, "query": "which", field: value})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["reason"] == reason
+    assert fake.received == []

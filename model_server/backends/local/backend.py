@@ -32,6 +32,7 @@ from ..results import (Embeddings, InferenceResult, RankedDocument, Ranking, Spa
                        TextEmbeddings)
 from .batching import BatchingOptions, DynamicBatcher
 from .engine import EngineOptions
+from .memory import return_free_memory
 from .models import is_e5, locate_model
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ class LocalModelBackend(Backend):
         model, self._model = self._model, None
         if model is not None:
             model.close()
+            del model  # the last reference: its weights are freed here
+            await asyncio.to_thread(return_free_memory)
 
     def locate(self) -> Any:
         """The model's folder, downloaded into the cache first where needed."""

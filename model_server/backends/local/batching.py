@@ -170,9 +170,10 @@ class DynamicBatcher(Generic[Item]):
             job.fail(closing)
         self._jobs.clear()
         self._waiting.clear()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            # The batch on the model, if any, ends first: its model can then be let go of.
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
 
     async def on_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn`` on the model's worker thread, outside the queue (loading, warm-up).

@@ -68,7 +68,10 @@ class LocalModel:
         self.uses_token_types = "token_type_ids" in getattr(self.tokenizer, "model_input_names", ())
         self.max_length = self._max_length()
         self._tokenizer_lock = threading.Lock()
-        self._compute = self.compute
+        # CUDA graphs of ``compute`` once recorded. Not ``self.compute`` itself when there are
+        # none: a bound method kept on its own object is a reference cycle, and the model's
+        # weights would outlive it until Python's next full collection.
+        self._graphed: Any = None
 
     def _max_length(self) -> int:
         limits = []
@@ -160,13 +163,16 @@ class LocalModel:
         return answered
 
     def close(self) -> None:
-        """Let go of what the model holds beyond its weights (an ONNX body's lanes)."""
+        """Let go of what the model holds beyond its weights (an ONNX body's lanes, CUDA
+        graphs, which hold ``compute`` and so the model itself)."""
+        self._graphed = None
         close = getattr(self.model, "close", None)
         if close is not None:
             close()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> list[Any]:
-        return self.to_python(self._compute(batch))
+        graphed = self._graphed
+        return self.to_python(graphed(batch) if graphed is not None else self.compute(batch))
 
     def compute(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:  # pragma: no cover - abstract
         """The tensor part of a forward pass: padded inputs to one result row per input."""
@@ -185,16 +191,16 @@ class LocalModel:
         items = self.check_items()
         reference = self.run(items)
         graphed = GraphedForward(self.compute, pad_id=self.pad_id, max_length=self.max_length)
-        self._compute = graphed
+        self._graphed = graphed
         candidate = self.run(items)
         if graphed.disabled_reason is not None or not graphed.replays:
-            self._compute = self.compute
+            self._graphed = None
             return None
         agreement = self.agreement(reference, candidate)
         if agreement < GRAPHS_MIN_AGREEMENT:
             log.warning("model [%s]: CUDA graphs agree with the eager pass to only %.6f (floor %s); running eagerly",
                         self.path.name, agreement, GRAPHS_MIN_AGREEMENT)
-            self._compute = self.compute
+            self._graphed = None
             return None
         return agreement
 

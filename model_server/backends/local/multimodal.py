@@ -236,7 +236,7 @@ class ImageTextEmbeddingModel:
         """Serve both towers with ONNX Runtime if their exports agree with torch; what runs the model."""
         from .engine import FP32_MIN_COSINE
         from .exported import EXPORT_FORMAT, cache_root, model_key
-        from .onnx_runtime import _publish
+        from .onnx_runtime import publish_export
 
         items = self.check_items()
         reference = self.run(items)
@@ -244,8 +244,8 @@ class ImageTextEmbeddingModel:
         entry = cache_root(cache_dir) / name / revision / f"{EXPORT_NAME}-v{EXPORT_FORMAT}" / "fp32"
         torch_towers = self._text_tower, self._vision_tower
         try:
-            text = _publish(self._export_text, entry / "text")
-            vision = _publish(self._export_vision, entry / "vision")
+            text = publish_export(self._export_text, entry / "text")
+            vision = publish_export(self._export_vision, entry / "vision")
             self._text_tower, self._vision_tower = _OnnxTower(text, threads), _OnnxTower(vision, threads)
             candidate = self.run(items)
         except Exception as exc:  # noqa: BLE001 - a tower the exporter cannot trace: torch still serves it

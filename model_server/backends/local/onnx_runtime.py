@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 TORCHSCRIPT_OPSET = 17
 
 
-def _publish(build: Any, target: Path) -> Path:
+def publish_export(build: Any, target: Path) -> Path:
     """``target``, built by ``build(folder)`` into a temporary folder unless it exists already."""
     if (target / "model.onnx").is_file():
         return target
@@ -160,10 +160,11 @@ class OnnxBody:
         self.lane_count = count
 
     def close(self) -> None:
-        """End the lanes' threads (each once its current part is done), and with them their sessions."""
-        if self.lanes is not None:
-            self.lanes.shutdown(wait=False, cancel_futures=True)
-            self.lanes = None
+        """End the lanes' threads, and with them their sessions. The model's batches are over
+        (its backend closes the batcher first): idle lanes end at once."""
+        lanes, self.lanes = self.lanes, None
+        if lanes is not None:
+            lanes.shutdown(wait=True, cancel_futures=True)
 
     def __call__(self, **batch: torch.Tensor) -> SimpleNamespace:
         feeds = {name: batch[name].numpy() for name in self.inputs}
@@ -193,7 +194,7 @@ def switch_to_onnx(model: Any, options: EngineOptions, *, threads: int,
     task_type = next(task for task, auto_class in AUTO_CLASSES.items() if auto_class == model.auto_class)
     entry = export_entry(model.path, task_type, cache_dir)
     try:
-        fp32 = _publish(lambda folder: export(model, folder), entry / "fp32")
+        fp32 = publish_export(lambda folder: export(model, folder), entry / "fp32")
         lanes = 0 if int8 else lane_count(fp32, threads, lanes_max_memory)
         model.model = OnnxBody(fp32, torch_body.config, model.output_name, threads, spin=lanes > 0)
         agreement = model.agreement(reference, model.run(items))
@@ -218,7 +219,7 @@ def switch_to_onnx(model: Any, options: EngineOptions, *, threads: int,
         _mark_servable(fp32, model, task_type, agreement)
         return _with_lanes(model, name, lanes, threads, lanes_max_memory,
                            {"engine": "onnx", "quantization": "none", "cosine": agreement})
-    quantized = _publish(lambda folder: quantize_int8(fp32, folder), entry / "int8")
+    quantized = publish_export(lambda folder: quantize_int8(fp32, folder), entry / "int8")
     lanes = lane_count(quantized, threads, lanes_max_memory)
     model.model = OnnxBody(quantized, torch_body.config, model.output_name, threads, spin=lanes > 0)
     agreement = model.agreement(reference, model.run(items))

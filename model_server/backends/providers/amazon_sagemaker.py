@@ -90,9 +90,6 @@ def parse_elastic(answer: dict[str, Any], task: TaskType, count: int, element_ty
 
 
 class AmazonSageMakerBackend(ProviderBackend):
-    # The signature covers the escaped endpoint name in the path: send it byte for byte.
-    exact_urls = True
-
     def __init__(self, config: InferenceEndpointConfig, **options: Any) -> None:
         super().__init__(config, **options)
         self.credentials = Credentials(self.secret("access_key"), self.secret("secret_key"))

@@ -172,9 +172,6 @@ class ConverseStreamReader:
 
 
 class AmazonBedrockBackend(ProviderBackend):
-    # The signature covers the escaped model id in the path: send it byte for byte.
-    exact_urls = True
-
     def __init__(self, config: InferenceEndpointConfig, **options: Any) -> None:
         super().__init__(config, **options)
         if config.task_type == TaskType.TEXT_EMBEDDING and self.setting("provider") not in EMBEDDING_PROVIDERS:

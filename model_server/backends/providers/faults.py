@@ -18,7 +18,7 @@ import httpx
 
 from kubeinfer import strict_json
 from kubeinfer.errors import ElasticsearchError
-from .client import Answer
+from .outbound import Answer
 
 REDACTED = "[redacted]"
 # How much of a provider's error body is worth quoting back.

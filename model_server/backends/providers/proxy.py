@@ -36,12 +36,9 @@ from ..results import Embeddings, TextEmbeddings
 from ..chat import ChatRequest, Message
 from ..url_policy import ForbiddenAddress
 from . import faults, retries
-from .client import (
-    Answer, AnswerTooLarge, PlainHTTP, hold_shared_client, new_client, plain_http, read_bounded, release_shared_client,
-)
 from .metrics import ProviderMetrics
+from .outbound import Answer, AnswerTooLarge, OutboundHTTP
 from .ratelimit import RateLimiter
-from .stream_limits import LimitedStream, compressed_stream_refused
 
 log = logging.getLogger(__name__)
 
@@ -58,30 +55,28 @@ class ProviderBackend(Backend):
     """Base of the provider backends; subclasses implement ``infer`` (and ``stream``)."""
 
     default_similarity = "cosine"
-    # True where the request is signed over its exact URL (see ``client.shared_client``).
-    exact_urls = False
 
     def __init__(
         self,
         config: InferenceEndpointConfig,
         *,
-        client: httpx.AsyncClient | None = None,
+        outbound: OutboundHTTP | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         validate_at_start: bool = True,
         settings: ServerSettings | None = None,
         **_options: Any,  # options meant for other backends (device, batching) are ignored
     ) -> None:
         super().__init__(config)
-        settings = settings if settings is not None else ServerSettings.from_env()
-        self.allow_link_local = settings.allow_link_local_urls
-        self.max_answer = int(settings.provider_max_answer_size)
-        self.max_line = int(settings.provider_max_line_size)
-        self.stream_max_duration, self.stream_idle_timeout = settings.stream_max_duration, settings.stream_idle_timeout
-        self._owns_client = client is None and transport is not None
-        self._client = client if client is not None else (new_client(transport) if transport is not None else None)
-        self._holds_shared = False
-        # The shared client's plain-http path, for backends that add no credentials per request.
-        self._plain: PlainHTTP | None = None
+        # The process's outbound HTTP, opened and closed by the app that serves this backend;
+        # without one (tests, benchmarks) the backend makes its own, over ``transport`` if given.
+        self._owns_outbound = outbound is None
+        if outbound is None:
+            settings = settings if settings is not None else ServerSettings.from_env()
+            outbound = OutboundHTTP(settings, transport=transport)
+        self.outbound = outbound
+        self.allow_link_local = outbound.allow_link_local
+        # Credentials added to each built request, where the service adds any.
+        self._authorize = None if type(self).authorize is ProviderBackend.authorize else self.authorize
         self.validate_at_start = validate_at_start
         self.rate_limiter = RateLimiter(config.rate_limit, inference_id=config.inference_id)
         self.metrics = ProviderMetrics(config.inference_id, config.service)
@@ -101,19 +96,16 @@ class ProviderBackend(Backend):
     # ---- life cycle -----------------------------------------------------------------
     @property
     def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = hold_shared_client(exact_urls=self.exact_urls, allow_link_local=self.allow_link_local)
-            self._holds_shared = True
-            if type(self).authorize is ProviderBackend.authorize:
-                self._plain = plain_http(self._client)
-        return self._client
+        """The httpx client of the outbound HTTP, for a call that builds its own request."""
+        return self.outbound.client
 
     @property
     def ready(self) -> bool:
         return self._ready
 
     async def start(self) -> None:
-        self.client  # bind the shared client to the serving loop
+        if self._owns_outbound:
+            await self.outbound.open()
         if not self.validate_at_start:
             self._mark_ready()
             return
@@ -125,13 +117,8 @@ class ProviderBackend(Backend):
             self._recheck.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recheck
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
-        elif self._holds_shared and self._client is not None:
-            self._holds_shared = False
-            self._plain = None
-            await release_shared_client(self._client)
-            self._client = None
+        if self._owns_outbound:
+            await self.outbound.close()
 
     async def check(self) -> bool:
         """One small request to the provider; True when it answered well."""
@@ -269,14 +256,8 @@ class ProviderBackend(Backend):
         """A streaming answer: connecting and the first byte must fit in the timeout, then
         each chunk must come within it, and within the server's stream limits (``stream_limits``)."""
         timeout = request.timeout
-        response = await self._answer("POST", url, body, {**(headers or {}), "Accept-Encoding": "identity"}, params,
-                                      timeout, stream=True)
+        response = await self._answer("POST", url, body, headers, params, timeout, stream=True)
         try:
-            if response.headers.get("Content-Encoding", "identity").lower() != "identity":
-                raise compressed_stream_refused(self.service)
-            response.stream = LimitedStream(response.stream, service=self.service,
-                                            max_duration=self.stream_max_duration,
-                                            idle_timeout=self.stream_idle_timeout, max_line=self.max_line)
             yield response
         except ElasticsearchError as exc:  # an error event of the provider's stream may quote anything
             raise ElasticsearchError(exc.status, exc.type, self.redact(exc.reason)) from None
@@ -319,32 +300,18 @@ class ProviderBackend(Backend):
         stream: bool,
     ) -> httpx.Response | Answer:
         loop = asyncio.get_running_loop()
-        client = self.client
+        outbound = self.outbound
+        if self._owns_outbound and not outbound.is_open:  # used before ``start``: on this loop
+            await outbound.open()
         content = None if body is None else json_body(body)  # once, for every attempt
-        # A whole answer from a plain-http URL skips httpx's client layers (see ``client``).
-        plain = self._plain if not stream and url.startswith("http://") else None
-        if plain is None:
-            headers = httpx.Headers(headers)
-            if content is not None and "Content-Type" not in headers:
-                headers["Content-Type"] = "application/json"
 
         async def attempt() -> httpx.Response | Answer:
             await self._wait_out_throttling(deadline)
+            sent = loop.time()
             try:
-                if plain is not None:
-                    sent = loop.time()
-                    response: httpx.Response | Answer = await plain.send(method, url, content, headers, params,
-                                                                         max_size=self.max_answer)
-                else:
-                    outgoing = client.build_request(
-                        method, url, content=content, headers=headers, params=params,
-                        timeout=httpx.Timeout(None if deadline is None else max(0.001, deadline - loop.time())),
-                    )
-                    await self.authorize(outgoing)
-                    sent = loop.time()
-                    response = await client.send(outgoing, stream=True)
-                    if not stream or not response.is_success:
-                        response = await self._whole(response)
+                response = await outbound.send(method, url, content, headers, params, stream=stream,
+                                               deadline_in=None if deadline is None else deadline - sent,
+                                               authorize=self._authorize, service=self.service)
             except AnswerTooLarge as exc:
                 self.metrics.call(None)
                 raise self.malformed(f"{exc} (KUBEINFER_PROVIDER_MAX_ANSWER_SIZE)") from None
@@ -380,14 +347,6 @@ class ProviderBackend(Backend):
             )
 
         return await retries.with_retries(attempt, deadline, loop.time, before_retry)
-
-    async def _whole(self, response: httpx.Response) -> Answer:
-        """A streamed ``response`` read whole, at most ``max_answer`` bytes of it."""
-        try:
-            return Answer(response.status_code, response.headers,
-                          await read_bounded(response.aiter_bytes(), self.max_answer))
-        finally:
-            await response.aclose()
 
     def _note_throttled(self, response: httpx.Response | Answer, error: ElasticsearchError) -> None:
         """The provider said "slow down": every request of the endpoint waits, not just this one."""

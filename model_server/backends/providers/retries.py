@@ -19,7 +19,7 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_random_exponential
 
 from kubeinfer.errors import ElasticsearchError
-from .client import Answer
+from .outbound import Answer
 
 Reply = TypeVar("Reply")
 

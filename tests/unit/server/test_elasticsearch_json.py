@@ -1,9 +1,8 @@
-"""Elasticsearch's result shapes, written from the backends' typed results and read back
-from a body an endpoint pod wrote (the gateway's path)."""
+"""Elasticsearch's result shapes, written from the backends' typed results."""
 
 import pytest
 
-from model_server.api.elasticsearch_json import parse, parse_delta, render, render_delta
+from model_server.api.elasticsearch_json import render, render_delta
 from model_server.backends.results import (
     CompletionDelta, Completions, Embeddings, RankedDocument, Ranking, SparseEmbedding, SparseEmbeddings, TextEmbeddings,
 )
@@ -22,19 +21,12 @@ CASES = [
 
 
 @pytest.mark.parametrize("result,body", CASES)
-def test_each_result_renders_as_elasticsearch_writes_it_and_reads_back(result, body):
+def test_each_result_renders_as_elasticsearch_writes_it(result, body):
     assert render(result) == body
-    assert parse(body) == result
 
 
 def test_a_streamed_piece_is_a_completion_delta():
     assert render_delta(CompletionDelta("Hel")) == {"completion": [{"delta": "Hel"}]}
-    assert parse_delta({"completion": [{"delta": "Hel"}]}) == CompletionDelta("Hel")
-
-
-def test_a_body_that_is_no_inference_result_is_refused():
-    with pytest.raises(ValueError):
-        parse({"acknowledged": True})
 
 
 def test_an_embedding_body_is_written_compactly_and_its_floats_read_back_exactly():
@@ -50,7 +42,7 @@ def test_an_embedding_body_is_written_compactly_and_its_floats_read_back_exactly
     body = render(TextEmbeddings(vectors))
     written = ElasticsearchJSONResponse(body).body
     assert b" " not in written and json.loads(written) == body
-    assert parse(json.loads(written)) == TextEmbeddings(vectors)
+    assert [item["embedding"] for item in json.loads(written)["text_embedding"]] == vectors
 
 
 def test_a_body_orjson_cannot_write_is_written_by_the_json_module():

@@ -344,3 +344,44 @@ async def test_inference_posts_answer_as_routes_of_elasticsearchs_paths_would(me
         answers.append((r.status_code, r.headers.get("allow"), r.headers.get("x-elastic-product"), r.text,
                         [(q.input, q.task_type) for q in backend.requests]))
     assert answers[0] == answers[1]
+
+
+class Talker(Backend):
+    """A chat_completion backend that answers "Hi" and records each request's deadline."""
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.timeouts: list[float] = []
+
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
+        raise AssertionError("chat_completion endpoints are streamed")
+
+    async def chat(self, request):
+        from model_server.backends.chat import ChatCompletionChunk, ChoiceDelta
+
+        self.timeouts.append(request.timeout)
+        yield ChatCompletionChunk(id="c-1", model="m", choices=(ChoiceDelta(role="assistant", content="Hi"),))
+
+
+@pytest.mark.parametrize("timeout", ["-1", "99999999999999999999d"])
+async def test_a_deadline_of_minus_one_or_past_any_clock_is_no_limit_on_every_route(timeout):
+    """What the gateway relays (``?timeout=`` as the client wrote it) the pod takes on each
+    of its routes, Elasticsearch's and OpenAI's alike."""
+    messages = [{"role": "user", "content": "hi"}]
+    embedder = RecordingBackend(embedding_config())
+    async with client_for(embedder) as client:
+        for path, body in [("/_inference/text_embedding/my-e5", {"input": "x"}),
+                           ("/v1/embeddings", {"model": "my-e5", "input": "x"})]:
+            r = await client.post(f"{path}?timeout={timeout}", json=body)
+            assert r.status_code == 200, r.text
+    assert all(request.timeout > 1e9 for request in embedder.requests)
+    talker = Talker(parse_endpoint("talk", "chat_completion", {
+        "service": "openai", "service_settings": {"api_key": "k", "model_id": "gpt-4o"}}))
+    async with client_for(talker) as client:
+        for path, body in [("/_inference/chat_completion/talk/_stream", {"messages": messages}),
+                           ("/v1/chat/completions", {"model": "talk", "messages": messages}),
+                           ("/v1/chat/completions", {"model": "talk", "messages": messages, "stream": True})]:
+            r = await client.post(f"{path}?timeout={timeout}", json=body)
+            assert r.status_code == 200, r.text
+            assert "Hi" in r.text and "error" not in r.text, r.text
+    assert len(talker.timeouts) == 3
