@@ -60,6 +60,11 @@ def factory_of(service: str) -> BackendFactory | None:
     return importlib.import_module(f"{__package__}.{module}").create_backend
 
 
+def serves_locally(service: str) -> bool:
+    """Whether ``service``'s models run in this process (no provider is called)."""
+    return BACKENDS.get(service) == "local"
+
+
 def create_backend(config: InferenceEndpointConfig, **options: Any) -> Backend:
     """Build the backend that serves ``config`` (secrets must already be resolved)."""
     factory = factory_of(config.service)
