@@ -70,6 +70,8 @@ class EndpointIndex(Generic[T]):
     namespace: str
     parse: Callable[[dict[str, Any]], T]
     sync_timeout: float = 10.0
+    # Called with each inference id that leaves the index (deleted, or gone at a relist).
+    forgotten: Callable[[str], None] | None = None
     _entries: dict[str, IndexedEndpoint[T]] = field(default_factory=dict)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
@@ -126,10 +128,13 @@ class EndpointIndex(Generic[T]):
         self._notify()
 
     async def _relisted(self, items: list[dict[str, Any]]) -> None:
+        before = set(self._entries)
         self._entries.clear()
         for obj in items:
             if not (obj.get("metadata") or {}).get("deletionTimestamp"):
                 self._keep(obj)
+        for inference_id in sorted(before - set(self._entries)):
+            self._gone(inference_id)
         self._notify()
 
     def _keep(self, obj: dict[str, Any]) -> None:
@@ -151,6 +156,11 @@ class EndpointIndex(Generic[T]):
         held = self._entries.get(inference_id)
         if held is not None and held.name == obj["metadata"]["name"]:
             del self._entries[inference_id]
+            self._gone(inference_id)
+
+    def _gone(self, inference_id: str) -> None:
+        if self.forgotten is not None:
+            self.forgotten(inference_id)
 
     def _notify(self) -> None:
         # Waiters hold the event of their time; a new one is armed for the next change.

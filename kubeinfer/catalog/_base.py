@@ -10,6 +10,7 @@ import typing
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any, ClassVar, Union
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
@@ -56,8 +57,22 @@ class Truncate(str, Enum):
     START = "START"
 
 
+# The settings that name where a provider is reached: a URL, or a bare host.
+URL_SETTINGS = ("url", "streaming_url", "target", "host")
+
+
+def _has_credentials(value: str) -> bool:
+    try:
+        return "@" in urlsplit(value if "//" in value else f"//{value}").netloc
+    except ValueError:
+        return False
+
+
 class Settings(BaseModel):
-    """Base of every settings model: unknown keys are an error, as in Elasticsearch."""
+    """Base of every settings model: unknown keys are an error, as in Elasticsearch; a URL
+    setting that carries a user name or password (``https://user:pass@host``) is refused:
+    it would sit in plain text in the endpoint's settings, be returned by every GET, and be
+    sent beside the secret settings meant for the provider."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, use_enum_values=True)
 
@@ -108,13 +123,24 @@ class Settings(BaseModel):
             for key, value in data.items()
         }
 
-
     @model_validator(mode="after")
     def _groups_given_together(self) -> Any:
         for group in self.required_together:
             given = [name for name in group if getattr(self, name) is not None]
             if given and len(given) < len(group):
                 raise validation_exception(together_reason("service_settings", group))
+        return self
+
+    @model_validator(mode="after")
+    def _no_credentials_in_urls(self) -> "Settings":
+        for name in URL_SETTINGS:
+            value = getattr(self, name, None) if name in type(self).model_fields else None
+            if isinstance(value, str) and _has_credentials(value):
+                # The value is not echoed: its user information is a secret.
+                raise validation_exception(
+                    f"[{name}] must not carry a user name or password (user:password@host); "
+                    "give credentials in the service's secret settings instead"
+                )
         return self
 
 

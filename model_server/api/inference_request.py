@@ -1,5 +1,5 @@
 """Elasticsearch's inference request body and ``timeout`` parameter, validated into an
-``InferenceRequest``.
+``InferenceRequest``; and the boolean query flags of its other calls.
 
 Checks and messages follow Elasticsearch's ``InferenceAction.Request``: ``input`` is a
 string or a list of strings and never empty, ``query`` belongs to rerank only,
@@ -59,6 +59,21 @@ def parse_time_value(value: str | None, setting: str = "timeout", default: float
             "negative durations are not supported"
         )
     return amount * _TIME_UNITS[match.group(2)]
+
+
+def parse_boolean_flag(value: str | None, default: bool = False) -> bool:
+    """A boolean query parameter as Elasticsearch reads one: ``true`` or ``false``, and a
+    parameter given without a value means ``true``; anything else is refused, so that a
+    typo (``dry_run=ture``) never does the opposite of what was asked."""
+    if value is None:
+        return default
+    if value in ("", "true"):
+        return True
+    if value == "false":
+        return False
+    raise ElasticsearchError(
+        400, "illegal_argument_exception", f"Failed to parse value [{value}] as only [true] or [false] are allowed."
+    )
 
 
 def format_time_value(seconds: float) -> str:

@@ -73,6 +73,29 @@ def count_inputs(inference_id: str, task_type: str, count: int) -> None:
     _inputs(inference_id, task_type).inc(count)
 
 
+# The label every per-endpoint metric of the process carries, whichever module made it.
+ENDPOINT_LABEL = "inference_id"
+
+
+def forget_endpoint(inference_id: str) -> None:
+    """Drop every series of a deleted endpoint, from every metric of the registry labelled
+    by endpoint (the API's, the providers', batching's): endpoints come and go, and
+    ``/metrics`` must not keep one series per id that ever was. An id created again is
+    counted from zero, which Prometheus reads as a counter reset."""
+    for collector in list(REGISTRY._collector_to_names):  # no public list of collectors
+        names = getattr(collector, "_labelnames", ())
+        if ENDPOINT_LABEL not in names:
+            continue
+        at = names.index(ENDPOINT_LABEL)
+        with collector._lock:
+            keys = [key for key in collector._metrics if key[at] == inference_id]
+        for key in keys:
+            collector.remove(*key)
+    # The children cached for the hot path would be counted no more.
+    for cached in (_requests, _latency, _errors, _inputs):
+        cached.cache_clear()
+
+
 def exposition() -> tuple[bytes, str]:
     """The Prometheus text exposition of every registered metric, with its content type."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -21,6 +21,7 @@ import logging
 import secrets
 from typing import Any
 
+from ..api import metrics
 from ..backends.base import Backend
 from kubeinfer.catalog import InferenceEndpointConfig, SecretKeyRef, from_manifest
 from kubeinfer.catalog.endpoint import is_inference_id
@@ -116,7 +117,8 @@ class KubernetesEndpointStore:
         self.api = api
         self.namespace = namespace
         self.poll_interval = poll_interval
-        self.index: EndpointIndex[InferenceEndpointConfig] = EndpointIndex(api, namespace, parse=served_config)
+        self.index: EndpointIndex[InferenceEndpointConfig] = EndpointIndex(
+            api, namespace, parse=served_config, forgotten=metrics.forget_endpoint)
         settings = settings if settings is not None else GatewaySettings.from_env()
         # Requests held for endpoints waking from zero: one wake-up per endpoint, bounded.
         self.wake_ups = WakeUps(namespace, poll_interval=poll_interval,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
+from ..api import metrics
 from ..backends.base import Backend, DelegatingBackend
 from kubeinfer import strict_json
 from kubeinfer.catalog import InferenceEndpointConfig, parse_endpoint
@@ -212,6 +213,7 @@ class LocalEndpointStore:
                 self.state.remove(inference_id)
         # Requests in flight on it fail at once (the backend's close fails them).
         await _close_quietly(entry.backend)
+        metrics.forget_endpoint(inference_id)
 
     async def start(self, manifests: list[InferenceEndpointConfig], *, timeout: float) -> None:
         """Start the manifests' endpoints and those kept in the state directory, all side by

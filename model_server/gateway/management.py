@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 
 from ..api.request_body import read_json_body
 from ..api.inference import endpoint_path
-from ..api.inference_request import parse_time_value
+from ..api.inference_request import parse_boolean_flag, parse_time_value
 from kubeinfer.catalog import InferenceEndpointConfig, check_task_type, parse_endpoint, parse_task_type
 from kubeinfer.errors import ElasticsearchError, status_exception
 from .store import ManagedEndpointStore, cannot_update, merge_update, resolve_task_type
@@ -62,7 +62,7 @@ def management_router(store: ManagedEndpointStore, *, check_references: Referenc
         requested = parse_task_type(task_type) if task_type is not None else None
         config = await store.get(inference_id)
         check_task_type(config, requested)
-        dry_run = request.query_params.get("dry_run", "false").lower() in ("true", "")
+        dry_run = parse_boolean_flag(request.query_params.get("dry_run"))
         if not dry_run:
             await store.delete(inference_id)
         # No ingest pipelines or indices live here to reference an endpoint.

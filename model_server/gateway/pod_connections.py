@@ -55,6 +55,9 @@ class PodAddress:
 
 # Past this much of an answer waiting for its reader, the connection stops reading.
 _HIGH_WATER = 1 << 20
+# The most bytes of an answer's status line and headers read before they end: a server that
+# never ends them must not take the gateway's memory until the request's deadline.
+MAX_HEAD = 64 * 1024
 
 
 class _Connection(asyncio.Protocol):
@@ -73,6 +76,7 @@ class _Connection(asyncio.Protocol):
         self.parts: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self.started = False  # a byte of the answer came
+        self.head_read = 0  # bytes read while the answer's head had not ended
         self.complete = False
         self.keep_alive = False
         self.error: Exception | None = None
@@ -91,6 +95,12 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(PodUnreachable(f"bad HTTP answer: {exc}"))
             self.close()
+            return
+        if not self.status:  # the head goes on
+            self.head_read += len(data)
+            if self.head_read > MAX_HEAD:
+                self._fail(PodUnreachable(f"the answer's headers go on past {MAX_HEAD} bytes"))
+                self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -137,6 +147,7 @@ class _Connection(asyncio.Protocol):
         self.parts.clear()
         self.buffered = 0
         self.started = self.complete = self.keep_alive = False
+        self.head_read = 0
         self.error = None
 
     def _wake(self) -> None:
@@ -195,12 +206,15 @@ class PodAnswer:
 
     async def read(self) -> bytes:
         connection = self._connection
-        while not connection.complete:
+        parts: list[bytes] = []
+        while True:
+            # Taken as they come: past its high water the connection stops reading until
+            # what it buffered is taken, and an answer larger than that would never end.
+            while connection.parts:
+                parts.append(connection.take())
+            if connection.complete:
+                return b"".join(parts)
             await connection.wait(self._limit)
-        body = b"".join(connection.parts)
-        connection.parts.clear()
-        connection.buffered = 0
-        return body
 
     async def chunks(self) -> AsyncIterator[bytes]:
         connection = self._connection

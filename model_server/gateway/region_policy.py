@@ -25,6 +25,7 @@ from typing import Any, Callable, Protocol
 
 from fastapi import APIRouter, Request
 
+from ..api.inference_request import parse_boolean_flag
 from ..api.request_body import read_json_body
 from ..backends.base import Backend
 from kubeinfer.catalog import InferenceEndpointConfig
@@ -272,7 +273,7 @@ def region_policy_router(store: ManagedEndpointStore, holder: RegionPolicyHolder
     async def put_policy(request: Request) -> dict[str, Any]:
         body = await read_json_body(request)
         policy = parse_put_body(body)
-        force = request.query_params.get("force", "false").lower() in ("true", "")
+        force = parse_boolean_flag(request.query_params.get("force"))
         if not force:
             denied = sorted(config.inference_id for config in await store.list()
                             if region_refusal(config, policy) is not None)

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import socket
 import struct
 import threading
 import time
@@ -343,6 +344,60 @@ async def test_the_gateway_routes_bytes_without_decoding_or_re_encoding_them(gat
     assert VIEWER not in json.dumps(received.headers)
 
 
+async def test_a_whole_answer_larger_than_the_relays_buffer_comes_back_whole(gateway, cluster, endpoint_server):
+    """Many inputs of a wide model make answers of megabytes: the relay reads them to the
+    end rather than stalling once its read buffer is full."""
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    vector = [0.123456789] * 1024
+    answer = json.dumps({"text_embedding": [{"embedding": vector}] * 400}).encode()
+    assert len(answer) > 4 * 1024 * 1024
+    endpoint_server.fake.on("/_inference/text_embedding/gw-emb", Reply(raw=answer, content_type="application/json"))
+    started = time.monotonic()
+    response = await gateway.post("/_inference/gw-emb?timeout=10s", json={"input": ["x"] * 400},
+                                  headers=as_user(VIEWER))
+    assert (response.status_code, len(response.content)) == (200, len(answer)), response.text[:300]
+    assert response.content == answer
+    assert time.monotonic() - started < 5
+
+
+class EndlessHeadersPod:
+    """A server at an endpoint's address whose answer's headers never end (an image the
+    deployment policy lets a team build itself may do anything); it counts the requests
+    it read and whether the gateway hung up on it."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.requests, self.hung_up = 0, threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = self.server.accept()
+            with conn:
+                conn.recv(65536)
+                self.requests += 1
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: ")
+                while True:  # one header value, then many more headers, without end
+                    conn.sendall(b"a" * 65536 + b"\r\nX-More: ")
+        self.hung_up.set()
+
+
+async def test_a_pods_endless_answer_headers_are_refused_not_held(gateway, cluster):
+    pod = EndlessHeadersPod()
+    cluster.operator.url = pod.url
+    try:
+        await gateway.put("/_inference/text_embedding/gw-loud", json=openai_body(), headers=as_user(ADMIN))
+        started = time.monotonic()
+        response = await gateway.post("/_inference/gw-loud?timeout=20s", json={"input": "x"}, headers=as_user(VIEWER))
+        assert error_of(response)[0] == 502, response.text
+        assert "gw-loud" in response.json()["error"]["reason"]
+        assert time.monotonic() - started < 10
+        assert pod.requests == 1 and await asyncio.to_thread(pod.hung_up.wait, 5)
+    finally:
+        pod.server.close()
+
+
 # What a pod may write, in its own formatting (key order, spacing, number spelling), for
 # each kind of route: the client of the gateway gets these very bytes.
 ODD_EMBEDDINGS = b'{ "text_embedding" :[ {"embedding": [1.50 ,2e0]}] , "z" : 1}'
@@ -560,6 +615,22 @@ async def test_delete_removes_the_resource_and_its_secret(gateway, cluster):
     cluster.wait_until(lambda: cluster.get(SECRETS, NS, "gw-emb-secrets") is None)
     gone = await gateway.get("/_inference/gw-emb", headers=as_user(ADMIN))
     assert gone.status_code == 404
+
+
+async def test_a_deleted_endpoint_leaves_no_metrics_series_behind(gateway, cluster, endpoint_server):
+    """Endpoints created, called and deleted with new ids must not grow ``/metrics`` (and
+    the gateway's memory) without bound, whoever deletes them (here kubectl's way: the
+    resource itself)."""
+    series = 'kubeinfer_inference_requests_total{inference_id="gw-emb",status="200",task_type="text_embedding"}'
+    await gateway.put("/_inference/text_embedding/gw-emb", json=openai_body(), headers=as_user(ADMIN))
+    assert (await gateway.post("/_inference/gw-emb", json={"input": "abc"}, headers=as_user(VIEWER))).status_code == 200
+    assert series in (await gateway.get("/metrics", headers=as_user(PROMETHEUS))).text
+    cluster.delete(INFERENCE_ENDPOINTS, NS, "gw-emb")
+    deadline = time.monotonic() + 10
+    while series in (scraped := (await gateway.get("/metrics", headers=as_user(PROMETHEUS))).text):
+        assert time.monotonic() < deadline, "the deleted endpoint's series stayed"
+        await asyncio.sleep(0.05)
+    assert 'inference_id="gw-emb"' not in scraped
 
 
 async def test_an_endpoint_deleted_then_put_again_at_once_is_created_anew(gateway, cluster):

@@ -304,6 +304,40 @@ def test_the_readmes_links_lead_to_files_and_headings_that_exist():
             assert anchor in {slug(h) for h in headings}, link
 
 
+# Settings that bound what a caller or a provider can make a process hold: by their names.
+_LIMIT_NAME = re.compile(r"(^max_|_max_|_size$|_timeout$|_duration$|_capacity$|^held_)")
+# Settings that keep traffic or pods where they belong.
+_SAFETY_SETTINGS = ("allow_link_local_urls", "endpoint_network_policy", "deployment_policy")
+
+
+def _limit_settings() -> dict[str, tuple[type, str]]:
+    from kubeinfer.config import GatewaySettings, OperatorSettings, ServerSettings, env_var
+    found: dict[str, tuple[type, str]] = {}
+    for model in (ServerSettings, GatewaySettings, OperatorSettings):
+        for name in model.model_fields:
+            if _LIMIT_NAME.search(name) or name in _SAFETY_SETTINGS:
+                found.setdefault(env_var(name), (model, name))
+    return found
+
+
+def test_limits_and_safety_lists_every_limit_with_its_true_default():
+    text = section(README.read_text(), "## Limits and safety")
+    rows = dict(re.findall(r"^\| `(KUBEINFER_\w+)` \| ([^|]+?) \|", text, re.M))
+    limits = _limit_settings()
+    assert set(limits) <= set(rows), f"not in the README's limits: {sorted(set(limits) - set(rows))}"
+    assert set(rows) <= set(limits), f"not settings: {sorted(set(rows) - set(limits))}"
+    for variable, shown in rows.items():
+        model, name = limits[variable]
+        default = model.model_fields[name].default
+        value = re.fullmatch(r"`([^`]+)`", shown)
+        if value is not None:  # read as the process reads the variable: the same value
+            assert getattr(model.from_env({variable: value.group(1)}), name) == default, (variable, shown)
+        else:  # no value of its own: the setting leaves it to what it bounds, or is a document
+            assert default is None or name == "deployment_policy", (variable, shown)
+    assert "[examples/deployment-policy/values.yaml](examples/deployment-policy/values.yaml)" in text
+    assert "`deploymentPolicy`" in text
+
+
 def test_the_readme_is_short():
     assert len(README.read_text().splitlines()) <= 300
 

@@ -34,11 +34,12 @@ knows nothing of providers or of Elasticsearch's JSON.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import urllib.request
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 import aiohttp
 import httpx
@@ -95,6 +96,18 @@ async def read_bounded(chunks: AsyncIterator[bytes], limit: int) -> bytes:
     return b"".join(parts)
 
 
+@contextlib.contextmanager
+def _httpx_errors() -> Iterator[None]:
+    """aiohttp's failures as httpx's, as ``map_aiohttp_exceptions`` maps them, and what it
+    misses: an answer whose head does not parse (too many header lines, a line too long, no
+    status line), a ``RemoteProtocolError`` rather than an internal error."""
+    try:
+        with map_aiohttp_exceptions():
+            yield
+    except aiohttp.ClientResponseError as exc:
+        raise httpx.RemoteProtocolError(f"malformed answer: {exc.message}") from None
+
+
 class _Chunks(httpx.AsyncByteStream):
     """An aiohttp body as the stream of an ``httpx.Response``; failures as httpx's."""
 
@@ -102,7 +115,7 @@ class _Chunks(httpx.AsyncByteStream):
         self.response, self.chunk_size = response, chunk_size
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        with map_aiohttp_exceptions():
+        with _httpx_errors():
             async for chunk in self.response.content.iter_chunked(self.chunk_size):
                 yield chunk
 
@@ -119,7 +132,7 @@ class _PlainTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
-        with map_aiohttp_exceptions():
+        with _httpx_errors():
             try:
                 data: Any = request.content or None
             except httpx.RequestNotRead:
@@ -310,7 +323,7 @@ class OutboundHTTP:
         except (AnswerTooLarge, httpx.TransportError):
             raise
         except Exception:
-            with map_aiohttp_exceptions():
+            with _httpx_errors():
                 raise
         return Answer(response.status, response.headers, body)
 
