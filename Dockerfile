@@ -10,11 +10,13 @@
 #   docker build --target server      -t ghcr.io/kubeinfer/kubeinfer-server:0.1.0 .
 #   docker build --target server-cuda -t ghcr.io/kubeinfer/kubeinfer-server-cuda:0.1.0 .
 #
-# Each final stage holds a virtual environment built in an earlier stage and nothing
-# else of the build: no pip cache (a cache mount, kept by the builder between builds), no
-# compilers, no sources. The dependencies install in a layer of their own, keyed by
-# pyproject.toml alone, so a change of the code reinstalls the package only. No
-# HEALTHCHECK: Kubernetes probes /healthz and /readyz.
+# Each final stage holds a virtual environment built in earlier stages and nothing else
+# of the build: no pip (not even the venv's), no pip cache (a cache mount, kept by the
+# builder between builds), no compilers, no sources. It arrives in two layers: the
+# dependencies (build-TARGET, keyed by pyproject.toml alone) and the package itself
+# (build-TARGET-package, under 1 MB), so a change of the code adds a small layer to
+# store, push and pull, never another copy of torch. No HEALTHCHECK: Kubernetes probes
+# /healthz and /readyz.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-base-ubuntu24.04
@@ -49,11 +51,21 @@ COPY --from=requirements /requirements-base.txt /requirements.txt
 RUN --mount=type=cache,target=/root/.cache/pip \
     python3 -m venv /opt/kubeinfer \
     && /opt/kubeinfer/bin/pip install --requirement /requirements.txt
+RUN /opt/kubeinfer/bin/pip uninstall --yes pip
+
+# The package alone, in a tree of its own (/package/opt/kubeinfer) that the final stage
+# lays over the dependencies: pip from a throwaway venv builds its wheel once and installs
+# it for the venv's Python, compiled with the paths it will have; installed in the venv
+# too, for `pip check`.
+FROM build-operator AS build-operator-package
 COPY --from=sources /src /src
-RUN --mount=type=cache,target=/root/.cache/pip \
-    /opt/kubeinfer/bin/pip install --no-deps /src \
-    && /opt/kubeinfer/bin/pip check \
-    && /opt/kubeinfer/bin/pip uninstall --yes pip
+RUN python3 -m venv /tmp/pip \
+    && /tmp/pip/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheel /src \
+    && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python install --no-cache-dir --no-deps --no-compile \
+        --no-warn-script-location --root /package /tmp/wheel/kubeinfer-*.whl \
+    && /opt/kubeinfer/bin/python -m compileall -q -s /package -p / /package/opt/kubeinfer/lib \
+    && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python install --no-cache-dir --no-deps /tmp/wheel/kubeinfer-*.whl \
+    && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python check
 
 # The lean CPU server: ONNX Runtime, tokenizers and numpy; no torch, no transformers.
 FROM ${PYTHON_IMAGE} AS build-server
@@ -62,11 +74,17 @@ COPY --from=requirements /requirements-cpu.txt /requirements.txt
 RUN --mount=type=cache,target=/root/.cache/pip \
     python3 -m venv /opt/kubeinfer \
     && /opt/kubeinfer/bin/pip install --requirement /requirements.txt
+RUN /opt/kubeinfer/bin/pip uninstall --yes pip
+
+FROM build-server AS build-server-package
 COPY --from=sources /src /src
-RUN --mount=type=cache,target=/root/.cache/pip \
-    /opt/kubeinfer/bin/pip install --no-deps /src \
-    && /opt/kubeinfer/bin/pip check \
-    && /opt/kubeinfer/bin/pip uninstall --yes pip
+RUN python3 -m venv /tmp/pip \
+    && /tmp/pip/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheel /src \
+    && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python install --no-cache-dir --no-deps --no-compile \
+        --no-warn-script-location --root /package /tmp/wheel/kubeinfer-*.whl \
+    && /opt/kubeinfer/bin/python -m compileall -q -s /package -p / /package/opt/kubeinfer/lib \
+    && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python install --no-cache-dir --no-deps /tmp/wheel/kubeinfer-*.whl \
+    && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python check
 
 # On the CUDA base the venv is built with that image's own Python, so the final stage
 # (the same base) runs it as built. CUDA libraries come with torch's wheels.
@@ -84,10 +102,16 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 COPY --from=requirements /requirements-server.txt /requirements.txt
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/kubeinfer/bin/pip install --requirement /requirements.txt "torch==${TORCH_VERSION}"
+RUN /opt/kubeinfer/bin/pip uninstall --yes pip
+
+FROM build-server-cuda AS build-server-cuda-package
 COPY --from=sources /src /src
-RUN --mount=type=cache,target=/root/.cache/pip \
-    /opt/kubeinfer/bin/pip install --no-deps /src \
-    && /opt/kubeinfer/bin/pip uninstall --yes pip
+RUN python3 -m venv /tmp/pip \
+    && /tmp/pip/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheel /src \
+    && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python install --no-cache-dir --no-deps --no-compile \
+        --no-warn-script-location --root /package /tmp/wheel/kubeinfer-*.whl \
+    && /opt/kubeinfer/bin/python -m compileall -q -s /package -p / /package/opt/kubeinfer/lib \
+    && /tmp/pip/bin/pip --python /opt/kubeinfer/bin/python install --no-cache-dir --no-deps /tmp/wheel/kubeinfer-*.whl
 
 # ---------------------------------------------------------------- final stages
 
@@ -108,12 +132,14 @@ ENTRYPOINT ["kubeinfer"]
 
 FROM runtime AS operator
 COPY --from=build-operator /opt/kubeinfer /opt/kubeinfer
+COPY --from=build-operator-package /package/opt/kubeinfer /opt/kubeinfer
 USER 10001:10001
 EXPOSE 8080 9090 9200
 CMD ["operator"]
 
 FROM runtime AS server
 COPY --from=build-server /opt/kubeinfer /opt/kubeinfer
+COPY --from=build-server-package /package/opt/kubeinfer /opt/kubeinfer
 USER 10001:10001
 EXPOSE 8080
 CMD ["serve", "--config", "/etc/kubeinfer/endpoint.yaml"]
@@ -137,6 +163,7 @@ RUN apt-get update \
     && mkdir -p /var/cache/kubeinfer \
     && chown 10001:10001 /var/cache/kubeinfer
 COPY --from=build-server-cuda /opt/kubeinfer /opt/kubeinfer
+COPY --from=build-server-cuda-package /package/opt/kubeinfer /opt/kubeinfer
 WORKDIR /tmp
 USER 10001:10001
 EXPOSE 8080

@@ -125,7 +125,7 @@ images:
 
 # Starts each image's program as the chart runs it (uid 10001, read-only root, /tmp and
 # the model cache writable) in the image's own root file system, on loopback. Not part
-# of `make test`: it builds the images first (cached).
+# of `make test`: it builds the images first (cached); CI (.ci/run) runs it after make test.
 image-test: install images
 	$(BIN)/python -P -m pytest -q -p no:cacheprovider tests/images
 

@@ -8,6 +8,7 @@
 # downloads are kept in the builder's cache mount between builds.
 #
 #   images/build.sh [TARGET...]        # operator server server-cuda
+#   images/build.sh --names [TARGET...]  # print "TARGET IMAGE" lines, build nothing
 #
 # Environment: REGISTRY (ghcr.io/kubeinfer), TAG (the chart's appVersion), ENGINE,
 # BASES (local|public), TORCH_CUDA_INDEX (pip index of server-cuda's torch; empty: the
@@ -16,6 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+names_only=
+if [ "${1:-}" = --names ]; then names_only=1; shift; fi
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(operator server server-cuda)
 registry=${REGISTRY:-ghcr.io/kubeinfer}
@@ -36,6 +39,11 @@ image_name() {  # target -> repository name, as the chart's values name them
         *) echo "unknown target $1 (operator, server, server-cuda)" >&2; return 1 ;;
     esac
 }
+
+if [ -n "$names_only" ]; then
+    for target in "${targets[@]}"; do echo "$target $(image_name "$target")"; done
+    exit 0
+fi
 
 args=()
 if [ "$bases" = local ]; then

@@ -20,15 +20,14 @@ import logging
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 import yaml
 from fastapi import FastAPI
 
 from kubeinfer import catalog
 from ..backends.base import Backend
-from ..backends.providers.outbound import OutboundHTTP
-from ..backends.registry import create_backend
+from ..backends.registry import create_backend, serves_locally
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.config import ServerSettings
 from kubeinfer.errors import ElasticsearchError, validation_exception
@@ -37,6 +36,9 @@ from kubeinfer.secrets import SecretResolver
 from .app import create_app, freeze_startup_objects
 from .pool import PoolStore, follow
 from .store import SingleEndpointStore
+
+if TYPE_CHECKING:
+    from ..backends.providers.outbound import OutboundHTTP
 
 log = logging.getLogger("kubeinfer.serve")
 
@@ -161,9 +163,15 @@ def run(args: argparse.Namespace) -> int:
     settings = ServerSettings.from_env()
     if getattr(args, "pool", False):
         return run_pool(args, settings)
-    outbound = OutboundHTTP(settings)
+    outbound = None
     try:
         config = load_endpoint(args.config, args.secrets_dir)
+        if not serves_locally(config.service):
+            # The provider calls' pools (aiohttp, httpx): a model server never opens them,
+            # nor spends its start importing them.
+            from ..backends.providers.outbound import OutboundHTTP
+
+            outbound = OutboundHTTP(settings)
         backend = create_backend(config, cache_dir=getattr(args, "cache_dir", None), settings=settings,
                                  outbound=outbound)
     except ElasticsearchError as exc:

@@ -10,7 +10,6 @@ own (util-linux's unshare) needs no more than root.
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import subprocess
 from dataclasses import dataclass
@@ -23,14 +22,10 @@ CACHE_DIR = "/var/cache/kubeinfer"  # the image's cache folder, owned by its use
 
 
 def image_names() -> dict[str, str]:
-    """Target -> the image `make images` builds for it (REGISTRY, tag from appVersion)."""
-    import os
-
-    registry = os.environ.get("REGISTRY", "ghcr.io/kubeinfer")
-    chart = (REPO / "charts" / "kubeinfer" / "Chart.yaml").read_text()
-    tag = os.environ.get("TAG") or re.search(r'^appVersion:\s*"?([^"\n]+)"?', chart, re.M).group(1)
-    return {"operator": f"{registry}/kubeinfer:{tag}", "server": f"{registry}/kubeinfer-server:{tag}",
-            "server-cuda": f"{registry}/kubeinfer-server-cuda:{tag}"}
+    """Target -> the image `make images` builds for it (REGISTRY, TAG as it takes them)."""
+    names = subprocess.run([str(REPO / "images" / "build.sh"), "--names"], check=True, capture_output=True,
+                           text=True).stdout
+    return dict(line.split() for line in names.splitlines())
 
 
 @dataclass

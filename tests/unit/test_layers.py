@@ -7,13 +7,26 @@ import sys
 from pathlib import Path
 
 from kubeinfer.catalog import SERVICES
-from model_server.backends.registry import BACKENDS
+from model_server.backends.providers.openai_compatible import PROVIDERS
+from model_server.backends.registry import BACKENDS, OPENAI_COMPATIBLE, factory_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_catalog_service_has_a_backend_and_no_backend_lacks_a_service():
     assert set(BACKENDS) == set(SERVICES)
+    assert set(OPENAI_COMPATIBLE) == set(PROVIDERS)
+    for service in BACKENDS:
+        assert callable(factory_of(service)), service
+
+
+def test_a_model_server_start_imports_no_provider_client():
+    """The CPU server's start: the registry and the serve command import no provider module."""
+    code = ("import sys; import model_server.api.serve; "
+            "print(sorted(m for m in sys.modules if m.startswith('model_server.backends.providers') or m == 'aiohttp'))")
+    proc = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_import_contracts_hold():
