@@ -19,6 +19,8 @@ from .status import ModelReport
 
 # A pod answers its readiness at once; one that takes longer is as good as silent.
 TIMEOUT = 2.0
+# The most of the pod's reason a condition's message carries.
+REASON_LIMIT = 1024
 
 
 def model_server_url(service: str, namespace: str, cluster_domain: str, base: str = "") -> str:
@@ -45,5 +47,5 @@ async def model_report(client: httpx.AsyncClient, url: str, inference_id: str) -
     except ValueError:
         body = {}
     body = body if isinstance(body, dict) else {}
-    reason = str(body.get("reason") or f"the model server answered {answer.status_code}")
+    reason = str(body.get("reason") or f"the model server answered {answer.status_code}")[:REASON_LIMIT]
     return ModelReport(loaded=False, failed=body.get("state") == "failed", message=reason)
