@@ -7,7 +7,8 @@ here, never written; what this process applied and wrote for an endpoint is an
 ``Applied`` kept in kopf's memo of that object (a CR deleted and created again has a new
 uid, hence a new memo), written here alone. This module never decides what an object
 looks like: ``builders`` and ``status`` do. Kubernetes Events are posted on each
-condition transition.
+condition transition. A member of a shared model server is Ready once the server reports
+its own model loaded (``follow_models`` asks; ``model_reports`` speaks the HTTP).
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ from kubeinfer.config import OperatorSettings
 from kubeinfer.resource import LABEL_ALLOW_CUSTOM_URL
 from .pools import LABEL_POOL
 from .status import (
-    ModelReport, Observation, apply_failed, observe_model, endpoint_status, invalid_spec, observe_deployment, policy_violation,
-    region_not_allowed, same_status, secret_not_allowed, secret_not_found, transitions,
+    ModelReport, Observation, apply_failed, endpoint_status, invalid_spec, observe_deployment, observe_model,
+    policy_violation, region_not_allowed, same_status, secret_not_allowed, secret_not_found, transitions,
 )
 
 Key = tuple[str, str]  # (namespace, name) of an InferenceEndpoint, or of a Secret
@@ -61,7 +62,7 @@ GROUP_MEMO = "ServingGroup"
 # Owned objects whose absence is worth remembering: deleting them when absent is a wasted call.
 AUTOSCALERS = frozenset({"HorizontalPodAutoscaler", "ScaledObject"})
 # How long a model a shared model server reported loaded is trusted before it is asked again
-# (a restarted pod loads it anew); one not loaded yet is asked at each of the timer's turns.
+# (a restarted pod loads it anew); one not loaded yet is asked at each turn of follow_models.
 MODEL_RECHECK = 60.0
 MODEL_CHECK_INTERVAL = 2.0
 CONCURRENT_MODEL_CHECKS = 16
@@ -294,6 +295,8 @@ class Reconciler:
         served = applied.served
         if served is None or not served.observation.ready or served.observation.reason == SCALED_TO_ZERO:
             return
+        if (cr.get("metadata") or {}).get("generation") != served.generation:
+            return  # a new spec: its reconcile comes first
         if applied.model is not None and applied.model.loaded and (
                 time.monotonic() - applied.model_checked_at < MODEL_RECHECK):
             return
