@@ -323,6 +323,8 @@ class Reconciler:
                     await self.check_model(seen.body, seen.applied)
                 except KubeError as exc:  # the next turn writes it
                     self.logger.debug("could not write the model's state of %s/%s: %s", *key_of(seen.body), exc)
+                except Exception:  # noqa: BLE001 - one member's trouble must not stop the others' checks
+                    self.logger.exception("checking the model of %s/%s failed", *key_of(seen.body))
 
         while True:
             members = [seen for seens in list(self.endpoints.values()) for seen in seens
