@@ -262,6 +262,15 @@ class OperatorSettings(ModelSettings):
     gateway_pod_labels: dict[str, str] = Field(
         default_factory=lambda: {"app.kubernetes.io/name": "kubeinfer", "app.kubernetes.io/component": "gateway"},
         description="Labels that select the gateway's pods.")
+    operator_namespace: str = Field(
+        default="", description="Namespace of the operator's pods, which ask pool pods which models they "
+                                "loaded; empty: any.")
+    operator_pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "kubeinfer", "app.kubernetes.io/component": "operator"},
+        description="Labels that select the operator's pods.")
+    model_server_url: str = Field(
+        default="", description="Base URL the operator asks a shared model server's /readyz?model= at; empty: "
+                                "the model server's Service, http://SERVICE.NAMESPACE.svc.CLUSTER_DOMAIN.")
     allow_link_local_urls: bool = Field(
         default=False, description="Let provider URLs point at link-local and cloud metadata addresses.")
     deployment_policy: DeploymentPolicy = Field(
@@ -344,6 +353,15 @@ class ServerSettings(ModelSettings, HttpSettings):
         default="float32", description="Precision of local models on CPU; bfloat16 keeps torch.")
     cuda_graphs: bool = Field(
         default=True, description="On a GPU, replay CUDA graphs of local models' forward pass: one launch per batch.")
+    operator_namespace: str = Field(
+        default="", description="Namespace of the operator's pods, which ask pool pods which models they "
+                                "loaded; empty: any.")
+    operator_pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "kubeinfer", "app.kubernetes.io/component": "operator"},
+        description="Labels that select the operator's pods.")
+    model_server_url: str = Field(
+        default="", description="Base URL the operator asks a shared model server's /readyz?model= at; empty: "
+                                "the model server's Service, http://SERVICE.NAMESPACE.svc.CLUSTER_DOMAIN.")
     allow_link_local_urls: bool = Field(
         default=False, description="Let provider URLs point at link-local and cloud metadata addresses.")
     runtime: Literal["auto", "torch", "onnx"] = Field(

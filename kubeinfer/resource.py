@@ -97,6 +97,9 @@ SCALED_TO_ZERO = "ScaledToZero"
 DEPLOYMENT_NOT_FOUND = "DeploymentNotFound"
 # A pool member whose model does not fit in the pool's memory budget.
 POOL_FULL = "PoolFull"
+# A member of a shared model server whose own model is still loading, or failed to load.
+MODEL_LOADING = "ModelLoading"
+MODEL_LOAD_FAILED = "ModelLoadFailed"
 APPLY_FAILED = "ApplyFailed"
 
 

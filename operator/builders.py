@@ -240,10 +240,13 @@ def desired_state(
                         scaled_object=scaled_object, network_policy=network_policy)
 
 
-def _network_policy(settings: OperatorSettings, metadata: dict[str, Any], selector: dict[str, str]) -> dict[str, Any]:
+def _network_policy(settings: OperatorSettings, metadata: dict[str, Any], selector: dict[str, str],
+                    *, operator_reads_models: bool = False) -> dict[str, Any]:
     """Ingress to the endpoint's pods from the gateway and the allowed namespaces only: an
     endpoint pod has no authentication of its own, so nothing else may skip the gateway's
-    checks. (The kubelet's probes are not subject to NetworkPolicies.)"""
+    checks. (The kubelet's probes are not subject to NetworkPolicies.) A shared model
+    server's pods (``operator_reads_models``) also admit the operator's pods, which ask
+    them at ``/readyz?model=`` whether each member's model is loaded."""
     gateway: dict[str, Any] = {"podSelector": {"matchLabels": dict(settings.gateway_pod_labels)}}
     gateway["namespaceSelector"] = (
         {"matchLabels": {"kubernetes.io/metadata.name": settings.gateway_namespace}}
@@ -261,9 +264,20 @@ def _network_policy(settings: OperatorSettings, metadata: dict[str, Any], select
         "spec": {
             "podSelector": {"matchLabels": dict(selector)},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": peers, "ports": [{"port": "http", "protocol": "TCP"}]}],
+            "ingress": [{"from": peers, "ports": [{"port": "http", "protocol": "TCP"}]},
+                        *([_operator_ingress(settings)] if operator_reads_models else [])],
         },
     }
+
+
+def _operator_ingress(settings: OperatorSettings) -> dict[str, Any]:
+    """The operator's pods, in their namespace, to the pods' port: nothing else."""
+    operator: dict[str, Any] = {"podSelector": {"matchLabels": dict(settings.operator_pod_labels)}}
+    operator["namespaceSelector"] = (
+        {"matchLabels": {"kubernetes.io/metadata.name": settings.operator_namespace}}
+        if settings.operator_namespace else {}
+    )
+    return {"from": [operator], "ports": [{"port": "http", "protocol": "TCP"}]}
 
 
 def _model_aliases(settings: OperatorSettings, overrides: Mapping[str, Any]) -> dict[str, str]:

@@ -5,6 +5,9 @@
   memo), the Secrets each references, and which are Ready (the probe and the metric).
   Create, update and resume reconcile; on delete kopf forgets them (the objects go with
   their owner through ownerReferences).
+- Members of a shared model server (a pool, or another endpoint's deployment): one loop,
+  started at login, goes over kopf's index and asks each member's server whether its own
+  model is loaded (``Reconciler.follow_models``): its ``Ready`` says so, not the pods'.
 - Deployments, Services and ConfigMaps the operator manages: a watch (not a poll) keeps
   ``Ready`` in step with the Deployment's availability and puts back what drifted.
   kopf watches them with a server-side label selector: unrelated objects never arrive.
@@ -140,7 +143,7 @@ async def login(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: loggin
     policy_namespace = operator_settings.region_policy_namespace or info.default_namespace or "default"
     reconciler.region_policy_read = asyncio.Event()
     watches = [*secret_watches(reconciler, namespaces), region_policy_watch(reconciler, policy_namespace, logger)]
-    memo.watching = asyncio.gather(*(watch.run() for watch in watches))
+    memo.watching = asyncio.gather(*(watch.run() for watch in watches), reconciler.follow_models())
     return info
 
 
@@ -153,7 +156,7 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
             await task
     reconciler = getattr(memo, "reconciler", None)
     if reconciler is not None:
-        await reconciler.client.close()
+        await reconciler.close()
 
 
 @kopf.on.probe(id="endpoints_ready")

@@ -310,7 +310,7 @@ def desired_group(group: ServingGroup, settings: OperatorSettings, *, uid: str |
     service = {"apiVersion": "v1", "kind": "Service", "metadata": metadata(), "spec": {
         "type": "ClusterIP", "selector": dict(selector),
         "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]}}
-    network_policy = (builders._network_policy(settings, metadata(), selector)
+    network_policy = (builders._network_policy(settings, metadata(), selector, operator_reads_models=True)
                       if settings.endpoint_network_policy else None)
     hpa = scaled_object = None
     configs = [parse_spec(cr) for cr in decided.served]

@@ -7,7 +7,8 @@ here, never written; what this process applied and wrote for an endpoint is an
 ``Applied`` kept in kopf's memo of that object (a CR deleted and created again has a new
 uid, hence a new memo), written here alone. This module never decides what an object
 looks like: ``builders`` and ``status`` do. Kubernetes Events are posted on each
-condition transition.
+condition transition. A member of a shared model server is Ready once the server reports
+its own model loaded (``follow_models`` asks; ``model_reports`` speaks the HTTP).
 """
 
 from __future__ import annotations
@@ -20,17 +21,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Collection, Mapping
 
+import httpx
+
 from kubeinfer.catalog import InferenceEndpointConfig
 from kubeinfer.deployment_policy import PolicyViolation
 from kubeinfer.errors import ElasticsearchError
 from kubeinfer.region_policy import RegionPolicy, endpoint_reach, region_refusal
-from kubeinfer.resource import KIND, READY
+from kubeinfer.resource import KIND, READY, SCALED_TO_ZERO
 
 from . import metrics
 from .builders import (
     Autoscaler, DesiredState, check_policy, desired_state, endpoint_url, parse_spec, referenced_secrets, workload_name,
 )
 from .kube import KubeError, OperatorClient
+from .model_reports import model_report, model_server_url
 from .pools import (
     Refusal, ServingGroup, deployment_id, desired_group, endpoint_metadata, inference_id, pool_name, serving_groups,
 )
@@ -39,8 +43,8 @@ from kubeinfer.config import OperatorSettings
 from kubeinfer.resource import LABEL_ALLOW_CUSTOM_URL
 from .pools import LABEL_POOL
 from .status import (
-    Observation, apply_failed, endpoint_status, invalid_spec, observe_deployment, policy_violation,
-    region_not_allowed, same_status, secret_not_allowed, secret_not_found, transitions,
+    ModelReport, Observation, apply_failed, endpoint_status, invalid_spec, observe_deployment, observe_model,
+    policy_violation, region_not_allowed, same_status, secret_not_allowed, secret_not_found, transitions,
 )
 
 Key = tuple[str, str]  # (namespace, name) of an InferenceEndpoint, or of a Secret
@@ -57,6 +61,21 @@ REGION_POLICY_WAIT = 10.0
 GROUP_MEMO = "ServingGroup"
 # Owned objects whose absence is worth remembering: deleting them when absent is a wasted call.
 AUTOSCALERS = frozenset({"HorizontalPodAutoscaler", "ScaledObject"})
+# How long a model a shared model server reported loaded is trusted before it is asked again
+# (a restarted pod loads it anew); one not loaded yet is asked at each turn of follow_models.
+MODEL_RECHECK = 60.0
+MODEL_CHECK_INTERVAL = 2.0
+CONCURRENT_MODEL_CHECKS = 16
+
+
+@dataclass(frozen=True)
+class Served:
+    """A member of a shared model server as its last reconcile saw it: the server, the
+    generation it was built for and what its Deployment said (before its model's report)."""
+
+    model_server: str
+    generation: int | None
+    observation: Observation
 
 
 @dataclass(eq=False)
@@ -73,6 +92,11 @@ class Applied:
     absent: set[str] = field(default_factory=set)
     # Referenced Secrets -> the resourceVersion the pods were built with (None: missing).
     secrets: dict[Key, str | None] = field(default_factory=dict)
+    # Of a member of a shared model server (None: served alone, or not served): the server,
+    # and what it last said of the member's model and when (time.monotonic()).
+    served: Served | None = None
+    model: ModelReport | None = None
+    model_checked_at: float = 0.0
 
     def forget(self) -> None:
         """The endpoint is gone: nothing of it is known any more."""
@@ -80,6 +104,8 @@ class Applied:
         self.fingerprints.clear()
         self.absent.clear()
         self.secrets.clear()
+        self.served = None
+        self.model = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,6 +182,8 @@ class Reconciler:
     # Uids of endpoints deleted that kopf's index may still hold for a moment: a model server
     # they shared must not list them again.
     _gone: set[str] = field(default_factory=set)
+    # Asks shared model servers which models they loaded (opened on first use).
+    http: httpx.AsyncClient | None = None
 
     # ---- the reconcile loop body ------------------------------------------------------------
     async def reconcile(self, cr: Mapping[str, Any], applied: Applied, *, trigger: str) -> dict[str, Any]:
@@ -184,6 +212,7 @@ class Reconciler:
             return await self.write_status(cr, applied, observation)
 
     async def _converge(self, cr: Mapping[str, Any], key: Key, applied: Applied) -> Observation:
+        served, applied.served = applied.served, None
         admitted = await self.admit(cr, key, applied)
         if isinstance(admitted, Observation):
             return admitted
@@ -193,7 +222,8 @@ class Reconciler:
         if isinstance(shared, Refusal):
             return Observation(ready=False, reason=shared.reason, message=shared.message)
         if shared is not None:
-            return await self._converge_group(cr, key, config, shared)
+            observation = await self._converge_group(cr, key, config, shared)
+            return self._member_observed(cr, applied, served, observation)
         desired = desired_state(cr, self.settings, secret_versions=versions, autoscaler=await self.autoscaler(),
                                 region_policy=self.region_policy)
         deployment = await self._apply(desired, key, applied)
@@ -245,6 +275,67 @@ class Reconciler:
         observation = with_vectors(observe_deployment(deployment, url=state.url(cr, self.settings.cluster_domain)),
                                    config)
         return dataclasses.replace(observation, model_server=group.name)
+
+    def _member_observed(self, cr: Mapping[str, Any], applied: Applied, before: Served | None,
+                         observation: Observation) -> Observation:
+        """A member's observation with its model's last report: a new server, or a new
+        generation of the member (its model may change), waits for a new report."""
+        generation = (cr.get("metadata") or {}).get("generation")
+        if observation.model_server is None:  # refused a place on it
+            applied.model = None
+            return observation
+        if before is None or before.model_server != observation.model_server or before.generation != generation:
+            applied.model = None
+        applied.served = Served(observation.model_server, generation, observation)
+        return observe_model(observation, applied.model)
+
+    async def check_model(self, cr: Mapping[str, Any], applied: Applied) -> None:
+        """Ask the member's shared model server whether its model is loaded, and write the
+        ``Ready`` that follows: often while it is not, seldom once it is."""
+        served = applied.served
+        if served is None or not served.observation.ready or served.observation.reason == SCALED_TO_ZERO:
+            return
+        if (cr.get("metadata") or {}).get("generation") != served.generation:
+            return  # a new spec: its reconcile comes first
+        if applied.model is not None and applied.model.loaded and (
+                time.monotonic() - applied.model_checked_at < MODEL_RECHECK):
+            return
+        key = key_of(cr)
+        if self.http is None:
+            self.http = httpx.AsyncClient(trust_env=False)
+        url = model_server_url(served.model_server, key[0], self.settings.cluster_domain,
+                               self.settings.model_server_url)
+        report = await model_report(self.http, url, inference_id(cr))
+        async with self.lock(key):
+            if applied.served is not served:
+                return  # reconciled meanwhile: the next turn asks again
+            applied.model, applied.model_checked_at = report, time.monotonic()
+            await self.write_status(cr, applied, observe_model(served.observation, report))
+
+    async def follow_models(self, interval: float = MODEL_CHECK_INTERVAL) -> None:
+        """Forever: ask about the models of the members of shared model servers that kopf's
+        index holds, a few at a time, every ``interval`` seconds."""
+        turns = asyncio.Semaphore(CONCURRENT_MODEL_CHECKS)
+
+        async def one(seen: Seen) -> None:
+            async with turns:
+                try:
+                    await self.check_model(seen.body, seen.applied)
+                except KubeError as exc:  # the next turn writes it
+                    self.logger.debug("could not write the model's state of %s/%s: %s", *key_of(seen.body), exc)
+                except Exception:  # noqa: BLE001 - one member's trouble must not stop the others' checks
+                    self.logger.exception("checking the model of %s/%s failed", *key_of(seen.body))
+
+        while True:
+            members = [seen for seens in list(self.endpoints.values()) for seen in seens
+                       if seen.applied.served is not None and not deleting(seen.body)]
+            await asyncio.gather(*(one(seen) for seen in members))
+            await asyncio.sleep(interval)
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()
+        await self.client.close()
 
     async def _regroup(self, cr: Mapping[str, Any], key: Key, applied: Applied, group: str) -> None:
         """The endpoint moved between model servers (joined a pool, left one, took a

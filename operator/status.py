@@ -11,12 +11,13 @@ gateway reads status with. This module reads no API and knows nothing of kopf.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from kubeinfer.resource import (
-    APPLY_FAILED, AVAILABLE, DEPLOYMENT_NOT_FOUND, INVALID_SPEC, POLICY_VIOLATION, PROGRESSING, READY, RECONCILING,
+    APPLY_FAILED, AVAILABLE, MODEL_LOAD_FAILED, MODEL_LOADING, DEPLOYMENT_NOT_FOUND, INVALID_SPEC, POLICY_VIOLATION, PROGRESSING, READY, RECONCILING,
     REGION_NOT_ALLOWED,
     ROLLING_OUT, ROLLOUT_COMPLETE, ROLLOUT_FAILED, SCALED_TO_ZERO, SECRET_NOT_ALLOWED, SECRET_NOT_FOUND, STALLED,
     UNAVAILABLE, ConditionStatus, LABEL_ALLOW_CUSTOM_URL,
@@ -130,6 +131,28 @@ def observe_deployment(deployment: Mapping[str, Any] | None, *, url: str | None 
                        url=url)
 
 
+@dataclass(frozen=True)
+class ModelReport:
+    """What a shared model server's pod said of one member's model (``/readyz?model=``)."""
+
+    loaded: bool
+    failed: bool = False
+    message: str = ""
+
+
+def observe_model(observation: Observation, report: ModelReport | None) -> Observation:
+    """A shared model server's member is Ready once its own model is loaded, not when the
+    Deployment is: the pods serve the others meanwhile, and one model that failed fails
+    alone. A Deployment that is not ready (or scaled to zero: a request wakes it) says more."""
+    if not observation.ready or observation.reason == SCALED_TO_ZERO or (report is not None and report.loaded):
+        return observation
+    if report is not None and report.failed:
+        return dataclasses.replace(observation, ready=False, reason=MODEL_LOAD_FAILED,
+                                   message=f"its model failed to load: {report.message}")
+    message = report.message if report is not None and report.message else "its model is loading"
+    return dataclasses.replace(observation, ready=False, reason=MODEL_LOADING, message=message)
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -152,7 +175,8 @@ def condition(previous: list[Mapping[str, Any]] | None, type_: str, status: bool
 
 def _stalled(observation: Observation) -> tuple[str, str] | None:
     """Why the operator cannot make progress on its own, if it cannot."""
-    if observation.reason in (INVALID_SPEC, POLICY_VIOLATION, REGION_NOT_ALLOWED, SECRET_NOT_FOUND, APPLY_FAILED):
+    if observation.reason in (INVALID_SPEC, POLICY_VIOLATION, REGION_NOT_ALLOWED, SECRET_NOT_FOUND, APPLY_FAILED,
+                              MODEL_LOAD_FAILED):
         return observation.reason, observation.message
     if observation.progressing_reason == ROLLOUT_FAILED:
         return ROLLOUT_FAILED, observation.progressing_message

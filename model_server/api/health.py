@@ -1,6 +1,7 @@
 """Probes and metrics: ``/healthz`` (the process answers), ``/readyz`` (the endpoint can
 serve: model loaded and warmed up; ``/readyz?model=<inference id>``: that endpoint's
-model, where a server holds several) and ``/metrics`` (Prometheus text)."""
+model, where a server holds several: ``state`` ``loading`` or ``failed`` when it is not
+ready) and ``/metrics`` (Prometheus text)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ def health_router(readiness: Callable[[], bool], model_readiness: Callable[[str]
                 return ElasticsearchJSONResponse({"status": "not_found", "model": model}, status_code=404)
             if state.ready:
                 return ElasticsearchJSONResponse({"status": "ready", "model": model})
-            return ElasticsearchJSONResponse({"status": "not_ready", "model": model, "reason": state.reason},
+            # ``state`` tells a model still loading from one that failed (the operator's Ready reads it).
+            return ElasticsearchJSONResponse({"status": "not_ready", "model": model, "reason": state.reason,
+                                              "state": "loading" if getattr(state, "loading", False) else "failed"},
                                              status_code=503)
         if readiness():
             return ElasticsearchJSONResponse({"status": "ready"})

@@ -48,6 +48,8 @@ class ModelState:
 
     ready: bool
     reason: str = ""
+    # Not ready only because it is still loading (it may become ready on its own).
+    loading: bool = False
 
 
 class PoolStore:
@@ -145,7 +147,7 @@ class PoolStore:
             return ModelState(False, self._failures[owner])
         backend = self._backends.get(owner)
         if backend is None or not backend.ready:
-            return ModelState(False, "its model is loading")
+            return ModelState(False, "its model is loading", loading=True)
         return ModelState(True)
 
     def _sharing_problem(self, config: InferenceEndpointConfig, owner: str) -> str:
@@ -174,7 +176,7 @@ class PoolStore:
         config = await self.get(inference_id)
         state = self.model_state(inference_id)
         if state is not None and not state.ready:
-            status = 503 if state.reason == "its model is loading" else 500
+            status = 503 if state.loading else 500
             raise status_exception(f"inference endpoint [{inference_id}] is not ready: {state.reason}", status)
         return self._backends[deployment_of(config)]
 

@@ -1,15 +1,23 @@
 """The operator serving pools and endpoints on another endpoint's deployment, running for
 real under kopf against the Kubernetes API emulator: one model server per group, a
-ConfigMap that follows the members, PoolFull when the budget is spent."""
+ConfigMap that follows the members, PoolFull when the budget is spent, and each member
+Ready once its own model is loaded.
+
+The emulator runs no pods: a fake pool pod answers ``/readyz?model=<inference id>`` as
+``kubeinfer serve --pool`` does, with the state each test gives each model, and records
+what the operator asked."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 import yaml
 
 from apiservers import api_server, emulator_only
+from fake_providers import FakeProvider, Received, Reply
+from local_mode import ServedFake
 from kubeemu import CONFIGMAPS, DEPLOYMENTS, INFERENCE_ENDPOINTS, EmulatedCluster
 from kubeemu.fixtures import running_operator
 
@@ -35,8 +43,39 @@ def kube(request):
         yield cluster
 
 
+class PoolPod:
+    """A pool pod's ``/readyz?model=``: each model loaded unless the test says otherwise."""
+
+    def __init__(self) -> None:
+        self.loading: set[str] = set()
+        self.failed: dict[str, str] = {}
+        self.fake = FakeProvider().on("/readyz", self.readyz)
+
+    def readyz(self, received: Received) -> Reply:
+        model = received.query["model"]
+        if model in self.failed:
+            return Reply(503, {"status": "not_ready", "model": model, "state": "failed",
+                               "reason": self.failed[model]})
+        if model in self.loading:
+            return Reply(503, {"status": "not_ready", "model": model, "state": "loading",
+                               "reason": "its model is loading"})
+        return Reply(json={"status": "ready", "model": model})
+
+    def asked(self, model: str) -> int:
+        return sum(1 for r in self.fake.to("/readyz") if r.query.get("model") == model)
+
+
 @pytest.fixture
-def env(kubeconfig, monkeypatch):
+def pool_pod():
+    pod = PoolPod()
+    with ServedFake(pod.fake) as served:
+        pod.url = served.url
+        yield pod
+
+
+@pytest.fixture
+def env(kubeconfig, monkeypatch, pool_pod):
+    monkeypatch.setenv("KUBEINFER_MODEL_SERVER_URL", pool_pod.url)
     monkeypatch.setenv("KUBEINFER_METRICS_PORT", "0")
     monkeypatch.setenv("KUBEINFER_GPUS_PER_ENDPOINT", "0")
     monkeypatch.setenv("KUBEINFER_POOL_MEMORY", "5Gi")
@@ -113,3 +152,40 @@ def test_an_endpoint_joining_and_leaving_a_pool_moves_its_model_between_servers(
         kube.patch(INFERENCE_ENDPOINTS, NS, "solo", {"spec": {"deployment": {"pool": None}}})
         kube.wait_until(lambda: listed(kube, "kubeinfer-pool-small") == ["dense"], message="solo left")
         kube.wait_until(lambda: kube.get(DEPLOYMENTS, NS, "solo"), message="solo's own Deployment again")
+
+
+@emulator_only()
+def test_a_pool_member_is_ready_once_its_own_model_is_loaded(kube, env, pool_pod):
+    pool_pod.loading = {"dense", "late"}
+    pool_pod.failed = {"broken": "OSError: org/nothing is not a model repository"}
+    with running_operator():
+        kube.create(INFERENCE_ENDPOINTS, endpoint("dense", pool="small", memory="1Gi"))
+        kube.create(INFERENCE_ENDPOINTS, endpoint("broken", pool="small", memory="1Gi"))
+        kube.wait_until(lambda: kube.get(DEPLOYMENTS, NS, "kubeinfer-pool-small"), message="the pool's Deployment")
+        kube.wait_until(lambda: pool_pod.asked("dense") and pool_pod.asked("broken"), message="the pod asked")
+        # The pool's Deployment is available, but the models are not loaded.
+        assert ready(kube, "dense")["status"] == "False"
+        assert ready(kube, "dense")["reason"] == "ModelLoading"
+        assert ready(kube, "dense")["message"] == "its model is loading"
+        kube.wait_until(lambda: ready(kube, "broken").get("reason") == "ModelLoadFailed", message="broken failed")
+        assert ready(kube, "broken")["status"] == "False"
+        assert ready(kube, "broken")["message"] == (
+            "its model failed to load: OSError: org/nothing is not a model repository")
+
+        pool_pod.loading.discard("dense")
+        kube.wait_until(lambda: ready(kube, "dense").get("status") == "True", message="dense Ready")
+        assert ready(kube, "broken")["reason"] == "ModelLoadFailed"
+
+        # A member added to the running pool goes through the same.
+        kube.create(INFERENCE_ENDPOINTS, endpoint("late", "sparse_embedding", pool="small", memory="1Gi"))
+        kube.wait_until(lambda: pool_pod.asked("late"), message="the pod asked about late")
+        kube.wait_until(lambda: ready(kube, "late").get("reason") == "ModelLoading", message="late loading")
+        assert ready(kube, "late")["status"] == "False"
+        assert ready(kube, "dense")["status"] == "True"
+        pool_pod.loading.discard("late")
+        kube.wait_until(lambda: ready(kube, "late").get("status") == "True", message="late Ready")
+
+        # Once loaded, the pod is not asked at each turn.
+        asked = pool_pod.asked("dense")
+        time.sleep(4)
+        assert pool_pod.asked("dense") <= asked + 1

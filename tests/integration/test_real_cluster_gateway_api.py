@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from fake_providers import FakeProvider, Reply
+from local_mode import ServedFake
 from operator_process import free_port, running_operator
 from test_real_cluster import (  # noqa: F401 - fixtures
     IE, RELEASE_NS, RESTRICTED, admin, endpoint, helm_install, identity, kubectl, ready,
@@ -62,7 +64,10 @@ def test_pools_routes_and_inference_pools_are_accepted_by_the_api_server(real_ku
     env = {**os.environ, "KUBECONFIG": str(identity(real_kube, tmp_path, "kubeinfer-operator")),
            "KUBEINFER_METRICS_PORT": "0", "KUBEINFER_AUTOSCALER": "hpa",
            "KUBEINFER_GATEWAY_PARENT": "infra/edge", "KUBEINFER_INFERENCE_POOL": "true"}
-    with running_operator(env, tmp_path, free_port()):
+    # The control plane runs no pods: a fake model server says every model is loaded.
+    pool_pod = FakeProvider().on("/readyz", lambda r: Reply(json={"status": "ready", "model": r.query["model"]}))
+    with ServedFake(pool_pod) as served, running_operator({**env, "KUBEINFER_MODEL_SERVER_URL": served.url},
+                                                          tmp_path, free_port()):
         for body in members():
             real_kube.create(IE, body)
         for name in ("dense", "sparse", "solo", "on-solo"):

@@ -10,6 +10,7 @@ import yaml
 from kubeinfer.cli import main
 from kubeinfer.config import OperatorSettings
 from kubeinfer_operator.builders import desired_state
+from kubeinfer_operator.pools import desired_group, serving_groups
 
 CR = {
     "apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint",
@@ -61,3 +62,31 @@ def test_render_shows_the_policy(tmp_path, capsys):
     assert main(["render", str(path)]) == 0
     kinds = [d["kind"] for d in yaml.safe_load_all(capsys.readouterr().out) if d]
     assert "NetworkPolicy" in kinds
+
+
+OPERATOR = {"app.kubernetes.io/name": "kubeinfer", "app.kubernetes.io/instance": "kubeinfer",
+            "app.kubernetes.io/component": "operator"}
+POOL_MEMBER = {
+    "apiVersion": "kubeinfer.io/v1alpha1", "kind": "InferenceEndpoint",
+    "metadata": {"name": "dense", "namespace": "team-a", "uid": "uid-2"},
+    "spec": {"taskType": "text_embedding", "service": "elasticsearch", "deployment": {"pool": "small"},
+             "serviceSettings": {"model_id": "org/dense", "num_allocations": 1, "num_threads": 1}},
+}
+
+
+def test_the_operator_alone_may_also_reach_a_pools_pods_to_read_its_models():
+    [group] = serving_groups([POOL_MEMBER])[0]
+    state = desired_group(group, settings(KUBEINFER_OPERATOR_NAMESPACE="kubeinfer",
+                                          KUBEINFER_OPERATOR_POD_LABELS=json.dumps(OPERATOR)))
+    gateway, operator = state.network_policy["spec"]["ingress"]
+    assert gateway["from"][0]["podSelector"] == {"matchLabels": GATEWAY}
+    assert operator == {"from": [{"podSelector": {"matchLabels": OPERATOR},
+                                  "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubeinfer"}}}],
+                        "ports": [{"port": "http", "protocol": "TCP"}]}
+    assert state.network_policy["spec"]["podSelector"]["matchLabels"].items() <= (
+        state.deployment["spec"]["template"]["metadata"]["labels"].items())
+
+
+def test_an_endpoint_served_alone_admits_no_operator():
+    policy = desired_state(CR, settings(KUBEINFER_OPERATOR_NAMESPACE="kubeinfer")).network_policy
+    assert len(policy["spec"]["ingress"]) == 1

@@ -3,7 +3,8 @@
 import pytest
 
 from kubeinfer_operator.status import (
-    endpoint_status, invalid_spec, observe_deployment, same_status, secret_not_found, transitions,
+    ModelReport, endpoint_status, invalid_spec, observe_deployment, observe_model, same_status, secret_not_found,
+    transitions,
 )
 
 URL = "http://e5.ml.svc.cluster.local/_inference/text_embedding/e5"
@@ -100,3 +101,25 @@ def test_every_status_the_operator_writes_fits_the_crds_status_schema(observatio
     status = endpoint_status(None, observation, 4)
     written = {key: value for key, value in status.items() if value is not None}
     assert InferenceEndpointStatus.model_validate(written).model_dump(by_alias=True, exclude_none=True) == written
+
+
+AVAILABLE = deployment(observedGeneration=1, replicas=1, updatedReplicas=1, readyReplicas=1, availableReplicas=1)
+
+
+def test_a_shared_model_servers_member_is_ready_once_its_own_model_is_loaded():
+    pods_up = observe_deployment(AVAILABLE, url=URL)
+    assert observe_model(pods_up, ModelReport(loaded=True)) == pods_up
+    loading = observe_model(pods_up, None)
+    assert (loading.ready, loading.reason, loading.message) == (False, "ModelLoading", "its model is loading")
+    failed = observe_model(pods_up, ModelReport(loaded=False, failed=True, message="OSError: no such model"))
+    assert (failed.ready, failed.reason) == (False, "ModelLoadFailed")
+    assert failed.message == "its model failed to load: OSError: no such model"
+    conditions = {c["type"]: c for c in endpoint_status(None, failed, 1)["conditions"]}
+    assert conditions["Stalled"]["reason"] == "ModelLoadFailed"  # it will not load on its own
+    assert "Stalled" not in {c["type"] for c in endpoint_status(None, loading, 1)["conditions"]}
+
+
+def test_the_pools_deployment_speaks_first_when_it_is_not_up_or_scaled_to_zero():
+    for deployment_says in (observe_deployment(None, url=URL),
+                            observe_deployment(deployment(replicas=0, observedGeneration=1), url=URL)):
+        assert observe_model(deployment_says, ModelReport(loaded=False, failed=True, message="x")) == deployment_says

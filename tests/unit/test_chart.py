@@ -116,6 +116,11 @@ def test_operator_environment_sets_every_operator_setting(defaults):
     assert settings.gpus_per_endpoint == 1 and settings.gpu_resource == "nvidia.com/gpu"
     assert settings.watch_namespaces == () and settings.model_cache_pvc == ""
     assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # Pool pods admit the operator's own pods (it reads which models they loaded).
+    operator_pods = named(defaults, "Deployment", OPERATOR)["spec"]["template"]["metadata"]["labels"]
+    assert settings.operator_namespace == NAMESPACE
+    assert settings.operator_pod_labels.items() <= operator_pods.items()
+    assert settings.operator_pod_labels["app.kubernetes.io/component"] == "operator"
 
 
 def test_every_operator_value_reaches_the_operator_settings():

@@ -53,7 +53,26 @@ async def test_a_model_added_later_does_not_make_the_pod_unready_while_it_loads(
         assert (await client.get("/readyz")).status_code == 200
         later = await client.get("/readyz", params={"model": "later"})
         assert later.status_code == 503 and later.json()["reason"] == "its model is loading"
+        assert later.json()["state"] == "loading"
         gates["later"].set()
         await asyncio.sleep(0.01)
         assert (await client.get("/readyz", params={"model": "later"})).status_code == 200
+        await store.close()
+
+
+class BrokenBackend(HeldBackend):
+    async def start(self) -> None:
+        raise OSError("org/missing is not a model repository")
+
+
+async def test_a_model_that_failed_to_load_says_so_apart_from_one_loading():
+    store = PoolStore(lambda config: BrokenBackend(config, asyncio.Event()))
+    app = create_app(store)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pod") as client:
+        await store.update([endpoint("missing")])
+        await asyncio.sleep(0.01)
+        answer = await client.get("/readyz", params={"model": "missing"})
+        assert answer.status_code == 503
+        assert answer.json() == {"status": "not_ready", "model": "missing", "state": "failed",
+                                 "reason": "OSError: org/missing is not a model repository"}
         await store.close()
