@@ -29,7 +29,8 @@ def wait_http(url: str, timeout: float = 20) -> httpx.Response:
 def operator_process(kube, kubeconfig, tmp_path):
     health, metrics = free_port(), free_port()
     env = {**os.environ, "KUBEINFER_METRICS_PORT": str(metrics), "KUBEINFER_GPUS_PER_ENDPOINT": "0",
-           "KUBEINFER_SERVER_CPU_IMAGE": "reg/server:7", "KUBEINFER_WATCH_NAMESPACES": "team-a"}
+           "KUBEINFER_SERVER_CPU_IMAGE": "reg/server:7", "KUBEINFER_WATCH_NAMESPACES": "team-a",
+           "KUBEINFER_REGION_POLICY_NAMESPACE": "kubeinfer"}
     with running_operator(env, tmp_path, health) as proc:
         yield proc, health, metrics
 
@@ -60,10 +61,13 @@ def test_operator_command_serves_liveness_metrics_and_watches_only_its_namespace
     assert "kubeinfer_operator_endpoints_ready 1.0" in text
     assert kube.get(DEPLOYMENTS, "team-b", "theirs") is None
     assert proc.poll() is None
-    # Every list and watch of endpoints, their objects and Secrets stays in team-a.
-    listed = {str(r.url.path) for r in kube.requests() if r.method.value == "GET"
-              and str(r.url.path).endswith(("/inferenceendpoints", "/deployments", "/services", "/configmaps",
-                                            "/secrets"))}
+    # Every list and watch of endpoints, their objects and Secrets stays in team-a; the one
+    # read elsewhere is the region policy's ConfigMap, by its label, in the release namespace.
+    reads = [r for r in kube.requests() if r.method.value == "GET" and str(r.url.path).endswith(
+        ("/inferenceendpoints", "/deployments", "/services", "/configmaps", "/secrets"))]
+    policy = [r for r in reads if str(r.url.path) == "/api/v1/namespaces/kubeinfer/configmaps"]
+    assert policy and all(r.url.query.get("labelSelector") == "kubeinfer.io/region-policy=true" for r in policy)
+    listed = {str(r.url.path) for r in reads if r not in policy}
     assert listed and all("/namespaces/team-a/" in path for path in listed), sorted(listed)
     assert any(path.endswith("/secrets") for path in listed)
 
