@@ -46,6 +46,9 @@ def test_every_setting_is_read_from_its_variable():
         "KUBEINFER_GATEWAY_PARENT": "infra/edge",
         "KUBEINFER_INFERENCE_POOL": "true",
         "KUBEINFER_ENDPOINT_PICKER": "picker:9002",
+        "KUBEINFER_OPERATOR_NAMESPACE": "kubeinfer",
+        "KUBEINFER_OPERATOR_POD_LABELS": '{"app": "op"}',
+        "KUBEINFER_MODEL_SERVER_URL": "http://127.0.0.1:8080",
     }
     assert set(env) == set(ENVIRONMENT.values())
     s = OperatorSettings.from_env(env)
@@ -67,6 +70,8 @@ def test_every_setting_is_read_from_its_variable():
     assert (s.region_policy_namespace, s.region_node_placement) == ("policies", True)
     assert (s.pool_memory, s.gateway_parent, s.inference_pool, s.endpoint_picker) == (
         "12Gi", "infra/edge", True, "picker:9002")
+    assert (s.operator_namespace, s.operator_pod_labels, s.model_server_url) == (
+        "kubeinfer", {"app": "op"}, "http://127.0.0.1:8080")
 
 
 @pytest.mark.parametrize(
