@@ -152,11 +152,23 @@ class RealCluster:
             if error.status != 404:
                 raise
 
+    def wait_until_served(self, crd: dict[str, Any]) -> None:
+        """Wait until the API server can list ``crd``'s objects. A CRD deleted while its
+        storage still initializes (just after its creation) stays Terminating for good:
+        the API server's finalizer fails to list its instances ("storage is (re)initializing")
+        and does not get past it."""
+        spec = crd["spec"]
+        version = next(v["name"] for v in spec["versions"] if v.get("storage"))
+        path = f"/apis/{spec['group']}/{version}/{spec['names']['plural']}"
+        self.wait_until(lambda: self.http.get(path, params={"limit": 1}).status_code == 200, timeout=60,
+                        message=f"the objects of {crd['metadata']['name']} listed")
+
     def reset(self) -> None:
         """Leave the cluster as a test found it: every namespace a test made is deleted and
         waited for, and the CRDs and kubeinfer's cluster-wide objects (RBAC, admission
         policies) a test installed go too."""
         for crd in self.list(CRDS):
+            self.wait_until_served(crd)
             self.delete_quietly(CRDS, None, crd["metadata"]["name"])
         for key in ("rbac.authorization.k8s.io/v1/clusterroles", "rbac.authorization.k8s.io/v1/clusterrolebindings",
                     "admissionregistration.k8s.io/v1/validatingadmissionpolicies",
