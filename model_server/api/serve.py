@@ -137,6 +137,18 @@ def build_pool_app(path: str | Path, secrets_dir: str | Path, make_backend: Call
     return create_app(store, lifespan=lifespan)
 
 
+def refused_to_start(exc: ElasticsearchError | OSError | yaml.YAMLError, config: str | Path) -> int:
+    """Say on stderr why the endpoint file at ``config`` cannot be served; the exit status."""
+    if isinstance(exc, ElasticsearchError):
+        reason = f"{exc.type}: {exc.reason}"
+    elif isinstance(exc, OSError):
+        reason = f"cannot read [{config}]: {exc.strerror or exc}"
+    else:
+        reason = f"[{config}] is not valid YAML: {exc}"
+    print(f"kubeinfer serve: {reason}", file=sys.stderr)
+    return 2
+
+
 def run_pool(args: argparse.Namespace, settings: ServerSettings) -> int:
     import uvicorn
 
@@ -145,15 +157,8 @@ def run_pool(args: argparse.Namespace, settings: ServerSettings) -> int:
 
     try:
         load_endpoints(args.config, args.secrets_dir)
-    except ElasticsearchError as exc:
-        print(f"kubeinfer serve: {exc.type}: {exc.reason}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"kubeinfer serve: cannot read [{args.config}]: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except yaml.YAMLError as exc:
-        print(f"kubeinfer serve: [{args.config}] is not valid YAML: {exc}", file=sys.stderr)
-        return 2
+    except (ElasticsearchError, OSError, yaml.YAMLError) as exc:
+        return refused_to_start(exc, args.config)
     app = build_pool_app(args.config, args.secrets_dir, make_backend)
     uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False)).run()
     return 0
@@ -174,15 +179,8 @@ def run(args: argparse.Namespace) -> int:
             outbound = OutboundHTTP(settings)
         backend = create_backend(config, cache_dir=getattr(args, "cache_dir", None), settings=settings,
                                  outbound=outbound)
-    except ElasticsearchError as exc:
-        print(f"kubeinfer serve: {exc.type}: {exc.reason}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"kubeinfer serve: cannot read [{args.config}]: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except yaml.YAMLError as exc:
-        print(f"kubeinfer serve: [{args.config}] is not valid YAML: {exc}", file=sys.stderr)
-        return 2
+    except (ElasticsearchError, OSError, yaml.YAMLError) as exc:
+        return refused_to_start(exc, args.config)
     return serve(config, backend, args.host, args.port, outbound=outbound)
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 
@@ -141,3 +142,18 @@ def test_serve_rejects_an_invalid_manifest_before_starting(tmp_path):
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 2
     assert "The [elasticsearch] service does not support task type [completion]" in output
+
+
+@pytest.mark.parametrize("pool", [(), ("--pool",)], ids=["one endpoint", "pool"])
+def test_serve_names_a_file_it_cannot_read_or_parse(tmp_path, pool):
+    missing = serve(tmp_path / "absent.yaml", free_port(), args=pool)
+    output, _ = missing.communicate(timeout=60)
+    assert missing.returncode == 2
+    assert f"kubeinfer serve: cannot read [{tmp_path / 'absent.yaml'}]: No such file or directory" in output
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("spec: [\n")
+    garbled = serve(broken, free_port(), args=pool)
+    output, _ = garbled.communicate(timeout=60)
+    assert garbled.returncode == 2
+    assert f"kubeinfer serve: [{broken}] is not valid YAML" in output
